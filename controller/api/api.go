@@ -1,0 +1,290 @@
+package api
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Routes of API v1. Every route but Healthz requires HeaderCapabilityVersion;
+// every route but Register and Healthz requires a node credential as
+// "Authorization: Bearer <credential>".
+const (
+	PathHealthz   = "/healthz"
+	PathRegister  = "/v1/register"   // POST RegisterRequest -> RegisterResponse
+	PathNetmap    = "/v1/netmap"     // GET ?since=REV&wait=SECONDS -> MapResponse
+	PathEndpoints = "/v1/endpoints"  // POST EndpointsRequest -> Node (self)
+	PathRotateKey = "/v1/rotate-key" // POST RotateKeyRequest -> Node (self)
+	PathLogout    = "/v1/logout"     // POST (empty body or {}) -> 204
+)
+
+// Limits of the API. Requests beyond them are refused with 400 or 413.
+const (
+	MaxBodyBytes     = 64 << 10 // request body size limit
+	MaxEndpoints     = 16
+	MaxBackends      = 8
+	MaxTags          = 16
+	MaxHostnameLen   = 63
+	DefaultWait      = 30 * time.Second // long-poll wait when ?wait is absent
+	MaxWait          = 120 * time.Second
+	DefaultBackend   = "wireguard"
+	CredentialPrefix = "rnc_"
+	AuthKeyPrefix    = "rnk_"
+)
+
+// NodeID names a node for as long as it exists. It is assigned by the
+// controller at registration and kept across re-registration.
+type NodeID string
+
+// RegisterRequest is the body of POST /v1/register.
+type RegisterRequest struct {
+	// AuthKey is a pre-auth key created with `rustynet-controller authkey create`.
+	AuthKey string `json:"auth_key"`
+	// NodeKey is the node's WireGuard public key.
+	NodeKey NodePublic `json:"node_key"`
+	// MachineKey identifies the machine. Registering again with the same
+	// machine key keeps the node's ID and addresses, but only when the
+	// request also carries that node's current credential.
+	MachineKey MachinePublic `json:"machine_key"`
+	// Hostname is the node's preferred name; the controller makes it a
+	// unique DNS label.
+	Hostname string `json:"hostname,omitempty"`
+	// Backends the node can speak, most preferred first. Absent means
+	// ["wireguard"].
+	Backends []string `json:"backends,omitempty"`
+	// Endpoints are the node's local UDP endpoints.
+	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	// ListenPort is the node's data-plane UDP port; the controller pairs it
+	// with the source address it observes.
+	ListenPort uint16 `json:"listen_port,omitempty"`
+}
+
+// RegisterResponse is the answer to a successful registration.
+type RegisterResponse struct {
+	Node Node `json:"node"`
+	// Credential authenticates every later request of this node, as
+	// "Authorization: Bearer <credential>". It is shown only here; the
+	// controller keeps only its hash.
+	Credential string `json:"credential"`
+}
+
+// EndpointsRequest is the body of POST /v1/endpoints.
+type EndpointsRequest struct {
+	Endpoints  []netip.AddrPort `json:"endpoints"`
+	ListenPort uint16           `json:"listen_port,omitempty"`
+}
+
+// RotateKeyRequest is the body of POST /v1/rotate-key.
+type RotateKeyRequest struct {
+	NodeKey NodePublic `json:"node_key"`
+}
+
+// Node is a node as the data plane sees it: the receiver's own entry in
+// MapResponse.Self, and each peer in Peers and PeersChanged.
+type Node struct {
+	ID   NodeID `json:"id"`
+	Name string `json:"name"`
+	// NodeKey is the WireGuard public key.
+	NodeKey NodePublic `json:"node_key"`
+	// Addresses are the node's mesh addresses (a /32 and a /128).
+	Addresses []netip.Prefix `json:"addresses"`
+	// AllowedIPs are the source addresses a peer may send from; route these
+	// to it.
+	AllowedIPs []netip.Prefix `json:"allowed_ips"`
+	// Endpoints are where the node may be reached: the ones it reported and
+	// the one the controller observed.
+	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	// Backends the node speaks, most preferred first.
+	Backends []string `json:"backends"`
+	Tags     []string `json:"tags,omitempty"`
+	// AllowOut says the receiver may open connections to this peer; AllowIn
+	// says this peer may open connections to the receiver. A peer is sent
+	// only when at least one is true. Unset in Self.
+	AllowOut bool `json:"allow_out,omitempty"`
+	AllowIn  bool `json:"allow_in,omitempty"`
+}
+
+// MapResponse is the answer to GET /v1/netmap.
+//
+// A Full response replaces the receiver's whole view: Self and the complete
+// Peers list. A delta (Full false) applies PeersChanged (insert or replace
+// by ID) and PeersRemoved to the previous view, and replaces Self if set. A
+// delta with nothing in it only advances Revision. Send the last Revision
+// back as ?since= to get the next change.
+type MapResponse struct {
+	Revision     uint64   `json:"revision"`
+	Full         bool     `json:"full"`
+	Self         *Node    `json:"self,omitempty"`
+	Peers        []Node   `json:"peers,omitempty"`
+	PeersChanged []Node   `json:"peers_changed,omitempty"`
+	PeersRemoved []NodeID `json:"peers_removed,omitempty"`
+}
+
+// ErrorBody is the body of every error response.
+type ErrorBody struct {
+	Error *Error `json:"error"`
+}
+
+// Error is a refusal: a stable machine-readable code and a message that
+// says why.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Status is the HTTP status; it is not sent on the wire.
+	Status int `json:"-"`
+}
+
+func (e *Error) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
+	}
+	return fmt.Sprintf("%s (%s)", e.Message, e.Code)
+}
+
+// Error codes. They are stable within API v1.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeBodyTooLarge     = "body_too_large"
+	CodeUnauthorized     = "unauthorized"
+	CodeInvalidAuthKey   = "invalid_auth_key"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeConflict         = "conflict"
+	CodePoolExhausted    = "address_pool_exhausted"
+	CodeUpgradeRequired  = "upgrade_required"
+	CodeUnavailable      = "unavailable"
+	CodeInternal         = "internal"
+)
+
+var (
+	tagRE     = regexp.MustCompile(`^tag:[a-z0-9][a-z0-9-]{0,62}$`)
+	backendRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+)
+
+// ValidTag reports whether s is a well-formed tag ("tag:" and a lowercase
+// DNS label).
+func ValidTag(s string) bool { return tagRE.MatchString(s) }
+
+// ValidateTags checks a list of tags.
+func ValidateTags(tags []string) error {
+	if len(tags) > MaxTags {
+		return fmt.Errorf("at most %d tags, got %d", MaxTags, len(tags))
+	}
+	seen := make(map[string]bool, len(tags))
+	for _, t := range tags {
+		if !ValidTag(t) {
+			return fmt.Errorf("tag %q: want \"tag:\" followed by lowercase letters, digits and dashes", truncate(t, 70))
+		}
+		if seen[t] {
+			return fmt.Errorf("tag %q given twice", t)
+		}
+		seen[t] = true
+	}
+	return nil
+}
+
+// Validate checks a registration request and fills in defaults.
+func (r *RegisterRequest) Validate() error {
+	if r.AuthKey == "" {
+		return fmt.Errorf("auth_key is required")
+	}
+	if r.NodeKey.IsZero() {
+		return fmt.Errorf("node_key is required")
+	}
+	if r.MachineKey.IsZero() {
+		return fmt.Errorf("machine_key is required")
+	}
+	if [KeyLen]byte(r.NodeKey) == [KeyLen]byte(r.MachineKey) {
+		return fmt.Errorf("node_key and machine_key must differ")
+	}
+	if len(r.Hostname) > 255 {
+		return fmt.Errorf("hostname is longer than 255 bytes")
+	}
+	if len(r.Backends) == 0 {
+		r.Backends = []string{DefaultBackend}
+	}
+	if err := validateBackends(r.Backends); err != nil {
+		return err
+	}
+	return validateEndpoints(r.Endpoints)
+}
+
+// Validate checks an endpoints report.
+func (r *EndpointsRequest) Validate() error { return validateEndpoints(r.Endpoints) }
+
+// Validate checks a key rotation request.
+func (r *RotateKeyRequest) Validate() error {
+	if r.NodeKey.IsZero() {
+		return fmt.Errorf("node_key is required")
+	}
+	return nil
+}
+
+func validateBackends(bs []string) error {
+	if len(bs) > MaxBackends {
+		return fmt.Errorf("at most %d backends, got %d", MaxBackends, len(bs))
+	}
+	seen := make(map[string]bool, len(bs))
+	for _, b := range bs {
+		if !backendRE.MatchString(b) {
+			return fmt.Errorf("backend %q: want a lowercase name of letters, digits and dashes", truncate(b, 40))
+		}
+		if seen[b] {
+			return fmt.Errorf("backend %q given twice", b)
+		}
+		seen[b] = true
+	}
+	return nil
+}
+
+func validateEndpoints(eps []netip.AddrPort) error {
+	if len(eps) > MaxEndpoints {
+		return fmt.Errorf("at most %d endpoints, got %d", MaxEndpoints, len(eps))
+	}
+	for _, ep := range eps {
+		if !ep.IsValid() || ep.Port() == 0 {
+			return fmt.Errorf("endpoint %s: want an address and a non-zero port", ep)
+		}
+		if a := ep.Addr(); a.IsUnspecified() || a.IsMulticast() {
+			return fmt.Errorf("endpoint %s: unspecified and multicast addresses cannot be endpoints", ep)
+		}
+	}
+	return nil
+}
+
+// Hostname turns a requested hostname into a DNS label: lowercase letters,
+// digits and dashes, at most MaxHostnameLen bytes, "node" if nothing is left.
+func Hostname(s string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		if b.Len() >= MaxHostnameLen {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+			dash = false
+		case r == '.':
+			// Keep the first label of a fully qualified name.
+			return trimDash(b.String())
+		default:
+			if b.Len() > 0 && !dash {
+				b.WriteByte('-')
+				dash = true
+			}
+		}
+	}
+	return trimDash(b.String())
+}
+
+func trimDash(s string) string {
+	s = strings.Trim(s, "-")
+	if s == "" {
+		return "node"
+	}
+	return s
+}

@@ -1,0 +1,83 @@
+package api
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestParseNodePublic(t *testing.T) {
+	good := "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+	k, err := ParseNodePublic(good)
+	if err != nil || k.String() != good || k[0] != 1 || k[31] != 32 {
+		t.Fatalf("ParseNodePublic(%q) = %v, %v", good, k, err)
+	}
+	for _, bad := range []string{
+		"",
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", // zero key
+		"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA",  // 43 characters
+		"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyB=", // non-canonical padding bits
+		"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHy80", // decodes to 33 bytes (found by fuzzing: it used to panic)
+		"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eH!A=",
+	} {
+		if _, err := ParseNodePublic(bad); err == nil {
+			t.Errorf("ParseNodePublic(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+func TestKeyJSON(t *testing.T) {
+	var r RotateKeyRequest
+	if err := json.Unmarshal([]byte(`{"node_key":"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(r)
+	if string(out) != `{"node_key":"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}` {
+		t.Errorf("round trip = %s", out)
+	}
+	if err := json.Unmarshal([]byte(`{"node_key":"nope"}`), &r); err == nil || !strings.Contains(err.Error(), "node key") {
+		t.Errorf("bad key error = %v, want one naming the node key", err)
+	}
+}
+
+func TestHostname(t *testing.T) {
+	for in, want := range map[string]string{
+		"laptop":                "laptop",
+		"My Laptop":             "my-laptop",
+		"web-1.example.com":     "web-1",
+		"":                      "node",
+		"---":                   "node",
+		"ÜBER_host!!":           "ber-host",
+		strings.Repeat("a", 80): strings.Repeat("a", 63),
+	} {
+		if got := Hostname(in); got != want {
+			t.Errorf("Hostname(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCapabilityVersion(t *testing.T) {
+	if v, err := ParseCapabilityVersion("1"); err != nil || v != 1 {
+		t.Errorf("ParseCapabilityVersion(1) = %v, %v", v, err)
+	}
+	for _, bad := range []string{"", "-1", "x", "1.0", "99999999999"} {
+		if _, err := ParseCapabilityVersion(bad); err == nil {
+			t.Errorf("ParseCapabilityVersion(%q) succeeded, want an error", bad)
+		}
+	}
+	// The history is append-only and ends at the current version.
+	for i, r := range History {
+		if r.Version != CapabilityVersion(i+1) || r.Date == "" || r.Release == "" || r.Change == "" {
+			t.Errorf("History[%d] = %+v, want version %d with a date, release and change", i, r, i+1)
+		}
+	}
+	if last := History[len(History)-1].Version; last != CurrentCapabilityVersion {
+		t.Errorf("History ends at %d, CurrentCapabilityVersion is %d", last, CurrentCapabilityVersion)
+	}
+	if MinSupportedCapabilityVersion > CurrentCapabilityVersion || ReleaseFor(MinSupportedCapabilityVersion) == "" {
+		t.Errorf("MinSupportedCapabilityVersion %d is not in History", MinSupportedCapabilityVersion)
+	}
+	if msg := UpgradeMessage(0); !strings.Contains(msg, "upgrade rustynetd to") {
+		t.Errorf("UpgradeMessage(0) = %q, want it to say what to upgrade to", msg)
+	}
+}

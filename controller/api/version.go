@@ -1,0 +1,104 @@
+// Package api holds the wire types of the Rustynet control API: the only
+// controller package a node imports.
+//
+// Compatibility is recorded here, in the manner of Tailscale's tailcfg: a
+// single, monotonically increasing CapabilityVersion with a dated history of
+// what each bump means. Within API major version 1 the types change only
+// additively; a field added after version 1 says from which version it may be
+// present, and a client must accept its absence from an older controller.
+package api
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// CapabilityVersion identifies what a client or controller understands. It
+// only ever increases; every request carries the client's value in the
+// HeaderCapabilityVersion header and every response carries the
+// controller's.
+type CapabilityVersion int
+
+// Revision is one entry in the dated history of CapabilityVersion.
+type Revision struct {
+	Version CapabilityVersion
+	Date    string // YYYY-MM-DD, when the bump landed
+	Release string // the first release that speaks it
+	Change  string // what a peer of this version may rely on
+}
+
+// History is the complete, append-only record of capability versions.
+// Never edit or remove an entry: append a new one and bump
+// CurrentCapabilityVersion.
+var History = []Revision{
+	{
+		Version: 1,
+		Date:    "2026-11-25",
+		Release: "v0.1.0",
+		Change: "API v1: POST /v1/register with a pre-auth key, node key and machine key; " +
+			"bearer node credentials; GET /v1/netmap long-poll with full and delta map " +
+			"responses; POST /v1/endpoints, /v1/rotate-key, /v1/logout; JSON error bodies.",
+	},
+}
+
+const (
+	// CurrentCapabilityVersion is what this build speaks.
+	CurrentCapabilityVersion CapabilityVersion = 1
+
+	// MinSupportedCapabilityVersion is the oldest client the controller
+	// serves. Raising it follows the deprecation process in
+	// documents/policies: announce, keep serving for the support window,
+	// then raise. Older clients get 426 Upgrade Required.
+	MinSupportedCapabilityVersion CapabilityVersion = 1
+)
+
+// Header names used by the API.
+const (
+	// HeaderCapabilityVersion carries the sender's CapabilityVersion as a
+	// decimal integer, on every request and every response.
+	HeaderCapabilityVersion = "Rustynet-Capability-Version"
+	// HeaderMinCapabilityVersion carries the controller's
+	// MinSupportedCapabilityVersion on every response.
+	HeaderMinCapabilityVersion = "Rustynet-Min-Capability-Version"
+)
+
+// ParseCapabilityVersion parses a HeaderCapabilityVersion value.
+func ParseCapabilityVersion(s string) (CapabilityVersion, error) {
+	if s == "" {
+		return 0, fmt.Errorf("missing %s header", HeaderCapabilityVersion)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || len(s) > 9 {
+		return 0, fmt.Errorf("%s header %q is not a non-negative integer", HeaderCapabilityVersion, truncate(s, 32))
+	}
+	return CapabilityVersion(n), nil
+}
+
+func (v CapabilityVersion) String() string { return strconv.Itoa(int(v)) }
+
+// ReleaseFor names the first release that speaks v, or "" if v is unknown.
+func ReleaseFor(v CapabilityVersion) string {
+	for _, r := range History {
+		if r.Version == v {
+			return r.Release
+		}
+	}
+	return ""
+}
+
+// UpgradeMessage says what a client of version v must upgrade to. It is the
+// message of a 426 response.
+func UpgradeMessage(v CapabilityVersion) string {
+	msg := fmt.Sprintf("client capability version %d is no longer supported; the oldest supported is %d", v, MinSupportedCapabilityVersion)
+	if rel := ReleaseFor(MinSupportedCapabilityVersion); rel != "" {
+		msg += fmt.Sprintf(": upgrade rustynetd to %s or later", rel)
+	}
+	return msg
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
