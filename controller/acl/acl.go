@@ -1,0 +1,305 @@
+// Package acl parses and evaluates the controller's ACL policy: which nodes
+// may open connections to which, by tag and by node. Nothing is allowed
+// unless a rule allows it; with no policy set at all, every node may reach
+// every other (AllowAll).
+//
+// A policy is YAML:
+//
+//	acls:
+//	  - action: accept
+//	    src: ["tag:web", "node:laptop"]
+//	    dst: ["tag:db"]
+//
+// Selectors are "*" (every node), "tag:NAME" (nodes registered with a key
+// carrying that tag) and "node:NAME" (a node by its name or ID).
+package acl
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/rustynet/rustynet/controller/api"
+)
+
+// Limits on a policy.
+const (
+	MaxPolicyBytes      = 1 << 20
+	MaxRules            = 10000
+	MaxSelectorsPerSide = 1000
+)
+
+// ParseError is a refused policy: the line (1-based; 0 when the whole
+// document is at fault) and the reason.
+type ParseError struct {
+	Line int
+	Msg  string
+}
+
+func (e *ParseError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("policy line %d: %s", e.Line, e.Msg)
+	}
+	return "policy: " + e.Msg
+}
+
+// Subject is a node as rules see it.
+type Subject struct {
+	ID   api.NodeID
+	Name string
+	Tags []string
+}
+
+// Policy is a parsed policy. The zero value denies everything; use
+// AllowAll for the default.
+type Policy struct {
+	allowAll bool
+	rules    []rule
+}
+
+type rule struct {
+	line     int
+	src, dst []selector
+}
+
+type selectorKind int
+
+const (
+	selAny selectorKind = iota
+	selTag
+	selNode
+)
+
+type selector struct {
+	kind  selectorKind
+	value string
+}
+
+// AllowAll is the policy in force when none was ever set.
+func AllowAll() *Policy { return &Policy{allowAll: true} }
+
+// IsAllowAll reports whether p is the default allow-all policy.
+func (p *Policy) IsAllowAll() bool { return p.allowAll }
+
+// Allows reports whether src may open connections to dst.
+func (p *Policy) Allows(src, dst *Subject) bool {
+	if p.allowAll {
+		return true
+	}
+	for i := range p.rules {
+		r := &p.rules[i]
+		if matchAny(r.src, src) && matchAny(r.dst, dst) {
+			return true
+		}
+	}
+	return false
+}
+
+// Visible reports whether a and b are peers: either may reach the other.
+func (p *Policy) Visible(a, b *Subject) bool { return p.Allows(a, b) || p.Allows(b, a) }
+
+func matchAny(sels []selector, s *Subject) bool {
+	for _, sel := range sels {
+		switch sel.kind {
+		case selAny:
+			return true
+		case selTag:
+			if slices.Contains(s.Tags, sel.value) {
+				return true
+			}
+		case selNode:
+			if sel.value == s.Name || sel.value == string(s.ID) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+type rawPolicy struct {
+	ACLs []rawRule `yaml:"acls"`
+}
+
+type rawRule struct {
+	line   int
+	action string
+	src    []selector
+	dst    []selector
+}
+
+var nodeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// UnmarshalYAML decodes a rule, refusing unknown fields with their line.
+func (r *rawRule) UnmarshalYAML(value *yaml.Node) error {
+	r.line = value.Line
+	if value.Kind != yaml.MappingNode {
+		return &ParseError{value.Line, "a rule must be a mapping with action, src and dst"}
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(value.Content); i += 2 {
+		k, v := value.Content[i], value.Content[i+1]
+		seen[k.Value] = true
+		switch k.Value {
+		case "action":
+			if v.Kind != yaml.ScalarNode || v.Value != "accept" {
+				return &ParseError{v.Line, fmt.Sprintf("action %q: the only action is \"accept\" (anything not accepted is denied)", trunc(v.Value))}
+			}
+			r.action = v.Value
+		case "src", "dst":
+			sels, err := decodeSelectors(k.Value, v)
+			if err != nil {
+				return err
+			}
+			if k.Value == "src" {
+				r.src = sels
+			} else {
+				r.dst = sels
+			}
+		default:
+			return &ParseError{k.Line, fmt.Sprintf("unknown field %q in rule (want action, src, dst)", trunc(k.Value))}
+		}
+	}
+	for _, f := range []string{"action", "src", "dst"} {
+		if !seen[f] {
+			return &ParseError{value.Line, fmt.Sprintf("rule has no %s", f)}
+		}
+	}
+	return nil
+}
+
+func decodeSelectors(field string, v *yaml.Node) ([]selector, error) {
+	if v.Kind != yaml.SequenceNode {
+		return nil, &ParseError{v.Line, fmt.Sprintf("%s must be a list of selectors", field)}
+	}
+	if len(v.Content) == 0 {
+		return nil, &ParseError{v.Line, fmt.Sprintf("%s is empty: a rule must name at least one selector on each side", field)}
+	}
+	if len(v.Content) > MaxSelectorsPerSide {
+		return nil, &ParseError{v.Line, fmt.Sprintf("%s has %d selectors, at most %d allowed", field, len(v.Content), MaxSelectorsPerSide)}
+	}
+	sels := make([]selector, 0, len(v.Content))
+	for _, item := range v.Content {
+		if item.Kind != yaml.ScalarNode {
+			return nil, &ParseError{item.Line, fmt.Sprintf("%s: each selector must be a string", field)}
+		}
+		sel, err := parseSelector(item.Value)
+		if err != nil {
+			return nil, &ParseError{item.Line, err.Error()}
+		}
+		sels = append(sels, sel)
+	}
+	return sels, nil
+}
+
+func parseSelector(s string) (selector, error) {
+	switch {
+	case s == "*":
+		return selector{kind: selAny}, nil
+	case strings.HasPrefix(s, "tag:"):
+		if !api.ValidTag(s) {
+			return selector{}, fmt.Errorf("selector %q: a tag is \"tag:\" and a lowercase name of letters, digits and dashes", trunc(s))
+		}
+		return selector{kind: selTag, value: s}, nil
+	case strings.HasPrefix(s, "node:"):
+		name := strings.TrimPrefix(s, "node:")
+		if !nodeNameRE.MatchString(name) {
+			return selector{}, fmt.Errorf("selector %q: a node is \"node:\" and its name or ID", trunc(s))
+		}
+		return selector{kind: selNode, value: name}, nil
+	default:
+		return selector{}, fmt.Errorf("selector %q: want \"*\", \"tag:NAME\" or \"node:NAME\"", trunc(s))
+	}
+}
+
+var lineRE = regexp.MustCompile(`line (\d+)`)
+
+// Parse parses and checks a policy. The error is a *ParseError saying on
+// which line and why.
+func Parse(data []byte) (*Policy, error) {
+	if len(data) > MaxPolicyBytes {
+		return nil, &ParseError{0, fmt.Sprintf("policy is %d bytes, at most %d allowed", len(data), MaxPolicyBytes)}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var raw rawPolicy
+	if err := dec.Decode(&raw); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &ParseError{0, "policy is empty; to deny everything write \"acls: []\""}
+		}
+		return nil, yamlError(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, yamlError(err)
+		}
+		return nil, &ParseError{extra.Line, "a policy is one YAML document; found a second"}
+	}
+	if raw.ACLs == nil {
+		// Distinguish "acls: []" (deny all) from a document without acls.
+		var doc yaml.Node
+		if err := yaml.Unmarshal(data, &doc); err == nil && !hasKey(&doc, "acls") {
+			return nil, &ParseError{1, "policy has no \"acls\" list; to deny everything write \"acls: []\""}
+		}
+	}
+	if len(raw.ACLs) > MaxRules {
+		return nil, &ParseError{0, fmt.Sprintf("policy has %d rules, at most %d allowed", len(raw.ACLs), MaxRules)}
+	}
+	p := &Policy{rules: make([]rule, len(raw.ACLs))}
+	for i, r := range raw.ACLs {
+		p.rules[i] = rule{line: r.line, src: r.src, dst: r.dst}
+	}
+	return p, nil
+}
+
+func hasKey(doc *yaml.Node, key string) bool {
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return false
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+// yamlError turns a yaml.v3 error into a *ParseError, keeping its line and
+// dropping Go type names.
+func yamlError(err error) error {
+	var pe *ParseError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	msg := err.Error()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.ReplaceAll(msg, "in type acl.rawPolicy", "in policy (want acls)")
+	msg = strings.ReplaceAll(msg, "into []acl.rawRule", "into a list of rules")
+	msg = strings.ReplaceAll(msg, "into acl.rawPolicy", "into a policy (want a mapping with acls)")
+	line := 0
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = strings.TrimSpace(strings.Replace(msg, m[0]+":", "", 1))
+		msg = strings.TrimSpace(strings.Replace(msg, m[0], "", 1))
+	}
+	return &ParseError{line, msg}
+}
+
+func trunc(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}

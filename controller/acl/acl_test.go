@@ -1,0 +1,126 @@
+package acl
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const webDB = `# web may reach db; ops may reach everything
+acls:
+  - action: accept
+    src: ["tag:web"]
+    dst: ["tag:db"]
+  - action: accept
+    src: ["node:ops"]
+    dst: ["*"]
+`
+
+func TestAllows(t *testing.T) {
+	p, err := Parse([]byte(webDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := &Subject{ID: "n1", Name: "web1", Tags: []string{"tag:web"}}
+	db := &Subject{ID: "n2", Name: "db1", Tags: []string{"tag:db"}}
+	ops := &Subject{ID: "n3", Name: "ops"}
+	other := &Subject{ID: "n4", Name: "other"}
+	for _, c := range []struct {
+		src, dst *Subject
+		want     bool
+	}{
+		{web, db, true},
+		{db, web, false},
+		{web, other, false},
+		{ops, other, true},
+		{ops, db, true},
+		{other, ops, false},
+	} {
+		if got := p.Allows(c.src, c.dst); got != c.want {
+			t.Errorf("Allows(%s, %s) = %v, want %v", c.src.Name, c.dst.Name, got, c.want)
+		}
+	}
+	if !p.Visible(db, web) {
+		t.Error("Visible(db, web) = false, want true (web may reach db)")
+	}
+	if p.Visible(web, other) {
+		t.Error("Visible(web, other) = true, want false")
+	}
+	byID := &Subject{ID: "ops", Name: "renamed"}
+	if !p.Allows(byID, db) {
+		t.Error("node:ops did not match a node whose ID is ops")
+	}
+}
+
+func TestAllowAllAndDenyAll(t *testing.T) {
+	a, b := &Subject{ID: "n1", Name: "a"}, &Subject{ID: "n2", Name: "b"}
+	if !AllowAll().Allows(a, b) || !AllowAll().IsAllowAll() {
+		t.Error("AllowAll does not allow")
+	}
+	p, err := Parse([]byte("acls: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Allows(a, b) || p.IsAllowAll() {
+		t.Error(`"acls: []" allows a connection, want deny all`)
+	}
+}
+
+func TestParseRefusals(t *testing.T) {
+	for _, c := range []struct {
+		policy   string
+		wantLine int
+		wantMsg  string
+	}{
+		{"", 0, "empty"},
+		{"nothing: here\n", 1, "field nothing not found"},
+		{"# comment only\nversion: 1\n", 2, "field version not found"},
+		{"acls:\n  - action: accept\n    src: [\"tag:web\"]\n    dst: [\"tag:Bad\"]\n", 4, `selector "tag:Bad"`},
+		{"acls:\n  - action: allow\n    src: ['*']\n    dst: ['*']\n", 2, `action "allow"`},
+		{"acls:\n  - action: accept\n    src: ['*']\n    dst: ['*']\n    ports: [22]\n", 5, `unknown field "ports"`},
+		{"acls:\n  - action: accept\n    dst: ['*']\n", 2, "rule has no src"},
+		{"acls:\n  - action: accept\n    src: []\n    dst: ['*']\n", 3, "src is empty"},
+		{"acls:\n  - action: accept\n    src: ['*'\n", 2, "did not find expected"},
+		{"acls: []\n---\nacls: []\n", 2, "second"},
+		{"acls:\n  - action: accept\n    src: ['user:bob']\n    dst: ['*']\n", 3, "want \"*\""},
+	} {
+		_, err := Parse([]byte(c.policy))
+		var pe *ParseError
+		if !errors.As(err, &pe) {
+			t.Errorf("Parse(%q) error = %v, want a *ParseError", c.policy, err)
+			continue
+		}
+		if pe.Line != c.wantLine || !strings.Contains(pe.Msg, c.wantMsg) {
+			t.Errorf("Parse(%q) = line %d %q, want line %d containing %q", c.policy, pe.Line, pe.Msg, c.wantLine, c.wantMsg)
+		}
+	}
+}
+
+func TestParseRefusesOversizedPolicy(t *testing.T) {
+	big := "acls: []\n#" + strings.Repeat("x", MaxPolicyBytes)
+	if _, err := Parse([]byte(big)); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("Parse(%d bytes) error = %v, want a size refusal", len(big), err)
+	}
+}
+
+// FuzzParse checks that no input crashes the parser, that every refusal is a
+// *ParseError with a message, and that an accepted policy can be evaluated.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{webDB, "", "acls: []", "acls:\n  - action: accept\n    src: ['*']\n    dst: ['*']\n",
+		"acls: [\n", "a: &a [*a, *a]\nacls: []\n", "acls:\n  - {action: accept, src: ['node:x'], dst: ['tag:y']}\n",
+		"%YAML 1.1\n---\nacls: []\n", "acls: !!binary aGVsbG8=\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse(data)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) || pe.Msg == "" {
+				t.Fatalf("Parse(%q) error %v (%T) is not a *ParseError with a message", data, err, err)
+			}
+			return
+		}
+		s := &Subject{ID: "n1", Name: "x", Tags: []string{"tag:y"}}
+		p.Allows(s, s)
+	})
+}
