@@ -1,0 +1,353 @@
+// Package certs keeps the controller's TLS identity: a private CA created on
+// first start (DIR/tls/ca.pem, which nodes trust) and a server certificate
+// it signs for the controller's addresses and names. The server certificate
+// is reissued when it no longer covers the names asked for or nears expiry;
+// the CA stays, so nodes keep trusting the controller.
+package certs
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+)
+
+// File names inside the TLS directory.
+const (
+	CAFile         = "ca.pem"
+	CAKeyFile      = "ca.key"
+	ServerFile     = "server.pem"
+	ServerKeyFile  = "server.key"
+	caValidity     = 10 * 365 * 24 * time.Hour
+	serverValidity = 397 * 24 * time.Hour // the CA/Browser Forum's ceiling
+	renewBefore    = 30 * 24 * time.Hour
+)
+
+// Manager holds the CA and the current server certificate.
+type Manager struct {
+	dir   string
+	names []string // DNS names
+	ips   []netip.Addr
+	now   func() time.Time
+
+	caCert *x509.Certificate
+	caKey  crypto.Signer
+
+	mu   sync.Mutex
+	cert *tls.Certificate
+}
+
+// Hosts are what a server certificate must cover.
+type Hosts struct {
+	Names []string
+	IPs   []netip.Addr
+}
+
+// Open loads or creates the CA and server certificate in dir (created 0700
+// if missing). now is the clock (time.Now when nil).
+func Open(dir string, hosts Hosts, now func() time.Time) (*Manager, error) {
+	if now == nil {
+		now = time.Now
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("tls dir: %w", err)
+	}
+	m := &Manager{dir: dir, now: now}
+	for _, n := range hosts.Names {
+		if !slices.Contains(m.names, n) {
+			m.names = append(m.names, n)
+		}
+	}
+	for _, ip := range hosts.IPs {
+		ip = ip.Unmap()
+		if !slices.Contains(m.ips, ip) {
+			m.ips = append(m.ips, ip)
+		}
+	}
+	if err := m.loadOrCreateCA(); err != nil {
+		return nil, err
+	}
+	if err := m.loadOrIssueServer(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// CAFile returns the path of the CA certificate nodes must trust.
+func (m *Manager) CAFile() string { return filepath.Join(m.dir, CAFile) }
+
+// TLSConfig returns the server's TLS configuration: TLS 1.3 only, and the
+// server certificate, reissued in place when it nears expiry.
+func (m *Manager) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return m.current()
+		},
+	}
+}
+
+func (m *Manager) current() (*tls.Certificate, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.now().Add(renewBefore).After(m.cert.Leaf.NotAfter) {
+		if err := m.issueServerLocked(); err != nil {
+			return nil, err
+		}
+	}
+	return m.cert, nil
+}
+
+// Leaf returns the current server certificate.
+func (m *Manager) Leaf() *x509.Certificate {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cert.Leaf
+}
+
+func (m *Manager) loadOrCreateCA() error {
+	certPath, keyPath := filepath.Join(m.dir, CAFile), filepath.Join(m.dir, CAKeyFile)
+	cert, key, err := loadPair(certPath, keyPath)
+	if err == nil {
+		if !cert.IsCA {
+			return fmt.Errorf("%s is not a CA certificate", certPath)
+		}
+		m.caCert, m.caKey = cert, key
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := m.now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "Rustynet controller CA", Organization: []string{"Rustynet"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(caValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return fmt.Errorf("create CA: %w", err)
+	}
+	if err := writePair(certPath, keyPath, der, key); err != nil {
+		return err
+	}
+	m.caCert, _ = x509.ParseCertificate(der)
+	m.caKey = key
+	return nil
+}
+
+func (m *Manager) loadOrIssueServer() error {
+	certPath, keyPath := filepath.Join(m.dir, ServerFile), filepath.Join(m.dir, ServerKeyFile)
+	cert, key, err := loadPair(certPath, keyPath)
+	switch {
+	case err == nil:
+		if m.covers(cert) && cert.CheckSignatureFrom(m.caCert) == nil && m.now().Add(renewBefore).Before(cert.NotAfter) {
+			m.cert = &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+			return nil
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.issueServerLocked()
+}
+
+// covers reports whether cert names every host asked for.
+func (m *Manager) covers(cert *x509.Certificate) bool {
+	for _, n := range m.names {
+		if !slices.Contains(cert.DNSNames, n) {
+			return false
+		}
+	}
+	for _, ip := range m.ips {
+		if !slices.ContainsFunc(cert.IPAddresses, func(c net.IP) bool {
+			a, ok := netip.AddrFromSlice(c)
+			return ok && a.Unmap() == ip
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Manager) issueServerLocked() error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := m.now()
+	notAfter := now.Add(serverValidity)
+	if notAfter.After(m.caCert.NotAfter) {
+		notAfter = m.caCert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "Rustynet controller", Organization: []string{"Rustynet"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     m.names,
+	}
+	for _, ip := range m.ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IP(ip.AsSlice()))
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, m.caCert, key.Public(), m.caKey)
+	if err != nil {
+		return fmt.Errorf("issue server certificate: %w", err)
+	}
+	if err := writePair(filepath.Join(m.dir, ServerFile), filepath.Join(m.dir, ServerKeyFile), der, key); err != nil {
+		return err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	m.cert = &tls.Certificate{Certificate: [][]byte{der, m.caCert.Raw}, PrivateKey: key, Leaf: leaf}
+	return nil
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return n
+}
+
+func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	cb, _ := pem.Decode(certPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" {
+		return nil, nil, fmt.Errorf("%s: no CERTIFICATE block", certPath)
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", certPath, err)
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil || kb.Type != "PRIVATE KEY" {
+		return nil, nil, fmt.Errorf("%s: no PRIVATE KEY block", keyPath)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: key of type %T cannot sign", keyPath, k)
+	}
+	return cert, signer, nil
+}
+
+// writePair writes the key first (0600), then the certificate (0644), each
+// through a temporary file and a rename so a crash leaves the old pair or
+// the new one, never half of either.
+func writePair(certPath, keyPath string, der []byte, key crypto.Signer) error {
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// HostsFor returns what a server listening on listen (host:port) must
+// cover, plus extra names or IPs. An unspecified listen address (":8443",
+// "0.0.0.0:8443", "[::]:8443") covers localhost, the hostname and every
+// address of every local interface.
+func HostsFor(listen string, extra []string) (Hosts, error) {
+	var h Hosts
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return h, fmt.Errorf("listen address %q: %w", listen, err)
+	}
+	add := func(s string) {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			h.IPs = append(h.IPs, ip.Unmap())
+		} else if s != "" {
+			h.Names = append(h.Names, s)
+		}
+	}
+	ip, err := netip.ParseAddr(host)
+	switch {
+	case host == "" || (err == nil && ip.IsUnspecified()):
+		add("localhost")
+		if hn, err := os.Hostname(); err == nil {
+			add(hn)
+		}
+		addrs, err := net.InterfaceAddrs()
+		if err != nil {
+			return h, fmt.Errorf("list interface addresses: %w", err)
+		}
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				add(p.Addr().String())
+			}
+		}
+	default:
+		add(host)
+	}
+	for _, e := range extra {
+		add(e)
+	}
+	return h, nil
+}
