@@ -1,0 +1,195 @@
+package controller
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/acl"
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/store"
+)
+
+// AdminHandler returns the admin API. Serve it only on a private unix
+// socket (see ListenAdmin): it has no authentication of its own.
+func (s *Server) AdminHandler() http.Handler {
+	rt := newRouter(s, false)
+	rt.handle(http.MethodGet, api.AdminPathAuthKeys, s.listAuthKeys)
+	rt.handle(http.MethodPost, api.AdminPathAuthKeys, s.createAuthKey)
+	rt.handle(http.MethodDelete, api.AdminPathAuthKey, s.revokeAuthKey)
+	rt.handle(http.MethodGet, api.AdminPathNodes, s.listNodes)
+	rt.handle(http.MethodDelete, api.AdminPathNode, s.removeNode)
+	rt.handle(http.MethodGet, api.AdminPathPolicy, s.getPolicy)
+	rt.handle(http.MethodPut, api.AdminPathPolicy, s.setPolicy)
+	rt.handle(http.MethodGet, api.AdminPathBackup, s.backup)
+	return rt
+}
+
+func notFound(format string, args ...any) *api.Error {
+	return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf(format, args...)}
+}
+
+func authKeyView(k *store.AuthKey) api.AuthKey {
+	return api.AuthKey{
+		ID: k.ID, Description: k.Description, Reusable: k.Reusable, Tags: k.Tags,
+		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, Uses: k.Uses, RevokedAt: k.RevokedAt,
+	}
+}
+
+func (s *Server) createAuthKey(w http.ResponseWriter, r *http.Request) error {
+	req, err := decode[api.CreateAuthKeyRequest](r.Body)
+	if err != nil {
+		return err
+	}
+	id := randomHex(6)
+	secret, _ := newSecret()
+	now := s.now().UTC()
+	k := &store.AuthKey{
+		ID:          id,
+		Hash:        sha256.Sum256([]byte(secret)),
+		Description: req.Description,
+		Reusable:    req.Reusable,
+		Tags:        req.Tags,
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(time.Duration(req.TTLSeconds) * time.Second),
+	}
+	if _, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
+		if _, err := tx.AuthKey(id); err == nil {
+			return effect{}, nil, fmt.Errorf("auth key ID %s collided; retry", id)
+		}
+		return effect{}, nil, tx.PutAuthKey(k)
+	}); err != nil {
+		return err
+	}
+	s.log.Info("auth key created", "auth_key", id, "reusable", k.Reusable, "tags", k.Tags, "expires", k.ExpiresAt)
+	return writeJSON(w, http.StatusCreated, api.CreateAuthKeyResponse{
+		AuthKey: authKeyView(k),
+		Key:     api.AuthKeyPrefix + id + "_" + secret,
+	})
+}
+
+func (s *Server) listAuthKeys(w http.ResponseWriter, r *http.Request) error {
+	keys := []api.AuthKey{}
+	if err := s.store.View(r.Context(), func(tx store.Tx) error {
+		return tx.ForEachAuthKey(func(k *store.AuthKey) error {
+			keys = append(keys, authKeyView(k))
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].CreatedAt.Before(keys[j].CreatedAt) })
+	return writeJSON(w, http.StatusOK, keys)
+}
+
+func (s *Server) revokeAuthKey(w http.ResponseWriter, r *http.Request) error {
+	id := pathID(r)
+	res, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
+		k, err := tx.AuthKey(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return effect{}, nil, notFound("no auth key %s", truncate(id, 40))
+		}
+		if err != nil {
+			return effect{}, nil, err
+		}
+		if k.RevokedAt != nil {
+			return effect{}, k, nil // already revoked: idempotent
+		}
+		now := s.now().UTC()
+		k.RevokedAt = &now
+		return effect{}, k, tx.PutAuthKey(k)
+	})
+	if err != nil {
+		return err
+	}
+	k := res.(*store.AuthKey)
+	s.log.Info("auth key revoked", "auth_key", k.ID)
+	return writeJSON(w, http.StatusOK, authKeyView(k))
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
+	nodes, _, _ := s.st.snapshot()
+	out := make([]api.AdminNode, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, api.AdminNode{
+			ID: n.ID, Name: n.Name, NodeKey: n.NodeKey, MachineKey: n.MachineKey,
+			Addresses: n.Addresses, Endpoints: n.AllEndpoints(), Backends: n.Backends, Tags: n.Tags,
+			AuthKeyID: n.AuthKeyID, CreatedAt: n.CreatedAt, Online: s.online(n.ID),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) error {
+	n := s.st.nodeByNameOrID(pathID(r))
+	if n == nil {
+		return notFound("no node with ID or name %q", truncate(pathID(r), 70))
+	}
+	if _, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
+		err := tx.DeleteNode(n.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return effect{}, nil, notFound("node %s was already removed", n.ID)
+		}
+		if err != nil {
+			return effect{}, nil, err
+		}
+		return effect{nodes: []nodeUpdate{{n.ID, nil}}}, nil, nil
+	}); err != nil {
+		return err
+	}
+	s.log.Info("node removed", "node", n.ID, "name", n.Name)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func policyView(rec *store.Policy) api.Policy {
+	if rec == nil {
+		return api.Policy{Default: true}
+	}
+	t := rec.UpdatedAt
+	return api.Policy{Policy: rec.Text, UpdatedAt: &t}
+}
+
+func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) error {
+	_, rec, _ := s.st.snapshot()
+	return writeJSON(w, http.StatusOK, policyView(rec))
+}
+
+func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) error {
+	req, err := decode[api.SetPolicyRequest](r.Body)
+	if err != nil {
+		return err
+	}
+	compiled, err := acl.Parse([]byte(req.Policy))
+	if err != nil {
+		return badRequest("%s; the policy in force is unchanged", err)
+	}
+	rec := &store.Policy{Text: req.Policy, UpdatedAt: s.now().UTC()}
+	if _, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
+		return effect{policy: &policyUpdate{rec: rec, compiled: compiled}}, nil, tx.PutPolicy(rec)
+	}); err != nil {
+		return err
+	}
+	s.log.Info("policy set", "bytes", len(req.Policy))
+	return writeJSON(w, http.StatusOK, policyView(rec))
+}
+
+func (s *Server) backup(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="controller.db"`)
+	n, err := s.store.Backup(r.Context(), w)
+	if err != nil {
+		if n == 0 {
+			return err
+		}
+		// Headers are gone; abort the connection so the client sees a
+		// truncated body rather than a complete-looking backup.
+		panic(http.ErrAbortHandler)
+	}
+	s.log.Info("backup taken", "bytes", n)
+	return nil
+}

@@ -1,0 +1,646 @@
+package controller_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/controller"
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/controllertest"
+)
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// poll long-polls the netmap and fails the test on any status but 200.
+func poll(t *testing.T, c *controllertest.Controller, cred string, since uint64, wait int) *api.MapResponse {
+	t.Helper()
+	var m api.MapResponse
+	path := fmt.Sprintf("%s?since=%d&wait=%d", api.PathNetmap, since, wait)
+	if status, body := c.Do(http.MethodGet, path, cred, nil, &m); status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, status, body)
+	}
+	return &m
+}
+
+func peerIDs(nodes []api.Node) []api.NodeID {
+	ids := make([]api.NodeID, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.ID
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func sorted(ids ...api.NodeID) []api.NodeID {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	return ids
+}
+
+func TestRegisterAndFullNetmap(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true, "tag:web")
+	a := c.Register(key, "Alpha.example.com")
+	b := c.Register(key, "alpha")
+
+	if a.Node.Name != "alpha" || b.Node.Name != "alpha-2" {
+		t.Errorf("names = %q, %q; want alpha, alpha-2", a.Node.Name, b.Node.Name)
+	}
+	if !strings.HasPrefix(a.Credential, api.CredentialPrefix) {
+		t.Errorf("credential %q lacks prefix %q", a.Credential, api.CredentialPrefix)
+	}
+	for _, r := range []*api.RegisterResponse{a, b} {
+		if len(r.Node.Addresses) != 2 || !r.Node.Addresses[0].Addr().Is4() || !r.Node.Addresses[1].Addr().Is6() {
+			t.Errorf("node %s addresses = %v, want one IPv4 and one IPv6", r.Node.ID, r.Node.Addresses)
+		}
+		if !slices.Equal(r.Node.Tags, []string{"tag:web"}) {
+			t.Errorf("node %s tags = %v, want the key's [tag:web]", r.Node.ID, r.Node.Tags)
+		}
+	}
+	m := poll(t, c, a.Credential, 0, 0)
+	if !m.Full || m.Self == nil || m.Self.ID != a.Node.ID {
+		t.Fatalf("first netmap: full=%v self=%v, want a full map for %s", m.Full, m.Self, a.Node.ID)
+	}
+	if got := peerIDs(m.Peers); !slices.Equal(got, []api.NodeID{b.Node.ID}) {
+		t.Errorf("peers = %v, want [%s]", got, b.Node.ID)
+	}
+	p := m.Peers[0]
+	if p.NodeKey != b.Node.NodeKey || !slices.Equal(p.AllowedIPs, b.Node.Addresses) || !p.AllowIn || !p.AllowOut {
+		t.Errorf("peer entry = %+v, want %s's key, its addresses as allowed IPs, both directions", p, b.Node.ID)
+	}
+	nodes, err := c.Admin.Nodes(ctx(t))
+	if err != nil || len(nodes) != 2 {
+		t.Fatalf("node list = %v, %v; want 2 nodes", nodes, err)
+	}
+}
+
+// TestChangeReachesWaitingNodes checks the long-poll: a registration, a key
+// rotation, an endpoint report and a removal each reach every waiting peer
+// as a delta, and only what changed is sent.
+func TestChangeReachesWaitingNodes(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true)
+	const n = 5
+	nodes := make([]*api.RegisterResponse, n)
+	for i := range nodes {
+		nodes[i] = c.Register(key, fmt.Sprintf("node%d", i))
+	}
+	revs := make([]uint64, n)
+	for i, nd := range nodes {
+		revs[i] = poll(t, c, nd.Credential, 0, 0).Revision
+	}
+
+	// waitAll long-polls every node but the first from its last revision,
+	// runs change, and returns what each received.
+	waitAll := func(change func()) []*api.MapResponse {
+		t.Helper()
+		got := make([]*api.MapResponse, n)
+		var wg sync.WaitGroup
+		for i := 1; i < n; i++ {
+			wg.Go(func() { got[i] = poll(t, c, nodes[i].Credential, revs[i], 20) })
+		}
+		time.Sleep(100 * time.Millisecond) // let the polls arrive
+		change()
+		wg.Wait()
+		for i := 1; i < n; i++ {
+			if got[i].Full {
+				t.Errorf("node %d got a full netmap, want a delta", i)
+			}
+			revs[i] = got[i].Revision
+		}
+		return got
+	}
+
+	var newcomer *api.RegisterResponse
+	got := waitAll(func() { newcomer = c.Register(key, "newcomer") })
+	for i := 1; i < n; i++ {
+		if ids := peerIDs(got[i].PeersChanged); !slices.Equal(ids, []api.NodeID{newcomer.Node.ID}) {
+			t.Errorf("after a registration node %d got changed peers %v, want [%s]", i, ids, newcomer.Node.ID)
+		}
+	}
+
+	newKey := controllertest.Key[api.NodePublic]()
+	got = waitAll(func() {
+		if status, body := c.Do(http.MethodPost, api.PathRotateKey, nodes[0].Credential, api.RotateKeyRequest{NodeKey: newKey}, nil); status != 200 {
+			t.Errorf("rotate-key: %d %s", status, body)
+		}
+	})
+	for i := 1; i < n; i++ {
+		if len(got[i].PeersChanged) != 1 || got[i].PeersChanged[0].NodeKey != newKey {
+			t.Errorf("after a key rotation node %d got %+v, want node0 with the new key", i, got[i].PeersChanged)
+		}
+	}
+
+	ep := netip.MustParseAddrPort("192.0.2.10:41641")
+	got = waitAll(func() {
+		var self api.Node
+		if status, body := c.Do(http.MethodPost, api.PathEndpoints, nodes[0].Credential,
+			api.EndpointsRequest{Endpoints: []netip.AddrPort{ep}, ListenPort: 41641}, &self); status != 200 {
+			t.Errorf("endpoints: %d %s", status, body)
+		}
+		// The controller adds the address it saw the report come from.
+		want := []netip.AddrPort{ep, netip.MustParseAddrPort("127.0.0.1:41641")}
+		if !slices.Equal(self.Endpoints, want) {
+			t.Errorf("endpoints after report = %v, want %v", self.Endpoints, want)
+		}
+	})
+	for i := 1; i < n; i++ {
+		if len(got[i].PeersChanged) != 1 || !slices.Contains(got[i].PeersChanged[0].Endpoints, ep) {
+			t.Errorf("after an endpoint report node %d got %+v, want node0 with endpoint %s", i, got[i].PeersChanged, ep)
+		}
+	}
+
+	got = waitAll(func() {
+		if err := c.Admin.RemoveNode(ctx(t), string(newcomer.Node.ID)); err != nil {
+			t.Errorf("remove: %v", err)
+		}
+	})
+	for i := 1; i < n; i++ {
+		if !slices.Equal(got[i].PeersRemoved, []api.NodeID{newcomer.Node.ID}) || len(got[i].PeersChanged) != 0 {
+			t.Errorf("after a removal node %d got removed %v changed %v, want removed [%s]", i, got[i].PeersRemoved, peerIDs(got[i].PeersChanged), newcomer.Node.ID)
+		}
+	}
+	if status, _ := c.Do(http.MethodGet, api.PathNetmap, newcomer.Credential, nil, nil); status != http.StatusUnauthorized {
+		t.Errorf("netmap with a removed node's credential: %d, want 401", status)
+	}
+}
+
+// TestLongPollTimesOutWithEmptyDelta: with nothing to say, a long-poll
+// answers an empty delta at the revision it was asked for when wait runs out.
+func TestLongPollTimesOutWithEmptyDelta(t *testing.T) {
+	c := controllertest.Start(t)
+	a := c.Register(c.AuthKey(false), "a")
+	rev := poll(t, c, a.Credential, 0, 0).Revision
+	start := time.Now()
+	m := poll(t, c, a.Credential, rev, 1)
+	if m.Full || m.Self != nil || len(m.PeersChanged)+len(m.PeersRemoved) != 0 || m.Revision != rev {
+		t.Errorf("timed-out poll = %+v, want an empty delta at revision %d", m, rev)
+	}
+	if el := time.Since(start); el < 900*time.Millisecond {
+		t.Errorf("poll with wait=1 answered after %v, before its wait ran out", el)
+	}
+}
+
+// TestIrrelevantChangeDoesNotWake: a change a node may not see must not
+// wake it or reveal anything.
+func TestIrrelevantChangeDoesNotWake(t *testing.T) {
+	c := controllertest.Start(t)
+	if _, err := c.Admin.SetPolicy(ctx(t), "acls:\n  - action: accept\n    src: [\"tag:a\"]\n    dst: [\"tag:a\"]\n"); err != nil {
+		t.Fatal(err)
+	}
+	a := c.Register(c.AuthKey(false, "tag:a"), "a")
+	rev := poll(t, c, a.Credential, 0, 0).Revision
+	done := make(chan *api.MapResponse, 1)
+	go func() { done <- poll(t, c, a.Credential, rev, 2) }()
+	time.Sleep(100 * time.Millisecond)
+	c.Register(c.AuthKey(false, "tag:b"), "b")
+	m := <-done
+	if m.Full || m.Self != nil || len(m.PeersChanged)+len(m.PeersRemoved) != 0 {
+		t.Errorf("a node of another tag registered and tag:a received %+v, want an empty delta", m)
+	}
+}
+
+func TestACLPolicy(t *testing.T) {
+	c := controllertest.Start(t)
+	web := c.Register(c.AuthKey(false, "tag:web"), "web")
+	db := c.Register(c.AuthKey(false, "tag:db"), "db")
+	other := c.Register(c.AuthKey(false), "other")
+	ops := c.Register(c.AuthKey(false), "ops")
+
+	// No policy: everyone sees everyone.
+	if got := peerIDs(poll(t, c, other.Credential, 0, 0).Peers); len(got) != 3 {
+		t.Fatalf("default policy: other sees %v, want 3 peers", got)
+	}
+	policy := `acls:
+  - action: accept
+    src: ["tag:web"]
+    dst: ["tag:db"]
+  - action: accept
+    src: ["node:ops"]
+    dst: ["*"]
+`
+	if _, err := c.Admin.SetPolicy(ctx(t), policy); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		node *api.RegisterResponse
+		want []api.NodeID
+	}{
+		{"web", web, sorted(db.Node.ID, ops.Node.ID)},
+		{"db", db, sorted(web.Node.ID, ops.Node.ID)},
+		{"other", other, sorted(ops.Node.ID)},
+		{"ops", ops, sorted(web.Node.ID, db.Node.ID, other.Node.ID)},
+	} {
+		m := poll(t, c, tc.node.Credential, 0, 0)
+		if got := peerIDs(m.Peers); !slices.Equal(got, tc.want) {
+			t.Errorf("%s's peers = %v, want %v", tc.name, got, tc.want)
+		}
+		if tc.name == "db" {
+			for _, p := range m.Peers {
+				if p.ID == web.Node.ID && (p.AllowOut || !p.AllowIn) {
+					t.Errorf("db's entry for web: allow_out=%v allow_in=%v, want only allow_in", p.AllowOut, p.AllowIn)
+				}
+			}
+		}
+	}
+
+	// An invalid policy is refused with its line, and the old one stays.
+	_, err := c.Admin.SetPolicy(ctx(t), "acls:\n  - action: accept\n    src: [\"tag:web\"]\n    dst: [\"group:x\"]\n")
+	if err == nil || !strings.Contains(err.Error(), "line 4") {
+		t.Fatalf("SetPolicy(invalid) error = %v, want a refusal naming line 4", err)
+	}
+	p, err := c.Admin.Policy(ctx(t))
+	if err != nil || p.Policy != policy || p.Default {
+		t.Errorf("policy after a refused update = %+v, %v; want the previous one", p, err)
+	}
+	if got := peerIDs(poll(t, c, other.Credential, 0, 0).Peers); !slices.Equal(got, []api.NodeID{ops.Node.ID}) {
+		t.Errorf("after a refused update other sees %v, want [%s]", got, ops.Node.ID)
+	}
+}
+
+// TestPolicyChangeSendsFullNetmaps: a waiting node gets a full netmap with
+// its new peer set when the policy changes.
+func TestPolicyChangeSendsFullNetmaps(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true)
+	a, b := c.Register(key, "a"), c.Register(key, "b")
+	rev := poll(t, c, a.Credential, 0, 0).Revision
+	done := make(chan *api.MapResponse, 1)
+	go func() { done <- poll(t, c, a.Credential, rev, 20) }()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := c.Admin.SetPolicy(ctx(t), "acls: []\n"); err != nil {
+		t.Fatal(err)
+	}
+	m := <-done
+	if !m.Full || len(m.Peers) != 0 {
+		t.Errorf("after a deny-all policy a got full=%v peers=%v, want a full map with no peers", m.Full, peerIDs(m.Peers))
+	}
+	_ = b
+}
+
+func TestAuthKeys(t *testing.T) {
+	c := controllertest.Start(t)
+
+	// A single-use key registers exactly one node, however many try at once.
+	single := c.AuthKey(false)
+	var ok, refused int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			req := api.RegisterRequest{AuthKey: single, NodeKey: controllertest.Key[api.NodePublic](), MachineKey: controllertest.Key[api.MachinePublic]()}
+			status, body := c.Do(http.MethodPost, api.PathRegister, "", req, nil)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case status == 200:
+				ok++
+			case status == 401 && bytes.Contains(body, []byte("already used")):
+				refused++
+			default:
+				t.Errorf("register: %d %s", status, body)
+			}
+		})
+	}
+	wg.Wait()
+	if ok != 1 || refused != 15 {
+		t.Errorf("16 concurrent uses of a single-use key: %d succeeded, %d refused; want 1 and 15", ok, refused)
+	}
+
+	// A revoked key is refused and says so.
+	key := c.AuthKey(true)
+	id := strings.SplitN(strings.TrimPrefix(key, api.AuthKeyPrefix), "_", 2)[0]
+	if _, err := c.Admin.RevokeAuthKey(ctx(t), id); err != nil {
+		t.Fatal(err)
+	}
+	req := api.RegisterRequest{AuthKey: key, NodeKey: controllertest.Key[api.NodePublic](), MachineKey: controllertest.Key[api.MachinePublic]()}
+	if status, body := c.Do(http.MethodPost, api.PathRegister, "", req, nil); status != 401 || !bytes.Contains(body, []byte("revoked")) {
+		t.Errorf("register with a revoked key: %d %s, want 401 saying revoked", status, body)
+	}
+	// A wrong secret for a real key ID is "unknown", like a made-up key.
+	req.AuthKey = key[:len(key)-4] + "aaaa"
+	if status, body := c.Do(http.MethodPost, api.PathRegister, "", req, nil); status != 401 || !bytes.Contains(body, []byte("unknown auth key")) {
+		t.Errorf("register with a wrong secret: %d %s, want 401 unknown auth key", status, body)
+	}
+	if _, err := c.Admin.RevokeAuthKey(ctx(t), "ffffffffffff"); err == nil {
+		t.Error("revoking a missing key succeeded")
+	}
+	keys, err := c.Admin.AuthKeys(ctx(t))
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("AuthKeys = %v, %v; want 2", keys, err)
+	}
+	now := time.Now()
+	if keys[0].State(now) != "used" || keys[1].State(now) != "revoked" {
+		t.Errorf("key states = %s, %s; want used, revoked", keys[0].State(now), keys[1].State(now))
+	}
+}
+
+// TestSecretsAreHashedAtRest: neither an auth key's secret nor a node
+// credential's appears anywhere in the store file.
+func TestSecretsAreHashedAtRest(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(false)
+	reg := c.Register(key, "a")
+	c.Stop()
+	db, err := os.ReadFile(filepath.Join(c.DataDir, controller.StoreFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keySecret := key[strings.LastIndexByte(key, '_')+1:]
+	credSecret := reg.Credential[strings.LastIndexByte(reg.Credential, '_')+1:]
+	for name, secret := range map[string]string{"auth key": keySecret, "credential": credSecret} {
+		if bytes.Contains(db, []byte(secret)) {
+			t.Errorf("the store file contains the %s secret in clear", name)
+		}
+	}
+}
+
+// TestReRegistration: the same machine key with the node's credential keeps
+// the node's ID and addresses; without it, or with another node's, it is
+// refused.
+func TestReRegistration(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true)
+	mk := controllertest.Key[api.MachinePublic]()
+	req := api.RegisterRequest{AuthKey: key, NodeKey: controllertest.Key[api.NodePublic](), MachineKey: mk, Hostname: "m"}
+	var first api.RegisterResponse
+	if status, body := c.Do(http.MethodPost, api.PathRegister, "", req, &first); status != 200 {
+		t.Fatalf("register: %d %s", status, body)
+	}
+	other := c.Register(key, "other")
+
+	req.NodeKey = controllertest.Key[api.NodePublic]()
+	if status, body := c.Do(http.MethodPost, api.PathRegister, "", req, nil); status != http.StatusConflict {
+		t.Errorf("re-register without a credential: %d %s, want 409", status, body)
+	}
+	if status, body := c.Do(http.MethodPost, api.PathRegister, other.Credential, req, nil); status != http.StatusForbidden {
+		t.Errorf("re-register with another node's credential: %d %s, want 403", status, body)
+	}
+	var second api.RegisterResponse
+	if status, body := c.Do(http.MethodPost, api.PathRegister, first.Credential, req, &second); status != 200 {
+		t.Fatalf("re-register with the credential: %d %s", status, body)
+	}
+	if second.Node.ID != first.Node.ID || !slices.Equal(second.Node.Addresses, first.Node.Addresses) || second.Node.NodeKey != req.NodeKey {
+		t.Errorf("re-registration gave %+v, want ID %s and addresses %v with the new key", second.Node, first.Node.ID, first.Node.Addresses)
+	}
+	if status, _ := c.Do(http.MethodGet, api.PathNetmap, first.Credential, nil, nil); status != 401 {
+		t.Errorf("old credential after re-registration: %d, want 401", status)
+	}
+	// A node key held by another node is refused.
+	req2 := api.RegisterRequest{AuthKey: key, NodeKey: other.Node.NodeKey, MachineKey: controllertest.Key[api.MachinePublic]()}
+	if status, body := c.Do(http.MethodPost, api.PathRegister, "", req2, nil); status != http.StatusConflict || !bytes.Contains(body, []byte("node key")) {
+		t.Errorf("register with another node's node key: %d %s, want 409", status, body)
+	}
+}
+
+func TestLogout(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true)
+	a, b := c.Register(key, "a"), c.Register(key, "b")
+	rev := poll(t, c, b.Credential, 0, 0).Revision
+	if status, body := c.Do(http.MethodPost, api.PathLogout, a.Credential, nil, nil); status != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", status, body)
+	}
+	if m := poll(t, c, b.Credential, rev, 0); !slices.Equal(m.PeersRemoved, []api.NodeID{a.Node.ID}) {
+		t.Errorf("after a's logout b got removed %v, want [%s]", m.PeersRemoved, a.Node.ID)
+	}
+	if status, _ := c.Do(http.MethodPost, api.PathLogout, a.Credential, nil, nil); status != http.StatusUnauthorized {
+		t.Errorf("second logout: %d, want 401", status)
+	}
+	// The address is free again for a new node (the pool moves on first).
+	nodes, _ := c.Admin.Nodes(ctx(t))
+	if len(nodes) != 1 {
+		t.Errorf("nodes after logout = %d, want 1", len(nodes))
+	}
+}
+
+// TestAddressesUnique registers many nodes concurrently and checks that no
+// address is handed out twice.
+func TestAddressesUnique(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true)
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { c.Register(key, fmt.Sprintf("h%d", i)) })
+	}
+	wg.Wait()
+	nodes, err := c.Admin.Nodes(ctx(t))
+	if err != nil || len(nodes) != n {
+		t.Fatalf("node list: %d nodes, %v; want %d", len(nodes), err, n)
+	}
+	seen := map[netip.Addr]api.NodeID{}
+	for _, nd := range nodes {
+		for _, a := range nd.Addresses {
+			if prev, dup := seen[a.Addr()]; dup {
+				t.Errorf("address %s given to %s and %s", a.Addr(), prev, nd.ID)
+			}
+			seen[a.Addr()] = nd.ID
+		}
+	}
+}
+
+// TestBadRequests: every refusal has the right status and a JSON error body
+// with a code and a message that says why.
+func TestBadRequests(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true)
+	a := c.Register(key, "a")
+	nk, mk := controllertest.Key[api.NodePublic](), controllertest.Key[api.MachinePublic]()
+	valid := fmt.Sprintf(`{"auth_key":%q,"node_key":%q,"machine_key":%q}`, key, nk, mk)
+
+	for _, tc := range []struct {
+		name, method, path, version, cred string
+		body                              []byte
+		status                            int
+		code, msg                         string
+	}{
+		{"unknown route", "GET", "/v2/nothing", "1", "", nil, 404, api.CodeNotFound, "no route"},
+		{"wrong method", "PUT", api.PathRegister, "1", "", []byte(valid), 405, api.CodeMethodNotAllowed, "use POST"},
+		{"no version", "POST", api.PathRegister, "", "", []byte(valid), 400, api.CodeBadRequest, api.HeaderCapabilityVersion},
+		{"bad version", "POST", api.PathRegister, "one", "", []byte(valid), 400, api.CodeBadRequest, "not a non-negative integer"},
+		{"old client", "POST", api.PathRegister, "0", "", []byte(valid), 426, api.CodeUpgradeRequired, "upgrade rustynetd"},
+		{"empty body", "POST", api.PathRegister, "1", "", nil, 400, api.CodeBadRequest, "empty"},
+		{"malformed JSON", "POST", api.PathRegister, "1", "", []byte(`{"auth_key":`), 400, api.CodeBadRequest, "JSON"},
+		{"not an object", "POST", api.PathRegister, "1", "", []byte(`[1,2]`), 400, api.CodeBadRequest, "want a JSON object"},
+		{"unknown field", "POST", api.PathRegister, "1", "", []byte(`{"auth_key":"x","admin":true}`), 400, api.CodeBadRequest, `unknown field "admin"`},
+		{"trailing data", "POST", api.PathRegister, "1", "", []byte(valid + valid), 400, api.CodeBadRequest, "after the JSON object"},
+		{"wrong type", "POST", api.PathRegister, "1", "", []byte(`{"listen_port":"x"}`), 400, api.CodeBadRequest, "listen_port"},
+		{"bad node key", "POST", api.PathRegister, "1", "", []byte(`{"auth_key":"x","node_key":"abc"}`), 400, api.CodeBadRequest, "node key"},
+		{"missing machine key", "POST", api.PathRegister, "1", "", []byte(fmt.Sprintf(`{"auth_key":%q,"node_key":%q}`, key, nk)), 400, api.CodeBadRequest, "machine_key is required"},
+		{"bad endpoint", "POST", api.PathRegister, "1", "", []byte(fmt.Sprintf(`{"auth_key":%q,"node_key":%q,"machine_key":%q,"endpoints":["0.0.0.0:1"]}`, key, nk, mk)), 400, api.CodeBadRequest, "unspecified"},
+		{"bad backend", "POST", api.PathRegister, "1", "", []byte(fmt.Sprintf(`{"auth_key":%q,"node_key":%q,"machine_key":%q,"backends":["Wire Guard"]}`, key, nk, mk)), 400, api.CodeBadRequest, "backend"},
+		{"malformed auth key", "POST", api.PathRegister, "1", "", []byte(fmt.Sprintf(`{"auth_key":"hello","node_key":%q,"machine_key":%q}`, nk, mk)), 401, api.CodeInvalidAuthKey, "malformed auth key"},
+		{"too large", "POST", api.PathRegister, "1", "", []byte(`{"auth_key":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`), 413, api.CodeBodyTooLarge, "larger than"},
+		{"no credential", "GET", api.PathNetmap, "1", "", nil, 401, api.CodeUnauthorized, "missing credential"},
+		{"malformed credential", "GET", api.PathNetmap, "1", "garbage", nil, 401, api.CodeUnauthorized, "malformed credential"},
+		{"unknown credential", "GET", api.PathNetmap, "1", api.CredentialPrefix + "n0123456789abcdef_" + strings.Repeat("a", 52), nil, 401, api.CodeUnauthorized, "unknown credential"},
+		{"bad since", "GET", api.PathNetmap + "?since=-1", "1", a.Credential, nil, 400, api.CodeBadRequest, "since"},
+		{"wait too long", "GET", api.PathNetmap + "?wait=100000", "1", a.Credential, nil, 400, api.CodeBadRequest, "wait"},
+		{"rotate to machine key", "POST", api.PathRotateKey, "1", a.Credential, []byte(`{"node_key":"` + mk.String() + `"}`), 200, "", ""},
+		{"endpoints not a list", "POST", api.PathEndpoints, "1", a.Credential, []byte(`{"endpoints":5}`), 400, api.CodeBadRequest, "endpoints"},
+		{"too many endpoints", "POST", api.PathEndpoints, "1", a.Credential, []byte(`{"endpoints":[` + strings.Repeat(`"192.0.2.1:1",`, 16) + `"192.0.2.1:1"]}`), 400, api.CodeBadRequest, "at most 16"},
+		{"logout with junk", "POST", api.PathLogout, "1", a.Credential, []byte(`{"x":1}`), 400, api.CodeBadRequest, "unknown field"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, c.URL+tc.path, bytes.NewReader(tc.body))
+			if tc.version != "" {
+				req.Header.Set(api.HeaderCapabilityVersion, tc.version)
+			}
+			if tc.cred != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.cred)
+			}
+			resp, err := c.Client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var eb api.ErrorBody
+			json.NewDecoder(resp.Body).Decode(&eb)
+			if tc.status == 200 {
+				// rotate-key to a random machine key of another node is fine.
+				if resp.StatusCode != 200 {
+					t.Errorf("%s %s = %d %+v, want 200", tc.method, tc.path, resp.StatusCode, eb.Error)
+				}
+				return
+			}
+			if resp.StatusCode != tc.status || eb.Error == nil || eb.Error.Code != tc.code || !strings.Contains(eb.Error.Message, tc.msg) {
+				t.Errorf("%s %s = %d %+v, want %d %s containing %q", tc.method, tc.path, resp.StatusCode, eb.Error, tc.status, tc.code, tc.msg)
+			}
+			if got := resp.Header.Get(api.HeaderCapabilityVersion); got != api.CurrentCapabilityVersion.String() {
+				t.Errorf("response %s header = %q, want %d", api.HeaderCapabilityVersion, got, api.CurrentCapabilityVersion)
+			}
+		})
+	}
+}
+
+// TestNewerClientIsServed: a client newer than the controller is served at
+// the controller's version.
+func TestNewerClientIsServed(t *testing.T) {
+	c := controllertest.Start(t)
+	req, _ := http.NewRequest("GET", c.URL+api.PathHealthz, nil)
+	req.Header.Set(api.HeaderCapabilityVersion, "999")
+	resp, err := c.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("healthz from a newer client: %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestShutdownAnswersLongPolls: stopping the controller answers open
+// long-polls at once instead of waiting out their wait.
+func TestShutdownAnswersLongPolls(t *testing.T) {
+	c := controllertest.Start(t)
+	a := c.Register(c.AuthKey(false), "a")
+	rev := poll(t, c, a.Credential, 0, 0).Revision
+	done := make(chan int, 1)
+	go func() {
+		status, _ := c.Do(http.MethodGet, fmt.Sprintf("%s?since=%d&wait=100", api.PathNetmap, rev), a.Credential, nil, nil)
+		done <- status
+	}()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	c.Stop()
+	select {
+	case status := <-done:
+		if status != 200 {
+			t.Errorf("long-poll during shutdown answered %d, want 200", status)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("long-poll still open 15s after shutdown began")
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("shutdown took %v with a long-poll open", el)
+	}
+}
+
+// TestRestartKeepsState: nodes, keys, policy and the revision survive a
+// restart: a node whose netmap is current is told nothing changed (no storm
+// of full netmaps after a restart), and an older one gets a full map.
+func TestRestartKeepsState(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true, "tag:x")
+	a, b := c.Register(key, "a"), c.Register(key, "b")
+	if _, err := c.Admin.SetPolicy(ctx(t), "acls:\n  - action: accept\n    src: [\"tag:x\"]\n    dst: [\"tag:x\"]\n"); err != nil {
+		t.Fatal(err)
+	}
+	rev := poll(t, c, a.Credential, 0, 0).Revision
+	c.Restart()
+	if m := poll(t, c, a.Credential, rev, 0); m.Full || m.Revision != rev || len(m.PeersChanged)+len(m.PeersRemoved) != 0 {
+		t.Errorf("current node after restart got %+v, want an empty delta at revision %d", m, rev)
+	}
+	m := poll(t, c, a.Credential, rev-1, 0)
+	if !m.Full || !slices.Equal(peerIDs(m.Peers), []api.NodeID{b.Node.ID}) {
+		t.Errorf("older node after restart: full=%v peers=%v, want a full map with [%s]", m.Full, peerIDs(m.Peers), b.Node.ID)
+	}
+	c3 := c.Register(key, "c")
+	if c3.Node.Addresses[0] == a.Node.Addresses[0] || c3.Node.Addresses[0] == b.Node.Addresses[0] {
+		t.Errorf("a node registered after restart got an address in use: %v", c3.Node.Addresses)
+	}
+}
+
+func TestBackupAndRestore(t *testing.T) {
+	c := controllertest.Start(t)
+	a := c.Register(c.AuthKey(false), "a")
+	var buf bytes.Buffer
+	if _, err := c.Admin.Backup(ctx(t), &buf); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "b.db"), buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The backup is a store another controller can start from.
+	c.DataDir = dir
+	os.Rename(filepath.Join(dir, "b.db"), filepath.Join(dir, controller.StoreFile))
+	c.Restart()
+	nodes, err := c.Admin.Nodes(ctx(t))
+	if err != nil || len(nodes) != 1 || nodes[0].ID != a.Node.ID {
+		t.Errorf("nodes after restoring the backup = %v, %v; want [%s]", nodes, err, a.Node.ID)
+	}
+}
+
+func TestAdminSocketIsPrivate(t *testing.T) {
+	c := controllertest.Start(t)
+	fi, err := os.Stat(filepath.Join(c.DataDir, controller.AdminSocket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o600 {
+		t.Errorf("admin socket mode = %o, want 600", mode)
+	}
+	for _, f := range []string{"ca.key", "server.key"} {
+		fi, err := os.Stat(filepath.Join(c.DataDir, controller.TLSDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := fi.Mode().Perm(); mode != 0o600 {
+			t.Errorf("%s mode = %o, want 600", f, mode)
+		}
+	}
+	// A second controller on the same data dir refuses to start.
+	err = controller.Run(context.Background(), controller.RunConfig{DataDir: c.DataDir, Listen: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "another") {
+		t.Errorf("second controller on the same data dir: %v, want a refusal", err)
+	}
+}

@@ -1,0 +1,208 @@
+// Package controllertest runs a real controller (HTTPS with its own CA, the
+// admin socket, a bolt store in a temporary data dir) inside a test process,
+// for tests of the controller and of everything that talks to it.
+package controllertest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/controller"
+	"github.com/rustynet/rustynet/controller/api"
+)
+
+// Controller is a running controller.
+type Controller struct {
+	DataDir    string
+	URL        string // https://127.0.0.1:PORT
+	MetricsURL string // http://127.0.0.1:PORT/metrics
+	CAFile     string
+	Admin      *controller.AdminClient
+	// Client trusts the controller's CA and speaks HTTP/1.1, one
+	// connection per request in flight, as a node does.
+	Client *http.Client
+
+	t      testing.TB
+	listen string
+	cancel context.CancelFunc
+	done   chan error
+	mu     sync.Mutex
+}
+
+// Start starts a controller in a new temporary data dir and stops it when
+// the test ends.
+func Start(t testing.TB) *Controller {
+	t.Helper()
+	c := &Controller{t: t, DataDir: t.TempDir(), listen: "127.0.0.1:0"}
+	c.start()
+	t.Cleanup(c.Stop)
+	return c
+}
+
+func (c *Controller) start() {
+	t := c.t
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan [2]net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- controller.Run(ctx, controller.RunConfig{
+			DataDir:       c.DataDir,
+			Listen:        c.listen,
+			MetricsListen: "127.0.0.1:0",
+			Ready:         func(a, m net.Addr) { ready <- [2]net.Addr{a, m} },
+		})
+	}()
+	select {
+	case addrs := <-ready:
+		c.mu.Lock()
+		c.cancel, c.done = cancel, done
+		c.URL = "https://" + addrs[0].String()
+		c.MetricsURL = "http://" + addrs[1].String() + "/metrics"
+		// Restart on the same port, so nodes find the controller again.
+		c.listen = addrs[0].String()
+		c.mu.Unlock()
+	case err := <-done:
+		cancel()
+		t.Fatalf("controller did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("controller did not start within 30s")
+	}
+	c.CAFile = filepath.Join(c.DataDir, controller.TLSDir, "ca.pem")
+	c.Admin = controller.NewAdminClient(c.DataDir)
+	c.Client = NewClient(t, c.CAFile)
+}
+
+// NewClient returns an HTTP/1.1 client that trusts the CA in caFile.
+func NewClient(t testing.TB, caFile string) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no certificate", caFile)
+	}
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+		MaxIdleConnsPerHost: 64,
+	}}
+}
+
+// Stop shuts the controller down cleanly and waits for it. Stopping a
+// stopped controller does nothing.
+func (c *Controller) Stop() {
+	c.mu.Lock()
+	cancel, done := c.cancel, c.done
+	c.cancel, c.done = nil, nil
+	c.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	// Close the client's idle connections first: the server's Shutdown
+	// waits 5s for connections that never carried a request.
+	if tr, ok := c.Client.Transport.(*http.Transport); ok {
+		tr.CloseIdleConnections()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		c.t.Errorf("controller stopped with an error: %v", err)
+	}
+}
+
+// Restart stops the controller and starts it again on the same data dir
+// and port.
+func (c *Controller) Restart() {
+	c.t.Helper()
+	c.Stop()
+	c.start()
+}
+
+// AuthKey creates a pre-auth key valid for an hour.
+func (c *Controller) AuthKey(reusable bool, tags ...string) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Admin.CreateAuthKey(ctx, api.CreateAuthKeyRequest{Reusable: reusable, TTLSeconds: 3600, Tags: tags})
+	if err != nil {
+		c.t.Fatalf("create auth key: %v", err)
+	}
+	return resp.Key
+}
+
+// Key returns a random public key of either kind.
+func Key[K api.NodePublic | api.MachinePublic]() K {
+	var k K
+	rand.Read(k[:])
+	return k
+}
+
+// Register registers a node with fresh random keys and fails the test
+// unless it succeeds.
+func (c *Controller) Register(authKey, hostname string, backends ...string) *api.RegisterResponse {
+	c.t.Helper()
+	req := api.RegisterRequest{AuthKey: authKey, NodeKey: Key[api.NodePublic](), MachineKey: Key[api.MachinePublic](),
+		Hostname: hostname, Backends: backends}
+	var out api.RegisterResponse
+	if status, body := c.Do(http.MethodPost, api.PathRegister, "", req, &out); status != http.StatusOK {
+		c.t.Fatalf("register %s: %d %s", hostname, status, body)
+	}
+	return &out
+}
+
+// Do sends a request with the current capability version and, if cred is
+// set, the credential; it decodes a 2xx JSON answer into out (if not nil)
+// and returns the status and raw body. in may be a []byte, sent as is.
+func (c *Controller) Do(method, path, cred string, in, out any) (int, []byte) {
+	c.t.Helper()
+	var body io.Reader
+	switch v := in.(type) {
+	case nil:
+	case []byte:
+		body = bytes.NewReader(v)
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.URL+path, body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set(api.HeaderCapabilityVersion, api.CurrentCapabilityVersion.String())
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	resp, err := c.Client.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	if out != nil && resp.StatusCode/100 == 2 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			c.t.Fatalf("%s %s: decode %q: %v", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, raw
+}

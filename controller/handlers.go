@@ -1,0 +1,476 @@
+package controller
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/ipam"
+	"github.com/rustynet/rustynet/controller/store"
+)
+
+const ipamCounter = "ipam"
+
+// Handler returns the node-facing API v1. Serve it over HTTPS.
+func (s *Server) Handler() http.Handler {
+	rt := newRouter(s, true)
+	rt.handle(http.MethodGet, api.PathHealthz, s.healthz)
+	rt.handle(http.MethodPost, api.PathRegister, s.register)
+	rt.handle(http.MethodGet, api.PathNetmap, s.authed(s.netmap))
+	rt.handle(http.MethodPost, api.PathEndpoints, s.authed(s.endpoints))
+	rt.handle(http.MethodPost, api.PathRotateKey, s.authed(s.rotateKey))
+	rt.handle(http.MethodPost, api.PathLogout, s.authed(s.logout))
+	return rt
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func unauthorized(format string, args ...any) *api.Error {
+	return &api.Error{Status: http.StatusUnauthorized, Code: api.CodeUnauthorized, Message: fmt.Sprintf(format, args...)}
+}
+
+func conflict(code, format string, args ...any) *api.Error {
+	return &api.Error{Status: http.StatusConflict, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// credential is a parsed "rnc_<node id>_<secret>".
+type credential struct {
+	id   api.NodeID
+	hash store.Hash
+}
+
+func parseCredential(tok string) (credential, bool) {
+	id, secret, ok := splitToken(tok, api.CredentialPrefix)
+	if !ok {
+		return credential{}, false
+	}
+	return credential{id: api.NodeID(id), hash: sha256.Sum256([]byte(secret))}, true
+}
+
+// bearer extracts the credential of the Authorization header. It returns
+// false, nil when there is no header.
+func bearer(r *http.Request) (credential, bool, *api.Error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return credential{}, false, nil
+	}
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return credential{}, false, unauthorized("Authorization header must be \"Bearer <credential>\"")
+	}
+	c, ok := parseCredential(strings.TrimSpace(tok))
+	if !ok {
+		return credential{}, false, unauthorized("malformed credential: want the %s... value that registration returned", api.CredentialPrefix)
+	}
+	return c, true, nil
+}
+
+type authedFunc func(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error
+
+// authed requires a valid node credential.
+func (s *Server) authed(h authedFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		c, present, apiErr := bearer(r)
+		if apiErr != nil {
+			return apiErr
+		}
+		if !present {
+			return unauthorized("missing credential: send \"Authorization: Bearer <credential>\" with the credential registration returned")
+		}
+		self, ok := s.st.authenticate(c.id, c.hash)
+		if !ok {
+			return unauthorized("unknown credential: the node was removed, logged out or re-registered; register again")
+		}
+		return h(w, r, self, c)
+	}
+}
+
+// observedEndpoint pairs the request's source address with the node's
+// data-plane port.
+func observedEndpoint(r *http.Request, port uint16) netip.AddrPort {
+	if port == 0 {
+		return netip.AddrPort{}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || a.IsUnspecified() {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a.Unmap().WithZone(""), port)
+}
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
+	req, err := decode[api.RegisterRequest](r.Body)
+	if err != nil {
+		return err
+	}
+	keyID, keySecret, ok := splitToken(req.AuthKey, api.AuthKeyPrefix)
+	if !ok {
+		s.metrics.registered.WithLabelValues("refused").Inc()
+		return &api.Error{Status: http.StatusUnauthorized, Code: api.CodeInvalidAuthKey,
+			Message: fmt.Sprintf("malformed auth key: want the %s... value that `rustynet-controller authkey create` printed", api.AuthKeyPrefix)}
+	}
+	keyHash := store.Hash(sha256.Sum256([]byte(keySecret)))
+	cred, hasCred, apiErr := bearer(r)
+	if apiErr != nil {
+		return apiErr
+	}
+	secret, credHash := newSecret()
+	newID := api.NodeID("n" + randomHex(8))
+	observed := observedEndpoint(r, req.ListenPort)
+
+	res, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
+		now := s.now().UTC()
+		k, err := checkAuthKey(tx, keyID, keyHash, now)
+		if err != nil {
+			return effect{}, nil, err
+		}
+		var n *store.Node
+		var cursor uint64
+		existing, err := tx.NodeIDBy(store.IndexMachineKey, req.MachineKey.String())
+		switch {
+		case err == nil:
+			old, err := tx.Node(existing)
+			if err != nil {
+				return effect{}, nil, err
+			}
+			switch {
+			case !hasCred:
+				return effect{}, nil, conflict(api.CodeConflict,
+					"machine key is registered to node %s (%s); re-register with that node's credential, or remove it with `rustynet-controller node remove %s`",
+					old.ID, old.Name, old.ID)
+			case cred.id != old.ID:
+				return effect{}, nil, &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden,
+					Message: fmt.Sprintf("the credential is node %s's; it may not re-register node %s, which holds this machine key", cred.id, old.ID)}
+			case !hashEqual(cred.hash, old.CredentialHash):
+				return effect{}, nil, unauthorized("unknown credential for node %s: it was replaced by a later registration", old.ID)
+			}
+			n = old.Clone()
+		case errors.Is(err, store.ErrNotFound):
+			if _, err := tx.Node(newID); err == nil {
+				return effect{}, nil, fmt.Errorf("node ID %s collided; retry", newID)
+			}
+			name, err := uniqueName(tx, api.Hostname(req.Hostname))
+			if err != nil {
+				return effect{}, nil, err
+			}
+			if cursor, err = tx.Counter(ipamCounter); err != nil {
+				return effect{}, nil, err
+			}
+			idx, v4, v6, err := s.pool.Allocate(cursor, func(a netip.Addr) (bool, error) {
+				_, err := tx.NodeIDBy(store.IndexAddress, a.String())
+				if errors.Is(err, store.ErrNotFound) {
+					return false, nil
+				}
+				return err == nil, err
+			})
+			if errors.Is(err, ipam.ErrExhausted) {
+				return effect{}, nil, conflict(api.CodePoolExhausted, "%s", err)
+			}
+			if err != nil {
+				return effect{}, nil, err
+			}
+			cursor = idx
+			n = &store.Node{
+				ID:         newID,
+				Name:       name,
+				MachineKey: req.MachineKey,
+				Addresses:  []netip.Prefix{netip.PrefixFrom(v4, 32), netip.PrefixFrom(v6, 128)},
+				CreatedAt:  now,
+			}
+		default:
+			return effect{}, nil, err
+		}
+		n.NodeKey = req.NodeKey
+		n.Backends = req.Backends
+		n.Tags = k.Tags
+		n.AuthKeyID = k.ID
+		n.Endpoints = req.Endpoints
+		n.ListenPort = req.ListenPort
+		n.Observed = observed
+		n.CredentialHash = credHash
+		n.UpdatedAt = now
+		if err := putNode(tx, n); err != nil {
+			return effect{}, nil, err
+		}
+		if cursor != 0 {
+			if err := tx.SetCounter(ipamCounter, cursor); err != nil {
+				return effect{}, nil, err
+			}
+		}
+		k.Uses++
+		if err := tx.PutAuthKey(k); err != nil {
+			return effect{}, nil, err
+		}
+		return effect{nodes: []nodeUpdate{{n.ID, n}}}, n, nil
+	})
+	if err != nil {
+		var apiErr *api.Error
+		if errors.As(err, &apiErr) {
+			s.metrics.registered.WithLabelValues("refused").Inc()
+		} else {
+			s.metrics.registered.WithLabelValues("error").Inc()
+		}
+		return err
+	}
+	s.metrics.registered.WithLabelValues("ok").Inc()
+	n := res.(*store.Node)
+	s.log.Info("node registered", "node", n.ID, "name", n.Name, "addresses", n.Addresses, "auth_key", n.AuthKeyID)
+	return writeJSON(w, http.StatusOK, api.RegisterResponse{
+		Node:       nodeView(n),
+		Credential: api.CredentialPrefix + string(n.ID) + "_" + secret,
+	})
+}
+
+// checkAuthKey returns the key if it may register a node now. Unknown keys
+// and wrong secrets get the same answer.
+func checkAuthKey(tx store.Tx, id string, hash store.Hash, now time.Time) (*store.AuthKey, error) {
+	refuse := func(format string, args ...any) error {
+		return &api.Error{Status: http.StatusUnauthorized, Code: api.CodeInvalidAuthKey, Message: fmt.Sprintf(format, args...)}
+	}
+	k, err := tx.AuthKey(id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !hashEqual(k.Hash, hash)) {
+		return nil, refuse("unknown auth key")
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case k.RevokedAt != nil:
+		return nil, refuse("auth key %s was revoked at %s", k.ID, k.RevokedAt.Format(time.RFC3339))
+	case !now.Before(k.ExpiresAt):
+		return nil, refuse("auth key %s expired at %s", k.ID, k.ExpiresAt.Format(time.RFC3339))
+	case !k.Reusable && k.Uses > 0:
+		return nil, refuse("auth key %s is single-use and was already used", k.ID)
+	}
+	return k, nil
+}
+
+// uniqueName returns base, or base-2, base-3, ... if taken.
+func uniqueName(tx store.Tx, base string) (string, error) {
+	for i := 1; i < 100000; i++ {
+		name := base
+		if i > 1 {
+			suffix := "-" + strconv.Itoa(i)
+			name = strings.TrimRight(base[:min(len(base), api.MaxHostnameLen-len(suffix))], "-") + suffix
+		}
+		_, err := tx.NodeIDBy(store.IndexName, name)
+		if errors.Is(err, store.ErrNotFound) {
+			return name, nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return "", conflict(api.CodeConflict, "too many nodes named %q", base)
+}
+
+// putNode stores n and turns an index conflict into a refusal.
+func putNode(tx store.Tx, n *store.Node) error {
+	err := tx.PutNode(n)
+	var ce *store.ConflictError
+	if errors.As(err, &ce) {
+		if ce.Field == store.IndexNodeKey {
+			return conflict(api.CodeConflict, "node key %s is in use by node %s; generate a new key", ce.Value, ce.Owner)
+		}
+		return conflict(api.CodeConflict, "%s", ce)
+	}
+	return err
+}
+
+func (s *Server) netmap(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error {
+	q := r.URL.Query()
+	var since uint64
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return badRequest("since=%q: want the revision of the last netmap received, a non-negative integer", truncate(v, 30))
+		}
+		since = n
+	}
+	wait := min(api.DefaultWait, s.maxWait)
+	if v := q.Get("wait"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || time.Duration(n)*time.Second > s.maxWait {
+			return badRequest("wait=%q: want whole seconds from 0 to %d", truncate(v, 30), int(s.maxWait/time.Second))
+		}
+		wait = time.Duration(n) * time.Second
+	}
+
+	s.pollOpened(self.ID)
+	defer s.pollClosed(self.ID)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	waited := false
+	for {
+		resp, wake, changedAt, err := s.st.netmap(self.ID, cred.hash, since)
+		if errors.Is(err, errNodeGone) {
+			return unauthorized("node %s was removed, logged out or re-registered; register again", self.ID)
+		}
+		if err != nil {
+			return err
+		}
+		if resp.Full || resp.Self != nil || len(resp.PeersChanged) > 0 || len(resp.PeersRemoved) > 0 || wait == 0 {
+			return s.writeNetmap(w, resp, waited, changedAt)
+		}
+		since = resp.Revision
+		select {
+		case <-wake:
+			waited = true
+		case <-timer.C:
+			return s.writeNetmap(w, resp, false, time.Time{})
+		case <-s.shutdown:
+			return s.writeNetmap(w, resp, false, time.Time{})
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (s *Server) writeNetmap(w http.ResponseWriter, resp *api.MapResponse, pushed bool, changedAt time.Time) error {
+	if resp.Full {
+		s.metrics.fullNetmaps.Inc()
+	} else {
+		s.metrics.deltaNetmaps.Inc()
+	}
+	err := writeJSON(w, http.StatusOK, resp)
+	if pushed && !changedAt.IsZero() {
+		s.metrics.pushLatency.Observe(s.now().Sub(changedAt).Seconds())
+	}
+	return err
+}
+
+func (s *Server) pollOpened(id api.NodeID) {
+	s.pollMu.Lock()
+	s.polls[id]++
+	s.pollMu.Unlock()
+	s.metrics.polls.Inc()
+}
+
+func (s *Server) pollClosed(id api.NodeID) {
+	s.pollMu.Lock()
+	if s.polls[id]--; s.polls[id] <= 0 {
+		delete(s.polls, id)
+	}
+	s.pollMu.Unlock()
+	s.metrics.polls.Dec()
+}
+
+func (s *Server) online(id api.NodeID) bool {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	return s.polls[id] > 0
+}
+
+// updateSelf applies change to a copy of the caller's node and stores it,
+// unless change reports that nothing changed.
+func (s *Server) updateSelf(r *http.Request, cred credential, change func(n *store.Node) bool) (*store.Node, error) {
+	res, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
+		old, err := tx.Node(cred.id)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !hashEqual(old.CredentialHash, cred.hash)) {
+			return effect{}, nil, unauthorized("node %s was removed, logged out or re-registered; register again", cred.id)
+		}
+		if err != nil {
+			return effect{}, nil, err
+		}
+		n := old.Clone()
+		if !change(n) {
+			return effect{}, old, nil
+		}
+		n.UpdatedAt = s.now().UTC()
+		if err := putNode(tx, n); err != nil {
+			return effect{}, nil, err
+		}
+		return effect{nodes: []nodeUpdate{{n.ID, n}}}, n, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.(*store.Node), nil
+}
+
+func (s *Server) endpoints(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error {
+	req, err := decode[api.EndpointsRequest](r.Body)
+	if err != nil {
+		return err
+	}
+	observed := observedEndpoint(r, req.ListenPort)
+	n, err := s.updateSelf(r, cred, func(n *store.Node) bool {
+		if slices.Equal(n.Endpoints, req.Endpoints) && n.ListenPort == req.ListenPort && n.Observed == observed {
+			return false
+		}
+		n.Endpoints, n.ListenPort, n.Observed = req.Endpoints, req.ListenPort, observed
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, nodeView(n))
+}
+
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error {
+	req, err := decode[api.RotateKeyRequest](r.Body)
+	if err != nil {
+		return err
+	}
+	if [api.KeyLen]byte(req.NodeKey) == [api.KeyLen]byte(self.MachineKey) {
+		return badRequest("node_key must differ from the machine key")
+	}
+	n, err := s.updateSelf(r, cred, func(n *store.Node) bool {
+		if n.NodeKey == req.NodeKey {
+			return false
+		}
+		n.NodeKey = req.NodeKey
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("node key rotated", "node", n.ID, "node_key", n.NodeKey.String())
+	return writeJSON(w, http.StatusOK, nodeView(n))
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error {
+	// The body may be empty or an empty JSON object.
+	if _, err := decode[emptyRequest](r.Body); err != nil {
+		if e, ok := err.(*api.Error); !ok || !strings.HasPrefix(e.Message, "request body is empty") {
+			return err
+		}
+	}
+	_, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
+		old, err := tx.Node(cred.id)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !hashEqual(old.CredentialHash, cred.hash)) {
+			return effect{}, nil, unauthorized("node %s was already removed or re-registered", cred.id)
+		}
+		if err != nil {
+			return effect{}, nil, err
+		}
+		if err := tx.DeleteNode(cred.id); err != nil {
+			return effect{}, nil, err
+		}
+		return effect{nodes: []nodeUpdate{{cred.id, nil}}}, nil, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("node logged out", "node", cred.id)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type emptyRequest struct{}
+
+func (*emptyRequest) Validate() error { return nil }

@@ -1,0 +1,295 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/api"
+)
+
+// bodyReadTimeout bounds how long a client may take to send a request body.
+const bodyReadTimeout = 30 * time.Second
+
+// handlerFunc answers a request. It writes a success response itself and
+// returns an error otherwise: an *api.Error is written as is; anything else
+// is logged and answered 500.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// router matches exact paths and paths ending in one "{id}" segment, and
+// answers unknown routes and methods with JSON errors (which
+// http.ServeMux does not).
+type router struct {
+	s      *Server
+	routes map[string]map[string]handlerFunc // pattern -> method -> handler
+	// versioned routes require HeaderCapabilityVersion.
+	versioned bool
+}
+
+func newRouter(s *Server, versioned bool) *router {
+	return &router{s: s, routes: make(map[string]map[string]handlerFunc), versioned: versioned}
+}
+
+func (rt *router) handle(method, pattern string, h handlerFunc) {
+	if rt.routes[pattern] == nil {
+		rt.routes[pattern] = make(map[string]handlerFunc)
+	}
+	rt.routes[pattern][method] = h
+}
+
+// match returns the pattern for path and the value of its {id} segment.
+func (rt *router) match(path string) (pattern, id string) {
+	if _, ok := rt.routes[path]; ok {
+		return path, ""
+	}
+	i := strings.LastIndexByte(path, '/')
+	if i <= 0 || i == len(path)-1 {
+		return "", ""
+	}
+	p := path[:i] + "/{id}"
+	if _, ok := rt.routes[p]; ok {
+		return p, path[i+1:]
+	}
+	return "", ""
+}
+
+type idKey struct{}
+
+// pathID returns the {id} segment of the request's route.
+func pathID(r *http.Request) string {
+	id, _ := r.Context().Value(idKey{}).(string)
+	return id
+}
+
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	pattern, id := rt.match(r.URL.Path)
+	route := pattern
+	if route == "" {
+		route = "unmatched"
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			rt.s.log.Error("handler panic", "route", route, "panic", fmt.Sprint(p))
+			if sw.code == 0 {
+				writeError(sw, &api.Error{Status: http.StatusInternalServerError, Code: api.CodeInternal, Message: "internal error"})
+			}
+		}
+		rt.s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.status())).Inc()
+		rt.s.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	}()
+	h := sw.Header()
+	h.Set(api.HeaderCapabilityVersion, api.CurrentCapabilityVersion.String())
+	h.Set(api.HeaderMinCapabilityVersion, api.MinSupportedCapabilityVersion.String())
+	h.Set("Cache-Control", "no-store")
+
+	if pattern == "" {
+		writeError(sw, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound,
+			Message: fmt.Sprintf("no route %s", truncate(r.URL.Path, 100))})
+		return
+	}
+	handler, ok := rt.routes[pattern][r.Method]
+	if !ok {
+		methods := make([]string, 0, 2)
+		for m := range rt.routes[pattern] {
+			methods = append(methods, m)
+		}
+		slices.Sort(methods)
+		h.Set("Allow", strings.Join(methods, ", "))
+		writeError(sw, &api.Error{Status: http.StatusMethodNotAllowed, Code: api.CodeMethodNotAllowed,
+			Message: fmt.Sprintf("%s does not accept %s; use %s", pattern, truncate(r.Method, 20), strings.Join(methods, " or "))})
+		return
+	}
+	if rt.versioned && pattern != api.PathHealthz {
+		v, err := api.ParseCapabilityVersion(r.Header.Get(api.HeaderCapabilityVersion))
+		if err != nil {
+			writeError(sw, &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest,
+				Message: err.Error() + fmt.Sprintf("; send \"%s: %d\"", api.HeaderCapabilityVersion, api.CurrentCapabilityVersion)})
+			return
+		}
+		if v < api.MinSupportedCapabilityVersion {
+			// No Upgrade header: HTTP/2 forbids it, and the
+			// Rustynet-Min-Capability-Version header says the same.
+			writeError(sw, &api.Error{Status: http.StatusUpgradeRequired, Code: api.CodeUpgradeRequired, Message: api.UpgradeMessage(v)})
+			return
+		}
+	}
+	if r.Method != http.MethodGet {
+		// Bound the time to send a body. Not for GET: a read deadline
+		// would cancel a long-poll's context when it passes.
+		http.NewResponseController(sw).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	}
+	if id != "" {
+		r = r.WithContext(context.WithValue(r.Context(), idKey{}, id))
+	}
+	if err := handler(sw, r); err != nil {
+		var apiErr *api.Error
+		if !errors.As(err, &apiErr) {
+			rt.s.log.Error("request failed", "route", route, "err", err)
+			apiErr = &api.Error{Status: http.StatusInternalServerError, Code: api.CodeInternal, Message: "internal error; the controller log has details"}
+			if errors.Is(err, ErrClosed) {
+				apiErr = &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "controller is shutting down; retry"}
+			}
+		}
+		if sw.code == 0 {
+			writeError(sw, apiErr)
+		}
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	body = append(body, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, err = w.Write(body)
+	return err
+}
+
+func writeError(w http.ResponseWriter, e *api.Error) {
+	writeJSON(w, e.Status, api.ErrorBody{Error: e})
+}
+
+func badRequest(format string, args ...any) *api.Error {
+	return &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+// validator is a request type that checks itself after decoding.
+type validator interface{ Validate() error }
+
+// decode reads one JSON object of type T from body (at most
+// api.MaxBodyBytes), refusing unknown fields, trailing data and values that
+// fail T's Validate, each with a message that says why.
+func decode[T any, PT interface {
+	*T
+	validator
+}](body io.Reader) (*T, error) {
+	lr := &limitedReader{r: body, n: api.MaxBodyBytes}
+	dec := json.NewDecoder(lr)
+	dec.DisallowUnknownFields()
+	v := PT(new(T))
+	if err := dec.Decode(v); err != nil {
+		return nil, decodeError(err, lr)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if lr.exceeded {
+			return nil, tooLarge()
+		}
+		return nil, badRequest("unexpected data after the JSON object")
+	}
+	if err := v.Validate(); err != nil {
+		return nil, badRequest("%s", err)
+	}
+	return (*T)(v), nil
+}
+
+func tooLarge() *api.Error {
+	return &api.Error{Status: http.StatusRequestEntityTooLarge, Code: api.CodeBodyTooLarge,
+		Message: fmt.Sprintf("request body is larger than %d bytes", api.MaxBodyBytes)}
+}
+
+func decodeError(err error, lr *limitedReader) *api.Error {
+	if lr.exceeded {
+		return tooLarge()
+	}
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return badRequest("request body is empty; want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("request body ends in the middle of a JSON value")
+	case errors.As(err, &syn):
+		return badRequest("malformed JSON at byte %d: %s", syn.Offset, strings.TrimPrefix(syn.Error(), "json: "))
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return badRequest("field %q: want %s, got %s", typ.Field, typ.Type, typ.Value)
+		}
+		return badRequest("want a JSON object, got %s", typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	default:
+		return badRequest("%s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+}
+
+// limitedReader is io.LimitedReader that remembers whether the limit was
+// passed, so an oversized body is answered 413 rather than as bad JSON.
+type limitedReader struct {
+	r        io.Reader
+	n        int64
+	exceeded bool
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		// Probe for one more byte to tell "exactly at the limit" from "over".
+		var one [1]byte
+		if n, _ := l.r.Read(one[:]); n > 0 {
+			l.exceeded = true
+			return 0, errTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+var errTooLarge = errors.New("request body too large")
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

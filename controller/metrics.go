@@ -1,0 +1,81 @@
+package controller
+
+import (
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/rustynet/rustynet/controller/api"
+)
+
+// metrics are the controller's Prometheus metrics, on a registry the caller
+// injects. Labels are bounded: route is a registered pattern or
+// "unmatched", code a status code.
+type metrics struct {
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	nodes        prometheus.Gauge
+	polls        prometheus.Gauge
+	pushLatency  prometheus.Histogram
+	registered   *prometheus.CounterVec
+	commitBatch  prometheus.Histogram
+	commitTime   prometheus.Histogram
+	fullNetmaps  prometheus.Counter
+	deltaNetmaps prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	f.NewGauge(prometheus.GaugeOpts{
+		Name:        "rustynet_controller_build_info",
+		Help:        "Build information of the controller; always 1.",
+		ConstLabels: prometheus.Labels{"goversion": runtime.Version(), "capability_version": api.CurrentCapabilityVersion.String()},
+	}).Set(1)
+	return &metrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_controller_http_requests_total",
+			Help: "HTTP requests to the control API, by route pattern and status code.",
+		}, []string{"route", "code"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rustynet_controller_http_request_duration_seconds",
+			Help:    "Time to answer control API requests, by route pattern (netmap long-polls included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"route"}),
+		nodes: f.NewGauge(prometheus.GaugeOpts{
+			Name: "rustynet_controller_nodes",
+			Help: "Registered nodes.",
+		}),
+		polls: f.NewGauge(prometheus.GaugeOpts{
+			Name: "rustynet_controller_netmap_polls_open",
+			Help: "Netmap long-polls currently held open.",
+		}),
+		pushLatency: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rustynet_controller_netmap_push_latency_seconds",
+			Help:    "Time from a committed change to the netmap response that carries it being written to a waiting node.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		registered: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_controller_registrations_total",
+			Help: "Registration attempts, by result (ok, refused, error).",
+		}, []string{"result"}),
+		commitBatch: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rustynet_controller_store_commit_batch_size",
+			Help:    "Mutations committed together in one store transaction.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
+		commitTime: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rustynet_controller_store_commit_duration_seconds",
+			Help:    "Time to commit one store transaction, fsync included.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
+		fullNetmaps: f.NewCounter(prometheus.CounterOpts{
+			Name: "rustynet_controller_netmaps_full_total",
+			Help: "Full netmap responses sent.",
+		}),
+		deltaNetmaps: f.NewCounter(prometheus.CounterOpts{
+			Name: "rustynet_controller_netmaps_delta_total",
+			Help: "Delta netmap responses sent, empty keep-alives included.",
+		}),
+	}
+}

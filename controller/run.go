@@ -1,0 +1,232 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/certs"
+	"github.com/rustynet/rustynet/controller/store/bolt"
+)
+
+// Files in the data directory.
+const (
+	StoreFile     = "controller.db"
+	AdminSocket   = "admin.sock"
+	TLSDir        = "tls"
+	shutdownGrace = 10 * time.Second
+)
+
+// RunConfig configures Run.
+type RunConfig struct {
+	DataDir       string
+	Listen        string   // the API's TCP address, e.g. ":8443"
+	MetricsListen string   // the metrics' TCP address; "" disables them
+	TLSNames      []string // extra DNS names or IPs for the server certificate
+	IPv4, IPv6    netip.Prefix
+	Logger        *slog.Logger
+	// Ready, if set, is called with the bound addresses once every
+	// listener is open.
+	Ready func(api, metrics net.Addr)
+}
+
+// Run serves the controller until ctx is done, then shuts down cleanly:
+// long-polls are answered, in-flight requests finish (up to 10 s), the
+// committer drains, and the store is closed.
+func Run(ctx context.Context, cfg RunConfig) (err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DataDir == "" {
+		return errors.New("no data dir")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := bolt.Open(filepath.Join(cfg.DataDir, StoreFile))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close store: %w", cerr)
+		}
+	}()
+	for _, m := range st.Migrated() {
+		log.Info("store migrated", "migration", m)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := New(Config{Store: st, IPv4: cfg.IPv4, IPv6: cfg.IPv6, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	hosts, err := certs.HostsFor(cfg.Listen, cfg.TLSNames)
+	if err != nil {
+		return err
+	}
+	cm, err := certs.Open(filepath.Join(cfg.DataDir, TLSDir), hosts, nil)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+
+	apiLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	adminLn, err := ListenAdmin(filepath.Join(cfg.DataDir, AdminSocket), log)
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			apiLn.Close()
+			adminLn.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+	}
+
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	apiSrv := &http.Server{
+		Handler:           srv.Handler(),
+		TLSConfig:         cm.TLSConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      api.MaxWait + 30*time.Second,
+		IdleTimeout:       api.MaxWait + 30*time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          errLog,
+	}
+	adminSrv := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	servers := []*http.Server{apiSrv, adminSrv}
+	errc := make(chan error, 3)
+	go func() { errc <- apiSrv.ServeTLS(apiLn, "", "") }()
+	go func() { errc <- adminSrv.Serve(adminLn) }()
+	var metricsAddr net.Addr
+	if metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		servers = append(servers, metricsSrv)
+		go func() { errc <- metricsSrv.Serve(metricsLn) }()
+		metricsAddr = metricsLn.Addr()
+	}
+	log.Info("controller serving",
+		"listen", apiLn.Addr().String(), "metrics", fmt.Sprint(metricsAddr),
+		"admin_socket", adminLn.Addr().String(), "ca", cm.CAFile(),
+		"tls_names", cm.Leaf().DNSNames, "tls_ips", fmt.Sprint(cm.Leaf().IPAddresses),
+		"capability_version", int(api.CurrentCapabilityVersion), "nodes", srv.st.count())
+	if cfg.Ready != nil {
+		cfg.Ready(apiLn.Addr(), metricsAddr)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("controller shutting down", "reason", context.Cause(ctx))
+	case err = <-errc:
+		log.Error("listener failed; shutting down", "err", err)
+	}
+	srv.Shutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	for _, s := range servers {
+		if serr := s.Shutdown(sctx); serr != nil {
+			log.Warn("server shutdown", "err", serr)
+			s.Close()
+		}
+	}
+	srv.Close()
+	log.Info("controller stopped")
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// ListenAdmin opens the admin socket at path with mode 0600 and accepts
+// connections only from the user the controller runs as (or root), checked
+// with SO_PEERCRED. A stale socket left by a crash is replaced; a live one
+// means another controller owns the data dir.
+func ListenAdmin(path string, log *slog.Logger) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("admin socket %s is in use: is another controller running on this data dir?", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale admin socket: %w", err)
+	}
+	// Create the socket with no permissions for others from the start.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	return &peerCredListener{Listener: ln, uid: uint32(os.Getuid()), log: log}, nil
+}
+
+type peerCredListener struct {
+	net.Listener
+	uid uint32
+	log *slog.Logger
+}
+
+func (l *peerCredListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		uid, err := peerUID(c)
+		if err == nil && (uid == l.uid || uid == 0) {
+			return c, nil
+		}
+		l.log.Warn("admin connection refused", "peer_uid", uid, "err", err)
+		c.Close()
+	}
+}
+
+func peerUID(c net.Conn) (uint32, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return 0, fmt.Errorf("not a unix connection")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, cerr
+	}
+	return cred.Uid, nil
+}

@@ -1,0 +1,276 @@
+package controller
+
+import (
+	"errors"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/acl"
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/store"
+)
+
+// maxLogEntries bounds the change log that deltas are computed from. A node
+// whose revision has fallen off the log gets a full netmap.
+const maxLogEntries = 16384
+
+var errNodeGone = errors.New("node removed or its credential replaced")
+
+// state is the in-memory view of the store that netmaps are computed from:
+// every node, the compiled policy, and a log of recent changes. Only the
+// committer writes it, after each commit and in revision order, so it never
+// runs ahead of what is durable.
+type state struct {
+	mu        sync.RWMutex
+	rev       uint64
+	nodes     map[api.NodeID]*store.Node // values are never modified: replaced
+	policy    *acl.Policy
+	policyRec *store.Policy // nil while the default policy is in force
+	log       []change      // ascending by rev
+	logFrom   uint64        // the log holds every change with rev > logFrom
+	changed   chan struct{} // closed and replaced when a change is applied
+}
+
+// change is one entry of the log: a node changed, or (node "") the policy.
+type change struct {
+	rev  uint64
+	at   time.Time
+	node api.NodeID
+	prev *store.Node // the node before the change; nil if it did not exist
+}
+
+// effect is what a committed mutation changed, for the state to apply.
+type effect struct {
+	nodes  []nodeUpdate
+	policy *policyUpdate
+}
+
+type nodeUpdate struct {
+	id   api.NodeID
+	node *store.Node // nil: deleted
+}
+
+type policyUpdate struct {
+	rec      *store.Policy
+	compiled *acl.Policy
+}
+
+func newState(rev uint64, nodes map[api.NodeID]*store.Node, policy *acl.Policy, rec *store.Policy) *state {
+	return &state{
+		rev:       rev,
+		nodes:     nodes,
+		policy:    policy,
+		policyRec: rec,
+		logFrom:   rev,
+		changed:   make(chan struct{}),
+	}
+}
+
+// apply records the effects committed at rev and wakes waiting long-polls if
+// any node or the policy changed.
+func (s *state) apply(rev uint64, at time.Time, effects []effect) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.log)
+	for _, e := range effects {
+		for _, u := range e.nodes {
+			prev := s.nodes[u.id]
+			if u.node == nil {
+				delete(s.nodes, u.id)
+			} else {
+				s.nodes[u.id] = u.node
+			}
+			s.log = append(s.log, change{rev: rev, at: at, node: u.id, prev: prev})
+		}
+		if e.policy != nil {
+			s.policy, s.policyRec = e.policy.compiled, e.policy.rec
+			s.log = append(s.log, change{rev: rev, at: at})
+		}
+	}
+	s.rev = rev
+	if len(s.log) > maxLogEntries {
+		drop := len(s.log) - maxLogEntries
+		s.logFrom = s.log[drop-1].rev
+		for drop < len(s.log) && s.log[drop].rev == s.logFrom {
+			drop++
+		}
+		s.log = slices.Clone(s.log[drop:])
+	}
+	if len(s.log) != n || n > maxLogEntries {
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+}
+
+func subject(n *store.Node) *acl.Subject {
+	return &acl.Subject{ID: n.ID, Name: n.Name, Tags: n.Tags}
+}
+
+// peerAccess says whether peer belongs in self's netmap and in which
+// directions connections are allowed. A peer is sent only if one direction
+// is allowed and the two share a backend.
+func peerAccess(p *acl.Policy, self, peer *store.Node) (out, in, ok bool) {
+	if self.ID == peer.ID {
+		return false, false, false
+	}
+	common := false
+	for _, b := range self.Backends {
+		if slices.Contains(peer.Backends, b) {
+			common = true
+			break
+		}
+	}
+	if !common {
+		return false, false, false
+	}
+	ss, ps := subject(self), subject(peer)
+	out, in = p.Allows(ss, ps), p.Allows(ps, ss)
+	return out, in, out || in
+}
+
+func nodeView(n *store.Node) api.Node {
+	return api.Node{
+		ID:         n.ID,
+		Name:       n.Name,
+		NodeKey:    n.NodeKey,
+		Addresses:  n.Addresses,
+		AllowedIPs: n.Addresses,
+		Endpoints:  n.AllEndpoints(),
+		Backends:   n.Backends,
+		Tags:       n.Tags,
+	}
+}
+
+func peerView(n *store.Node, out, in bool) api.Node {
+	v := nodeView(n)
+	v.AllowOut, v.AllowIn = out, in
+	return v
+}
+
+// sameAccessInputs reports whether a and b match in everything that decides
+// who their peers are.
+func sameAccessInputs(a, b *store.Node) bool {
+	return a.Name == b.Name && slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Backends, b.Backends)
+}
+
+// netmap computes what node id, holding credential hash cred and the netmap
+// of revision since, must receive: a full map, a delta, or an empty delta
+// that only advances the revision. It also returns the channel that closes
+// on the next change and the commit time of the newest change included
+// (zero if none).
+func (s *state) netmap(id api.NodeID, cred store.Hash, since uint64) (*api.MapResponse, <-chan struct{}, time.Time, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	self := s.nodes[id]
+	if self == nil || !hashEqual(self.CredentialHash, cred) {
+		return nil, nil, time.Time{}, errNodeGone
+	}
+	if since == 0 || since < s.logFrom || since > s.rev {
+		return s.fullLocked(self), s.changed, time.Time{}, nil
+	}
+	i := sort.Search(len(s.log), func(i int) bool { return s.log[i].rev > since })
+	entries := s.log[i:]
+	resp := &api.MapResponse{Revision: s.rev}
+	if len(entries) == 0 {
+		return resp, s.changed, time.Time{}, nil
+	}
+	newest := entries[len(entries)-1].at
+	// The earliest state in range of each changed node is what the
+	// receiver last saw of it.
+	before := make(map[api.NodeID]*store.Node, len(entries))
+	var order []api.NodeID
+	for _, c := range entries {
+		if c.node == "" {
+			return s.fullLocked(self), s.changed, newest, nil
+		}
+		if _, seen := before[c.node]; !seen {
+			before[c.node] = c.prev
+			order = append(order, c.node)
+		}
+	}
+	if prev, ok := before[id]; ok {
+		if prev == nil || !sameAccessInputs(prev, self) {
+			return s.fullLocked(self), s.changed, newest, nil
+		}
+		v := nodeView(self)
+		resp.Self = &v
+	}
+	for _, pid := range order {
+		if pid == id {
+			continue
+		}
+		prev, cur := before[pid], s.nodes[pid]
+		sawBefore := false
+		if prev != nil {
+			_, _, sawBefore = peerAccess(s.policy, self, prev)
+		}
+		if cur != nil {
+			if out, in, ok := peerAccess(s.policy, self, cur); ok {
+				resp.PeersChanged = append(resp.PeersChanged, peerView(cur, out, in))
+				continue
+			}
+		}
+		if sawBefore {
+			resp.PeersRemoved = append(resp.PeersRemoved, pid)
+		}
+	}
+	if resp.Self == nil && len(resp.PeersChanged) == 0 && len(resp.PeersRemoved) == 0 {
+		newest = time.Time{}
+	}
+	return resp, s.changed, newest, nil
+}
+
+func (s *state) fullLocked(self *store.Node) *api.MapResponse {
+	v := nodeView(self)
+	resp := &api.MapResponse{Revision: s.rev, Full: true, Self: &v, Peers: []api.Node{}}
+	for _, n := range s.nodes {
+		if out, in, ok := peerAccess(s.policy, self, n); ok {
+			resp.Peers = append(resp.Peers, peerView(n, out, in))
+		}
+	}
+	sort.Slice(resp.Peers, func(i, j int) bool { return resp.Peers[i].ID < resp.Peers[j].ID })
+	return resp
+}
+
+// authenticate returns the node whose credential hash is cred.
+func (s *state) authenticate(id api.NodeID, cred store.Hash) (*store.Node, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := s.nodes[id]
+	if n == nil || !hashEqual(n.CredentialHash, cred) {
+		return nil, false
+	}
+	return n, true
+}
+
+func (s *state) nodeByNameOrID(v string) *store.Node {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if n := s.nodes[api.NodeID(v)]; n != nil {
+		return n
+	}
+	for _, n := range s.nodes {
+		if n.Name == v {
+			return n
+		}
+	}
+	return nil
+}
+
+func (s *state) snapshot() (nodes []*store.Node, policy *store.Policy, rev uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	nodes = make([]*store.Node, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		nodes = append(nodes, n)
+	}
+	return nodes, s.policyRec, s.rev
+}
+
+func (s *state) count() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.nodes)
+}
