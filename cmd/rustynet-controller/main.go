@@ -1,0 +1,469 @@
+// Command rustynet-controller runs the Rustynet controller and administers
+// it through its admin socket.
+//
+//	rustynet-controller serve   --data-dir DIR [--listen :8443] [--metrics-listen 127.0.0.1:9469] [--tls-san NAME]...
+//	rustynet-controller authkey create|list|revoke ...
+//	rustynet-controller node    list|remove ...
+//	rustynet-controller policy  set FILE | get
+//	rustynet-controller backup  --data-dir DIR --out FILE
+//	rustynet-controller restore --data-dir DIR FILE
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rustynet/rustynet/controller"
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/ipam"
+	"github.com/rustynet/rustynet/controller/store/bolt"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const defaultDataDir = "/var/lib/rustynet-controller"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `usage: rustynet-controller <command> [flags]
+
+commands:
+  serve            run the controller
+  authkey create   create a pre-auth key (prints only the key)
+  authkey list     list pre-auth keys
+  authkey revoke   revoke a pre-auth key by ID
+  node list        list registered nodes
+  node remove      remove a node by ID or name
+  policy set FILE  replace the ACL policy ("-" reads stdin)
+  policy get       print the ACL policy in force
+  backup           write a consistent copy of the store to a file
+  restore FILE     restore a backup into a stopped controller's data dir
+  version          print the version
+
+Every command takes --data-dir DIR (default ` + defaultDataDir + `).
+Run "rustynet-controller <command> -h" for its flags.
+`
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := dispatch(args, stdin, stdout, stderr)
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "rustynet-controller: %s\n", ue.msg)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "rustynet-controller: %s\n", err)
+		return 1
+	}
+}
+
+func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	cmd, rest := args[0], args[1:]
+	sub := ""
+	if len(rest) > 0 && (cmd == "authkey" || cmd == "node" || cmd == "policy") {
+		sub, rest = rest[0], rest[1:]
+	}
+	switch cmd + " " + sub {
+	case "serve ":
+		return serve(rest, stderr)
+	case "authkey create":
+		return authkeyCreate(rest, stdout, stderr)
+	case "authkey list":
+		return authkeyList(rest, stdout, stderr)
+	case "authkey revoke":
+		return authkeyRevoke(rest, stdout, stderr)
+	case "node list":
+		return nodeList(rest, stdout, stderr)
+	case "node remove":
+		return nodeRemove(rest, stdout, stderr)
+	case "policy set":
+		return policySet(rest, stdin, stdout, stderr)
+	case "policy get":
+		return policyGet(rest, stdout, stderr)
+	case "backup ":
+		return backup(rest, stderr)
+	case "restore ":
+		return restore(rest, stderr)
+	case "version ", "-version ", "--version ":
+		fmt.Fprintf(stdout, "rustynet-controller %s (capability version %d, oldest client served %d)\n",
+			version, api.CurrentCapabilityVersion, api.MinSupportedCapabilityVersion)
+		return nil
+	case "help ", "-h ", "-help ", "--help ":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", strings.TrimSpace(cmd+" "+sub))}
+}
+
+// flagSet returns a FlagSet with --data-dir.
+func flagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data-dir", defaultDataDir, "controller data directory")
+	return fs, dir
+}
+
+// parse parses flags wherever they appear among the positional arguments
+// and checks the number of positionals.
+func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != len(positional) {
+		want := "no arguments"
+		if len(positional) > 0 {
+			want = strings.Join(positional, " ")
+		}
+		return nil, usageError{fmt.Sprintf("%s: want %s, got %q", fs.Name(), want, pos)}
+	}
+	return pos, nil
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
+
+func serve(args []string, stderr io.Writer) error {
+	fs, dir := flagSet("serve", stderr)
+	listen := fs.String("listen", ":8443", "address for the node API (HTTPS)")
+	metrics := fs.String("metrics-listen", "127.0.0.1:9469", "address for Prometheus metrics (HTTP); empty disables")
+	v4 := fs.String("ipv4-prefix", ipam.DefaultIPv4.String(), "IPv4 prefix nodes' addresses come from")
+	v6 := fs.String("ipv6-prefix", ipam.DefaultIPv6.String(), "IPv6 prefix nodes' addresses come from")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	var sans stringList
+	fs.Var(&sans, "tls-san", "extra DNS name or IP for the server certificate (repeatable, or comma-separated)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	p4, err := netip.ParsePrefix(*v4)
+	if err != nil {
+		return usageError{fmt.Sprintf("--ipv4-prefix: %s", err)}
+	}
+	p6, err := netip.ParsePrefix(*v6)
+	if err != nil {
+		return usageError{fmt.Sprintf("--ipv6-prefix: %s", err)}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageError{fmt.Sprintf("--log-level: %s", err)}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch *logFormat {
+	case "text":
+		h = slog.NewTextHandler(stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(stderr, opts)
+	default:
+		return usageError{fmt.Sprintf("--log-format %q: want text or json", *logFormat)}
+	}
+	log := slog.New(h).With("component", "controller", "version", version)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return controller.Run(ctx, controller.RunConfig{
+		DataDir:       *dir,
+		Listen:        *listen,
+		MetricsListen: *metrics,
+		TLSNames:      sans,
+		IPv4:          p4,
+		IPv6:          p6,
+		Logger:        log,
+	})
+}
+
+func adminContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+func authkeyCreate(args []string, stdout, stderr io.Writer) error {
+	fs, dir := flagSet("authkey create", stderr)
+	reusable := fs.Bool("reusable", false, "the key may register more than one node")
+	ttl := fs.Duration("ttl", time.Hour, "how long the key can be used")
+	desc := fs.String("description", "", "what the key is for")
+	var tags stringList
+	fs.Var(&tags, "tags", "tags for nodes registered with the key, e.g. tag:web,tag:prod")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *ttl < time.Second {
+		return usageError{"--ttl must be at least 1s"}
+	}
+	ctx, cancel := adminContext()
+	defer cancel()
+	resp, err := controller.NewAdminClient(*dir).CreateAuthKey(ctx, api.CreateAuthKeyRequest{
+		Reusable: *reusable, TTLSeconds: int64(*ttl / time.Second), Tags: tags, Description: *desc,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, resp.Key)
+	return nil
+}
+
+func authkeyList(args []string, stdout, stderr io.Writer) error {
+	fs, dir := flagSet("authkey list", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := adminContext()
+	defer cancel()
+	keys, err := controller.NewAdminClient(*dir).AuthKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, keys)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tREUSABLE\tUSES\tTAGS\tEXPIRES\tDESCRIPTION")
+	now := time.Now()
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%s\t%s\t%s\n", k.ID, k.State(now), k.Reusable, k.Uses,
+			orDash(strings.Join(k.Tags, ",")), k.ExpiresAt.Local().Format(time.RFC3339), orDash(k.Description))
+	}
+	return tw.Flush()
+}
+
+func authkeyRevoke(args []string, stdout, stderr io.Writer) error {
+	fs, dir := flagSet("authkey revoke", stderr)
+	pos, err := parse(fs, args, "ID")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := adminContext()
+	defer cancel()
+	k, err := controller.NewAdminClient(*dir).RevokeAuthKey(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked auth key %s\n", k.ID)
+	return nil
+}
+
+func nodeList(args []string, stdout, stderr io.Writer) error {
+	fs, dir := flagSet("node list", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := adminContext()
+	defer cancel()
+	nodes, err := controller.NewAdminClient(*dir).Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, nodes)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tADDRESSES\tTAGS\tBACKENDS\tONLINE\tENDPOINTS")
+	for _, n := range nodes {
+		addrs := make([]string, len(n.Addresses))
+		for i, a := range n.Addresses {
+			addrs[i] = a.Addr().String()
+		}
+		eps := make([]string, len(n.Endpoints))
+		for i, e := range n.Endpoints {
+			eps[i] = e.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, n.Name, strings.Join(addrs, ","),
+			orDash(strings.Join(n.Tags, ",")), strings.Join(n.Backends, ","), n.Online, orDash(strings.Join(eps, ",")))
+	}
+	return tw.Flush()
+}
+
+func nodeRemove(args []string, stdout, stderr io.Writer) error {
+	fs, dir := flagSet("node remove", stderr)
+	pos, err := parse(fs, args, "ID")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := adminContext()
+	defer cancel()
+	if err := controller.NewAdminClient(*dir).RemoveNode(ctx, pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed node %s\n", pos[0])
+	return nil
+}
+
+func policySet(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs, dir := flagSet("policy set", stderr)
+	pos, err := parse(fs, args, "FILE")
+	if err != nil {
+		return err
+	}
+	var text []byte
+	if pos[0] == "-" {
+		text, err = io.ReadAll(io.LimitReader(stdin, api.MaxPolicyBytes+1))
+	} else {
+		text, err = os.ReadFile(pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := adminContext()
+	defer cancel()
+	if _, err := controller.NewAdminClient(*dir).SetPolicy(ctx, string(text)); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "policy set")
+	return nil
+}
+
+func policyGet(args []string, stdout, stderr io.Writer) error {
+	fs, dir := flagSet("policy get", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := adminContext()
+	defer cancel()
+	p, err := controller.NewAdminClient(*dir).Policy(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *asJSON:
+		return printJSON(stdout, p)
+	case p.Default:
+		fmt.Fprintln(stderr, "no policy set: every node may reach every other")
+	default:
+		fmt.Fprint(stdout, p.Policy)
+	}
+	return nil
+}
+
+func backup(args []string, stderr io.Writer) error {
+	fs, dir := flagSet("backup", stderr)
+	out := fs.String("out", "", "file to write the backup to (required)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageError{"backup: --out FILE is required"}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(*out), ".backup-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	n, err := controller.NewAdminClient(*dir).Backup(ctx, tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "wrote %d bytes to %s\n", n, *out)
+	return nil
+}
+
+func restore(args []string, stderr io.Writer) error {
+	fs, dir := flagSet("restore", stderr)
+	force := fs.Bool("force", false, "move an existing store aside instead of refusing")
+	pos, err := parse(fs, args, "FILE")
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
+	}
+	dst := filepath.Join(*dir, controller.StoreFile)
+	if _, err := os.Stat(dst); err == nil {
+		if !*force {
+			return fmt.Errorf("%s exists; stop the controller and pass --force to move it aside", dst)
+		}
+		// Holding the store open proves no controller is using it.
+		st, err := bolt.Open(dst)
+		if err != nil {
+			return fmt.Errorf("cannot restore over %s: %w", dst, err)
+		}
+		st.Close()
+		aside := dst + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
+		if err := os.Rename(dst, aside); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "moved the existing store to %s\n", aside)
+	}
+	if err := bolt.Restore(f, dst); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "restored %s into %s\n", pos[0], dst)
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

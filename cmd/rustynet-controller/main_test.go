@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/controllertest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rustynet-controller-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	binary = filepath.Join(dir, "rustynet-controller")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a controller process.
+type daemon struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *syncBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listenRE = regexp.MustCompile(`msg="controller serving".* listen=(\S+)`)
+
+// start runs `rustynet-controller serve` on dir and waits until it serves.
+func start(t *testing.T, dir, listen string) *daemon {
+	t.Helper()
+	cmd := exec.Command(binary, "serve", "--data-dir", dir, "--listen", listen, "--metrics-listen", "127.0.0.1:0")
+	pr, pw := io.Pipe()
+	d := &daemon{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = cmd.Wait(); pw.Close(); close(d.done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("controller log:\n%s", d.logs)
+		}
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			d.logs.Write([]byte(line + "\n"))
+			if m := listenRE.FindStringSubmatch(line); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	select {
+	case addr := <-found:
+		d.url = "https://" + addr
+	case <-d.done:
+		t.Fatalf("controller exited before serving: %v\n%s", d.err, d.logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("controller did not serve within 30s\n%s", d.logs)
+	}
+	return d
+}
+
+// cli runs a rustynet-controller command and returns its stdout, stderr and
+// exit code.
+func cli(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func register(hc *http.Client, url, key string) (*api.RegisterResponse, int, error) {
+	body, _ := json.Marshal(api.RegisterRequest{AuthKey: key, NodeKey: controllertest.Key[api.NodePublic](),
+		MachineKey: controllertest.Key[api.MachinePublic](), Hostname: "n"})
+	req, _ := http.NewRequest("POST", url+api.PathRegister, bytes.NewReader(body))
+	req.Header.Set(api.HeaderCapabilityVersion, "1")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	var out api.RegisterResponse
+	if resp.StatusCode == 200 {
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return nil, resp.StatusCode, err
+		}
+	}
+	return &out, resp.StatusCode, nil
+}
+
+// TestOperatorFlow walks through the README: start a controller, create a
+// key, register a node, list it, set a policy, and stop with SIGTERM.
+func TestOperatorFlow(t *testing.T) {
+	dir := t.TempDir()
+	d := start(t, dir, "127.0.0.1:0")
+	hc := controllertest.NewClient(t, filepath.Join(dir, "tls", "ca.pem"))
+
+	key, stderr, code := cli(t, "", "authkey", "create", "--data-dir", dir, "--tags", "tag:web", "--ttl", "10m")
+	key = strings.TrimSpace(key)
+	if code != 0 || !strings.HasPrefix(key, api.AuthKeyPrefix) || strings.Contains(key, "\n") {
+		t.Fatalf("authkey create printed %q (stderr %q, exit %d), want only the key", key, stderr, code)
+	}
+	reg, status, err := register(hc, d.url, key)
+	if err != nil || status != 200 {
+		t.Fatalf("register: %d %v", status, err)
+	}
+	out, _, code := cli(t, "", "node", "list", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, string(reg.Node.ID)) || !strings.Contains(out, "tag:web") {
+		t.Errorf("node list = %q (exit %d), want the node with tag:web", out, code)
+	}
+	out, _, _ = cli(t, "", "node", "list", "--json", "--data-dir", dir)
+	var nodes []api.AdminNode
+	if err := json.Unmarshal([]byte(out), &nodes); err != nil || len(nodes) != 1 {
+		t.Errorf("node list --json = %q: %v", out, err)
+	}
+	out, _, _ = cli(t, "", "authkey", "list", "--data-dir", dir)
+	if !strings.Contains(out, "used") {
+		t.Errorf("authkey list = %q, want the key shown as used", out)
+	}
+
+	// A bad policy is refused with its line, with exit 1; a good one is set.
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("acls:\n  - action: accept\n    src: [\"*\"]\n    dst: [\"everyone\"]\n"), 0o600)
+	_, stderr, code = cli(t, "", "policy", "set", bad, "--data-dir", dir)
+	if code != 1 || !strings.Contains(stderr, "line 4") {
+		t.Errorf("policy set (invalid) = exit %d, stderr %q; want exit 1 naming line 4", code, stderr)
+	}
+	good := "acls:\n  - action: accept\n    src: [\"tag:web\"]\n    dst: [\"tag:web\"]\n"
+	if _, stderr, code = cli(t, good, "policy", "set", "-", "--data-dir", dir); code != 0 {
+		t.Errorf("policy set - = exit %d, %q", code, stderr)
+	}
+	if out, _, _ := cli(t, "", "policy", "get", "--data-dir", dir); out != good {
+		t.Errorf("policy get = %q, want %q", out, good)
+	}
+
+	// Usage mistakes exit 2.
+	if _, _, code := cli(t, "", "node", "frobnicate"); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+	if _, _, code := cli(t, "", "authkey", "revoke", "--data-dir", dir); code != 2 {
+		t.Errorf("authkey revoke without an ID: exit %d, want 2", code)
+	}
+	// Talking to a controller that is not there says so.
+	if _, stderr, code := cli(t, "", "node", "list", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(stderr, "no controller is running") {
+		t.Errorf("node list without a controller: exit %d, %q", code, stderr)
+	}
+
+	// Backup, then SIGTERM: a clean exit.
+	backupFile := filepath.Join(t.TempDir(), "backup.db")
+	if _, stderr, code := cli(t, "", "backup", "--data-dir", dir, "--out", backupFile); code != 0 {
+		t.Fatalf("backup: exit %d %q", code, stderr)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+		if d.err != nil {
+			t.Errorf("controller exited after SIGTERM with %v", d.err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("controller still running 15s after SIGTERM")
+	}
+	if !strings.Contains(d.logs.String(), "controller stopped") {
+		t.Errorf("log lacks the clean stop:\n%s", d.logs)
+	}
+
+	// Restore the backup into a new data dir and serve from it.
+	dir2 := t.TempDir()
+	if _, stderr, code := cli(t, "", "restore", "--data-dir", dir2, backupFile); code != 0 {
+		t.Fatalf("restore: exit %d %q", code, stderr)
+	}
+	start(t, dir2, "127.0.0.1:0")
+	out, _, _ = cli(t, "", "node", "list", "--data-dir", dir2)
+	if !strings.Contains(out, string(reg.Node.ID)) {
+		t.Errorf("node list after restore = %q, want %s", out, reg.Node.ID)
+	}
+}
+
+// TestKillDuringRegistrations SIGKILLs the controller in the middle of a
+// stream of registrations, restarts it, and checks that every registration
+// that was acknowledged is present, with no address given twice.
+func TestKillDuringRegistrations(t *testing.T) {
+	dir := t.TempDir()
+	d := start(t, dir, "127.0.0.1:0")
+	key, _, code := cli(t, "", "authkey", "create", "--reusable", "--data-dir", dir)
+	if code != 0 {
+		t.Fatal("authkey create failed")
+	}
+	key = strings.TrimSpace(key)
+	hc := controllertest.NewClient(t, filepath.Join(dir, "tls", "ca.pem"))
+
+	var (
+		mu    sync.Mutex
+		acked []api.NodeID
+		wg    sync.WaitGroup
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 8 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				reg, status, err := register(hc, d.url, key)
+				if err != nil {
+					return // the controller is gone
+				}
+				if status == 200 {
+					mu.Lock()
+					acked = append(acked, reg.Node.ID)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	// Kill once a good number of registrations are acknowledged, while more
+	// are in flight.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 300 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) < 300 {
+		t.Fatalf("only %d registrations acknowledged in 30s", len(acked))
+	}
+
+	start(t, dir, "127.0.0.1:0")
+	out, stderr, code := cli(t, "", "node", "list", "--json", "--data-dir", dir)
+	if code != 0 {
+		t.Fatalf("node list after restart: exit %d %q", code, stderr)
+	}
+	var nodes []api.AdminNode
+	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	present := map[api.NodeID]bool{}
+	addrs := map[string]api.NodeID{}
+	for _, n := range nodes {
+		present[n.ID] = true
+		for _, a := range n.Addresses {
+			if other, dup := addrs[a.String()]; dup {
+				t.Errorf("address %s held by %s and %s", a, other, n.ID)
+			}
+			addrs[a.String()] = n.ID
+		}
+	}
+	lost := 0
+	for _, id := range acked {
+		if !present[id] {
+			lost++
+			t.Errorf("acknowledged registration %s is missing after the restart", id)
+		}
+	}
+	t.Logf("%d registrations acknowledged before SIGKILL, %d nodes after restart, %d lost", len(acked), len(nodes), lost)
+}
