@@ -57,9 +57,16 @@ func TestRegisterAndFullNetmap(t *testing.T) {
 	key := c.AuthKey(true, "tag:web")
 	a := c.Register(key, "Alpha.example.com")
 	b := c.Register(key, "alpha")
-
 	if a.Node.Name != "alpha" || b.Node.Name != "alpha-2" {
 		t.Errorf("names = %q, %q; want alpha, alpha-2", a.Node.Name, b.Node.Name)
+	}
+	// A freed suffix is not reused before the others.
+	if err := c.Admin.RemoveNode(ctx(t), "alpha-2"); err != nil {
+		t.Fatal(err)
+	}
+	b = c.Register(key, "alpha")
+	if b.Node.Name != "alpha-3" {
+		t.Errorf("third alpha named %q, want alpha-3", b.Node.Name)
 	}
 	if !strings.HasPrefix(a.Credential, api.CredentialPrefix) {
 		t.Errorf("credential %q lacks prefix %q", a.Credential, api.CredentialPrefix)

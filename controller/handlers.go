@@ -140,6 +140,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 		}
 		var n *store.Node
 		var cursor uint64
+		counters := map[string]uint64{} // written after PutNode
 		existing, err := tx.NodeIDBy(store.IndexMachineKey, req.MachineKey.String())
 		switch {
 		case err == nil:
@@ -163,9 +164,13 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 			if _, err := tx.Node(newID); err == nil {
 				return effect{}, nil, fmt.Errorf("node ID %s collided; retry", newID)
 			}
-			name, err := uniqueName(tx, api.Hostname(req.Hostname))
+			base := api.Hostname(req.Hostname)
+			name, suffix, err := uniqueName(tx, base)
 			if err != nil {
 				return effect{}, nil, err
+			}
+			if suffix != 0 {
+				counters[nameCounter(base)] = suffix
 			}
 			if cursor, err = tx.Counter(ipamCounter); err != nil {
 				return effect{}, nil, err
@@ -207,7 +212,10 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 			return effect{}, nil, err
 		}
 		if cursor != 0 {
-			if err := tx.SetCounter(ipamCounter, cursor); err != nil {
+			counters[ipamCounter] = cursor
+		}
+		for name, v := range counters {
+			if err := tx.SetCounter(name, v); err != nil {
 				return effect{}, nil, err
 			}
 		}
@@ -259,24 +267,40 @@ func checkAuthKey(tx store.Tx, id string, hash store.Hash, now time.Time) (*stor
 	return k, nil
 }
 
-// uniqueName returns base, or base-2, base-3, ... if taken.
-func uniqueName(tx store.Tx, base string) (string, error) {
-	for i := 1; i < 100000; i++ {
-		name := base
-		if i > 1 {
-			suffix := "-" + strconv.Itoa(i)
-			name = strings.TrimRight(base[:min(len(base), api.MaxHostnameLen-len(suffix))], "-") + suffix
-		}
+// uniqueName returns base if it is free, else base-N for the first free N
+// after the last suffix handed out for base (kept in a counter, so that many
+// nodes with one hostname cost O(1) each). The caller stores the returned
+// counter value after its PutNode.
+func uniqueName(tx store.Tx, base string) (name string, counter uint64, err error) {
+	free := func(name string) (bool, error) {
 		_, err := tx.NodeIDBy(store.IndexName, name)
 		if errors.Is(err, store.ErrNotFound) {
-			return name, nil
+			return true, nil
 		}
+		return false, err
+	}
+	if ok, err := free(base); ok || err != nil {
+		return base, 0, err
+	}
+	last, err := tx.Counter(nameCounter(base))
+	if err != nil {
+		return "", 0, err
+	}
+	for i := max(last, 1) + 1; i < last+100000; i++ {
+		suffix := "-" + strconv.FormatUint(i, 10)
+		name := strings.TrimRight(base[:min(len(base), api.MaxHostnameLen-len(suffix))], "-") + suffix
+		ok, err := free(name)
 		if err != nil {
-			return "", err
+			return "", 0, err
+		}
+		if ok {
+			return name, i, nil
 		}
 	}
-	return "", conflict(api.CodeConflict, "too many nodes named %q", base)
+	return "", 0, conflict(api.CodeConflict, "too many nodes named %q", base)
 }
+
+func nameCounter(base string) string { return "name/" + base }
 
 // putNode stores n and turns an index conflict into a refusal.
 func putNode(tx store.Tx, n *store.Node) error {

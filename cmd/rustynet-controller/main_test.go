@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +29,7 @@ func TestMain(m *testing.M) {
 	}
 	binary = filepath.Join(dir, "rustynet-controller")
 	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build:", err)
@@ -42,72 +40,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// daemon is a controller process.
-type daemon struct {
-	cmd  *exec.Cmd
-	url  string
-	logs *syncBuffer
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done is closed
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var listenRE = regexp.MustCompile(`msg="controller serving".* listen=(\S+)`)
-
-// start runs `rustynet-controller serve` on dir and waits until it serves.
-func start(t *testing.T, dir, listen string) *daemon {
+func start(t *testing.T, dir string) *controllertest.Process {
 	t.Helper()
-	cmd := exec.Command(binary, "serve", "--data-dir", dir, "--listen", listen, "--metrics-listen", "127.0.0.1:0")
-	pr, pw := io.Pipe()
-	d := &daemon{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.err = cmd.Wait(); pw.Close(); close(d.done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-d.done
-		if t.Failed() {
-			t.Logf("controller log:\n%s", d.logs)
-		}
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			d.logs.Write([]byte(line + "\n"))
-			if m := listenRE.FindStringSubmatch(line); m != nil {
-				found <- m[1]
-			}
-		}
-	}()
-	select {
-	case addr := <-found:
-		d.url = "https://" + addr
-	case <-d.done:
-		t.Fatalf("controller exited before serving: %v\n%s", d.err, d.logs)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("controller did not serve within 30s\n%s", d.logs)
-	}
-	return d
+	return controllertest.StartProcess(t, binary, dir)
 }
 
 // cli runs a rustynet-controller command and returns its stdout, stderr and
@@ -150,7 +85,7 @@ func register(hc *http.Client, url, key string) (*api.RegisterResponse, int, err
 // key, register a node, list it, set a policy, and stop with SIGTERM.
 func TestOperatorFlow(t *testing.T) {
 	dir := t.TempDir()
-	d := start(t, dir, "127.0.0.1:0")
+	d := start(t, dir)
 	hc := controllertest.NewClient(t, filepath.Join(dir, "tls", "ca.pem"))
 
 	key, stderr, code := cli(t, "", "authkey", "create", "--data-dir", dir, "--tags", "tag:web", "--ttl", "10m")
@@ -158,7 +93,7 @@ func TestOperatorFlow(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(key, api.AuthKeyPrefix) || strings.Contains(key, "\n") {
 		t.Fatalf("authkey create printed %q (stderr %q, exit %d), want only the key", key, stderr, code)
 	}
-	reg, status, err := register(hc, d.url, key)
+	reg, status, err := register(hc, d.URL, key)
 	if err != nil || status != 200 {
 		t.Fatalf("register: %d %v", status, err)
 	}
@@ -208,17 +143,12 @@ func TestOperatorFlow(t *testing.T) {
 	if _, stderr, code := cli(t, "", "backup", "--data-dir", dir, "--out", backupFile); code != 0 {
 		t.Fatalf("backup: exit %d %q", code, stderr)
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-		if d.err != nil {
-			t.Errorf("controller exited after SIGTERM with %v", d.err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("controller still running 15s after SIGTERM")
+	d.Cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.Wait(15 * time.Second); err != nil {
+		t.Fatalf("after SIGTERM: %v", err)
 	}
-	if !strings.Contains(d.logs.String(), "controller stopped") {
-		t.Errorf("log lacks the clean stop:\n%s", d.logs)
+	if !strings.Contains(d.Logs(), "controller stopped") {
+		t.Errorf("log lacks the clean stop:\n%s", d.Logs())
 	}
 
 	// Restore the backup into a new data dir and serve from it.
@@ -226,7 +156,7 @@ func TestOperatorFlow(t *testing.T) {
 	if _, stderr, code := cli(t, "", "restore", "--data-dir", dir2, backupFile); code != 0 {
 		t.Fatalf("restore: exit %d %q", code, stderr)
 	}
-	start(t, dir2, "127.0.0.1:0")
+	start(t, dir2)
 	out, _, _ = cli(t, "", "node", "list", "--data-dir", dir2)
 	if !strings.Contains(out, string(reg.Node.ID)) {
 		t.Errorf("node list after restore = %q, want %s", out, reg.Node.ID)
@@ -238,7 +168,7 @@ func TestOperatorFlow(t *testing.T) {
 // that was acknowledged is present, with no address given twice.
 func TestKillDuringRegistrations(t *testing.T) {
 	dir := t.TempDir()
-	d := start(t, dir, "127.0.0.1:0")
+	d := start(t, dir)
 	key, _, code := cli(t, "", "authkey", "create", "--reusable", "--data-dir", dir)
 	if code != 0 {
 		t.Fatal("authkey create failed")
@@ -256,7 +186,7 @@ func TestKillDuringRegistrations(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				reg, status, err := register(hc, d.url, key)
+				reg, status, err := register(hc, d.URL, key)
 				if err != nil {
 					return // the controller is gone
 				}
@@ -280,8 +210,8 @@ func TestKillDuringRegistrations(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.done
+	d.Cmd.Process.Signal(syscall.SIGKILL)
+	d.Wait(15 * time.Second)
 	cancel()
 	wg.Wait()
 	mu.Lock()
@@ -290,7 +220,7 @@ func TestKillDuringRegistrations(t *testing.T) {
 		t.Fatalf("only %d registrations acknowledged in 30s", len(acked))
 	}
 
-	start(t, dir, "127.0.0.1:0")
+	start(t, dir)
 	out, stderr, code := cli(t, "", "node", "list", "--json", "--data-dir", dir)
 	if code != 0 {
 		t.Fatalf("node list after restart: exit %d %q", code, stderr)

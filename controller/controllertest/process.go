@@ -1,0 +1,172 @@
+package controllertest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Build compiles the package at pkg (a path relative to the test's
+// directory, e.g. "../cmd/rustynet-controller") into a temporary directory
+// and returns the binary's path.
+func Build(tb testing.TB, pkg string) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// Process is a controller running as its own process
+// (`rustynet-controller serve`), for tests that kill it or measure it.
+type Process struct {
+	Cmd        *exec.Cmd
+	DataDir    string
+	URL        string // https://ADDR
+	MetricsURL string // http://ADDR/metrics
+	logs       syncBuffer
+	done       chan struct{} // closed when the process has exited
+	err        error         // its exit status, once done is closed
+}
+
+var (
+	listenRE  = regexp.MustCompile(`msg="controller serving".* listen=(\S+)`)
+	metricsRE = regexp.MustCompile(`msg="controller serving".* metrics=(\S+)`)
+)
+
+// StartProcess runs `bin serve` on dataDir, listening on 127.0.0.1 ports
+// chosen by the kernel, and waits until it serves. The process is killed
+// when the test ends; its log is printed if the test failed.
+func StartProcess(tb testing.TB, bin, dataDir string) *Process {
+	tb.Helper()
+	p := &Process{DataDir: dataDir, done: make(chan struct{})}
+	p.Cmd = exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+	pr, pw := io.Pipe()
+	p.Cmd.Stderr = pw
+	if err := p.Cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { p.err = p.Cmd.Wait(); pw.Close(); close(p.done) }()
+	tb.Cleanup(func() {
+		p.Cmd.Process.Kill()
+		<-p.done
+		if tb.Failed() {
+			tb.Logf("controller log:\n%s", p.Logs())
+		}
+	})
+	found := make(chan [2]string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.logs.Write([]byte(line + "\n"))
+			if m := listenRE.FindStringSubmatch(line); m != nil {
+				mm := metricsRE.FindStringSubmatch(line)
+				found <- [2]string{m[1], mm[1]}
+			}
+		}
+	}()
+	select {
+	case addrs := <-found:
+		p.URL, p.MetricsURL = "https://"+addrs[0], "http://"+addrs[1]+"/metrics"
+	case <-p.done:
+		tb.Fatalf("controller exited before serving: %v\n%s", p.err, p.Logs())
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("controller did not serve within 30s\n%s", p.Logs())
+	}
+	return p
+}
+
+// Logs returns what the process has logged so far.
+func (p *Process) Logs() string { return p.logs.String() }
+
+// Wait waits up to d for the process to exit and returns its exit error,
+// or an error saying it is still running.
+func (p *Process) Wait(d time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(d):
+		return fmt.Errorf("controller still running after %v", d)
+	}
+}
+
+// Memory reads the process's resident set size and its peak, in bytes,
+// from /proc.
+func (p *Process) Memory() (rss, peak int64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[2] != "kB" {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v << 10
+		case "VmHWM:":
+			peak = v << 10
+		}
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", p.Cmd.Process.Pid)
+	}
+	return rss, peak, nil
+}
+
+// CPUTime reads the user and system CPU time the process has used, from
+// /proc/PID/stat (in clock ticks of 10ms, USER_HZ on Linux).
+func (p *Process) CPUTime() (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", p.Cmd.Process.Pid)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", p.Cmd.Process.Pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", p.Cmd.Process.Pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
