@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"encoding/json"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/rustynet/rustynet/controller/acl"
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/store"
+	"github.com/rustynet/rustynet/controller/store/bolt"
 	"github.com/rustynet/rustynet/controller/store/storetest"
 )
 
@@ -173,5 +176,35 @@ func TestMetricsLint(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues("unmatched", "404")); got != 1 {
 		t.Errorf("requests_total{route=unmatched,code=404} = %v, want 1", got)
+	}
+}
+
+// TestExpiredAuthKeyRefused moves the controller's clock past a key's
+// expiry and registers with it.
+func TestExpiredAuthKeyRefused(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	s, err := New(Config{Store: st, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec := httptest.NewRecorder()
+	s.AdminHandler().ServeHTTP(rec, httptest.NewRequest("POST", api.AdminPathAuthKeys, strings.NewReader(`{"ttl_seconds":60}`)))
+	var ak api.CreateAuthKeyResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &ak); err != nil {
+		t.Fatalf("create key: %s", rec.Body)
+	}
+	now = now.Add(61 * time.Second)
+	rec = httptest.NewRecorder()
+	req := httptest.NewRequest("POST", api.PathRegister, strings.NewReader(`{"auth_key":"`+ak.Key+`","node_key":"`+fuzzNK+`","machine_key":"`+fuzzMK+`"}`))
+	req.Header.Set(api.HeaderCapabilityVersion, "1")
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != 401 || !strings.Contains(rec.Body.String(), "expired at 2026-11-25T12:01:00Z") {
+		t.Errorf("register with an expired key: %d %s, want 401 saying when it expired", rec.Code, rec.Body)
 	}
 }
