@@ -1,0 +1,161 @@
+// Package backend is the seam between the node and the protocols that carry
+// its packets. A backend owns transport and crypto: it is handed the packet
+// device (a kernel TUN or a userspace netstack TUN, as a wireguard-go
+// tun.Device) and the desired peer set, and moves packets between them.
+// The node owns the device's addresses and routes.
+//
+// Backends register by name in a Registry; the node picks one by name from
+// its configuration or from controller policy. WireGuard is the default.
+// Nothing outside a backend's own package imports its implementation: only
+// the composition root (cmd/rustynetd) registers them.
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"slices"
+	"sort"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/node/key"
+)
+
+// ErrNoChanges is returned by Reconfig when the config equals the one in
+// force.
+var ErrNoChanges = errors.New("no changes")
+
+// Config is the whole desired state of a backend.
+type Config struct {
+	PrivateKey key.NodePrivate
+	// ListenPort is the UDP port to listen on; 0 lets the backend choose
+	// (Port reports the choice). Changing it rebinds.
+	ListenPort uint16
+	Peers      []Peer
+}
+
+// Peer is one peer as the backend must know it.
+type Peer struct {
+	PublicKey api.NodePublic
+	// AllowedIPs are the source addresses accepted from the peer and the
+	// destinations sent to it.
+	AllowedIPs []netip.Prefix
+	// Endpoint is where to reach the peer first. A backend may follow the
+	// peer when it roams; a Reconfig with an unchanged Endpoint does not
+	// undo that.
+	Endpoint netip.AddrPort
+	// Keepalive, if set, sends a packet at this interval when idle.
+	Keepalive time.Duration
+}
+
+// Equal reports whether p and o configure the same peer identically.
+func (p *Peer) Equal(o *Peer) bool {
+	return p.PublicKey == o.PublicKey && slices.Equal(p.AllowedIPs, o.AllowedIPs) &&
+		p.Endpoint == o.Endpoint && p.Keepalive == o.Keepalive
+}
+
+// PeerStats is the live state of one configured peer.
+type PeerStats struct {
+	PublicKey api.NodePublic
+	// Endpoint is where the peer is being reached now (it may have roamed
+	// from the configured one).
+	Endpoint netip.AddrPort
+	// LastHandshake is the time of the last completed handshake; zero if
+	// none.
+	LastHandshake    time.Time
+	RxBytes, TxBytes uint64
+}
+
+// Backend moves packets between the packet device it was created with and
+// its peers. Its methods may be called from any goroutine.
+type Backend interface {
+	// Reconfig makes cfg the backend's whole state. It may be called any
+	// number of times with identical configs, and then returns
+	// ErrNoChanges. A peer whose entry is unchanged between two configs is
+	// not disturbed: its session and traffic in flight survive. A peer
+	// absent from cfg is removed, and its traffic stops.
+	Reconfig(cfg *Config) error
+	// Stats reports every configured peer, in no particular order.
+	Stats() ([]PeerStats, error)
+	// Port returns the UDP port the backend listens on (0 before the first
+	// Reconfig).
+	Port() uint16
+	// Close stops the backend and closes the packet device it was given.
+	// It returns once every goroutine, socket and file it opened is
+	// released. Close may be called more than once.
+	Close() error
+}
+
+// Options is what a backend is created with.
+type Options struct {
+	// Device is the packet device; the backend takes ownership and closes
+	// it on Close.
+	Device tun.Device
+	// Interface names the device for control sockets (WireGuard's UAPI
+	// socket, read by `wg show`); empty means none.
+	Interface string
+	Logger    *slog.Logger
+}
+
+// Factory creates a backend.
+type Factory func(Options) (Backend, error)
+
+// Registry maps backend names to factories. The zero value is empty and
+// ready to use.
+type Registry struct {
+	factories map[string]Factory
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// Register adds a backend. It panics on a malformed or duplicate name: that
+// is a programming error in the composition root.
+func (r *Registry) Register(name string, f Factory) {
+	if !nameRE.MatchString(name) {
+		panic(fmt.Sprintf("backend: malformed name %q", name))
+	}
+	if _, dup := r.factories[name]; dup {
+		panic(fmt.Sprintf("backend: %q registered twice", name))
+	}
+	if r.factories == nil {
+		r.factories = make(map[string]Factory)
+	}
+	r.factories[name] = f
+}
+
+// Names lists the registered backends, sorted.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.factories))
+	for n := range r.factories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Has reports whether name is registered.
+func (r *Registry) Has(name string) bool {
+	_, ok := r.factories[name]
+	return ok
+}
+
+// New creates the backend registered as name.
+func (r *Registry) New(name string, o Options) (Backend, error) {
+	f, ok := r.factories[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown backend %q (have %v)", name, r.Names())
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	b, err := f(o)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", name, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,278 @@
+// Package wireguard is the default backend: golang.zx2c4.com/wireguard's
+// device, configured through its UAPI, with an optional UAPI socket so that
+// `wg show IFACE` (wireguard-tools) shows the interface and its peers.
+//
+// It is the only package that imports wireguard-go's device package.
+package wireguard
+
+import (
+	"bufio"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ipc"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/node/backend"
+	"github.com/rustynet/rustynet/node/key"
+)
+
+// Name is the name the backend registers under.
+const Name = "wireguard"
+
+// Register adds the backend to r.
+func Register(r *backend.Registry) { r.Register(Name, New) }
+
+// Backend is a wireguard-go device behind the backend interface.
+type Backend struct {
+	log *slog.Logger
+	dev *device.Device
+
+	uapi     net.Listener
+	uapiDone chan struct{}
+
+	mu      sync.Mutex
+	started bool
+	key     key.NodePrivate
+	port    uint16
+	peers   map[api.NodePublic]backend.Peer
+	closed  bool
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New creates the device on o.Device. With o.Interface set it also serves
+// the UAPI socket /var/run/wireguard/IFACE.sock.
+func New(o backend.Options) (backend.Backend, error) {
+	if o.Device == nil {
+		return nil, errors.New("no packet device")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := o.Logger.With("backend", Name)
+	b := &Backend{
+		log:   log,
+		peers: make(map[api.NodePublic]backend.Peer),
+	}
+	b.dev = device.NewDevice(o.Device, conn.NewDefaultBind(), &device.Logger{
+		Verbosef: func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
+		Errorf:   func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
+	})
+	if o.Interface != "" {
+		f, err := ipc.UAPIOpen(o.Interface)
+		if err != nil {
+			b.dev.Close()
+			return nil, fmt.Errorf("UAPI socket for %s: %w", o.Interface, err)
+		}
+		l, err := ipc.UAPIListen(o.Interface, f)
+		f.Close()
+		if err != nil {
+			b.dev.Close()
+			return nil, fmt.Errorf("UAPI socket for %s: %w", o.Interface, err)
+		}
+		b.uapi, b.uapiDone = l, make(chan struct{})
+		go b.serveUAPI()
+	}
+	return b, nil
+}
+
+func (b *Backend) serveUAPI() {
+	defer close(b.uapiDone)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := b.uapi.Accept()
+		if err != nil {
+			return
+		}
+		wg.Go(func() {
+			// IpcHandle returns when the client hangs up; bound it in
+			// case one never does.
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			b.dev.IpcHandle(c)
+		})
+	}
+}
+
+// Reconfig implements backend.Backend. It sends wireguard-go only what
+// changed: removed peers, new or changed peers (an endpoint only when the
+// configured one changed, so a roamed peer stays where it is), the private
+// key and the port.
+func (b *Backend) Reconfig(cfg *backend.Config) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("backend closed")
+	}
+	if cfg.PrivateKey.IsZero() {
+		return errors.New("no private key")
+	}
+	var sb strings.Builder
+	if !b.started || !b.key.Equal(cfg.PrivateKey) {
+		fmt.Fprintf(&sb, "private_key=%s\n", cfg.PrivateKey.UAPI())
+	}
+	if !b.started || (cfg.ListenPort != 0 && cfg.ListenPort != b.port) {
+		fmt.Fprintf(&sb, "listen_port=%d\n", cfg.ListenPort)
+	}
+	want := make(map[api.NodePublic]backend.Peer, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		if _, dup := want[p.PublicKey]; dup {
+			return fmt.Errorf("peer %s given twice", p.PublicKey)
+		}
+		want[p.PublicKey] = p
+	}
+	for k := range b.peers {
+		if _, ok := want[k]; !ok {
+			fmt.Fprintf(&sb, "public_key=%s\nremove=true\n", hexKey(k))
+		}
+	}
+	for k, p := range want {
+		old, had := b.peers[k]
+		if had && old.Equal(&p) {
+			continue
+		}
+		fmt.Fprintf(&sb, "public_key=%s\n", hexKey(k))
+		if !had || !slices.Equal(old.AllowedIPs, p.AllowedIPs) {
+			sb.WriteString("replace_allowed_ips=true\n")
+			for _, a := range p.AllowedIPs {
+				fmt.Fprintf(&sb, "allowed_ip=%s\n", a)
+			}
+		}
+		if p.Endpoint.IsValid() && (!had || old.Endpoint != p.Endpoint) {
+			fmt.Fprintf(&sb, "endpoint=%s\n", p.Endpoint)
+		}
+		if !had || old.Keepalive != p.Keepalive {
+			fmt.Fprintf(&sb, "persistent_keepalive_interval=%d\n", int(p.Keepalive/time.Second))
+		}
+	}
+	if sb.Len() == 0 {
+		return backend.ErrNoChanges
+	}
+	if err := b.dev.IpcSet(sb.String()); err != nil {
+		return fmt.Errorf("configure device: %w", err)
+	}
+	if !b.started {
+		if err := b.dev.Up(); err != nil {
+			return fmt.Errorf("bring device up: %w", err)
+		}
+		b.started = true
+	}
+	b.key = cfg.PrivateKey
+	b.peers = want
+	port, err := b.readPort()
+	if err != nil {
+		return err
+	}
+	b.port = port
+	return nil
+}
+
+func (b *Backend) readPort() (uint16, error) {
+	var port uint16
+	err := b.scanUAPI(func(k, v string) {
+		if k == "listen_port" {
+			n, _ := strconv.ParseUint(v, 10, 16)
+			port = uint16(n)
+		}
+	})
+	return port, err
+}
+
+func (b *Backend) scanUAPI(fn func(k, v string)) error {
+	s, err := b.dev.IpcGet()
+	if err != nil {
+		return fmt.Errorf("read device state: %w", err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if ok {
+			fn(k, v)
+		}
+	}
+	return sc.Err()
+}
+
+// Stats implements backend.Backend.
+func (b *Backend) Stats() ([]backend.PeerStats, error) {
+	var out []backend.PeerStats
+	var cur *backend.PeerStats
+	var sec, nsec int64
+	flush := func() {
+		if cur != nil {
+			if sec != 0 || nsec != 0 {
+				cur.LastHandshake = time.Unix(sec, nsec)
+			}
+			out = append(out, *cur)
+		}
+	}
+	err := b.scanUAPI(func(k, v string) {
+		switch k {
+		case "public_key":
+			flush()
+			cur, sec, nsec = &backend.PeerStats{}, 0, 0
+			raw, err := hex.DecodeString(v)
+			if err == nil && len(raw) == api.KeyLen {
+				cur.PublicKey = api.NodePublic(raw)
+			}
+		case "endpoint":
+			if cur != nil {
+				cur.Endpoint, _ = netip.ParseAddrPort(v)
+			}
+		case "last_handshake_time_sec":
+			sec, _ = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			nsec, _ = strconv.ParseInt(v, 10, 64)
+		case "rx_bytes":
+			if cur != nil {
+				cur.RxBytes, _ = strconv.ParseUint(v, 10, 64)
+			}
+		case "tx_bytes":
+			if cur != nil {
+				cur.TxBytes, _ = strconv.ParseUint(v, 10, 64)
+			}
+		}
+	})
+	flush()
+	return out, err
+}
+
+// Port implements backend.Backend.
+func (b *Backend) Port() uint16 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.port
+}
+
+// Close implements backend.Backend.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	var err error
+	if b.uapi != nil {
+		err = b.uapi.Close()
+		<-b.uapiDone
+	}
+	b.dev.Close() // closes the packet device and the UDP sockets
+	<-b.dev.Wait()
+	return err
+}
+
+func hexKey(k api.NodePublic) string { return hex.EncodeToString(k[:]) }

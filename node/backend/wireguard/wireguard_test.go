@@ -1,0 +1,118 @@
+package wireguard
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"github.com/rustynet/rustynet/node/backend"
+	"github.com/rustynet/rustynet/node/key"
+)
+
+type end struct {
+	b   backend.Backend
+	tun *tuntest.ChannelTUN
+	key key.NodePrivate
+	ip  netip.Addr
+}
+
+func newEnd(t *testing.T, i int) *end {
+	t.Helper()
+	ct := tuntest.NewChannelTUN()
+	b, err := New(backend.Options{Device: ct.TUN()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return &end{b: b, tun: ct, key: key.NewNode(), ip: netip.AddrFrom4([4]byte{100, 64, 0, byte(i)})}
+}
+
+func (e *end) peer(port uint16) backend.Peer {
+	return backend.Peer{PublicKey: e.key.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(e.ip, 32)},
+		Endpoint: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
+}
+
+func configure(t *testing.T, e *end, peers ...backend.Peer) {
+	t.Helper()
+	if err := e.b.Reconfig(&backend.Config{PrivateKey: e.key, Peers: peers}); err != nil && !errors.Is(err, backend.ErrNoChanges) {
+		t.Fatal(err)
+	}
+}
+
+// send writes a ping from a to b through the tunnel and checks it arrives
+// unchanged.
+func send(t *testing.T, a, b *end) {
+	t.Helper()
+	msg := tuntest.Ping(b.ip, a.ip)
+	a.tun.Outbound <- msg
+	select {
+	case got := <-b.tun.Inbound:
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("packet from %s to %s changed in transit", a.ip, b.ip)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("packet from %s to %s did not arrive", a.ip, b.ip)
+	}
+}
+
+func pair(t *testing.T) (*end, *end) {
+	a, b := newEnd(t, 1), newEnd(t, 2)
+	configure(t, a)
+	configure(t, b)
+	configure(t, a, b.peer(b.b.Port()))
+	configure(t, b, a.peer(a.b.Port()))
+	return a, b
+}
+
+func TestTraffic(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	a, b := pair(t)
+	send(t, a, b)
+	send(t, b, a)
+	st, err := a.b.Stats()
+	if err != nil || len(st) != 1 || st[0].PublicKey != b.key.Public() || st[0].LastHandshake.IsZero() || st[0].TxBytes == 0 {
+		t.Errorf("Stats() = %+v, %v; want b with a handshake and bytes sent", st, err)
+	}
+	a.b.Close()
+	b.b.Close()
+}
+
+func TestReconfigIdempotentAndUndisturbed(t *testing.T) {
+	a, b := pair(t)
+	send(t, a, b)
+	if err := a.b.Reconfig(&backend.Config{PrivateKey: a.key, Peers: []backend.Peer{b.peer(b.b.Port())}}); !errors.Is(err, backend.ErrNoChanges) {
+		t.Errorf("identical Reconfig = %v, want ErrNoChanges", err)
+	}
+	before, _ := a.b.Stats()
+	// Adding another peer leaves the session with b as it was.
+	c := newEnd(t, 3)
+	configure(t, c)
+	configure(t, a, b.peer(b.b.Port()), c.peer(c.b.Port()))
+	after, _ := a.b.Stats()
+	for _, s := range after {
+		if s.PublicKey == b.key.Public() && !s.LastHandshake.Equal(before[0].LastHandshake) {
+			t.Errorf("adding a peer re-handshook with an unchanged one (%v -> %v)", before[0].LastHandshake, s.LastHandshake)
+		}
+	}
+	send(t, a, b)
+	// Removing c removes it.
+	configure(t, a, b.peer(b.b.Port()))
+	if st, _ := a.b.Stats(); len(st) != 1 {
+		t.Errorf("after removing c, %d peers configured, want 1", len(st))
+	}
+}
+
+func TestOwnKeyRotation(t *testing.T) {
+	a, b := pair(t)
+	send(t, a, b)
+	a.key = key.NewNode()
+	configure(t, a, b.peer(b.b.Port()))
+	configure(t, b, a.peer(a.b.Port()))
+	send(t, a, b)
+	send(t, b, a)
+}
