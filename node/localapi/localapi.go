@@ -1,0 +1,232 @@
+// Package localapi is the node daemon's local API: HTTP over a unix socket
+// in the state directory (mode 0600), used by the `rustynet` CLI.
+package localapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/api"
+)
+
+// SocketName is the socket's file name in the state directory.
+const SocketName = "rustynetd.sock"
+
+// Status is what `rustynet status` shows.
+type Status struct {
+	// State is "starting", "running" (the controller answers),
+	// "offline" (the controller does not; the last netmap is in force) or
+	// "logged-out" (the controller removed the node).
+	State      string     `json:"state"`
+	Backend    string     `json:"backend"`
+	Interface  string     `json:"interface"` // "netstack" in userspace mode
+	Controller string     `json:"controller"`
+	LastError  string     `json:"last_error,omitempty"`
+	Self       *api.Node  `json:"self,omitempty"`
+	ListenPort uint16     `json:"listen_port"`
+	Revision   uint64     `json:"revision"`
+	Peers      []Peer     `json:"peers"`
+	Missing    []Missing  `json:"missing,omitempty"`
+	UpdatedAt  *time.Time `json:"netmap_updated_at,omitempty"`
+}
+
+// Peer is one peer in the status.
+type Peer struct {
+	ID            api.NodeID       `json:"id"`
+	Name          string           `json:"name"`
+	Addresses     []netip.Prefix   `json:"addresses"`
+	NodeKey       api.NodePublic   `json:"node_key"`
+	Endpoint      netip.AddrPort   `json:"endpoint,omitzero"`
+	Endpoints     []netip.AddrPort `json:"endpoints,omitempty"`
+	LastHandshake *time.Time       `json:"last_handshake,omitempty"`
+	RxBytes       uint64           `json:"rx_bytes"`
+	TxBytes       uint64           `json:"tx_bytes"`
+	AllowOut      bool             `json:"allow_out"`
+	AllowIn       bool             `json:"allow_in"`
+}
+
+// Missing is a peer the controller sent that this node cannot use, and why.
+type Missing struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+// PingResult is the answer of one ping.
+type PingResult struct {
+	Peer string        `json:"peer"`
+	Addr netip.Addr    `json:"addr"`
+	RTT  time.Duration `json:"rtt_ns"`
+}
+
+// Agent is what the server serves.
+type Agent interface {
+	Status() *Status
+	Ping(ctx context.Context, peer string, timeout time.Duration) (*PingResult, error)
+	RotateKey(ctx context.Context) (api.NodePublic, error)
+}
+
+// Error is a refusal of the local API.
+type Error struct {
+	Message string `json:"error"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Serve serves the local API on DIR/rustynetd.sock until ctx is done, then
+// closes the socket and waits for requests in flight.
+func Serve(ctx context.Context, dir string, a Agent, log *slog.Logger) (wait func(), err error) {
+	path := dir + "/" + SocketName
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%s is in use: is another rustynetd running on this state dir?", path)
+	}
+	os.Remove(path)
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("local API: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.Status()) })
+	mux.HandleFunc("GET /ip", func(w http.ResponseWriter, r *http.Request) {
+		st := a.Status()
+		if st.Self == nil {
+			writeJSON(w, http.StatusServiceUnavailable, Error{"the node has no address yet: it has not registered"})
+			return
+		}
+		writeJSON(w, 200, st.Self.Addresses)
+	})
+	mux.HandleFunc("POST /ping", func(w http.ResponseWriter, r *http.Request) {
+		timeout := 5 * time.Second
+		if v := r.URL.Query().Get("timeout_ms"); v != "" {
+			ms, err := strconv.Atoi(v)
+			if err != nil || ms <= 0 || ms > 60000 {
+				writeJSON(w, 400, Error{"timeout_ms: want 1 to 60000"})
+				return
+			}
+			timeout = time.Duration(ms) * time.Millisecond
+		}
+		res, err := a.Ping(r.Context(), r.URL.Query().Get("peer"), timeout)
+		if err != nil {
+			writeJSON(w, http.StatusBadGateway, Error{err.Error()})
+			return
+		}
+		writeJSON(w, 200, res)
+	})
+	mux.HandleFunc("POST /rotate-key", func(w http.ResponseWriter, r *http.Request) {
+		k, err := a.RotateKey(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusBadGateway, Error{err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]string{"node_key": k.String()})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("local API stopped", "err", err)
+		}
+	}()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-done
+	}()
+	return func() { <-stopped }, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// Client talks to a running rustynetd.
+type Client struct {
+	path string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the daemon whose state dir is dir.
+func NewClient(dir string) *Client {
+	path := dir + "/" + SocketName
+	return &Client{path: path, hc: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://rustynetd"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("rustynetd is not running (no socket at %s)", c.path)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		var e Error
+		if json.Unmarshal(raw, &e) == nil && e.Message != "" {
+			return &e
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var st Status
+	return &st, c.do(ctx, http.MethodGet, "/status", &st)
+}
+
+// IPs returns the node's mesh addresses.
+func (c *Client) IPs(ctx context.Context) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	return out, c.do(ctx, http.MethodGet, "/ip", &out)
+}
+
+// Ping pings a peer (by name, ID or mesh address) through the tunnel.
+func (c *Client) Ping(ctx context.Context, peer string, timeout time.Duration) (*PingResult, error) {
+	var out PingResult
+	q := url.Values{"peer": {peer}, "timeout_ms": {strconv.Itoa(int(timeout / time.Millisecond))}}
+	return &out, c.do(ctx, http.MethodPost, "/ping?"+q.Encode(), &out)
+}
+
+// RotateKey rotates the node's WireGuard key through the controller.
+func (c *Client) RotateKey(ctx context.Context) (api.NodePublic, error) {
+	var out struct {
+		NodeKey api.NodePublic `json:"node_key"`
+	}
+	return out.NodeKey, c.do(ctx, http.MethodPost, "/rotate-key", &out)
+}
