@@ -1,0 +1,116 @@
+package node
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/rustynet/rustynet/controller/api"
+)
+
+// metrics are the node's Prometheus metrics. No label carries a peer: the
+// per-peer figures are summed.
+type metrics struct {
+	reconnects  prometheus.Counter
+	netmaps     *prometheus.CounterVec
+	netmapApply prometheus.Histogram
+	routeApply  prometheus.Histogram
+}
+
+var applyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+
+func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
+	f := promauto.With(reg)
+	reg.MustRegister(&peerCollector{n: n, seen: map[api.NodePublic]peerTotals{}})
+	return &metrics{
+		reconnects: f.NewCounter(prometheus.CounterOpts{
+			Name: "rustynet_node_control_reconnects_total",
+			Help: "Times the node lost the controller and tried again.",
+		}),
+		netmaps: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_node_netmaps_total",
+			Help: "Netmaps applied, by kind (full, delta, cache).",
+		}, []string{"kind"}),
+		netmapApply: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rustynet_node_netmap_apply_duration_seconds",
+			Help:    "Time to apply a netmap to the dataplane (backend and routes).",
+			Buckets: applyBuckets,
+		}),
+		routeApply: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rustynet_node_route_apply_duration_seconds",
+			Help:    "Time to apply the addresses and routes of a netmap.",
+			Buckets: applyBuckets,
+		}),
+	}
+}
+
+var (
+	descPeers      = prometheus.NewDesc("rustynet_node_peers", "Peers configured in the backend.", nil, nil)
+	descHandshakes = prometheus.NewDesc("rustynet_node_handshakes_total", "Completed handshakes with peers, as seen by the backend at scrape time.", nil, nil)
+	descRx         = prometheus.NewDesc("rustynet_node_received_bytes_total", "Bytes received from peers through the tunnel.", nil, nil)
+	descTx         = prometheus.NewDesc("rustynet_node_sent_bytes_total", "Bytes sent to peers through the tunnel.", nil, nil)
+)
+
+// peerCollector reads the backend's peer stats at scrape time and keeps
+// running totals, so the counters do not fall when a peer is removed.
+type peerCollector struct {
+	n *Node
+
+	mu         sync.Mutex
+	seen       map[api.NodePublic]peerTotals
+	handshakes float64
+	rx, tx     float64
+}
+
+type peerTotals struct {
+	lastHandshake int64
+	rx, tx        uint64
+}
+
+func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descPeers
+	ch <- descHandshakes
+	ch <- descRx
+	ch <- descTx
+}
+
+func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
+	c.n.mu.Lock()
+	dp := c.n.dp
+	c.n.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	peers := 0
+	if dp != nil {
+		if stats, err := dp.backend.Stats(); err == nil {
+			peers = len(stats)
+			for _, s := range stats {
+				old := c.seen[s.PublicKey]
+				cur := peerTotals{rx: s.RxBytes, tx: s.TxBytes}
+				if !s.LastHandshake.IsZero() {
+					cur.lastHandshake = s.LastHandshake.UnixNano()
+				}
+				if cur.lastHandshake != 0 && cur.lastHandshake != old.lastHandshake {
+					c.handshakes++
+				}
+				// A backend's counters restart when a peer is re-added.
+				if cur.rx >= old.rx {
+					c.rx += float64(cur.rx - old.rx)
+				} else {
+					c.rx += float64(cur.rx)
+				}
+				if cur.tx >= old.tx {
+					c.tx += float64(cur.tx - old.tx)
+				} else {
+					c.tx += float64(cur.tx)
+				}
+				c.seen[s.PublicKey] = cur
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(peers))
+	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, c.handshakes)
+	ch <- prometheus.MustNewConstMetric(descRx, prometheus.CounterValue, c.rx)
+	ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, c.tx)
+}

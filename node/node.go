@@ -1,0 +1,685 @@
+// Package node is the Rustynet node agent: it registers with the
+// controller, follows the netmap long-poll, and applies each netmap as one
+// desired state to a backend (transport and crypto), the packet device's
+// addresses and its routes. The last netmap is cached, so the mesh stays up
+// while the controller is down, even across a restart of the node.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/tun/netstack"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/node/backend"
+	"github.com/rustynet/rustynet/node/control"
+	"github.com/rustynet/rustynet/node/key"
+	"github.com/rustynet/rustynet/node/localapi"
+	"github.com/rustynet/rustynet/node/router"
+)
+
+// Defaults.
+const (
+	DefaultInterface = "rn0"
+	DefaultMTU       = 1420
+	keepalive        = 25 * time.Second
+	endpointRecheck  = 30 * time.Second
+)
+
+// Config configures a node.
+type Config struct {
+	StateDir      string
+	ControllerURL string
+	ControllerCA  string // PEM file of the controller's CA
+	// AuthKey registers the node when the state dir holds no credential.
+	AuthKey  string
+	Hostname string
+	// Backend names the backend to use (default "wireguard"); Registry
+	// holds the backends the binary was built with.
+	Backend  string
+	Registry *backend.Registry
+	// Interface names the kernel TUN device (default "rn0"); with Netstack
+	// the node uses a userspace network stack instead and needs no
+	// privileges.
+	Interface string
+	Netstack  bool
+	// ListenPort is the data-plane UDP port; 0 keeps the one from the last
+	// run, or picks a free one.
+	ListenPort uint16
+	MTU        int
+	// PollWait is how long each netmap long-poll may wait (default
+	// api.DefaultWait).
+	PollWait   time.Duration
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Node is a running node agent.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	client  *control.Client
+	bo      backoff
+
+	mu        sync.Mutex
+	st        *persistent
+	rev       uint64
+	self      *api.Node
+	peers     map[api.NodeID]api.Node
+	missing   []localapi.Missing
+	state     string
+	lastErr   string
+	updatedAt time.Time
+	dp        *dataplane
+	reported  *api.EndpointsRequest
+	lastCheck time.Time
+	netReady  chan struct{} // closed when the first dataplane is up
+}
+
+// dataplane is the packet device with its backend and router.
+type dataplane struct {
+	addrs   []netip.Prefix
+	name    string
+	backend backend.Backend
+	router  router.Router
+	net     *netstack.Net // netstack mode only
+}
+
+// New checks cfg and returns a node; Run starts it.
+func New(cfg Config) (*Node, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("no state dir")
+	}
+	if cfg.ControllerURL == "" || cfg.ControllerCA == "" {
+		return nil, errors.New("a controller URL and its CA file are required")
+	}
+	if cfg.Registry == nil {
+		return nil, errors.New("no backend registry")
+	}
+	if cfg.Backend == "" {
+		cfg.Backend = api.DefaultBackend
+	}
+	if !cfg.Registry.Has(cfg.Backend) {
+		return nil, fmt.Errorf("unknown backend %q (this build has %v)", cfg.Backend, cfg.Registry.Names())
+	}
+	if cfg.Interface == "" && !cfg.Netstack {
+		cfg.Interface = DefaultInterface
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = api.DefaultWait
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	client, err := control.New(cfg.ControllerURL, cfg.ControllerCA)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		client:   client,
+		bo:       backoff{min: 100 * time.Millisecond, max: 10 * time.Second},
+		peers:    map[api.NodeID]api.Node{},
+		state:    "starting",
+		netReady: make(chan struct{}),
+	}
+	n.metrics = newMetrics(cfg.Registerer, n)
+	return n, nil
+}
+
+// errFatal marks errors that retrying cannot fix.
+type fatalError struct{ err error }
+
+func (e fatalError) Error() string { return e.err.Error() }
+func (e fatalError) Unwrap() error { return e.err }
+
+var errLoggedOut = errors.New("the controller no longer knows this node (removed or logged out)")
+
+// Run runs the node until ctx is done or a fatal error (such as an invalid
+// auth key) occurs. On return the device is closed and its routes are gone.
+func (n *Node) Run(ctx context.Context) error {
+	st, err := loadState(n.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	if st.Controller != "" && st.Controller != n.cfg.ControllerURL && st.Credential != "" {
+		n.log.Warn("state was registered with another controller; registering again", "was", st.Controller, "now", n.cfg.ControllerURL)
+		st.Credential, st.NodeID = "", ""
+	}
+	if err := n.choosePort(st); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.st = st
+	n.mu.Unlock()
+	n.client.SetCredential(st.Credential)
+	defer n.client.Close()
+
+	apiCtx, stopAPI := context.WithCancel(context.Background())
+	waitAPI, err := localapi.Serve(apiCtx, n.cfg.StateDir, n, n.log)
+	if err != nil {
+		stopAPI()
+		return err
+	}
+	defer func() { stopAPI(); waitAPI() }()
+	defer n.teardown()
+
+	if st.Credential != "" {
+		cached, err := loadNetmap(n.cfg.StateDir)
+		switch {
+		case err != nil:
+			n.log.Warn("ignoring the cached netmap", "err", err)
+		case cached != nil:
+			if err := n.applyMap(cached, true); err != nil {
+				n.log.Warn("applying the cached netmap", "err", err)
+			} else {
+				n.log.Info("mesh up from the cached netmap", "peers", len(cached.Peers), "revision", cached.Revision)
+			}
+		}
+	}
+
+	for {
+		err := n.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fe fatalError
+		switch {
+		case errors.As(err, &fe):
+			return err
+		case errors.Is(err, errLoggedOut):
+			n.loggedOut()
+			<-ctx.Done()
+			return nil
+		}
+		n.setOffline(err)
+		n.metrics.reconnects.Inc()
+		d := n.bo.next()
+		n.log.Warn("controller unreachable; the last netmap stays in force", "err", err, "retry_in", d.Round(time.Millisecond))
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// choosePort settles the data-plane port: the configured one, else the
+// last run's, else a free one, and keeps it in the state.
+func (n *Node) choosePort(st *persistent) error {
+	port := n.cfg.ListenPort
+	if port == 0 {
+		port = st.ListenPort
+	}
+	if port == 0 {
+		pc, err := net.ListenPacket("udp", ":0")
+		if err != nil {
+			return fmt.Errorf("pick a UDP port: %w", err)
+		}
+		port = uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+		pc.Close()
+	}
+	if st.ListenPort != port {
+		st.ListenPort = port
+		return saveJSON(n.cfg.StateDir, stateFile, st)
+	}
+	return nil
+}
+
+// session registers if needed, then follows the netmap until an error.
+func (n *Node) session(ctx context.Context) error {
+	n.mu.Lock()
+	registered := n.st.Credential != ""
+	n.mu.Unlock()
+	if !registered {
+		if err := n.register(ctx); err != nil {
+			return err
+		}
+	}
+	for {
+		if err := n.reportEndpoints(ctx); err != nil {
+			return classify(err)
+		}
+		n.mu.Lock()
+		since := n.rev
+		n.mu.Unlock()
+		m, err := n.client.Netmap(ctx, since, n.cfg.PollWait)
+		if err != nil {
+			return classify(err)
+		}
+		n.bo.reset()
+		n.setRunning()
+		if err := n.applyMap(m, false); err != nil {
+			n.log.Error("applying netmap", "revision", m.Revision, "err", err)
+			n.mu.Lock()
+			n.lastErr = err.Error()
+			n.mu.Unlock()
+		}
+	}
+}
+
+func classify(err error) error {
+	if control.IsStatus(err, http.StatusUnauthorized) {
+		return errLoggedOut
+	}
+	if control.IsStatus(err, http.StatusUpgradeRequired) {
+		return fatalError{err}
+	}
+	return err
+}
+
+func (n *Node) register(ctx context.Context) error {
+	if n.cfg.AuthKey == "" {
+		return fatalError{errors.New("not registered: start with --auth-key (create one with `rustynet-controller authkey create`)")}
+	}
+	n.mu.Lock()
+	st := n.st
+	req := &api.RegisterRequest{
+		AuthKey:    n.cfg.AuthKey,
+		NodeKey:    st.NodeKey.Public(),
+		MachineKey: st.MachineKey.Public(),
+		Hostname:   n.cfg.Hostname,
+		Backends:   []string{n.cfg.Backend},
+		Endpoints:  n.localEndpoints(st.ListenPort),
+		ListenPort: st.ListenPort,
+	}
+	n.mu.Unlock()
+	resp, err := n.client.Register(ctx, req)
+	if err != nil {
+		var apiErr *api.Error
+		if errors.As(err, &apiErr) && apiErr.Status < 500 {
+			return fatalError{fmt.Errorf("register: %w", err)}
+		}
+		return fmt.Errorf("register: %w", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st.Credential, st.NodeID, st.Controller = resp.Credential, resp.Node.ID, n.cfg.ControllerURL
+	if err := saveJSON(n.cfg.StateDir, stateFile, st); err != nil {
+		return fatalError{fmt.Errorf("save credential: %w", err)}
+	}
+	n.client.SetCredential(resp.Credential)
+	n.rev = 0
+	n.reported = &api.EndpointsRequest{Endpoints: req.Endpoints, ListenPort: req.ListenPort}
+	n.log.Info("registered", "node", resp.Node.ID, "name", resp.Node.Name, "addresses", resp.Node.Addresses)
+	return nil
+}
+
+// reportEndpoints tells the controller where the node listens, when that
+// changed since the last report (checked at most every 30s).
+func (n *Node) reportEndpoints(ctx context.Context) error {
+	n.mu.Lock()
+	if time.Since(n.lastCheck) < endpointRecheck && n.reported != nil {
+		n.mu.Unlock()
+		return nil
+	}
+	n.lastCheck = time.Now()
+	port := n.st.ListenPort
+	req := &api.EndpointsRequest{Endpoints: n.localEndpoints(port), ListenPort: port}
+	same := n.reported != nil && slices.Equal(n.reported.Endpoints, req.Endpoints) && n.reported.ListenPort == req.ListenPort
+	n.mu.Unlock()
+	if same {
+		return nil
+	}
+	if _, err := n.client.ReportEndpoints(ctx, req); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.reported = req
+	n.mu.Unlock()
+	return nil
+}
+
+// applyMap merges a netmap into the node's view and applies the whole view
+// to the dataplane.
+func (n *Node) applyMap(m *api.MapResponse, fromCache bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	start := time.Now()
+	changed := m.Full || m.Self != nil || len(m.PeersChanged)+len(m.PeersRemoved) > 0
+	if m.Full {
+		if m.Self == nil {
+			return errors.New("full netmap without self")
+		}
+		n.self = m.Self
+		n.peers = make(map[api.NodeID]api.Node, len(m.Peers))
+		for _, p := range m.Peers {
+			n.peers[p.ID] = p
+		}
+	} else {
+		if n.self == nil {
+			return errors.New("delta netmap before any full one")
+		}
+		if m.Self != nil {
+			n.self = m.Self
+		}
+		for _, p := range m.PeersChanged {
+			n.peers[p.ID] = p
+		}
+		for _, id := range m.PeersRemoved {
+			delete(n.peers, id)
+		}
+	}
+	n.rev = m.Revision
+	if !changed {
+		return nil
+	}
+	n.updatedAt = time.Now()
+	if fromCache {
+		n.metrics.netmaps.WithLabelValues("cache").Inc()
+	} else if m.Full {
+		n.metrics.netmaps.WithLabelValues("full").Inc()
+	} else {
+		n.metrics.netmaps.WithLabelValues("delta").Inc()
+	}
+	if err := n.applyLocked(); err != nil {
+		return err
+	}
+	n.metrics.netmapApply.Observe(time.Since(start).Seconds())
+	if !fromCache {
+		if err := saveJSON(n.cfg.StateDir, netmapFile, n.viewLocked()); err != nil {
+			n.log.Warn("caching the netmap", "err", err)
+		}
+	}
+	return nil
+}
+
+// viewLocked returns the node's view as a full netmap.
+func (n *Node) viewLocked() *api.MapResponse {
+	m := &api.MapResponse{Revision: n.rev, Full: true, Self: n.self, Peers: make([]api.Node, 0, len(n.peers))}
+	for _, p := range n.peers {
+		m.Peers = append(m.Peers, p)
+	}
+	sort.Slice(m.Peers, func(i, j int) bool { return m.Peers[i].ID < m.Peers[j].ID })
+	return m
+}
+
+// applyLocked makes the dataplane match the view.
+func (n *Node) applyLocked() error {
+	if err := n.ensureDataplaneLocked(n.self.Addresses); err != nil {
+		return err
+	}
+	cfg, routes := n.backendConfigLocked()
+	if err := n.dp.backend.Reconfig(cfg); err != nil && !errors.Is(err, backend.ErrNoChanges) {
+		return fmt.Errorf("configure backend: %w", err)
+	}
+	start := time.Now()
+	if err := n.dp.router.Set(&router.Config{Addresses: n.self.Addresses, Routes: routes}); err != nil {
+		return fmt.Errorf("set routes: %w", err)
+	}
+	n.metrics.routeApply.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// backendConfigLocked builds the backend config and routes from the view,
+// and records the peers that cannot be used and why.
+func (n *Node) backendConfigLocked() (*backend.Config, []netip.Prefix) {
+	local := localPrefixes()
+	cfg := &backend.Config{PrivateKey: n.st.NodeKey, ListenPort: n.st.ListenPort}
+	var routes []netip.Prefix
+	n.missing = nil
+	ids := make([]api.NodeID, 0, len(n.peers))
+	for id := range n.peers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		p := n.peers[id]
+		if !slices.Contains(p.Backends, n.cfg.Backend) {
+			n.missing = append(n.missing, localapi.Missing{Name: p.Name,
+				Reason: fmt.Sprintf("speaks %v; this node speaks %s", p.Backends, n.cfg.Backend)})
+			continue
+		}
+		cfg.Peers = append(cfg.Peers, backend.Peer{
+			PublicKey:  p.NodeKey,
+			AllowedIPs: p.AllowedIPs,
+			Endpoint:   chooseEndpoint(p.Endpoints, local),
+			Keepalive:  keepalive,
+		})
+		routes = append(routes, p.AllowedIPs...)
+	}
+	return cfg, routes
+}
+
+// ensureDataplaneLocked creates the packet device, backend and router for
+// addrs, replacing them if the node's addresses changed.
+func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix) error {
+	if n.dp != nil && slices.Equal(n.dp.addrs, addrs) {
+		return nil
+	}
+	if n.dp != nil {
+		n.closeDataplaneLocked()
+	}
+	dp := &dataplane{addrs: slices.Clone(addrs)}
+	var dev tun.Device
+	var err error
+	ifaceForUAPI := ""
+	if n.cfg.Netstack {
+		local := make([]netip.Addr, len(addrs))
+		for i, a := range addrs {
+			local[i] = a.Addr()
+		}
+		dev, dp.net, err = netstack.CreateNetTUN(local, nil, n.cfg.MTU)
+		if err != nil {
+			return fmt.Errorf("netstack: %w", err)
+		}
+		dp.name, dp.router = "netstack", router.Nop{}
+	} else {
+		dev, err = tun.CreateTUN(n.cfg.Interface, n.cfg.MTU)
+		if err != nil {
+			return fmt.Errorf("create TUN %s: %w", n.cfg.Interface, err)
+		}
+		if dp.name, err = dev.Name(); err != nil {
+			dev.Close()
+			return err
+		}
+		r, err := router.NewLinux(dp.name)
+		if err != nil {
+			dev.Close()
+			return err
+		}
+		dp.router, ifaceForUAPI = r, dp.name
+	}
+	dp.backend, err = n.cfg.Registry.New(n.cfg.Backend, backend.Options{Device: dev, Interface: ifaceForUAPI, Logger: n.log})
+	if err != nil {
+		dev.Close()
+		return err
+	}
+	n.dp = dp
+	select {
+	case <-n.netReady:
+	default:
+		close(n.netReady)
+	}
+	n.log.Info("dataplane up", "device", dp.name, "backend", n.cfg.Backend, "addresses", addrs, "listen_port", n.st.ListenPort)
+	return nil
+}
+
+func (n *Node) closeDataplaneLocked() {
+	if n.dp == nil {
+		return
+	}
+	if err := n.dp.router.Close(); err != nil {
+		n.log.Debug("removing routes", "err", err)
+	}
+	if err := n.dp.backend.Close(); err != nil {
+		n.log.Warn("closing backend", "err", err)
+	}
+	n.dp = nil
+}
+
+func (n *Node) teardown() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closeDataplaneLocked()
+}
+
+func (n *Node) setRunning() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state != "running" {
+		n.log.Info("controller connected")
+	}
+	n.state, n.lastErr = "running", ""
+}
+
+func (n *Node) setOffline(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.state, n.lastErr = "offline", err.Error()
+}
+
+// loggedOut forgets the credential and the peers: the controller removed
+// the node. A restart with an auth key registers it again.
+func (n *Node) loggedOut() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.log.Warn("the controller removed this node; restart with --auth-key to register again")
+	n.state, n.lastErr = "logged-out", errLoggedOut.Error()
+	n.st.Credential, n.st.NodeID = "", ""
+	if err := saveJSON(n.cfg.StateDir, stateFile, n.st); err != nil {
+		n.log.Error("saving state", "err", err)
+	}
+	n.peers = map[api.NodeID]api.Node{}
+	if n.dp != nil && n.self != nil {
+		if err := n.applyLocked(); err != nil {
+			n.log.Error("removing peers", "err", err)
+		}
+	}
+	removeFile(n.cfg.StateDir, netmapFile)
+}
+
+// Net returns the userspace network stack once the dataplane is up
+// (netstack mode only), for dialing and listening on the mesh from the
+// same process.
+func (n *Node) Net(ctx context.Context) (*netstack.Net, error) {
+	select {
+	case <-n.netReady:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.dp == nil || n.dp.net == nil {
+		return nil, errors.New("no netstack: the node runs a kernel TUN or is shut down")
+	}
+	return n.dp.net, nil
+}
+
+// Status implements localapi.Agent.
+func (n *Node) Status() *localapi.Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := &localapi.Status{
+		State:      n.state,
+		Backend:    n.cfg.Backend,
+		Controller: n.cfg.ControllerURL,
+		LastError:  n.lastErr,
+		Self:       n.self,
+		Revision:   n.rev,
+		Peers:      []localapi.Peer{},
+		Missing:    n.missing,
+	}
+	if n.st != nil {
+		st.ListenPort = n.st.ListenPort
+	}
+	if !n.updatedAt.IsZero() {
+		t := n.updatedAt
+		st.UpdatedAt = &t
+	}
+	stats := map[api.NodePublic]backend.PeerStats{}
+	if n.dp != nil {
+		st.Interface = n.dp.name
+		if ps, err := n.dp.backend.Stats(); err == nil {
+			for _, s := range ps {
+				stats[s.PublicKey] = s
+			}
+		}
+	}
+	for _, p := range n.viewLocked().Peers {
+		lp := localapi.Peer{ID: p.ID, Name: p.Name, Addresses: p.Addresses, NodeKey: p.NodeKey, Endpoints: p.Endpoints,
+			AllowOut: p.AllowOut, AllowIn: p.AllowIn}
+		if s, ok := stats[p.NodeKey]; ok {
+			lp.Endpoint, lp.RxBytes, lp.TxBytes = s.Endpoint, s.RxBytes, s.TxBytes
+			if !s.LastHandshake.IsZero() {
+				t := s.LastHandshake
+				lp.LastHandshake = &t
+			}
+		}
+		st.Peers = append(st.Peers, lp)
+	}
+	return st
+}
+
+// RotateKey implements localapi.Agent: a new node key, first at the
+// controller (which pushes it to the peers), then locally.
+func (n *Node) RotateKey(ctx context.Context) (api.NodePublic, error) {
+	nk := key.NewNode()
+	if _, err := n.client.RotateKey(ctx, nk.Public()); err != nil {
+		return api.NodePublic{}, fmt.Errorf("controller refused the new key: %w", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.st.NodeKey = nk
+	if err := saveJSON(n.cfg.StateDir, stateFile, n.st); err != nil {
+		return api.NodePublic{}, fmt.Errorf("save the new key: %w", err)
+	}
+	if n.self != nil {
+		self := *n.self
+		self.NodeKey = nk.Public()
+		n.self = &self
+	}
+	if n.dp != nil {
+		if err := n.applyLocked(); err != nil {
+			return api.NodePublic{}, err
+		}
+	}
+	n.log.Info("node key rotated", "node_key", nk.Public().String())
+	return nk.Public(), nil
+}
+
+// backoff is exponential with jitter: each delay is drawn from [d/2, d]
+// where d doubles from min to max.
+type backoff struct {
+	min, max time.Duration
+	mu       sync.Mutex
+	cur      time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() {
+	b.mu.Lock()
+	b.cur = 0
+	b.mu.Unlock()
+}
