@@ -1,0 +1,159 @@
+// Command rustynetd is the Rustynet node daemon.
+//
+//	rustynetd --state-dir DIR --controller URL --controller-ca FILE [--auth-key KEY]
+//	          [--backend wireguard] [--interface rn0 | --netstack] [--metrics-listen ADDR]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rustynet/rustynet/node"
+	"github.com/rustynet/rustynet/node/backend"
+	"github.com/rustynet/rustynet/node/backend/wireguard"
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// registry holds the backends this binary is built with. It is the only
+// place that imports backend implementations.
+func registry() *backend.Registry {
+	var r backend.Registry
+	wireguard.Register(&r)
+	return &r
+}
+
+func run(args []string, stderr io.Writer) int {
+	reg := registry()
+	fs := flag.NewFlagSet("rustynetd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", "/var/lib/rustynet", "directory for keys, the credential and the cached netmap (created 0700)")
+	controllerURL := fs.String("controller", "", "controller URL, https://HOST:PORT (required)")
+	controllerCA := fs.String("controller-ca", "", "PEM file of the controller's CA, DATA_DIR/tls/ca.pem on the controller (required)")
+	authKey := fs.String("auth-key", "", "pre-auth key to register with, when the state dir holds no credential")
+	authKeyFile := fs.String("auth-key-file", "", "read the pre-auth key from this file instead (keeps it out of the process list)")
+	hostname := fs.String("hostname", "", "name to register as (default: the machine's hostname)")
+	backendName := fs.String("backend", "wireguard", fmt.Sprintf("data-plane backend, one of %v", reg.Names()))
+	iface := fs.String("interface", node.DefaultInterface, "kernel TUN interface to create (needs CAP_NET_ADMIN)")
+	netstack := fs.Bool("netstack", false, "use a userspace network stack instead of a kernel TUN (no privileges needed)")
+	port := fs.Uint("listen-port", 0, "data-plane UDP port (default: the last one used, or a free one)")
+	mtu := fs.Int("mtu", node.DefaultMTU, "MTU of the packet device")
+	metricsListen := fs.String("metrics-listen", "", "address to serve Prometheus metrics on (HTTP); empty disables")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintf(stderr, "rustynetd %s\n", version)
+		return 0
+	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "rustynetd: "+format+"\n", a...)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return usage("unexpected arguments %q", fs.Args())
+	}
+	if *controllerURL == "" || *controllerCA == "" {
+		return usage("--controller and --controller-ca are required")
+	}
+	if *port > 65535 {
+		return usage("--listen-port %d is not a port", *port)
+	}
+	if *authKeyFile != "" {
+		b, err := os.ReadFile(*authKeyFile)
+		if err != nil {
+			return usage("--auth-key-file: %v", err)
+		}
+		*authKey = string(trimSpace(b))
+	}
+	if *hostname == "" {
+		*hostname, _ = os.Hostname()
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usage("--log-level: %v", err)
+	}
+	var h slog.Handler
+	switch *logFormat {
+	case "text":
+		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	case "json":
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	default:
+		return usage("--log-format %q: want text or json", *logFormat)
+	}
+	log := slog.New(h).With("component", "rustynetd", "version", version)
+
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n, err := node.New(node.Config{
+		StateDir:      *stateDir,
+		ControllerURL: *controllerURL,
+		ControllerCA:  *controllerCA,
+		AuthKey:       *authKey,
+		Hostname:      *hostname,
+		Backend:       *backendName,
+		Registry:      reg,
+		Interface:     *iface,
+		Netstack:      *netstack,
+		ListenPort:    uint16(*port),
+		MTU:           *mtu,
+		Logger:        log,
+		Registerer:    promReg,
+	})
+	if err != nil {
+		return usage("%v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if *metricsListen != "" {
+		ln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			log.Error("metrics listener", "err", err)
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
+	if err := n.Run(ctx); err != nil {
+		log.Error("rustynetd stopped", "err", err)
+		return 1
+	}
+	log.Info("rustynetd stopped")
+	return 0
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
