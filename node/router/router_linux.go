@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Protocol marks the routes Rustynet installs (rtnetlink's rtm_protocol),
@@ -16,6 +17,7 @@ const Protocol = netlink.RouteProtocol(0x52)
 
 // Linux sets addresses and routes on a kernel interface over netlink.
 type Linux struct {
+	h      *netlink.Handle // one netlink socket for every request
 	link   netlink.Link
 	addrs  map[netip.Prefix]bool
 	routes map[netip.Prefix]bool
@@ -25,17 +27,24 @@ type Linux struct {
 // Routes of Protocol left on it by an earlier run are taken over (and
 // removed by the first Set that does not want them).
 func NewLinux(iface string) (*Linux, error) {
-	link, err := netlink.LinkByName(iface)
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	link, err := h.LinkByName(iface)
+	if err != nil {
+		h.Close()
 		return nil, fmt.Errorf("interface %s: %w", iface, err)
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
+	if err := h.LinkSetUp(link); err != nil {
+		h.Close()
 		return nil, fmt.Errorf("bring %s up: %w", iface, err)
 	}
-	r := &Linux{link: link, addrs: map[netip.Prefix]bool{}, routes: map[netip.Prefix]bool{}}
-	rs, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: link.Attrs().Index, Protocol: Protocol},
+	r := &Linux{h: h, link: link, addrs: map[netip.Prefix]bool{}, routes: map[netip.Prefix]bool{}}
+	rs, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: link.Attrs().Index, Protocol: Protocol},
 		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
+		h.Close()
 		return nil, fmt.Errorf("list routes of %s: %w", iface, err)
 	}
 	for _, rt := range rs {
@@ -75,7 +84,7 @@ func (r *Linux) Set(cfg *Config) error {
 		if a.Addr().Is6() {
 			addr.Flags = syscall.IFA_F_NODAD // the address is ours alone; don't wait for DAD
 		}
-		if err := netlink.AddrReplace(r.link, addr); err != nil {
+		if err := r.h.AddrReplace(r.link, addr); err != nil {
 			errs = append(errs, fmt.Errorf("add address %s: %w", a, err))
 			continue
 		}
@@ -83,7 +92,7 @@ func (r *Linux) Set(cfg *Config) error {
 	}
 	for a := range r.addrs {
 		if !want[a] {
-			if err := netlink.AddrDel(r.link, &netlink.Addr{IPNet: ipNet(a)}); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			if err := r.h.AddrDel(r.link, &netlink.Addr{IPNet: ipNet(a)}); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
 				errs = append(errs, fmt.Errorf("remove address %s: %w", a, err))
 				continue
 			}
@@ -97,7 +106,7 @@ func (r *Linux) Set(cfg *Config) error {
 		if r.routes[p] {
 			continue
 		}
-		if err := netlink.RouteReplace(r.route(p)); err != nil {
+		if err := r.h.RouteReplace(r.route(p)); err != nil {
 			errs = append(errs, fmt.Errorf("add route %s: %w", p, err))
 			continue
 		}
@@ -105,7 +114,7 @@ func (r *Linux) Set(cfg *Config) error {
 	}
 	for p := range r.routes {
 		if !want[p] {
-			if err := netlink.RouteDel(r.route(p)); err != nil && !errors.Is(err, syscall.ESRCH) {
+			if err := r.h.RouteDel(r.route(p)); err != nil && !errors.Is(err, syscall.ESRCH) {
 				errs = append(errs, fmt.Errorf("remove route %s: %w", p, err))
 				continue
 			}
@@ -119,5 +128,10 @@ func (r *Linux) route(p netip.Prefix) *netlink.Route {
 	return &netlink.Route{LinkIndex: r.link.Attrs().Index, Dst: ipNet(p), Protocol: Protocol, Scope: netlink.SCOPE_LINK}
 }
 
-// Close implements Router.
-func (r *Linux) Close() error { return r.Set(&Config{}) }
+// Close implements Router: it removes what it added and closes its netlink
+// socket.
+func (r *Linux) Close() error {
+	err := r.Set(&Config{})
+	r.h.Close()
+	return err
+}
