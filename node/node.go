@@ -614,6 +614,7 @@ func (n *Node) Status() *localapi.Status {
 		if ps, err := n.dp.backend.Stats(); err == nil {
 			for _, s := range ps {
 				stats[s.PublicKey] = s
+				st.DataplanePeers = append(st.DataplanePeers, s.PublicKey)
 			}
 		}
 	}

@@ -29,17 +29,20 @@ type Status struct {
 	// State is "starting", "running" (the controller answers),
 	// "offline" (the controller does not; the last netmap is in force) or
 	// "logged-out" (the controller removed the node).
-	State      string     `json:"state"`
-	Backend    string     `json:"backend"`
-	Interface  string     `json:"interface"` // "netstack" in userspace mode
-	Controller string     `json:"controller"`
-	LastError  string     `json:"last_error,omitempty"`
-	Self       *api.Node  `json:"self,omitempty"`
-	ListenPort uint16     `json:"listen_port"`
-	Revision   uint64     `json:"revision"`
-	Peers      []Peer     `json:"peers"`
-	Missing    []Missing  `json:"missing,omitempty"`
-	UpdatedAt  *time.Time `json:"netmap_updated_at,omitempty"`
+	State      string    `json:"state"`
+	Backend    string    `json:"backend"`
+	Interface  string    `json:"interface"` // "netstack" in userspace mode
+	Controller string    `json:"controller"`
+	LastError  string    `json:"last_error,omitempty"`
+	Self       *api.Node `json:"self,omitempty"`
+	ListenPort uint16    `json:"listen_port"`
+	Revision   uint64    `json:"revision"`
+	Peers      []Peer    `json:"peers"`
+	Missing    []Missing `json:"missing,omitempty"`
+	// DataplanePeers are the keys the backend is configured with; they
+	// match Peers once a netmap is applied.
+	DataplanePeers []api.NodePublic `json:"dataplane_peers"`
+	UpdatedAt      *time.Time       `json:"netmap_updated_at,omitempty"`
 }
 
 // Peer is one peer in the status.

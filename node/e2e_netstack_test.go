@@ -1,0 +1,166 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/controller"
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/controllertest"
+	"github.com/rustynet/rustynet/node"
+	"github.com/rustynet/rustynet/node/backend"
+	"github.com/rustynet/rustynet/node/backend/wireguard"
+	"github.com/rustynet/rustynet/node/localapi"
+)
+
+// backends are the backends the end-to-end suite runs over.
+func backends() *backend.Registry {
+	var r backend.Registry
+	wireguard.Register(&r)
+	return &r
+}
+
+// TestMeshNetstack runs the suite with nodes in this process on the
+// userspace netstack, over loopback. It needs no privileges.
+func TestMeshNetstack(t *testing.T) {
+	reg := backends()
+	for _, name := range reg.Names() {
+		t.Run("backend="+name, func(t *testing.T) {
+			runSuite(t, func(t *testing.T) mesh {
+				return &netstackMesh{t: t, ctl: controllertest.Start(t), reg: reg, backend: name}
+			})
+		})
+	}
+}
+
+type netstackMesh struct {
+	t       *testing.T
+	ctl     *controllertest.Controller
+	reg     *backend.Registry
+	backend string
+}
+
+type netstackController struct{ c *controllertest.Controller }
+
+func (c netstackController) Admin() *controller.AdminClient { return c.c.Admin }
+func (c netstackController) Stop()                          { c.c.Stop() }
+func (c netstackController) Start()                         { c.c.Restart() }
+
+func (m *netstackMesh) Controller() meshController { return netstackController{m.ctl} }
+
+func (m *netstackMesh) AuthKey(tags ...string) string { return m.ctl.AuthKey(true, tags...) }
+
+func (m *netstackMesh) NewNode(name, key string) meshNode {
+	n := &netstackNode{t: m.t, cfg: node.Config{
+		StateDir:      m.t.TempDir(),
+		ControllerURL: m.ctl.URL,
+		ControllerCA:  m.ctl.CAFile,
+		AuthKey:       key,
+		Hostname:      name,
+		Backend:       m.backend,
+		Registry:      m.reg,
+		Netstack:      true,
+		PollWait:      10 * time.Second,
+	}, name: name}
+	n.Start()
+	m.t.Cleanup(n.Stop)
+	return n
+}
+
+type netstackNode struct {
+	t    *testing.T
+	cfg  node.Config
+	name string
+
+	mu     sync.Mutex
+	n      *node.Node
+	cancel context.CancelFunc
+	done   chan error
+	addr   netip.Addr
+}
+
+func (n *netstackNode) Name() string { return n.name }
+
+func (n *netstackNode) Start() {
+	n.t.Helper()
+	nd, err := node.New(n.cfg)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- nd.Run(ctx) }()
+	n.mu.Lock()
+	n.n, n.cancel, n.done = nd, cancel, done
+	n.mu.Unlock()
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if _, err := nd.Net(wctx); err != nil {
+		n.t.Fatalf("node %s did not come up: %v", n.name, err)
+	}
+	st := nd.Status()
+	for _, a := range st.Self.Addresses {
+		if a.Addr().Is4() {
+			n.addr = a.Addr()
+		}
+	}
+}
+
+func (n *netstackNode) Stop() {
+	n.mu.Lock()
+	cancel, done := n.cancel, n.done
+	n.cancel = nil
+	n.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	if err := <-done; err != nil {
+		n.t.Errorf("node %s stopped with %v", n.name, err)
+	}
+}
+
+func (n *netstackNode) node() *node.Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.n
+}
+
+func (n *netstackNode) Addr() netip.Addr { return n.addr }
+
+func (n *netstackNode) Listen(port uint16) (net.Listener, error) {
+	tnet, err := n.node().Net(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return tnet.ListenTCPAddrPort(netip.AddrPortFrom(n.addr, port))
+}
+
+func (n *netstackNode) Dial(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
+	tnet, err := n.node().Net(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tnet.DialContextTCPAddrPort(ctx, to)
+}
+
+func (n *netstackNode) Status(ctx context.Context) (*localapi.Status, error) {
+	nd := n.node()
+	if nd == nil {
+		return nil, errors.New("node stopped")
+	}
+	return nd.Status(), nil
+}
+
+func (n *netstackNode) DataplanePeers(ctx context.Context) ([]api.NodePublic, error) {
+	st, err := n.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st.DataplanePeers, nil
+}

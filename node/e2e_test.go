@@ -1,0 +1,320 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/controller"
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/node/localapi"
+)
+
+// The end-to-end suite runs a controller and three or more nodes and checks
+// what a user relies on. It runs over two kinds of mesh: nodes as
+// rustynetd processes with kernel TUNs, each in its own network namespace
+// (root), and nodes in this process on wireguard-go's userspace netstack
+// over loopback (no privileges). Both are parameterised by backend.
+
+// meshNode is one node of a mesh under test.
+type meshNode interface {
+	Name() string
+	// Addr is the node's mesh IPv4 address.
+	Addr() netip.Addr
+	// Listen and Dial open TCP sockets on the mesh, from the node.
+	Listen(port uint16) (net.Listener, error)
+	Dial(ctx context.Context, to netip.AddrPort) (net.Conn, error)
+	Status(ctx context.Context) (*localapi.Status, error)
+	// DataplanePeers lists the public keys the backend is configured with
+	// (`wg show IFACE peers` for a kernel TUN).
+	DataplanePeers(ctx context.Context) ([]api.NodePublic, error)
+	Stop()
+	Start()
+}
+
+// meshController is the controller of a mesh under test.
+type meshController interface {
+	Admin() *controller.AdminClient
+	Stop()
+	Start()
+}
+
+// mesh builds nodes for one test.
+type mesh interface {
+	Controller() meshController
+	// AuthKey creates a reusable key with tags.
+	AuthKey(tags ...string) string
+	// NewNode starts a node registered with key and waits until it is up.
+	NewNode(name, key string) meshNode
+}
+
+func runSuite(t *testing.T, newMesh func(t *testing.T) mesh) {
+	t.Run("EveryPairPassesTraffic", func(t *testing.T) { testEveryPair(t, newMesh(t)) })
+	t.Run("ACLDeniesOnePair", func(t *testing.T) { testACLDeniesOnePair(t, newMesh(t)) })
+	t.Run("RemovedNodeLeavesWithin2s", func(t *testing.T) { testRemoval(t, newMesh(t)) })
+	t.Run("ControllerDownMeshStaysUp", func(t *testing.T) { testControllerDown(t, newMesh(t)) })
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond every 50ms until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// transfer sends a random payload from a to b over TCP through the mesh and
+// checks that b receives it byte for byte. The first connection may wait
+// for a handshake, so dialing is retried for up to 10s.
+func transfer(t *testing.T, a, b meshNode, size int) error {
+	t.Helper()
+	ln, err := b.Listen(7000)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", b.Name(), err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		data, _ := io.ReadAll(c)
+		got <- data
+	}()
+	payload := make([]byte, size)
+	rand.Read(payload)
+	ctx := ctxT(t, 10*time.Second)
+	var c net.Conn
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c, err = a.Dial(dctx, netip.AddrPortFrom(b.Addr(), 7000))
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("dial %s -> %s: %w", a.Name(), b.Name(), err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(payload); err != nil {
+		c.Close()
+		return fmt.Errorf("write %s -> %s: %w", a.Name(), b.Name(), err)
+	}
+	c.Close()
+	select {
+	case data := <-got:
+		if !bytes.Equal(data, payload) {
+			return fmt.Errorf("%s -> %s: received %d bytes, want the %d sent, unchanged", a.Name(), b.Name(), len(data), len(payload))
+		}
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("%s -> %s: nothing received", a.Name(), b.Name())
+	}
+	return nil
+}
+
+// unreachable checks that a cannot open a connection to b.
+func unreachable(t *testing.T, a, b meshNode) error {
+	ln, err := b.Listen(7001)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := a.Dial(ctx, netip.AddrPortFrom(b.Addr(), 7001))
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%s opened a connection to %s", a.Name(), b.Name())
+	}
+	return nil
+}
+
+// testEveryPair: three nodes; every ordered pair passes 256 KiB of TCP
+// through the tunnel, checked byte for byte.
+func testEveryPair(t *testing.T, m mesh) {
+	key := m.AuthKey()
+	nodes := []meshNode{m.NewNode("alpha", key), m.NewNode("bravo", key), m.NewNode("charlie", key)}
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a != b {
+				if err := transfer(t, a, b, 256<<10); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}
+}
+
+// testACLDeniesOnePair: with a policy that lets a reach b and b reach c
+// but not a and c each other, a and c cannot connect while the others can.
+func testACLDeniesOnePair(t *testing.T, m mesh) {
+	policy := `acls:
+  - action: accept
+    src: ["tag:a", "tag:c"]
+    dst: ["tag:b"]
+  - action: accept
+    src: ["tag:b"]
+    dst: ["tag:a", "tag:c"]
+`
+	if _, err := m.Controller().Admin().SetPolicy(ctxT(t, 10*time.Second), policy); err != nil {
+		t.Fatal(err)
+	}
+	a := m.NewNode("alpha", m.AuthKey("tag:a"))
+	b := m.NewNode("bravo", m.AuthKey("tag:b"))
+	c := m.NewNode("charlie", m.AuthKey("tag:c"))
+	for _, p := range [][2]meshNode{{a, b}, {b, a}, {b, c}, {c, b}} {
+		if err := transfer(t, p[0], p[1], 64<<10); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, p := range [][2]meshNode{{a, c}, {c, a}} {
+		if err := unreachable(t, p[0], p[1]); err != nil {
+			t.Error(err)
+		}
+	}
+	st, err := a.Status(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st.Peers {
+		if p.Name == c.Name() {
+			t.Errorf("%s's netmap holds %s, which the policy denies", a.Name(), c.Name())
+		}
+	}
+}
+
+// testRemoval: removing a node takes it out of the others' netmaps and
+// their dataplanes within 2 s.
+func testRemoval(t *testing.T, m mesh) {
+	key := m.AuthKey()
+	a, b, c := m.NewNode("alpha", key), m.NewNode("bravo", key), m.NewNode("charlie", key)
+	if err := transfer(t, a, c, 1024); err != nil {
+		t.Fatal(err)
+	}
+	cst, err := c.Status(ctxT(t, 5*time.Second))
+	if err != nil || cst.Self == nil {
+		t.Fatalf("status of %s: %v", c.Name(), err)
+	}
+	if err := m.Controller().Admin().RemoveNode(ctxT(t, 5*time.Second), string(cst.Self.ID)); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []meshNode{a, b} {
+		eventually(t, 2*time.Second, n.Name()+" forgets the removed node", func() error {
+			st, err := n.Status(context.Background())
+			if err != nil {
+				return err
+			}
+			for _, p := range st.Peers {
+				if p.ID == cst.Self.ID {
+					return fmt.Errorf("%s still in the netmap", c.Name())
+				}
+			}
+			keys, err := n.DataplanePeers(context.Background())
+			if err != nil {
+				return err
+			}
+			if slices.Contains(keys, cst.Self.NodeKey) {
+				return fmt.Errorf("%s still configured in the dataplane", c.Name())
+			}
+			return nil
+		})
+	}
+	eventually(t, 5*time.Second, c.Name()+" knows it was removed", func() error {
+		st, err := c.Status(context.Background())
+		if err != nil {
+			return err
+		}
+		if st.State != "logged-out" || len(st.Peers) != 0 {
+			return fmt.Errorf("state %s with %d peers, want logged-out with none", st.State, len(st.Peers))
+		}
+		return nil
+	})
+	if err := transfer(t, a, b, 1024); err != nil {
+		t.Errorf("after the removal: %v", err)
+	}
+}
+
+// testControllerDown: with the controller stopped the mesh keeps passing
+// traffic, even across a restart of a node (from its cached netmap); when
+// the controller returns, every node reconnects.
+func testControllerDown(t *testing.T, m mesh) {
+	key := m.AuthKey()
+	a, b := m.NewNode("alpha", key), m.NewNode("bravo", key)
+	if err := transfer(t, a, b, 4096); err != nil {
+		t.Fatal(err)
+	}
+	m.Controller().Stop()
+	eventually(t, 15*time.Second, "nodes notice the controller is gone", func() error {
+		for _, n := range []meshNode{a, b} {
+			st, err := n.Status(context.Background())
+			if err != nil {
+				return err
+			}
+			if st.State != "offline" {
+				return fmt.Errorf("%s is %s", n.Name(), st.State)
+			}
+		}
+		return nil
+	})
+	if err := transfer(t, a, b, 64<<10); err != nil {
+		t.Errorf("controller down: %v", err)
+	}
+	a.Stop()
+	a.Start()
+	if err := transfer(t, b, a, 64<<10); err != nil {
+		t.Errorf("controller down, after restarting %s: %v", a.Name(), err)
+	}
+	m.Controller().Start()
+	eventually(t, 15*time.Second, "nodes reconnect to the restarted controller", func() error {
+		for _, n := range []meshNode{a, b} {
+			st, err := n.Status(context.Background())
+			if err != nil {
+				return err
+			}
+			if st.State != "running" {
+				return fmt.Errorf("%s is %s (%s)", n.Name(), st.State, st.LastError)
+			}
+		}
+		return nil
+	})
+	c := m.NewNode("charlie", key)
+	if err := transfer(t, c, a, 4096); err != nil {
+		t.Errorf("a node that joined after the controller returned: %v", err)
+	}
+}
