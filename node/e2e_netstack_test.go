@@ -3,8 +3,10 @@ package node_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +68,7 @@ func (m *netstackMesh) NewNode(name, key string) meshNode {
 		Registry:      m.reg,
 		Netstack:      true,
 		PollWait:      10 * time.Second,
+		Logger:        testLogger(name),
 	}, name: name}
 	n.Start()
 	m.t.Cleanup(n.Stop)
@@ -163,4 +166,17 @@ func (n *netstackNode) DataplanePeers(ctx context.Context) ([]api.NodePublic, er
 		return nil, err
 	}
 	return st.DataplanePeers, nil
+}
+
+func (n *netstackNode) RotateKey(ctx context.Context) (api.NodePublic, error) {
+	return n.node().RotateKey(ctx)
+}
+
+// testLogger logs a node's debug output to stderr when RUSTYNET_TEST_LOG is
+// set, and discards it otherwise.
+func testLogger(name string) *slog.Logger {
+	if os.Getenv("RUSTYNET_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
 }

@@ -32,6 +32,8 @@ type meshNode interface {
 	Listen(port uint16) (net.Listener, error)
 	Dial(ctx context.Context, to netip.AddrPort) (net.Conn, error)
 	Status(ctx context.Context) (*localapi.Status, error)
+	// RotateKey rotates the node's key through the controller.
+	RotateKey(ctx context.Context) (api.NodePublic, error)
 	// DataplanePeers lists the public keys the backend is configured with
 	// (`wg show IFACE peers` for a kernel TUN).
 	DataplanePeers(ctx context.Context) ([]api.NodePublic, error)
@@ -60,6 +62,7 @@ func runSuite(t *testing.T, newMesh func(t *testing.T) mesh) {
 	t.Run("ACLDeniesOnePair", func(t *testing.T) { testACLDeniesOnePair(t, newMesh(t)) })
 	t.Run("RemovedNodeLeavesWithin2s", func(t *testing.T) { testRemoval(t, newMesh(t)) })
 	t.Run("ControllerDownMeshStaysUp", func(t *testing.T) { testControllerDown(t, newMesh(t)) })
+	t.Run("KeyRotationUnderTraffic", func(t *testing.T) { testKeyRotation(t, newMesh(t)) })
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -317,4 +320,93 @@ func testControllerDown(t *testing.T, m mesh) {
 	if err := transfer(t, c, a, 4096); err != nil {
 		t.Errorf("a node that joined after the controller returned: %v", err)
 	}
+}
+
+// testKeyRotation: a node rotates its key in the middle of a TCP stream
+// from a peer; the stream completes byte for byte, the peer's dataplane
+// holds the new key, and the longest pause between reads is logged (a
+// pause beyond one handshake would show as a stall of seconds).
+func testKeyRotation(t *testing.T, m mesh) {
+	key := m.AuthKey()
+	a, b := m.NewNode("alpha", key), m.NewNode("bravo", key)
+	if err := transfer(t, a, b, 1024); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := b.Listen(7002)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const chunk, chunks = 16 << 10, 200
+	payload := make([]byte, chunk*chunks)
+	rand.Read(payload)
+	type result struct {
+		data   []byte
+		maxGap time.Duration
+	}
+	got := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- result{}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		var r result
+		buf := make([]byte, 64<<10)
+		last := time.Now()
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				r.data = append(r.data, buf[:n]...)
+				r.maxGap = max(r.maxGap, time.Since(last))
+				last = time.Now()
+			}
+			if err != nil {
+				break
+			}
+		}
+		got <- r
+	}()
+	c, err := a.Dial(ctxT(t, 10*time.Second), netip.AddrPortFrom(b.Addr(), 7002))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	var newKey api.NodePublic
+	for i := range chunks {
+		if i == chunks/4 {
+			if newKey, err = b.RotateKey(ctxT(t, 10*time.Second)); err != nil {
+				t.Fatalf("rotate %s's key: %v", b.Name(), err)
+			}
+		}
+		if _, err := c.Write(payload[i*chunk : (i+1)*chunk]); err != nil {
+			t.Fatalf("write after %d chunks: %v", i, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Close()
+	r := <-got
+	if !bytes.Equal(r.data, payload) {
+		t.Fatalf("received %d bytes across the rotation, want the %d sent, unchanged", len(r.data), len(payload))
+	}
+	t.Logf("longest pause between reads across the key rotation: %v", r.maxGap)
+	// Not a speed target: a handshake takes milliseconds, and the failure
+	// this catches is a handshake lost to the race between the peers
+	// learning the key and the node switching, which stalls the stream
+	// for WireGuard's 5 s retry.
+	if r.maxGap > 2*time.Second {
+		t.Errorf("traffic stalled for %v across the key rotation, longer than a handshake and its retry", r.maxGap)
+	}
+	eventually(t, 2*time.Second, a.Name()+" uses the new key", func() error {
+		keys, err := a.DataplanePeers(context.Background())
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(keys, newKey) {
+			return fmt.Errorf("dataplane peers %v lack %s", keys, newKey)
+		}
+		return nil
+	})
 }

@@ -163,11 +163,25 @@ func (b *Backend) Reconfig(cfg *backend.Config) error {
 	if err := b.dev.IpcSet(sb.String()); err != nil {
 		return fmt.Errorf("configure device: %w", err)
 	}
+	rekeyed := b.started && !b.key.Equal(cfg.PrivateKey)
 	if !b.started {
 		if err := b.dev.Up(); err != nil {
 			return fmt.Errorf("bring device up: %w", err)
 		}
 		b.started = true
+	}
+	if rekeyed {
+		// Our key changed: every session is gone. Peers that already
+		// learned the new key from the controller may have tried to
+		// handshake before we switched, and would wait out the 5s retry
+		// timer; start the handshakes now instead. (A peer that learns
+		// the new key later starts one itself: a new peer entry sends a
+		// keepalive at once.)
+		for k := range want {
+			if p := b.dev.LookupPeer(device.NoisePublicKey(k)); p != nil {
+				p.SendHandshakeInitiation(false)
+			}
+		}
 	}
 	b.key = cfg.PrivateKey
 	b.peers = want
