@@ -11,6 +11,8 @@ func TestRequired(t *testing.T) {
 		{"all", "root", true},
 		{"root,docker", "docker", true},
 		{"root", "docker", false},
+		{"all", "kernel:netem", false},
+		{"all,kernel:netem", "kernel:netem", true},
 	} {
 		t.Setenv(Env, c.env)
 		if got := Required(c.need); got != c.want {
