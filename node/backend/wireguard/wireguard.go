@@ -170,17 +170,18 @@ func (b *Backend) Reconfig(cfg *backend.Config) error {
 		}
 		b.started = true
 	}
-	if rekeyed {
-		// Our key changed: every session is gone. Peers that already
-		// learned the new key from the controller may have tried to
-		// handshake before we switched, and would wait out the 5s retry
-		// timer; start the handshakes now instead. (A peer that learns
-		// the new key later starts one itself: a new peer entry sends a
-		// keepalive at once.)
-		for k := range want {
-			if p := b.dev.LookupPeer(device.NoisePublicKey(k)); p != nil {
-				p.SendHandshakeInitiation(false)
-			}
+	// Start handshakes at once with new peers and, when our key changed,
+	// with every peer (their sessions are gone). Waiting for traffic can
+	// lose a race: when a node rotates its key, a peer that learns the new
+	// key before the node switches has its handshake refused and, without
+	// this, waits out WireGuard's 5 s retry timer; whichever side switches
+	// last now completes the handshake.
+	for k := range want {
+		if _, had := b.peers[k]; had && !rekeyed {
+			continue
+		}
+		if p := b.dev.LookupPeer(device.NoisePublicKey(k)); p != nil {
+			p.SendHandshakeInitiation(false)
 		}
 	}
 	b.key = cfg.PrivateKey
