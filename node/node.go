@@ -257,6 +257,9 @@ func (n *Node) session(ctx context.Context) error {
 			return err
 		}
 	}
+	// The first poll of a session does not wait: it confirms the
+	// controller is back and brings what changed while it was away.
+	wait := time.Duration(0)
 	for {
 		if err := n.reportEndpoints(ctx); err != nil {
 			return classify(err)
@@ -264,7 +267,8 @@ func (n *Node) session(ctx context.Context) error {
 		n.mu.Lock()
 		since := n.rev
 		n.mu.Unlock()
-		m, err := n.client.Netmap(ctx, since, n.cfg.PollWait)
+		m, err := n.client.Netmap(ctx, since, wait)
+		wait = n.cfg.PollWait
 		if err != nil {
 			return classify(err)
 		}

@@ -52,8 +52,21 @@ var (
 // when the test ends; its log is printed if the test failed.
 func StartProcess(tb testing.TB, bin, dataDir string) *Process {
 	tb.Helper()
-	p := &Process{DataDir: dataDir, done: make(chan struct{})}
-	p.Cmd = exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+	return StartCommand(tb, exec.Command(bin, ServeArgs(dataDir, "127.0.0.1:0", "127.0.0.1:0")...), dataDir)
+}
+
+// ServeArgs are the arguments of `rustynet-controller serve` on dataDir
+// with the given listen addresses.
+func ServeArgs(dataDir, listen, metricsListen string) []string {
+	return []string{"serve", "--data-dir", dataDir, "--listen", listen, "--metrics-listen", metricsListen}
+}
+
+// StartCommand starts cmd, a `rustynet-controller serve` command built by
+// the caller (for instance run inside a network namespace), and waits until
+// it serves. Its stderr must be unset: the log is read from it.
+func StartCommand(tb testing.TB, cmd *exec.Cmd, dataDir string) *Process {
+	tb.Helper()
+	p := &Process{DataDir: dataDir, done: make(chan struct{}), Cmd: cmd}
 	pr, pw := io.Pipe()
 	p.Cmd.Stderr = pw
 	if err := p.Cmd.Start(); err != nil {
