@@ -23,7 +23,7 @@ import (
 
 // binaries are built once per test process.
 var (
-	buildOnce                  sync.Once
+	buildOnce                   sync.Once
 	controllerBin, rustynetdBin string
 )
 
@@ -114,7 +114,9 @@ type kernelController struct {
 	p    *controllertest.Process
 }
 
-func (c *kernelController) URL() string    { return "https://" + netip.AddrPortFrom(c.host.Addr, 8443).String() }
+func (c *kernelController) URL() string {
+	return "https://" + netip.AddrPortFrom(c.host.Addr, 8443).String()
+}
 func (c *kernelController) CAFile() string { return c.dir + "/tls/ca.pem" }
 
 func (c *kernelController) Admin() *controller.AdminClient { return controller.NewAdminClient(c.dir) }
