@@ -21,7 +21,7 @@ test:
 	$(GO) test $(TEST_FLAGS) ./...
 
 race:
-	$(GO) test -race $(TEST_FLAGS) ./controller/...
+	$(GO) test -race $(TEST_FLAGS) ./controller/... ./node/...
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -42,6 +42,10 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkRegister' -benchtime 3000x -v -timeout 30m ./controller/
 	$(GO) test -run '^$$' -bench 'BenchmarkFanout' -benchtime 5x -v -timeout 60m ./controller/
+	$(GO) test -run '^$$' -bench 'BenchmarkRouteApply' -benchtime 100x -v ./node/router/
+	$(GO) test -run '^$$' -bench 'BenchmarkMeshThroughput' -benchtime 5x -v -timeout 30m ./node/
+	$(GO) test -run '^$$' -bench 'BenchmarkReconnect' -benchtime 20x -v -timeout 30m ./node/
+	$(GO) test -run '^$$' -bench 'BenchmarkRawVeth' -benchtime 3x -v ./internal/testbed/
 
 clean:
 	rm -rf bin

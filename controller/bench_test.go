@@ -73,7 +73,7 @@ func post(hc *http.Client, url string, body []byte, cred string) (int, []byte, e
 // nodes does; with conn=reused a few connections carry them all.
 func BenchmarkRegister(b *testing.B) {
 	b.Logf("environment: %s", environment())
-	bin := controllertest.Build(b, "../cmd/rustynet-controller")
+	bin := controllertest.Build(b, b.TempDir(), "../cmd/rustynet-controller")
 	for _, mode := range []string{"new", "reused"} {
 		b.Run("conn="+mode, func(b *testing.B) {
 			p := controllertest.StartProcess(b, bin, b.TempDir())
@@ -117,7 +117,7 @@ func BenchmarkRegister(b *testing.B) {
 // iterations, and the controller's RSS and Go heap per node.
 func BenchmarkFanout(b *testing.B) {
 	b.Logf("environment: %s", environment())
-	bin := controllertest.Build(b, "../cmd/rustynet-controller")
+	bin := controllertest.Build(b, b.TempDir(), "../cmd/rustynet-controller")
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) { benchFanout(b, bin, n) })
 	}

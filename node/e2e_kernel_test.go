@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -21,16 +22,31 @@ import (
 	"github.com/rustynet/rustynet/node/localapi"
 )
 
-// binaries are built once per test process.
+// binaries are built once per test process, into binDir, which TestMain
+// removes.
 var (
 	buildOnce                   sync.Once
+	binDir                      string
 	controllerBin, rustynetdBin string
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 func buildBinaries(t testing.TB) {
 	buildOnce.Do(func() {
-		controllerBin = controllertest.Build(t, "../cmd/rustynet-controller")
-		rustynetdBin = controllertest.Build(t, "../cmd/rustynetd")
+		dir, err := os.MkdirTemp("", "rustynet-node-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		binDir = dir
+		controllerBin = controllertest.Build(t, dir, "../cmd/rustynet-controller")
+		rustynetdBin = controllertest.Build(t, dir, "../cmd/rustynetd")
 	})
 	if controllerBin == "" || rustynetdBin == "" {
 		t.Fatal("building the binaries failed in an earlier test")
@@ -54,14 +70,14 @@ func TestMeshKernel(t *testing.T) {
 // kernelMesh is a testbed network: host 0 runs the controller, the others
 // run one node each.
 type kernelMesh struct {
-	t       *testing.T
+	t       testing.TB
 	net     *testbed.Network
 	ctl     *kernelController
 	backend string
 	next    int
 }
 
-func newKernelMesh(t *testing.T, backendName string, hosts int) *kernelMesh {
+func newKernelMesh(t testing.TB, backendName string, hosts int) *kernelMesh {
 	n := testbed.New(t, testbed.Options{Hosts: hosts})
 	m := &kernelMesh{t: t, net: n, backend: backendName, next: 1}
 	m.ctl = &kernelController{t: t, host: n.Hosts[0], dir: t.TempDir()}
@@ -107,7 +123,7 @@ func randomSuffix(ns string) string {
 
 // kernelController is a controller process in host 0's namespace.
 type kernelController struct {
-	t    *testing.T
+	t    testing.TB
 	host *testbed.Host
 	dir  string
 	mu   sync.Mutex
@@ -150,7 +166,7 @@ func (c *kernelController) Stop() {
 // kernelNode is a rustynetd process with a kernel TUN in its host's
 // namespace.
 type kernelNode struct {
-	t     *testing.T
+	t     testing.TB
 	host  *testbed.Host
 	name  string
 	iface string

@@ -65,14 +65,14 @@ func runSuite(t *testing.T, newMesh func(t *testing.T) mesh) {
 	t.Run("KeyRotationUnderTraffic", func(t *testing.T) { testKeyRotation(t, newMesh(t)) })
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // eventually polls cond every 50ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -90,7 +90,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
 // transfer sends a random payload from a to b over TCP through the mesh and
 // checks that b receives it byte for byte. The first connection may wait
 // for a handshake, so dialing is retried for up to 10s.
-func transfer(t *testing.T, a, b meshNode, size int) error {
+func transfer(t testing.TB, a, b meshNode, size int) error {
 	t.Helper()
 	ln, err := b.Listen(7000)
 	if err != nil {

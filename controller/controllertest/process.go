@@ -9,19 +9,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rustynet/rustynet/internal/proc"
 )
 
 // Build compiles the package at pkg (a path relative to the test's
-// directory, e.g. "../cmd/rustynet-controller") into a temporary directory
-// and returns the binary's path.
-func Build(tb testing.TB, pkg string) string {
+// directory, e.g. "../cmd/rustynet-controller") into dir and returns the
+// binary's path. Tests that share binaries across benchmark runs build
+// them once into a directory that outlives each run.
+func Build(tb testing.TB, dir, pkg string) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), filepath.Base(pkg))
+	bin := filepath.Join(dir, filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -117,55 +118,11 @@ func (p *Process) Wait(d time.Duration) error {
 	}
 }
 
-// Memory reads the process's resident set size and its peak, in bytes,
-// from /proc.
-func (p *Process) Memory() (rss, peak int64, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 || f[2] != "kB" {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v << 10
-		case "VmHWM:":
-			peak = v << 10
-		}
-	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", p.Cmd.Process.Pid)
-	}
-	return rss, peak, nil
-}
+// Memory reads the process's resident set size and its peak, in bytes.
+func (p *Process) Memory() (rss, peak int64, err error) { return proc.Memory(p.Cmd.Process.Pid) }
 
-// CPUTime reads the user and system CPU time the process has used, from
-// /proc/PID/stat (in clock ticks of 10ms, USER_HZ on Linux).
-func (p *Process) CPUTime() (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", p.Cmd.Process.Pid)
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", p.Cmd.Process.Pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", p.Cmd.Process.Pid)
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
-}
+// CPUTime reads the user and system CPU time the process has used.
+func (p *Process) CPUTime() (time.Duration, error) { return proc.CPUTime(p.Cmd.Process.Pid) }
 
 type syncBuffer struct {
 	mu sync.Mutex

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rustynet/rustynet/internal/require"
+	"github.com/rustynet/rustynet/node/localapi"
 )
 
 // TestMain fails the run if a goroutine outlives the tests: the package
@@ -315,4 +316,50 @@ func listNodes(t *testing.T, c *Controller) []string {
 		got = append(got, n.ID+" "+n.Name)
 	}
 	return got
+}
+
+// TestTwoNodesReachEachOther starts a controller and two netstack nodes in
+// containers: both register, each pings the other through the tunnel, and
+// the status of each shows the other with a completed handshake. A node
+// killed and started again comes back from its state and still reaches
+// its peer.
+func TestTwoNodesReachEachOther(t *testing.T) {
+	require.Docker(t)
+	ctx := context.Background()
+	n := NewNetwork(ctx, t)
+	c := StartController(ctx, t, n)
+	key := c.AuthKey(ctx, t, true)
+	a := StartNode(ctx, t, n, c, key, "alpha")
+	b := StartNode(ctx, t, n, c, key, "bravo")
+	if a.IPv4 == b.IPv4 {
+		t.Fatalf("both nodes got %s", a.IPv4)
+	}
+	for _, p := range [][2]*Node{{a, b}, {b, a}} {
+		code, out, err := p[0].CLI(ctx, "ping", p[1].Name, "-c", "3")
+		if err != nil || code != 0 || strings.Count(out, "reply from "+p[1].Name) != 3 {
+			t.Errorf("%s: rustynet ping %s = exit %d, %v:\n%s", p[0].Name, p[1].Name, code, err, out)
+		}
+	}
+	code, out, err := a.CLI(ctx, "status", "--json")
+	if err != nil || code != 0 {
+		t.Fatalf("status: exit %d, %v: %s", code, err, out)
+	}
+	var st localapi.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json printed %q: %v", out, err)
+	}
+	if st.State != "running" || len(st.Peers) != 1 || st.Peers[0].Name != b.Name || st.Peers[0].LastHandshake == nil {
+		t.Errorf("alpha's status = %+v, want running with bravo handshaken", st)
+	}
+
+	if err := a.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code, out, err = b.CLI(ctx, "ping", a.Name, "-c", "1")
+	if err != nil || code != 0 {
+		t.Errorf("after alpha was killed and restarted, bravo: rustynet ping alpha = exit %d, %v:\n%s", code, err, out)
+	}
 }
