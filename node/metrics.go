@@ -50,6 +50,7 @@ var (
 	descHandshakes = prometheus.NewDesc("rustynet_node_handshakes_total", "Completed handshakes with peers, as seen by the backend at scrape time.", nil, nil)
 	descRx         = prometheus.NewDesc("rustynet_node_received_bytes_total", "Bytes received from peers through the tunnel.", nil, nil)
 	descTx         = prometheus.NewDesc("rustynet_node_sent_bytes_total", "Bytes sent to peers through the tunnel.", nil, nil)
+	descFiltered   = prometheus.NewDesc("rustynet_node_filtered_packets_total", "Packets dropped because the sending peer may not open connections to this node.", nil, nil)
 )
 
 // peerCollector reads the backend's peer stats at scrape time and keeps
@@ -61,6 +62,9 @@ type peerCollector struct {
 	seen       map[api.NodePublic]peerTotals
 	handshakes float64
 	rx, tx     float64
+	// filtered counts drops of earlier dataplanes plus the current one's.
+	filtered, lastFiltered float64
+	lastFilter             any
 }
 
 type peerTotals struct {
@@ -73,6 +77,7 @@ func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHandshakes
 	ch <- descRx
 	ch <- descTx
+	ch <- descFiltered
 }
 
 func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -83,6 +88,12 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	defer c.mu.Unlock()
 	peers := 0
 	if dp != nil {
+		cur := float64(dp.filter.Dropped())
+		if c.lastFilter != dp.filter {
+			c.lastFilter, c.lastFiltered = dp.filter, 0
+		}
+		c.filtered += cur - c.lastFiltered
+		c.lastFiltered = cur
 		if stats, err := dp.backend.Stats(); err == nil {
 			peers = len(stats)
 			for _, s := range stats {
@@ -113,4 +124,5 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, c.handshakes)
 	ch <- prometheus.MustNewConstMetric(descRx, prometheus.CounterValue, c.rx)
 	ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, c.tx)
+	ch <- prometheus.MustNewConstMetric(descFiltered, prometheus.CounterValue, c.filtered)
 }

@@ -25,8 +25,8 @@ func TestMetricsLint(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
-	if len(mfs) < 8 {
-		t.Errorf("gathered %d metric families, want the 8 the node defines", len(mfs))
+	if len(mfs) < 9 {
+		t.Errorf("gathered %d metric families, want the 9 the node defines", len(mfs))
 	}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {

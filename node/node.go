@@ -26,6 +26,7 @@ import (
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/node/backend"
 	"github.com/rustynet/rustynet/node/control"
+	"github.com/rustynet/rustynet/node/filter"
 	"github.com/rustynet/rustynet/node/key"
 	"github.com/rustynet/rustynet/node/localapi"
 	"github.com/rustynet/rustynet/node/router"
@@ -93,6 +94,7 @@ type Node struct {
 // dataplane is the packet device with its backend and router.
 type dataplane struct {
 	addrs   []netip.Prefix
+	filter  *filter.Device
 	name    string
 	backend backend.Backend
 	router  router.Router
@@ -424,7 +426,8 @@ func (n *Node) applyLocked() error {
 	if err := n.ensureDataplaneLocked(n.self.Addresses); err != nil {
 		return err
 	}
-	cfg, routes := n.backendConfigLocked()
+	cfg, routes, restricted := n.backendConfigLocked()
+	n.dp.filter.SetRestricted(restricted)
 	if err := n.dp.backend.Reconfig(cfg); err != nil && !errors.Is(err, backend.ErrNoChanges) {
 		return fmt.Errorf("configure backend: %w", err)
 	}
@@ -437,11 +440,14 @@ func (n *Node) applyLocked() error {
 }
 
 // backendConfigLocked builds the backend config and routes from the view,
-// and records the peers that cannot be used and why.
-func (n *Node) backendConfigLocked() (*backend.Config, []netip.Prefix) {
+// lists the addresses of peers that may not open connections to this node
+// (the filter lets them only answer), and records the peers that cannot be
+// used and why.
+func (n *Node) backendConfigLocked() (*backend.Config, []netip.Prefix, []netip.Addr) {
 	local := localPrefixes()
 	cfg := &backend.Config{PrivateKey: n.st.NodeKey, ListenPort: n.st.ListenPort}
 	var routes []netip.Prefix
+	var restricted []netip.Addr
 	n.missing = nil
 	ids := make([]api.NodeID, 0, len(n.peers))
 	for id := range n.peers {
@@ -462,8 +468,13 @@ func (n *Node) backendConfigLocked() (*backend.Config, []netip.Prefix) {
 			Keepalive:  keepalive,
 		})
 		routes = append(routes, p.AllowedIPs...)
+		if !p.AllowIn {
+			for _, a := range p.AllowedIPs {
+				restricted = append(restricted, a.Addr())
+			}
+		}
 	}
-	return cfg, routes
+	return cfg, routes, restricted
 }
 
 // ensureDataplaneLocked creates the packet device, backend and router for
@@ -505,7 +516,8 @@ func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix) error {
 		}
 		dp.router, ifaceForUAPI = r, dp.name
 	}
-	dp.backend, err = n.cfg.Registry.New(n.cfg.Backend, backend.Options{Device: dev, Interface: ifaceForUAPI, Logger: n.log})
+	dp.filter = filter.Wrap(dev)
+	dp.backend, err = n.cfg.Registry.New(n.cfg.Backend, backend.Options{Device: dp.filter, Interface: ifaceForUAPI, Logger: n.log})
 	if err != nil {
 		dev.Close()
 		return err
