@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -20,25 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rustynet/rustynet/internal/machine"
+
 	"github.com/rustynet/rustynet/controller"
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/controllertest"
 )
-
-// environment describes the machine a benchmark ran on.
-func environment() string {
-	cpu := "unknown CPU"
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.SplitSeq(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return fmt.Sprintf("%s, %d cores, kernel %s, %s", cpu, runtime.NumCPU(), strings.TrimSpace(string(kernel)), runtime.Version())
-}
 
 func registerReq(key string) []byte {
 	b, _ := json.Marshal(api.RegisterRequest{AuthKey: key, NodeKey: controllertest.Key[api.NodePublic](),
@@ -72,7 +58,7 @@ func post(hc *http.Client, url string, body []byte, cred string) (int, []byte, e
 // conn=new each registration opens its own TLS connection, as a fleet of
 // nodes does; with conn=reused a few connections carry them all.
 func BenchmarkRegister(b *testing.B) {
-	b.Logf("environment: %s", environment())
+	b.Logf("environment: %s", machine.Describe())
 	bin := controllertest.Build(b, b.TempDir(), "../cmd/rustynet-controller")
 	for _, mode := range []string{"new", "reused"} {
 		b.Run("conn="+mode, func(b *testing.B) {
@@ -116,7 +102,7 @@ func BenchmarkRegister(b *testing.B) {
 // its response is read. Reported: p50, p99 and max over all nodes and
 // iterations, and the controller's RSS and Go heap per node.
 func BenchmarkFanout(b *testing.B) {
-	b.Logf("environment: %s", environment())
+	b.Logf("environment: %s", machine.Describe())
 	bin := controllertest.Build(b, b.TempDir(), "../cmd/rustynet-controller")
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) { benchFanout(b, bin, n) })

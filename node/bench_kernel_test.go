@@ -4,32 +4,16 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
-	"runtime"
 	"slices"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/rustynet/rustynet/internal/machine"
 
 	"github.com/rustynet/rustynet/internal/proc"
 	"github.com/rustynet/rustynet/internal/require"
 	"github.com/rustynet/rustynet/internal/testbed"
 )
-
-// environment describes the machine a benchmark ran on.
-func environment() string {
-	cpu := "unknown CPU"
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.SplitSeq(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return fmt.Sprintf("%s, %d cores, kernel %s, %s", cpu, runtime.NumCPU(), strings.TrimSpace(string(kernel)), runtime.Version())
-}
 
 // stats returns the mean and the sample standard deviation.
 func stats(xs []float64) (mean, sd float64) {
@@ -56,7 +40,7 @@ func BenchmarkMeshThroughput(b *testing.B) {
 	require.Root(b)
 	require.Command(b, "iperf3")
 	buildBinaries(b)
-	b.Logf("environment: %s", environment())
+	b.Logf("environment: %s", machine.Describe())
 	for _, name := range backends().Names() {
 		b.Run("backend="+name, func(b *testing.B) {
 			m := newKernelMesh(b, name, 3)
@@ -114,7 +98,7 @@ func BenchmarkMeshThroughput(b *testing.B) {
 func BenchmarkReconnect(b *testing.B) {
 	require.Root(b)
 	buildBinaries(b)
-	b.Logf("environment: %s", environment())
+	b.Logf("environment: %s", machine.Describe())
 	m := newKernelMesh(b, "wireguard", 4)
 	key := m.AuthKey()
 	nodes := []*kernelNode{m.NewNode("alpha", key).(*kernelNode), m.NewNode("bravo", key).(*kernelNode), m.NewNode("charlie", key).(*kernelNode)}

@@ -12,16 +12,16 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rustynet/rustynet/internal/machine"
+
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"go.uber.org/goleak"
-	"golang.org/x/sys/unix"
 
 	"github.com/rustynet/rustynet/internal/require"
 	"github.com/rustynet/rustynet/internal/testbed"
@@ -408,21 +408,7 @@ func BenchmarkRawVeth(b *testing.B) {
 // logMachine logs what a throughput figure depends on.
 func logMachine(b *testing.B) {
 	b.Helper()
-	cpu := "unknown"
-	if info, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.Lines(string(info)) {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	kernel := "unknown"
-	var u unix.Utsname
-	if err := unix.Uname(&u); err == nil {
-		kernel = unix.ByteSliceToString(u.Release[:])
-	}
-	b.Logf("cpu: %s, %d cores; kernel %s; %s %s/%s", cpu, runtime.NumCPU(), kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	b.Logf("environment: %s", machine.Describe())
 }
 
 // echoServer listens on h's address and echoes every connection until the
