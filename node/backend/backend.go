@@ -51,12 +51,16 @@ type Peer struct {
 	Endpoint netip.AddrPort
 	// Keepalive, if set, sends a packet at this interval when idle.
 	Keepalive time.Duration
+	// BackendKey is the peer's public key for this backend, in the text
+	// form of the backend's Spec.PublicKey, for backends that do not use
+	// the node key itself; empty otherwise.
+	BackendKey string
 }
 
 // Equal reports whether p and o configure the same peer identically.
 func (p *Peer) Equal(o *Peer) bool {
 	return p.PublicKey == o.PublicKey && slices.Equal(p.AllowedIPs, o.AllowedIPs) &&
-		p.Endpoint == o.Endpoint && p.Keepalive == o.Keepalive
+		p.Endpoint == o.Endpoint && p.Keepalive == o.Keepalive && p.BackendKey == o.BackendKey
 }
 
 // PeerStats is the live state of one configured peer.
@@ -105,33 +109,47 @@ type Options struct {
 // Factory creates a backend.
 type Factory func(Options) (Backend, error)
 
-// Registry maps backend names to factories. The zero value is empty and
+// Spec describes a backend to the registry.
+type Spec struct {
+	Name string
+	New  Factory
+	// PublicKey derives, from the node's private key, the public key
+	// peers need to authenticate this node on this backend, in the text
+	// form the controller distributes (the netmap's backend_keys). Nil for
+	// backends that use the node key itself, as WireGuard does.
+	PublicKey func(key.NodePrivate) string
+}
+
+// Registry maps backend names to their specs. The zero value is empty and
 // ready to use.
 type Registry struct {
-	factories map[string]Factory
+	specs map[string]Spec
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 
-// Register adds a backend. It panics on a malformed or duplicate name: that
-// is a programming error in the composition root.
-func (r *Registry) Register(name string, f Factory) {
-	if !nameRE.MatchString(name) {
-		panic(fmt.Sprintf("backend: malformed name %q", name))
+// Register adds a backend. It panics on a malformed or duplicate name or a
+// missing factory: that is a programming error in the composition root.
+func (r *Registry) Register(s Spec) {
+	if !nameRE.MatchString(s.Name) {
+		panic(fmt.Sprintf("backend: malformed name %q", s.Name))
 	}
-	if _, dup := r.factories[name]; dup {
-		panic(fmt.Sprintf("backend: %q registered twice", name))
+	if s.New == nil {
+		panic(fmt.Sprintf("backend: %q has no factory", s.Name))
 	}
-	if r.factories == nil {
-		r.factories = make(map[string]Factory)
+	if _, dup := r.specs[s.Name]; dup {
+		panic(fmt.Sprintf("backend: %q registered twice", s.Name))
 	}
-	r.factories[name] = f
+	if r.specs == nil {
+		r.specs = make(map[string]Spec)
+	}
+	r.specs[s.Name] = s
 }
 
 // Names lists the registered backends, sorted.
 func (r *Registry) Names() []string {
-	names := make([]string, 0, len(r.factories))
-	for n := range r.factories {
+	names := make([]string, 0, len(r.specs))
+	for n := range r.specs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -140,20 +158,30 @@ func (r *Registry) Names() []string {
 
 // Has reports whether name is registered.
 func (r *Registry) Has(name string) bool {
-	_, ok := r.factories[name]
+	_, ok := r.specs[name]
 	return ok
+}
+
+// PublicKey returns this node's public key for the named backend, or ""
+// when the backend uses the node key itself (or is unknown).
+func (r *Registry) PublicKey(name string, k key.NodePrivate) string {
+	s, ok := r.specs[name]
+	if !ok || s.PublicKey == nil {
+		return ""
+	}
+	return s.PublicKey(k)
 }
 
 // New creates the backend registered as name.
 func (r *Registry) New(name string, o Options) (Backend, error) {
-	f, ok := r.factories[name]
+	s, ok := r.specs[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown backend %q (have %v)", name, r.Names())
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	b, err := f(o)
+	b, err := s.New(o)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", name, err)
 	}

@@ -32,7 +32,7 @@ import (
 const Name = "wireguard"
 
 // Register adds the backend to r.
-func Register(r *backend.Registry) { r.Register(Name, New) }
+func Register(r *backend.Registry) { r.Register(backend.Spec{Name: Name, New: New}) }
 
 // Backend is a wireguard-go device behind the backend interface.
 type Backend struct {
