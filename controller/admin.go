@@ -116,7 +116,7 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	for _, n := range nodes {
 		out = append(out, api.AdminNode{
 			ID: n.ID, Name: n.Name, NodeKey: n.NodeKey, MachineKey: n.MachineKey,
-			Addresses: n.Addresses, Endpoints: n.AllEndpoints(), Backends: n.Backends, Tags: n.Tags,
+			Addresses: n.Addresses, Endpoints: n.AllEndpoints(), Backends: n.Backends, Backend: s.st.activeBackend(n), Tags: n.Tags,
 			AuthKeyID: n.AuthKeyID, CreatedAt: n.CreatedAt, Online: s.online(n.ID),
 		})
 	}

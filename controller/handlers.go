@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -201,6 +202,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 		}
 		n.NodeKey = req.NodeKey
 		n.Backends = req.Backends
+		n.BackendKeys = req.BackendKeys
 		n.Tags = k.Tags
 		n.AuthKeyID = k.ID
 		n.Endpoints = req.Endpoints
@@ -238,7 +240,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	n := res.(*store.Node)
 	s.log.Info("node registered", "node", n.ID, "name", n.Name, "addresses", n.Addresses, "auth_key", n.AuthKeyID)
 	return writeJSON(w, http.StatusOK, api.RegisterResponse{
-		Node:       nodeView(n),
+		Node:       nodeView(s.st.policyNow(), n),
 		Credential: api.CredentialPrefix + string(n.ID) + "_" + secret,
 	})
 }
@@ -340,7 +342,7 @@ func (s *Server) netmap(w http.ResponseWriter, r *http.Request, self *store.Node
 	defer timer.Stop()
 	waited := false
 	for {
-		resp, wake, changedAt, err := s.st.netmap(self.ID, cred.hash, since)
+		resp, wake, changedAt, err := s.st.netmap(self.ID, cred.hash, since, clientVersion(r))
 		if errors.Is(err, errNodeGone) {
 			return unauthorized("node %s was removed, logged out or re-registered; register again", self.ID)
 		}
@@ -442,7 +444,7 @@ func (s *Server) endpoints(w http.ResponseWriter, r *http.Request, self *store.N
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, nodeView(n))
+	return writeJSON(w, http.StatusOK, nodeView(s.st.policyNow(), n))
 }
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error {
@@ -454,17 +456,20 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, self *store.N
 		return badRequest("node_key must differ from the machine key")
 	}
 	n, err := s.updateSelf(r, cred, func(n *store.Node) bool {
-		if n.NodeKey == req.NodeKey {
+		if n.NodeKey == req.NodeKey && (req.BackendKeys == nil || maps.Equal(n.BackendKeys, req.BackendKeys)) {
 			return false
 		}
 		n.NodeKey = req.NodeKey
+		if req.BackendKeys != nil {
+			n.BackendKeys = req.BackendKeys
+		}
 		return true
 	})
 	if err != nil {
 		return err
 	}
 	s.log.Info("node key rotated", "node", n.ID, "node_key", n.NodeKey.String())
-	return writeJSON(w, http.StatusOK, nodeView(n))
+	return writeJSON(w, http.StatusOK, nodeView(s.st.policyNow(), n))
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error {

@@ -62,6 +62,14 @@ func (rt *router) match(path string) (pattern, id string) {
 
 type idKey struct{}
 
+type versionKey struct{}
+
+// clientVersion returns the capability version the request carried.
+func clientVersion(r *http.Request) api.CapabilityVersion {
+	v, _ := r.Context().Value(versionKey{}).(api.CapabilityVersion)
+	return v
+}
+
 // pathID returns the {id} segment of the request's route.
 func pathID(r *http.Request) string {
 	id, _ := r.Context().Value(idKey{}).(string)
@@ -118,6 +126,7 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				Message: err.Error() + fmt.Sprintf("; send \"%s: %d\"", api.HeaderCapabilityVersion, api.CurrentCapabilityVersion)})
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), versionKey{}, v))
 		if v < api.MinSupportedCapabilityVersion {
 			// No Upgrade header: HTTP/2 forbids it, and the
 			// Rustynet-Min-Capability-Version header says the same.

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -108,45 +109,47 @@ func subject(n *store.Node) *acl.Subject {
 	return &acl.Subject{ID: n.ID, Name: n.Name, Tags: n.Tags}
 }
 
-// peerAccess says whether peer belongs in self's netmap and in which
-// directions connections are allowed. A peer is sent only if one direction
-// is allowed and the two share a backend.
-func peerAccess(p *acl.Policy, self, peer *store.Node) (out, in, ok bool) {
+// nodeView is n as the data plane sees it, running the backend p chooses
+// for it.
+func nodeView(p *acl.Policy, n *store.Node) api.Node {
+	return api.Node{
+		ID:          n.ID,
+		Name:        n.Name,
+		NodeKey:     n.NodeKey,
+		Addresses:   n.Addresses,
+		AllowedIPs:  n.Addresses,
+		Endpoints:   n.AllEndpoints(),
+		Backends:    []string{p.Backend(subject(n), n.Backends)},
+		BackendKeys: n.BackendKeys,
+		Tags:        n.Tags,
+	}
+}
+
+// peerEntry is what self's netmap says of peer, if anything. The ACL
+// decides whether they are peers at all and in which directions; when the
+// two run different backends, a client of capability 2 or later gets a
+// stub that says why (no keys, addresses or endpoints) and an older one
+// nothing.
+func peerEntry(p *acl.Policy, self, peer *store.Node, stubs bool) (api.Node, bool) {
 	if self.ID == peer.ID {
-		return false, false, false
-	}
-	common := false
-	for _, b := range self.Backends {
-		if slices.Contains(peer.Backends, b) {
-			common = true
-			break
-		}
-	}
-	if !common {
-		return false, false, false
+		return api.Node{}, false
 	}
 	ss, ps := subject(self), subject(peer)
-	out, in = p.Allows(ss, ps), p.Allows(ps, ss)
-	return out, in, out || in
-}
-
-func nodeView(n *store.Node) api.Node {
-	return api.Node{
-		ID:         n.ID,
-		Name:       n.Name,
-		NodeKey:    n.NodeKey,
-		Addresses:  n.Addresses,
-		AllowedIPs: n.Addresses,
-		Endpoints:  n.AllEndpoints(),
-		Backends:   n.Backends,
-		Tags:       n.Tags,
+	out, in := p.Allows(ss, ps), p.Allows(ps, ss)
+	if !out && !in {
+		return api.Node{}, false
 	}
-}
-
-func peerView(n *store.Node, out, in bool) api.Node {
-	v := nodeView(n)
+	mine, theirs := p.Backend(ss, self.Backends), p.Backend(ps, peer.Backends)
+	if mine != theirs {
+		if !stubs {
+			return api.Node{}, false
+		}
+		return api.Node{ID: peer.ID, Name: peer.Name, Backends: []string{theirs}, Tags: peer.Tags,
+			Unreachable: fmt.Sprintf("runs the %s backend; this node runs %s", theirs, mine)}, true
+	}
+	v := nodeView(p, peer)
 	v.AllowOut, v.AllowIn = out, in
-	return v
+	return v, true
 }
 
 // sameAccessInputs reports whether a and b match in everything that decides
@@ -155,12 +158,20 @@ func sameAccessInputs(a, b *store.Node) bool {
 	return a.Name == b.Name && slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Backends, b.Backends)
 }
 
+// activeBackend is the backend the policy in force chooses for n.
+func (s *state) activeBackend(n *store.Node) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.policy.Backend(subject(n), n.Backends)
+}
+
 // netmap computes what node id, holding credential hash cred and the netmap
 // of revision since, must receive: a full map, a delta, or an empty delta
-// that only advances the revision. It also returns the channel that closes
-// on the next change and the commit time of the newest change included
-// (zero if none).
-func (s *state) netmap(id api.NodeID, cred store.Hash, since uint64) (*api.MapResponse, <-chan struct{}, time.Time, error) {
+// that only advances the revision. v is the client's capability version.
+// It also returns the channel that closes on the next change and the
+// commit time of the newest change included (zero if none).
+func (s *state) netmap(id api.NodeID, cred store.Hash, since uint64, v api.CapabilityVersion) (*api.MapResponse, <-chan struct{}, time.Time, error) {
+	stubs := v >= 2
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	self := s.nodes[id]
@@ -168,7 +179,7 @@ func (s *state) netmap(id api.NodeID, cred store.Hash, since uint64) (*api.MapRe
 		return nil, nil, time.Time{}, errNodeGone
 	}
 	if since == 0 || since < s.logFrom || since > s.rev {
-		return s.fullLocked(self), s.changed, time.Time{}, nil
+		return s.fullLocked(self, stubs), s.changed, time.Time{}, nil
 	}
 	i := sort.Search(len(s.log), func(i int) bool { return s.log[i].rev > since })
 	entries := s.log[i:]
@@ -183,7 +194,7 @@ func (s *state) netmap(id api.NodeID, cred store.Hash, since uint64) (*api.MapRe
 	var order []api.NodeID
 	for _, c := range entries {
 		if c.node == "" {
-			return s.fullLocked(self), s.changed, newest, nil
+			return s.fullLocked(self, stubs), s.changed, newest, nil
 		}
 		if _, seen := before[c.node]; !seen {
 			before[c.node] = c.prev
@@ -192,10 +203,10 @@ func (s *state) netmap(id api.NodeID, cred store.Hash, since uint64) (*api.MapRe
 	}
 	if prev, ok := before[id]; ok {
 		if prev == nil || !sameAccessInputs(prev, self) {
-			return s.fullLocked(self), s.changed, newest, nil
+			return s.fullLocked(self, stubs), s.changed, newest, nil
 		}
-		v := nodeView(self)
-		resp.Self = &v
+		sv := nodeView(s.policy, self)
+		resp.Self = &sv
 	}
 	for _, pid := range order {
 		if pid == id {
@@ -204,11 +215,11 @@ func (s *state) netmap(id api.NodeID, cred store.Hash, since uint64) (*api.MapRe
 		prev, cur := before[pid], s.nodes[pid]
 		sawBefore := false
 		if prev != nil {
-			_, _, sawBefore = peerAccess(s.policy, self, prev)
+			_, sawBefore = peerEntry(s.policy, self, prev, stubs)
 		}
 		if cur != nil {
-			if out, in, ok := peerAccess(s.policy, self, cur); ok {
-				resp.PeersChanged = append(resp.PeersChanged, peerView(cur, out, in))
+			if e, ok := peerEntry(s.policy, self, cur, stubs); ok {
+				resp.PeersChanged = append(resp.PeersChanged, e)
 				continue
 			}
 		}
@@ -222,12 +233,12 @@ func (s *state) netmap(id api.NodeID, cred store.Hash, since uint64) (*api.MapRe
 	return resp, s.changed, newest, nil
 }
 
-func (s *state) fullLocked(self *store.Node) *api.MapResponse {
-	v := nodeView(self)
+func (s *state) fullLocked(self *store.Node, stubs bool) *api.MapResponse {
+	v := nodeView(s.policy, self)
 	resp := &api.MapResponse{Revision: s.rev, Full: true, Self: &v, Peers: []api.Node{}}
 	for _, n := range s.nodes {
-		if out, in, ok := peerAccess(s.policy, self, n); ok {
-			resp.Peers = append(resp.Peers, peerView(n, out, in))
+		if e, ok := peerEntry(s.policy, self, n, stubs); ok {
+			resp.Peers = append(resp.Peers, e)
 		}
 	}
 	sort.Slice(resp.Peers, func(i, j int) bool { return resp.Peers[i].ID < resp.Peers[j].ID })
@@ -273,4 +284,11 @@ func (s *state) count() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.nodes)
+}
+
+// policyNow returns the compiled policy in force.
+func (s *state) policyNow() *acl.Policy {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.policy
 }

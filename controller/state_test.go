@@ -38,24 +38,24 @@ func TestNetmapDeltaWindow(t *testing.T) {
 	at := time.Now()
 
 	// Unchanged since 10: an empty delta.
-	m, _, _, err := st.netmap(a.ID, a.CredentialHash, 10)
+	m, _, _, err := st.netmap(a.ID, a.CredentialHash, 10, api.CurrentCapabilityVersion)
 	if err != nil || m.Full || m.Revision != 10 || len(m.PeersChanged)+len(m.PeersRemoved) != 0 {
 		t.Fatalf("netmap(since=10) = %+v, %v; want an empty delta at 10", m, err)
 	}
 	// Older than the log: a full map.
-	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 9); !m.Full || len(m.Peers) != 1 {
+	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 9, api.CurrentCapabilityVersion); !m.Full || len(m.Peers) != 1 {
 		t.Errorf("netmap(since=9) full=%v peers=%d, want a full map with 1 peer", m.Full, len(m.Peers))
 	}
 	// From the future (another controller's revision): a full map.
-	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 99); !m.Full {
+	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 99, api.CurrentCapabilityVersion); !m.Full {
 		t.Errorf("netmap(since=99) is not full")
 	}
 	// A wrong credential hash is refused.
-	if _, _, _, err := st.netmap(a.ID, store.Hash{9}, 10); err != errNodeGone {
+	if _, _, _, err := st.netmap(a.ID, store.Hash{9}, 10, api.CurrentCapabilityVersion); err != errNodeGone {
 		t.Errorf("netmap with a wrong credential: %v, want errNodeGone", err)
 	}
 
-	_, wake, _, _ := st.netmap(a.ID, a.CredentialHash, 10)
+	_, wake, _, _ := st.netmap(a.ID, a.CredentialHash, 10, api.CurrentCapabilityVersion)
 	st.apply(11, at, []effect{{nodes: []nodeUpdate{{c.ID, c}}}})
 	select {
 	case <-wake:
@@ -63,7 +63,7 @@ func TestNetmapDeltaWindow(t *testing.T) {
 		t.Fatal("a change did not wake waiters")
 	}
 	st.apply(12, at, []effect{{nodes: []nodeUpdate{{b.ID, nil}}}})
-	m, _, changedAt, _ := st.netmap(a.ID, a.CredentialHash, 10)
+	m, _, changedAt, _ := st.netmap(a.ID, a.CredentialHash, 10, api.CurrentCapabilityVersion)
 	if m.Full || m.Revision != 12 || len(m.PeersChanged) != 1 || m.PeersChanged[0].ID != c.ID ||
 		!slices.Equal(m.PeersRemoved, []api.NodeID{b.ID}) || !changedAt.Equal(at) {
 		t.Errorf("netmap(since=10) after add c, remove b = %+v; want c changed, b removed at 12", m)
@@ -72,14 +72,14 @@ func TestNetmapDeltaWindow(t *testing.T) {
 	d := testNode(4)
 	st.apply(13, at, []effect{{nodes: []nodeUpdate{{d.ID, d}}}})
 	st.apply(14, at, []effect{{nodes: []nodeUpdate{{d.ID, nil}}}})
-	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 12); len(m.PeersChanged)+len(m.PeersRemoved) != 0 {
+	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 12, api.CurrentCapabilityVersion); len(m.PeersChanged)+len(m.PeersRemoved) != 0 {
 		t.Errorf("a node that came and went between polls showed up: %+v", m)
 	}
 	// A change to the receiver's own tags needs a full map.
 	a2 := a.Clone()
 	a2.Tags = []string{"tag:new"}
 	st.apply(15, at, []effect{{nodes: []nodeUpdate{{a.ID, a2}}}})
-	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 14); !m.Full {
+	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 14, api.CurrentCapabilityVersion); !m.Full {
 		t.Errorf("own tags changed: got a delta, want a full map")
 	}
 }
@@ -96,7 +96,7 @@ func TestNetmapHidesUnpermittedPeers(t *testing.T) {
 	st.apply(2, time.Now(), []effect{{nodes: []nodeUpdate{{b.ID, b}}}})
 	st.apply(3, time.Now(), []effect{{nodes: []nodeUpdate{{b.ID, nil}}}})
 	for since := uint64(1); since <= 2; since++ {
-		m, _, _, _ := st.netmap(a.ID, a.CredentialHash, since)
+		m, _, _, _ := st.netmap(a.ID, a.CredentialHash, since, api.CurrentCapabilityVersion)
 		if len(m.PeersChanged)+len(m.PeersRemoved) != 0 {
 			t.Errorf("netmap(since=%d) for tag:a mentions tag:b's node: %+v", since, m)
 		}
@@ -107,17 +107,36 @@ func TestNetmapHidesUnpermittedPeers(t *testing.T) {
 	moved := a2.Clone()
 	moved.Tags = []string{"tag:b"}
 	st.apply(5, time.Now(), []effect{{nodes: []nodeUpdate{{a2.ID, moved}}}})
-	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 4); !slices.Equal(m.PeersRemoved, []api.NodeID{a2.ID}) {
+	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 4, api.CurrentCapabilityVersion); !slices.Equal(m.PeersRemoved, []api.NodeID{a2.ID}) {
 		t.Errorf("peer moved out of view: removed = %v, want [%s]", m.PeersRemoved, a2.ID)
 	}
 }
 
-func TestNetmapNeedsCommonBackend(t *testing.T) {
+// TestNetmapBackends: peers that run different backends are stubs for a
+// client of capability 2 (saying why, with no keys or endpoints) and absent
+// for a client of capability 1; the policy chooses the backend.
+func TestNetmapBackends(t *testing.T) {
 	a, b := testNode(1), testNode(2)
 	b.Backends = []string{"quic"}
 	st := newState(1, map[api.NodeID]*store.Node{a.ID: a, b.ID: b}, acl.AllowAll(), nil)
-	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 0); len(m.Peers) != 0 {
-		t.Errorf("a wireguard-only node got a quic-only peer: %v", m.Peers)
+	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 0, 1); len(m.Peers) != 0 {
+		t.Errorf("a capability-1 wireguard node got a quic-only peer: %v", m.Peers)
+	}
+	m, _, _, _ := st.netmap(a.ID, a.CredentialHash, 0, 2)
+	if len(m.Peers) != 1 || m.Peers[0].Unreachable == "" || !m.Peers[0].NodeKey.IsZero() || len(m.Peers[0].Addresses) != 0 || len(m.Peers[0].Endpoints) != 0 {
+		t.Errorf("capability 2: peers = %+v, want one stub without key, addresses or endpoints", m.Peers)
+	}
+	// A policy that moves a (which supports both) to quic makes b a full
+	// peer and says so in a's self.
+	a.Backends = []string{"wireguard", "quic"}
+	p, err := acl.Parse([]byte("acls:\n  - action: accept\n    src: [\"*\"]\n    dst: [\"*\"]\nbackends:\n  - nodes: [\"*\"]\n    backend: quic\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = newState(1, map[api.NodeID]*store.Node{a.ID: a, b.ID: b}, p, nil)
+	m, _, _, _ = st.netmap(a.ID, a.CredentialHash, 0, 2)
+	if len(m.Peers) != 1 || m.Peers[0].Unreachable != "" || m.Peers[0].NodeKey != b.NodeKey || !slices.Equal(m.Self.Backends, []string{"quic"}) {
+		t.Errorf("with a quic policy: self backends %v, peers %+v; want quic and b as a full peer", m.Self.Backends, m.Peers)
 	}
 }
 
@@ -131,10 +150,10 @@ func TestLogTrimming(t *testing.T) {
 	if len(st.log) > maxLogEntries || st.logFrom == 0 {
 		t.Fatalf("log holds %d entries from %d, want at most %d and a raised floor", len(st.log), st.logFrom, maxLogEntries)
 	}
-	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, st.logFrom-1); !m.Full {
+	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, st.logFrom-1, api.CurrentCapabilityVersion); !m.Full {
 		t.Error("a revision that fell off the log got a delta, want a full map")
 	}
-	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, st.logFrom); m.Full {
+	if m, _, _, _ := st.netmap(a.ID, a.CredentialHash, st.logFrom, api.CurrentCapabilityVersion); m.Full {
 		t.Error("the oldest revision the log covers got a full map, want a delta")
 	}
 }

@@ -12,6 +12,15 @@
 //
 // Selectors are "*" (every node), "tag:NAME" (nodes registered with a key
 // carrying that tag) and "node:NAME" (a node by its name or ID).
+//
+// A policy may also choose which backend nodes run:
+//
+//	backends:
+//	  - nodes: ["tag:edge"]
+//	    backend: quic
+//
+// The first rule that selects a node and names a backend the node supports
+// wins; a node no rule picks runs its first supported backend.
 package acl
 
 import (
@@ -62,6 +71,14 @@ type Subject struct {
 type Policy struct {
 	allowAll bool
 	rules    []rule
+	backends []backendRule
+}
+
+// backendRule picks the backend for the nodes it selects.
+type backendRule struct {
+	line    int
+	nodes   []selector
+	backend string
 }
 
 type rule struct {
@@ -102,6 +119,21 @@ func (p *Policy) Allows(src, dst *Subject) bool {
 	return false
 }
 
+// Backend chooses the backend a node runs: the backend of the first
+// backends rule that selects the node and that the node supports, else the
+// node's first supported backend.
+func (p *Policy) Backend(s *Subject, supported []string) string {
+	for _, r := range p.backends {
+		if matchAny(r.nodes, s) && slices.Contains(supported, r.backend) {
+			return r.backend
+		}
+	}
+	if len(supported) > 0 {
+		return supported[0]
+	}
+	return ""
+}
+
 // Visible reports whether a and b are peers: either may reach the other.
 func (p *Policy) Visible(a, b *Subject) bool { return p.Allows(a, b) || p.Allows(b, a) }
 
@@ -124,7 +156,48 @@ func matchAny(sels []selector, s *Subject) bool {
 }
 
 type rawPolicy struct {
-	ACLs []rawRule `yaml:"acls"`
+	ACLs     []rawRule        `yaml:"acls"`
+	Backends []rawBackendRule `yaml:"backends"`
+}
+
+type rawBackendRule struct {
+	backendRule
+}
+
+var backendNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// UnmarshalYAML decodes a backends rule: nodes (selectors) and backend.
+func (r *rawBackendRule) UnmarshalYAML(value *yaml.Node) error {
+	r.line = value.Line
+	if value.Kind != yaml.MappingNode {
+		return &ParseError{value.Line, "a backends rule must be a mapping with nodes and backend"}
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(value.Content); i += 2 {
+		k, v := value.Content[i], value.Content[i+1]
+		seen[k.Value] = true
+		switch k.Value {
+		case "nodes":
+			sels, err := decodeSelectors("nodes", v)
+			if err != nil {
+				return err
+			}
+			r.nodes = sels
+		case "backend":
+			if v.Kind != yaml.ScalarNode || !backendNameRE.MatchString(v.Value) {
+				return &ParseError{v.Line, fmt.Sprintf("backend %q: want a backend name such as wireguard", trunc(v.Value))}
+			}
+			r.backend = v.Value
+		default:
+			return &ParseError{k.Line, fmt.Sprintf("unknown field %q in backends rule (want nodes, backend)", trunc(k.Value))}
+		}
+	}
+	for _, f := range []string{"nodes", "backend"} {
+		if !seen[f] {
+			return &ParseError{value.Line, fmt.Sprintf("backends rule has no %s", f)}
+		}
+	}
+	return nil
 }
 
 type rawRule struct {
@@ -252,9 +325,15 @@ func Parse(data []byte) (*Policy, error) {
 	if len(raw.ACLs) > MaxRules {
 		return nil, &ParseError{0, fmt.Sprintf("policy has %d rules, at most %d allowed", len(raw.ACLs), MaxRules)}
 	}
+	if len(raw.Backends) > MaxRules {
+		return nil, &ParseError{0, fmt.Sprintf("policy has %d backends rules, at most %d allowed", len(raw.Backends), MaxRules)}
+	}
 	p := &Policy{rules: make([]rule, len(raw.ACLs))}
 	for i, r := range raw.ACLs {
 		p.rules[i] = rule{line: r.line, src: r.src, dst: r.dst}
+	}
+	for _, b := range raw.Backends {
+		p.backends = append(p.backends, b.backendRule)
 	}
 	return p, nil
 }
@@ -285,7 +364,8 @@ func yamlError(err error) error {
 		msg = te.Errors[0]
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	msg = strings.ReplaceAll(msg, "in type acl.rawPolicy", "in policy (want acls)")
+	msg = strings.ReplaceAll(msg, "in type acl.rawPolicy", "in policy (want acls, backends)")
+	msg = strings.ReplaceAll(msg, "into []acl.rawBackendRule", "into a list of backends rules")
 	msg = strings.ReplaceAll(msg, "into []acl.rawRule", "into a list of rules")
 	msg = strings.ReplaceAll(msg, "into acl.rawPolicy", "into a policy (want a mapping with acls)")
 	line := 0

@@ -124,3 +124,44 @@ func FuzzParse(f *testing.F) {
 		p.Allows(s, s)
 	})
 }
+
+func TestBackendRules(t *testing.T) {
+	p, err := Parse([]byte(`acls: []
+backends:
+  - nodes: ["tag:edge"]
+    backend: quic
+  - nodes: ["node:legacy"]
+    backend: wireguard
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := []string{"wireguard", "quic"}
+	for _, c := range []struct {
+		s         *Subject
+		supported []string
+		want      string
+	}{
+		{&Subject{ID: "n1", Name: "e", Tags: []string{"tag:edge"}}, both, "quic"},
+		{&Subject{ID: "n2", Name: "e2", Tags: []string{"tag:edge"}}, []string{"wireguard"}, "wireguard"},
+		{&Subject{ID: "n3", Name: "other"}, []string{"quic", "wireguard"}, "quic"},
+		{&Subject{ID: "n4", Name: "legacy"}, []string{"quic", "wireguard"}, "wireguard"},
+		{&Subject{ID: "n5", Name: "none"}, nil, ""},
+	} {
+		if got := p.Backend(c.s, c.supported); got != c.want {
+			t.Errorf("Backend(%s, %v) = %q, want %q", c.s.Name, c.supported, got, c.want)
+		}
+	}
+	if got := AllowAll().Backend(&Subject{}, both); got != "wireguard" {
+		t.Errorf("AllowAll().Backend = %q, want the node's first", got)
+	}
+	for _, bad := range []string{
+		"acls: []\nbackends:\n  - nodes: [\"*\"]\n",
+		"acls: []\nbackends:\n  - nodes: [\"*\"]\n    backend: Quic!\n",
+		"acls: []\nbackends:\n  - nodes: [\"*\"]\n    backend: quic\n    weight: 2\n",
+	} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("Parse(%q) succeeded", bad)
+		}
+	}
+}

@@ -84,9 +84,11 @@ type AdminNode struct {
 	Addresses  []netip.Prefix   `json:"addresses"`
 	Endpoints  []netip.AddrPort `json:"endpoints,omitempty"`
 	Backends   []string         `json:"backends"`
-	Tags       []string         `json:"tags,omitempty"`
-	AuthKeyID  string           `json:"auth_key_id"`
-	CreatedAt  time.Time        `json:"created_at"`
+	// Backend is the one the controller chose for the node to run.
+	Backend   string    `json:"backend"`
+	Tags      []string  `json:"tags,omitempty"`
+	AuthKeyID string    `json:"auth_key_id"`
+	CreatedAt time.Time `json:"created_at"`
 	// Online is true while the node holds a netmap long-poll open.
 	Online bool `json:"online"`
 }

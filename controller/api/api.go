@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -59,6 +60,9 @@ type RegisterRequest struct {
 	// ListenPort is the node's data-plane UDP port; the controller pairs it
 	// with the source address it observes.
 	ListenPort uint16 `json:"listen_port,omitempty"`
+	// BackendKeys holds the node's public key for each backend that does
+	// not use the node key itself. Since capability version 2.
+	BackendKeys map[string]string `json:"backend_keys,omitempty"`
 }
 
 // RegisterResponse is the answer to a successful registration.
@@ -79,6 +83,9 @@ type EndpointsRequest struct {
 // RotateKeyRequest is the body of POST /v1/rotate-key.
 type RotateKeyRequest struct {
 	NodeKey NodePublic `json:"node_key"`
+	// BackendKeys replaces the node's backend keys, which derive from the
+	// node key. Since capability version 2.
+	BackendKeys map[string]string `json:"backend_keys,omitempty"`
 }
 
 // Node is a node as the data plane sees it: the receiver's own entry in
@@ -86,8 +93,8 @@ type RotateKeyRequest struct {
 type Node struct {
 	ID   NodeID `json:"id"`
 	Name string `json:"name"`
-	// NodeKey is the WireGuard public key.
-	NodeKey NodePublic `json:"node_key"`
+	// NodeKey is the WireGuard public key. Absent in a stub.
+	NodeKey NodePublic `json:"node_key,omitzero"`
 	// Addresses are the node's mesh addresses (a /32 and a /128).
 	Addresses []netip.Prefix `json:"addresses"`
 	// AllowedIPs are the source addresses a peer may send from; route these
@@ -96,9 +103,17 @@ type Node struct {
 	// Endpoints are where the node may be reached: the ones it reported and
 	// the one the controller observed.
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
-	// Backends the node speaks, most preferred first.
+	// Backends holds the backend the node runs, as the controller chose
+	// it (capability 1: the backends it speaks).
 	Backends []string `json:"backends"`
-	Tags     []string `json:"tags,omitempty"`
+	// BackendKeys holds the node's public keys for backends that do not
+	// use the node key. Since capability version 2.
+	BackendKeys map[string]string `json:"backend_keys,omitempty"`
+	Tags        []string          `json:"tags,omitempty"`
+	// Unreachable, set only in a stub, says why the receiver cannot use
+	// this peer (it runs another backend). A stub has no keys, addresses
+	// or endpoints. Since capability version 2.
+	Unreachable string `json:"unreachable,omitempty"`
 	// AllowOut says the receiver may open connections to this peer; AllowIn
 	// says this peer may open connections to the receiver. A peer is sent
 	// only when at least one is true. Unset in Self.
@@ -209,6 +224,9 @@ func (r *RegisterRequest) Validate() error {
 	if err := validateBackends(r.Backends); err != nil {
 		return err
 	}
+	if err := validateBackendKeys(r.BackendKeys, r.Backends); err != nil {
+		return err
+	}
 	return validateEndpoints(r.Endpoints)
 }
 
@@ -219,6 +237,29 @@ func (r *EndpointsRequest) Validate() error { return validateEndpoints(r.Endpoin
 func (r *RotateKeyRequest) Validate() error {
 	if r.NodeKey.IsZero() {
 		return fmt.Errorf("node_key is required")
+	}
+	return validateBackendKeys(r.BackendKeys, nil)
+}
+
+// MaxBackendKeyLen bounds the text of one backend key.
+const MaxBackendKeyLen = 256
+
+// validateBackendKeys checks backend keys: well-formed names (among
+// backends, when given) and short printable values.
+func validateBackendKeys(keys map[string]string, backends []string) error {
+	if len(keys) > MaxBackends {
+		return fmt.Errorf("at most %d backend keys, got %d", MaxBackends, len(keys))
+	}
+	for name, k := range keys {
+		if !backendRE.MatchString(name) {
+			return fmt.Errorf("backend key for %q: not a backend name", truncate(name, 40))
+		}
+		if backends != nil && !slices.Contains(backends, name) {
+			return fmt.Errorf("backend key for %q, which is not among the node's backends", name)
+		}
+		if k == "" || len(k) > MaxBackendKeyLen || strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r > '~' }) {
+			return fmt.Errorf("backend key for %q: want 1 to %d printable characters", name, MaxBackendKeyLen)
+		}
 	}
 	return nil
 }

@@ -39,11 +39,22 @@ var History = []Revision{
 			"bearer node credentials; GET /v1/netmap long-poll with full and delta map " +
 			"responses; POST /v1/endpoints, /v1/rotate-key, /v1/logout; JSON error bodies.",
 	},
+	{
+		Version: 2,
+		Date:    "2026-11-25",
+		Release: "v0.2.0",
+		Change: "Backend agility: register and rotate-key carry backend_keys (a node's public key per " +
+			"backend that does not use the node key); netmap nodes carry backend_keys, and backends " +
+			"holds the one backend the controller chose for that node (policy 'backends' rules, else " +
+			"the node's first); peers the ACL allows but that run another backend are sent to clients " +
+			"of version 2 or later as stubs with 'unreachable' and no keys, addresses or endpoints " +
+			"(version 1 clients do not get them).",
+	},
 }
 
 const (
 	// CurrentCapabilityVersion is what this build speaks.
-	CurrentCapabilityVersion CapabilityVersion = 1
+	CurrentCapabilityVersion CapabilityVersion = 2
 
 	// MinSupportedCapabilityVersion is the oldest client the controller
 	// serves. Raising it follows the deprecation process in

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"time"
 
@@ -117,9 +118,13 @@ type Node struct {
 	Endpoints  []netip.AddrPort `json:"endpoints,omitempty"`
 	Observed   netip.AddrPort   `json:"observed,omitzero"`
 	ListenPort uint16           `json:"listen_port,omitempty"`
-	Backends   []string         `json:"backends"`
-	Tags       []string         `json:"tags,omitempty"`
-	AuthKeyID  string           `json:"auth_key_id"`
+	// Backends the node can run, most preferred first.
+	Backends []string `json:"backends"`
+	// BackendKeys are the node's public keys for backends that do not use
+	// the node key.
+	BackendKeys map[string]string `json:"backend_keys,omitempty"`
+	Tags        []string          `json:"tags,omitempty"`
+	AuthKeyID   string            `json:"auth_key_id"`
 	// CredentialHash is the SHA-256 of the node credential's secret.
 	CredentialHash Hash      `json:"credential_hash"`
 	CreatedAt      time.Time `json:"created_at"`
@@ -133,6 +138,7 @@ func (n *Node) Clone() *Node {
 	c.Endpoints = append([]netip.AddrPort(nil), n.Endpoints...)
 	c.Backends = append([]string(nil), n.Backends...)
 	c.Tags = append([]string(nil), n.Tags...)
+	c.BackendKeys = maps.Clone(n.BackendKeys)
 	return &c
 }
 

@@ -58,17 +58,18 @@ func Node(i int) *store.Node {
 	v4 := netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)})
 	v6 := netip.AddrFrom16([16]byte{0xfd, 0x52, 0x75, 0x73, 0x74, 0x79, 14: byte(i >> 8), 15: byte(i)})
 	return &store.Node{
-		ID:         api.NodeID(fmt.Sprintf("n%04d", i)),
-		Name:       fmt.Sprintf("host-%d", i),
-		NodeKey:    nk,
-		MachineKey: mk,
-		Addresses:  []netip.Prefix{netip.PrefixFrom(v4, 32), netip.PrefixFrom(v6, 128)},
-		Endpoints:  []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:41641")},
-		Backends:   []string{"wireguard"},
-		Tags:       []string{"tag:test"},
-		AuthKeyID:  "k1",
-		CreatedAt:  time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC),
-		UpdatedAt:  time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC),
+		ID:          api.NodeID(fmt.Sprintf("n%04d", i)),
+		Name:        fmt.Sprintf("host-%d", i),
+		NodeKey:     nk,
+		MachineKey:  mk,
+		Addresses:   []netip.Prefix{netip.PrefixFrom(v4, 32), netip.PrefixFrom(v6, 128)},
+		Endpoints:   []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:41641")},
+		Backends:    []string{"wireguard", "quic"},
+		BackendKeys: map[string]string{"quic": fmt.Sprintf("key-%d", i)},
+		Tags:        []string{"tag:test"},
+		AuthKeyID:   "k1",
+		CreatedAt:   time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC),
+		UpdatedAt:   time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC),
 	}
 }
 
