@@ -48,8 +48,9 @@ type Config struct {
 	// AuthKey registers the node when the state dir holds no credential.
 	AuthKey  string
 	Hostname string
-	// Backend names the backend to use (default "wireguard"); Registry
-	// holds the backends the binary was built with.
+	// Backend forces one backend; empty lets the controller's policy choose
+	// among the backends in Registry (WireGuard unless a rule says
+	// otherwise).
 	Backend  string
 	Registry *backend.Registry
 	// Interface names the kernel TUN device (default "rn0"); with Netstack
@@ -94,6 +95,7 @@ type Node struct {
 // dataplane is the packet device with its backend and router.
 type dataplane struct {
 	addrs   []netip.Prefix
+	kind    string // the backend's name
 	filter  *filter.Device
 	name    string
 	backend backend.Backend
@@ -112,11 +114,11 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Registry == nil {
 		return nil, errors.New("no backend registry")
 	}
-	if cfg.Backend == "" {
-		cfg.Backend = api.DefaultBackend
-	}
-	if !cfg.Registry.Has(cfg.Backend) {
+	if cfg.Backend != "" && !cfg.Registry.Has(cfg.Backend) {
 		return nil, fmt.Errorf("unknown backend %q (this build has %v)", cfg.Backend, cfg.Registry.Names())
+	}
+	if len(cfg.Registry.Names()) == 0 {
+		return nil, errors.New("no backend registered")
 	}
 	if cfg.Interface == "" && !cfg.Netstack {
 		cfg.Interface = DefaultInterface
@@ -302,13 +304,14 @@ func (n *Node) register(ctx context.Context) error {
 	n.mu.Lock()
 	st := n.st
 	req := &api.RegisterRequest{
-		AuthKey:    n.cfg.AuthKey,
-		NodeKey:    st.NodeKey.Public(),
-		MachineKey: st.MachineKey.Public(),
-		Hostname:   n.cfg.Hostname,
-		Backends:   []string{n.cfg.Backend},
-		Endpoints:  n.localEndpoints(st.ListenPort),
-		ListenPort: st.ListenPort,
+		AuthKey:     n.cfg.AuthKey,
+		NodeKey:     st.NodeKey.Public(),
+		MachineKey:  st.MachineKey.Public(),
+		Hostname:    n.cfg.Hostname,
+		Backends:    n.supportedBackends(),
+		BackendKeys: n.backendKeys(st.NodeKey),
+		Endpoints:   n.localEndpoints(st.ListenPort),
+		ListenPort:  st.ListenPort,
 	}
 	n.mu.Unlock()
 	resp, err := n.client.Register(ctx, req)
@@ -330,6 +333,52 @@ func (n *Node) register(ctx context.Context) error {
 	n.reported = &api.EndpointsRequest{Endpoints: req.Endpoints, ListenPort: req.ListenPort}
 	n.log.Info("registered", "node", resp.Node.ID, "name", resp.Node.Name, "addresses", resp.Node.Addresses)
 	return nil
+}
+
+// supportedBackends lists the backends the node offers the controller,
+// most preferred first: the forced one alone, or every one this build has
+// with WireGuard first.
+func (n *Node) supportedBackends() []string {
+	if n.cfg.Backend != "" {
+		return []string{n.cfg.Backend}
+	}
+	out := []string{}
+	if n.cfg.Registry.Has(api.DefaultBackend) {
+		out = append(out, api.DefaultBackend)
+	}
+	for _, b := range n.cfg.Registry.Names() {
+		if b != api.DefaultBackend {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// backendKeys derives the node's public key for every offered backend
+// that does not use the node key itself.
+func (n *Node) backendKeys(k key.NodePrivate) map[string]string {
+	keys := map[string]string{}
+	for _, b := range n.supportedBackends() {
+		if pk := n.cfg.Registry.PublicKey(b, k); pk != "" {
+			keys[b] = pk
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	return keys
+}
+
+// runBackendLocked is the backend the controller chose for this node.
+func (n *Node) runBackendLocked() (string, error) {
+	if len(n.self.Backends) == 0 {
+		return "", errors.New("the netmap names no backend for this node")
+	}
+	b := n.self.Backends[0]
+	if !n.cfg.Registry.Has(b) {
+		return "", fmt.Errorf("the controller chose backend %q, which this build lacks (it has %v)", b, n.cfg.Registry.Names())
+	}
+	return b, nil
 }
 
 // reportEndpoints tells the controller where the node listens, when that
@@ -423,7 +472,11 @@ func (n *Node) viewLocked() *api.MapResponse {
 
 // applyLocked makes the dataplane match the view.
 func (n *Node) applyLocked() error {
-	if err := n.ensureDataplaneLocked(n.self.Addresses); err != nil {
+	kind, err := n.runBackendLocked()
+	if err != nil {
+		return err
+	}
+	if err := n.ensureDataplaneLocked(n.self.Addresses, kind); err != nil {
 		return err
 	}
 	cfg, routes, restricted := n.backendConfigLocked()
@@ -456,9 +509,13 @@ func (n *Node) backendConfigLocked() (*backend.Config, []netip.Prefix, []netip.A
 	slices.Sort(ids)
 	for _, id := range ids {
 		p := n.peers[id]
-		if !slices.Contains(p.Backends, n.cfg.Backend) {
+		switch {
+		case p.Unreachable != "":
+			n.missing = append(n.missing, localapi.Missing{Name: p.Name, Reason: p.Unreachable})
+			continue
+		case !slices.Contains(p.Backends, n.dp.kind):
 			n.missing = append(n.missing, localapi.Missing{Name: p.Name,
-				Reason: fmt.Sprintf("speaks %v; this node speaks %s", p.Backends, n.cfg.Backend)})
+				Reason: fmt.Sprintf("runs %v; this node runs %s", p.Backends, n.dp.kind)})
 			continue
 		}
 		cfg.Peers = append(cfg.Peers, backend.Peer{
@@ -466,6 +523,7 @@ func (n *Node) backendConfigLocked() (*backend.Config, []netip.Prefix, []netip.A
 			AllowedIPs: p.AllowedIPs,
 			Endpoint:   chooseEndpoint(p.Endpoints, local),
 			Keepalive:  keepalive,
+			BackendKey: p.BackendKeys[n.dp.kind],
 		})
 		routes = append(routes, p.AllowedIPs...)
 		if !p.AllowIn {
@@ -478,15 +536,16 @@ func (n *Node) backendConfigLocked() (*backend.Config, []netip.Prefix, []netip.A
 }
 
 // ensureDataplaneLocked creates the packet device, backend and router for
-// addrs, replacing them if the node's addresses changed.
-func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix) error {
-	if n.dp != nil && slices.Equal(n.dp.addrs, addrs) {
+// addrs and the backend kind, replacing them if either changed.
+func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix, kind string) error {
+	if n.dp != nil && slices.Equal(n.dp.addrs, addrs) && n.dp.kind == kind {
 		return nil
 	}
 	if n.dp != nil {
+		n.log.Info("replacing the dataplane", "backend", n.dp.kind, "new_backend", kind)
 		n.closeDataplaneLocked()
 	}
-	dp := &dataplane{addrs: slices.Clone(addrs)}
+	dp := &dataplane{addrs: slices.Clone(addrs), kind: kind}
 	var dev tun.Device
 	var err error
 	ifaceForUAPI := ""
@@ -517,7 +576,7 @@ func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix) error {
 		dp.router, ifaceForUAPI = r, dp.name
 	}
 	dp.filter = filter.Wrap(dev)
-	dp.backend, err = n.cfg.Registry.New(n.cfg.Backend, backend.Options{Device: dp.filter, Interface: ifaceForUAPI, Logger: n.log})
+	dp.backend, err = n.cfg.Registry.New(kind, backend.Options{Device: dp.filter, Interface: ifaceForUAPI, Logger: n.log})
 	if err != nil {
 		dev.Close()
 		return err
@@ -528,7 +587,7 @@ func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix) error {
 	default:
 		close(n.netReady)
 	}
-	n.log.Info("dataplane up", "device", dp.name, "backend", n.cfg.Backend, "addresses", addrs, "listen_port", n.st.ListenPort)
+	n.log.Info("dataplane up", "device", dp.name, "backend", kind, "addresses", addrs, "listen_port", n.st.ListenPort)
 	return nil
 }
 
@@ -626,7 +685,7 @@ func (n *Node) Status() *localapi.Status {
 	}
 	stats := map[api.NodePublic]backend.PeerStats{}
 	if n.dp != nil {
-		st.Interface = n.dp.name
+		st.Interface, st.Backend = n.dp.name, n.dp.kind
 		if ps, err := n.dp.backend.Stats(); err == nil {
 			for _, s := range ps {
 				stats[s.PublicKey] = s
@@ -653,7 +712,7 @@ func (n *Node) Status() *localapi.Status {
 // controller (which pushes it to the peers), then locally.
 func (n *Node) RotateKey(ctx context.Context) (api.NodePublic, error) {
 	nk := key.NewNode()
-	if _, err := n.client.RotateKey(ctx, nk.Public()); err != nil {
+	if _, err := n.client.RotateKey(ctx, nk.Public(), n.backendKeys(nk)); err != nil {
 		return api.NodePublic{}, fmt.Errorf("controller refused the new key: %w", err)
 	}
 	n.mu.Lock()

@@ -51,7 +51,7 @@ func run(args []string, stderr io.Writer) int {
 	authKey := fs.String("auth-key", "", "pre-auth key to register with, when the state dir holds no credential")
 	authKeyFile := fs.String("auth-key-file", "", "read the pre-auth key from this file instead (keeps it out of the process list)")
 	hostname := fs.String("hostname", "", "name to register as (default: the machine's hostname)")
-	backendName := fs.String("backend", "wireguard", fmt.Sprintf("data-plane backend, one of %v", reg.Names()))
+	backendName := fs.String("backend", "", fmt.Sprintf("force a data-plane backend, one of %v (default: the controller's policy chooses, WireGuard unless a rule says otherwise)", reg.Names()))
 	iface := fs.String("interface", node.DefaultInterface, "kernel TUN interface to create (needs CAP_NET_ADMIN)")
 	netstack := fs.Bool("netstack", false, "use a userspace network stack instead of a kernel TUN (no privileges needed)")
 	port := fs.Uint("listen-port", 0, "data-plane UDP port (default: the last one used, or a free one)")

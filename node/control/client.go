@@ -144,9 +144,9 @@ func (c *Client) ReportEndpoints(ctx context.Context, req *api.EndpointsRequest)
 }
 
 // RotateKey replaces the node key at the controller.
-func (c *Client) RotateKey(ctx context.Context, k api.NodePublic) (*api.Node, error) {
+func (c *Client) RotateKey(ctx context.Context, k api.NodePublic, backendKeys map[string]string) (*api.Node, error) {
 	var out api.Node
-	if err := c.do(ctx, http.MethodPost, api.PathRotateKey, requestTimeout, api.RotateKeyRequest{NodeKey: k}, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, api.PathRotateKey, requestTimeout, api.RotateKeyRequest{NodeKey: k, BackendKeys: backendKeys}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
