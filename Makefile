@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean
+.PHONY: all build test race lint fuzz bench clean agility-report
 
 all: lint build test
 
@@ -46,6 +46,11 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkMeshThroughput' -benchtime 5x -v -timeout 30m ./node/
 	$(GO) test -run '^$$' -bench 'BenchmarkReconnect' -benchtime 20x -v -timeout 30m ./node/
 	$(GO) test -run '^$$' -bench 'BenchmarkRawVeth' -benchtime 3x -v ./internal/testbed/
+
+# Run the backend conformance suite (root) and regenerate the backend agility
+# report from it.
+agility-report:
+	$(GO) run ./internal/agility/agilityreport -out documents/agility/backend-agility.md
 
 clean:
 	rm -rf bin
