@@ -333,6 +333,25 @@ type relay struct {
 	mu         sync.Mutex
 	a, b       net.Addr
 	captured   [][]byte
+	bytes      int       // UDP payload bytes relayed, both ways
+	datagrams  int       // datagrams relayed, both ways
+	first      time.Time // when the first datagram arrived
+}
+
+// count records one relayed datagram.
+func (r *relay) count(n int) {
+	if r.first.IsZero() {
+		r.first = time.Now()
+	}
+	r.bytes += n
+	r.datagrams++
+}
+
+// traffic returns what the relay has carried so far.
+func (r *relay) traffic() (bytes, datagrams int, first time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bytes, r.datagrams, r.first
 }
 
 func newRelay(t *testing.T, h *testbed.Host, b netip.AddrPort) *relay {
@@ -356,6 +375,7 @@ func newRelay(t *testing.T, h *testbed.Host, b netip.AddrPort) *relay {
 			r.mu.Lock()
 			r.a = from
 			r.captured = append(r.captured, append([]byte(nil), buf[:n]...))
+			r.count(n)
 			r.mu.Unlock()
 			p2.WriteTo(buf[:n], r.b)
 		}
@@ -369,6 +389,7 @@ func newRelay(t *testing.T, h *testbed.Host, b netip.AddrPort) *relay {
 			}
 			r.mu.Lock()
 			a := r.a
+			r.count(n)
 			r.mu.Unlock()
 			if a != nil {
 				p1.WriteTo(buf[:n], a)
@@ -405,9 +426,17 @@ func testReplay(t *testing.T, e *env) {
 	for i := range 20 {
 		p := packet(a.ip, b.ip, 200+i, uint32(1000+i))
 		if i == 0 {
-			if err := send(a, b, 200, 10*time.Second); err != nil {
+			// The first packet: measure what the session set-up costs on
+			// the wire, as the relay sees it.
+			a.inject(p)
+			if err := b.expect(p, 10*time.Second); err != nil {
 				t.Fatal(err)
 			}
+			delivered := time.Now()
+			n, d, first := r.traffic()
+			metric(t, "setup_bytes", float64(n), "bytes on the wire until the first 200-byte packet was delivered")
+			metric(t, "setup_datagrams", float64(d), "datagrams until the first packet was delivered")
+			metric(t, "setup_time", float64(delivered.Sub(first).Microseconds())/1000, "ms from the first datagram to the first packet delivered")
 			continue
 		}
 		a.inject(p)
