@@ -1,0 +1,176 @@
+package policies
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// Crypto is crypto.yaml: every algorithm and option the product uses, each
+// allowed, deprecated (from a date) or removed (from a date); the insecure
+// compatibility modes the code has, all off by default; and the exceptions
+// that turn one on for a while.
+type Crypto struct {
+	Version       int            `yaml:"version"`
+	Algorithms    []Algorithm    `yaml:"algorithms"`
+	InsecureModes []InsecureMode `yaml:"insecure_modes"`
+	Exceptions    []Exception    `yaml:"exceptions"`
+
+	File   string `yaml:"-"`
+	Digest string `yaml:"-"`
+}
+
+// Algorithm is one algorithm or protocol option.
+type Algorithm struct {
+	Name   Str `yaml:"name"`
+	Use    Str `yaml:"use"`
+	Status Str `yaml:"status"` // allowed, deprecated, removed
+	// Since is when a deprecated or removed algorithm became so (or
+	// becomes so: a future date is a schedule).
+	Since Time `yaml:"since"`
+	// GoPackages are the Go import paths that implement it; the
+	// crypto-policy gate maps the module's imports onto algorithms with
+	// them.
+	GoPackages []Str `yaml:"go_packages"`
+}
+
+// InsecureMode is a compatibility mode that weakens security.
+type InsecureMode struct {
+	Name        Str `yaml:"name"`
+	Default     Str `yaml:"default"`
+	Description Str `yaml:"description"`
+}
+
+// Exception turns an insecure mode on, for its owner, until it expires.
+type Exception struct {
+	Mode    Str  `yaml:"mode"`
+	Owner   Str  `yaml:"owner"`
+	Reason  Str  `yaml:"reason"`
+	Ticket  Str  `yaml:"ticket"`
+	Expires Time `yaml:"expires"`
+}
+
+var algRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*$`)
+
+// Algorithm statuses.
+const (
+	Allowed    = "allowed"
+	Deprecated = "deprecated"
+	Removed    = "removed"
+)
+
+// ParseCrypto decodes and checks crypto.yaml.
+func ParseCrypto(file string, data []byte) (*Crypto, error) {
+	var c Crypto
+	if err := decode(file, data, &c); err != nil {
+		return nil, err
+	}
+	c.File, c.Digest = file, Digest(data)
+	if c.Version != 1 {
+		return nil, &Error{File: file, Line: 1, Msg: fmt.Sprintf("version %d: this build reads version 1", c.Version)}
+	}
+	names := map[string]bool{}
+	pkgs := map[string]string{}
+	for _, a := range c.Algorithms {
+		if !algRE.MatchString(a.Name.Value) {
+			return nil, &Error{File: file, Line: a.Name.Line, Msg: fmt.Sprintf("algorithm %q: want a lowercase name of letters, digits, dots and dashes", trunc(a.Name.Value))}
+		}
+		if names[a.Name.Value] {
+			return nil, &Error{File: file, Line: a.Name.Line, Msg: fmt.Sprintf("algorithm %s listed twice", a.Name.Value)}
+		}
+		names[a.Name.Value] = true
+		switch a.Status.Value {
+		case Allowed:
+		case Deprecated, Removed:
+			if a.Since.IsZero() {
+				return nil, &Error{File: file, Line: a.Status.Line, Msg: fmt.Sprintf("algorithm %s is %s but has no date (since)", a.Name.Value, a.Status.Value)}
+			}
+		default:
+			return nil, &Error{File: file, Line: a.Status.Line, Msg: fmt.Sprintf("status %q: want allowed, deprecated or removed", trunc(a.Status.Value))}
+		}
+		if a.Use.Value == "" {
+			return nil, &Error{File: file, Line: a.Name.Line, Msg: fmt.Sprintf("algorithm %s says nothing of its use", a.Name.Value)}
+		}
+		for _, p := range a.GoPackages {
+			if other, dup := pkgs[p.Value]; dup {
+				return nil, &Error{File: file, Line: p.Line, Msg: fmt.Sprintf("Go package %s is mapped to both %s and %s", p.Value, other, a.Name.Value)}
+			}
+			pkgs[p.Value] = a.Name.Value
+		}
+	}
+	modes := map[string]bool{}
+	for _, m := range c.InsecureModes {
+		if !nameRE.MatchString(m.Name.Value) {
+			return nil, &Error{File: file, Line: m.Name.Line, Msg: fmt.Sprintf("insecure mode %q: want a lowercase name", trunc(m.Name.Value))}
+		}
+		if m.Default.Value != "off" {
+			return nil, &Error{File: file, Line: m.Default.Line, Msg: fmt.Sprintf("insecure mode %s: default must be off (an exception turns it on)", m.Name.Value)}
+		}
+		modes[m.Name.Value] = true
+	}
+	for _, e := range c.Exceptions {
+		if !modes[e.Mode.Value] {
+			return nil, &Error{File: file, Line: e.Mode.Line, Msg: fmt.Sprintf("exception for %q, which is not an insecure mode of the policy", trunc(e.Mode.Value))}
+		}
+		if err := checkOwned(file, e.Mode.Line, e.Owner, e.Reason, e.Expires); err != nil {
+			return nil, err
+		}
+	}
+	return &c, nil
+}
+
+// LoadCrypto reads and checks a crypto policy file.
+func LoadCrypto(path string) (*Crypto, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCrypto(path, data)
+}
+
+// AlgorithmFor returns the algorithm a Go package implements, if the
+// policy maps it.
+func (c *Crypto) AlgorithmFor(pkg string) (*Algorithm, bool) {
+	for i := range c.Algorithms {
+		if slices.ContainsFunc(c.Algorithms[i].GoPackages, func(p Str) bool { return p.Value == pkg }) {
+			return &c.Algorithms[i], true
+		}
+	}
+	return nil, false
+}
+
+// Algorithm returns an algorithm by name.
+func (c *Crypto) Algorithm(name string) (*Algorithm, bool) {
+	for i := range c.Algorithms {
+		if c.Algorithms[i].Name.Value == name {
+			return &c.Algorithms[i], true
+		}
+	}
+	return nil, false
+}
+
+// StatusAt is the algorithm's effective status at t: a deprecation or
+// removal dated in the future is not yet in force.
+func (a *Algorithm) StatusAt(t time.Time) string {
+	if a.Status.Value != Allowed && t.Before(a.Since.Time) {
+		if a.Status.Value == Removed {
+			return Deprecated // scheduled for removal: warn until the date
+		}
+		return Allowed
+	}
+	return a.Status.Value
+}
+
+// ActiveExceptions returns the exceptions in force at t and those that
+// have lapsed.
+func (c *Crypto) ActiveExceptions(t time.Time) (active, lapsed []Exception) {
+	for _, e := range c.Exceptions {
+		if t.Before(e.Expires.Time) {
+			active = append(active, e)
+		} else {
+			lapsed = append(lapsed, e)
+		}
+	}
+	return active, lapsed
+}

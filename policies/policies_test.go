@@ -1,0 +1,157 @@
+package policies
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+var knownGates = func(g string) bool {
+	switch g {
+	case "build", "unit", "conformance", "crypto-policy", "architecture":
+		return true
+	}
+	return false
+}
+
+// TestShippedPoliciesLoad checks the policies in this directory.
+func TestShippedPoliciesLoad(t *testing.T) {
+	r, err := LoadRelease("release.yaml", knownGates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{"nightly", "beta", "ga"} {
+		if g, err := r.Gates(ch); err != nil || len(g) == 0 {
+			t.Errorf("Gates(%s) = %v, %v", ch, g, err)
+		}
+	}
+	c, err := LoadCrypto("crypto.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := c.AlgorithmFor("crypto/md5"); !ok || a.Status.Value != Removed {
+		t.Errorf("crypto/md5 maps to %+v, want a removed algorithm", a)
+	}
+	if len(r.Digest) != 64 || len(c.Digest) != 64 {
+		t.Error("policy digests missing")
+	}
+}
+
+func TestReleaseRefusals(t *testing.T) {
+	for _, c := range []struct {
+		yaml     string
+		line     int
+		contains string
+	}{
+		{"", 0, "empty"},
+		{"version: 2\nchannels: {}\n", 1, "version 2"},
+		{"version: 1\nchannels:\n  nightly:\n    gates: [build, fuzz]\n", 4, `gate "fuzz", which is not registered`},
+		{"version: 1\nchannels:\n  nightly:\n    gates: [build]\n    extra: 1\n", 5, "field extra not found"},
+		{"version: 1\nchannels:\n  weekly:\n    gates: [build]\n", 0, `channel "weekly"`},
+		{"version: 1\nchannels:\n  nightly:\n    gates: [build, build]\n", 4, "twice"},
+		{"version: 1\nchannels:\n  nightly:\n    gates: [build]\nwaivers:\n  - gate: unit\n    owner: a@b.c\n    reason: flaky\n    ticket: RN-1\n", 6, "no expiry"},
+		{"version: 1\nchannels:\n  nightly:\n    gates: [build]\nwaivers:\n  - gate: unit\n    owner: a@b.c\n    reason: flaky\n    ticket: RN-1\n    expires: soon\n", 10, "not a date"},
+		{"version: 1\nchannels:\n  nightly:\n    gates: [build]\nwaivers:\n  - gate: unit\n    reason: flaky\n    ticket: RN-1\n    expires: 2027-01-01\n", 6, "no owner"},
+		{"version: 1\nchannels:\n  nightly:\n    gates: [build]\nwaivers:\n  - gate: unit\n    channels: [ga]\n    owner: a@b.c\n    reason: r\n    ticket: t\n    expires: 2027-01-01\n", 7, `channel "ga"`},
+	} {
+		_, err := ParseRelease("release.yaml", []byte(c.yaml), knownGates)
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Line != c.line || !strings.Contains(pe.Msg, c.contains) {
+			t.Errorf("ParseRelease(%q) = %v, want line %d containing %q", c.yaml, err, c.line, c.contains)
+		}
+	}
+}
+
+func TestWaiverLapses(t *testing.T) {
+	r, err := ParseRelease("release.yaml", []byte(`version: 1
+channels:
+  nightly:
+    gates: [unit]
+  ga:
+    gates: [unit]
+waivers:
+  - gate: unit
+    channels: [nightly]
+    owner: ops
+    reason: known flake
+    ticket: RN-7
+    expires: 2026-12-01
+`), knownGates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	after := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	if a, _ := r.Waiver("unit", "nightly", before); a == nil {
+		t.Error("the waiver is not in force before it expires")
+	}
+	if a, x := r.Waiver("unit", "nightly", after); a != nil || x == nil {
+		t.Errorf("at expiry: active %v, expired %v; want none active and the expired one reported", a, x)
+	}
+	if a, _ := r.Waiver("unit", "ga", before); a != nil {
+		t.Error("a nightly waiver applies to ga")
+	}
+}
+
+func TestCryptoRefusalsAndSchedule(t *testing.T) {
+	for _, c := range []struct {
+		yaml     string
+		contains string
+	}{
+		{"version: 1\nalgorithms:\n  - name: md5\n    use: x\n    status: removed\n", "no date"},
+		{"version: 1\nalgorithms:\n  - name: md5\n    use: x\n    status: banned\n    since: 2026-01-01\n", "want allowed"},
+		{"version: 1\ninsecure_modes:\n  - name: tls12\n    default: on\n", "default must be off"},
+		{"version: 1\nexceptions:\n  - mode: tls12\n    owner: a@b.c\n    reason: r\n    expires: 2027-01-01\n", "not an insecure mode"},
+		{"version: 1\nalgorithms:\n  - name: a\n    use: x\n    status: allowed\n    go_packages: [crypto/sha1]\n  - name: b\n    use: x\n    status: allowed\n    go_packages: [crypto/sha1]\n", "mapped to both"},
+	} {
+		if _, err := ParseCrypto("crypto.yaml", []byte(c.yaml)); err == nil || !strings.Contains(err.Error(), c.contains) {
+			t.Errorf("ParseCrypto(%q) = %v, want an error containing %q", c.yaml, err, c.contains)
+		}
+	}
+	c, err := ParseCrypto("crypto.yaml", []byte("version: 1\nalgorithms:\n  - name: x25519-tls-kex\n    use: x\n    status: removed\n    since: 2027-07-01\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := c.Algorithm("x25519-tls-kex")
+	if got := a.StatusAt(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)); got != Deprecated {
+		t.Errorf("a removal scheduled for later: status %s before the date, want deprecated", got)
+	}
+	if got := a.StatusAt(time.Date(2027, 7, 1, 0, 0, 0, 0, time.UTC)); got != Removed {
+		t.Errorf("status on the removal date = %s, want removed", got)
+	}
+}
+
+func FuzzParseRelease(f *testing.F) {
+	for _, s := range []string{"version: 1\nchannels:\n  nightly:\n    gates: [build]\n", "", "waivers: [{gate: x}]", "channels: {ga: {gates: [unit, unit]}}\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseRelease("release.yaml", data, knownGates)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Msg == "" {
+				t.Fatalf("error %v (%T) is not a *policies.Error with a message", err, err)
+			}
+			return
+		}
+		for _, ch := range r.ChannelNames() {
+			if _, err := r.Gates(ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+func FuzzParseCrypto(f *testing.F) {
+	f.Add([]byte("version: 1\nalgorithms:\n  - name: a\n    use: b\n    status: allowed\n"))
+	f.Add([]byte("version: 1\ninsecure_modes: [{name: m, default: off}]\nexceptions: [{mode: m, owner: o, reason: r, expires: 2020-01-01}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := ParseCrypto("crypto.yaml", data); err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Msg == "" {
+				t.Fatalf("error %v (%T) is not a *policies.Error with a message", err, err)
+			}
+		}
+	})
+}
