@@ -54,9 +54,12 @@ type Manifest struct {
 	// DevelopmentKey is true when the bundle was signed with a key
 	// created on the spot by `make gate`: evidence for a developer, not a
 	// release.
-	DevelopmentKey bool          `json:"development_key"`
-	Artifacts      []ArtifactRef `json:"artifacts"`
-	Sizes          []int64       `json:"sizes"`
+	DevelopmentKey bool `json:"development_key"`
+	// Dirty is true when the working tree had uncommitted changes: the
+	// evidence is about the commit plus those changes.
+	Dirty     bool          `json:"dirty"`
+	Artifacts []ArtifactRef `json:"artifacts"`
+	Sizes     []int64       `json:"sizes"`
 }
 
 // Writer builds a bundle in a new directory.

@@ -1,0 +1,143 @@
+// Package gates is the release gate engine: a registry of gate specs in the
+// manner of roachtest's TestSpec (name, owner, timeout, the channels that
+// require it, what it needs from the machine, and Run), a runner that
+// executes the gates a policy asks for and writes a signed evidence
+// bundle, and Evaluate, which computes a verdict from gate statuses and
+// the release policy (for the runner, and again for verify, which never
+// trusts a stored verdict).
+//
+// Gates register explicitly (each gate package has a Register(*Registry)),
+// and specs are validated when registered, before anything runs.
+package gates
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"time"
+)
+
+// Need is something a gate needs from the machine.
+type Need string
+
+// Needs a gate may declare.
+const (
+	NeedRoot       Need = "root"       // namespaces, TUN devices, routes
+	NeedDocker     Need = "docker"     // a Docker engine
+	NeedPrometheus Need = "prometheus" // the prometheus and promtool binaries
+	NeedIperf3     Need = "iperf3"
+	NeedWG         Need = "wg" // wireguard-tools
+	NeedGo         Need = "go" // the Go toolchain
+)
+
+var knownNeeds = []Need{NeedRoot, NeedDocker, NeedPrometheus, NeedIperf3, NeedWG, NeedGo}
+
+// Owners gates may name: the team that answers when a gate fails.
+var Owners = []string{"release-eng", "control-plane", "data-plane", "security", "sre"}
+
+// Channels a gate may be required by.
+var Channels = []string{"nightly", "beta", "ga"}
+
+// MaxTimeout caps a gate's timeout: the GA soak runs 24 hours.
+const MaxTimeout = 26 * time.Hour
+
+// Spec describes a gate.
+type Spec struct {
+	// Name is lowercase words joined by dashes; parameters go in the name
+	// after slashes (perf-budget/backend=quic).
+	Name    string
+	Owner   string
+	Timeout time.Duration
+	// Channels lists the channels that require the gate by default (the
+	// release policy decides; a spec's list is checked against it).
+	Channels []string
+	Needs    []Need
+	// Run does the work. It returns nil when the gate passes, a *Failure
+	// when it ran and the release is not fit (the gate failed), and any
+	// other error when it could not do its work.
+	Run func(ctx context.Context, r *Run) error
+}
+
+// Failure is a gate that ran and found the release not fit.
+type Failure struct{ Reason string }
+
+func (f *Failure) Error() string { return f.Reason }
+
+// Fail returns a *Failure.
+func Fail(format string, a ...any) error { return &Failure{Reason: fmt.Sprintf(format, a...)} }
+
+var specNameRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*(/[a-z0-9]+=[a-z0-9.-]+)*$`)
+
+// Validate checks a spec.
+func (s *Spec) Validate() error {
+	switch {
+	case !specNameRE.MatchString(s.Name):
+		return fmt.Errorf("gate name %q: want lowercase words joined by dashes, then /key=value parameters", s.Name)
+	case !slices.Contains(Owners, s.Owner):
+		return fmt.Errorf("gate %s: owner %q is not one of %v", s.Name, s.Owner, Owners)
+	case s.Timeout <= 0 || s.Timeout > MaxTimeout:
+		return fmt.Errorf("gate %s: timeout %v: want more than 0 and at most %v", s.Name, s.Timeout, MaxTimeout)
+	case s.Run == nil:
+		return fmt.Errorf("gate %s: no Run", s.Name)
+	}
+	for _, c := range s.Channels {
+		if !slices.Contains(Channels, c) {
+			return fmt.Errorf("gate %s: channel %q is not one of %v", s.Name, c, Channels)
+		}
+	}
+	for _, n := range s.Needs {
+		if !slices.Contains(knownNeeds, n) {
+			return fmt.Errorf("gate %s: need %q is not one of %v", s.Name, n, knownNeeds)
+		}
+	}
+	return nil
+}
+
+// Registry holds gate specs. The zero value is empty and ready to use.
+type Registry struct {
+	specs map[string]Spec
+}
+
+// Register validates and adds a spec. It panics on an invalid or duplicate
+// spec: registration happens before anything runs, and a bad spec is a
+// programming error.
+func (r *Registry) Register(s Spec) {
+	if err := s.Validate(); err != nil {
+		panic("gates: " + err.Error())
+	}
+	if _, dup := r.specs[s.Name]; dup {
+		panic(fmt.Sprintf("gates: %s registered twice", s.Name))
+	}
+	if r.specs == nil {
+		r.specs = map[string]Spec{}
+	}
+	r.specs[s.Name] = s
+}
+
+// Get returns the spec registered as name.
+func (r *Registry) Get(name string) (Spec, bool) {
+	s, ok := r.specs[name]
+	return s, ok
+}
+
+// Has reports whether name is registered.
+func (r *Registry) Has(name string) bool {
+	_, ok := r.specs[name]
+	return ok
+}
+
+// Names lists the registered gates, sorted.
+func (r *Registry) Names() []string {
+	out := make([]string, 0, len(r.specs))
+	for n := range r.specs {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ErrUnknownGate is returned for a gate name not in the registry.
+var ErrUnknownGate = errors.New("unknown gate")

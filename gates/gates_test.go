@@ -1,0 +1,160 @@
+package gates
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/policies"
+)
+
+func TestSpecValidation(t *testing.T) {
+	ok := Spec{Name: "perf-budget/backend=quic", Owner: "sre", Timeout: time.Minute, Channels: []string{"ga"}, Needs: []Need{NeedRoot},
+		Run: func(context.Context, *Run) error { return nil }}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("Validate(%+v) = %v", ok, err)
+	}
+	for _, c := range []struct {
+		mutate func(*Spec)
+		want   string
+	}{
+		{func(s *Spec) { s.Name = "Perf Budget" }, "gate name"},
+		{func(s *Spec) { s.Owner = "bob" }, "owner"},
+		{func(s *Spec) { s.Timeout = 0 }, "timeout"},
+		{func(s *Spec) { s.Timeout = 30 * time.Hour }, "timeout"},
+		{func(s *Spec) { s.Channels = []string{"weekly"} }, "channel"},
+		{func(s *Spec) { s.Needs = []Need{"gpu"} }, "need"},
+		{func(s *Spec) { s.Run = nil }, "no Run"},
+	} {
+		s := ok
+		c.mutate(&s)
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Validate = %v, want an error about %s", err, c.want)
+		}
+	}
+	var r Registry
+	r.Register(ok)
+	defer func() {
+		if recover() == nil {
+			t.Error("registering a duplicate did not panic")
+		}
+	}()
+	r.Register(ok)
+}
+
+func policy(t *testing.T, yaml string, known func(string) bool) *policies.Release {
+	t.Helper()
+	p, err := policies.ParseRelease("release.yaml", []byte(yaml), known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestEvaluate(t *testing.T) {
+	p := policy(t, `version: 1
+channels:
+  nightly:
+    gates: [a, b]
+waivers:
+  - gate: b
+    owner: sre
+    reason: flaky on this hardware
+    ticket: RN-9
+    expires: 2026-12-01
+`, nil)
+	before := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	after := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	v, err := Evaluate(p, "nightly", map[string]string{"a": "pass", "b": "fail"}, before)
+	if err != nil || !v.Passed || v.Gates[1].Waiver == nil {
+		t.Errorf("with a waiver in force: %+v, %v; want a pass with b waived", v, err)
+	}
+	v, _ = Evaluate(p, "nightly", map[string]string{"a": "pass", "b": "fail"}, after)
+	if v.Passed || v.Gates[1].Expired == nil || !strings.Contains(v.Gates[1].Reason, "expired") {
+		t.Errorf("after the waiver expired: %+v; want blocked, saying the waiver expired", v)
+	}
+	v, _ = Evaluate(p, "nightly", map[string]string{"a": "not-run", "b": "pass"}, before)
+	if v.Passed {
+		t.Error("a gate that did not run for want of a need passed the channel")
+	}
+	if _, err := Evaluate(p, "nightly", map[string]string{"a": "pass"}, before); !errors.As(err, new(*MissingError)) {
+		t.Errorf("a missing gate: %v, want a *MissingError", err)
+	}
+	if _, err := Evaluate(p, "ga", nil, before); err == nil {
+		t.Error("an unknown channel evaluated")
+	}
+}
+
+// TestExecuteAndVerify runs fake gates of every outcome through the runner,
+// then verifies the bundle and recomputes its verdict.
+func TestExecuteAndVerify(t *testing.T) {
+	var r Registry
+	add := func(name string, needs []Need, run func(context.Context, *Run) error) {
+		r.Register(Spec{Name: name, Owner: "release-eng", Timeout: 2 * time.Second, Needs: needs, Run: run})
+	}
+	bin := filepath.Join(t.TempDir(), "rustynetd")
+	os.WriteFile(bin, []byte("binary"), 0o755)
+	add("build", nil, func(ctx context.Context, r *Run) error { r.Built(map[string]string{"rustynetd": bin}); return nil })
+	add("passes", nil, func(ctx context.Context, r *Run) error {
+		r.Measure(evidence.Measurement{Name: "x", Unit: "ms", Method: "m", Values: []float64{1, 2, 3}})
+		r.Log.Write([]byte("hello\n"))
+		return r.Artifact("data.json", []byte("{}"))
+	})
+	add("fails", nil, func(ctx context.Context, r *Run) error { return Fail("the figure is over budget") })
+	add("errors", nil, func(ctx context.Context, r *Run) error { return errors.New("setup broke") })
+	add("panics", nil, func(ctx context.Context, r *Run) error { panic("boom") })
+	add("hangs", nil, func(ctx context.Context, r *Run) error { <-ctx.Done(); return ctx.Err() })
+	add("needs-gpu-ish", []Need{NeedDocker}, func(ctx context.Context, r *Run) error { return nil })
+	add("tests", nil, func(ctx context.Context, r *Run) error { return r.TestResult(true, []string{"p.TestA"}, nil) })
+	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [passes, fails, errors, panics, hangs, needs-gpu-ish, tests]\n", r.Has)
+
+	keys := t.TempDir()
+	evidence.Keygen(keys, evidence.ECDSAP256)
+	signer, _ := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	verifier, _ := evidence.LoadVerifier(filepath.Join(keys, evidence.PublicKeyFile))
+	out := filepath.Join(t.TempDir(), "bundle")
+	var progress strings.Builder
+	o, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: out, Signer: signer,
+		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test", Progress: &progress,
+		Has: func(n Need) (bool, string) { return n != NeedDocker, "no docker here" }})
+	if err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	want := map[string]string{"build": "pass", "passes": "pass", "fails": "fail", "errors": "error", "panics": "error",
+		"hangs": "timeout", "needs-gpu-ish": "not-run", "tests": "pass"}
+	for _, res := range o.Results {
+		if want[res.Gate] != res.Status {
+			t.Errorf("gate %s: status %s (%s), want %s", res.Gate, res.Status, res.Reason, want[res.Gate])
+		}
+	}
+	if o.Verdict.Passed {
+		t.Error("the verdict passed with failing gates")
+	}
+	if !strings.Contains(progress.String(), "fails") {
+		t.Errorf("progress output lacks the gates:\n%s", progress.String())
+	}
+	got, err := evidence.Verify(out, verifier, "")
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	statuses := map[string]string{}
+	for name, g := range got.Gates {
+		statuses[name] = g.Result.Status
+	}
+	pol, err := policies.ParseRelease("release.yaml", got.Policy, r.Has)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Evaluate(pol, "nightly", statuses, got.Verdict.GetTimeVerified().AsTime())
+	if err != nil || v.Passed != o.Verdict.Passed {
+		t.Errorf("recomputed verdict %+v, %v; the run said passed=%v", v, err, o.Verdict.Passed)
+	}
+	if len(got.Subjects) != 2 {
+		t.Errorf("subjects = %+v, want the commit and rustynetd", got.Subjects)
+	}
+}

@@ -1,0 +1,515 @@
+package gates
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/internal/machine"
+	"github.com/rustynet/rustynet/policies"
+)
+
+// BuildGate is the gate whose binaries are the subjects of every
+// statement; the runner runs it first in every run.
+const BuildGate = "build"
+
+// Run is what a gate is given while it runs, and what it fills in.
+type Run struct {
+	Gate    string
+	Channel string
+	Commit  string
+	// Root is the repository's root directory.
+	Root string
+	// Work is a scratch directory for the gate; it is not evidence.
+	Work string
+	// Binaries maps binary names to paths, once the build gate has run.
+	Binaries map[string]string
+	Env      machine.Environment
+	// Log receives the gate's log; it becomes the artifact GATE/log.txt.
+	Log io.Writer
+
+	w            *evidence.Writer
+	mu           sync.Mutex
+	measurements []evidence.Measurement
+	artifacts    []evidence.ArtifactRef
+	details      json.RawMessage
+	testResult   any
+	progress     float64
+	built        map[string]string
+}
+
+// Artifact writes an artifact of the gate (GATE/name in the bundle).
+func (r *Run) Artifact(name string, data []byte) error {
+	ref, err := r.w.WriteArtifact(r.Gate+"/"+name, data)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.artifacts = append(r.artifacts, ref)
+	r.mu.Unlock()
+	return nil
+}
+
+// Measure records a measurement; Summarize fills its statistics.
+func (r *Run) Measure(m evidence.Measurement) {
+	r.mu.Lock()
+	r.measurements = append(r.measurements, Summarize(m))
+	r.mu.Unlock()
+}
+
+// Details records gate-specific details for the statement.
+func (r *Run) Details(v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.details = raw
+	r.mu.Unlock()
+	return nil
+}
+
+// TestResult makes the gate's statement an in-toto test-result.
+func (r *Run) TestResult(passed bool, passedTests, failedTests []string) error {
+	pred, err := evidence.TestResultPredicate(passed, passedTests, failedTests, "", nil)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.testResult = pred
+	r.mu.Unlock()
+	return nil
+}
+
+// Built records the binaries a build produced: their names, paths and
+// (computed here) digests become the subjects of every statement.
+func (r *Run) Built(bins map[string]string) {
+	r.mu.Lock()
+	r.built = bins
+	r.mu.Unlock()
+}
+
+// Progress reports how much of the gate is done (0 to 1), for the live
+// progress bar.
+func (r *Run) Progress(done float64) {
+	r.mu.Lock()
+	r.progress = math.Max(0, math.Min(1, done))
+	r.mu.Unlock()
+}
+
+func (r *Run) progressNow() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.progress
+}
+
+// Summarize fills a measurement's mean, spread and budget check from its
+// values.
+func Summarize(m evidence.Measurement) evidence.Measurement {
+	if len(m.Values) == 0 {
+		return m
+	}
+	m.Repetitions = len(m.Values)
+	m.Min, m.Max = m.Values[0], m.Values[0]
+	var sum float64
+	for _, v := range m.Values {
+		sum += v
+		m.Min, m.Max = math.Min(m.Min, v), math.Max(m.Max, v)
+	}
+	m.Mean = sum / float64(len(m.Values))
+	if len(m.Values) > 1 {
+		var ss float64
+		for _, v := range m.Values {
+			ss += (v - m.Mean) * (v - m.Mean)
+		}
+		m.Stddev = math.Sqrt(ss / float64(len(m.Values)-1))
+	}
+	if m.Budget != nil {
+		ok := (m.Budget.Max == nil || m.Mean <= *m.Budget.Max) && (m.Budget.Min == nil || m.Mean >= *m.Budget.Min)
+		m.WithinBudget = &ok
+	}
+	return m
+}
+
+// Options configures a run.
+type Options struct {
+	Registry *Registry
+	Policy   *policies.Release
+	Channel  string
+	// Gates overrides the channel's gates (the build gate still runs
+	// first).
+	Gates          []string
+	Out            string
+	Signer         *evidence.Signer
+	DevelopmentKey bool
+	Root           string
+	Commit         string
+	Dirty          bool
+	Version        string
+	// Progress receives a line per gate and a progress line for long
+	// ones; nil discards.
+	Progress io.Writer
+	// Has checks a need of the machine; nil checks the real machine.
+	Has func(Need) (bool, string)
+	Now func() time.Time
+}
+
+// Outcome is what a run produced.
+type Outcome struct {
+	Dir      string
+	Verdict  *Verdict
+	Results  []evidence.GateResult
+	Duration time.Duration
+}
+
+// Execute runs the gates and writes the signed evidence bundle to o.Out.
+func Execute(ctx context.Context, o Options) (*Outcome, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Has == nil {
+		o.Has = HasNeed
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	names := o.Gates
+	if names == nil {
+		var err error
+		if names, err = o.Policy.Gates(o.Channel); err != nil {
+			return nil, err
+		}
+	} else if _, err := o.Policy.Gates(o.Channel); err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if !o.Registry.Has(n) {
+			return nil, fmt.Errorf("%w %q (registered: %v)", ErrUnknownGate, n, o.Registry.Names())
+		}
+	}
+	if o.Registry.Has(BuildGate) {
+		names = append([]string{BuildGate}, removeName(names, BuildGate)...)
+	}
+	w, err := evidence.NewWriter(o.Out, o.Signer)
+	if err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp("", "rustynet-gate-work-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	pol, err := w.WritePolicy(filepath.Base(o.Policy.File), o.Policy.Raw)
+	if err != nil {
+		return nil, err
+	}
+	env := machine.Describe()
+	start := o.Now()
+	fmt.Fprintf(o.Progress, "rustynet-gate: channel %s, commit %s, %d gates, on %s\n", o.Channel, short(o.Commit), len(names), env)
+
+	subjects := []evidence.Subject{{Name: "git+commit", Digest: map[string]string{"gitCommit": o.Commit}}}
+	var binaries map[string]string
+	var results []evidence.GateResult
+	type pending struct {
+		run *Run
+		res evidence.GateResult
+	}
+	var done []pending
+	for _, name := range names {
+		spec, _ := o.Registry.Get(name)
+		r := &Run{Gate: name, Channel: o.Channel, Commit: o.Commit, Root: o.Root, Work: filepath.Join(work, name),
+			Binaries: binaries, Env: env, w: w}
+		os.MkdirAll(r.Work, 0o755)
+		res := runOne(ctx, spec, r, o)
+		if name == BuildGate && res.Status == evidence.StatusPass {
+			bins, subs, err := digestBinaries(r.built)
+			if err != nil {
+				res.Status, res.Reason = evidence.StatusError, err.Error()
+			} else {
+				binaries = bins
+				subjects = append(subjects, subs...)
+			}
+		}
+		done = append(done, pending{r, res})
+	}
+	sort.SliceStable(subjects[1:], func(i, j int) bool { return subjects[1+i].Name < subjects[1+j].Name })
+
+	statuses := map[string]string{}
+	var gateRefs []evidence.ArtifactRef
+	for _, p := range done {
+		res := p.res
+		res.Artifacts = append(res.Artifacts, p.run.artifacts...)
+		raw, _ := json.MarshalIndent(res, "", "  ")
+		if ref, err := w.WriteArtifact(res.Gate+"/result.json", raw); err == nil {
+			res.Artifacts = append(res.Artifacts, ref)
+		}
+		var predType string
+		var pred any = res
+		predType = evidence.PredicateGateResult
+		if p.run.testResult != nil {
+			predType, pred = evidence.PredicateTestResult, p.run.testResult
+		}
+		st, err := evidence.NewStatement(subjects, predType, pred)
+		if err != nil {
+			return nil, fmt.Errorf("statement for %s: %w", res.Gate, err)
+		}
+		ref, err := w.SignStatement(res.Gate, st)
+		if err != nil {
+			return nil, err
+		}
+		gateRefs = append(gateRefs, ref)
+		statuses[res.Gate] = res.Status
+		results = append(results, res)
+	}
+	at := o.Now()
+	verdict, err := Evaluate(o.Policy, o.Channel, statuses, at)
+	if err != nil {
+		var me *MissingError
+		if !errors.As(err, &me) {
+			return nil, err
+		}
+		// --gates ran a subset: the channel's verdict is blocked.
+		verdict = &Verdict{Channel: o.Channel, At: at, Gates: []GateVerdict{{Gate: me.Gate, Status: "missing", Blocking: true, Reason: "not run in this invocation"}}}
+	}
+	mref, err := w.SignManifest(evidence.Manifest{Commit: o.Commit, Channel: o.Channel, Created: start, Policy: pol.Path,
+		PolicySHA: pol.SHA256, DevelopmentKey: o.DevelopmentKey, Dirty: o.Dirty})
+	if err != nil {
+		return nil, err
+	}
+	vst, err := evidence.VerdictStatement(evidence.VerdictInput{Subjects: subjects, Commit: o.Commit, Channel: o.Channel,
+		Policy: pol, Manifest: mref, Gates: gateRefs, Passed: verdict.Passed, At: at, Version: o.Version})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.SignStatement(evidence.VerdictName, vst); err != nil {
+		return nil, err
+	}
+	return &Outcome{Dir: o.Out, Verdict: verdict, Results: results, Duration: o.Now().Sub(start)}, nil
+}
+
+func removeName(names []string, n string) []string {
+	out := names[:0:0]
+	for _, x := range names {
+		if x != n {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+// runOne runs one gate with its timeout, turning every outcome (pass,
+// failure, error, timeout, panic, missing need) into a result.
+func runOne(ctx context.Context, spec Spec, r *Run, o Options) (res evidence.GateResult) {
+	res = evidence.GateResult{Gate: spec.Name, Owner: spec.Owner, Channel: r.Channel, Started: o.Now(), Environment: r.Env}
+	for _, n := range spec.Needs {
+		res.Needs = append(res.Needs, string(n))
+	}
+	var missing []string
+	for _, n := range spec.Needs {
+		if ok, why := o.Has(n); !ok {
+			missing = append(missing, fmt.Sprintf("%s (%s)", n, why))
+		}
+	}
+	if len(missing) > 0 {
+		res.Status = evidence.StatusNotRun
+		res.Reason = "not run: this machine lacks " + strings.Join(missing, ", ")
+		fmt.Fprintf(o.Progress, "  - %-16s not run: needs %s\n", spec.Name, strings.Join(missing, ", "))
+		return res
+	}
+	var logBuf lockedBuffer
+	r.Log = &logBuf
+	fmt.Fprintf(o.Progress, "  > %-16s running (timeout %v)\n", spec.Name, spec.Timeout)
+	gctx, cancel := context.WithTimeout(ctx, spec.Timeout)
+	defer cancel()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { progressLoop(o.Progress, spec.Name, res.Started, r, stop, o.Now) })
+	errc := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				errc <- fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+			}
+		}()
+		errc <- spec.Run(gctx, r)
+	}()
+	var err error
+	select {
+	case err = <-errc:
+	case <-gctx.Done():
+		// Give the gate a moment to notice, then move on without it.
+		select {
+		case err = <-errc:
+		case <-time.After(10 * time.Second):
+			err = gctx.Err()
+		}
+	}
+	close(stop)
+	wg.Wait()
+	res.DurationSeconds = o.Now().Sub(res.Started).Seconds()
+	var f *Failure
+	switch {
+	case err == nil:
+		res.Status = evidence.StatusPass
+	case errors.Is(gctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+		res.Status, res.Reason = evidence.StatusTimeout, fmt.Sprintf("did not finish within %v", spec.Timeout)
+	case errors.As(err, &f):
+		res.Status, res.Reason = evidence.StatusFail, f.Reason
+	default:
+		res.Status, res.Reason = evidence.StatusError, err.Error()
+	}
+	r.mu.Lock()
+	res.Measurements = r.measurements
+	res.Details = r.details
+	r.mu.Unlock()
+	if logBuf.Len() > 0 {
+		r.Artifact("log.txt", logBuf.Bytes())
+	}
+	mark := "ok"
+	if res.Status != evidence.StatusPass {
+		mark = res.Status + ": " + firstLine(res.Reason)
+	}
+	fmt.Fprintf(o.Progress, "  = %-16s %-8s %s\n", spec.Name, fmtDuration(time.Duration(res.DurationSeconds*float64(time.Second))), mark)
+	return res
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 160 {
+		s = s[:160] + "..."
+	}
+	return s
+}
+
+func fmtDuration(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	return d.Round(time.Second).String()
+}
+
+// progressLoop prints a progress line every 15 s while a gate runs.
+func progressLoop(w io.Writer, name string, start time.Time, r *Run, stop <-chan struct{}, now func() time.Time) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			frac := r.progressNow()
+			bar := ""
+			if frac > 0 {
+				n := int(frac * 20)
+				bar = fmt.Sprintf(" [%s%s] %3.0f%%", strings.Repeat("#", n), strings.Repeat(".", 20-n), frac*100)
+			}
+			fmt.Fprintf(w, "    %-16s %s%s\n", name, fmtDuration(now().Sub(start)), bar)
+		}
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	const max = 16 << 20 // keep logs bounded
+	if len(b.buf)+len(p) > max {
+		p = p[:max-len(b.buf)]
+	}
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *lockedBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.buf)
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.buf...)
+}
+
+// digestBinaries hashes the built binaries into subjects.
+func digestBinaries(bins map[string]string) (map[string]string, []evidence.Subject, error) {
+	if len(bins) == 0 {
+		return nil, nil, errors.New("the build gate reported no binaries")
+	}
+	var subs []evidence.Subject
+	for name, p := range bins {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return nil, nil, err
+		}
+		subs = append(subs, evidence.Subject{Name: name, Digest: map[string]string{"sha256": hex.EncodeToString(h.Sum(nil))}})
+	}
+	return bins, subs, nil
+}
+
+// HasNeed checks a need on this machine.
+func HasNeed(n Need) (bool, string) {
+	switch n {
+	case NeedRoot:
+		if os.Geteuid() != 0 {
+			return false, "not running as root"
+		}
+	case NeedDocker:
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", "/var/run/docker.sock")
+			},
+		}}
+		resp, err := hc.Get("http://docker/_ping")
+		if err != nil {
+			return false, "no Docker engine at /var/run/docker.sock"
+		}
+		resp.Body.Close()
+	case NeedPrometheus:
+		for _, c := range []string{"prometheus", "promtool"} {
+			if _, err := exec.LookPath(c); err != nil {
+				return false, c + " is not installed"
+			}
+		}
+	default:
+		if _, err := exec.LookPath(string(n)); err != nil {
+			return false, string(n) + " is not installed"
+		}
+	}
+	return true, ""
+}
