@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/certs"
 	"github.com/rustynet/rustynet/controller/store/bolt"
+	"github.com/rustynet/rustynet/internal/insecure"
 )
 
 // Files in the data directory.
@@ -106,10 +108,18 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		}
 	}
 
+	tlsConf := cm.TLSConfig()
+	switch tls12 := insecure.Get("controller-tls12"); {
+	case tls12.Enabled:
+		tlsConf.MinVersion = tls.VersionTLS12
+		log.Warn("INSECURE: accepting TLS 1.2 clients by exception", "mode", tls12.Mode, "expires", tls12.Expires.Format(time.DateOnly))
+	case tls12.Problem != "":
+		log.Error("insecure mode refused; TLS 1.3 only", "mode", tls12.Mode, "reason", tls12.Problem)
+	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	apiSrv := &http.Server{
 		Handler:           srv.Handler(),
-		TLSConfig:         cm.TLSConfig(),
+		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      api.MaxWait + 30*time.Second,
 		IdleTimeout:       api.MaxWait + 30*time.Second,
