@@ -3,6 +3,8 @@ package controller_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -649,5 +651,36 @@ func TestAdminSocketIsPrivate(t *testing.T) {
 	err = controller.Run(context.Background(), controller.RunConfig{DataDir: c.DataDir, Listen: "127.0.0.1:0"})
 	if err == nil || !strings.Contains(err.Error(), "another") {
 		t.Errorf("second controller on the same data dir: %v, want a refusal", err)
+	}
+}
+
+// TestTLS12 checks the controller-tls12 insecure mode: TLS 1.2 is refused
+// by default and with an expired exception, and accepted with one in force.
+func TestTLS12(t *testing.T) {
+	dial := func(c *controllertest.Controller) error {
+		pem, _ := os.ReadFile(c.CAFile)
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(c.URL, "https://"), &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12})
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	for _, tc := range []struct {
+		env    string
+		accept bool
+	}{
+		{"", false},
+		{"controller-tls12@" + time.Now().Add(-24*time.Hour).Format(time.DateOnly), false},
+		{"controller-tls12@" + time.Now().Add(48*time.Hour).Format(time.DateOnly), true},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv("RUSTYNET_INSECURE", tc.env)
+			c := controllertest.Start(t)
+			if err := dial(c); (err == nil) != tc.accept {
+				t.Errorf("RUSTYNET_INSECURE=%q: a TLS 1.2 handshake gave %v, want accepted=%v", tc.env, err, tc.accept)
+			}
+		})
 	}
 }
