@@ -513,3 +513,14 @@ func HasNeed(n Need) (bool, string) {
 	}
 	return true, ""
 }
+
+// Command returns a command that runs in the repository root with its
+// output in the gate's log; it is killed when ctx ends.
+func (r *Run) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = r.Root
+	cmd.Stdout, cmd.Stderr = r.Log, r.Log
+	cmd.WaitDelay = 10 * time.Second
+	fmt.Fprintf(r.Log, "$ %s %s\n", name, strings.Join(args, " "))
+	return cmd
+}

@@ -1,0 +1,62 @@
+// Package unit is the unit gate: the whole test suite (`go test ./...`,
+// the conformance suite aside, which has its own gate), with every
+// requirement enforced (RUSTYNET_REQUIRE=all), recorded as an in-toto
+// test-result.
+package unit
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/gates/gotest"
+)
+
+// Register adds the unit gate.
+func Register(r *gates.Registry) {
+	r.Register(gates.Spec{
+		Name:     "unit",
+		Owner:    "release-eng",
+		Timeout:  40 * time.Minute,
+		Channels: gates.Channels,
+		Needs:    []gates.Need{gates.NeedGo, gates.NeedRoot, gates.NeedDocker, gates.NeedWG, gates.NeedIperf3},
+		Run:      run,
+	})
+}
+
+func run(ctx context.Context, r *gates.Run) error {
+	list, err := exec.CommandContext(ctx, "go", "list", "./...").Output()
+	total := 0
+	if err == nil {
+		total = len(strings.Fields(string(list)))
+	}
+	res, err := gotest.Run(ctx, r, []string{"RUSTYNET_REQUIRE=all"}, total, "-count=1", "-timeout", "30m", "-skip", "^TestConformance$", "./...")
+	if err != nil {
+		return err
+	}
+	if err := r.Artifact("go-test.json", res.Raw); err != nil {
+		return err
+	}
+	if err := r.TestResult(res.OK(), res.Passed, res.Failed); err != nil {
+		return err
+	}
+	r.Details(map[string]int{"passed": len(res.Passed), "failed": len(res.Failed), "skipped": len(res.Skipped)})
+	if !res.OK() {
+		return gates.Fail("%d tests failed (%s), %d packages failed to build or run (%s)", len(res.Failed),
+			strings.Join(first(res.Failed, 5), ", "), len(res.PackagesFailed), strings.Join(res.PackagesFailed, ", "))
+	}
+	if len(res.Skipped) > 0 {
+		fmt.Fprintf(r.Log, "%d tests skipped (each says why in go-test.json)\n", len(res.Skipped))
+	}
+	return nil
+}
+
+func first(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
