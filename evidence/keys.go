@@ -163,6 +163,20 @@ func ParseVerifier(data []byte) (*Verifier, error) {
 	return &Verifier{pub: pub, keyID: id}, nil
 }
 
+// VerifierFromKey returns a verifier for a public key.
+func VerifierFromKey(pub crypto.PublicKey) (*Verifier, error) {
+	switch pub.(type) {
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	default:
+		return nil, fmt.Errorf("public key type %T; want ECDSA P-256 or Ed25519", pub)
+	}
+	id, err := KeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{pub: pub, keyID: id}, nil
+}
+
 // KeyID is the hex SHA-256 of the key's PKIX encoding.
 func KeyID(pub crypto.PublicKey) (string, error) {
 	return dsse.SHA256KeyID(pub)

@@ -280,12 +280,7 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	at := o.Now()
 	verdict, err := Evaluate(o.Policy, o.Channel, statuses, at)
 	if err != nil {
-		var me *MissingError
-		if !errors.As(err, &me) {
-			return nil, err
-		}
-		// --gates ran a subset: the channel's verdict is blocked.
-		verdict = &Verdict{Channel: o.Channel, At: at, Gates: []GateVerdict{{Gate: me.Gate, Status: "missing", Blocking: true, Reason: "not run in this invocation"}}}
+		return nil, err
 	}
 	mref, err := w.SignManifest(evidence.Manifest{Commit: o.Commit, Channel: o.Channel, Created: start, Policy: pol.Path,
 		PolicySHA: pol.SHA256, DevelopmentKey: o.DevelopmentKey, Dirty: o.Dirty})

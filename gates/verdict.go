@@ -29,18 +29,15 @@ type Verdict struct {
 	Gates   []GateVerdict
 }
 
-// MissingError says a required gate has no result at all.
-type MissingError struct{ Gate string }
-
-func (e *MissingError) Error() string {
-	return fmt.Sprintf("no statement for gate %s, which the channel requires", e.Gate)
-}
+// StatusMissing is the status of a required gate that did not run at all
+// (a run of some gates only): it blocks.
+const StatusMissing = "missing"
 
 // Evaluate computes the verdict of channel under p from the statuses of
 // the gates that ran, at time at (which decides whether waivers are in
 // force). A channel passes when every gate it requires passed or has a
-// waiver in force; a gate that did not run for want of a need blocks like
-// a failure. A required gate without any status is an error (*MissingError).
+// waiver in force; a gate that did not run for want of a need, or did not
+// run at all (StatusMissing), blocks like a failure.
 func Evaluate(p *policies.Release, channel string, statuses map[string]string, at time.Time) (*Verdict, error) {
 	required, err := p.Gates(channel)
 	if err != nil {
@@ -50,7 +47,7 @@ func Evaluate(p *policies.Release, channel string, statuses map[string]string, a
 	for _, g := range required {
 		st, ok := statuses[g]
 		if !ok {
-			return nil, &MissingError{Gate: g}
+			st = StatusMissing
 		}
 		gv := GateVerdict{Gate: g, Status: st}
 		if st != evidence.StatusPass {
@@ -63,6 +60,9 @@ func Evaluate(p *policies.Release, channel string, statuses map[string]string, a
 			default:
 				gv.Blocking, v.Passed = true, false
 				gv.Reason = st
+				if st == StatusMissing {
+					gv.Reason = "no evidence: the gate did not run"
+				}
 				if expired != nil {
 					gv.Expired = expired
 					gv.Reason = fmt.Sprintf("%s; the waiver by %s (%s) expired on %s", st, expired.Owner.Value,
