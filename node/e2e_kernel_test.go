@@ -100,7 +100,7 @@ func (m *kernelMesh) NewNode(name, key string) meshNode {
 		m.t.Fatalf("the testbed has no free host for %s", name)
 	}
 	h := m.net.Hosts[m.next]
-	n := &kernelNode{t: m.t, host: h, name: name, iface: fmt.Sprintf("rn%d-%s", m.next, randomSuffix(h.Name)),
+	n := &kernelNode{t: m.t, host: h, name: name, backend: m.backend, iface: fmt.Sprintf("rn%d-%s", m.next, randomSuffix(h.Name)),
 		dir: m.t.TempDir(), args: []string{
 			"--controller", m.ctl.URL(), "--controller-ca", m.ctl.CAFile(), "--auth-key", key,
 			"--hostname", name, "--backend", m.backend,
@@ -166,12 +166,13 @@ func (c *kernelController) Stop() {
 // kernelNode is a rustynetd process with a kernel TUN in its host's
 // namespace.
 type kernelNode struct {
-	t     testing.TB
-	host  *testbed.Host
-	name  string
-	iface string
-	dir   string
-	args  []string
+	t       testing.TB
+	host    *testbed.Host
+	name    string
+	backend string
+	iface   string
+	dir     string
+	args    []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -261,9 +262,17 @@ func (n *kernelNode) RotateKey(ctx context.Context) (api.NodePublic, error) {
 	return localapi.NewClient(n.dir).RotateKey(ctx)
 }
 
-// DataplanePeers asks wireguard-tools, as an operator would: `wg show
-// IFACE peers`.
+// DataplanePeers asks wireguard-tools, as an operator would (`wg show
+// IFACE peers`), when the node runs WireGuard; other backends have no
+// such tool, and the node's status says what the backend holds.
 func (n *kernelNode) DataplanePeers(ctx context.Context) ([]api.NodePublic, error) {
+	if n.backend != "wireguard" {
+		st, err := n.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return st.DataplanePeers, nil
+	}
 	out, err := n.host.Command(ctx, "wg", "show", n.iface, "peers").CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("wg show %s peers: %v: %s", n.iface, err, out)

@@ -3,10 +3,12 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/rustynet/rustynet/controller/controllertest"
 	"github.com/rustynet/rustynet/node"
 	"github.com/rustynet/rustynet/node/backend"
+	"github.com/rustynet/rustynet/node/backend/quic"
 	"github.com/rustynet/rustynet/node/backend/wireguard"
 	"github.com/rustynet/rustynet/node/localapi"
 )
@@ -24,6 +27,7 @@ import (
 func backends() *backend.Registry {
 	var r backend.Registry
 	wireguard.Register(&r)
+	quic.Register(&r)
 	return &r
 }
 
@@ -179,4 +183,43 @@ func testLogger(name string) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+}
+
+// TestBackendChosenByPolicy: nodes that offer every backend run the one the
+// controller's policy picks, and a node forced onto another backend is not
+// their peer, with the reason in their status.
+func TestBackendChosenByPolicy(t *testing.T) {
+	ctl := controllertest.Start(t)
+	policy := "acls:\n  - action: accept\n    src: [\"*\"]\n    dst: [\"*\"]\nbackends:\n  - nodes: [\"*\"]\n    backend: quic\n"
+	if _, err := ctl.Admin.SetPolicy(context.Background(), policy); err != nil {
+		t.Fatal(err)
+	}
+	m := &netstackMesh{t: t, ctl: ctl, reg: backends(), backend: ""}
+	key := m.AuthKey()
+	a, b := m.NewNode("alpha", key), m.NewNode("bravo", key)
+	if err := transfer(t, a, b, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []meshNode{a, b} {
+		if st, _ := n.Status(context.Background()); st.Backend != "quic" {
+			t.Errorf("%s runs %s, want quic (the policy's choice)", n.Name(), st.Backend)
+		}
+	}
+	m.backend = "wireguard"
+	c := m.NewNode("charlie", key)
+	eventually(t, 5*time.Second, "alpha says why charlie is not a peer", func() error {
+		st, err := a.Status(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, miss := range st.Missing {
+			if miss.Name == c.Name() && strings.Contains(miss.Reason, "wireguard") {
+				return nil
+			}
+		}
+		return fmt.Errorf("missing = %+v", st.Missing)
+	})
+	if err := unreachable(t, a, c); err != nil {
+		t.Error(err)
+	}
 }

@@ -546,6 +546,10 @@ func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix, kind string) error {
 		n.closeDataplaneLocked()
 	}
 	dp := &dataplane{addrs: slices.Clone(addrs), kind: kind}
+	mtu := n.cfg.MTU
+	if m := n.cfg.Registry.MaxMTU(kind); m > 0 && m < mtu {
+		mtu = m
+	}
 	var dev tun.Device
 	var err error
 	ifaceForUAPI := ""
@@ -554,13 +558,13 @@ func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix, kind string) error {
 		for i, a := range addrs {
 			local[i] = a.Addr()
 		}
-		dev, dp.net, err = netstack.CreateNetTUN(local, nil, n.cfg.MTU)
+		dev, dp.net, err = netstack.CreateNetTUN(local, nil, mtu)
 		if err != nil {
 			return fmt.Errorf("netstack: %w", err)
 		}
 		dp.name, dp.router = "netstack", router.Nop{}
 	} else {
-		dev, err = tun.CreateTUN(n.cfg.Interface, n.cfg.MTU)
+		dev, err = tun.CreateTUN(n.cfg.Interface, mtu)
 		if err != nil {
 			return fmt.Errorf("create TUN %s: %w", n.cfg.Interface, err)
 		}
@@ -587,7 +591,7 @@ func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix, kind string) error {
 	default:
 		close(n.netReady)
 	}
-	n.log.Info("dataplane up", "device", dp.name, "backend", kind, "addresses", addrs, "listen_port", n.st.ListenPort)
+	n.log.Info("dataplane up", "device", dp.name, "backend", kind, "mtu", mtu, "addresses", addrs, "listen_port", n.st.ListenPort)
 	return nil
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/rustynet/rustynet/node"
 	"github.com/rustynet/rustynet/node/backend"
+	"github.com/rustynet/rustynet/node/backend/quic"
 	"github.com/rustynet/rustynet/node/backend/wireguard"
 )
 
@@ -38,6 +39,7 @@ func main() {
 func registry() *backend.Registry {
 	var r backend.Registry
 	wireguard.Register(&r)
+	quic.Register(&r)
 	return &r
 }
 

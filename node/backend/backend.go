@@ -118,6 +118,10 @@ type Spec struct {
 	// form the controller distributes (the netmap's backend_keys). Nil for
 	// backends that use the node key itself, as WireGuard does.
 	PublicKey func(key.NodePrivate) string
+	// MaxMTU is the largest device MTU the backend carries without
+	// fragmenting; 0 means no limit of its own. The node runs the device
+	// at the smaller of its configured MTU and this.
+	MaxMTU int
 }
 
 // Registry maps backend names to their specs. The zero value is empty and
@@ -171,6 +175,9 @@ func (r *Registry) PublicKey(name string, k key.NodePrivate) string {
 	}
 	return s.PublicKey(k)
 }
+
+// MaxMTU returns the named backend's MaxMTU (0 for none or unknown).
+func (r *Registry) MaxMTU(name string) int { return r.specs[name].MaxMTU }
 
 // New creates the backend registered as name.
 func (r *Registry) New(name string, o Options) (Backend, error) {

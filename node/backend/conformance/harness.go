@@ -54,6 +54,7 @@ func newInstance(t testing.TB, spec backend.Spec, h hostNS, n int) *instance {
 	if err := in.create(in.tun.TUN()); err != nil {
 		t.Fatalf("%s: create backend: %v", spec.Name, err)
 	}
+	done := in.done
 	go func() {
 		for {
 			select {
@@ -62,7 +63,7 @@ func newInstance(t testing.TB, spec backend.Spec, h hostNS, n int) *instance {
 				case in.recv <- p:
 				default: // the test is not reading; drop rather than stall the backend
 				}
-			case <-in.done:
+			case <-done:
 				return
 			}
 		}

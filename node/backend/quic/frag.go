@@ -8,8 +8,9 @@ import (
 	quicgo "github.com/quic-go/quic-go"
 )
 
-// The payload of every QUIC datagram is either an IP packet, whole (its
-// first nibble is the IP version, 4 or 6), or a fragment of one:
+// The payload of every QUIC datagram is an IP packet, whole (its first
+// nibble is the IP version, 4 or 6), a heartbeat (typeHeartbeat and
+// padding, ignored), or a fragment of an IP packet:
 //
 //	offset  size  field
 //	0       1     type: typeFragment (high nibble 0, no IP version)
@@ -27,6 +28,13 @@ const (
 	typeFragment = 0x01
 	fragHeader   = 7
 	maxFragments = 255
+
+	// The dialer sends a heartbeat every keep-alive period. Unlike QUIC's
+	// own keep-alive PING it is large enough (a QUIC packet of over 42
+	// bytes) that an acceptor that lost the connection, having restarted,
+	// answers it with a stateless reset, and the dialer redials at once.
+	typeHeartbeat = 0x02
+	heartbeatSize = 48
 
 	// Reassembly is bounded per connection: at most maxPending packets
 	// and maxPendingBytes bytes wait for their other fragments, for at

@@ -19,10 +19,29 @@ import (
 
 // sendQueueLen bounds the packets waiting for a peer, including while its
 // connection is (re)established; beyond it new packets are dropped.
-const sendQueueLen = 256
+const sendQueueLen = 1024
+
+const (
+	// fallbackDelay is how long the follower of a pair (the node with the
+	// higher key) goes without a connection before dialing one itself.
+	fallbackDelay = 500 * time.Millisecond
+	// leaderRetry is how often the leader retries its own connection
+	// while the follower's carries the traffic.
+	leaderRetry = 30 * time.Second
+)
+
+// Which connection a pair of peers uses. The leader (the lower node key)
+// dials the canonical connection and keeps redialing it. The follower
+// dials only when it has had no connection for fallbackDelay, for a peer
+// it can reach that cannot reach it (a NAT or firewall in front of the
+// follower, an endpoint the leader lacks). A canonical connection always
+// takes over; the leader accepts a fallback one only while it has no
+// canonical connection, and the follower installs its own only while it
+// has none at all. Traffic goes on the connection in use; any connection
+// still open delivers what arrives on it.
 
 // peer is one configured peer: its connection, the goroutine that sends
-// to it and, when this node dials it, the dial loop.
+// to it and the dial loop.
 type peer struct {
 	b *Backend
 
@@ -30,7 +49,7 @@ type peer struct {
 	cfg        backend.Peer
 	bkey       edKey
 	hasKey     bool
-	dial       bool
+	leader     bool               // this node's key is the lower
 	linkCancel context.CancelFunc // stops the dial loop
 
 	ctx    context.Context // the peer's lifetime
@@ -41,7 +60,8 @@ type peer struct {
 	conn   atomic.Pointer[quicgo.Conn] // the connection in use; set under mu
 
 	mu        sync.Mutex
-	gen       uint64        // bumped whenever connections are torn down
+	canonical bool          // conn was dialed by the leader
+	gen       uint64        // bumped whenever the dial loop is replaced
 	up        chan struct{} // closed while conn is set
 	stopped   bool
 	handshake time.Time
@@ -57,31 +77,48 @@ func (b *Backend) newPeer(pc backend.Peer) *peer {
 	return p
 }
 
-// update applies a peer's new config and reports whether its connection
-// must be re-established: its key changed, or this node dials it and its
-// endpoint changed.
-func (p *peer) update(pc backend.Peer, self api.NodePublic) bool {
+// change is what a new peer config requires of its connection.
+type change int
+
+const (
+	unchanged change = iota
+	redial           // restart the dial loop, keep the connection
+	reconnect        // close the connection and redial
+)
+
+// update applies a peer's new config and reports what it requires: a new
+// key needs a new connection; so does a new endpoint for the leader, whose
+// connection goes there, while the follower only redials there when it
+// must; a new keep-alive restarts the dial loop, which keeps the
+// connection.
+func (p *peer) update(pc backend.Peer, self api.NodePublic) change {
 	old := p.cfg
 	bkey, err := parseKey(pc.BackendKey)
 	if err != nil && (pc.BackendKey != old.BackendKey || old.PublicKey.IsZero()) {
 		p.b.log.Warn("peer has no usable quic key and cannot connect", "peer", pc.PublicKey, "err", err)
 	}
-	dial := dials(self, pc.PublicKey)
-	relink := pc.BackendKey != old.BackendKey || (dial && pc.Endpoint != old.Endpoint)
+	leader := dials(self, pc.PublicKey)
+	ch := unchanged
+	switch {
+	case pc.BackendKey != old.BackendKey || (leader && pc.Endpoint != old.Endpoint):
+		ch = reconnect
+	case pc.Endpoint != old.Endpoint || pc.Keepalive != old.Keepalive:
+		ch = redial
+	}
 	p.mu.Lock()
-	p.cfg, p.bkey, p.hasKey, p.dial = pc, bkey, err == nil, dial
-	if dial && pc.Endpoint != old.Endpoint {
+	p.cfg, p.bkey, p.hasKey, p.leader = pc, bkey, err == nil, leader
+	if leader && pc.Endpoint != old.Endpoint {
 		p.remote = netip.AddrPort{}
 	}
 	p.mu.Unlock()
-	return relink
+	return ch
 }
 
-// relink closes the peer's connection and, when this node dials it,
-// starts dialing on t.
-func (p *peer) relink(t *transport) {
-	p.unlink()
-	if t == nil || !p.dial || !p.hasKey || !p.cfg.Endpoint.IsValid() {
+// relink restarts the peer's dial loop on t, closing its connection first
+// when reconnect is set.
+func (p *peer) relink(t *transport, reconnect bool) {
+	p.unlink(reconnect)
+	if t == nil || !p.hasKey || !p.cfg.Endpoint.IsValid() {
 		return
 	}
 	ctx, cancel := context.WithCancel(p.ctx)
@@ -93,19 +130,22 @@ func (p *peer) relink(t *transport) {
 	if ka := p.cfg.Keepalive; ka > 0 && ka < period {
 		period = ka
 	}
-	ep, want := p.cfg.Endpoint, p.bkey
-	p.b.wg.Go(func() { p.dialLoop(ctx, t, gen, ep, want, period) })
+	ep, want, leader := p.cfg.Endpoint, p.bkey, p.leader
+	p.b.wg.Go(func() { p.dialLoop(ctx, t, gen, ep, want, period, leader) })
 }
 
-// unlink stops the dial loop and closes the connection.
-func (p *peer) unlink() {
+// unlink stops the dial loop and, with closeConn, closes the connection.
+func (p *peer) unlink(closeConn bool) {
 	if p.linkCancel != nil {
 		p.linkCancel()
 		p.linkCancel = nil
 	}
 	p.mu.Lock()
 	p.gen++
-	c := p.takeConnLocked()
+	var c *quicgo.Conn
+	if closeConn {
+		c = p.takeConnLocked()
+	}
 	p.mu.Unlock()
 	if c != nil {
 		c.CloseWithError(codeClosed, "")
@@ -135,18 +175,39 @@ func (p *peer) takeConnLocked() *quicgo.Conn {
 	if c != nil {
 		p.conn.Store(nil)
 		p.up = make(chan struct{})
+		p.canonical = false
 	}
 	return c
 }
 
-// dialLoop keeps a connection to the peer at ep, whose certificate must
-// carry want, for as long as ctx lives.
-func (p *peer) dialLoop(ctx context.Context, t *transport, gen uint64, ep netip.AddrPort, want edKey, period time.Duration) {
+// clear forgets c as the peer's connection, if it still is.
+func (p *peer) clear(c *quicgo.Conn) {
+	p.mu.Lock()
+	if p.conn.Load() == c {
+		p.takeConnLocked()
+	}
+	p.mu.Unlock()
+}
+
+// dialLoop keeps dialing the peer at ep, whose certificate must carry
+// want, for as long as ctx lives: as the leader, always; as the follower,
+// whenever the peer has been without a connection for fallbackDelay.
+func (p *peer) dialLoop(ctx context.Context, t *transport, gen uint64, ep netip.AddrPort, want edKey, period time.Duration, leader bool) {
 	addr := net.UDPAddrFromAddrPort(ep)
 	tlsConf := clientTLS(t.cert, want)
 	qconf := quicConfig(period, true)
 	backoff := minBackoff
+	// A connection this node dialed from a former loop (before a new
+	// keep-alive, say) lives on under this one.
+	if c := p.own(leader); c != nil {
+		if !heartbeat(ctx, c, period) || !p.pause(ctx, minBackoff, leader) {
+			return
+		}
+	}
 	for {
+		if !leader && !p.awaitOrphaned(ctx) {
+			return
+		}
 		start := time.Now()
 		c, err := t.tr.Dial(ctx, addr, tlsConf, qconf)
 		if err == nil {
@@ -158,17 +219,19 @@ func (p *peer) dialLoop(ctx context.Context, t *transport, gen uint64, ep netip.
 		}
 		switch {
 		case err == nil:
-			if !p.install(c, gen) {
+			switch p.install(c, gen, leader) {
+			case superseded:
 				c.CloseWithError(codeClosed, "")
 				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-c.Context().Done():
-			}
-			if time.Since(start) > maxBackoff {
-				backoff = minBackoff
+			case taken:
+				c.CloseWithError(codeReplaced, "")
+			case installed:
+				if !heartbeat(ctx, c, period) {
+					return
+				}
+				if time.Since(start) > maxBackoff {
+					backoff = minBackoff
+				}
 			}
 		case ctx.Err() != nil:
 			return
@@ -183,16 +246,100 @@ func (p *peer) dialLoop(ctx context.Context, t *transport, gen uint64, ep netip.
 			}
 			p.b.log.Log(ctx, lvl, "dialing peer failed; retrying", "peer", p.cfgKey(), "endpoint", ep, "err", err)
 		}
-		timer := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if !p.pause(ctx, backoff, leader) {
 			return
-		case <-timer.C:
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
 }
+
+// own returns the connection in use if it is live and this node dialed
+// it.
+func (p *peer) own(leader bool) *quicgo.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.conn.Load()
+	if c == nil || c.Context().Err() != nil || p.canonical != leader {
+		return nil
+	}
+	return c
+}
+
+// pause waits before the next dial: d, or for a leader whose traffic goes
+// over the follower's connection, until that closes or leaderRetry
+// passes. It returns false when ctx ends.
+func (p *peer) pause(ctx context.Context, d time.Duration, leader bool) bool {
+	var closed <-chan struct{}
+	if leader {
+		p.mu.Lock()
+		c, canonical := p.conn.Load(), p.canonical
+		p.mu.Unlock()
+		if c != nil && !canonical && c.Context().Err() == nil {
+			d, closed = leaderRetry, c.Context().Done()
+		}
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-closed:
+	case <-timer.C:
+	}
+	return true
+}
+
+// awaitOrphaned waits until the peer has been without a connection for
+// fallbackDelay. It returns false when ctx ends.
+func (p *peer) awaitOrphaned(ctx context.Context) bool {
+	for {
+		p.mu.Lock()
+		c, up := p.conn.Load(), p.up
+		p.mu.Unlock()
+		if c != nil {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-c.Context().Done():
+			}
+			p.clear(c)
+			continue
+		}
+		timer := time.NewTimer(fallbackDelay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-up:
+			timer.Stop()
+		case <-timer.C:
+			return true
+		}
+	}
+}
+
+// heartbeat sends heartbeats on c every period until c closes (it returns
+// true) or ctx ends (false).
+func heartbeat(ctx context.Context, c *quicgo.Conn, period time.Duration) bool {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-c.Context().Done():
+			return true
+		case <-tick.C:
+			c.SendDatagram(heartbeatDatagram)
+		}
+	}
+}
+
+var heartbeatDatagram = func() []byte {
+	hb := make([]byte, heartbeatSize)
+	hb[0] = typeHeartbeat
+	return hb
+}()
 
 // cfgKey is the peer's node key, for logs from its goroutines.
 func (p *peer) cfgKey() api.NodePublic {
@@ -201,39 +348,61 @@ func (p *peer) cfgKey() api.NodePublic {
 	return p.cfg.PublicKey
 }
 
-// install makes c, which this node dialed, the peer's connection, unless
-// the dial loop that made it (generation gen) has been superseded.
-func (p *peer) install(c *quicgo.Conn, gen uint64) bool {
+type installResult int
+
+const (
+	installed  installResult = iota
+	superseded               // the dial loop was replaced or the peer stopped
+	taken                    // a follower's dial found a connection in use
+)
+
+// install makes c, which this node dialed from the dial loop of generation
+// gen, the peer's connection: always for the leader, only while there is
+// none in use for the follower.
+func (p *peer) install(c *quicgo.Conn, gen uint64, leader bool) installResult {
 	p.mu.Lock()
 	if p.stopped || p.gen != gen {
 		p.mu.Unlock()
-		return false
+		return superseded
+	}
+	if cur := p.conn.Load(); !leader && cur != nil && cur.Context().Err() == nil {
+		p.mu.Unlock()
+		return taken
 	}
 	p.failing = false
-	old := p.setConnLocked(c)
+	old := p.setConnLocked(c, leader)
 	p.mu.Unlock()
 	p.started(c, old)
-	return true
+	return installed
 }
 
 // adopt makes c, which the peer dialed and which authenticated with key k,
-// the peer's connection, if the peer is still configured to dial us with
-// that key.
+// the peer's connection, if that is still the peer's key: always when the
+// peer leads, and while there is no canonical connection in use when this
+// node does. Refusing, it probes the connection in use with a heartbeat,
+// in case the peer lost it (a peer that restarted resets it).
 func (p *peer) adopt(c *quicgo.Conn, k edKey) bool {
 	p.mu.Lock()
-	if p.stopped || p.dial || !p.hasKey || p.bkey != k {
+	if p.stopped || !p.hasKey || p.bkey != k {
 		p.mu.Unlock()
 		return false
 	}
-	old := p.setConnLocked(c)
+	canonical := !p.leader
+	if cur := p.conn.Load(); !canonical && p.canonical && cur != nil && cur.Context().Err() == nil {
+		p.mu.Unlock()
+		cur.SendDatagram(heartbeatDatagram)
+		return false
+	}
+	old := p.setConnLocked(c, canonical)
 	p.mu.Unlock()
 	p.started(c, old)
 	return true
 }
 
-func (p *peer) setConnLocked(c *quicgo.Conn) (old *quicgo.Conn) {
+func (p *peer) setConnLocked(c *quicgo.Conn, canonical bool) (old *quicgo.Conn) {
 	old = p.conn.Load()
 	p.conn.Store(c)
+	p.canonical = canonical
 	p.handshake = time.Now()
 	p.remote = addrPort(c.RemoteAddr())
 	if old == nil {
@@ -253,20 +422,15 @@ func (p *peer) started(c, old *quicgo.Conn) {
 	p.b.wg.Go(func() { p.receive(c) })
 }
 
-// lost clears c as the peer's connection, if it still is.
-func (p *peer) lost(c *quicgo.Conn) {
-	p.mu.Lock()
-	if p.conn.Load() == c {
-		p.conn.Store(nil)
-		p.up = make(chan struct{})
-	}
-	pk := p.cfg.PublicKey
-	p.mu.Unlock()
+// lost clears c, which closed with err, as the peer's connection, if it
+// still is.
+func (p *peer) lost(c *quicgo.Conn, err error) {
+	p.clear(c)
 	var ae *quicgo.ApplicationError
-	if err := context.Cause(c.Context()); errors.As(err, &ae) && !ae.Remote {
-		return // we closed it, and said why where we did
+	if p.b.ctx.Err() != nil || (errors.As(err, &ae) && !ae.Remote) {
+		return // we closed it
 	}
-	p.b.log.Info("peer connection closed", "peer", pk, "reason", context.Cause(c.Context()))
+	p.b.log.Info("peer connection closed", "peer", p.cfgKey(), "reason", err)
 }
 
 // waitConn returns the connection in use, waiting for one; nil when the
@@ -334,12 +498,14 @@ func (p *peer) sendLoop() {
 // closes: whole or reassembled, well-formed, from a source address that
 // routes back to this peer, and only while c is the peer's connection.
 func (p *peer) receive(c *quicgo.Conn) {
-	defer p.lost(c)
+	var err error
+	defer func() { p.lost(c, err) }()
 	var ra reassembler
 	buf := make([]byte, offset+1500)
 	bufs := make([][]byte, 1)
 	for {
-		d, err := c.ReceiveDatagram(p.b.ctx)
+		var d []byte
+		d, err = c.ReceiveDatagram(p.b.ctx)
 		if err != nil {
 			return
 		}
@@ -364,8 +530,8 @@ func (p *peer) receive(c *quicgo.Conn) {
 			continue
 		}
 		bufs[0] = buf[:offset+len(pkt)]
-		if _, err := p.b.dev.Write(bufs, offset); err != nil {
-			if errors.Is(err, os.ErrClosed) || p.b.ctx.Err() != nil {
+		if _, werr := p.b.dev.Write(bufs, offset); werr != nil {
+			if errors.Is(werr, os.ErrClosed) || p.b.ctx.Err() != nil {
 				return
 			}
 			continue

@@ -12,16 +12,22 @@
 //
 // Transport. One UDP socket and one quic-go Transport serve as both
 // server and client. Each pair of peers keeps one connection: the node
-// whose node public key is lower (bytewise) dials, redialing with backoff
-// when the connection drops; the other accepts. In TLS 1.3 a client
+// whose node public key is lower (bytewise) leads and dials it, redialing
+// with backoff when it drops; the other accepts it, and dials a fallback
+// connection itself only after half a second without one (when it can
+// reach the leader but not the other way round); the leader's connection
+// takes over whenever it comes up (see peer.go). In TLS 1.3 a client
 // completes its handshake before the server has checked the client's
 // certificate, so the acceptor, once it has adopted a connection, opens a
 // unidirectional stream and sends the single byte acceptedByte on it; the
-// dialer uses the connection only after reading it. Keep-alives hold idle
-// connections open. When the dialing peer's address changes (NAT
-// rebinding, roaming), quic-go validates the new path and the accepting
-// side follows it; when the configured Endpoint of a dialed peer changes,
-// the dialer redials there.
+// dialer uses the connection only after reading it. The dialer sends
+// heartbeats that keep the connection open and that an acceptor which
+// lost it (restarted) answers with a stateless reset, its reset key being
+// derived from the node key. Sends to an unreachable network count as
+// losses rather than ending the connection, so it survives a link flap.
+// When the dialing peer's address changes (NAT rebinding, roaming),
+// quic-go validates the new path and the accepting side follows it; when
+// the configured Endpoint of a peer changes, the leader redials there.
 //
 // Packets. IP packets read from the device are routed by destination to
 // the peer whose AllowedIPs hold the longest matching prefix; packets
@@ -57,9 +63,14 @@ import (
 // Name is the name the backend registers under.
 const Name = "quic"
 
+// MaxMTU is the largest IP packet one QUIC datagram carries once path MTU
+// discovery has grown quic-go's packets to their 1452-byte cap; larger
+// packets are fragmented, at about half the throughput.
+const MaxMTU = 1412
+
 // Register adds the backend to r.
 func Register(r *backend.Registry) {
-	r.Register(backend.Spec{Name: Name, New: New, PublicKey: PublicKey})
+	r.Register(backend.Spec{Name: Name, New: New, PublicKey: PublicKey, MaxMTU: MaxMTU})
 }
 
 const (
@@ -100,7 +111,7 @@ type Backend struct {
 
 	// Read without locks on the packet paths; replaced whole by Reconfig.
 	routes  atomic.Pointer[table]
-	accepts atomic.Pointer[map[edKey]*peer] // peers that dial us, by certificate key
+	accepts atomic.Pointer[map[edKey]*peer] // peers, by certificate key
 
 	mu      sync.Mutex
 	closed  bool
@@ -149,12 +160,12 @@ type transport struct {
 }
 
 // Reconfig implements backend.Backend. Unchanged peers keep their
-// connections; a peer whose BackendKey changed, or (when this node dials
-// it) whose Endpoint changed, is reconnected; a change of AllowedIPs takes
-// effect at once without reconnecting; a change of Keepalive applies from
-// the next connection. A new private key or listen port restarts every
-// connection. A peer without a usable BackendKey stays configured (Stats
-// lists it) but can never connect: nothing could authenticate it.
+// connections; a peer whose BackendKey changed, or (when this node leads
+// the pair) whose Endpoint changed, is reconnected; changes of AllowedIPs
+// and Keepalive take effect without reconnecting. A new private key or
+// listen port restarts every connection. A peer without a usable
+// BackendKey stays configured (Stats lists it) but can never connect:
+// nothing could authenticate it.
 func (b *Backend) Reconfig(cfg *backend.Config) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -203,17 +214,17 @@ func (b *Backend) Reconfig(cfg *backend.Config) error {
 			b.log.Info("peer removed", "peer", k)
 		}
 	}
-	var relink []*peer
+	relink := make(map[*peer]change)
 	order := make([]*peer, 0, len(cfg.Peers))
 	for _, pc := range cfg.Peers {
 		p, ok := b.peers[pc.PublicKey]
 		if !ok {
 			p = b.newPeer(pc)
 			b.peers[pc.PublicKey] = p
-			relink = append(relink, p)
-			b.log.Info("peer added", "peer", pc.PublicKey, "dials", p.dial, "endpoint", pc.Endpoint)
-		} else if p.update(pc, self) && !rekey && !rebind {
-			relink = append(relink, p)
+			relink[p] = redial
+			b.log.Info("peer added", "peer", pc.PublicKey, "leads", p.leader, "endpoint", pc.Endpoint)
+		} else if ch := p.update(pc, self); ch != unchanged {
+			relink[p] = ch
 		}
 		order = append(order, p)
 	}
@@ -223,7 +234,7 @@ func (b *Backend) Reconfig(cfg *backend.Config) error {
 	b.routes.Store(newTable(order))
 	acc := make(map[edKey]*peer)
 	for _, p := range order {
-		if _, dup := acc[p.bkey]; p.hasKey && !p.dial && !dup {
+		if _, dup := acc[p.bkey]; p.hasKey && !dup {
 			acc[p.bkey] = p
 		}
 	}
@@ -231,11 +242,11 @@ func (b *Backend) Reconfig(cfg *backend.Config) error {
 
 	if rekey || rebind {
 		for _, p := range b.peers {
-			p.relink(b.tr)
+			p.relink(b.tr, true)
 		}
 	} else {
-		for _, p := range relink {
-			p.relink(b.tr)
+		for p, ch := range relink {
+			p.relink(b.tr, ch == reconnect)
 		}
 	}
 	return nil
@@ -265,7 +276,7 @@ func (b *Backend) rebuild(cfg *backend.Config, rebind bool) error {
 		old.ln.Close()
 		<-old.done // the accept loop adopts nothing more
 		for _, p := range b.peers {
-			p.unlink()
+			p.unlink(true)
 		}
 		old.tr.Close()
 		if rebind {
@@ -277,7 +288,7 @@ func (b *Backend) rebuild(cfg *backend.Config, rebind bool) error {
 	t := &transport{
 		sock: sock,
 		tr: &quicgo.Transport{
-			Conn:              sock,
+			Conn:              udpConn{sock},
 			StatelessResetKey: resetKey(cfg.PrivateKey),
 		},
 		cert: cert,
@@ -319,7 +330,7 @@ func (b *Backend) accept(t *transport) {
 		k, err := connKey(c)
 		p := (*b.accepts.Load())[k]
 		if err != nil || p == nil || !p.adopt(c, k) {
-			b.log.Debug("connection from a peer not configured to dial us", "remote", c.RemoteAddr())
+			b.log.Debug("connection refused", "remote", c.RemoteAddr())
 			c.CloseWithError(codeRefused, "")
 			continue
 		}
@@ -500,5 +511,6 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// dials reports whether self dials peer: the lower key dials.
+// dials reports whether self leads the pair with peer, dialing the
+// canonical connection: the lower key leads.
 func dials(self, peer api.NodePublic) bool { return bytes.Compare(self[:], peer[:]) < 0 }
