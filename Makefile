@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean agility-report
+.PHONY: all build test race lint fuzz bench clean agility-report deps gate
 
 all: lint build test
 
@@ -19,6 +19,17 @@ build:
 
 test:
 	$(GO) test $(TEST_FLAGS) ./...
+
+# Install the Debian packages the tests and gates need (as root).
+deps:
+	.ci/install-deps
+
+# The main job: run the nightly channel end to end, sign the evidence with a
+# development key (created on first use in .gate-dev/), write the bundle and
+# its report under out/, and print where they are. Exit 1 if blocked.
+GATE_OUT ?= out/gate-$(shell date -u +%Y%m%dT%H%M%SZ)
+gate: deps
+	$(GO) run ./cmd/rustynet-gate run --policy policies/release.yaml --channel nightly --out $(GATE_OUT)
 
 race:
 	$(GO) test -race $(TEST_FLAGS) ./controller/... ./node/...

@@ -1,0 +1,537 @@
+// Command rustynet-gate is the release gate: it runs the gates a release
+// policy asks for, writes a signed evidence bundle, verifies bundles
+// (recomputing the verdict, never trusting a stored one), renders reports
+// and publishes verdicts to GitHub.
+//
+//	rustynet-gate keygen  --out DIR [--alg ecdsa-p256|ed25519]
+//	rustynet-gate run     --policy FILE --channel nightly|beta|ga --out DIR [--gates a,b] [--key FILE]
+//	rustynet-gate verify  DIR --pubkey FILE [--commit SHA] [--at now]
+//	rustynet-gate report  DIR [--format html|md] [--pubkey FILE]
+//	rustynet-gate publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--api-url URL]
+//
+// Exit status: 0 pass; 1 the release is blocked (the evidence is valid);
+// 2 usage or internal error; 3 the evidence is invalid (tampered, missing,
+// wrong key).
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/gates/architecture"
+	"github.com/rustynet/rustynet/gates/build"
+	"github.com/rustynet/rustynet/gates/conformance"
+	"github.com/rustynet/rustynet/gates/cryptopolicy"
+	"github.com/rustynet/rustynet/gates/publish"
+	"github.com/rustynet/rustynet/gates/unit"
+	"github.com/rustynet/rustynet/internal/atomicfile"
+	"github.com/rustynet/rustynet/policies"
+)
+
+var version = "dev"
+
+// Exit statuses.
+const (
+	exitPass    = 0
+	exitBlocked = 1
+	exitUsage   = 2
+	exitInvalid = 3
+)
+
+// DevKeyDir is where `run` creates and keeps a development key when no
+// --key is given.
+const DevKeyDir = ".gate-dev"
+
+// registry holds every gate of this build, registered explicitly.
+func registry() *gates.Registry {
+	var r gates.Registry
+	build.Register(&r)
+	unit.Register(&r)
+	conformance.Register(&r)
+	cryptopolicy.Register(&r)
+	architecture.Register(&r)
+	return &r
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: rustynet-gate <command> [flags]
+
+commands:
+  keygen   write a signing key pair (gate.key, mode 0600; gate.pub)
+  run      run the gates of a channel and write a signed evidence bundle
+  verify   check a bundle's signatures and digests and recompute its verdict
+  report   render a verified bundle as HTML or Markdown
+  publish  post a verified bundle's verdict to GitHub
+  gates    list the registered gates
+
+exit status: 0 pass, 1 blocked, 2 usage or internal error, 3 invalid evidence
+`
+
+// exitError carries an exit status and a message.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func fail(code int, format string, a ...any) error {
+	return &exitError{code: code, msg: fmt.Sprintf(format, a...)}
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "keygen":
+		err = cmdKeygen(args[1:], stdout, stderr)
+	case "run":
+		err = cmdRun(args[1:], stdout, stderr)
+	case "verify":
+		err = cmdVerify(args[1:], stdout, stderr)
+	case "report":
+		err = cmdReport(args[1:], stdout, stderr)
+	case "publish":
+		err = cmdPublish(args[1:], stdout, stderr)
+	case "gates":
+		for _, n := range registry().Names() {
+			s, _ := registry().Get(n)
+			fmt.Fprintf(stdout, "%-16s owner %-14s timeout %-6v needs %v\n", n, s.Owner, s.Timeout, s.Needs)
+		}
+	case "version", "--version":
+		fmt.Fprintf(stdout, "rustynet-gate %s\n", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprint(stderr, usage)
+		err = fail(exitUsage, "unknown command %q", args[0])
+	}
+	if err == nil {
+		return exitPass
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitPass
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintf(stderr, "rustynet-gate: %s\n", ee.msg)
+		}
+		return ee.code
+	}
+	var ie *evidence.InvalidError
+	if errors.As(err, &ie) {
+		fmt.Fprintf(stderr, "rustynet-gate: %s\n", ie)
+		return exitInvalid
+	}
+	fmt.Fprintf(stderr, "rustynet-gate: %s\n", err)
+	return exitUsage
+}
+
+// parse parses flags among positional arguments and checks their count.
+func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fail(exitUsage, "%v", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != len(positional) {
+		return nil, fail(exitUsage, "%s: want %s, got %q", fs.Name(), strings.Join(positional, " "), pos)
+	}
+	return pos, nil
+}
+
+func cmdKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "directory to write gate.key and gate.pub into (required)")
+	alg := fs.String("alg", evidence.ECDSAP256, "key algorithm: ecdsa-p256 or ed25519")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fail(exitUsage, "keygen: --out DIR is required")
+	}
+	pub, err := evidence.Keygen(*out, *alg)
+	if err != nil {
+		return err
+	}
+	id, _ := evidence.KeyID(pub)
+	fmt.Fprintf(stdout, "wrote %s (mode 0600) and %s; key ID %s\n", filepath.Join(*out, evidence.PrivateKeyFile), filepath.Join(*out, evidence.PublicKeyFile), id)
+	return nil
+}
+
+// repoRoot finds the repository root (the directory holding go.mod).
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the rustynet repository (no go.mod above the working directory)")
+		}
+		dir = parent
+	}
+}
+
+// commit returns HEAD and whether the working tree has changes.
+func commit(root string) (string, bool, error) {
+	cmd := exec.Command("git", "rev-parse", "HEAD")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", false, fmt.Errorf("git rev-parse HEAD: %v (the gate runs on a git checkout)", err)
+	}
+	st := exec.Command("git", "status", "--porcelain", "--untracked-files=no")
+	st.Dir = root
+	dirty, _ := st.Output()
+	return strings.TrimSpace(string(out)), len(bytes.TrimSpace(dirty)) > 0, nil
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	policyFile := fs.String("policy", "policies/release.yaml", "release policy")
+	channel := fs.String("channel", "", "channel: nightly, beta or ga (required)")
+	out := fs.String("out", "", "directory for the evidence bundle (new or empty; required)")
+	only := fs.String("gates", "", "run only these gates (comma-separated; the build gate always runs first)")
+	keyFile := fs.String("key", "", "signing key (PKCS#8 PEM); without it a development key in "+DevKeyDir+"/ is used, created on first use, and the bundle says so")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *channel == "" || *out == "" {
+		return fail(exitUsage, "run: --channel and --out are required")
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	reg := registry()
+	pol, err := policies.LoadRelease(*policyFile, reg.Has)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	var names []string
+	if *only != "" {
+		names = strings.Split(*only, ",")
+	}
+	signer, dev, err := loadOrCreateKey(root, *keyFile, stderr)
+	if err != nil {
+		return err
+	}
+	sha, dirty, err := commit(root)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	o, err := gates.Execute(ctx, gates.Options{Registry: reg, Policy: pol, Channel: *channel, Gates: names, Out: *out,
+		Signer: signer, DevelopmentKey: dev, Root: root, Commit: sha, Dirty: dirty, Version: version, Progress: stderr})
+	if err != nil {
+		return err // usage (unknown gate or channel) or internal: exit 2
+	}
+	pub, err := evidence.VerifierFromKey(signer.Public())
+	if err != nil {
+		return err
+	}
+	if err := writeReports(*out, pub, reg); err != nil {
+		fmt.Fprintf(stderr, "rustynet-gate: report: %v\n", err)
+	}
+	verdict := "PASSED"
+	if !o.Verdict.Passed {
+		verdict = "BLOCKED"
+	}
+	fmt.Fprintf(stdout, "%s: channel %s at %s in %v\n", verdict, *channel, sha[:min(12, len(sha))], o.Duration.Round(time.Second))
+	for _, g := range o.Verdict.Gates {
+		if g.Blocking {
+			fmt.Fprintf(stdout, "  blocking: %s: %s\n", g.Gate, g.Reason)
+		}
+	}
+	fmt.Fprintf(stdout, "evidence: %s\nreport:   %s\n", *out, filepath.Join(*out, evidence.ReportHTML))
+	if dev {
+		fmt.Fprintf(stdout, "signed with the development key in %s (not a release key)\n", filepath.Join(root, DevKeyDir))
+	}
+	if !o.Verdict.Passed {
+		return fail(exitBlocked, "")
+	}
+	return nil
+}
+
+// loadOrCreateKey loads --key, or the development key (created on first
+// use).
+func loadOrCreateKey(root, keyFile string, stderr io.Writer) (*evidence.Signer, bool, error) {
+	if keyFile != "" {
+		s, err := evidence.LoadSigner(keyFile)
+		return s, false, err
+	}
+	dir := filepath.Join(root, DevKeyDir)
+	path := filepath.Join(dir, evidence.PrivateKeyFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if _, err := evidence.Keygen(dir, evidence.ECDSAP256); err != nil {
+			return nil, false, err
+		}
+		fmt.Fprintf(stderr, "rustynet-gate: created a development signing key in %s (use --key for a release key)\n", dir)
+	}
+	s, err := evidence.LoadSigner(path)
+	return s, true, err
+}
+
+// verified verifies a bundle and recomputes its verdict.
+func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Registry, now bool) (*evidence.Verified, *gates.Verdict, error) {
+	v, err := evidence.Verify(dir, pub, commit)
+	if err != nil {
+		return nil, nil, err
+	}
+	pol, err := policies.ParseRelease(v.Manifest.Policy, v.Policy, reg.Has)
+	if err != nil {
+		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the bundle's policy: %v", err)}
+	}
+	statuses := map[string]string{}
+	for name, g := range v.Gates {
+		statuses[name] = g.Result.Status
+	}
+	channel := evidence.Channel(v.Verdict)
+	if channel != v.Manifest.Channel {
+		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict is for channel %q, the manifest says %q", channel, v.Manifest.Channel)}
+	}
+	at := v.Verdict.GetTimeVerified().AsTime()
+	if now {
+		at = time.Now()
+	}
+	verdict, err := gates.Evaluate(pol, channel, statuses, at)
+	if err != nil {
+		return nil, nil, &evidence.InvalidError{Reason: err.Error()}
+	}
+	recorded := v.Verdict.GetVerificationResult() == evidence.Passed
+	if !now && recorded != verdict.Passed {
+		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), verdict.Passed)}
+	}
+	return v, verdict, nil
+}
+
+func defaultPubkey(root, flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	return filepath.Join(root, DevKeyDir, evidence.PublicKeyFile)
+}
+
+func cmdVerify(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pubkey := fs.String("pubkey", "", "public key (PKIX PEM) the bundle must be signed with (required)")
+	commitSHA := fs.String("commit", "", "the commit the evidence must be about")
+	at := fs.String("at", "", `"now" evaluates waivers at the current time instead of the evaluation time recorded in the bundle`)
+	pos, err := parse(fs, args, "DIR")
+	if err != nil {
+		return err
+	}
+	if *pubkey == "" {
+		return fail(exitUsage, "verify: --pubkey FILE is required")
+	}
+	if *at != "" && *at != "now" {
+		return fail(exitUsage, `verify: --at takes only "now"`)
+	}
+	pub, err := evidence.LoadVerifier(*pubkey)
+	if err != nil {
+		return fail(exitUsage, "--pubkey: %v", err)
+	}
+	v, verdict, err := verified(pos[0], pub, *commitSHA, registry(), *at == "now")
+	if err != nil {
+		return err
+	}
+	state := "PASSED"
+	if !verdict.Passed {
+		state = "BLOCKED"
+	}
+	fmt.Fprintf(stdout, "evidence valid: %d gate statements, manifest of %d artifacts, key %s\n", len(v.Gates), len(v.Manifest.Artifacts), v.KeyID)
+	if v.Manifest.DevelopmentKey {
+		fmt.Fprintln(stdout, "note: signed with a development key, not a release key")
+	}
+	fmt.Fprintf(stdout, "%s: channel %s, commit %s, evaluated %s\n", state, verdict.Channel, v.Manifest.Commit, verdict.At.Format(time.RFC3339))
+	for _, g := range verdict.Gates {
+		line := g.Status
+		if g.Reason != "" && g.Reason != g.Status {
+			line += ": " + g.Reason
+		}
+		fmt.Fprintf(stdout, "  %-16s %s\n", g.Gate, line)
+	}
+	if !verdict.Passed {
+		return fail(exitBlocked, "")
+	}
+	return nil
+}
+
+// reportInput builds the report's input from a verified bundle.
+func reportInput(v *evidence.Verified, verdict *gates.Verdict) (*evidence.ReportInput, error) {
+	results, err := evidence.LoadResults(v)
+	if err != nil {
+		return nil, err
+	}
+	in := &evidence.ReportInput{Verified: v, Results: results, Passed: verdict.Passed, Channel: verdict.Channel, At: verdict.At, PublicKeyID: v.KeyID}
+	for _, g := range verdict.Gates {
+		rg := evidence.ReportGate{Gate: g.Gate, Status: g.Status, Blocking: g.Blocking, Reason: g.Reason}
+		w, expired := g.Waiver, false
+		if w == nil && g.Expired != nil {
+			w, expired = g.Expired, true
+		}
+		if w != nil {
+			rg.Waiver = &evidence.ReportWaiver{Owner: w.Owner.Value, Reason: w.Reason.Value, Ticket: w.Ticket.Value, Expires: w.Expires.Time, Expired: expired}
+		}
+		in.Gates = append(in.Gates, rg)
+	}
+	return in, nil
+}
+
+// writeReports renders report.html and report.md next to the evidence.
+func writeReports(dir string, pub *evidence.Verifier, reg *gates.Registry) error {
+	v, verdict, err := verified(dir, pub, "", reg, false)
+	if err != nil {
+		return err
+	}
+	in, err := reportInput(v, verdict)
+	if err != nil {
+		return err
+	}
+	var h, m bytes.Buffer
+	if err := evidence.WriteHTML(&h, in); err != nil {
+		return err
+	}
+	if err := evidence.WriteMarkdown(&m, in); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, evidence.ReportHTML), h.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, evidence.ReportMD), m.Bytes(), 0o644)
+}
+
+func cmdReport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	format := fs.String("format", "html", "html or md")
+	pubkey := fs.String("pubkey", "", "public key the bundle must verify with (default: the development key)")
+	pos, err := parse(fs, args, "DIR")
+	if err != nil {
+		return err
+	}
+	root, _ := repoRoot()
+	pub, err := evidence.LoadVerifier(defaultPubkey(root, *pubkey))
+	if err != nil {
+		return fail(exitUsage, "--pubkey: %v", err)
+	}
+	v, verdict, err := verified(pos[0], pub, "", registry(), false)
+	if err != nil {
+		return err
+	}
+	in, err := reportInput(v, verdict)
+	if err != nil {
+		return err
+	}
+	switch *format {
+	case "html":
+		return evidence.WriteHTML(stdout, in)
+	case "md":
+		return evidence.WriteMarkdown(stdout, in)
+	}
+	return fail(exitUsage, "report: --format %q: want html or md", *format)
+}
+
+func cmdPublish(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	repo := fs.String("repo", "", "OWNER/NAME (required)")
+	sha := fs.String("sha", "", "commit to set the status on (required; must be the bundle's)")
+	pubkey := fs.String("pubkey", "", "public key the bundle must verify with (default: the development key)")
+	apiURL := fs.String("api-url", "", "GitHub API base URL (GitHub Enterprise: https://HOST/api/v3/); default api.github.com")
+	details := fs.String("details-url", "", "link from the status (a CI run)")
+	pos, err := parse(fs, args, "DIR")
+	if err != nil {
+		return err
+	}
+	owner, name, ok := strings.Cut(*repo, "/")
+	if !ok || owner == "" || name == "" || *sha == "" {
+		return fail(exitUsage, "publish: --repo OWNER/NAME and --sha SHA are required")
+	}
+	token := os.Getenv("GITHUB_TOKEN")
+	if token == "" {
+		return fail(exitUsage, "publish: set GITHUB_TOKEN")
+	}
+	root, _ := repoRoot()
+	pub, err := evidence.LoadVerifier(defaultPubkey(root, *pubkey))
+	if err != nil {
+		return fail(exitUsage, "--pubkey: %v", err)
+	}
+	v, verdict, err := verified(pos[0], pub, *sha, registry(), false)
+	if err != nil {
+		return err
+	}
+	in, err := reportInput(v, verdict)
+	if err != nil {
+		return err
+	}
+	var md bytes.Buffer
+	if err := evidence.WriteMarkdown(&md, in); err != nil {
+		return err
+	}
+	pv := publish.Verdict{Passed: verdict.Passed, Channel: verdict.Channel, Commit: *sha, Summary: md.String(), DetailsURL: *details}
+	for _, g := range verdict.Gates {
+		if g.Blocking {
+			pv.Blocking = append(pv.Blocking, g.Gate+": "+g.Reason)
+		}
+	}
+	gh, err := publish.NewClient(token, *apiURL)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := publish.Publish(ctx, gh, owner, name, pv)
+	if err != nil {
+		if res != nil && res.StatusURL != "" {
+			fmt.Fprintf(stdout, "status %s set on %s@%s, but: %v\n", publish.Context, *repo, *sha, err)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "status %s set on %s@%s\n", publish.Context, *repo, *sha)
+	if res.CheckRunSkipped != "" {
+		fmt.Fprintf(stdout, "check run skipped: %s\n", res.CheckRunSkipped)
+	}
+	if !verdict.Passed {
+		return fail(exitBlocked, "")
+	}
+	return nil
+}
