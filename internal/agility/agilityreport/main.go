@@ -97,4 +97,3 @@ func dirOf(p string) string {
 	}
 	return "."
 }
-
