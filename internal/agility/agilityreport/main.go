@@ -85,7 +85,7 @@ func commit() string {
 		return "unknown"
 	}
 	s := strings.TrimSpace(string(sha))
-	if st, err := exec.Command("git", "status", "--porcelain").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
 		s += " (with uncommitted changes)"
 	}
 	return s
