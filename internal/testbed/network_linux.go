@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -46,6 +47,88 @@ type Network struct {
 	Switch string
 	// Hosts are in the order they were created: Hosts[i] is Name-h<i>.
 	Hosts []*Host
+
+	owned *ownScope // set by Create: Close tears the network down
+}
+
+// scope is what building a network needs from its owner: somewhere to
+// register teardown steps, a temporary directory, error reporting and a
+// context. A testing.TB is one; Create makes its own.
+type scope interface {
+	Cleanup(func())
+	TempDir() string
+	Errorf(format string, args ...any)
+	Context() context.Context
+}
+
+// ownScope is the scope of a network made by Create, outside any test.
+type ownScope struct {
+	ctx      context.Context
+	mu       sync.Mutex
+	cleanups []func()
+	dirs     []string
+	errs     []error
+}
+
+func (s *ownScope) Cleanup(f func())         { s.mu.Lock(); s.cleanups = append(s.cleanups, f); s.mu.Unlock() }
+func (s *ownScope) Context() context.Context { return s.ctx }
+
+func (s *ownScope) TempDir() string {
+	d, err := os.MkdirTemp("", "rustynet-testbed-")
+	if err != nil {
+		s.Errorf("temp dir: %v", err)
+		return os.TempDir()
+	}
+	s.mu.Lock()
+	s.dirs = append(s.dirs, d)
+	s.mu.Unlock()
+	return d
+}
+
+func (s *ownScope) Errorf(format string, args ...any) {
+	s.mu.Lock()
+	s.errs = append(s.errs, fmt.Errorf(format, args...))
+	s.mu.Unlock()
+}
+
+// close runs the teardown steps in reverse order and removes the
+// temporary directories.
+func (s *ownScope) close() error {
+	s.mu.Lock()
+	cleanups := s.cleanups
+	s.cleanups = nil
+	s.mu.Unlock()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	for _, d := range s.dirs {
+		os.RemoveAll(d)
+	}
+	return errors.Join(s.errs...)
+}
+
+// Create builds a network outside a test (for the gates and the benchmark
+// matrix); it needs root. Close tears it down.
+func Create(ctx context.Context, opts Options) (*Network, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("testbed: network namespaces need root")
+	}
+	s := &ownScope{ctx: ctx}
+	n, err := build(s, opts)
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("testbed: %w", err)
+	}
+	n.owned = s
+	return n, nil
+}
+
+// Close tears down a network made by Create, in reverse order of creation.
+func (n *Network) Close() error {
+	if n.owned == nil {
+		return errors.New("testbed: Close of a network that New made (the test's cleanup removes it)")
+	}
+	return n.owned.close()
 }
 
 // Host is a network namespace attached to a Network's bridge.
@@ -81,7 +164,7 @@ func New(t testing.TB, opts Options) *Network {
 
 // build does New's work, registering each teardown step with t.Cleanup as
 // soon as there is something to tear down.
-func build(t testing.TB, opts Options) (*Network, error) {
+func build(t scope, opts Options) (*Network, error) {
 	if opts.Hosts < 1 {
 		return nil, fmt.Errorf("options: %d hosts, want at least 1", opts.Hosts)
 	}
@@ -157,7 +240,7 @@ func build(t testing.TB, opts Options) (*Network, error) {
 }
 
 // addNS creates a named namespace with loopback up, and registers its removal.
-func addNS(t testing.TB, name string) (string, error) {
+func addNS(t scope, name string) (string, error) {
 	path, err := newNamedNS(name)
 	if err != nil {
 		return "", err

@@ -570,3 +570,25 @@ func firstDiff(a, b []byte) int {
 	}
 	return min(len(a), len(b))
 }
+
+// TestCreateClose builds a network outside the test's cleanup, as the gates
+// do, uses it, and checks that Close removes its namespaces.
+func TestCreateClose(t *testing.T) {
+	require.Root(t)
+	n, err := testbed.Create(context.Background(), testbed.Options{Hosts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := echoServer(t, n.Hosts[1])
+	if err := dialOnce(context.Background(), n.Hosts[0], srv, 5*time.Second); err != nil {
+		t.Errorf("dial across a created network: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, h := range n.Hosts {
+		if _, err := os.Stat(h.NSPath); !os.IsNotExist(err) {
+			t.Errorf("namespace %s still exists after Close", h.Name)
+		}
+	}
+}
