@@ -1,0 +1,766 @@
+package matrix
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/internal/daemon"
+	"github.com/rustynet/rustynet/internal/testbed"
+	"github.com/rustynet/rustynet/node/localapi"
+	"github.com/rustynet/rustynet/node/router"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// Env is what running the matrix needs.
+type Env struct {
+	// ControllerBin and DaemonBin are the built rustynet-controller and
+	// rustynetd.
+	ControllerBin, DaemonBin string
+	// Work is a scratch directory.
+	Work string
+	Log  io.Writer
+	// Progress, if set, is told how much of the matrix is done (0 to 1).
+	Progress func(float64)
+}
+
+// Result is what one cell measured.
+type Result struct {
+	Cell         string                 `json:"cell"`
+	Measurements []evidence.Measurement `json:"measurements"`
+	Error        string                 `json:"error,omitempty"`
+}
+
+// Run measures every cell, one after the other. A cell that cannot be
+// measured records its error and the run goes on.
+func Run(ctx context.Context, env Env, cells []Cell) []Result {
+	var out []Result
+	for i, c := range cells {
+		fmt.Fprintf(env.Log, "== %s (%d repetitions)\n", c.Name(), c.Repetitions)
+		start := time.Now()
+		ms, err := runCell(ctx, env, c)
+		r := Result{Cell: c.Name(), Measurements: ms}
+		if err != nil {
+			r.Error = err.Error()
+			fmt.Fprintf(env.Log, "   error: %v\n", err)
+		}
+		for _, m := range ms {
+			fmt.Fprintf(env.Log, "   %s: %v %s\n", m.Name, roundAll(m.Values), m.Unit)
+		}
+		fmt.Fprintf(env.Log, "   (%v)\n", time.Since(start).Round(time.Millisecond))
+		out = append(out, r)
+		if env.Progress != nil {
+			env.Progress(float64(i+1) / float64(len(cells)))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return out
+}
+
+func roundAll(v []float64) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = math.Round(x*1000) / 1000
+	}
+	return out
+}
+
+func runCell(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
+	switch c.Kind {
+	case "throughput":
+		return throughput(ctx, env, c)
+	case "handshake":
+		return handshake(ctx, env, c)
+	case "reconnect":
+		return reconnect(ctx, env, c)
+	case "route-apply":
+		return routeApply(ctx, env, c)
+	case "netmap-propagation":
+		return propagation(ctx, env, c)
+	}
+	return nil, fmt.Errorf("kind %q has no runner", c.Kind)
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// mesh is a controller in host 0 of a testbed and a rustynetd in each of
+// the other hosts.
+type mesh struct {
+	env    Env
+	net    *testbed.Network
+	dir    string
+	ctl    *daemon.Process
+	nodes  []*meshNode
+	key    string
+	backnd string
+	mtu    int
+}
+
+type meshNode struct {
+	host *testbed.Host
+	dir  string
+	p    *daemon.Process
+	addr netip.Addr
+	args []string
+}
+
+var listenRE = regexp.MustCompile(`msg="controller serving".* listen=(\S+)`)
+
+func (m *mesh) ctlURL() string {
+	return "https://" + netip.AddrPortFrom(m.net.Hosts[0].Addr, 8443).String()
+}
+
+func (m *mesh) startController(ctx context.Context) error {
+	h := m.net.Hosts[0]
+	cmd := h.Command(ctx, m.env.ControllerBin, "serve", "--data-dir", m.dir, "--listen",
+		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", "")
+	p, _, err := daemon.Start(ctx, cmd, listenRE, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	m.ctl = p
+	return nil
+}
+
+// newMesh builds a testbed of peers+1 hosts and starts a controller and
+// peers nodes on the backend.
+func newMesh(ctx context.Context, env Env, backend string, peers, mtu int) (*mesh, error) {
+	n, err := testbed.Create(ctx, testbed.Options{Hosts: peers + 1})
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(env.Work, "mesh-")
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	m := &mesh{env: env, net: n, dir: dir, backnd: backend, mtu: mtu}
+	if err := m.startController(ctx); err != nil {
+		m.close()
+		return nil, err
+	}
+	out, err := exec.CommandContext(ctx, env.ControllerBin, "authkey", "create", "--data-dir", dir, "--reusable").Output()
+	if err != nil {
+		m.close()
+		return nil, fmt.Errorf("authkey create: %w", err)
+	}
+	m.key = string(bytes.TrimSpace(out))
+	for i := 1; i <= peers; i++ {
+		if err := m.addNode(ctx, i); err != nil {
+			m.close()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *mesh) addNode(ctx context.Context, i int) error {
+	h := m.net.Hosts[i]
+	dir := filepath.Join(m.dir, fmt.Sprintf("node%d", i))
+	nd := &meshNode{host: h, dir: dir, args: []string{"--state-dir", dir, "--controller", m.ctlURL(),
+		"--controller-ca", filepath.Join(m.dir, "tls", "ca.pem"), "--auth-key", m.key, "--backend", m.backnd,
+		"--interface", fmt.Sprintf("rnm%d-%s", i, h.Name[5:11]), "--mtu", strconv.Itoa(m.mtu), "--hostname", fmt.Sprintf("n%d", i)}}
+	if err := nd.start(ctx, m.env.DaemonBin); err != nil {
+		return err
+	}
+	m.nodes = append(m.nodes, nd)
+	return nil
+}
+
+func (nd *meshNode) start(ctx context.Context, bin string) error {
+	p, _, err := daemon.Start(ctx, nd.host.Command(ctx, bin, nd.args...), regexp.MustCompile(`msg="dataplane up"`), 30*time.Second)
+	if err != nil {
+		return err
+	}
+	nd.p = p
+	st, err := localapi.NewClient(nd.dir).Status(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range st.Self.Addresses {
+		if a.Addr().Is4() {
+			nd.addr = a.Addr()
+		}
+	}
+	return nil
+}
+
+// waitPeers waits until every node has every other as a peer.
+func (m *mesh) waitPeers(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
+		for _, nd := range m.nodes {
+			st, err := localapi.NewClient(nd.dir).Status(ctx)
+			if err != nil || len(st.DataplanePeers) < len(m.nodes)-1 {
+				ok = false
+			}
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("nodes did not all see each other within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (m *mesh) close() {
+	for _, nd := range m.nodes {
+		if nd.p != nil {
+			nd.p.Stop(10 * time.Second)
+		}
+	}
+	if m.ctl != nil {
+		m.ctl.Stop(10 * time.Second)
+	}
+	m.net.Close()
+	os.RemoveAll(m.dir)
+}
+
+// cpu sums the CPU time of every node daemon.
+func (m *mesh) cpu() time.Duration {
+	var d time.Duration
+	for _, nd := range m.nodes {
+		c, _ := nd.p.CPU()
+		d += c
+	}
+	return d
+}
+
+func throughput(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
+	m, err := newMesh(ctx, env, c.Params["backend"], atoi(c.Params["peers"]), atoi(c.Params["mtu"]))
+	if err != nil {
+		return nil, err
+	}
+	defer m.close()
+	if err := m.waitPeers(ctx); err != nil {
+		return nil, err
+	}
+	a, b := m.nodes[0], m.nodes[1]
+	var ms []evidence.Measurement
+	switch c.Params["traffic"] {
+	case "tcp-bulk":
+		ms, err = tcpBulk(ctx, m, a, b, c)
+	case "udp-small":
+		ms, err = udpSmall(ctx, m, a, b, c)
+	case "request-response":
+		ms, err = requestResponse(ctx, a, b, c)
+	}
+	for i, nd := range m.nodes {
+		if _, peak, err := nd.p.Memory(); err == nil {
+			ms = append(ms, evidence.Measurement{Name: fmt.Sprintf("rss_peak_node%d", i+1), Unit: "MiB",
+				Method: "VmHWM of the rustynetd process after the cell", Values: []float64{float64(peak) / (1 << 20)}})
+		}
+	}
+	return ms, err
+}
+
+// tcpBulk alternates iperf3 runs over the raw path and through the tunnel.
+func tcpBulk(ctx context.Context, m *mesh, a, b *meshNode, c Cell) ([]evidence.Measurement, error) {
+	var raw, tun, ratio, cpuPerGB []float64
+	for range c.Repetitions {
+		r, err := testbed.Iperf3(ctx, b.host, a.host, b.host.Addr, c.Duration)
+		if err != nil {
+			return nil, fmt.Errorf("raw: %w", err)
+		}
+		c0 := m.cpu()
+		t, err := testbed.Iperf3(ctx, b.host, a.host, b.addr, c.Duration)
+		if err != nil {
+			return nil, fmt.Errorf("tunnel: %w", err)
+		}
+		cpu := m.cpu() - c0
+		raw = append(raw, r.GbitPerSecond())
+		tun = append(tun, t.GbitPerSecond())
+		ratio = append(ratio, t.BitsPerSecond/r.BitsPerSecond)
+		cpuPerGB = append(cpuPerGB, cpu.Seconds()/(float64(t.Bytes)/1e9))
+	}
+	method := fmt.Sprintf("iperf3 TCP, %v per run, raw veth and tunnel alternating in the same run", c.Duration)
+	return []evidence.Measurement{
+		{Name: "raw_throughput", Unit: "Gbit/s", Method: method, Values: raw},
+		{Name: "tunnel_throughput", Unit: "Gbit/s", Method: method, Values: tun},
+		{Name: "tunnel_to_raw", Unit: "ratio", Method: method, Values: ratio},
+		{Name: "cpu_per_gb", Unit: "s/GB", Method: "CPU time of every rustynetd during the tunnel run, per GB carried", Values: cpuPerGB},
+	}, nil
+}
+
+// udpSmall sends 64-byte datagrams as fast as one sender can for the
+// cell's duration, over the raw path and through the tunnel, and counts
+// what arrives.
+func udpSmall(ctx context.Context, m *mesh, a, b *meshNode, c Cell) ([]evidence.Measurement, error) {
+	var rawPPS, tunPPS, loss []float64
+	for range c.Repetitions {
+		r, _, err := blast(ctx, a.host, b.host, b.host.Addr, c.Duration)
+		if err != nil {
+			return nil, fmt.Errorf("raw: %w", err)
+		}
+		t, lost, err := blast(ctx, a.host, b.host, b.addr, c.Duration)
+		if err != nil {
+			return nil, fmt.Errorf("tunnel: %w", err)
+		}
+		rawPPS, tunPPS, loss = append(rawPPS, r), append(tunPPS, t), append(loss, lost)
+	}
+	method := fmt.Sprintf("one sender of 64-byte UDP datagrams for %v, packets received per second", c.Duration)
+	return []evidence.Measurement{
+		{Name: "raw_pps", Unit: "packets/s", Method: method, Values: rawPPS},
+		{Name: "tunnel_pps", Unit: "packets/s", Method: method, Values: tunPPS},
+		{Name: "tunnel_loss", Unit: "%", Method: method + ", share sent but not received", Values: loss},
+	}, nil
+}
+
+func blast(ctx context.Context, from, to *testbed.Host, dst netip.Addr, d time.Duration) (pps, lossPct float64, err error) {
+	pc, err := to.ListenPacket("udp", netip.AddrPortFrom(dst, 0).String())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer pc.Close()
+	target := pc.LocalAddr().String()
+	var got int64
+	var first, last time.Time
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			pc.SetReadDeadline(time.Now().Add(time.Second))
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+			now := time.Now()
+			if got == 0 {
+				first = now
+			}
+			last = now
+			got++
+		}
+	}()
+	c, err := from.DialContext(ctx, "udp", target)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	msg := make([]byte, 64)
+	var sent int64
+	end := time.Now().Add(d)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if _, err := c.Write(msg); err == nil {
+			sent++
+		}
+	}
+	<-done
+	if got < 2 || !last.After(first) {
+		return 0, 100, fmt.Errorf("%d of %d datagrams arrived", got, sent)
+	}
+	return float64(got) / last.Sub(first).Seconds(), 100 * float64(sent-got) / float64(sent), nil
+}
+
+// requestResponse measures round trips of 64-byte messages over one TCP
+// connection through the tunnel and over the raw path.
+func requestResponse(ctx context.Context, a, b *meshNode, c Cell) ([]evidence.Measurement, error) {
+	const rounds = 2000
+	var out []evidence.Measurement
+	for _, path := range []struct {
+		name string
+		dst  netip.Addr
+	}{{"raw", b.host.Addr}, {"tunnel", b.addr}} {
+		var p50, p99 []float64
+		for range c.Repetitions {
+			lat, err := pingPong(ctx, a.host, b.host, path.dst, rounds)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path.name, err)
+			}
+			slices.Sort(lat)
+			p50 = append(p50, ms(lat[len(lat)/2]))
+			p99 = append(p99, ms(lat[len(lat)*99/100]))
+		}
+		method := fmt.Sprintf("%d round trips of 64 bytes on one TCP connection, per repetition", rounds)
+		out = append(out,
+			evidence.Measurement{Name: path.name + "_rtt_p50", Unit: "ms", Method: method, Values: p50},
+			evidence.Measurement{Name: path.name + "_rtt_p99", Unit: "ms", Method: method, Values: p99})
+	}
+	return out, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func pingPong(ctx context.Context, from, to *testbed.Host, dst netip.Addr, rounds int) ([]time.Duration, error) {
+	ln, err := to.Listen("tcp", netip.AddrPortFrom(dst, 0).String())
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	c, err := from.DialContext(dctx, "tcp", ln.Addr().String())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetNoDelay(true)
+	c.SetDeadline(time.Now().Add(time.Minute))
+	buf := make([]byte, 64)
+	lat := make([]time.Duration, 0, rounds)
+	for i := range rounds {
+		binary.BigEndian.PutUint32(buf, uint32(i))
+		t0 := time.Now()
+		if _, err := c.Write(buf); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return nil, err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	return lat, nil
+}
+
+// handshake measures the first ping to a peer, which waits for the
+// session to be set up, against steady pings afterwards; each repetition
+// builds a new pair of nodes.
+func handshake(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
+	var first, steady []float64
+	for range c.Repetitions {
+		m, err := newMesh(ctx, env, c.Params["backend"], 2, 1420)
+		if err != nil {
+			return nil, err
+		}
+		err = func() error {
+			defer m.close()
+			if err := m.waitPeers(ctx); err != nil {
+				return err
+			}
+			cl := localapi.NewClient(m.nodes[0].dir)
+			peer := m.nodes[1].addr.String()
+			r, err := cl.Ping(ctx, peer, 10*time.Second)
+			if err != nil {
+				return fmt.Errorf("first ping: %w", err)
+			}
+			first = append(first, ms(r.RTT))
+			var rtts []float64
+			for range 10 {
+				r, err := cl.Ping(ctx, peer, 5*time.Second)
+				if err != nil {
+					return err
+				}
+				rtts = append(rtts, ms(r.RTT))
+			}
+			slices.Sort(rtts)
+			steady = append(steady, rtts[len(rtts)/2])
+			return nil
+		}()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return []evidence.Measurement{
+		{Name: "first_ping", Unit: "ms", Method: "ICMP echo through the tunnel to a peer with no session yet (includes the handshake), a fresh pair per repetition", Values: first},
+		{Name: "steady_ping", Unit: "ms", Method: "median of 10 ICMP echoes after the first", Values: steady},
+	}, nil
+}
+
+// reconnect restarts the controller and times each node back to running.
+func reconnect(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
+	m, err := newMesh(ctx, env, c.Params["backend"], 3, 1420)
+	if err != nil {
+		return nil, err
+	}
+	defer m.close()
+	var lat []float64
+	state := func(nd *meshNode) string {
+		st, err := localapi.NewClient(nd.dir).Status(ctx)
+		if err != nil {
+			return ""
+		}
+		return st.State
+	}
+	for range c.Repetitions {
+		m.ctl.Stop(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
+		for _, nd := range m.nodes {
+			for state(nd) != "offline" {
+				if time.Now().After(deadline) {
+					return nil, errors.New("nodes did not notice the controller stopping within 30s")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if err := m.startController(ctx); err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		pending := slices.Clone(m.nodes)
+		for len(pending) > 0 {
+			for i := 0; i < len(pending); i++ {
+				if state(pending[i]) == "running" {
+					lat = append(lat, ms(time.Since(t0)))
+					pending = slices.Delete(pending, i, i+1)
+					i--
+				}
+			}
+			if time.Since(t0) > time.Minute {
+				return nil, errors.New("nodes did not reconnect within a minute")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	slices.Sort(lat)
+	return []evidence.Measurement{
+		{Name: "reconnect", Unit: "ms", Method: "from the restarted controller serving to each of 3 nodes reporting running, polled every 5 ms", Values: lat},
+	}, nil
+}
+
+// propagation registers nodes simulated by long-poll clients against a
+// controller on loopback, changes one, and times the change reaching each.
+func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
+	n := atoi(c.Params["nodes"])
+	dir, err := os.MkdirTemp(env.Work, "propagation-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	p, m, err := daemon.Start(ctx, exec.CommandContext(ctx, env.ControllerBin, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", ""),
+		listenRE, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Stop(10 * time.Second)
+	base := "https://" + m[1]
+	out, err := exec.CommandContext(ctx, env.ControllerBin, "authkey", "create", "--data-dir", dir, "--reusable").Output()
+	if err != nil {
+		return nil, err
+	}
+	key := string(bytes.TrimSpace(out))
+	pem, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+		MaxIdleConnsPerHost: n + 16}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	creds, err := registerMany(ctx, hc, base, key, n)
+	if err != nil {
+		return nil, err
+	}
+	var first map[string]any
+	if err := getJSON(ctx, hc, base+"/v1/netmap?since=0&wait=0", creds[0], &first); err != nil {
+		return nil, err
+	}
+	rev := uint64(first["revision"].(float64))
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	arrivals := make(chan time.Time, n)
+	var wg sync.WaitGroup
+	for i := 1; i < n; i++ {
+		wg.Go(func() {
+			since := rev
+			for pctx.Err() == nil {
+				var resp struct {
+					Revision uint64 `json:"revision"`
+				}
+				if err := getJSON(pctx, hc, fmt.Sprintf("%s/v1/netmap?since=%d&wait=60", base, since), creds[i], &resp); err != nil {
+					return
+				}
+				if resp.Revision != since {
+					arrivals <- time.Now()
+				}
+				since = resp.Revision
+			}
+		})
+	}
+	defer wg.Wait()
+	defer cancel()
+	var p50, p99 []float64
+	time.Sleep(2 * time.Second) // let the polls arrive
+	for rep := range c.Repetitions {
+		body := fmt.Sprintf(`{"endpoints":["192.0.2.1:%d"]}`, 20000+rep)
+		t0 := time.Now()
+		if err := postJSON(ctx, hc, base+"/v1/endpoints", creds[0], body); err != nil {
+			return nil, err
+		}
+		var lat []float64
+		timeout := time.After(time.Minute)
+		for len(lat) < n-1 {
+			select {
+			case t := <-arrivals:
+				lat = append(lat, ms(t.Sub(t0)))
+			case <-timeout:
+				return nil, fmt.Errorf("repetition %d: %d of %d nodes heard of the change within a minute", rep, len(lat), n-1)
+			}
+		}
+		slices.Sort(lat)
+		p50 = append(p50, lat[len(lat)/2])
+		p99 = append(p99, lat[len(lat)*99/100])
+		time.Sleep(time.Second) // the polls re-arm
+	}
+	method := fmt.Sprintf("one endpoint change reaching %d long-polling clients (HTTP/1.1 over TLS, one connection each, in this process) from a controller process on loopback", n-1)
+	return []evidence.Measurement{
+		{Name: "propagation_p50", Unit: "ms", Method: method, Values: p50},
+		{Name: "propagation_p99", Unit: "ms", Method: method, Values: p99},
+	}, nil
+}
+
+func registerMany(ctx context.Context, hc *http.Client, base, key string, n int) ([]string, error) {
+	creds := make([]string, n)
+	errs := make(chan error, 16)
+	var next sync.Mutex
+	i := 0
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for {
+				next.Lock()
+				j := i
+				i++
+				next.Unlock()
+				if j >= n {
+					return
+				}
+				nk, mk := make([]byte, 32), make([]byte, 32)
+				binary.BigEndian.PutUint64(nk, uint64(j)+1)
+				binary.BigEndian.PutUint64(mk, uint64(j)+1<<40)
+				nk[31], mk[31] = 1, 2
+				body, _ := json.Marshal(map[string]string{"auth_key": key, "node_key": b64(nk), "machine_key": b64(mk)})
+				var out struct {
+					Credential string `json:"credential"`
+				}
+				if err := doJSON(ctx, hc, http.MethodPost, base+"/v1/register", "", string(body), &out); err != nil {
+					errs <- err
+					return
+				}
+				creds[j] = out.Credential
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	return creds, nil
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// doJSON sends one API request with the current capability version (the
+// wire format is controller/api's; the matrix speaks it as a client would).
+func doJSON(ctx context.Context, hc *http.Client, method, url, cred, body string, out any) error {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Rustynet-Capability-Version", "2")
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s %s: %s %s", method, url, resp.Status, raw)
+	}
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func getJSON(ctx context.Context, hc *http.Client, url, cred string, out any) error {
+	return doJSON(ctx, hc, http.MethodGet, url, cred, "", out)
+}
+
+func postJSON(ctx context.Context, hc *http.Client, url, cred, body string) error {
+	return doJSON(ctx, hc, http.MethodPost, url, cred, body, nil)
+}
+
+// routeApply times installing N routes on a TUN in a fresh namespace with
+// the node's router, from none, Repetitions times.
+func routeApply(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
+	n := atoi(c.Params["routes"])
+	nw, err := testbed.Create(ctx, testbed.Options{Hosts: 1})
+	if err != nil {
+		return nil, err
+	}
+	defer nw.Close()
+	h := nw.Hosts[0]
+	var dev tun.Device
+	var r *router.Linux
+	if err := h.Do(func() error {
+		var err error
+		if dev, err = tun.CreateTUN("rtm0", 1420); err != nil {
+			return err
+		}
+		r, err = router.NewLinux("rtm0")
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	defer dev.Close()
+	defer r.Close()
+	routes := make([]netip.Prefix, n)
+	for i := range routes {
+		routes[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64 + byte(i>>16), byte(i >> 8), byte(i)}), 32)
+	}
+	var lat []float64
+	for range c.Repetitions {
+		t0 := time.Now()
+		if err := r.Set(&router.Config{Routes: routes}); err != nil {
+			return nil, err
+		}
+		lat = append(lat, ms(time.Since(t0)))
+		if err := r.Set(&router.Config{}); err != nil {
+			return nil, err
+		}
+	}
+	sorted := slices.Clone(lat)
+	slices.Sort(sorted)
+	method := fmt.Sprintf("node/router Set of %d routes from none on a TUN in a namespace (netlink), %d repetitions", n, c.Repetitions)
+	return []evidence.Measurement{
+		{Name: "route_apply", Unit: "ms", Method: method, Values: lat},
+		{Name: "route_apply_p50", Unit: "ms", Method: method + ", median", Values: []float64{sorted[len(sorted)/2]}},
+		{Name: "route_apply_p99", Unit: "ms", Method: method + ", 99th percentile", Values: []float64{sorted[(len(sorted)-1)*99/100]}},
+	}, nil
+}

@@ -1,0 +1,77 @@
+package matrix
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/internal/require"
+)
+
+// TestRunCells measures one small cell of every kind for real: a controller
+// and nodes in namespaces, the built binaries.
+func TestRunCells(t *testing.T) {
+	require.Root(t)
+	require.Command(t, "iperf3")
+	dir := t.TempDir()
+	for _, b := range []string{"rustynet-controller", "rustynetd"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b, err, out)
+		}
+	}
+	_, cells, err := Parse("small.yaml", []byte(`version: 1
+name: small
+repetitions: 2
+suites:
+  - kind: throughput
+    duration: 1s
+    axes: {backend: [wireguard], mtu: ["1420"], peers: ["2"], traffic: [tcp-bulk, udp-small, request-response]}
+  - kind: handshake
+    repetitions: 1
+    axes: {backend: [quic]}
+  - kind: reconnect
+    repetitions: 1
+    axes: {backend: [wireguard]}
+  - kind: route-apply
+    repetitions: 5
+    axes: {routes: ["100"]}
+  - kind: netmap-propagation
+    repetitions: 1
+    axes: {nodes: ["50"]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	results := Run(ctx, Env{ControllerBin: filepath.Join(dir, "rustynet-controller"), DaemonBin: filepath.Join(dir, "rustynetd"), Work: t.TempDir(), Log: &log}, cells)
+	if len(results) != len(cells) {
+		t.Fatalf("%d results for %d cells", len(results), len(cells))
+	}
+	for _, r := range results {
+		if r.Error != "" {
+			t.Errorf("%s: %s", r.Cell, r.Error)
+			continue
+		}
+		if len(r.Measurements) == 0 {
+			t.Errorf("%s measured nothing", r.Cell)
+		}
+		for _, m := range r.Measurements {
+			for _, v := range m.Values {
+				if !(v >= 0) {
+					t.Errorf("%s %s: value %v", r.Cell, m.Name, v)
+				}
+			}
+		}
+	}
+	if t.Failed() {
+		t.Log(log.String())
+	}
+}
