@@ -43,6 +43,10 @@ type Run struct {
 	Env      machine.Environment
 	// Log receives the gate's log; it becomes the artifact GATE/log.txt.
 	Log io.Writer
+	// Baseline is an earlier bundle to compare with (perf-budget), and
+	// BaselineKey the key it must verify with; empty when there is none.
+	Baseline    string
+	BaselineKey *evidence.Verifier
 
 	w            *evidence.Writer
 	mu           sync.Mutex
@@ -162,6 +166,8 @@ type Options struct {
 	Commit         string
 	Dirty          bool
 	Version        string
+	Baseline       string
+	BaselineKey    *evidence.Verifier
 	// Progress receives a line per gate and a progress line for long
 	// ones; nil discards.
 	Progress io.Writer
@@ -234,7 +240,7 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	for _, name := range names {
 		spec, _ := o.Registry.Get(name)
 		r := &Run{Gate: name, Channel: o.Channel, Commit: o.Commit, Root: o.Root, Work: filepath.Join(work, name),
-			Binaries: binaries, Env: env, w: w}
+			Binaries: binaries, Env: env, Baseline: o.Baseline, BaselineKey: o.BaselineKey, w: w}
 		os.MkdirAll(r.Work, 0o755)
 		res := runOne(ctx, spec, r, o)
 		if name == BuildGate && res.Status == evidence.StatusPass {

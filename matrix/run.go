@@ -106,20 +106,21 @@ func runCell(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, erro
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
-// mesh is a controller in host 0 of a testbed and a rustynetd in each of
+// Mesh is a controller in host 0 of a testbed and a rustynetd in each of
 // the other hosts.
-type mesh struct {
+type Mesh struct {
 	env    Env
 	net    *testbed.Network
 	dir    string
 	ctl    *daemon.Process
-	nodes  []*meshNode
+	nodes  []*MeshNode
 	key    string
 	backnd string
 	mtu    int
 }
 
-type meshNode struct {
+// MeshNode is one rustynetd of a Mesh.
+type MeshNode struct {
 	host *testbed.Host
 	dir  string
 	p    *daemon.Process
@@ -127,16 +128,81 @@ type meshNode struct {
 	args []string
 }
 
+// Host is the node's namespace.
+func (nd *MeshNode) Host() *testbed.Host { return nd.host }
+
+// Addr is the node's mesh IPv4 address.
+func (nd *MeshNode) Addr() netip.Addr { return nd.addr }
+
+// Process is the rustynetd process.
+func (nd *MeshNode) Process() *daemon.Process { return nd.p }
+
+// Nodes are the mesh's nodes.
+func (m *Mesh) Nodes() []*MeshNode { return m.nodes }
+
+// Controller is the controller process.
+func (m *Mesh) Controller() *daemon.Process { return m.ctl }
+
+// NewMesh builds a testbed of peers+1 hosts with a controller and peers
+// nodes on the backend, and waits until every node has every other as a
+// peer. Close tears it all down.
+func NewMesh(ctx context.Context, env Env, backend string, peers, mtu int) (*Mesh, error) {
+	m, err := newMesh(ctx, env, backend, peers, mtu)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.waitPeers(ctx); err != nil {
+		m.close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close stops the daemons and removes the testbed.
+func (m *Mesh) Close() { m.close() }
+
 var listenRE = regexp.MustCompile(`msg="controller serving".* listen=(\S+)`)
 
-func (m *mesh) ctlURL() string {
+// MetricsAddr is where every daemon of a Mesh serves its metrics, inside
+// its own namespace.
+const MetricsAddr = "127.0.0.1:9470"
+
+// Scrape reads one unlabelled sample (go_goroutines, say) from the metrics
+// of the daemon in host h.
+func Scrape(ctx context.Context, h *testbed.Host, name string) (float64, error) {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) { return h.DialContext(ctx, network, addr) },
+	}}
+	defer hc.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+MetricsAddr+"/metrics", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in the metrics of %s", name, h.Name)
+}
+
+// ControllerHost is the host the controller runs in.
+func (m *Mesh) ControllerHost() *testbed.Host { return m.net.Hosts[0] }
+
+func (m *Mesh) ctlURL() string {
 	return "https://" + netip.AddrPortFrom(m.net.Hosts[0].Addr, 8443).String()
 }
 
-func (m *mesh) startController(ctx context.Context) error {
+func (m *Mesh) startController(ctx context.Context) error {
 	h := m.net.Hosts[0]
 	cmd := h.Command(ctx, m.env.ControllerBin, "serve", "--data-dir", m.dir, "--listen",
-		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", "")
+		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", MetricsAddr)
 	p, _, err := daemon.Start(ctx, cmd, listenRE, 30*time.Second)
 	if err != nil {
 		return err
@@ -147,7 +213,7 @@ func (m *mesh) startController(ctx context.Context) error {
 
 // newMesh builds a testbed of peers+1 hosts and starts a controller and
 // peers nodes on the backend.
-func newMesh(ctx context.Context, env Env, backend string, peers, mtu int) (*mesh, error) {
+func newMesh(ctx context.Context, env Env, backend string, peers, mtu int) (*Mesh, error) {
 	n, err := testbed.Create(ctx, testbed.Options{Hosts: peers + 1})
 	if err != nil {
 		return nil, err
@@ -157,7 +223,7 @@ func newMesh(ctx context.Context, env Env, backend string, peers, mtu int) (*mes
 		n.Close()
 		return nil, err
 	}
-	m := &mesh{env: env, net: n, dir: dir, backnd: backend, mtu: mtu}
+	m := &Mesh{env: env, net: n, dir: dir, backnd: backend, mtu: mtu}
 	if err := m.startController(ctx); err != nil {
 		m.close()
 		return nil, err
@@ -177,12 +243,13 @@ func newMesh(ctx context.Context, env Env, backend string, peers, mtu int) (*mes
 	return m, nil
 }
 
-func (m *mesh) addNode(ctx context.Context, i int) error {
+func (m *Mesh) addNode(ctx context.Context, i int) error {
 	h := m.net.Hosts[i]
 	dir := filepath.Join(m.dir, fmt.Sprintf("node%d", i))
-	nd := &meshNode{host: h, dir: dir, args: []string{"--state-dir", dir, "--controller", m.ctlURL(),
+	nd := &MeshNode{host: h, dir: dir, args: []string{"--state-dir", dir, "--controller", m.ctlURL(),
 		"--controller-ca", filepath.Join(m.dir, "tls", "ca.pem"), "--auth-key", m.key, "--backend", m.backnd,
-		"--interface", fmt.Sprintf("rnm%d-%s", i, h.Name[5:11]), "--mtu", strconv.Itoa(m.mtu), "--hostname", fmt.Sprintf("n%d", i)}}
+		"--interface", fmt.Sprintf("rnm%d-%s", i, h.Name[5:11]), "--mtu", strconv.Itoa(m.mtu), "--hostname", fmt.Sprintf("n%d", i),
+		"--metrics-listen", MetricsAddr}}
 	if err := nd.start(ctx, m.env.DaemonBin); err != nil {
 		return err
 	}
@@ -190,7 +257,7 @@ func (m *mesh) addNode(ctx context.Context, i int) error {
 	return nil
 }
 
-func (nd *meshNode) start(ctx context.Context, bin string) error {
+func (nd *MeshNode) start(ctx context.Context, bin string) error {
 	p, _, err := daemon.Start(ctx, nd.host.Command(ctx, bin, nd.args...), regexp.MustCompile(`msg="dataplane up"`), 30*time.Second)
 	if err != nil {
 		return err
@@ -209,7 +276,7 @@ func (nd *meshNode) start(ctx context.Context, bin string) error {
 }
 
 // waitPeers waits until every node has every other as a peer.
-func (m *mesh) waitPeers(ctx context.Context) error {
+func (m *Mesh) waitPeers(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ok := true
@@ -229,7 +296,7 @@ func (m *mesh) waitPeers(ctx context.Context) error {
 	}
 }
 
-func (m *mesh) close() {
+func (m *Mesh) close() {
 	for _, nd := range m.nodes {
 		if nd.p != nil {
 			nd.p.Stop(10 * time.Second)
@@ -243,7 +310,7 @@ func (m *mesh) close() {
 }
 
 // cpu sums the CPU time of every node daemon.
-func (m *mesh) cpu() time.Duration {
+func (m *Mesh) cpu() time.Duration {
 	var d time.Duration
 	for _, nd := range m.nodes {
 		c, _ := nd.p.CPU()
@@ -281,7 +348,7 @@ func throughput(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, e
 }
 
 // tcpBulk alternates iperf3 runs over the raw path and through the tunnel.
-func tcpBulk(ctx context.Context, m *mesh, a, b *meshNode, c Cell) ([]evidence.Measurement, error) {
+func tcpBulk(ctx context.Context, m *Mesh, a, b *MeshNode, c Cell) ([]evidence.Measurement, error) {
 	var raw, tun, ratio, cpuPerGB []float64
 	for range c.Repetitions {
 		r, err := testbed.Iperf3(ctx, b.host, a.host, b.host.Addr, c.Duration)
@@ -311,7 +378,7 @@ func tcpBulk(ctx context.Context, m *mesh, a, b *meshNode, c Cell) ([]evidence.M
 // udpSmall sends 64-byte datagrams as fast as one sender can for the
 // cell's duration, over the raw path and through the tunnel, and counts
 // what arrives.
-func udpSmall(ctx context.Context, m *mesh, a, b *meshNode, c Cell) ([]evidence.Measurement, error) {
+func udpSmall(ctx context.Context, m *Mesh, a, b *MeshNode, c Cell) ([]evidence.Measurement, error) {
 	var rawPPS, tunPPS, loss []float64
 	for range c.Repetitions {
 		r, _, err := blast(ctx, a.host, b.host, b.host.Addr, c.Duration)
@@ -380,7 +447,7 @@ func blast(ctx context.Context, from, to *testbed.Host, dst netip.Addr, d time.D
 
 // requestResponse measures round trips of 64-byte messages over one TCP
 // connection through the tunnel and over the raw path.
-func requestResponse(ctx context.Context, a, b *meshNode, c Cell) ([]evidence.Measurement, error) {
+func requestResponse(ctx context.Context, a, b *MeshNode, c Cell) ([]evidence.Measurement, error) {
 	const rounds = 2000
 	var out []evidence.Measurement
 	for _, path := range []struct {
@@ -498,7 +565,7 @@ func reconnect(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, er
 	}
 	defer m.close()
 	var lat []float64
-	state := func(nd *meshNode) string {
+	state := func(nd *MeshNode) string {
 		st, err := localapi.NewClient(nd.dir).Status(ctx)
 		if err != nil {
 			return ""

@@ -155,3 +155,43 @@ func FuzzParseCrypto(f *testing.F) {
 		}
 	})
 }
+
+func TestShippedBudgetsLoad(t *testing.T) {
+	b, err := LoadBudgets("budgets.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{"nightly", "beta", "ga"} {
+		if _, err := b.SoakDuration(ch); err != nil {
+			t.Error(err)
+		}
+	}
+	if d, _ := b.SoakDuration("ga"); d != 24*time.Hour {
+		t.Errorf("GA soak = %v, want 24h", d)
+	}
+}
+
+func TestBudgetsFor(t *testing.T) {
+	b, err := ParseBudgets("b.yaml", []byte(`version: 1
+matrix: {nightly: n.yaml, beta: r.yaml, ga: r.yaml}
+budgets:
+  - cell: "throughput/backend=wireguard/*/*/traffic=tcp-bulk"
+    metric: tunnel_to_raw
+    min: 0.1
+    basis: measured 0.17
+regression: {alpha: 0.05, min_change: 0.05}
+soak: {duration: {nightly: 10m, beta: 1h, ga: 24h}, sample_every: 10s, warmup: 1m, rate_mbps: 10, max_rss_mib_per_hour: 1, max_goroutines_per_hour: 1, max_fds_per_hour: 1, max_rss_mib: 100}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.For("throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk", "tunnel_to_raw"); len(got) != 1 {
+		t.Errorf("For(wireguard tcp-bulk) = %v, want the budget", got)
+	}
+	if got := b.For("throughput/backend=quic/mtu=1420/peers=2/traffic=tcp-bulk", "tunnel_to_raw"); len(got) != 0 {
+		t.Errorf("For(quic) = %v, want none", got)
+	}
+	if _, err := ParseBudgets("b.yaml", []byte("version: 1\nmatrix: {nightly: n.yaml}\n")); err == nil {
+		t.Error("a budgets file without every channel's matrix was accepted")
+	}
+}

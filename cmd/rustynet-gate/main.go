@@ -4,7 +4,7 @@
 // and publishes verdicts to GitHub.
 //
 //	rustynet-gate keygen  --out DIR [--alg ecdsa-p256|ed25519]
-//	rustynet-gate run     --policy FILE --channel nightly|beta|ga --out DIR [--gates a,b] [--key FILE]
+//	rustynet-gate run     --policy FILE --channel nightly|beta|ga --out DIR [--gates a,b] [--key FILE] [--baseline DIR]
 //	rustynet-gate verify  DIR --pubkey FILE [--commit SHA] [--at now]
 //	rustynet-gate report  DIR [--format html|md] [--pubkey FILE]
 //	rustynet-gate publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--api-url URL]
@@ -35,7 +35,9 @@ import (
 	"github.com/rustynet/rustynet/gates/build"
 	"github.com/rustynet/rustynet/gates/conformance"
 	"github.com/rustynet/rustynet/gates/cryptopolicy"
+	"github.com/rustynet/rustynet/gates/perfbudget"
 	"github.com/rustynet/rustynet/gates/publish"
+	"github.com/rustynet/rustynet/gates/soak"
 	"github.com/rustynet/rustynet/gates/unit"
 	"github.com/rustynet/rustynet/internal/atomicfile"
 	"github.com/rustynet/rustynet/policies"
@@ -63,6 +65,8 @@ func registry() *gates.Registry {
 	conformance.Register(&r)
 	cryptopolicy.Register(&r)
 	architecture.Register(&r)
+	perfbudget.Register(&r)
+	soak.Register(&r)
 	return &r
 }
 
@@ -229,6 +233,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "directory for the evidence bundle (new or empty; required)")
 	only := fs.String("gates", "", "run only these gates (comma-separated; the build gate always runs first)")
 	keyFile := fs.String("key", "", "signing key (PKCS#8 PEM); without it a development key in "+DevKeyDir+"/ is used, created on first use, and the bundle says so")
+	baseline := fs.String("baseline", "", "an earlier bundle to compare performance with (perf-budget flags significant regressions)")
+	baselineKey := fs.String("baseline-pubkey", "", "the key the baseline must verify with (default: this run's key)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -256,10 +262,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var bkey *evidence.Verifier
+	if *baseline != "" {
+		if *baselineKey != "" {
+			bkey, err = evidence.LoadVerifier(*baselineKey)
+		} else {
+			bkey, err = evidence.VerifierFromKey(signer.Public())
+		}
+		if err != nil {
+			return fail(exitUsage, "--baseline-pubkey: %v", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	o, err := gates.Execute(ctx, gates.Options{Registry: reg, Policy: pol, Channel: *channel, Gates: names, Out: *out,
-		Signer: signer, DevelopmentKey: dev, Root: root, Commit: sha, Dirty: dirty, Version: version, Progress: stderr})
+		Signer: signer, DevelopmentKey: dev, Root: root, Commit: sha, Dirty: dirty, Version: version, Progress: stderr,
+		Baseline: *baseline, BaselineKey: bkey})
 	if err != nil {
 		return err // usage (unknown gate or channel) or internal: exit 2
 	}

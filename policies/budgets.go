@@ -1,0 +1,137 @@
+package policies
+
+import (
+	"fmt"
+	"path"
+	"time"
+)
+
+// Budgets is budgets.yaml: the bounds the perf-budget gate holds the
+// benchmark matrix to, how it judges a regression against a baseline, and
+// the soak gate's settings.
+type Budgets struct {
+	Version int `yaml:"version"`
+	// Matrix names the matrix file each channel runs.
+	Matrix     map[string]string `yaml:"matrix"`
+	Budgets    []Budget          `yaml:"budgets"`
+	Regression Regression        `yaml:"regression"`
+	Soak       Soak              `yaml:"soak"`
+
+	File   string `yaml:"-"`
+	Digest string `yaml:"-"`
+}
+
+// Budget bounds one metric of the cells a pattern matches.
+type Budget struct {
+	// Cell is a pattern over cell names, path.Match style (a * stays
+	// within one /-separated part).
+	Cell   Str      `yaml:"cell"`
+	Metric Str      `yaml:"metric"`
+	Max    *float64 `yaml:"max"`
+	Min    *float64 `yaml:"min"`
+	// Basis says which measurement the bound was set from, and the
+	// headroom taken.
+	Basis Str `yaml:"basis"`
+}
+
+// Regression is how a run is compared with a baseline bundle.
+type Regression struct {
+	// Alpha is the significance level of the Mann-Whitney U test.
+	Alpha float64 `yaml:"alpha"`
+	// MinChange is the smallest relative change of the median that
+	// counts, however significant.
+	MinChange float64 `yaml:"min_change"`
+}
+
+// Soak is the soak gate's settings.
+type Soak struct {
+	Duration    map[string]string `yaml:"duration"`
+	SampleEvery string            `yaml:"sample_every"`
+	Warmup      string            `yaml:"warmup"`
+	// RateMbps is the steady traffic the mesh carries.
+	RateMbps float64 `yaml:"rate_mbps"`
+	// Growth bounds, per hour, fitted after the warmup.
+	MaxRSSSlope       float64 `yaml:"max_rss_mib_per_hour"`
+	MaxGoroutineSlope float64 `yaml:"max_goroutines_per_hour"`
+	MaxFDSlope        float64 `yaml:"max_fds_per_hour"`
+	// MaxRSS is a ceiling any sample breaching fails the soak.
+	MaxRSS float64 `yaml:"max_rss_mib"`
+}
+
+// ParseBudgets decodes and checks budgets.yaml.
+func ParseBudgets(file string, data []byte) (*Budgets, error) {
+	var b Budgets
+	if err := decode(file, data, &b); err != nil {
+		return nil, err
+	}
+	b.File, b.Digest = file, Digest(data)
+	if b.Version != 1 {
+		return nil, &Error{File: file, Line: 1, Msg: fmt.Sprintf("version %d: this build reads version 1", b.Version)}
+	}
+	for _, ch := range knownChannels {
+		if b.Matrix[ch] == "" {
+			return nil, &Error{File: file, Msg: fmt.Sprintf("matrix: no matrix file for channel %s", ch)}
+		}
+		if _, err := b.SoakDuration(ch); err != nil {
+			return nil, &Error{File: file, Msg: err.Error()}
+		}
+	}
+	for _, bu := range b.Budgets {
+		if _, err := path.Match(bu.Cell.Value, ""); err != nil || bu.Cell.Value == "" {
+			return nil, &Error{File: file, Line: bu.Cell.Line, Msg: fmt.Sprintf("cell pattern %q is malformed", bu.Cell.Value)}
+		}
+		if bu.Metric.Value == "" {
+			return nil, &Error{File: file, Line: bu.Cell.Line, Msg: "budget names no metric"}
+		}
+		if bu.Max == nil && bu.Min == nil {
+			return nil, &Error{File: file, Line: bu.Cell.Line, Msg: "budget has neither max nor min"}
+		}
+		if bu.Basis.Value == "" {
+			return nil, &Error{File: file, Line: bu.Cell.Line, Msg: "budget does not say what it was set from (basis)"}
+		}
+	}
+	if b.Regression.Alpha <= 0 || b.Regression.Alpha >= 0.5 {
+		return nil, &Error{File: file, Msg: "regression.alpha: want between 0 and 0.5"}
+	}
+	if b.Regression.MinChange < 0 {
+		return nil, &Error{File: file, Msg: "regression.min_change: want 0 or more"}
+	}
+	for _, d := range []string{b.Soak.SampleEvery, b.Soak.Warmup} {
+		if _, err := time.ParseDuration(d); err != nil {
+			return nil, &Error{File: file, Msg: fmt.Sprintf("soak: %q is not a duration", d)}
+		}
+	}
+	if b.Soak.RateMbps <= 0 || b.Soak.MaxRSSSlope <= 0 || b.Soak.MaxGoroutineSlope <= 0 || b.Soak.MaxFDSlope <= 0 || b.Soak.MaxRSS <= 0 {
+		return nil, &Error{File: file, Msg: "soak: rate_mbps and every bound must be positive"}
+	}
+	return &b, nil
+}
+
+// LoadBudgets reads and checks a budgets file.
+func LoadBudgets(p string) (*Budgets, error) {
+	data, err := readFile(p)
+	if err != nil {
+		return nil, err
+	}
+	return ParseBudgets(p, data)
+}
+
+// For returns the budgets that apply to a cell's metric.
+func (b *Budgets) For(cell, metric string) []Budget {
+	var out []Budget
+	for _, bu := range b.Budgets {
+		if ok, _ := path.Match(bu.Cell.Value, cell); ok && bu.Metric.Value == metric {
+			out = append(out, bu)
+		}
+	}
+	return out
+}
+
+// SoakDuration is how long the soak runs on a channel.
+func (b *Budgets) SoakDuration(channel string) (time.Duration, error) {
+	d, err := time.ParseDuration(b.Soak.Duration[channel])
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("soak.duration.%s: %q is not a positive duration", channel, b.Soak.Duration[channel])
+	}
+	return d, nil
+}
