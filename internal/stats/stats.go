@@ -23,6 +23,20 @@ func Median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
+// Quantile is the q-quantile (0 < q <= 1) of xs by the nearest-rank
+// method: the smallest value with at least q of the sample at or below it.
+// It does not interpolate, so a 99th percentile of fewer than 100 values
+// is their maximum. xs is not modified.
+func Quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 || q <= 0 || q > 1 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
 // MannWhitney returns the two-sided p-value of the Mann-Whitney U test of
 // samples a and b (the chance of seeing U this far from its mean if both
 // come from one distribution).
@@ -67,6 +81,23 @@ func MannWhitney(a, b []float64) float64 {
 	}
 	z := (math.Abs(u-mean) - 0.5) / sd
 	return math.Min(1, math.Erfc(math.Max(z, 0)/math.Sqrt2))
+}
+
+// MinP is the smallest two-sided p-value the Mann-Whitney test can give
+// samples of n1 and n2 values without ties (two completely separated
+// samples): 2 / C(n1+n2, n1). When it is not below alpha, no difference
+// between such samples can be called significant, whatever its size
+// (benchstat reports "~" and asks for more runs).
+func MinP(n1, n2 int) float64 {
+	if n1 == 0 || n2 == 0 {
+		return 1
+	}
+	// C(n1+n2, n1) as a float: exact for the sizes that matter here.
+	c := 1.0
+	for i := 1; i <= n1; i++ {
+		c = c * float64(n2+i) / float64(i)
+	}
+	return math.Min(1, 2/c)
 }
 
 func hasTies(a, b []float64) bool {

@@ -14,6 +14,53 @@ func TestMedian(t *testing.T) {
 	}
 }
 
+func TestQuantile(t *testing.T) {
+	xs := make([]float64, 20)
+	for i := range xs {
+		xs[i] = float64(20 - i) // 20..1, unsorted on purpose
+	}
+	for _, c := range []struct{ q, want float64 }{
+		{0.50, 10}, // nearest rank: ceil(0.5*20) = 10th value
+		{0.95, 19},
+		{0.99, 20}, // fewer than 100 values: the 99th percentile is the maximum
+		{1, 20},
+		{0.01, 1},
+	} {
+		if got := Quantile(xs, c.q); got != c.want {
+			t.Errorf("Quantile(1..20, %v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if xs[0] != 20 {
+		t.Error("Quantile modified its input")
+	}
+	for _, q := range []float64{0, -1, 1.5} {
+		if !math.IsNaN(Quantile(xs, q)) {
+			t.Errorf("Quantile(q=%v) should be NaN", q)
+		}
+	}
+	if !math.IsNaN(Quantile(nil, 0.5)) {
+		t.Error("Quantile of no values should be NaN")
+	}
+}
+
+func TestMinPMatchesMannWhitney(t *testing.T) {
+	for _, n := range [][2]int{{3, 3}, {4, 4}, {5, 5}, {3, 7}, {1, 2}} {
+		a, b := make([]float64, n[0]), make([]float64, n[1])
+		for i := range a {
+			a[i] = float64(i)
+		}
+		for i := range b {
+			b[i] = float64(100 + i)
+		}
+		if got, want := MinP(n[0], n[1]), MannWhitney(a, b); math.Abs(got-want) > 1e-12 {
+			t.Errorf("MinP(%d, %d) = %v, the test of separated samples gives %v", n[0], n[1], got, want)
+		}
+	}
+	if MinP(3, 3) < 0.05 || MinP(4, 4) >= 0.05 {
+		t.Errorf("3 vs 3 must never reach 0.05 and 4 vs 4 must: MinP = %v, %v", MinP(3, 3), MinP(4, 4))
+	}
+}
+
 func TestMannWhitney(t *testing.T) {
 	// Completely separated samples of 5 and 5: the exact two-sided p is
 	// 2/252.
