@@ -27,6 +27,7 @@ import (
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/internal/daemon"
+	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/node/localapi"
 	"github.com/rustynet/rustynet/node/router"
@@ -171,7 +172,9 @@ const MetricsAddr = "127.0.0.1:9470"
 // of the daemon in host h.
 func Scrape(ctx context.Context, h *testbed.Host, name string) (float64, error) {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) { return h.DialContext(ctx, network, addr) },
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return h.DialContext(ctx, network, addr)
+		},
 	}}
 	defer hc.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+MetricsAddr+"/metrics", nil)
@@ -391,11 +394,11 @@ func udpSmall(ctx context.Context, m *Mesh, a, b *MeshNode, c Cell) ([]evidence.
 		}
 		rawPPS, tunPPS, loss = append(rawPPS, r), append(tunPPS, t), append(loss, lost)
 	}
-	method := fmt.Sprintf("one sender of 64-byte UDP datagrams for %v, packets received per second", c.Duration)
+	method := fmt.Sprintf("one sender of 64-byte UDP datagrams as fast as it can for %v (more than the path carries), packets received per second", c.Duration)
 	return []evidence.Measurement{
 		{Name: "raw_pps", Unit: "packets/s", Method: method, Values: rawPPS},
 		{Name: "tunnel_pps", Unit: "packets/s", Method: method, Values: tunPPS},
-		{Name: "tunnel_loss", Unit: "%", Method: method + ", share sent but not received", Values: loss},
+		{Name: "tunnel_loss", Unit: "%", Method: method + ", share sent but not received: the overload the sender makes, shed by the path, not a fault", Values: loss},
 	}, nil
 }
 
@@ -460,11 +463,14 @@ func requestResponse(ctx context.Context, a, b *MeshNode, c Cell) ([]evidence.Me
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", path.name, err)
 			}
-			slices.Sort(lat)
-			p50 = append(p50, ms(lat[len(lat)/2]))
-			p99 = append(p99, ms(lat[len(lat)*99/100]))
+			rtt := make([]float64, len(lat))
+			for i, d := range lat {
+				rtt[i] = ms(d)
+			}
+			p50 = append(p50, stats.Quantile(rtt, 0.50))
+			p99 = append(p99, stats.Quantile(rtt, 0.99))
 		}
-		method := fmt.Sprintf("%d round trips of 64 bytes on one TCP connection, per repetition", rounds)
+		method := fmt.Sprintf("%d round trips of 64 bytes on one TCP connection, percentile (nearest rank) per repetition", rounds)
 		out = append(out,
 			evidence.Measurement{Name: path.name + "_rtt_p50", Unit: "ms", Method: method, Values: p50},
 			evidence.Measurement{Name: path.name + "_rtt_p99", Unit: "ms", Method: method, Values: p99})
@@ -543,8 +549,7 @@ func handshake(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, er
 				}
 				rtts = append(rtts, ms(r.RTT))
 			}
-			slices.Sort(rtts)
-			steady = append(steady, rtts[len(rtts)/2])
+			steady = append(steady, stats.Median(rtts))
 			return nil
 		}()
 		if err != nil {
@@ -602,9 +607,11 @@ func reconnect(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, er
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	slices.Sort(lat)
+	method := fmt.Sprintf("from the restarted controller serving to each of 3 nodes reporting running, polled every 5 ms, %d restarts", c.Repetitions)
 	return []evidence.Measurement{
-		{Name: "reconnect", Unit: "ms", Method: "from the restarted controller serving to each of 3 nodes reporting running, polled every 5 ms", Values: lat},
+		{Name: "reconnect", Unit: "ms", Method: method, Values: lat},
+		{Name: "reconnect_p50", Unit: "ms", Method: method + ", median", Values: []float64{stats.Quantile(lat, 0.50)}},
+		{Name: "reconnect_p99", Unit: "ms", Method: method + ", 99th percentile (nearest rank)", Values: []float64{stats.Quantile(lat, 0.99)}},
 	}, nil
 }
 
@@ -639,7 +646,15 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 		MaxIdleConnsPerHost: n + 16}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
+	rss0, _, err := p.Memory()
+	if err != nil {
+		return nil, err
+	}
 	creds, err := registerMany(ctx, hc, base, key, n)
+	if err != nil {
+		return nil, err
+	}
+	rssReg, _, err := p.Memory()
 	if err != nil {
 		return nil, err
 	}
@@ -673,6 +688,10 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 	defer cancel()
 	var p50, p99 []float64
 	time.Sleep(2 * time.Second) // let the polls arrive
+	rssPoll, _, err := p.Memory()
+	if err != nil {
+		return nil, err
+	}
 	for rep := range c.Repetitions {
 		body := fmt.Sprintf(`{"endpoints":["192.0.2.1:%d"]}`, 20000+rep)
 		t0 := time.Now()
@@ -689,15 +708,18 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 				return nil, fmt.Errorf("repetition %d: %d of %d nodes heard of the change within a minute", rep, len(lat), n-1)
 			}
 		}
-		slices.Sort(lat)
-		p50 = append(p50, lat[len(lat)/2])
-		p99 = append(p99, lat[len(lat)*99/100])
+		p50 = append(p50, stats.Quantile(lat, 0.50))
+		p99 = append(p99, stats.Quantile(lat, 0.99))
 		time.Sleep(time.Second) // the polls re-arm
 	}
 	method := fmt.Sprintf("one endpoint change reaching %d long-polling clients (HTTP/1.1 over TLS, one connection each, in this process) from a controller process on loopback", n-1)
+	kib := func(a, b int64) float64 { return (float64(b) - float64(a)) / 1024 / float64(n) }
 	return []evidence.Measurement{
-		{Name: "propagation_p50", Unit: "ms", Method: method, Values: p50},
-		{Name: "propagation_p99", Unit: "ms", Method: method, Values: p99},
+		{Name: "propagation_p50", Unit: "ms", Method: method + ", median (nearest rank) per repetition", Values: p50},
+		{Name: "propagation_p99", Unit: "ms", Method: method + ", 99th percentile (nearest rank) per repetition", Values: p99},
+		{Name: "controller_rss", Unit: "MiB", Method: fmt.Sprintf("VmRSS of the controller with %d nodes registered and %d long-polls open", n, n-1), Values: []float64{float64(rssPoll) / (1 << 20)}},
+		{Name: "controller_kib_per_node", Unit: "KiB", Method: fmt.Sprintf("growth of the controller's VmRSS from start to %d nodes registered (no poll open), per node", n), Values: []float64{kib(rss0, rssReg)}},
+		{Name: "controller_kib_per_polling_node", Unit: "KiB", Method: fmt.Sprintf("growth of the controller's VmRSS from start to %d nodes registered with %d long-polls open (TLS connection, handler), per node", n, n-1), Values: []float64{kib(rss0, rssPoll)}},
 	}, nil
 }
 
@@ -822,12 +844,10 @@ func routeApply(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, e
 			return nil, err
 		}
 	}
-	sorted := slices.Clone(lat)
-	slices.Sort(sorted)
 	method := fmt.Sprintf("node/router Set of %d routes from none on a TUN in a namespace (netlink), %d repetitions", n, c.Repetitions)
 	return []evidence.Measurement{
 		{Name: "route_apply", Unit: "ms", Method: method, Values: lat},
-		{Name: "route_apply_p50", Unit: "ms", Method: method + ", median", Values: []float64{sorted[len(sorted)/2]}},
-		{Name: "route_apply_p99", Unit: "ms", Method: method + ", 99th percentile", Values: []float64{sorted[(len(sorted)-1)*99/100]}},
+		{Name: "route_apply_p50", Unit: "ms", Method: method + ", median", Values: []float64{stats.Quantile(lat, 0.50)}},
+		{Name: "route_apply_p99", Unit: "ms", Method: method + ", 99th percentile (nearest rank)", Values: []float64{stats.Quantile(lat, 0.99)}},
 	}, nil
 }
