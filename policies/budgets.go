@@ -1,8 +1,10 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -12,10 +14,14 @@ import (
 type Budgets struct {
 	Version int `yaml:"version"`
 	// Matrix names the matrix file each channel runs.
-	Matrix     map[string]string `yaml:"matrix"`
-	Budgets    []Budget          `yaml:"budgets"`
-	Regression Regression        `yaml:"regression"`
-	Soak       Soak              `yaml:"soak"`
+	Matrix  map[string]string `yaml:"matrix"`
+	Budgets []Budget          `yaml:"budgets"`
+	// Targets are goals, in the same form as budgets: a figure that
+	// misses one is reported, with the gap, but does not block. A target
+	// met with room to spare on every run becomes a budget.
+	Targets    []Budget   `yaml:"targets"`
+	Regression Regression `yaml:"regression"`
+	Soak       Soak       `yaml:"soak"`
 
 	File   string `yaml:"-"`
 	Digest string `yaml:"-"`
@@ -23,8 +29,9 @@ type Budgets struct {
 
 // Budget bounds one metric of the cells a pattern matches.
 type Budget struct {
-	// Cell is a pattern over cell names, path.Match style (a * stays
-	// within one /-separated part).
+	// Cell is a pattern over cell names (see MatchCell): path.Match
+	// style, a * staying within one /-separated part, and a final /**
+	// matching any further parts.
 	Cell   Str      `yaml:"cell"`
 	Metric Str      `yaml:"metric"`
 	Max    *float64 `yaml:"max"`
@@ -76,18 +83,26 @@ func ParseBudgets(file string, data []byte) (*Budgets, error) {
 			return nil, &Error{File: file, Msg: err.Error()}
 		}
 	}
-	for _, bu := range b.Budgets {
-		if _, err := path.Match(bu.Cell.Value, ""); err != nil || bu.Cell.Value == "" {
-			return nil, &Error{File: file, Line: bu.Cell.Line, Msg: fmt.Sprintf("cell pattern %q is malformed", bu.Cell.Value)}
-		}
-		if bu.Metric.Value == "" {
-			return nil, &Error{File: file, Line: bu.Cell.Line, Msg: "budget names no metric"}
-		}
-		if bu.Max == nil && bu.Min == nil {
-			return nil, &Error{File: file, Line: bu.Cell.Line, Msg: "budget has neither max nor min"}
-		}
-		if bu.Basis.Value == "" {
-			return nil, &Error{File: file, Line: bu.Cell.Line, Msg: "budget does not say what it was set from (basis)"}
+	for _, list := range []struct {
+		what string
+		bs   []Budget
+	}{{"budget", b.Budgets}, {"target", b.Targets}} {
+		for _, bu := range list.bs {
+			if err := checkCellPattern(bu.Cell.Value); err != nil {
+				return nil, &Error{File: file, Line: bu.Cell.Line, Msg: err.Error()}
+			}
+			if bu.Metric.Value == "" {
+				return nil, &Error{File: file, Line: bu.Cell.Line, Msg: list.what + " names no metric"}
+			}
+			if bu.Max == nil && bu.Min == nil {
+				return nil, &Error{File: file, Line: bu.Cell.Line, Msg: list.what + " has neither max nor min"}
+			}
+			if bu.Max != nil && bu.Min != nil && *bu.Min > *bu.Max {
+				return nil, &Error{File: file, Line: bu.Cell.Line, Msg: fmt.Sprintf("%s min %g is above its max %g", list.what, *bu.Min, *bu.Max)}
+			}
+			if bu.Basis.Value == "" {
+				return nil, &Error{File: file, Line: bu.Cell.Line, Msg: list.what + " does not say what it was set from (basis)"}
+			}
 		}
 	}
 	if b.Regression.Alpha <= 0 || b.Regression.Alpha >= 0.5 {
@@ -117,10 +132,15 @@ func LoadBudgets(p string) (*Budgets, error) {
 }
 
 // For returns the budgets that apply to a cell's metric.
-func (b *Budgets) For(cell, metric string) []Budget {
+func (b *Budgets) For(cell, metric string) []Budget { return matching(b.Budgets, cell, metric) }
+
+// TargetsFor returns the targets that apply to a cell's metric.
+func (b *Budgets) TargetsFor(cell, metric string) []Budget { return matching(b.Targets, cell, metric) }
+
+func matching(bs []Budget, cell, metric string) []Budget {
 	var out []Budget
-	for _, bu := range b.Budgets {
-		if ok, _ := path.Match(bu.Cell.Value, cell); ok && bu.Metric.Value == metric {
+	for _, bu := range bs {
+		if MatchCell(bu.Cell.Value, cell) && bu.Metric.Value == metric {
 			out = append(out, bu)
 		}
 	}
@@ -134,4 +154,48 @@ func (b *Budgets) SoakDuration(channel string) (time.Duration, error) {
 		return 0, fmt.Errorf("soak.duration.%s: %q is not a positive duration", channel, b.Soak.Duration[channel])
 	}
 	return d, nil
+}
+
+// MatchCell reports whether a budget's cell pattern matches a cell name.
+// The pattern is matched part by part (parts are separated by /) with
+// path.Match, so * stays within a part; a final part ** matches any number
+// of further parts, none included: "throughput/backend=wireguard/**"
+// matches every WireGuard throughput cell.
+func MatchCell(pattern, cell string) bool {
+	pp, cp := strings.Split(pattern, "/"), strings.Split(cell, "/")
+	if pp[len(pp)-1] == "**" {
+		pp = pp[:len(pp)-1]
+		if len(cp) < len(pp) {
+			return false
+		}
+		cp = cp[:len(pp)]
+	}
+	if len(pp) != len(cp) {
+		return false
+	}
+	for i := range pp {
+		if ok, err := path.Match(pp[i], cp[i]); !ok || err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func checkCellPattern(p string) error {
+	if p == "" {
+		return errors.New("empty cell pattern")
+	}
+	parts := strings.Split(p, "/")
+	for i, part := range parts {
+		if part == "**" && i == len(parts)-1 && i > 0 {
+			continue
+		}
+		if strings.Contains(part, "**") {
+			return fmt.Errorf("cell pattern %q: ** may only be a whole last part after at least one other", p)
+		}
+		if _, err := path.Match(part, ""); err != nil || part == "" {
+			return fmt.Errorf("cell pattern %q is malformed at part %q", p, part)
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -194,4 +195,59 @@ soak: {duration: {nightly: 10m, beta: 1h, ga: 24h}, sample_every: 10s, warmup: 1
 	if _, err := ParseBudgets("b.yaml", []byte("version: 1\nmatrix: {nightly: n.yaml}\n")); err == nil {
 		t.Error("a budgets file without every channel's matrix was accepted")
 	}
+}
+
+func TestMatchCell(t *testing.T) {
+	cell := "throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk"
+	for _, c := range []struct {
+		pattern string
+		want    bool
+	}{
+		{cell, true},
+		{"throughput/backend=wireguard/*/*/traffic=tcp-bulk", true},
+		{"throughput/backend=wireguard/**", true},
+		{"throughput/**", true},
+		{"throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk/**", true}, // ** matches no further part
+		{"throughput/*", false},                                                     // * stays within one part
+		{"throughput/backend=quic/**", false},
+		{"handshake/**", false},
+		{"throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk/extra/**", false},
+	} {
+		if got := MatchCell(c.pattern, cell); got != c.want {
+			t.Errorf("MatchCell(%q) = %v, want %v", c.pattern, got, c.want)
+		}
+	}
+	for _, bad := range []string{"", "**", "a/**/b", "a/b**", "a/[", "a//b"} {
+		if err := checkCellPattern(bad); err == nil {
+			t.Errorf("pattern %q was accepted", bad)
+		}
+	}
+}
+
+func FuzzParseBudgets(f *testing.F) {
+	shipped, err := os.ReadFile("budgets.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(shipped)
+	f.Add([]byte("version: 1\nbudgets: [{cell: 'a/**', metric: m, min: 2, max: 1, basis: b}]\n"))
+	f.Add([]byte("version: 1\ntargets: [{cell: '[', metric: m}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := ParseBudgets("budgets.yaml", data)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Msg == "" {
+				t.Fatalf("error %v (%T) is not a *policies.Error with a message", err, err)
+			}
+			return
+		}
+		for _, bu := range append(b.Budgets, b.Targets...) {
+			MatchCell(bu.Cell.Value, "throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk")
+		}
+		for _, ch := range []string{"nightly", "beta", "ga"} {
+			if _, err := b.SoakDuration(ch); err != nil {
+				t.Fatalf("accepted, but %v", err)
+			}
+		}
+	})
 }
