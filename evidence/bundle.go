@@ -57,7 +57,10 @@ type Manifest struct {
 	DevelopmentKey bool `json:"development_key"`
 	// Dirty is true when the working tree had uncommitted changes: the
 	// evidence is about the commit plus those changes.
-	Dirty     bool          `json:"dirty"`
+	Dirty bool `json:"dirty"`
+	// Scope lists the gates a partial run (rustynet-gate run --gates) was
+	// limited to; it is empty for a run of the whole channel.
+	Scope     []string      `json:"scope,omitempty"`
 	Artifacts []ArtifactRef `json:"artifacts"`
 	Sizes     []int64       `json:"sizes"`
 }

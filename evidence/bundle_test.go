@@ -94,7 +94,7 @@ func TestWriteAndVerify(t *testing.T) {
 			if len(got.Gates) != 2 || got.Gates["build"].Result.Status != StatusPass || got.Gates["unit"].Result.Status != StatusPass {
 				t.Errorf("gates = %+v", got.Gates)
 			}
-			if Channel(got.Verdict) != "nightly" || got.Verdict.GetVerificationResult() != Passed {
+			if ch, partial := Channel(got.Verdict); ch != "nightly" || partial || got.Verdict.GetVerificationResult() != Passed {
 				t.Errorf("verdict = %v", got.Verdict)
 			}
 			if _, err := Verify(dir, v, "ffffffffffffffffffffffffffffffffffffffff"); !isInvalid(err) {

@@ -37,6 +37,9 @@ type ReportInput struct {
 	Gates []ReportGate
 	// PublicKeyID is the key the bundle verified with.
 	PublicKeyID string
+	// Scope lists the gates of a partial run; nil for a run of the whole
+	// channel.
+	Scope []string
 }
 
 // ReportGate is one required gate's part in the verdict.
@@ -239,6 +242,9 @@ func buildView(in *ReportInput) (*reportView, error) {
 	if in.Passed {
 		rv.Verdict = "PASSED"
 	}
+	if in.Scope != nil {
+		rv.Verdict += " (partial run)"
+	}
 	if m.KeyID != "" && m.KeyID != rv.KeyID {
 		rv.ManifestKeyID = m.KeyID
 	}
@@ -403,6 +409,25 @@ func why(in *ReportInput, results map[string]GateResult, channel string) (string
 				g.Waiver.Owner, fmtDate(g.Waiver.Expires), g.Waiver.Ticket, firstLine(g.Waiver.Reason, 200)))
 		}
 	}
+	if in.Scope != nil {
+		var out []string
+		for _, g := range in.Gates {
+			if g.Status == StatusOutOfScope {
+				out = append(out, g.Gate)
+			}
+		}
+		lead := fmt.Sprintf("A partial run of %s: it is not a verdict on the %s channel and cannot be published as one.", strings.Join(in.Scope, ", "), channel)
+		if len(out) > 0 {
+			lead += fmt.Sprintf(" The channel also requires %s, which did not run.", strings.Join(out, ", "))
+		}
+		switch {
+		case in.Passed && len(waived) == 0:
+			return lead + " Every gate in the run passed.", nil
+		case in.Passed:
+			return lead + " Every gate in the run passed or carries a waiver in force:", waived
+		}
+		return lead + " Gates of the run that block:", blocking
+	}
 	n := len(in.Gates)
 	switch {
 	case in.Passed && n == 0:
@@ -451,7 +476,7 @@ func statusClass(status string, waived bool) string {
 	switch {
 	case status == StatusPass:
 		return "good"
-	case waived, status == StatusNotRun:
+	case waived, status == StatusNotRun, status == StatusOutOfScope:
 		return "warnc"
 	}
 	return "bad"

@@ -37,6 +37,9 @@ const (
 	StatusNotRun  = "not-run" // a need of the gate is missing on this machine
 	StatusError   = "error"   // the gate could not run (a bug or broken setup)
 	StatusTimeout = "timeout"
+	// StatusOutOfScope is not a gate's own status: a partial verdict
+	// gives it to a required gate the run was not asked to run.
+	StatusOutOfScope = "out-of-scope"
 )
 
 // Subject is what every statement of a bundle is about: the git commit

@@ -26,6 +26,13 @@ const (
 // verdict is for.
 func ChannelLevel(channel string) string { return "RUSTYNET_CHANNEL_" + strings.ToUpper(channel) }
 
+// PartialLevel is how a verification summary of a partial run (some of a
+// channel's gates only) records the channel: deliberately not the
+// channel's level, so that no consumer checking for a channel accepts it.
+func PartialLevel(channel string) string {
+	return "RUSTYNET_PARTIAL_RUN_OF_CHANNEL_" + strings.ToUpper(channel)
+}
+
 // VerdictInput is what the verdict statement records.
 type VerdictInput struct {
 	Subjects []Subject
@@ -37,6 +44,8 @@ type VerdictInput struct {
 	Passed   bool
 	At       time.Time
 	Version  string // of rustynet-gate
+	// Partial is true for a run of some of the channel's gates only.
+	Partial bool
 }
 
 // VerdictStatement builds the verdict: a SLSA verification summary of the
@@ -58,6 +67,9 @@ func VerdictStatement(in VerdictInput) (*intoto.Statement, error) {
 		VerificationResult: result,
 		VerifiedLevels:     []string{ChannelLevel(in.Channel)},
 	}
+	if in.Partial {
+		sum.VerifiedLevels = []string{PartialLevel(in.Channel)}
+	}
 	sum.InputAttestations = append(sum.InputAttestations, &vsa.VerificationSummary_InputAttestation{
 		Uri: in.Manifest.Path, Digest: map[string]string{"sha256": in.Manifest.SHA256}})
 	for _, g := range in.Gates {
@@ -71,14 +83,18 @@ func VerdictStatement(in VerdictInput) (*intoto.Statement, error) {
 	return NewStatement(in.Subjects, PredicateVerdict, pred)
 }
 
-// Channel returns the channel a verification summary records.
-func Channel(sum *vsa.VerificationSummary) string {
+// Channel returns the channel a verification summary records, and
+// whether it records a partial run of it.
+func Channel(sum *vsa.VerificationSummary) (channel string, partial bool) {
 	for _, l := range sum.GetVerifiedLevels() {
+		if c, ok := strings.CutPrefix(l, "RUSTYNET_PARTIAL_RUN_OF_CHANNEL_"); ok {
+			return strings.ToLower(c), true
+		}
 		if c, ok := strings.CutPrefix(l, "RUSTYNET_CHANNEL_"); ok {
-			return strings.ToLower(c)
+			return strings.ToLower(c), false
 		}
 	}
-	return ""
+	return "", false
 }
 
 func protojsonUnmarshal(raw []byte, m *vsa.VerificationSummary) error {

@@ -196,6 +196,7 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 		o.Progress = io.Discard
 	}
 	names := o.Gates
+	partial := names != nil
 	if names == nil {
 		var err error
 		if names, err = o.Policy.Gates(o.Channel); err != nil {
@@ -254,6 +255,10 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 		}
 		done = append(done, pending{r, res})
 	}
+	var scope []string
+	if partial {
+		scope = names
+	}
 	sort.SliceStable(subjects[1:], func(i, j int) bool { return subjects[1+i].Name < subjects[1+j].Name })
 
 	statuses := map[string]string{}
@@ -284,17 +289,17 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 		results = append(results, res)
 	}
 	at := o.Now()
-	verdict, err := Evaluate(o.Policy, o.Channel, statuses, at)
+	verdict, err := Evaluate(o.Policy, o.Channel, statuses, at, scope)
 	if err != nil {
 		return nil, err
 	}
 	mref, err := w.SignManifest(evidence.Manifest{Commit: o.Commit, Channel: o.Channel, Created: start, Policy: pol.Path,
-		PolicySHA: pol.SHA256, DevelopmentKey: o.DevelopmentKey, Dirty: o.Dirty})
+		PolicySHA: pol.SHA256, DevelopmentKey: o.DevelopmentKey, Dirty: o.Dirty, Scope: scope})
 	if err != nil {
 		return nil, err
 	}
 	vst, err := evidence.VerdictStatement(evidence.VerdictInput{Subjects: subjects, Commit: o.Commit, Channel: o.Channel,
-		Policy: pol, Manifest: mref, Gates: gateRefs, Passed: verdict.Passed, At: at, Version: o.Version})
+		Policy: pol, Manifest: mref, Gates: gateRefs, Passed: verdict.Passed, At: at, Version: o.Version, Partial: partial})
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package gates
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rustynet/rustynet/evidence"
@@ -27,24 +28,62 @@ type Verdict struct {
 	At      time.Time
 	Passed  bool
 	Gates   []GateVerdict
+	// Scope lists the gates a partial run was limited to (rustynet-gate
+	// run --gates), nil for a run of the whole channel. A partial verdict
+	// says whether those gates passed; it is not a verdict on the channel,
+	// and it cannot be published as one.
+	Scope []string
 }
+
+// Partial reports whether v judges only some gates.
+func (v *Verdict) Partial() bool { return v.Scope != nil }
 
 // StatusMissing is the status of a required gate that did not run at all
 // (a run of some gates only): it blocks.
 const StatusMissing = "missing"
+
+// StatusOutOfScope is the status, in a partial verdict, of a gate the
+// channel requires that the partial run was not asked to run. It does not
+// block the partial verdict, which is why a partial verdict is never a
+// verdict on the channel.
+const StatusOutOfScope = evidence.StatusOutOfScope
 
 // Evaluate computes the verdict of channel under p from the statuses of
 // the gates that ran, at time at (which decides whether waivers are in
 // force). A channel passes when every gate it requires passed or has a
 // waiver in force; a gate that did not run for want of a need, or did not
 // run at all (StatusMissing), blocks like a failure.
-func Evaluate(p *policies.Release, channel string, statuses map[string]string, at time.Time) (*Verdict, error) {
+//
+// A non-nil scope makes the verdict partial: it judges the gates in scope
+// (those the channel requires, in policy order, then the others) by the
+// same rules, and lists the required gates outside it as StatusOutOfScope.
+func Evaluate(p *policies.Release, channel string, statuses map[string]string, at time.Time, scope []string) (*Verdict, error) {
 	required, err := p.Gates(channel)
 	if err != nil {
 		return nil, err
 	}
 	v := &Verdict{Channel: channel, At: at, Passed: true}
+	judged := required
+	if scope != nil {
+		v.Scope = slices.Clone(scope)
+		judged = nil
+		for _, g := range required {
+			if slices.Contains(scope, g) {
+				judged = append(judged, g)
+			}
+		}
+		for _, g := range scope {
+			if !slices.Contains(judged, g) {
+				judged = append(judged, g)
+			}
+		}
+	}
 	for _, g := range required {
+		if !slices.Contains(judged, g) {
+			v.Gates = append(v.Gates, GateVerdict{Gate: g, Status: StatusOutOfScope, Reason: "not run: outside this partial run"})
+		}
+	}
+	for _, g := range judged {
 		st, ok := statuses[g]
 		if !ok {
 			st = StatusMissing

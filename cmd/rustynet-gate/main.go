@@ -83,6 +83,7 @@ commands:
   report   render a verified bundle as HTML or Markdown
   publish  post a verified bundle's verdict to GitHub
   gates    list the registered gates
+  budgets  suggest performance budgets from earlier bundles' perf-budget figures
 
 exit status: 0 pass, 1 blocked, 2 usage or internal error, 3 invalid evidence
 `
@@ -116,6 +117,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdReport(args[1:], stdout, stderr)
 	case "publish":
 		err = cmdPublish(args[1:], stdout, stderr)
+	case "budgets":
+		err = cmdBudgets(args[1:], stdout, stderr)
 	case "gates":
 		for _, n := range registry().Names() {
 			s, _ := registry().Get(n)
@@ -151,7 +154,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-// parse parses flags among positional arguments and checks their count.
+// parse parses flags among positional arguments and checks their count;
+// a last positional name ending in "..." takes one or more.
 func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
 	var pos []string
 	for {
@@ -167,7 +171,8 @@ func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, err
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if len(pos) != len(positional) {
+	variadic := len(positional) > 0 && strings.HasSuffix(positional[len(positional)-1], "...")
+	if len(pos) != len(positional) && !(variadic && len(pos) >= len(positional)) {
 		return nil, fail(exitUsage, "%s: want %s, got %q", fs.Name(), strings.Join(positional, " "), pos)
 	}
 	return pos, nil
@@ -288,11 +293,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err := writeReports(*out, pub, reg); err != nil {
 		fmt.Fprintf(stderr, "rustynet-gate: report: %v\n", err)
 	}
-	verdict := "PASSED"
-	if !o.Verdict.Passed {
-		verdict = "BLOCKED"
+	fmt.Fprintf(stdout, "%s: channel %s at %s in %v\n", verdictWord(o.Verdict), *channel, sha[:min(12, len(sha))], o.Duration.Round(time.Second))
+	if o.Verdict.Partial() {
+		fmt.Fprintln(stdout, partialNote(o.Verdict))
 	}
-	fmt.Fprintf(stdout, "%s: channel %s at %s in %v\n", verdict, *channel, sha[:min(12, len(sha))], o.Duration.Round(time.Second))
 	for _, g := range o.Verdict.Gates {
 		if g.Blocking {
 			fmt.Fprintf(stdout, "  blocking: %s: %s\n", g.Gate, g.Reason)
@@ -306,6 +310,33 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return fail(exitBlocked, "")
 	}
 	return nil
+}
+
+// verdictWord is PASSED or BLOCKED, marked when the run was partial.
+func verdictWord(v *gates.Verdict) string {
+	w := "PASSED"
+	if !v.Passed {
+		w = "BLOCKED"
+	}
+	if v.Partial() {
+		w += " (partial run)"
+	}
+	return w
+}
+
+// partialNote says what a partial verdict does not cover.
+func partialNote(v *gates.Verdict) string {
+	var out []string
+	for _, g := range v.Gates {
+		if g.Status == gates.StatusOutOfScope {
+			out = append(out, g.Gate)
+		}
+	}
+	s := fmt.Sprintf("note: a partial run of %s (--gates %s) is not a verdict on channel %s and cannot be published", strings.Join(v.Scope, ", "), strings.Join(v.Scope, ","), v.Channel)
+	if len(out) > 0 {
+		s += fmt.Sprintf("; the channel also requires %s", strings.Join(out, ", "))
+	}
+	return s
 }
 
 // loadOrCreateKey loads --key, or the development key (created on first
@@ -341,15 +372,19 @@ func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Regi
 	for name, g := range v.Gates {
 		statuses[name] = g.Result.Status
 	}
-	channel := evidence.Channel(v.Verdict)
+	channel, partial := evidence.Channel(v.Verdict)
 	if channel != v.Manifest.Channel {
 		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict is for channel %q, the manifest says %q", channel, v.Manifest.Channel)}
+	}
+	scope := v.Manifest.Scope
+	if partial != (len(scope) > 0) {
+		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict says partial=%v, the manifest lists %d gates in scope", partial, len(scope))}
 	}
 	at := v.Verdict.GetTimeVerified().AsTime()
 	if now {
 		at = time.Now()
 	}
-	verdict, err := gates.Evaluate(pol, channel, statuses, at)
+	verdict, err := gates.Evaluate(pol, channel, statuses, at, scope)
 	if err != nil {
 		return nil, nil, &evidence.InvalidError{Reason: err.Error()}
 	}
@@ -391,15 +426,15 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	state := "PASSED"
-	if !verdict.Passed {
-		state = "BLOCKED"
-	}
+	state := verdictWord(verdict)
 	fmt.Fprintf(stdout, "evidence valid: %d gate statements, manifest of %d artifacts, key %s\n", len(v.Gates), len(v.Manifest.Artifacts), v.KeyID)
 	if v.Manifest.DevelopmentKey {
 		fmt.Fprintln(stdout, "note: signed with a development key, not a release key")
 	}
 	fmt.Fprintf(stdout, "%s: channel %s, commit %s, evaluated %s\n", state, verdict.Channel, v.Manifest.Commit, verdict.At.Format(time.RFC3339))
+	if verdict.Partial() {
+		fmt.Fprintln(stdout, partialNote(verdict))
+	}
 	for _, g := range verdict.Gates {
 		line := g.Status
 		if g.Reason != "" && g.Reason != g.Status {
@@ -419,7 +454,7 @@ func reportInput(v *evidence.Verified, verdict *gates.Verdict) (*evidence.Report
 	if err != nil {
 		return nil, err
 	}
-	in := &evidence.ReportInput{Verified: v, Results: results, Passed: verdict.Passed, Channel: verdict.Channel, At: verdict.At, PublicKeyID: v.KeyID}
+	in := &evidence.ReportInput{Verified: v, Results: results, Passed: verdict.Passed, Channel: verdict.Channel, At: verdict.At, PublicKeyID: v.KeyID, Scope: verdict.Scope}
 	for _, g := range verdict.Gates {
 		rg := evidence.ReportGate{Gate: g.Gate, Status: g.Status, Blocking: g.Blocking, Reason: g.Reason}
 		w, expired := g.Waiver, false
@@ -516,6 +551,10 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	v, verdict, err := verified(pos[0], pub, *sha, registry(), false)
 	if err != nil {
 		return err
+	}
+	if verdict.Partial() {
+		return fail(exitUsage, "publish: %s holds a partial run (--gates %s), not a verdict on channel %s; run the whole channel to publish",
+			pos[0], strings.Join(verdict.Scope, ","), verdict.Channel)
 	}
 	in, err := reportInput(v, verdict)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -31,7 +32,14 @@ func TestMain(m *testing.M) {
 
 func gate(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	return gateEnv(t, nil, args...)
+}
+
+// gateEnv runs the binary with env added to this process's environment.
+func gateEnv(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -94,15 +102,29 @@ func TestRunVerifyTamper(t *testing.T) {
 	}
 	os.WriteFile(res, data, 0o644)
 
-	// A channel whose gates did not all run: valid evidence, blocked.
-	blocked := filepath.Join(t.TempDir(), "b2")
+	// A partial run (--gates): it passes on the gates it ran, says what
+	// the channel also requires, verifies as partial, and cannot be
+	// published as a verdict on the channel.
+	partial := filepath.Join(t.TempDir(), "b2")
 	out, code = gate(t, "run", "--policy", writePolicy(t, "build, architecture, crypto-policy"), "--channel", "nightly",
-		"--gates", "architecture", "--out", blocked, "--key", key)
-	if code != 1 || !strings.Contains(out, "BLOCKED") || !strings.Contains(out, "crypto-policy") {
-		t.Errorf("run with a required gate left out: exit %d, want 1\n%s", code, out)
+		"--gates", "architecture", "--out", partial, "--key", key)
+	if code != 0 || !strings.Contains(out, "PASSED (partial run)") || !strings.Contains(out, "also requires crypto-policy") {
+		t.Errorf("a partial run: exit %d, want 0, saying it is partial and what else the channel requires\n%s", code, out)
 	}
-	if out, code := gate(t, "verify", blocked, "--pubkey", pub); code != 1 {
-		t.Errorf("verify of a blocked bundle: exit %d, want 1\n%s", code, out)
+	if out, code := gate(t, "verify", partial, "--pubkey", pub); code != 0 || !strings.Contains(out, "partial") ||
+		!regexp.MustCompile(`crypto-policy +out-of-scope`).MatchString(out) {
+		t.Errorf("verify of a partial bundle: exit %d, want 0, saying partial with crypto-policy out of scope\n%s", code, out)
+	}
+	if md, err := os.ReadFile(filepath.Join(partial, "report.md")); err != nil || !strings.Contains(string(md), "PASSED (partial run)") {
+		t.Errorf("the partial run's report does not say it is partial (%v)", err)
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatalf("git rev-parse HEAD: %v", err)
+	}
+	pubOut, pubCode := gateEnv(t, []string{"GITHUB_TOKEN=unused"}, "publish", partial, "--pubkey", pub, "--repo", "rustynet/rustynet", "--sha", strings.TrimSpace(string(head)))
+	if pubCode != 2 || !strings.Contains(pubOut, "partial run") {
+		t.Errorf("publish of a partial run: exit %d, want 2 refusing it\n%s", pubCode, pubOut)
 	}
 
 	// Usage errors.

@@ -8,7 +8,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -47,9 +49,9 @@ func run(ctx context.Context, r *gates.Run) error {
 	if err != nil {
 		return gates.Fail("%v", err)
 	}
-	for _, bu := range b.Budgets {
+	for _, bu := range append(slices.Clone(b.Budgets), b.Targets...) {
 		if !matchesAny(bu.Cell.Value, cells) {
-			fmt.Fprintf(r.Log, "note: budget %s:%d (%s) matches no cell of matrix %s\n", b.File, bu.Cell.Line, bu.Cell.Value, mf.Name)
+			fmt.Fprintf(r.Log, "note: %s:%d (%s) matches no cell of matrix %s\n", BudgetsFile, bu.Cell.Line, bu.Cell.Value, mf.Name)
 		}
 	}
 	ctl, node := r.Binaries["rustynet-controller"], r.Binaries["rustynetd"]
@@ -62,35 +64,86 @@ func run(ctx context.Context, r *gates.Run) error {
 	if err := r.Artifact("results.json", raw); err != nil {
 		return err
 	}
-	var problems []string
-	for _, res := range results {
-		if res.Error != "" {
-			problems = append(problems, res.Cell+": "+res.Error)
-		}
-		for _, m := range res.Measurements {
-			m.Name = res.Cell + ":" + m.Name
-			cell, metric, _ := strings.Cut(m.Name, ":")
-			for _, bu := range b.For(cell, metric) {
-				m.Budget = &evidence.Budget{Max: bu.Max, Min: bu.Min, Source: fmt.Sprintf("%s:%d (%s)", BudgetsFile, bu.Cell.Line, bu.Basis.Value)}
-			}
-			m = gates.Summarize(m)
-			if m.WithinBudget != nil && !*m.WithinBudget {
-				problems = append(problems, fmt.Sprintf("%s = %.4g %s (mean of %d), outside its budget %s", m.Name, m.Mean, m.Unit, m.Repetitions, bound(m.Budget)))
-			}
-			r.Measure(m)
-		}
+	j := judge(results, b)
+	for _, m := range j.measurements {
+		r.Measure(m)
+	}
+	problems, missed, budgeted := j.problems, j.missed, j.budgeted
+	fmt.Fprintf(r.Log, "%d measurements held to a budget, %d problems; %d targets missed (reported, not blocking)\n", budgeted, len(problems), len(missed))
+	for _, s := range missed {
+		fmt.Fprintf(r.Log, "target missed: %s\n", s)
 	}
 	regressions, err := compare(r, results, b.Regression)
 	if err != nil {
 		return err
 	}
 	problems = append(problems, regressions...)
-	r.Details(map[string]any{"matrix": mf.Name, "cells": len(cells), "budgets_file_sha256": b.Digest, "problems": problems})
+	r.Details(map[string]any{"matrix": mf.Name, "cells": len(cells), "budgets_file_sha256": b.Digest, "budgeted": budgeted,
+		"problems": problems, "targets_missed": missed})
 	if len(problems) > 0 {
 		sort.Strings(problems)
 		return gates.Fail("%d problems; %s", len(problems), strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// judgement is the matrix's results held to the budgets.
+type judgement struct {
+	measurements []evidence.Measurement // named CELL:METRIC, summarized, with their budgets
+	problems     []string               // a cell that failed, a figure outside its budget
+	missed       []string               // figures that miss a target
+	budgeted     int                    // measurements held to a budget
+}
+
+func judge(results []matrix.Result, b *policies.Budgets) judgement {
+	var j judgement
+	for _, res := range results {
+		if res.Error != "" {
+			j.problems = append(j.problems, res.Cell+": "+res.Error)
+		}
+		for _, m := range res.Measurements {
+			metric := m.Name
+			m.Name = res.Cell + ":" + metric
+			m.Budget = merge(b.For(res.Cell, metric))
+			m = gates.Summarize(m)
+			if m.Budget != nil {
+				j.budgeted++
+			}
+			if m.WithinBudget != nil && !*m.WithinBudget {
+				j.problems = append(j.problems, fmt.Sprintf("%s = %.4g %s (mean of %d), outside its budget %s", m.Name, m.Mean, m.Unit, m.Repetitions, bound(m.Budget)))
+			}
+			if t := merge(b.TargetsFor(res.Cell, metric)); t != nil && len(m.Values) > 0 && !within(m.Mean, t) {
+				j.missed = append(j.missed, fmt.Sprintf("%s = %.4g %s (mean of %d) misses its target %s [%s]", m.Name, m.Mean, m.Unit, m.Repetitions, bound(t), t.Source))
+			}
+			j.measurements = append(j.measurements, m)
+		}
+	}
+	return j
+}
+
+// merge folds the budgets that apply to one metric into one: the tightest
+// max, the tightest min, every source.
+func merge(bs []policies.Budget) *evidence.Budget {
+	if len(bs) == 0 {
+		return nil
+	}
+	out := &evidence.Budget{}
+	var src []string
+	for _, bu := range bs {
+		if bu.Max != nil && (out.Max == nil || *bu.Max < *out.Max) {
+			out.Max = bu.Max
+		}
+		if bu.Min != nil && (out.Min == nil || *bu.Min > *out.Min) {
+			out.Min = bu.Min
+		}
+		src = append(src, fmt.Sprintf("%s:%d (%s)", BudgetsFile, bu.Cell.Line, bu.Basis.Value))
+	}
+	out.Source = strings.Join(src, "; ")
+	return out
+}
+
+func within(v float64, b *evidence.Budget) bool {
+	return (b.Max == nil || v <= *b.Max) && (b.Min == nil || v >= *b.Min)
 }
 
 func bound(b *evidence.Budget) string {
@@ -106,7 +159,7 @@ func bound(b *evidence.Budget) string {
 
 func matchesAny(pattern string, cells []matrix.Cell) bool {
 	for _, c := range cells {
-		if ok, _ := filepath.Match(pattern, c.Name()); ok {
+		if policies.MatchCell(pattern, c.Name()) {
 			return true
 		}
 	}
@@ -141,29 +194,41 @@ func compare(r *gates.Run, results []matrix.Result, reg policies.Regression) ([]
 	}
 	fmt.Fprintf(r.Log, "baseline %s (commit %s): %d measurements\n", r.Baseline, v.Manifest.Commit, len(base))
 	var out []string
+	compared, blind := 0, 0
 	for _, res := range results {
 		for _, m := range res.Measurements {
 			name := res.Cell + ":" + m.Name
 			old, ok := base[name]
-			if !ok || len(old) < 2 || len(m.Values) < 2 {
+			if !ok || len(old) == 0 || len(m.Values) == 0 {
 				continue
 			}
+			if stats.MinP(len(old), len(m.Values)) >= reg.Alpha {
+				// Too few values on one side for the test ever to reach
+				// alpha (3 against 3 cannot): say so rather than call it
+				// "no change".
+				blind++
+				fmt.Fprintf(r.Log, "%s: n=%d+%d cannot show a significant change at alpha %g; not compared\n", name, len(old), len(m.Values), reg.Alpha)
+				continue
+			}
+			compared++
 			p := stats.MannWhitney(old, m.Values)
 			mo, mn := stats.Median(old), stats.Median(m.Values)
-			change := (mn - mo) / mo
-			worse := change < 0 == higherIsBetter(m.Unit)
+			var change float64
+			switch {
+			case mo != 0:
+				change = (mn - mo) / math.Abs(mo)
+			case mn > 0:
+				change = math.Inf(1)
+			case mn < 0:
+				change = math.Inf(-1)
+			}
+			worse := change != 0 && (change < 0) == higherIsBetter(m.Unit)
 			fmt.Fprintf(r.Log, "%s: median %.4g -> %.4g %s (%+.1f%%), p=%.3f\n", name, mo, mn, m.Unit, 100*change, p)
-			if worse && p < reg.Alpha && abs(change) >= reg.MinChange {
+			if worse && p < reg.Alpha && math.Abs(change) >= reg.MinChange {
 				out = append(out, fmt.Sprintf("%s regressed: median %.4g -> %.4g %s (%+.1f%%, p=%.3f, n=%d+%d)", name, mo, mn, m.Unit, 100*change, p, len(old), len(m.Values)))
 			}
 		}
 	}
+	fmt.Fprintf(r.Log, "baseline comparison: %d measurements compared, %d with too few values to compare, %d regressions\n", compared, blind, len(out))
 	return out, nil
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }

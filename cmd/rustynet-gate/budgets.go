@@ -1,0 +1,83 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/gates/perfbudget"
+	"github.com/rustynet/rustynet/policies"
+)
+
+// cmdBudgets applies the budget rule (perfbudget.Suggest) to the
+// perf-budget figures of earlier bundles, and prints, for every budget and
+// target of the budgets file, the run means, the bound in force and the
+// bound the rule gives, with a basis line to record in the file.
+func cmdBudgets(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("budgets", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("budgets", perfbudget.BudgetsFile, "the budgets file whose entries to suggest bounds for")
+	pubkey := fs.String("pubkey", "", "public key the bundles must verify with (default: the development key)")
+	pos, err := parse(fs, args, "DIR...")
+	if err != nil {
+		return err
+	}
+	if len(pos) < 2 {
+		return fail(exitUsage, "budgets: the rule needs the spread of at least two runs; give two or more bundles")
+	}
+	root, _ := repoRoot()
+	pub, err := evidence.LoadVerifier(defaultPubkey(root, *pubkey))
+	if err != nil {
+		return fail(exitUsage, "--pubkey: %v", err)
+	}
+	b, err := policies.LoadBudgets(*file)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	var runs []perfbudget.Run
+	for _, dir := range pos {
+		v, err := evidence.Verify(dir, pub, "")
+		if err != nil {
+			return err
+		}
+		results, err := evidence.LoadResults(v)
+		if err != nil {
+			return err
+		}
+		res, ok := results[perfbudget.Name]
+		if !ok || len(res.Measurements) == 0 {
+			return fail(exitUsage, "budgets: %s holds no %s figures", dir, perfbudget.Name)
+		}
+		r := perfbudget.Run{Source: fmt.Sprintf("%s (commit %.12s, %s)", filepath.Base(dir), v.Manifest.Commit, v.Manifest.Created.Format("2006-01-02")),
+			Values: map[string][]float64{}}
+		for _, m := range res.Measurements {
+			r.Values[m.Name] = m.Values
+		}
+		runs = append(runs, r)
+		fmt.Fprintf(stdout, "run %d: %s, %d measurements, on %s\n", len(runs), r.Source, len(r.Values), res.Environment)
+	}
+	fmt.Fprintf(stdout, "\nrule: the worst run mean, widened by twice the spread of the run means (at least %.0f%%), rounded outwards to 2 digits\n\n", 100*perfbudget.MinHeadroom)
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "line\tkind\tcell\tmetric\tin force\tsuggested\tbasis")
+	for _, s := range perfbudget.Suggest(b, runs) {
+		kind := "budget"
+		if s.Target {
+			kind = "target"
+		}
+		cur, dir := s.Entry.Min, ">="
+		if s.Max {
+			cur, dir = s.Entry.Max, "<="
+		}
+		sug, basis := "-", "no run measured it"
+		if !math.IsNaN(s.Bound) {
+			sug, basis = dir+" "+strconv.FormatFloat(s.Bound, 'f', -1, 64), s.Basis
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s %g\t%s\t%s\n", s.Entry.Cell.Line, kind, s.Entry.Cell.Value, s.Entry.Metric.Value, dir, *cur, sug, basis)
+	}
+	return tw.Flush()
+}

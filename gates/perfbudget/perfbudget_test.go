@@ -1,0 +1,207 @@
+package perfbudget
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/matrix"
+	"github.com/rustynet/rustynet/policies"
+)
+
+const budgetsYAML = `version: 1
+matrix: {nightly: n.yaml, beta: r.yaml, ga: r.yaml}
+budgets:
+  - cell: throughput/backend=wireguard/**
+    metric: tunnel_to_raw
+    min: 0.10
+    basis: test
+  - cell: throughput/**
+    metric: tunnel_to_raw
+    min: 0.05
+    max: 1.5
+    basis: test, looser
+  - cell: route-apply/routes=1000
+    metric: route_apply_p99
+    max: 50
+    basis: test
+targets:
+  - cell: throughput/backend=wireguard/**
+    metric: tunnel_to_raw
+    min: 0.25
+    basis: ARCHITECTURE.md
+regression: {alpha: 0.05, min_change: 0.05}
+soak:
+  duration: {nightly: 10m, beta: 2h, ga: 24h}
+  sample_every: 10s
+  warmup: 2m
+  rate_mbps: 50
+  max_rss_mib_per_hour: 64
+  max_goroutines_per_hour: 60
+  max_fds_per_hour: 30
+  max_rss_mib: 512
+`
+
+func budgets(t *testing.T) *policies.Budgets {
+	t.Helper()
+	b, err := policies.ParseBudgets("budgets.yaml", []byte(budgetsYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestJudge(t *testing.T) {
+	wg, quic := "throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk", "throughput/backend=quic/mtu=1420/peers=2/traffic=tcp-bulk"
+	results := []matrix.Result{
+		{Cell: wg, Measurements: []evidence.Measurement{{Name: "tunnel_to_raw", Unit: "ratio", Values: []float64{0.17, 0.19, 0.21}}}},
+		{Cell: quic, Measurements: []evidence.Measurement{{Name: "tunnel_to_raw", Unit: "ratio", Values: []float64{0.02, 0.03}}}},
+		{Cell: "route-apply/routes=1000", Measurements: []evidence.Measurement{{Name: "route_apply_p99", Unit: "ms", Values: []float64{20}}}},
+		{Cell: "route-apply/routes=10", Error: "netlink: permission denied"},
+	}
+	j := judge(results, budgets(t))
+	if j.budgeted != 3 || len(j.measurements) != 3 {
+		t.Errorf("budgeted %d of %d measurements, want 3 of 3", j.budgeted, len(j.measurements))
+	}
+	// Both budgets match the WireGuard cell: the tightest bounds apply,
+	// and both sources are named.
+	m := j.measurements[0]
+	if m.Name != wg+":tunnel_to_raw" || *m.Budget.Min != 0.10 || *m.Budget.Max != 1.5 || !strings.Contains(m.Budget.Source, "budgets.yaml:4") ||
+		!strings.Contains(m.Budget.Source, "budgets.yaml:8") || !*m.WithinBudget || m.Repetitions != 3 {
+		t.Errorf("WireGuard ratio: %+v (budget %+v)", m, m.Budget)
+	}
+	if q := j.measurements[1]; *q.WithinBudget || q.Budget.Min == nil || *q.Budget.Min != 0.05 {
+		t.Errorf("QUIC ratio 0.025 against min 0.05: %+v", q)
+	}
+	if len(j.problems) != 2 || !strings.Contains(strings.Join(j.problems, "\n"), "permission denied") ||
+		!strings.Contains(strings.Join(j.problems, "\n"), quic+":tunnel_to_raw = 0.025 ratio (mean of 2), outside its budget >= 0.05") {
+		t.Errorf("problems = %q; want the failed cell and the QUIC ratio", j.problems)
+	}
+	// The target is missed (0.19 < 0.25) and reported, without blocking.
+	if len(j.missed) != 1 || !strings.Contains(j.missed[0], "misses its target >= 0.25 [policies/budgets.yaml:18 (ARCHITECTURE.md)]") {
+		t.Errorf("missed = %q", j.missed)
+	}
+}
+
+// TestCompare writes a baseline bundle through the gate runner, then
+// compares new figures with it.
+func TestCompare(t *testing.T) {
+	cell := "throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk"
+	base := []evidence.Measurement{
+		{Name: cell + ":tunnel_throughput", Unit: "Gbit/s", Method: "iperf3", Values: []float64{2.90, 2.95, 3.00, 2.92, 2.97}},
+		{Name: cell + ":cpu_per_gb", Unit: "s/GB", Method: "cpu", Values: []float64{4.5, 4.6, 4.4, 4.55, 4.45}},
+		{Name: cell + ":rss_peak_node1", Unit: "MiB", Method: "rss", Values: []float64{160}},
+		{Name: cell + ":steady", Unit: "ms", Method: "x", Values: []float64{1, 2, 3, 4, 5}},
+	}
+	var reg gates.Registry
+	reg.Register(gates.Spec{Name: Name, Owner: "sre", Timeout: 5 * time.Second, Run: func(ctx context.Context, r *gates.Run) error {
+		for _, m := range base {
+			r.Measure(m)
+		}
+		return nil
+	}})
+	pol, err := policies.ParseRelease("release.yaml", []byte("version: 1\nchannels:\n  nightly:\n    gates: [perf-budget]\n"), reg.Has)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := t.TempDir()
+	if _, err := evidence.Keygen(keys, evidence.ECDSAP256); err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	verifier, _ := evidence.LoadVerifier(filepath.Join(keys, evidence.PublicKeyFile))
+	dir := filepath.Join(t.TempDir(), "baseline")
+	if _, err := gates.Execute(context.Background(), gates.Options{Registry: &reg, Policy: pol, Channel: "nightly", Out: dir,
+		Signer: signer, Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"}); err != nil {
+		t.Fatal(err)
+	}
+
+	now := []matrix.Result{{Cell: cell, Measurements: []evidence.Measurement{
+		// 20% slower, every value below every baseline value: p = 0.008.
+		{Name: "tunnel_throughput", Unit: "Gbit/s", Values: []float64{2.30, 2.35, 2.40, 2.32, 2.38}},
+		// 2% more CPU: significant, but under min_change.
+		{Name: "cpu_per_gb", Unit: "s/GB", Values: []float64{4.6, 4.7, 4.65, 4.68, 4.62}},
+		// One value a side: the test cannot speak.
+		{Name: "rss_peak_node1", Unit: "MiB", Values: []float64{400}},
+		// Lower is better and it fell: an improvement.
+		{Name: "steady", Unit: "ms", Values: []float64{0.1, 0.2, 0.3, 0.4, 0.5}},
+	}}}
+	var log strings.Builder
+	r := &gates.Run{Gate: Name, Log: &log, Baseline: dir, BaselineKey: verifier}
+	got, err := compare(r, now, policies.Regression{Alpha: 0.05, MinChange: 0.05})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !strings.Contains(got[0], "tunnel_throughput regressed: median 2.95 -> 2.35 Gbit/s (-20.3%, p=0.008, n=5+5)") {
+		t.Errorf("regressions = %q; want only the throughput", got)
+	}
+	if !strings.Contains(log.String(), "rss_peak_node1: n=1+1 cannot show a significant change") ||
+		!strings.Contains(log.String(), "3 measurements compared, 1 with too few values to compare, 1 regressions") {
+		t.Errorf("log:\n%s", log.String())
+	}
+
+	// A baseline signed with another key is refused.
+	other := t.TempDir()
+	evidence.Keygen(other, evidence.ECDSAP256)
+	ov, _ := evidence.LoadVerifier(filepath.Join(other, evidence.PublicKeyFile))
+	r.BaselineKey = ov
+	if _, err := compare(r, now, policies.Regression{Alpha: 0.05, MinChange: 0.05}); err == nil {
+		t.Error("a baseline signed with another key was compared")
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	b := budgets(t)
+	wg := "throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk"
+	runs := []Run{
+		{Source: "a", Values: map[string][]float64{wg + ":tunnel_to_raw": {0.18, 0.20}, "route-apply/routes=1000:route_apply_p99": {20}}},
+		{Source: "b", Values: map[string][]float64{wg + ":tunnel_to_raw": {0.20, 0.22}, "route-apply/routes=1000:route_apply_p99": {19}}},
+		{Source: "c", Values: map[string][]float64{"throughput/backend=quic/mtu=1420/peers=2/traffic=tcp-bulk:tunnel_to_raw": {0.02}}},
+	}
+	got := Suggest(b, runs)
+	if len(got) != 5 {
+		t.Fatalf("%d suggestions, want one per bound of every budget and target (5)", len(got))
+	}
+	// WireGuard floor: run means 0.19 and 0.21, spread 0.02/0.2 = 10%,
+	// headroom the 25% minimum: 0.19 * 0.75 = 0.1425, rounded down.
+	if s := got[0]; s.Max || len(s.Means) != 2 || s.Bound != 0.14 || s.Headroom != MinHeadroom ||
+		!strings.Contains(s.Basis, "run means 0.19, 0.21 over 2 runs (spread 10%); the worst, 0.19, less 25% headroom") {
+		t.Errorf("WireGuard floor: %+v", s)
+	}
+	// throughput/** matches QUIC's cell too (each run measured one cell):
+	// means 0.19, 0.21, 0.02, spread 136%, headroom 271%: floor 0.
+	if s := got[1]; s.Max || len(s.Means) != 3 || s.Bound != 0 {
+		t.Errorf("loose floor over every backend: %+v", s)
+	}
+	// The same entry's max: the worst (highest) mean, 0.21, plus 271%:
+	// 0.21 * 3.71 = 0.78, rounded up.
+	if s := got[2]; !s.Max || len(s.Means) != 3 || s.Bound != 0.79 {
+		t.Errorf("loose ceiling over every backend: %+v", s)
+	}
+	// A max: the worst mean is the highest, 20 * 1.25 = 25.
+	if s := got[3]; !s.Max || s.Bound != 25 || s.Entry.Metric.Value != "route_apply_p99" {
+		t.Errorf("route-apply max: %+v", s)
+	}
+	if s := got[4]; !s.Target {
+		t.Errorf("the last entry is the target: %+v", s)
+	}
+	if _, err := policies.ParseBudgets("b.yaml", []byte(strings.Replace(budgetsYAML, "min: 0.10", "min: 0.10\n    max: 0.01", 1))); err == nil {
+		t.Error("a budget with min above max was accepted")
+	}
+}
+
+func TestRoundOut(t *testing.T) {
+	for _, c := range []struct {
+		x    float64
+		up   bool
+		want float64
+	}{{0.1425, false, 0.14}, {0.1425, true, 0.15}, {25.1, true, 26}, {441.6, true, 450}, {0.0123, false, 0.012}, {3, true, 3}} {
+		if got := roundOut(c.x, c.up); got != c.want {
+			t.Errorf("roundOut(%v, up=%v) = %v, want %v", c.x, c.up, got, c.want)
+		}
+	}
+}

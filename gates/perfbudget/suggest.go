@@ -1,0 +1,122 @@
+package perfbudget
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/rustynet/rustynet/policies"
+)
+
+// The rule a budget is set by, from several runs of the matrix on the
+// reference machine: take the worst run mean, and widen it by the
+// headroom: twice the spread of the run means (max minus min, over their
+// mean), and never less than MinHeadroom. Bounds are rounded outwards to
+// two significant digits.
+const MinHeadroom = 0.25
+
+// Run is one bundle's perf-budget figures: the values of each
+// measurement (named CELL:METRIC), and where they came from.
+type Run struct {
+	Source string // the bundle, its commit and date
+	Values map[string][]float64
+}
+
+// Suggestion is what the rule gives for one bound of a budget (or target)
+// of the budgets file: an entry with both a min and a max has two.
+type Suggestion struct {
+	Entry    policies.Budget
+	Target   bool      // a target, not a budget
+	Max      bool      // the entry bounds from above
+	Means    []float64 // each run's mean (the worst over the cells the pattern matches)
+	Spread   float64   // (max - min) / mean of Means
+	Headroom float64
+	Bound    float64 // the suggested bound; NaN when no run measured the metric
+	Basis    string  // a basis line for budgets.yaml
+}
+
+// Suggest applies the rule to every bound of every budget and target of b
+// over runs, in file order, a min before a max.
+func Suggest(b *policies.Budgets, runs []Run) []Suggestion {
+	var out []Suggestion
+	for i, bu := range append(slices.Clone(b.Budgets), b.Targets...) {
+		if bu.Min != nil {
+			out = append(out, suggest(bu, i >= len(b.Budgets), false, runs))
+		}
+		if bu.Max != nil {
+			out = append(out, suggest(bu, i >= len(b.Budgets), true, runs))
+		}
+	}
+	return out
+}
+
+// suggest applies the rule to one bound (the max, or the min) of bu.
+func suggest(bu policies.Budget, target, isMax bool, runs []Run) Suggestion {
+	s := Suggestion{Entry: bu, Target: target, Max: isMax, Bound: math.NaN()}
+	for _, r := range runs {
+		var worst float64
+		found := false
+		for name, vs := range r.Values {
+			cell, metric, ok := strings.Cut(name, ":")
+			if !ok || metric != bu.Metric.Value || len(vs) == 0 || !policies.MatchCell(bu.Cell.Value, cell) {
+				continue
+			}
+			m := mean(vs)
+			if !found || (s.Max && m > worst) || (!s.Max && m < worst) {
+				worst = m
+			}
+			found = true
+		}
+		if found {
+			s.Means = append(s.Means, worst)
+		}
+	}
+	if len(s.Means) > 0 {
+		lo, hi, avg := slices.Min(s.Means), slices.Max(s.Means), mean(s.Means)
+		if avg != 0 {
+			s.Spread = (hi - lo) / math.Abs(avg)
+		}
+		s.Headroom = math.Max(MinHeadroom, 2*s.Spread)
+		if s.Max {
+			s.Bound = roundOut(hi*(1+s.Headroom), true)
+		} else {
+			s.Bound = math.Max(0, roundOut(lo*(1-s.Headroom), false))
+		}
+		means := make([]string, len(s.Means))
+		for i, m := range s.Means {
+			means[i] = fmt.Sprintf("%.3g", m)
+		}
+		worst, sign := lo, "less"
+		if s.Max {
+			worst, sign = hi, "plus"
+		}
+		s.Basis = fmt.Sprintf("run means %s over %d runs (spread %.0f%%); the worst, %.3g, %s %.0f%% headroom",
+			strings.Join(means, ", "), len(s.Means), 100*s.Spread, worst, sign, 100*s.Headroom)
+	}
+	return s
+}
+
+func mean(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// roundOut rounds x to two significant digits, up or down.
+func roundOut(x float64, up bool) float64 {
+	if x == 0 || math.IsNaN(x) || math.IsInf(x, 0) {
+		return x
+	}
+	p := math.Pow(10, math.Floor(math.Log10(math.Abs(x)))-1)
+	r := math.Floor(x/p) * p
+	if up {
+		r = math.Ceil(x/p) * p
+	}
+	// Drop the binary noise of the multiplication (0.12000000000000001).
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(r, 'g', 2, 64), 64)
+	return v
+}
