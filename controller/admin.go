@@ -40,7 +40,7 @@ func authKeyView(k *store.AuthKey) api.AuthKey {
 }
 
 func (s *Server) createAuthKey(w http.ResponseWriter, r *http.Request) error {
-	req, err := decode[api.CreateAuthKeyRequest](r.Body)
+	req, err := decode[api.CreateAuthKeyRequest](r.Body, api.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,13 @@ func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) error {
-	req, err := decode[api.SetPolicyRequest](r.Body)
+	// The body limit fits the largest allowed policy however it is escaped,
+	// so a policy is refused for its size by Validate, naming the limit.
+	req, err := decode[api.SetPolicyRequest](r.Body, api.MaxPolicyBodyBytes)
+	var e *api.Error
+	if errors.As(err, &e) && e.Code == api.CodeBodyTooLarge {
+		e.Message += fmt.Sprintf(", more than any policy of at most %d bytes needs", api.MaxPolicyBytes)
+	}
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -283,6 +285,54 @@ func TestACLPolicy(t *testing.T) {
 	}
 }
 
+// TestPolicySizeLimit: a policy of api.MaxPolicyBytes is accepted even when
+// every byte of it is escaped in the JSON body (encoding/json writes '<' as
+// "\u003c", six bytes), and one byte more is refused with a message naming
+// the limit; a body too large for any allowed policy is refused with 413,
+// also naming it.
+func TestPolicySizeLimit(t *testing.T) {
+	c := controllertest.Start(t)
+	const head = "acls: []\n#"
+	atLimit := head + strings.Repeat("<", api.MaxPolicyBytes-len(head))
+	if body, _ := json.Marshal(api.SetPolicyRequest{Policy: atLimit}); len(body) <= api.MaxBodyBytes {
+		t.Fatalf("the policy at the limit encodes to %d bytes, want more than api.MaxBodyBytes (%d) to test the escaping", len(body), api.MaxBodyBytes)
+	}
+	if _, err := c.Admin.SetPolicy(ctx(t), atLimit); err != nil {
+		t.Fatalf("SetPolicy(%d bytes) error = %v, want it accepted", len(atLimit), err)
+	}
+	if p, err := c.Admin.Policy(ctx(t)); err != nil || p.Policy != atLimit {
+		t.Errorf("policy after setting %d bytes: %d bytes, %v; want the same text", len(atLimit), len(p.Policy), err)
+	}
+
+	want := fmt.Sprintf("at most %d allowed", api.MaxPolicyBytes)
+	_, err := c.Admin.SetPolicy(ctx(t), atLimit+"<")
+	var e *api.Error
+	if !errors.As(err, &e) || e.Status != http.StatusBadRequest || e.Code != api.CodeBadRequest || !strings.Contains(e.Message, want) {
+		t.Errorf("SetPolicy(%d bytes) error = %#v, want 400 %s containing %q", len(atLimit)+1, err, api.CodeBadRequest, want)
+	}
+
+	// A body larger than any allowed policy needs: 413, naming the limit.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", filepath.Join(c.DataDir, controller.AdminSocket))
+	}}}
+	big := `{"policy":"` + strings.Repeat(`\u003c`, api.MaxPolicyBodyBytes/6+1) + `"}`
+	req, _ := http.NewRequest(http.MethodPut, "http://controller"+api.AdminPathPolicy, strings.NewReader(big))
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var eb api.ErrorBody
+	if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge || eb.Error == nil ||
+		eb.Error.Code != api.CodeBodyTooLarge || !strings.Contains(eb.Error.Message, fmt.Sprintf("at most %d bytes", api.MaxPolicyBytes)) {
+		t.Errorf("PUT %s with %d bytes = %d %+v (%v), want 413 %s naming %d", api.AdminPathPolicy, len(big), resp.StatusCode, eb.Error, err, api.CodeBodyTooLarge, api.MaxPolicyBytes)
+	}
+	if p, err := c.Admin.Policy(ctx(t)); err != nil || p.Policy != atLimit {
+		t.Errorf("policy after refused updates: %d bytes, %v; want the one at the limit", len(p.Policy), err)
+	}
+}
+
 // TestPolicyChangeSendsFullNetmaps: a waiting node gets a full netmap with
 // its new peer set when the policy changes.
 func TestPolicyChangeSendsFullNetmaps(t *testing.T) {
@@ -473,6 +523,12 @@ func TestBadRequests(t *testing.T) {
 	a := c.Register(key, "a")
 	nk, mk := controllertest.Key[api.NodePublic](), controllertest.Key[api.MachinePublic]()
 	valid := fmt.Sprintf(`{"auth_key":%q,"node_key":%q,"machine_key":%q}`, key, nk, mk)
+	// b's machine key is known, for the refusals that need it.
+	bMK := controllertest.Key[api.MachinePublic]()
+	var b api.RegisterResponse
+	if status, body := c.Do(http.MethodPost, api.PathRegister, "", api.RegisterRequest{AuthKey: key, NodeKey: controllertest.Key[api.NodePublic](), MachineKey: bMK, Hostname: "b"}, &b); status != 200 {
+		t.Fatalf("register b: %d %s", status, body)
+	}
 
 	for _, tc := range []struct {
 		name, method, path, version, cred string
@@ -502,7 +558,9 @@ func TestBadRequests(t *testing.T) {
 		{"unknown credential", "GET", api.PathNetmap, "1", api.CredentialPrefix + "n0123456789abcdef_" + strings.Repeat("a", 52), nil, 401, api.CodeUnauthorized, "unknown credential"},
 		{"bad since", "GET", api.PathNetmap + "?since=-1", "1", a.Credential, nil, 400, api.CodeBadRequest, "since"},
 		{"wait too long", "GET", api.PathNetmap + "?wait=100000", "1", a.Credential, nil, 400, api.CodeBadRequest, "wait"},
-		{"rotate to machine key", "POST", api.PathRotateKey, "1", a.Credential, []byte(`{"node_key":"` + mk.String() + `"}`), 200, "", ""},
+		{"re-register another node", "POST", api.PathRegister, "1", a.Credential, []byte(fmt.Sprintf(`{"auth_key":%q,"node_key":%q,"machine_key":%q}`, key, nk, bMK)), 403, api.CodeForbidden,
+			fmt.Sprintf("the credential is node %s's; it may not re-register node %s, which holds this machine key", a.Node.ID, b.Node.ID)},
+		{"rotate to own machine key", "POST", api.PathRotateKey, "1", b.Credential, []byte(`{"node_key":"` + bMK.String() + `"}`), 400, api.CodeBadRequest, "node_key must differ from the machine key"},
 		{"endpoints not a list", "POST", api.PathEndpoints, "1", a.Credential, []byte(`{"endpoints":5}`), 400, api.CodeBadRequest, "endpoints"},
 		{"too many endpoints", "POST", api.PathEndpoints, "1", a.Credential, []byte(`{"endpoints":[` + strings.Repeat(`"192.0.2.1:1",`, 16) + `"192.0.2.1:1"]}`), 400, api.CodeBadRequest, "at most 16"},
 		{"logout with junk", "POST", api.PathLogout, "1", a.Credential, []byte(`{"x":1}`), 400, api.CodeBadRequest, "unknown field"},
@@ -520,14 +578,15 @@ func TestBadRequests(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("%s %s: Content-Type %q, want application/json", tc.method, tc.path, ct)
+			}
+			// The body is exactly {"error":{"code":"...","message":"..."}}.
 			var eb api.ErrorBody
-			json.NewDecoder(resp.Body).Decode(&eb)
-			if tc.status == 200 {
-				// rotate-key to a random machine key of another node is fine.
-				if resp.StatusCode != 200 {
-					t.Errorf("%s %s = %d %+v, want 200", tc.method, tc.path, resp.StatusCode, eb.Error)
-				}
-				return
+			dec := json.NewDecoder(resp.Body)
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&eb); err != nil {
+				t.Errorf("%s %s: error body: %v", tc.method, tc.path, err)
 			}
 			if resp.StatusCode != tc.status || eb.Error == nil || eb.Error.Code != tc.code || !strings.Contains(eb.Error.Message, tc.msg) {
 				t.Errorf("%s %s = %d %+v, want %d %s containing %q", tc.method, tc.path, resp.StatusCode, eb.Error, tc.status, tc.code, tc.msg)
@@ -536,6 +595,24 @@ func TestBadRequests(t *testing.T) {
 				t.Errorf("response %s header = %q, want %d", api.HeaderCapabilityVersion, got, api.CurrentCapabilityVersion)
 			}
 		})
+	}
+}
+
+// TestRotateKeyToAnotherMachineKey: a node may take a node key that is
+// another node's machine key; only its own machine key is refused (see
+// TestBadRequests).
+func TestRotateKeyToAnotherMachineKey(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true)
+	a := c.Register(key, "a")
+	bMK := controllertest.Key[api.MachinePublic]()
+	if status, body := c.Do(http.MethodPost, api.PathRegister, "", api.RegisterRequest{AuthKey: key, NodeKey: controllertest.Key[api.NodePublic](), MachineKey: bMK, Hostname: "b"}, nil); status != 200 {
+		t.Fatalf("register b: %d %s", status, body)
+	}
+	nk := api.NodePublic(bMK)
+	var n api.Node
+	if status, body := c.Do(http.MethodPost, api.PathRotateKey, a.Credential, api.RotateKeyRequest{NodeKey: nk}, &n); status != 200 || n.NodeKey != nk {
+		t.Errorf("rotate a to b's machine key: %d %s, node key %s; want 200 and %s", status, body, n.NodeKey, nk)
 	}
 }
 

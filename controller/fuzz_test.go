@@ -20,17 +20,18 @@ import (
 	"github.com/rustynet/rustynet/controller/store/bolt"
 )
 
-// fuzzDecode checks a request decoder: no input crashes it, every refusal is
-// a 400 or 413 with a message, and whatever it accepts survives a round trip.
+// fuzzDecode checks a request decoder with the body limit of its route: no
+// input crashes it, every refusal is a 400 or 413 with a message, and
+// whatever it accepts survives a round trip.
 func fuzzDecode[T any, PT interface {
 	*T
 	validator
-}](f *testing.F, seeds ...string) {
+}](f *testing.F, limit int64, seeds ...string) {
 	for _, s := range append(seeds, "", "{}", "null", "[]", `{"a":1}`, "{}{}", `{"x":`, "\x00", strings.Repeat("[", 10000)) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		v, err := decode[T, PT](bytes.NewReader(body))
+		v, err := decode[T, PT](bytes.NewReader(body), limit)
 		if err != nil {
 			var e *api.Error
 			if !errors.As(err, &e) || (e.Status != 400 && e.Status != 413) || e.Message == "" || e.Code == "" {
@@ -42,7 +43,7 @@ func fuzzDecode[T any, PT interface {
 		if err != nil {
 			t.Fatalf("re-encoding an accepted %T: %v", v, err)
 		}
-		v2, err := decode[T, PT](bytes.NewReader(again))
+		v2, err := decode[T, PT](bytes.NewReader(again), limit)
 		if err != nil {
 			t.Fatalf("decode(%s) of a re-encoded accepted value: %v", again, err)
 		}
@@ -58,7 +59,7 @@ const (
 )
 
 func FuzzDecodeRegister(f *testing.F) {
-	fuzzDecode[api.RegisterRequest](f,
+	fuzzDecode[api.RegisterRequest](f, api.MaxBodyBytes,
 		`{"auth_key":"rnk_x_y","node_key":"`+fuzzNK+`","machine_key":"`+fuzzMK+`"}`,
 		`{"auth_key":"k","node_key":"`+fuzzNK+`","machine_key":"`+fuzzMK+`","hostname":"h","backends":["wireguard","quic"],"endpoints":["192.0.2.1:1","[2001:db8::1]:2"],"listen_port":41641}`,
 		`{"auth_key":"k","node_key":"`+fuzzNK+`","machine_key":"`+fuzzNK+`"}`,
@@ -67,19 +68,19 @@ func FuzzDecodeRegister(f *testing.F) {
 }
 
 func FuzzDecodeEndpoints(f *testing.F) {
-	fuzzDecode[api.EndpointsRequest](f, `{"endpoints":["192.0.2.1:41641"],"listen_port":41641}`, `{"endpoints":["0.0.0.0:0"]}`, `{"endpoints":[]}`, `{"listen_port":70000}`)
+	fuzzDecode[api.EndpointsRequest](f, api.MaxBodyBytes, `{"endpoints":["192.0.2.1:41641"],"listen_port":41641}`, `{"endpoints":["0.0.0.0:0"]}`, `{"endpoints":[]}`, `{"listen_port":70000}`)
 }
 
 func FuzzDecodeRotateKey(f *testing.F) {
-	fuzzDecode[api.RotateKeyRequest](f, `{"node_key":"`+fuzzNK+`"}`, `{"node_key":""}`, `{"node_key":"!!!!"}`)
+	fuzzDecode[api.RotateKeyRequest](f, api.MaxBodyBytes, `{"node_key":"`+fuzzNK+`"}`, `{"node_key":""}`, `{"node_key":"!!!!"}`)
 }
 
 func FuzzDecodeCreateAuthKey(f *testing.F) {
-	fuzzDecode[api.CreateAuthKeyRequest](f, `{"ttl_seconds":3600,"reusable":true,"tags":["tag:a"],"description":"d"}`, `{"ttl_seconds":-1}`, `{"ttl_seconds":9223372036854775807}`, `{"ttl_seconds":1,"tags":["tag:a","tag:a"]}`)
+	fuzzDecode[api.CreateAuthKeyRequest](f, api.MaxBodyBytes, `{"ttl_seconds":3600,"reusable":true,"tags":["tag:a"],"description":"d"}`, `{"ttl_seconds":-1}`, `{"ttl_seconds":9223372036854775807}`, `{"ttl_seconds":1,"tags":["tag:a","tag:a"]}`)
 }
 
 func FuzzDecodeSetPolicy(f *testing.F) {
-	fuzzDecode[api.SetPolicyRequest](f, `{"policy":"acls: []\n"}`, `{"policy":""}`, `{"policy":5}`)
+	fuzzDecode[api.SetPolicyRequest](f, api.MaxPolicyBodyBytes, `{"policy":"acls: []\n"}`, `{"policy":""}`, `{"policy":5}`)
 }
 
 // testServer starts a controller on a bolt store in a temporary dir with a

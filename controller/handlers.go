@@ -114,7 +114,7 @@ func observedEndpoint(r *http.Request, port uint16) netip.AddrPort {
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
-	req, err := decode[api.RegisterRequest](r.Body)
+	req, err := decode[api.RegisterRequest](r.Body, api.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -429,7 +429,7 @@ func (s *Server) updateSelf(r *http.Request, cred credential, change func(n *sto
 }
 
 func (s *Server) endpoints(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error {
-	req, err := decode[api.EndpointsRequest](r.Body)
+	req, err := decode[api.EndpointsRequest](r.Body, api.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -448,7 +448,7 @@ func (s *Server) endpoints(w http.ResponseWriter, r *http.Request, self *store.N
 }
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error {
-	req, err := decode[api.RotateKeyRequest](r.Body)
+	req, err := decode[api.RotateKeyRequest](r.Body, api.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -474,7 +474,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, self *store.N
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error {
 	// The body may be empty or an empty JSON object.
-	if _, err := decode[emptyRequest](r.Body); err != nil {
+	if _, err := decode[emptyRequest](r.Body, api.MaxBodyBytes); err != nil {
 		if e, ok := err.(*api.Error); !ok || !strings.HasPrefix(e.Message, "request body is empty") {
 			return err
 		}

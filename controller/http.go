@@ -210,14 +210,15 @@ func badRequest(format string, args ...any) *api.Error {
 // validator is a request type that checks itself after decoding.
 type validator interface{ Validate() error }
 
-// decode reads one JSON object of type T from body (at most
-// api.MaxBodyBytes), refusing unknown fields, trailing data and values that
-// fail T's Validate, each with a message that says why.
+// decode reads one JSON object of type T from body (at most limit bytes,
+// api.MaxBodyBytes unless the route has its own), refusing unknown fields,
+// trailing data and values that fail T's Validate, each with a message that
+// says why.
 func decode[T any, PT interface {
 	*T
 	validator
-}](body io.Reader) (*T, error) {
-	lr := &limitedReader{r: body, n: api.MaxBodyBytes}
+}](body io.Reader, limit int64) (*T, error) {
+	lr := &limitedReader{r: body, n: limit, limit: limit}
 	dec := json.NewDecoder(lr)
 	dec.DisallowUnknownFields()
 	v := PT(new(T))
@@ -226,7 +227,7 @@ func decode[T any, PT interface {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		if lr.exceeded {
-			return nil, tooLarge()
+			return nil, tooLarge(lr.limit)
 		}
 		return nil, badRequest("unexpected data after the JSON object")
 	}
@@ -236,14 +237,14 @@ func decode[T any, PT interface {
 	return (*T)(v), nil
 }
 
-func tooLarge() *api.Error {
+func tooLarge(limit int64) *api.Error {
 	return &api.Error{Status: http.StatusRequestEntityTooLarge, Code: api.CodeBodyTooLarge,
-		Message: fmt.Sprintf("request body is larger than %d bytes", api.MaxBodyBytes)}
+		Message: fmt.Sprintf("request body is larger than %d bytes", limit)}
 }
 
 func decodeError(err error, lr *limitedReader) *api.Error {
 	if lr.exceeded {
-		return tooLarge()
+		return tooLarge(lr.limit)
 	}
 	var (
 		syn *json.SyntaxError
@@ -272,7 +273,8 @@ func decodeError(err error, lr *limitedReader) *api.Error {
 // passed, so an oversized body is answered 413 rather than as bad JSON.
 type limitedReader struct {
 	r        io.Reader
-	n        int64
+	n        int64 // bytes left
+	limit    int64 // bytes allowed in all
 	exceeded bool
 }
 

@@ -338,14 +338,22 @@ func policySet(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var text []byte
-	if pos[0] == "-" {
-		text, err = io.ReadAll(io.LimitReader(stdin, api.MaxPolicyBytes+1))
-	} else {
-		text, err = os.ReadFile(pos[0])
+	in := stdin
+	if pos[0] != "-" {
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
 	}
+	// Read one byte past the limit to tell a policy at it from one over it.
+	text, err := io.ReadAll(io.LimitReader(in, api.MaxPolicyBytes+1))
 	if err != nil {
 		return err
+	}
+	if len(text) > api.MaxPolicyBytes {
+		return fmt.Errorf("%s: a policy may be at most %d bytes; this one is larger", pos[0], api.MaxPolicyBytes)
 	}
 	ctx, cancel := adminContext()
 	defer cancel()

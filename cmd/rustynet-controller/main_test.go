@@ -125,6 +125,21 @@ func TestOperatorFlow(t *testing.T) {
 	if out, _, _ := cli(t, "", "policy", "get", "--data-dir", dir); out != good {
 		t.Errorf("policy get = %q, want %q", out, good)
 	}
+	// A policy over the size limit is refused, naming the limit; one at it
+	// is set.
+	atLimit := "acls: []\n#" + strings.Repeat("<", api.MaxPolicyBytes-len("acls: []\n#"))
+	want := fmt.Sprintf("at most %d bytes", api.MaxPolicyBytes)
+	if _, stderr, code := cli(t, atLimit+"<", "policy", "set", "-", "--data-dir", dir); code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("policy set (%d bytes) = exit %d, stderr %q; want exit 1 containing %q", len(atLimit)+1, code, stderr, want)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	os.WriteFile(big, []byte(atLimit+"<"), 0o600)
+	if _, stderr, code := cli(t, "", "policy", "set", big, "--data-dir", dir); code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("policy set FILE (%d bytes) = exit %d, stderr %q; want exit 1 containing %q", len(atLimit)+1, code, stderr, want)
+	}
+	if _, stderr, code := cli(t, atLimit, "policy", "set", "-", "--data-dir", dir); code != 0 {
+		t.Errorf("policy set (%d bytes) = exit %d, %q; want it set", len(atLimit), code, stderr)
+	}
 
 	// Usage mistakes exit 2.
 	if _, _, code := cli(t, "", "node", "frobnicate"); code != 2 {

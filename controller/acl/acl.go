@@ -38,9 +38,8 @@ import (
 	"github.com/rustynet/rustynet/controller/api"
 )
 
-// Limits on a policy.
+// Limits on a policy. Its size limit is api.MaxPolicyBytes.
 const (
-	MaxPolicyBytes      = 1 << 20
 	MaxRules            = 10000
 	MaxSelectorsPerSide = 1000
 )
@@ -296,8 +295,8 @@ var lineRE = regexp.MustCompile(`line (\d+)`)
 // Parse parses and checks a policy. The error is a *ParseError saying on
 // which line and why.
 func Parse(data []byte) (*Policy, error) {
-	if len(data) > MaxPolicyBytes {
-		return nil, &ParseError{0, fmt.Sprintf("policy is %d bytes, at most %d allowed", len(data), MaxPolicyBytes)}
+	if len(data) > api.MaxPolicyBytes {
+		return nil, &ParseError{0, fmt.Sprintf("policy is %d bytes, at most %d allowed", len(data), api.MaxPolicyBytes)}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

@@ -2,8 +2,11 @@ package acl
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/rustynet/rustynet/controller/api"
 )
 
 const webDB = `# web may reach db; ops may reach everything
@@ -96,10 +99,18 @@ func TestParseRefusals(t *testing.T) {
 	}
 }
 
-func TestParseRefusesOversizedPolicy(t *testing.T) {
-	big := "acls: []\n#" + strings.Repeat("x", MaxPolicyBytes)
-	if _, err := Parse([]byte(big)); err == nil || !strings.Contains(err.Error(), "at most") {
-		t.Errorf("Parse(%d bytes) error = %v, want a size refusal", len(big), err)
+// TestParsePolicySizeLimit: the parser takes a policy of api.MaxPolicyBytes,
+// the one policy size limit, and refuses one byte more, naming the limit.
+func TestParsePolicySizeLimit(t *testing.T) {
+	const head = "acls: []\n#"
+	atLimit := head + strings.Repeat("x", api.MaxPolicyBytes-len(head))
+	if _, err := Parse([]byte(atLimit)); err != nil {
+		t.Errorf("Parse(%d bytes) error = %v, want it accepted", len(atLimit), err)
+	}
+	over := atLimit + "x"
+	want := fmt.Sprintf("at most %d allowed", api.MaxPolicyBytes)
+	if _, err := Parse([]byte(over)); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse(%d bytes) error = %v, want a refusal containing %q", len(over), err, want)
 	}
 }
 

@@ -109,8 +109,17 @@ type Policy struct {
 	UpdatedAt *time.Time `json:"updated_at,omitempty"`
 }
 
-// MaxPolicyBytes bounds the text of a policy.
+// MaxPolicyBytes bounds the YAML text of a policy. It is the one policy size
+// limit: SetPolicyRequest.Validate, the controller's policy parser
+// (controller/acl) and `rustynet-controller policy set` all enforce it.
 const MaxPolicyBytes = 48 << 10
+
+// MaxPolicyBodyBytes bounds the body of PUT AdminPathPolicy in place of
+// MaxBodyBytes. It fits the largest allowed policy however its JSON string
+// is escaped (at most 6 bytes per byte of text, as in "\u003c", which
+// encoding/json writes for '<', '>' and '&') and the object around it, so a
+// policy within MaxPolicyBytes is never refused for the size of its encoding.
+const MaxPolicyBodyBytes = 6*MaxPolicyBytes + 1<<10
 
 // Validate checks the request; the policy itself is checked by the
 // controller's parser.

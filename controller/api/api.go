@@ -23,7 +23,7 @@ const (
 
 // Limits of the API. Requests beyond them are refused with 400 or 413.
 const (
-	MaxBodyBytes     = 64 << 10 // request body size limit
+	MaxBodyBytes     = 64 << 10 // request body size limit (the admin policy body has MaxPolicyBodyBytes)
 	MaxEndpoints     = 16
 	MaxBackends      = 8
 	MaxTags          = 16

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -79,5 +80,30 @@ func TestCapabilityVersion(t *testing.T) {
 	}
 	if msg := UpgradeMessage(0); !strings.Contains(msg, "upgrade rustynetd to") {
 		t.Errorf("UpgradeMessage(0) = %q, want it to say what to upgrade to", msg)
+	}
+}
+
+// TestPolicyBodyFitsLargestPolicy: a policy of MaxPolicyBytes passes
+// Validate, one byte more does not, and the largest allowed policy fits
+// MaxPolicyBodyBytes however encoding/json escapes it (six bytes a byte for
+// '<', control characters and invalid UTF-8; six for a three-byte U+2028).
+func TestPolicyBodyFitsLargestPolicy(t *testing.T) {
+	for _, unit := range []string{"a", "<", "\x01", "\xff", "\u2028"} {
+		text := strings.Repeat(unit, MaxPolicyBytes/len(unit))
+		r := SetPolicyRequest{Policy: text}
+		if err := r.Validate(); err != nil {
+			t.Errorf("Validate(%d bytes of %q) = %v, want nil", len(text), unit, err)
+		}
+		body, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(body) > MaxPolicyBodyBytes {
+			t.Errorf("%d bytes of %q encode to %d bytes, more than MaxPolicyBodyBytes (%d)", len(text), unit, len(body), MaxPolicyBodyBytes)
+		}
+	}
+	over := SetPolicyRequest{Policy: strings.Repeat("a", MaxPolicyBytes+1)}
+	if err := over.Validate(); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("at most %d allowed", MaxPolicyBytes)) {
+		t.Errorf("Validate(%d bytes) = %v, want a refusal naming %d", MaxPolicyBytes+1, err, MaxPolicyBytes)
 	}
 }

@@ -57,9 +57,11 @@ const (
 	CurrentCapabilityVersion CapabilityVersion = 2
 
 	// MinSupportedCapabilityVersion is the oldest client the controller
-	// serves. Raising it follows the deprecation process in
-	// documents/policies: announce, keep serving for the support window,
-	// then raise. Older clients get 426 Upgrade Required.
+	// serves. Raising it follows a deprecation process: announce, keep
+	// serving for the support window, then raise. The process and the
+	// window are not written down yet; the compatibility policy that will
+	// set them is to be added under documents/ and listed in
+	// documents/README.md. Older clients get 426 Upgrade Required.
 	MinSupportedCapabilityVersion CapabilityVersion = 1
 )
 
