@@ -5,9 +5,9 @@
 //
 //	rustynet-gate keygen  --out DIR [--alg ecdsa-p256|ed25519]
 //	rustynet-gate run     --policy FILE --channel nightly|beta|ga --out DIR [--gates a,b] [--key FILE] [--baseline DIR]
-//	rustynet-gate verify  DIR --pubkey FILE [--commit SHA] [--at now]
+//	rustynet-gate verify  DIR --pubkey FILE [--commit SHA] [--at now] [--policy FILE]
 //	rustynet-gate report  DIR [--format html|md] [--pubkey FILE]
-//	rustynet-gate publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--api-url URL]
+//	rustynet-gate publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--policy FILE] [--api-url URL]
 //
 // Exit status: 0 pass; 1 the release is blocked (the evidence is valid);
 // 2 usage or internal error; 3 the evidence is invalid (tampered, missing,
@@ -17,6 +17,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -224,7 +226,9 @@ func commit(root string) (string, bool, error) {
 	if err != nil {
 		return "", false, fmt.Errorf("git rev-parse HEAD: %v (the gate runs on a git checkout)", err)
 	}
-	st := exec.Command("git", "status", "--porcelain", "--untracked-files=no")
+	// Untracked files count (a new .go file changes what is built);
+	// ignored ones (out/, .gate-dev/) do not.
+	st := exec.Command("git", "status", "--porcelain")
 	st.Dir = root
 	dirty, _ := st.Output()
 	return strings.TrimSpace(string(out)), len(bytes.TrimSpace(dirty)) > 0, nil
@@ -358,8 +362,20 @@ func loadOrCreateKey(root, keyFile string, stderr io.Writer) (*evidence.Signer, 
 	return s, true, err
 }
 
+// judgement is how a verified bundle is judged: at which time, and under
+// which release policy.
+type judgement struct {
+	// Now evaluates waivers at the current time instead of the time the
+	// bundle records.
+	Now bool
+	// Policy, when set, is the release policy file to judge under instead
+	// of the copy in the bundle: the verifier's own, so that a bundle made
+	// under a lenient policy of its author's cannot pass by it.
+	Policy string
+}
+
 // verified verifies a bundle and recomputes its verdict.
-func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Registry, now bool) (*evidence.Verified, *gates.Verdict, error) {
+func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Registry, j judgement) (*evidence.Verified, *gates.Verdict, error) {
 	v, err := evidence.Verify(dir, pub, commit)
 	if err != nil {
 		return nil, nil, err
@@ -367,6 +383,16 @@ func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Regi
 	pol, err := policies.ParseRelease(v.Manifest.Policy, v.Policy, reg.Has)
 	if err != nil {
 		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the bundle's policy: %v", err)}
+	}
+	own := pol
+	if j.Policy != "" {
+		data, err := os.ReadFile(j.Policy)
+		if err != nil {
+			return nil, nil, fail(exitUsage, "--policy: %v", err)
+		}
+		if pol, err = policies.ParseRelease(j.Policy, data, reg.Has); err != nil {
+			return nil, nil, fail(exitUsage, "--policy: %v", err)
+		}
 	}
 	statuses := map[string]string{}
 	for name, g := range v.Gates {
@@ -381,18 +407,42 @@ func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Regi
 		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict says partial=%v, the manifest lists %d gates in scope", partial, len(scope))}
 	}
 	at := v.Verdict.GetTimeVerified().AsTime()
-	if now {
+	if j.Now {
 		at = time.Now()
 	}
-	verdict, err := gates.Evaluate(pol, channel, statuses, at, scope)
+	// The signed verdict must be what the bundle's own policy gives at
+	// the recorded time: a bundle whose statements and verdict disagree
+	// is invalid, whatever policy it is judged under next.
+	recomputed, err := gates.Evaluate(own, channel, statuses, v.Verdict.GetTimeVerified().AsTime(), scope)
 	if err != nil {
 		return nil, nil, &evidence.InvalidError{Reason: err.Error()}
 	}
-	recorded := v.Verdict.GetVerificationResult() == evidence.Passed
-	if !now && recorded != verdict.Passed {
-		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), verdict.Passed)}
+	if recorded := v.Verdict.GetVerificationResult() == evidence.Passed; recorded != recomputed.Passed {
+		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), recomputed.Passed)}
+	}
+	verdict, err := gates.Evaluate(pol, channel, statuses, at, scope)
+	if err != nil {
+		// The channel is not in the verifier's policy.
+		return nil, nil, fail(exitUsage, "--policy %s: %v", j.Policy, err)
 	}
 	return v, verdict, nil
+}
+
+// policyNote says which policy a verdict was judged under.
+func policyNote(v *evidence.Verified, j judgement) (string, error) {
+	if j.Policy == "" {
+		return fmt.Sprintf("judged under the bundle's own policy %s (sha256 %.12s); --policy FILE judges under yours", v.Manifest.Policy, v.Manifest.PolicySHA), nil
+	}
+	data, err := os.ReadFile(j.Policy)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	mine := hex.EncodeToString(sum[:])
+	if mine == v.Manifest.PolicySHA {
+		return fmt.Sprintf("judged under %s (sha256 %.12s), the policy the bundle was made under", j.Policy, mine), nil
+	}
+	return fmt.Sprintf("judged under %s (sha256 %.12s); the bundle was made under another policy (sha256 %.12s)", j.Policy, mine, v.Manifest.PolicySHA), nil
 }
 
 func defaultPubkey(root, flagValue string) string {
@@ -408,6 +458,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	pubkey := fs.String("pubkey", "", "public key (PKIX PEM) the bundle must be signed with (required)")
 	commitSHA := fs.String("commit", "", "the commit the evidence must be about")
 	at := fs.String("at", "", `"now" evaluates waivers at the current time instead of the evaluation time recorded in the bundle`)
+	policyFile := fs.String("policy", "", "judge under this release policy instead of the copy in the bundle (a release's verifier passes its own)")
 	pos, err := parse(fs, args, "DIR")
 	if err != nil {
 		return err
@@ -422,12 +473,18 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(exitUsage, "--pubkey: %v", err)
 	}
-	v, verdict, err := verified(pos[0], pub, *commitSHA, registry(), *at == "now")
+	j := judgement{Now: *at == "now", Policy: *policyFile}
+	v, verdict, err := verified(pos[0], pub, *commitSHA, registry(), j)
 	if err != nil {
 		return err
 	}
 	state := verdictWord(verdict)
 	fmt.Fprintf(stdout, "evidence valid: %d gate statements, manifest of %d artifacts, key %s\n", len(v.Gates), len(v.Manifest.Artifacts), v.KeyID)
+	note, err := policyNote(v, j)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, note)
 	if v.Manifest.DevelopmentKey {
 		fmt.Fprintln(stdout, "note: signed with a development key, not a release key")
 	}
@@ -471,7 +528,7 @@ func reportInput(v *evidence.Verified, verdict *gates.Verdict) (*evidence.Report
 
 // writeReports renders report.html and report.md next to the evidence.
 func writeReports(dir string, pub *evidence.Verifier, reg *gates.Registry) error {
-	v, verdict, err := verified(dir, pub, "", reg, false)
+	v, verdict, err := verified(dir, pub, "", reg, judgement{})
 	if err != nil {
 		return err
 	}
@@ -506,7 +563,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(exitUsage, "--pubkey: %v", err)
 	}
-	v, verdict, err := verified(pos[0], pub, "", registry(), false)
+	v, verdict, err := verified(pos[0], pub, "", registry(), judgement{})
 	if err != nil {
 		return err
 	}
@@ -531,6 +588,8 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	pubkey := fs.String("pubkey", "", "public key the bundle must verify with (default: the development key)")
 	apiURL := fs.String("api-url", "", "GitHub API base URL (GitHub Enterprise: https://HOST/api/v3/); default api.github.com")
 	details := fs.String("details-url", "", "link from the status (a CI run)")
+	policyFile := fs.String("policy", "", "the release policy the verdict is judged under (default: policies/release.yaml of this checkout, never the bundle's own copy)")
+	allowDev := fs.Bool("allow-development-key", false, "publish a bundle signed with a development key (for testing the publishing path; a release never does)")
 	pos, err := parse(fs, args, "DIR")
 	if err != nil {
 		return err
@@ -548,13 +607,22 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(exitUsage, "--pubkey: %v", err)
 	}
-	v, verdict, err := verified(pos[0], pub, *sha, registry(), false)
+	if *policyFile == "" {
+		*policyFile = filepath.Join(root, "policies", "release.yaml")
+	}
+	v, verdict, err := verified(pos[0], pub, *sha, registry(), judgement{Policy: *policyFile})
 	if err != nil {
 		return err
 	}
 	if verdict.Partial() {
 		return fail(exitUsage, "publish: %s holds a partial run (--gates %s), not a verdict on channel %s; run the whole channel to publish",
 			pos[0], strings.Join(verdict.Scope, ","), verdict.Channel)
+	}
+	if v.Manifest.DevelopmentKey && !*allowDev {
+		return fail(exitUsage, "publish: %s is signed with a development key (made by make gate), not a release key; sign with --key, or pass --allow-development-key to test publishing", pos[0])
+	}
+	if v.Manifest.Dirty {
+		return fail(exitUsage, "publish: %s was made from a working tree with uncommitted changes: it is evidence about %.12s plus those changes, not about the commit; run the gate on a clean checkout", pos[0], v.Manifest.Commit)
 	}
 	in, err := reportInput(v, verdict)
 	if err != nil {

@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rustynet/rustynet/evidence"
@@ -28,6 +34,103 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// changePayload changes one byte of a DSSE envelope's payload and keeps
+// its signature.
+func changePayload(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var env map[string]any
+	if err := json.Unmarshal(data, &env); err != nil {
+		t.Fatal(err)
+	}
+	p, err := base64.StdEncoding.DecodeString(env["payload"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = bytes.Replace(p, []byte(`"`), []byte(`" `), 1) // the same JSON, other bytes
+	env["payload"] = base64.StdEncoding.EncodeToString(p)
+	out, _ := json.Marshal(env)
+	return out
+}
+
+// changeSignature flips a bit of a DSSE envelope's signature.
+func changeSignature(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var env map[string]any
+	if err := json.Unmarshal(data, &env); err != nil {
+		t.Fatal(err)
+	}
+	sig := env["signatures"].([]any)[0].(map[string]any)
+	b, err := base64.StdEncoding.DecodeString(sig["sig"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	sig["sig"] = base64.StdEncoding.EncodeToString(b)
+	out, _ := json.Marshal(env)
+	return out
+}
+
+// manifestCommit is the commit a bundle's manifest names, and whether the
+// working tree had changes.
+func manifestCommit(t *testing.T, dir string) (string, bool) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "manifest.dsse.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct{ Payload []byte }
+	var m struct {
+		Commit string
+		Dirty  bool
+	}
+	if err := json.Unmarshal(data, &env); err != nil || json.Unmarshal(env.Payload, &m) != nil || m.Commit == "" {
+		t.Fatalf("manifest of %s: no commit (%v)", dir, err)
+	}
+	return m.Commit, m.Dirty
+}
+
+// github is a local stand-in for the two GitHub endpoints publish uses: it
+// records the last commit status and refuses check runs, as GitHub does
+// for a token without the checks permission.
+type github struct {
+	*httptest.Server
+	mu   sync.Mutex
+	last string
+}
+
+func (g *github) state() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.last
+}
+
+func fakeGitHub(t *testing.T) *github {
+	g := &github{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /repos/{owner}/{repo}/statuses/{sha}", func(w http.ResponseWriter, r *http.Request) {
+		var st struct {
+			State   string `json:"state"`
+			Context string `json:"context"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&st); err != nil || r.Header.Get("Authorization") != "Bearer test-token" {
+			http.Error(w, `{"message":"bad request"}`, http.StatusBadRequest)
+			return
+		}
+		g.mu.Lock()
+		g.last = st.State
+		g.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id":1,"state":%q,"context":%q}`, st.State, st.Context)
+	})
+	mux.HandleFunc("POST /repos/{owner}/{repo}/check-runs", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `{"message":"Resource not accessible by integration"}`)
+	})
+	g.Server = httptest.NewServer(mux)
+	t.Cleanup(g.Close)
+	return g
 }
 
 func gate(t *testing.T, args ...string) (string, int) {
@@ -101,6 +204,71 @@ func TestRunVerifyTamper(t *testing.T) {
 		t.Errorf("verify of a changed artifact: exit %d, want 3\n%s", code, out)
 	}
 	os.WriteFile(res, data, 0o644)
+
+	// Every other kind of file of a bundle, changed or missing: invalid.
+	for _, c := range []struct {
+		what, file string
+		change     func(t *testing.T, data []byte) []byte // nil removes the file
+	}{
+		{"a gate statement's payload", "statements/architecture.dsse.json", changePayload},
+		{"a gate statement's signature", "statements/architecture.dsse.json", changeSignature},
+		{"the verdict's payload", "statements/verdict.dsse.json", changePayload},
+		{"the manifest's payload", "manifest.dsse.json", changePayload},
+		{"the manifest's signature", "manifest.dsse.json", changeSignature},
+		{"the policy", "policy/release.yaml", func(_ *testing.T, d []byte) []byte { return append(d, '#') }},
+		{"a missing gate statement", "statements/architecture.dsse.json", nil},
+		{"a missing verdict", "statements/verdict.dsse.json", nil},
+		{"a missing manifest", "manifest.dsse.json", nil},
+		{"a missing artifact", "artifacts/architecture/violations.json", nil},
+	} {
+		dir := filepath.Join(t.TempDir(), "copy")
+		if err := os.CopyFS(dir, os.DirFS(bundle)); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, c.file)
+		if c.change == nil {
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			d, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(f, c.change(t, d), 0o644)
+		}
+		if out, code := gate(t, "verify", dir, "--pubkey", pub); code != 3 || !strings.Contains(out, "invalid") {
+			t.Errorf("verify with %s: exit %d, want 3 saying the evidence is invalid\n%s", c.what, code, out)
+		}
+	}
+
+	// Judged under the verifier's own policy rather than the bundle's: a
+	// bundle that passes the lenient policy it was made under is blocked
+	// (exit 1) under one that requires a gate it did not run, and publish
+	// judges under the repository's policy, never the bundle's.
+	if out, code := gate(t, "verify", bundle, "--pubkey", pub, "--policy", writePolicy(t, "build, architecture")); code != 0 ||
+		!strings.Contains(out, "the policy the bundle was made under") {
+		t.Errorf("verify under an identical policy: exit %d, want 0 saying it is the bundle's own\n%s", code, out)
+	}
+	strict := writePolicy(t, "build, architecture, crypto-policy")
+	if out, code := gate(t, "verify", bundle, "--pubkey", pub, "--policy", strict); code != 1 || !strings.Contains(out, "BLOCKED") ||
+		!regexp.MustCompile(`crypto-policy +missing`).MatchString(out) || !strings.Contains(out, "made under another policy") {
+		t.Errorf("verify under a stricter policy: exit %d, want 1 blocked by crypto-policy missing\n%s", code, out)
+	}
+	gh := fakeGitHub(t)
+	commit, dirty := manifestCommit(t, bundle)
+	out, code = gateEnv(t, []string{"GITHUB_TOKEN=test-token"}, "publish", bundle, "--pubkey", pub, "--policy", strict,
+		"--repo", "rustynet/rustynet", "--sha", commit, "--api-url", gh.URL+"/")
+	switch {
+	case dirty:
+		// Run from a working tree with changes (a developer's): such
+		// evidence is not about the commit, and is never published.
+		if code != 2 || !strings.Contains(out, "uncommitted changes") || gh.state() != "" {
+			t.Errorf("publish of a dirty tree's bundle: exit %d, status %q, want 2 and none\n%s", code, gh.state(), out)
+		}
+	case code != 1 || gh.state() != "failure" || !strings.Contains(out, "check run skipped"):
+		t.Errorf("publish under a stricter policy: exit %d and status %q, want 1 and failure, the check run skipped\n%s", code, gh.state(), out)
+	}
 
 	// A partial run (--gates): it passes on the gates it ran, says what
 	// the channel also requires, verifies as partial, and cannot be
