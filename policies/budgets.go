@@ -48,6 +48,33 @@ type Regression struct {
 	// MinChange is the smallest relative change of the median that
 	// counts, however significant.
 	MinChange float64 `yaml:"min_change"`
+	// Noise raises MinChange for metrics whose run-to-run drift is larger:
+	// the test compares the values of two runs, and sees only the spread
+	// within each, so the drift between runs of one commit (measured by
+	// comparing such runs with each other) must be set apart by hand.
+	Noise []Noise `yaml:"noise"`
+}
+
+// Noise is the drift between runs of one commit of the metrics a pattern
+// matches.
+type Noise struct {
+	Cell      Str     `yaml:"cell"`
+	Metric    Str     `yaml:"metric"`
+	MinChange float64 `yaml:"min_change"`
+	Basis     Str     `yaml:"basis"`
+}
+
+// MinChangeFor is the smallest relative change of a cell's metric that
+// counts as a regression: MinChange, or the largest noise entry that
+// matches.
+func (r Regression) MinChangeFor(cell, metric string) float64 {
+	m := r.MinChange
+	for _, n := range r.Noise {
+		if n.Metric.Value == metric && MatchCell(n.Cell.Value, cell) && n.MinChange > m {
+			m = n.MinChange
+		}
+	}
+	return m
 }
 
 // Soak is the soak gate's settings.
@@ -110,6 +137,18 @@ func ParseBudgets(file string, data []byte) (*Budgets, error) {
 	}
 	if b.Regression.MinChange < 0 {
 		return nil, &Error{File: file, Msg: "regression.min_change: want 0 or more"}
+	}
+	for _, n := range b.Regression.Noise {
+		switch {
+		case checkCellPattern(n.Cell.Value) != nil:
+			return nil, &Error{File: file, Line: n.Cell.Line, Msg: "regression.noise: " + checkCellPattern(n.Cell.Value).Error()}
+		case n.Metric.Value == "":
+			return nil, &Error{File: file, Line: n.Cell.Line, Msg: "regression.noise: names no metric"}
+		case n.MinChange <= 0:
+			return nil, &Error{File: file, Line: n.Cell.Line, Msg: "regression.noise: min_change must be positive"}
+		case n.Basis.Value == "":
+			return nil, &Error{File: file, Line: n.Cell.Line, Msg: "regression.noise: does not say what it was measured from (basis)"}
+		}
 	}
 	for _, d := range []string{b.Soak.SampleEvery, b.Soak.Warmup} {
 		if _, err := time.ParseDuration(d); err != nil {

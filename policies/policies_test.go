@@ -10,7 +10,7 @@ import (
 
 var knownGates = func(g string) bool {
 	switch g {
-	case "build", "unit", "conformance", "crypto-policy", "architecture":
+	case "build", "unit", "conformance", "crypto-policy", "architecture", "perf-budget", "soak":
 		return true
 	}
 	return false
@@ -195,7 +195,25 @@ soak: {duration: {nightly: 10m, beta: 1h, ga: 24h}, sample_every: 10s, warmup: 1
 	if _, err := ParseBudgets("b.yaml", []byte("version: 1\nmatrix: {nightly: n.yaml}\n")); err == nil {
 		t.Error("a budgets file without every channel's matrix was accepted")
 	}
+	good := "regression: {alpha: 0.05, min_change: 0.05}"
+	for _, c := range []struct{ noise, want string }{
+		{"[{cell: 'a/**', metric: m, min_change: 0.5}]", "basis"},
+		{"[{cell: 'a/**', metric: m, min_change: 0, basis: x}]", "min_change must be positive"},
+		{"[{cell: 'a/**', min_change: 0.5, basis: x}]", "names no metric"},
+		{"[{cell: 'a/[', metric: m, min_change: 0.5, basis: x}]", "malformed"},
+	} {
+		data := strings.Replace(string(budgetsForTest), good, "regression: {alpha: 0.05, min_change: 0.05, noise: "+c.noise+"}", 1)
+		if _, err := ParseBudgets("b.yaml", []byte(data)); err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "b.yaml:") {
+			t.Errorf("noise %s: error %v, want one with its line saying %q", c.noise, err, c.want)
+		}
+	}
 }
+
+var budgetsForTest = []byte(`version: 1
+matrix: {nightly: n.yaml, beta: r.yaml, ga: r.yaml}
+regression: {alpha: 0.05, min_change: 0.05}
+soak: {duration: {nightly: 10m, beta: 1h, ga: 24h}, sample_every: 10s, warmup: 1m, rate_mbps: 10, max_rss_mib_per_hour: 1, max_goroutines_per_hour: 1, max_fds_per_hour: 1, max_rss_mib: 100}
+`)
 
 func TestMatchCell(t *testing.T) {
 	cell := "throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk"

@@ -7,6 +7,7 @@ import (
 	"math"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/rustynet/rustynet/evidence"
@@ -79,5 +80,38 @@ func cmdBudgets(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s %g\t%s\t%s\n", s.Entry.Cell.Line, kind, s.Entry.Cell.Value, s.Entry.Metric.Value, dir, *cur, sug, basis)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	// The drift between these runs: what a baseline comparison of one
+	// commit with itself would call a regression at the thresholds in
+	// force, and the regression.noise entries that would set it apart.
+	drifts := perfbudget.Drifts(runs, b.Regression)
+	fmt.Fprintf(stdout, "\ndrift between runs (every ordered pair compared as the gate compares a run with its baseline, Mann-Whitney at alpha %g):\n", b.Regression.Alpha)
+	fmt.Fprintf(stdout, "a regression.noise entry is the largest significant change times %g, rounded up; suggested where it exceeds the threshold in force\n\n", perfbudget.NoiseFactor)
+	tw = tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "measurement\tsignificant changes\tin force\tsuggested")
+	var entries []string
+	for _, d := range drifts {
+		ch := make([]string, len(d.Changes))
+		for i, c := range d.Changes {
+			ch[i] = fmt.Sprintf("%+.0f%%", 100*c)
+		}
+		sug := "-"
+		if d.Threshold > d.InForce {
+			sug = fmt.Sprintf("%g", d.Threshold)
+			cell, metric, _ := strings.Cut(d.Name, ":")
+			entries = append(entries, fmt.Sprintf("    - cell: %s\n      metric: %s\n      min_change: %g\n      basis: \"%d of %d pairs of runs differ significantly, by %s\"",
+				cell, metric, d.Threshold, len(d.Changes), d.Pairs, strings.Join(ch, ", ")))
+		}
+		fmt.Fprintf(tw, "%s\t%s of %d pairs\t%g\t%s\n", d.Name, strings.Join(ch, " "), d.Pairs, d.InForce, sug)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		fmt.Fprintf(stdout, "\nregression.noise entries for %s:\n%s\n", *file, strings.Join(entries, "\n"))
+	}
+	return nil
 }

@@ -97,14 +97,27 @@ type judgement struct {
 
 func judge(results []matrix.Result, b *policies.Budgets) judgement {
 	var j judgement
+	used := map[int]bool{} // budgets (by line) that bounded a measurement
+	ran := map[int]bool{}  // budgets (by line) that match a cell that measured something
 	for _, res := range results {
 		if res.Error != "" {
 			j.problems = append(j.problems, res.Cell+": "+res.Error)
 		}
+		if len(res.Measurements) > 0 {
+			for _, bu := range b.Budgets {
+				if policies.MatchCell(bu.Cell.Value, res.Cell) {
+					ran[bu.Cell.Line] = true
+				}
+			}
+		}
 		for _, m := range res.Measurements {
 			metric := m.Name
 			m.Name = res.Cell + ":" + metric
-			m.Budget = merge(b.For(res.Cell, metric))
+			bs := b.For(res.Cell, metric)
+			for _, bu := range bs {
+				used[bu.Cell.Line] = true
+			}
+			m.Budget = merge(bs)
 			m = gates.Summarize(m)
 			if m.Budget != nil {
 				j.budgeted++
@@ -116,6 +129,15 @@ func judge(results []matrix.Result, b *policies.Budgets) judgement {
 				j.missed = append(j.missed, fmt.Sprintf("%s = %.4g %s (mean of %d) misses its target %s [%s]", m.Name, m.Mean, m.Unit, m.Repetitions, bound(t), t.Source))
 			}
 			j.measurements = append(j.measurements, m)
+		}
+	}
+	// A budget whose cells ran but measured nothing of its metric (a
+	// misspelt metric, a measurement renamed) would hold nothing: it
+	// blocks until the file is put right.
+	for _, bu := range b.Budgets {
+		if ran[bu.Cell.Line] && !used[bu.Cell.Line] {
+			j.problems = append(j.problems, fmt.Sprintf("%s:%d: budget on metric %q of %s bounds nothing: its cells ran and measured no such metric",
+				BudgetsFile, bu.Cell.Line, bu.Metric.Value, bu.Cell.Value))
 		}
 	}
 	return j
@@ -202,6 +224,13 @@ func compare(r *gates.Run, results []matrix.Result, reg policies.Regression) ([]
 			if !ok || len(old) == 0 || len(m.Values) == 0 {
 				continue
 			}
+			if strings.HasPrefix(m.Name, "raw_") {
+				// The raw path is the machine, not the code: a change in
+				// it is the run's context (another machine, another
+				// load), said so and not judged.
+				fmt.Fprintf(r.Log, "%s: the reference path, not judged: median %.4g -> %.4g %s\n", name, stats.Median(old), stats.Median(m.Values), m.Unit)
+				continue
+			}
 			if stats.MinP(len(old), len(m.Values)) >= reg.Alpha {
 				// Too few values on one side for the test ever to reach
 				// alpha (3 against 3 cannot): say so rather than call it
@@ -223,9 +252,11 @@ func compare(r *gates.Run, results []matrix.Result, reg policies.Regression) ([]
 				change = math.Inf(-1)
 			}
 			worse := change != 0 && (change < 0) == higherIsBetter(m.Unit)
-			fmt.Fprintf(r.Log, "%s: median %.4g -> %.4g %s (%+.1f%%), p=%.3f\n", name, mo, mn, m.Unit, 100*change, p)
-			if worse && p < reg.Alpha && math.Abs(change) >= reg.MinChange {
-				out = append(out, fmt.Sprintf("%s regressed: median %.4g -> %.4g %s (%+.1f%%, p=%.3f, n=%d+%d)", name, mo, mn, m.Unit, 100*change, p, len(old), len(m.Values)))
+			minChange := reg.MinChangeFor(res.Cell, m.Name)
+			fmt.Fprintf(r.Log, "%s: median %.4g -> %.4g %s (%+.1f%%), p=%.3f, counts from %.0f%%\n", name, mo, mn, m.Unit, 100*change, p, 100*minChange)
+			if worse && p < reg.Alpha && math.Abs(change) >= minChange {
+				out = append(out, fmt.Sprintf("%s regressed: median %.4g -> %.4g %s (%+.1f%%, p=%.3f, n=%d+%d; drift between runs of one commit reaches %.0f%%)",
+					name, mo, mn, m.Unit, 100*change, p, len(old), len(m.Values), 100*minChange))
 			}
 		}
 	}

@@ -81,6 +81,12 @@ func TestJudge(t *testing.T) {
 		!strings.Contains(strings.Join(j.problems, "\n"), quic+":tunnel_to_raw = 0.025 ratio (mean of 2), outside its budget >= 0.05") {
 		t.Errorf("problems = %q; want the failed cell and the QUIC ratio", j.problems)
 	}
+	// A budget whose cell ran but measured no such metric is a problem.
+	wrong := budgets(t)
+	wrong.Budgets[2].Metric.Value = "route_apply_p999"
+	if j := judge(results, wrong); !strings.Contains(strings.Join(j.problems, "\n"), `budgets.yaml:13: budget on metric "route_apply_p999" of route-apply/routes=1000 bounds nothing`) {
+		t.Errorf("a budget on a metric nothing measured: problems = %q", j.problems)
+	}
 	// The target is missed (0.19 < 0.25) and reported, without blocking.
 	if len(j.missed) != 1 || !strings.Contains(j.missed[0], "misses its target >= 0.25 [policies/budgets.yaml:18 (ARCHITECTURE.md)]") {
 		t.Errorf("missed = %q", j.missed)
@@ -96,6 +102,7 @@ func TestCompare(t *testing.T) {
 		{Name: cell + ":cpu_per_gb", Unit: "s/GB", Method: "cpu", Values: []float64{4.5, 4.6, 4.4, 4.55, 4.45}},
 		{Name: cell + ":rss_peak_node1", Unit: "MiB", Method: "rss", Values: []float64{160}},
 		{Name: cell + ":steady", Unit: "ms", Method: "x", Values: []float64{1, 2, 3, 4, 5}},
+		{Name: cell + ":raw_throughput", Unit: "Gbit/s", Method: "iperf3", Values: []float64{14, 14.5, 15, 14.2, 14.8}},
 	}
 	var reg gates.Registry
 	reg.Register(gates.Spec{Name: Name, Owner: "sre", Timeout: 5 * time.Second, Run: func(ctx context.Context, r *gates.Run) error {
@@ -136,12 +143,28 @@ func TestCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || !strings.Contains(got[0], "tunnel_throughput regressed: median 2.95 -> 2.35 Gbit/s (-20.3%, p=0.008, n=5+5)") {
+	if len(got) != 1 || !strings.Contains(got[0], "tunnel_throughput regressed: median 2.95 -> 2.35 Gbit/s (-20.3%, p=0.008, n=5+5;") {
 		t.Errorf("regressions = %q; want only the throughput", got)
 	}
 	if !strings.Contains(log.String(), "rss_peak_node1: n=1+1 cannot show a significant change") ||
 		!strings.Contains(log.String(), "3 measurements compared, 1 with too few values to compare, 1 regressions") {
 		t.Errorf("log:\n%s", log.String())
+	}
+
+	// Drift between runs of one commit measured at 25% for this metric:
+	// the same 20% drop is noise, not a regression.
+	noisy := policies.Regression{Alpha: 0.05, MinChange: 0.05, Noise: []policies.Noise{
+		{Cell: policies.Str{Value: "throughput/**"}, Metric: policies.Str{Value: "tunnel_throughput"}, MinChange: 0.25}}}
+	if got, err := compare(r, now, noisy); err != nil || len(got) != 0 {
+		t.Errorf("a drop within the metric's measured drift: regressions %q, %v; want none", got, err)
+	}
+	// The raw path measures the machine: never judged.
+	raw := []matrix.Result{{Cell: cell, Measurements: []evidence.Measurement{
+		{Name: "raw_throughput", Unit: "Gbit/s", Values: []float64{1, 1.1, 1.2, 1.05, 1.15}}}}}
+	log.Reset()
+	if got, err := compare(r, raw, policies.Regression{Alpha: 0.05, MinChange: 0.05}); err != nil || len(got) != 0 ||
+		!strings.Contains(log.String(), "raw_throughput: the reference path, not judged") {
+		t.Errorf("raw path: regressions %q, %v; log:\n%s", got, err, log.String())
 	}
 
 	// A baseline signed with another key is refused.
@@ -203,5 +226,31 @@ func TestRoundOut(t *testing.T) {
 		if got := roundOut(c.x, c.up); got != c.want {
 			t.Errorf("roundOut(%v, up=%v) = %v, want %v", c.x, c.up, got, c.want)
 		}
+	}
+}
+
+func TestDrifts(t *testing.T) {
+	name := "route-apply/routes=1000:route_apply"
+	runs := []Run{
+		{Source: "a", Values: map[string][]float64{name: {10, 11, 12, 13, 14}, "x/y=1:raw_pps": {1, 2, 3, 4, 5}, "x/y=1:steady": {1, 2, 3, 4, 5}}},
+		{Source: "b", Values: map[string][]float64{name: {20, 21, 22, 23, 24}, "x/y=1:raw_pps": {11, 12, 13, 14, 15}, "x/y=1:steady": {1.5, 2.5, 3.5, 4.5, 5.5}}},
+	}
+	reg := policies.Regression{Alpha: 0.05, MinChange: 0.10}
+	got := Drifts(runs, reg)
+	// Only the route-apply medians (12 and 22) differ significantly, both
+	// ways: +83% and -45%; the threshold is 0.83 * 1.5, rounded up. The
+	// raw path is left out; "steady" overlaps and is not significant.
+	if len(got) != 1 || got[0].Name != name || got[0].Pairs != 2 || len(got[0].Changes) != 2 || got[0].Threshold != 1.3 || got[0].InForce != 0.10 {
+		t.Fatalf("Drifts = %+v", got)
+	}
+	reg.Noise = []policies.Noise{{Cell: policies.Str{Value: "route-apply/**"}, Metric: policies.Str{Value: "route_apply"}, MinChange: 1.5}}
+	if m := reg.MinChangeFor("route-apply/routes=1000", "route_apply"); m != 1.5 {
+		t.Errorf("MinChangeFor with a noise entry = %v, want 1.5", m)
+	}
+	if m := reg.MinChangeFor("route-apply/routes=1000", "route_apply_p99"); m != 0.10 {
+		t.Errorf("MinChangeFor another metric = %v, want the default 0.10", m)
+	}
+	if d := Drifts(runs, reg); d[0].InForce != 1.5 {
+		t.Errorf("in force with the noise entry: %v", d[0].InForce)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/policies"
 )
 
@@ -119,4 +120,72 @@ func roundOut(x float64, up bool) float64 {
 	// Drop the binary noise of the multiplication (0.12000000000000001).
 	v, _ := strconv.ParseFloat(strconv.FormatFloat(r, 'g', 2, 64), 64)
 	return v
+}
+
+// NoiseFactor widens the largest drift seen between runs of one commit
+// into the regression threshold of a metric.
+const NoiseFactor = 1.5
+
+// Drift is what comparing runs of one commit with each other, as the gate
+// compares a run with a baseline, shows of one measurement.
+type Drift struct {
+	Name    string    // CELL:METRIC
+	Pairs   int       // ordered pairs of runs compared
+	Changes []float64 // relative changes of the median the test called significant
+	// Threshold is the smallest change that would not have been flagged
+	// by any pair, widened by NoiseFactor and rounded up; 0 when no pair
+	// showed a significant change.
+	Threshold float64
+	// InForce is the threshold the budgets file gives the measurement now.
+	InForce float64
+}
+
+// Drifts compares every ordered pair of runs (each of one commit, on one
+// machine) measurement by measurement with the Mann-Whitney test at
+// reg.Alpha, and returns the measurements where some pair differs
+// significantly: the drift a baseline comparison must not call a
+// regression. The raw path, which measures the machine, is left out, as
+// the gate leaves it out.
+func Drifts(runs []Run, reg policies.Regression) []Drift {
+	var names []string
+	for _, r := range runs {
+		for n := range r.Values {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	slices.Sort(names)
+	var out []Drift
+	for _, name := range names {
+		cell, metric, _ := strings.Cut(name, ":")
+		if strings.HasPrefix(metric, "raw_") {
+			continue
+		}
+		d := Drift{Name: name, InForce: reg.MinChangeFor(cell, metric)}
+		for i, a := range runs {
+			for j, b := range runs {
+				old, now := a.Values[name], b.Values[name]
+				if i == j || len(old) == 0 || len(now) == 0 || stats.MinP(len(old), len(now)) >= reg.Alpha {
+					continue
+				}
+				d.Pairs++
+				mo, mn := stats.Median(old), stats.Median(now)
+				if mo == 0 || stats.MannWhitney(old, now) >= reg.Alpha {
+					continue
+				}
+				d.Changes = append(d.Changes, (mn-mo)/math.Abs(mo))
+			}
+		}
+		if len(d.Changes) == 0 {
+			continue
+		}
+		worst := 0.0
+		for _, c := range d.Changes {
+			worst = math.Max(worst, math.Abs(c))
+		}
+		d.Threshold = roundOut(worst*NoiseFactor, true)
+		out = append(out, d)
+	}
+	return out
 }
