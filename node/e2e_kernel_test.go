@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -55,14 +56,14 @@ func buildBinaries(t testing.TB) {
 
 // TestMeshKernel runs the suite with rustynetd processes on kernel TUNs,
 // each node in its own network namespace on a bridge, and the controller
-// in another.
+// in another. Five hosts: the controller and up to four nodes.
 func TestMeshKernel(t *testing.T) {
 	require.Root(t)
 	require.Command(t, "wg")
 	buildBinaries(t)
 	for _, name := range backends().Names() {
 		t.Run("backend="+name, func(t *testing.T) {
-			runSuite(t, func(t *testing.T) mesh { return newKernelMesh(t, name, 4) })
+			runSuite(t, func(t *testing.T) mesh { return newKernelMesh(t, name, 5) })
 		})
 	}
 }
@@ -163,6 +164,29 @@ func (c *kernelController) Stop() {
 	}
 }
 
+// Kill sends the controller SIGKILL: it gets no chance to answer its
+// long-polls, finish requests, remove its admin socket or close its store,
+// as in a crash or an OOM kill. The kernel closes its sockets.
+func (c *kernelController) Kill() {
+	c.mu.Lock()
+	p := c.p
+	c.p = nil
+	c.mu.Unlock()
+	if p == nil {
+		return
+	}
+	p.Cmd.Process.Kill()
+	err := p.Wait(15 * time.Second)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		c.t.Errorf("controller kill: %v", err)
+		return
+	}
+	if ws, ok := exit.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		c.t.Errorf("controller kill: it exited with %v, want death by SIGKILL", err)
+	}
+}
+
 // kernelNode is a rustynetd process with a kernel TUN in its host's
 // namespace.
 type kernelNode struct {
@@ -179,10 +203,13 @@ type kernelNode struct {
 	logs *bytes.Buffer
 	done chan struct{}
 	addr netip.Addr
+	// addr6 is the IPv6 mesh address.
+	addr6 netip.Addr
 }
 
-func (n *kernelNode) Name() string     { return n.name }
-func (n *kernelNode) Addr() netip.Addr { return n.addr }
+func (n *kernelNode) Name() string      { return n.name }
+func (n *kernelNode) Addr() netip.Addr  { return n.addr }
+func (n *kernelNode) Addr6() netip.Addr { return n.addr6 }
 
 func (n *kernelNode) Start() {
 	n.t.Helper()
@@ -219,12 +246,8 @@ func (n *kernelNode) Start() {
 		if st.Self == nil || st.Interface == "" {
 			return fmt.Errorf("state %s, no dataplane yet", st.State)
 		}
-		for _, a := range st.Self.Addresses {
-			if a.Addr().Is4() {
-				n.addr = a.Addr()
-			}
-		}
-		return nil
+		n.addr, n.addr6, err = meshAddrs(st.Self.Addresses)
+		return err
 	})
 }
 
@@ -246,8 +269,8 @@ func (n *kernelNode) Stop() {
 	}
 }
 
-func (n *kernelNode) Listen(port uint16) (net.Listener, error) {
-	return n.host.Listen("tcp", netip.AddrPortFrom(n.addr, port).String())
+func (n *kernelNode) Listen(at netip.AddrPort) (net.Listener, error) {
+	return n.host.Listen("tcp", at.String())
 }
 
 func (n *kernelNode) Dial(ctx context.Context, to netip.AddrPort) (net.Conn, error) {

@@ -55,6 +55,7 @@ type netstackController struct{ c *controllertest.Controller }
 
 func (c netstackController) Admin() *controller.AdminClient { return c.c.Admin }
 func (c netstackController) Stop()                          { c.c.Stop() }
+func (c netstackController) Kill()                          { c.c.Kill() }
 func (c netstackController) Start()                         { c.c.Restart() }
 
 func (m *netstackMesh) Controller() meshController { return netstackController{m.ctl} }
@@ -89,6 +90,7 @@ type netstackNode struct {
 	cancel context.CancelFunc
 	done   chan error
 	addr   netip.Addr
+	addr6  netip.Addr
 }
 
 func (n *netstackNode) Name() string { return n.name }
@@ -110,11 +112,8 @@ func (n *netstackNode) Start() {
 	if _, err := nd.Net(wctx); err != nil {
 		n.t.Fatalf("node %s did not come up: %v", n.name, err)
 	}
-	st := nd.Status()
-	for _, a := range st.Self.Addresses {
-		if a.Addr().Is4() {
-			n.addr = a.Addr()
-		}
+	if n.addr, n.addr6, err = meshAddrs(nd.Status().Self.Addresses); err != nil {
+		n.t.Fatalf("node %s: %v", n.name, err)
 	}
 }
 
@@ -138,14 +137,15 @@ func (n *netstackNode) node() *node.Node {
 	return n.n
 }
 
-func (n *netstackNode) Addr() netip.Addr { return n.addr }
+func (n *netstackNode) Addr() netip.Addr  { return n.addr }
+func (n *netstackNode) Addr6() netip.Addr { return n.addr6 }
 
-func (n *netstackNode) Listen(port uint16) (net.Listener, error) {
+func (n *netstackNode) Listen(at netip.AddrPort) (net.Listener, error) {
 	tnet, err := n.node().Net(context.Background())
 	if err != nil {
 		return nil, err
 	}
-	return tnet.ListenTCPAddrPort(netip.AddrPortFrom(n.addr, port))
+	return tnet.ListenTCPAddrPort(at)
 }
 
 func (n *netstackNode) Dial(ctx context.Context, to netip.AddrPort) (net.Conn, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,10 +27,13 @@ import (
 // meshNode is one node of a mesh under test.
 type meshNode interface {
 	Name() string
-	// Addr is the node's mesh IPv4 address.
+	// Addr and Addr6 are the node's mesh addresses: IPv4, and IPv6 from
+	// the controller's ULA prefix.
 	Addr() netip.Addr
-	// Listen and Dial open TCP sockets on the mesh, from the node.
-	Listen(port uint16) (net.Listener, error)
+	Addr6() netip.Addr
+	// Listen and Dial open TCP sockets on the mesh, from the node; Listen
+	// takes one of the node's addresses.
+	Listen(at netip.AddrPort) (net.Listener, error)
 	Dial(ctx context.Context, to netip.AddrPort) (net.Conn, error)
 	Status(ctx context.Context) (*localapi.Status, error)
 	// RotateKey rotates the node's key through the controller.
@@ -44,7 +48,13 @@ type meshNode interface {
 // meshController is the controller of a mesh under test.
 type meshController interface {
 	Admin() *controller.AdminClient
+	// Stop shuts the controller down cleanly: long-polls are answered and
+	// requests finish before it exits.
 	Stop()
+	// Kill stops it as a crash would: every connection is cut with no
+	// answer.
+	Kill()
+	// Start starts it again, on the same state and address.
 	Start()
 }
 
@@ -87,14 +97,20 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 	}
 }
 
-// transfer sends a random payload from a to b over TCP through the mesh and
-// checks that b receives it byte for byte. The first connection may wait
-// for a handshake, so dialing is retried for up to 10s.
+// transfer sends a random payload from a to b's IPv4 address over TCP
+// through the mesh and checks that b receives it byte for byte.
 func transfer(t testing.TB, a, b meshNode, size int) error {
 	t.Helper()
-	ln, err := b.Listen(7000)
+	return transferTo(t, a, b, b.Addr(), size)
+}
+
+// transferTo is transfer to to, one of b's addresses. The first connection
+// may wait for a handshake, so dialing is retried for up to 10s.
+func transferTo(t testing.TB, a, b meshNode, to netip.Addr, size int) error {
+	t.Helper()
+	ln, err := b.Listen(netip.AddrPortFrom(to, 7000))
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", b.Name(), err)
+		return fmt.Errorf("listen on %s at %s: %w", b.Name(), to, err)
 	}
 	defer ln.Close()
 	got := make(chan []byte, 1)
@@ -115,7 +131,7 @@ func transfer(t testing.TB, a, b meshNode, size int) error {
 	var c net.Conn
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err = a.Dial(dctx, netip.AddrPortFrom(b.Addr(), 7000))
+		c, err = a.Dial(dctx, netip.AddrPortFrom(to, 7000))
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			break
@@ -123,28 +139,82 @@ func transfer(t testing.TB, a, b meshNode, size int) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
-		return fmt.Errorf("dial %s -> %s: %w", a.Name(), b.Name(), err)
+		return fmt.Errorf("dial %s -> %s at %s: %w", a.Name(), b.Name(), to, err)
 	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := c.Write(payload); err != nil {
 		c.Close()
-		return fmt.Errorf("write %s -> %s: %w", a.Name(), b.Name(), err)
+		return fmt.Errorf("write %s -> %s at %s: %w", a.Name(), b.Name(), to, err)
 	}
 	c.Close()
 	select {
 	case data := <-got:
 		if !bytes.Equal(data, payload) {
-			return fmt.Errorf("%s -> %s: received %d bytes, want the %d sent, unchanged", a.Name(), b.Name(), len(data), len(payload))
+			return fmt.Errorf("%s -> %s at %s: received %d bytes, want the %d sent, unchanged", a.Name(), b.Name(), to, len(data), len(payload))
 		}
 	case <-time.After(30 * time.Second):
-		return fmt.Errorf("%s -> %s: nothing received", a.Name(), b.Name())
+		return fmt.Errorf("%s -> %s at %s: nothing received", a.Name(), b.Name(), to)
 	}
 	return nil
 }
 
+// everyPair runs transferTo between every ordered pair of nodes, to each of
+// the receiver's addresses (IPv4 and IPv6), and returns every failure.
+func everyPair(t testing.TB, nodes []meshNode, size int) error {
+	t.Helper()
+	var errs []error
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a == b {
+				continue
+			}
+			for _, to := range []netip.Addr{b.Addr(), b.Addr6()} {
+				if err := transferTo(t, a, b, to, size); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// waitState waits up to 15s for every node to report state.
+func waitState(t testing.TB, nodes []meshNode, state, what string) {
+	t.Helper()
+	eventually(t, 15*time.Second, what, func() error {
+		for _, n := range nodes {
+			st, err := n.Status(context.Background())
+			if err != nil {
+				return err
+			}
+			if st.State != state {
+				return fmt.Errorf("%s is %s (%s)", n.Name(), st.State, st.LastError)
+			}
+		}
+		return nil
+	})
+}
+
+// meshAddrs picks a node's IPv4 and IPv6 mesh addresses from those in its
+// status, and fails unless it has one of each.
+func meshAddrs(addrs []netip.Prefix) (v4, v6 netip.Addr, err error) {
+	for _, a := range addrs {
+		switch {
+		case a.Addr().Is4():
+			v4 = a.Addr()
+		case a.Addr().Is6():
+			v6 = a.Addr()
+		}
+	}
+	if !v4.IsValid() || !v6.IsValid() {
+		return v4, v6, fmt.Errorf("mesh addresses %v, want an IPv4 and an IPv6 one", addrs)
+	}
+	return v4, v6, nil
+}
+
 // unreachable checks that a cannot open a connection to b.
 func unreachable(t *testing.T, a, b meshNode) error {
-	ln, err := b.Listen(7001)
+	ln, err := b.Listen(netip.AddrPortFrom(b.Addr(), 7001))
 	if err != nil {
 		return err
 	}
@@ -169,18 +239,12 @@ func unreachable(t *testing.T, a, b meshNode) error {
 }
 
 // testEveryPair: three nodes; every ordered pair passes 256 KiB of TCP
-// through the tunnel, checked byte for byte.
+// through the tunnel over IPv4 and again over IPv6, checked byte for byte.
 func testEveryPair(t *testing.T, m mesh) {
 	key := m.AuthKey()
 	nodes := []meshNode{m.NewNode("alpha", key), m.NewNode("bravo", key), m.NewNode("charlie", key)}
-	for _, a := range nodes {
-		for _, b := range nodes {
-			if a != b {
-				if err := transfer(t, a, b, 256<<10); err != nil {
-					t.Error(err)
-				}
-			}
-		}
+	if err := everyPair(t, nodes, 256<<10); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -275,52 +339,33 @@ func testRemoval(t *testing.T, m mesh) {
 	}
 }
 
-// testControllerDown: with the controller stopped the mesh keeps passing
-// traffic, even across a restart of a node (from its cached netmap); when
-// the controller returns, every node reconnects.
+// testControllerDown: with the controller killed (no answer to its
+// long-polls, no goodbye) every pair of nodes keeps passing traffic, even
+// across a restart of a node (from its cached netmap); when the controller
+// returns, every node reconnects and a node that joins then reaches them
+// all.
 func testControllerDown(t *testing.T, m mesh) {
 	key := m.AuthKey()
-	a, b := m.NewNode("alpha", key), m.NewNode("bravo", key)
-	if err := transfer(t, a, b, 4096); err != nil {
+	nodes := []meshNode{m.NewNode("alpha", key), m.NewNode("bravo", key), m.NewNode("charlie", key)}
+	if err := everyPair(t, nodes, 4096); err != nil {
 		t.Fatal(err)
 	}
-	m.Controller().Stop()
-	eventually(t, 15*time.Second, "nodes notice the controller is gone", func() error {
-		for _, n := range []meshNode{a, b} {
-			st, err := n.Status(context.Background())
-			if err != nil {
-				return err
-			}
-			if st.State != "offline" {
-				return fmt.Errorf("%s is %s", n.Name(), st.State)
-			}
-		}
-		return nil
-	})
-	if err := transfer(t, a, b, 64<<10); err != nil {
-		t.Errorf("controller down: %v", err)
+	m.Controller().Kill()
+	waitState(t, nodes, "offline", "nodes notice the controller is gone")
+	if err := everyPair(t, nodes, 64<<10); err != nil {
+		t.Errorf("controller killed: %v", err)
 	}
+	a := nodes[0]
 	a.Stop()
 	a.Start()
-	if err := transfer(t, b, a, 64<<10); err != nil {
-		t.Errorf("controller down, after restarting %s: %v", a.Name(), err)
+	if err := everyPair(t, nodes, 64<<10); err != nil {
+		t.Errorf("controller killed, after restarting %s: %v", a.Name(), err)
 	}
 	m.Controller().Start()
-	eventually(t, 15*time.Second, "nodes reconnect to the restarted controller", func() error {
-		for _, n := range []meshNode{a, b} {
-			st, err := n.Status(context.Background())
-			if err != nil {
-				return err
-			}
-			if st.State != "running" {
-				return fmt.Errorf("%s is %s (%s)", n.Name(), st.State, st.LastError)
-			}
-		}
-		return nil
-	})
-	c := m.NewNode("charlie", key)
-	if err := transfer(t, c, a, 4096); err != nil {
-		t.Errorf("a node that joined after the controller returned: %v", err)
+	waitState(t, nodes, "running", "nodes reconnect to the restarted controller")
+	d := m.NewNode("delta", key)
+	if err := everyPair(t, append(nodes, d), 4096); err != nil {
+		t.Errorf("with %s, which joined after the controller returned: %v", d.Name(), err)
 	}
 }
 
@@ -334,7 +379,7 @@ func testKeyRotation(t *testing.T, m mesh) {
 	if err := transfer(t, a, b, 1024); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := b.Listen(7002)
+	ln, err := b.Listen(netip.AddrPortFrom(b.Addr(), 7002))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,10 +23,12 @@ import (
 	"github.com/rustynet/rustynet/controller/api"
 )
 
-// Controller is a running controller.
+// Controller is a running controller. Its clients reach it through a relay
+// on URL's port, which stays the same across restarts; the relay lets Kill
+// cut every connection at once.
 type Controller struct {
 	DataDir    string
-	URL        string // https://127.0.0.1:PORT
+	URL        string // https://127.0.0.1:PORT, the relay's
 	MetricsURL string // http://127.0.0.1:PORT/metrics
 	CAFile     string
 	Admin      *controller.AdminClient
@@ -35,9 +37,10 @@ type Controller struct {
 	Client *http.Client
 
 	t      testing.TB
-	listen string
+	listen string // the relay's address
 	cancel context.CancelFunc
 	done   chan error
+	relay  *relay
 	mu     sync.Mutex
 }
 
@@ -60,19 +63,25 @@ func (c *Controller) start() {
 	go func() {
 		done <- controller.Run(ctx, controller.RunConfig{
 			DataDir:       c.DataDir,
-			Listen:        c.listen,
+			Listen:        "127.0.0.1:0",
 			MetricsListen: "127.0.0.1:0",
 			Ready:         func(a, m net.Addr) { ready <- [2]net.Addr{a, m} },
 		})
 	}()
 	select {
 	case addrs := <-ready:
+		r, err := listenRelay(c.listen, addrs[0].String())
+		if err != nil {
+			cancel()
+			<-done
+			t.Fatalf("relay to the controller: %v", err)
+		}
 		c.mu.Lock()
-		c.cancel, c.done = cancel, done
-		c.URL = "https://" + addrs[0].String()
+		c.cancel, c.done, c.relay = cancel, done, r
+		c.URL = "https://" + r.ln.Addr().String()
 		c.MetricsURL = "http://" + addrs[1].String() + "/metrics"
 		// Restart on the same port, so nodes find the controller again.
-		c.listen = addrs[0].String()
+		c.listen = r.ln.Addr().String()
 		c.mu.Unlock()
 	case err := <-done:
 		cancel()
@@ -104,13 +113,11 @@ func NewClient(t testing.TB, caFile string) *http.Client {
 	}}
 }
 
-// Stop shuts the controller down cleanly and waits for it. Stopping a
-// stopped controller does nothing.
+// Stop shuts the controller down cleanly and waits for it: new
+// connections are refused, open long-polls are answered and requests in
+// flight finish. Stopping a stopped controller does nothing.
 func (c *Controller) Stop() {
-	c.mu.Lock()
-	cancel, done := c.cancel, c.done
-	c.cancel, c.done = nil, nil
-	c.mu.Unlock()
+	cancel, done, r := c.take()
 	if cancel == nil {
 		return
 	}
@@ -119,14 +126,47 @@ func (c *Controller) Stop() {
 	if tr, ok := c.Client.Transport.(*http.Transport); ok {
 		tr.CloseIdleConnections()
 	}
+	r.closeListener()
 	cancel()
 	if err := <-done; err != nil {
 		c.t.Errorf("controller stopped with an error: %v", err)
 	}
+	r.close()
 }
 
-// Restart stops the controller and starts it again on the same data dir
-// and port.
+// Kill is the closest an in-process controller comes to SIGKILL: it closes
+// the relay's listener and every connection through it at once, so clients
+// see new connections refused and open long-polls and requests cut off with
+// no HTTP response, as when the process dies. Only then is the controller
+// itself shut down, to free its data dir for Restart; that shutdown is
+// clean (the committer finishes the mutations in hand and the store is
+// closed), which a real kill would not give it, so a test of what a crash
+// loses from the store needs the controller as a process (Process). Killing
+// a stopped controller does nothing.
+func (c *Controller) Kill() {
+	cancel, done, r := c.take()
+	if cancel == nil {
+		return
+	}
+	r.close()
+	cancel()
+	if err := <-done; err != nil {
+		c.t.Errorf("controller stopped with an error after the kill: %v", err)
+	}
+}
+
+// take hands the running controller to Stop or Kill, or returns nils if
+// it is stopped.
+func (c *Controller) take() (context.CancelFunc, chan error, *relay) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cancel, done, r := c.cancel, c.done, c.relay
+	c.cancel, c.done, c.relay = nil, nil, nil
+	return cancel, done, r
+}
+
+// Restart stops the controller (if Kill has not) and starts it again on
+// the same data dir and port.
 func (c *Controller) Restart() {
 	c.t.Helper()
 	c.Stop()
