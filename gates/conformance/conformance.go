@@ -29,7 +29,10 @@ func Register(r *gates.Registry) {
 }
 
 func run(ctx context.Context, r *gates.Run) error {
-	res, err := gotest.Run(ctx, r, []string{"RUSTYNET_REQUIRE=root"}, 0, "-count=1", "-timeout", "25m", "-run", "^TestConformance$", "./node/backend/...")
+	// -p 1: one backend at a time, so that each measures its raw baseline
+	// and its own throughput without the other loading the machine.
+	args := []string{"-p", "1", "-count=1", "-timeout", "25m", "-run", "^TestConformance$", "./node/backend/..."}
+	res, err := gotest.Run(ctx, r, []string{"RUSTYNET_REQUIRE=root"}, 0, args...)
 	if err != nil {
 		return err
 	}
@@ -40,7 +43,7 @@ func run(ctx context.Context, r *gates.Run) error {
 	if err != nil {
 		return gates.Fail("no conformance results: %v", err)
 	}
-	rep.Env, rep.Commit, rep.Generated, rep.Command = r.Env, r.Commit, time.Now(), "rustynet-gate conformance gate"
+	rep.Env, rep.Commit, rep.Generated, rep.Command = r.Env, r.Commit, time.Now(), "rustynet-gate conformance gate: go test -json "+strings.Join(args, " ")
 	var md bytes.Buffer
 	rep.Markdown(&md)
 	if err := r.Artifact("backend-agility.md", md.Bytes()); err != nil {

@@ -227,6 +227,7 @@ func (rep *Report) Markdown(w io.Writer) error {
 		p("\n")
 	}
 	p("\nThroughput is TCP over two instances on wireguard-go's userspace netstack device (the gVisor TCP stack bounds it) against TCP over the raw veth path between the same two namespaces, 2 s each, one run; both ends share the machine's cores. Kernel-TUN throughput is in the performance matrix.\n")
+	p("\nSet-up (setup_*) is measured in the Replay case through a UDP relay that forwards both ways from the start: the two instances are given each other's key with no endpoint, then the path, and one sends a 200-byte packet at once; the figures run from the moment the path is given to that packet's delivery, and count every datagram the relay carried, both ways. A backend that connects as soon as it is configured and one that shakes hands on the first packet are timed alike, and which side's key is lower does not matter. One run.\n")
 
 	for _, r := range rep.Results {
 		if len(r.Failures) == 0 {

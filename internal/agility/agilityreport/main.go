@@ -29,17 +29,26 @@ func main() {
 }
 
 func run(out, in string) error {
-	args := []string{"test", "-json", "-count=1", "-timeout", "20m", "-run", "^TestConformance$", "./node/backend/..."}
+	// -p 1: one backend at a time, so that each measures its raw baseline
+	// and its own throughput without the other loading the machine.
+	args := []string{"test", "-json", "-p", "1", "-count=1", "-timeout", "20m", "-run", "^TestConformance$", "./node/backend/..."}
 	command := "go " + strings.Join(args, " ")
 	var raw []byte
 	var testErr error
+	var tested string
 	if in != "" {
 		var err error
 		if raw, err = os.ReadFile(in); err != nil {
 			return err
 		}
 		command = "(from " + in + ")"
+		// The tree now need not be the one that produced the file.
+		tested = "unknown (results read from " + in + ")"
 	} else {
+		// The commit is read before the run, which builds from the tree
+		// from then on; a commit made during the run was not (or not
+		// wholly) tested, so a change is named as one.
+		tested = commit()
 		cmd := exec.Command("go", args...)
 		// The suite needs root; make a missing privilege a failure, not a
 		// skip that would read as "not run".
@@ -48,6 +57,9 @@ func run(out, in string) error {
 		cmd.Stdout, cmd.Stderr = &buf, os.Stderr
 		testErr = cmd.Run()
 		raw = buf.Bytes()
+		if after := commit(); after != tested {
+			tested += " (changed during the run: " + after + " at its end)"
+		}
 	}
 	rep, err := agility.Parse(bytes.NewReader(raw))
 	if err != nil {
@@ -56,7 +68,7 @@ func run(out, in string) error {
 	rep.Env = machine.Describe()
 	rep.Generated = time.Now()
 	rep.Command = command
-	rep.Commit = commit()
+	rep.Commit = tested
 	var doc bytes.Buffer
 	if err := rep.Markdown(&doc); err != nil {
 		return err
