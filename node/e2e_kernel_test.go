@@ -150,11 +150,17 @@ func (c *kernelController) Start() {
 	c.t.Cleanup(c.Stop)
 }
 
-func (c *kernelController) Stop() {
+// take returns the running controller process, if any, and forgets it.
+func (c *kernelController) take() *controllertest.Process {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	p := c.p
 	c.p = nil
-	c.mu.Unlock()
+	return p
+}
+
+func (c *kernelController) Stop() {
+	p := c.take()
 	if p == nil {
 		return
 	}
@@ -168,10 +174,7 @@ func (c *kernelController) Stop() {
 // long-polls, finish requests, remove its admin socket or close its store,
 // as in a crash or an OOM kill. The kernel closes its sockets.
 func (c *kernelController) Kill() {
-	c.mu.Lock()
-	p := c.p
-	c.p = nil
-	c.mu.Unlock()
+	p := c.take()
 	if p == nil {
 		return
 	}
