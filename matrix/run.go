@@ -171,6 +171,16 @@ const MetricsAddr = "127.0.0.1:9470"
 // Scrape reads one unlabelled sample (go_goroutines, say) from the metrics
 // of the daemon in host h.
 func Scrape(ctx context.Context, h *testbed.Host, name string) (float64, error) {
+	vs, err := ScrapeAll(ctx, h, name)
+	if err != nil {
+		return 0, err
+	}
+	return vs[name], nil
+}
+
+// ScrapeAll reads several unlabelled metrics from one scrape of the
+// daemon listening on MetricsAddr in h; a missing one is an error.
+func ScrapeAll(ctx context.Context, h *testbed.Host, names ...string) (map[string]float64, error) {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return h.DialContext(ctx, network, addr)
@@ -180,19 +190,31 @@ func Scrape(ctx context.Context, h *testbed.Host, name string) (float64, error) 
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+MetricsAddr+"/metrics", nil)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	out := map[string]float64{}
 	for line := range strings.SplitSeq(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		for _, name := range names {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					return nil, fmt.Errorf("%s in the metrics of %s: %w", name, h.Name, err)
+				}
+				out[name] = f
+			}
 		}
 	}
-	return 0, fmt.Errorf("no %s in the metrics of %s", name, h.Name)
+	for _, name := range names {
+		if _, ok := out[name]; !ok {
+			return nil, fmt.Errorf("no %s in the metrics of %s", name, h.Name)
+		}
+	}
+	return out, nil
 }
 
 // ControllerHost is the host the controller runs in.

@@ -1,0 +1,135 @@
+package soak
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/internal/require"
+	"github.com/rustynet/rustynet/policies"
+)
+
+// TestSoakGate runs the gate for real, briefly: a controller and two nodes
+// in namespaces, the built binaries, 15 s of verified traffic. A soak this
+// short sees only start-up growth, so its slopes are opened up (the shipped
+// ones are set from full-length soaks, see budgets.yaml): it passes, with
+// every sample and measurement in the bundle, and fails, saying why, under
+// an RSS ceiling no daemon can keep.
+func TestSoakGate(t *testing.T) {
+	require.Root(t)
+	bins := map[string]string{}
+	dir := t.TempDir()
+	for _, b := range []string{"rustynet-controller", "rustynetd"} {
+		bins[b] = filepath.Join(dir, b)
+		cmd := exec.Command("go", "build", "-o", bins[b], "../../cmd/"+b)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b, err, out)
+		}
+	}
+	shipped, err := os.ReadFile("../../policies/budgets.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, tail, ok := strings.Cut(string(shipped), "\nsoak:\n")
+	r := regexp.MustCompile(`(?m)^(\s+)(nightly|sample_every|warmup|max_rss_mib_per_hour|max_goroutines_per_hour|max_fds_per_hour): \S+$`)
+	n := 0
+	tail = r.ReplaceAllStringFunc(tail, func(line string) string {
+		n++
+		m := r.FindStringSubmatch(line)
+		v := map[string]string{"nightly": "15s", "sample_every": "1s", "warmup": "5s"}[m[2]]
+		if strings.HasPrefix(m[2], "max_") {
+			v = "100000"
+		}
+		return m[1] + m[2] + ": " + v
+	})
+	short := head + "\nsoak:\n" + tail
+	if !ok || n != 6 || !strings.Contains(short, "max_rss_mib: 256") {
+		t.Fatalf("policies/budgets.yaml's soak settings changed (%d of 6 found): update what this test shortens", n)
+	}
+
+	soak := func(t *testing.T, budgets string) (evidence.GateResult, []sample) {
+		t.Helper()
+		root := t.TempDir()
+		os.MkdirAll(filepath.Join(root, "policies"), 0o755)
+		if err := os.WriteFile(filepath.Join(root, "policies", "budgets.yaml"), []byte(budgets), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var reg gates.Registry
+		reg.Register(gates.Spec{Name: gates.BuildGate, Owner: "release-eng", Timeout: time.Minute, Run: func(ctx context.Context, r *gates.Run) error {
+			r.Built(bins)
+			return nil
+		}})
+		Register(&reg)
+		pol, err := policies.ParseRelease("release.yaml", []byte("version: 1\nchannels:\n  nightly:\n    gates: [build, soak]\n"), reg.Has)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := t.TempDir()
+		evidence.Keygen(keys, evidence.ECDSAP256)
+		signer, err := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "bundle")
+		o, err := gates.Execute(context.Background(), gates.Options{Registry: &reg, Policy: pol, Channel: "nightly", Out: out, Root: root,
+			Signer: signer, Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res evidence.GateResult
+		for _, r := range o.Results {
+			if r.Gate == Name {
+				res = r
+			}
+		}
+		var samples []sample
+		data, err := os.ReadFile(filepath.Join(out, "artifacts", Name, "samples.json"))
+		if err != nil {
+			t.Fatalf("%s: no samples: %v", res.Reason, err)
+		}
+		if err := json.Unmarshal(data, &samples); err != nil {
+			t.Fatal(err)
+		}
+		return res, samples
+	}
+
+	res, samples := soak(t, short)
+	if res.Status != evidence.StatusPass {
+		t.Fatalf("soak with the shipped bounds: %s: %s", res.Status, res.Reason)
+	}
+	if len(samples) < 12 {
+		t.Errorf("%d samples in 15 s at one a second", len(samples))
+	}
+	last := samples[len(samples)-1]
+	for _, d := range []string{"controller", "node1", "node2"} {
+		if s := last.Daemons[d]; s.RSSMiB <= 0 || s.Goroutines <= 0 || s.FDs <= 0 || s.HeapMiB <= 0 {
+			t.Errorf("last sample of %s: %+v; want RSS, goroutines and fds observed", d, s)
+		}
+	}
+	if last.Bytes <= 0 {
+		t.Error("no byte was verified")
+	}
+	names := map[string]bool{}
+	for _, m := range res.Measurements {
+		names[m.Name] = true
+	}
+	for _, n := range []string{"bytes_verified", "stream_rate", "node1_rss_slope", "node2_goroutines_slope", "controller_fds_slope", "node2_heap"} {
+		if !names[n] {
+			t.Errorf("no measurement %s among %v", n, names)
+		}
+	}
+
+	res, _ = soak(t, strings.Replace(short, "max_rss_mib: 256", "max_rss_mib: 1", 1))
+	if res.Status != evidence.StatusFail || !strings.Contains(res.Reason, "over the 1 MiB ceiling") {
+		t.Errorf("soak under a 1 MiB RSS ceiling: %s: %s; want a failure naming the ceiling", res.Status, res.Reason)
+	}
+}
