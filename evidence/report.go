@@ -651,7 +651,9 @@ func fmtBytes(n int64) string {
 // SVG, escaping every label.
 
 type barChart struct {
-	Title  string
+	Title string
+	// Common is what every bar's name shares, left out of the labels.
+	Common string
 	W, H   int
 	AxisY  string
 	X0, X1 string
@@ -750,11 +752,60 @@ func axis(lo, hi float64, n int) (float64, float64, []float64, bool) {
 	return lo, hi, ticks, true
 }
 
-func label(s string, max int) string {
-	if r := []rune(s); len(r) > max {
-		return string(r[:max-1]) + "…"
+// barLabels gives the bars of one chart labels of at most max runes that
+// tell them apart. Names are CELL:METRIC with CELL a path of kind and
+// key=value parts; the parts every name shares are dropped from the labels
+// (and returned, for the caption), then, where a label is still too long,
+// the keys of key=value parts, and last the middle of the label, so that
+// the metric at its end survives.
+func barLabels(names []string, max int) (labels []string, common string) {
+	split := func(n string) []string { return strings.Split(strings.Replace(n, ":", "/:", 1), "/") }
+	join := func(parts []string) string {
+		return strings.TrimPrefix(strings.ReplaceAll(strings.Join(parts, "/"), "/:", ":"), ":")
 	}
-	return s
+	count := map[string]int{}
+	for _, n := range names {
+		seen := map[string]bool{}
+		for _, p := range split(n) {
+			if !seen[p] {
+				seen[p] = true
+				count[p]++
+			}
+		}
+	}
+	var shared []string
+	for _, p := range split(names[0]) {
+		if len(names) > 1 && count[p] == len(names) {
+			shared = append(shared, strings.TrimPrefix(p, ":"))
+		}
+	}
+	labels = make([]string, len(names))
+	for i, n := range names {
+		var kept []string
+		for _, p := range split(n) {
+			if len(names) < 2 || count[p] < len(names) {
+				kept = append(kept, p)
+			}
+		}
+		l := join(kept)
+		if l == "" {
+			l = n
+		}
+		if len([]rune(l)) > max {
+			for j, p := range kept {
+				if _, v, ok := strings.Cut(p, "="); ok && !strings.HasPrefix(p, ":") {
+					kept[j] = v
+				}
+			}
+			l = join(kept)
+		}
+		if r := []rune(l); len(r) > max {
+			head := (max - 1) / 2
+			l = string(r[:head]) + "…" + string(r[len(r)-(max-1-head):])
+		}
+		labels[i] = l
+	}
+	return labels, strings.Join(shared, ", ")
 }
 
 // newBarChart charts the means of measurements of one unit with their
@@ -783,10 +834,16 @@ func newBarChart(title string, ms []Measurement) (barChart, bool) {
 	for _, t := range ticks {
 		c.Ticks = append(c.Ticks, tick{X: f1(sx(t)), Y: f1(axisY + 14), Label: fmtNum(t)})
 	}
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.Name
+	}
+	labels, common := barLabels(names, 34)
+	c.Common = common
 	for i, m := range ms {
 		y := barTop + float64(i)*barRowH
 		x0, x1 := sx(math.Min(0, m.Mean)), sx(math.Max(0, m.Mean))
-		r := barRow{Name: m.Name, Label: label(m.Name, 34), TextY: f1(y + 15),
+		r := barRow{Name: m.Name, Label: labels[i], TextY: f1(y + 15),
 			BarX: f1(x0), BarY: f1(y + 4), BarW: f1(math.Max(x1-x0, 0.5)), Class: "plain",
 			Value: fmtNum(m.Mean)}
 		if sd := math.Abs(m.Stddev); sd > 0 {
@@ -1075,7 +1132,7 @@ svg text.mid{text-anchor:middle}
 {{- $gate := .Gate}}
 {{- range $c := .Bars}}
 <figure>
-<figcaption>{{$gate}}: mean ± stddev, {{.Title}}</figcaption>
+<figcaption>{{$gate}}: mean ± stddev, {{.Title}}{{if .Common}}; every bar: {{.Common}}{{end}}</figcaption>
 <svg class="bars" viewBox="0 0 {{.W}} {{.H}}" width="{{.W}}" height="{{.H}}" role="img" aria-label="{{$gate}}: means in {{.Title}}">
 {{- range .Ticks}}
 <line class="grid" x1="{{.X}}" y1="{{$c.Top}}" x2="{{.X}}" y2="{{$c.AxisY}}"/><text class="mid" x="{{.X}}" y="{{.Y}}">{{.Label}}</text>

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -467,4 +468,24 @@ func text(n *html.Node) string {
 		}
 	})
 	return strings.TrimSpace(sb.String())
+}
+
+func TestBarLabels(t *testing.T) {
+	wg, quic := "throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk", "throughput/backend=quic/mtu=1420/peers=2/traffic=tcp-bulk"
+	got, common := barLabels([]string{wg + ":raw_throughput", wg + ":tunnel_throughput", quic + ":raw_throughput", quic + ":tunnel_throughput"}, 34)
+	want := []string{"backend=wireguard:raw_throughput", "backend=wireguard:tunnel_throughput", "backend=quic:raw_throughput", "backend=quic:tunnel_throughput"}
+	// The second is 35 runes: its keys go.
+	want[1] = "wireguard:tunnel_throughput"
+	if !slices.Equal(got, want) || common != "throughput, mtu=1420, peers=2, traffic=tcp-bulk" {
+		t.Errorf("barLabels = %q, common %q; want %q", got, common, want)
+	}
+	// Nothing shared, still too long: the middle goes, the metric stays.
+	got, common = barLabels([]string{wg + ":tunnel_rtt_p50", "route-apply/routes=1000:route_apply_p99"}, 34)
+	if common != "" || len([]rune(got[0])) != 34 || !strings.HasSuffix(got[0], ":tunnel_rtt_p50") || got[1] != "route-apply/1000:route_apply_p99" {
+		t.Errorf("barLabels of unrelated names = %q, common %q", got, common)
+	}
+	// One bar: its whole name, nothing taken as common.
+	if got, common := barLabels([]string{"build_time"}, 34); got[0] != "build_time" || common != "" {
+		t.Errorf("barLabels of one name = %q, %q", got, common)
+	}
 }
