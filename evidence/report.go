@@ -755,9 +755,9 @@ func axis(lo, hi float64, n int) (float64, float64, []float64, bool) {
 // barLabels gives the bars of one chart labels of at most max runes that
 // tell them apart. Names are CELL:METRIC with CELL a path of kind and
 // key=value parts; the parts every name shares are dropped from the labels
-// (and returned, for the caption), then, where a label is still too long,
-// the keys of key=value parts, and last the middle of the label, so that
-// the metric at its end survives.
+// (and returned, for the caption), then, if any label is still too long,
+// the keys of every label's key=value parts, and last the middle of a label
+// that is still too long, so that the metric at its end survives.
 func barLabels(names []string, max int) (labels []string, common string) {
 	split := func(n string) []string { return strings.Split(strings.Replace(n, ":", "/:", 1), "/") }
 	join := func(parts []string) string {
@@ -779,26 +779,31 @@ func barLabels(names []string, max int) (labels []string, common string) {
 			shared = append(shared, strings.TrimPrefix(p, ":"))
 		}
 	}
-	labels = make([]string, len(names))
+	kept := make([][]string, len(names))
+	long := false
 	for i, n := range names {
-		var kept []string
 		for _, p := range split(n) {
 			if len(names) < 2 || count[p] < len(names) {
-				kept = append(kept, p)
+				kept[i] = append(kept[i], p)
 			}
 		}
-		l := join(kept)
-		if l == "" {
-			l = n
+		if len(kept[i]) == 0 {
+			kept[i] = split(n)
 		}
-		if len([]rune(l)) > max {
-			for j, p := range kept {
+		long = long || len([]rune(join(kept[i]))) > max
+	}
+	labels = make([]string, len(names))
+	for i := range names {
+		if long {
+			// One label too long: every label drops its keys, so that
+			// the bars read alike.
+			for j, p := range kept[i] {
 				if _, v, ok := strings.Cut(p, "="); ok && !strings.HasPrefix(p, ":") {
-					kept[j] = v
+					kept[i][j] = v
 				}
 			}
-			l = join(kept)
 		}
+		l := join(kept[i])
 		if r := []rune(l); len(r) > max {
 			head := (max - 1) / 2
 			l = string(r[:head]) + "…" + string(r[len(r)-(max-1-head):])
