@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,9 @@ type dsample struct {
 	// also counts memory the runtime freed but has not returned yet, so
 	// the two tell a leak from a heap that settles.
 	HeapMiB float64 `json:"heap_inuse_mib"`
+	// ScrapeError says why its metrics could not be read; Goroutines and
+	// HeapMiB are then not observed (zero here, left out of the series).
+	ScrapeError string `json:"scrape_error,omitempty"`
 }
 
 type watched struct {
@@ -120,11 +124,13 @@ loop:
 				break loop
 			}
 			rss, _, _ := d.p.Memory()
-			g, heap := math.NaN(), math.NaN()
+			obs := dsample{RSSMiB: float64(rss) / (1 << 20), FDs: float64(countFDs(d.p.Pid()))}
 			if vs, err := matrix.ScrapeAll(ctx, d.host, "go_goroutines", "go_memstats_heap_inuse_bytes"); err == nil {
-				g, heap = vs["go_goroutines"], vs["go_memstats_heap_inuse_bytes"]/(1<<20)
+				obs.Goroutines, obs.HeapMiB = vs["go_goroutines"], vs["go_memstats_heap_inuse_bytes"]/(1<<20)
+			} else {
+				obs.ScrapeError = err.Error()
 			}
-			s.Daemons[d.name] = dsample{RSSMiB: float64(rss) / (1 << 20), Goroutines: g, FDs: float64(countFDs(d.p.Pid())), HeapMiB: heap}
+			s.Daemons[d.name] = obs
 			if s.Daemons[d.name].RSSMiB > b.Soak.MaxRSS {
 				problems = append(problems, fmt.Sprintf("%s RSS %.0f MiB at %v, over the %.0f MiB ceiling", d.name, s.Daemons[d.name].RSSMiB, time.Since(start).Round(time.Second), b.Soak.MaxRSS))
 			}
@@ -172,18 +178,27 @@ loop:
 		var rss, gor, fds, heap, t []float64
 		for _, s := range samples {
 			ds := s.Daemons[d.name]
-			rss, gor, fds, heap = append(rss, ds.RSSMiB), append(gor, ds.Goroutines), append(fds, ds.FDs), append(heap, ds.HeapMiB)
+			g, h := ds.Goroutines, ds.HeapMiB
+			if ds.ScrapeError != "" {
+				g, h = math.NaN(), math.NaN() // not observed: slopeAfter skips them
+			}
+			rss, gor, fds, heap = append(rss, ds.RSSMiB), append(gor, g), append(fds, ds.FDs), append(heap, h)
 			t = append(t, s.Elapsed)
 		}
 		method := fmt.Sprintf("sampled every %v over %v", every, dur)
 		r.Measure(evidence.Measurement{Name: d.name + "_rss", Unit: "MiB", Method: "VmRSS, " + method, Values: rss})
-		r.Measure(evidence.Measurement{Name: d.name + "_heap", Unit: "MiB", Method: "go_memstats_heap_inuse_bytes from its metrics, " + method, Values: heap})
+		// The series carry only what was observed (a failed scrape is in
+		// samples.json with its error).
+		observed := func(xs []float64) []float64 {
+			return slices.DeleteFunc(slices.Clone(xs), math.IsNaN)
+		}
+		r.Measure(evidence.Measurement{Name: d.name + "_heap", Unit: "MiB", Method: "go_memstats_heap_inuse_bytes from its metrics, " + method, Values: observed(heap)})
 		if slope, ok := slopeAfter(t, heap, warmup.Seconds()); ok {
 			// Reported beside the RSS slope, not judged: the heap's GC
 			// sawtooth makes its slope over minutes too noisy to bound.
 			r.Measure(evidence.Measurement{Name: d.name + "_heap_slope", Unit: "MiB/h", Method: "least-squares slope of the heap in use after the warm-up (reported, not bounded)", Values: []float64{slope}})
 		}
-		r.Measure(evidence.Measurement{Name: d.name + "_goroutines", Unit: "goroutines", Method: "go_goroutines from its metrics, " + method, Values: gor})
+		r.Measure(evidence.Measurement{Name: d.name + "_goroutines", Unit: "goroutines", Method: "go_goroutines from its metrics, " + method, Values: observed(gor)})
 		r.Measure(evidence.Measurement{Name: d.name + "_fds", Unit: "fds", Method: "entries of /proc/PID/fd, " + method, Values: fds})
 		for _, g := range []struct {
 			metric string
