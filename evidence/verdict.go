@@ -87,10 +87,10 @@ func VerdictStatement(in VerdictInput) (*intoto.Statement, error) {
 // whether it records a partial run of it.
 func Channel(sum *vsa.VerificationSummary) (channel string, partial bool) {
 	for _, l := range sum.GetVerifiedLevels() {
-		if c, ok := strings.CutPrefix(l, "RUSTYNET_PARTIAL_RUN_OF_CHANNEL_"); ok {
+		if c, ok := strings.CutPrefix(l, PartialLevel("")); ok {
 			return strings.ToLower(c), true
 		}
-		if c, ok := strings.CutPrefix(l, "RUSTYNET_CHANNEL_"); ok {
+		if c, ok := strings.CutPrefix(l, ChannelLevel("")); ok {
 			return strings.ToLower(c), false
 		}
 	}

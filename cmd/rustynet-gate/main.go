@@ -17,8 +17,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -374,24 +372,21 @@ type judgement struct {
 	Policy string
 }
 
-// verified verifies a bundle and recomputes its verdict.
-func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Registry, j judgement) (*evidence.Verified, *gates.Verdict, error) {
+// verified verifies a bundle and recomputes its verdict. It returns the
+// release policy the verdict was judged under.
+func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Registry, j judgement) (*evidence.Verified, *gates.Verdict, *policies.Release, error) {
 	v, err := evidence.Verify(dir, pub, commit)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pol, err := policies.ParseRelease(v.Manifest.Policy, v.Policy, reg.Has)
 	if err != nil {
-		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the bundle's policy: %v", err)}
+		return nil, nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the bundle's policy: %v", err)}
 	}
 	own := pol
 	if j.Policy != "" {
-		data, err := os.ReadFile(j.Policy)
-		if err != nil {
-			return nil, nil, fail(exitUsage, "--policy: %v", err)
-		}
-		if pol, err = policies.ParseRelease(j.Policy, data, reg.Has); err != nil {
-			return nil, nil, fail(exitUsage, "--policy: %v", err)
+		if pol, err = policies.LoadRelease(j.Policy, reg.Has); err != nil {
+			return nil, nil, nil, fail(exitUsage, "--policy: %v", err)
 		}
 	}
 	statuses := map[string]string{}
@@ -400,11 +395,11 @@ func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Regi
 	}
 	channel, partial := evidence.Channel(v.Verdict)
 	if channel != v.Manifest.Channel {
-		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict is for channel %q, the manifest says %q", channel, v.Manifest.Channel)}
+		return nil, nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict is for channel %q, the manifest says %q", channel, v.Manifest.Channel)}
 	}
 	scope := v.Manifest.Scope
 	if partial != (len(scope) > 0) {
-		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict says partial=%v, the manifest lists %d gates in scope", partial, len(scope))}
+		return nil, nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict says partial=%v, the manifest lists %d gates in scope", partial, len(scope))}
 	}
 	at := v.Verdict.GetTimeVerified().AsTime()
 	if j.Now {
@@ -415,34 +410,28 @@ func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Regi
 	// is invalid, whatever policy it is judged under next.
 	recomputed, err := gates.Evaluate(own, channel, statuses, v.Verdict.GetTimeVerified().AsTime(), scope)
 	if err != nil {
-		return nil, nil, &evidence.InvalidError{Reason: err.Error()}
+		return nil, nil, nil, &evidence.InvalidError{Reason: err.Error()}
 	}
 	if recorded := v.Verdict.GetVerificationResult() == evidence.Passed; recorded != recomputed.Passed {
-		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), recomputed.Passed)}
+		return nil, nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), recomputed.Passed)}
 	}
 	verdict, err := gates.Evaluate(pol, channel, statuses, at, scope)
 	if err != nil {
 		// The channel is not in the verifier's policy.
-		return nil, nil, fail(exitUsage, "--policy %s: %v", j.Policy, err)
+		return nil, nil, nil, fail(exitUsage, "--policy %s: %v", j.Policy, err)
 	}
-	return v, verdict, nil
+	return v, verdict, pol, nil
 }
 
 // policyNote says which policy a verdict was judged under.
-func policyNote(v *evidence.Verified, j judgement) (string, error) {
+func policyNote(v *evidence.Verified, j judgement, pol *policies.Release) string {
 	if j.Policy == "" {
-		return fmt.Sprintf("judged under the bundle's own policy %s (sha256 %.12s); --policy FILE judges under yours", v.Manifest.Policy, v.Manifest.PolicySHA), nil
+		return fmt.Sprintf("judged under the bundle's own policy %s (sha256 %.12s); --policy FILE judges under yours", v.Manifest.Policy, v.Manifest.PolicySHA)
 	}
-	data, err := os.ReadFile(j.Policy)
-	if err != nil {
-		return "", err
+	if pol.Digest == v.Manifest.PolicySHA {
+		return fmt.Sprintf("judged under %s (sha256 %.12s), the policy the bundle was made under", j.Policy, pol.Digest)
 	}
-	sum := sha256.Sum256(data)
-	mine := hex.EncodeToString(sum[:])
-	if mine == v.Manifest.PolicySHA {
-		return fmt.Sprintf("judged under %s (sha256 %.12s), the policy the bundle was made under", j.Policy, mine), nil
-	}
-	return fmt.Sprintf("judged under %s (sha256 %.12s); the bundle was made under another policy (sha256 %.12s)", j.Policy, mine, v.Manifest.PolicySHA), nil
+	return fmt.Sprintf("judged under %s (sha256 %.12s); the bundle was made under another policy (sha256 %.12s)", j.Policy, pol.Digest, v.Manifest.PolicySHA)
 }
 
 func defaultPubkey(root, flagValue string) string {
@@ -474,17 +463,13 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		return fail(exitUsage, "--pubkey: %v", err)
 	}
 	j := judgement{Now: *at == "now", Policy: *policyFile}
-	v, verdict, err := verified(pos[0], pub, *commitSHA, registry(), j)
+	v, verdict, pol, err := verified(pos[0], pub, *commitSHA, registry(), j)
 	if err != nil {
 		return err
 	}
 	state := verdictWord(verdict)
 	fmt.Fprintf(stdout, "evidence valid: %d gate statements, manifest of %d artifacts, key %s\n", len(v.Gates), len(v.Manifest.Artifacts), v.KeyID)
-	note, err := policyNote(v, j)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, note)
+	fmt.Fprintln(stdout, policyNote(v, j, pol))
 	if v.Manifest.DevelopmentKey {
 		fmt.Fprintln(stdout, "note: signed with a development key, not a release key")
 	}
@@ -528,7 +513,7 @@ func reportInput(v *evidence.Verified, verdict *gates.Verdict) (*evidence.Report
 
 // writeReports renders report.html and report.md next to the evidence.
 func writeReports(dir string, pub *evidence.Verifier, reg *gates.Registry) error {
-	v, verdict, err := verified(dir, pub, "", reg, judgement{})
+	v, verdict, _, err := verified(dir, pub, "", reg, judgement{})
 	if err != nil {
 		return err
 	}
@@ -563,7 +548,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(exitUsage, "--pubkey: %v", err)
 	}
-	v, verdict, err := verified(pos[0], pub, "", registry(), judgement{})
+	v, verdict, _, err := verified(pos[0], pub, "", registry(), judgement{})
 	if err != nil {
 		return err
 	}
@@ -610,7 +595,7 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	if *policyFile == "" {
 		*policyFile = filepath.Join(root, "policies", "release.yaml")
 	}
-	v, verdict, err := verified(pos[0], pub, *sha, registry(), judgement{Policy: *policyFile})
+	v, verdict, _, err := verified(pos[0], pub, *sha, registry(), judgement{Policy: *policyFile})
 	if err != nil {
 		return err
 	}

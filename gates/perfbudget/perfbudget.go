@@ -188,6 +188,22 @@ func matchesAny(pattern string, cells []matrix.Cell) bool {
 	return false
 }
 
+// shift compares one measurement's values in two runs: their medians, the
+// relative change of the median (infinite from a zero median to any other)
+// and the two-sided Mann-Whitney p-value.
+func shift(old, now []float64) (mo, mn, change, p float64) {
+	mo, mn = stats.Median(old), stats.Median(now)
+	switch {
+	case mo != 0:
+		change = (mn - mo) / math.Abs(mo)
+	case mn > 0:
+		change = math.Inf(1)
+	case mn < 0:
+		change = math.Inf(-1)
+	}
+	return mo, mn, change, stats.MannWhitney(old, now)
+}
+
 // higherIsBetter says which way a unit improves.
 func higherIsBetter(unit string) bool {
 	switch unit {
@@ -240,17 +256,7 @@ func compare(r *gates.Run, results []matrix.Result, reg policies.Regression) ([]
 				continue
 			}
 			compared++
-			p := stats.MannWhitney(old, m.Values)
-			mo, mn := stats.Median(old), stats.Median(m.Values)
-			var change float64
-			switch {
-			case mo != 0:
-				change = (mn - mo) / math.Abs(mo)
-			case mn > 0:
-				change = math.Inf(1)
-			case mn < 0:
-				change = math.Inf(-1)
-			}
+			mo, mn, change, p := shift(old, m.Values)
 			worse := change != 0 && (change < 0) == higherIsBetter(m.Unit)
 			minChange := reg.MinChangeFor(res.Cell, m.Name)
 			fmt.Fprintf(r.Log, "%s: median %.4g -> %.4g %s (%+.1f%%), p=%.3f, counts from %.0f%%\n", name, mo, mn, m.Unit, 100*change, p, 100*minChange)

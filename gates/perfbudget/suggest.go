@@ -170,11 +170,9 @@ func Drifts(runs []Run, reg policies.Regression) []Drift {
 					continue
 				}
 				d.Pairs++
-				mo, mn := stats.Median(old), stats.Median(now)
-				if mo == 0 || stats.MannWhitney(old, now) >= reg.Alpha {
-					continue
+				if _, _, change, p := shift(old, now); p < reg.Alpha && !math.IsInf(change, 0) {
+					d.Changes = append(d.Changes, change)
 				}
-				d.Changes = append(d.Changes, (mn-mo)/math.Abs(mo))
 			}
 		}
 		if len(d.Changes) == 0 {
