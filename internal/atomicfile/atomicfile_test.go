@@ -1,8 +1,10 @@
 package atomicfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -25,5 +27,84 @@ func TestWriteFile(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Errorf("%d files in the directory, want 1 (no temporary file left)", len(entries))
+	}
+}
+
+// recordSyncs replaces syncDir for the test with one that records the
+// directories synced and what path holds at that moment, then syncs for
+// real.
+func recordSyncs(t *testing.T, path string) (dirs *[]string, held *[]string) {
+	t.Helper()
+	dirs, held = new([]string), new([]string)
+	orig := syncDir
+	t.Cleanup(func() { syncDir = orig })
+	syncDir = func(dir string) error {
+		*dirs = append(*dirs, dir)
+		data, _ := os.ReadFile(path)
+		*held = append(*held, string(data))
+		return orig(dir)
+	}
+	return dirs, held
+}
+
+// TestWriteFileSyncsDirectory: the rename is made durable by syncing the
+// parent directory after it; without that a power loss can bring back the
+// old file (an old key, credential or certificate).
+func TestWriteFileSyncsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secret")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dirs, held := recordSyncs(t, path)
+	if err := WriteFile(path, []byte("new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(*dirs, []string{dir}) || !slices.Equal(*held, []string{"new"}) {
+		t.Errorf("WriteFile synced directories %q while the file held %q; want %q once, after the rename (holding %q)",
+			*dirs, *held, dir, "new")
+	}
+}
+
+func TestWriteFileDirectorySyncFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secret")
+	orig := syncDir
+	t.Cleanup(func() { syncDir = orig })
+	boom := errors.New("boom")
+	syncDir = func(string) error { return boom }
+	if err := WriteFile(path, []byte("new"), 0o600); !errors.Is(err, boom) {
+		t.Errorf("WriteFile with the directory sync failing = %v, want the sync's error", err)
+	}
+}
+
+func TestRename(t *testing.T) {
+	dir := t.TempDir()
+	old, path := filepath.Join(dir, "old"), filepath.Join(dir, "new")
+	if err := os.WriteFile(old, []byte("content"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dirs, held := recordSyncs(t, path)
+	if err := Rename(old, path); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(*dirs, []string{dir}) || !slices.Equal(*held, []string{"content"}) {
+		t.Errorf("Rename synced directories %q while the file held %q; want %q once, after the rename", *dirs, *held, dir)
+	}
+
+	// Across directories both are synced: the new entry and the removal
+	// of the old.
+	other := t.TempDir()
+	moved := filepath.Join(other, "moved")
+	dirs, _ = recordSyncs(t, moved)
+	if err := Rename(path, moved); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(*dirs, []string{other, dir}) {
+		t.Errorf("Rename across directories synced %q, want %q", *dirs, []string{other, dir})
+	}
+
+	if err := Rename(filepath.Join(dir, "missing"), path); err == nil {
+		t.Error("Rename of a missing file = nil error, want one")
 	}
 }
