@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/store"
+	"github.com/rustynet/rustynet/internal/atomicfile"
 )
 
 var (
@@ -30,6 +32,9 @@ var (
 	keyRevision = []byte("revision")
 	keyPolicy   = []byte("current")
 )
+
+// rename moves a restored store into place; a variable so tests can see it.
+var rename = atomicfile.Rename
 
 // indexBuckets maps an index name of store.Tx.NodeIDBy to its bucket.
 var indexBuckets = map[string][]byte{
@@ -195,41 +200,84 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 // Close implements store.Store.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Restore writes the backup read from r to path, which must not exist, and
-// checks that it opens with a schema this build can read. On any failure
-// path is removed.
+// Restore writes the backup read from r to path, which must not exist:
+// to a temporary file beside it (mode 0600), synced, checked to be a
+// complete, consistent store of a schema this build reads, then renamed
+// into place and the directory synced. On any failure nothing is left
+// behind and path is not created. The caller must keep anything else from
+// creating path meanwhile (the controller's data dir lock does).
 func Restore(r io.Reader, path string) (err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("restore: %s exists; restore only into a path that does not", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("restore: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".restore-*")
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			os.Remove(path)
+			os.Remove(tmp)
 		}
 	}()
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("restore: %w", err)
+	}
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
-		return fmt.Errorf("restore: write %s: %w", path, err)
+		return fmt.Errorf("restore: read the backup into %s: %w", tmp, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("restore: sync %s: %w", path, err)
+		return fmt.Errorf("restore: sync %s: %w", tmp, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	if err := checkBackup(tmp); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := rename(tmp, path); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	return nil
+}
+
+// checkBackup opens the store file at path read-only and checks that it
+// is whole (bbolt maps the file and would fault reading past a truncated
+// end), every page is consistent, and its schema is one this build reads.
+func checkBackup(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
 	if err != nil {
-		return fmt.Errorf("restore: backup is not a readable store: %w", err)
+		return fmt.Errorf("backup is not a readable store: %w", err)
 	}
 	defer db.Close()
 	var v uint64
-	if err := db.View(func(tx *bbolt.Tx) error { v = schemaOf(tx); return nil }); err != nil {
-		return fmt.Errorf("restore: %w", err)
+	err = db.View(func(tx *bbolt.Tx) error {
+		// Only the meta page is read before this check.
+		if tx.Size() > fi.Size() {
+			return fmt.Errorf("truncated: %d bytes, its header says %d", fi.Size(), tx.Size())
+		}
+		for cerr := range tx.Check() {
+			if err == nil {
+				err = cerr
+			}
+		}
+		v = schemaOf(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("backup is not a readable store: %w", err)
 	}
 	if v == 0 || v > store.SchemaVersion {
-		return fmt.Errorf("restore: backup has schema version %d; this build reads 1 to %d", v, store.SchemaVersion)
+		return fmt.Errorf("backup has schema version %d; this build reads 1 to %d", v, store.SchemaVersion)
 	}
 	return nil
 }

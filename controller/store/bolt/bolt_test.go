@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,5 +150,129 @@ func TestBackupRestore(t *testing.T) {
 	}
 	if _, err := os.Stat(garbage); !os.IsNotExist(err) {
 		t.Errorf("failed Restore left %s behind (stat err %v)", garbage, err)
+	}
+}
+
+// backupOf returns a backup of a store holding one node.
+func backupOf(t *testing.T) []byte {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Update(context.Background(), func(tx store.Tx) error { return tx.PutNode(storetest.Node(3)) }); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := s.Backup(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// watchedReader reports, on every Read, whether path already exists.
+type watchedReader struct {
+	r       io.Reader
+	path    string
+	visible bool
+}
+
+func (w *watchedReader) Read(p []byte) (int, error) {
+	if _, err := os.Lstat(w.path); err == nil {
+		w.visible = true
+	}
+	return w.r.Read(p)
+}
+
+// TestRestoreRenamesIntoPlace: the backup is written beside path and
+// renamed into place (syncing the directory) only once it is complete and
+// checked, so a crash or a bad backup never leaves a partial store at path.
+func TestRestoreRenamesIntoPlace(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "controller.db")
+	var renames [][2]string
+	orig := rename
+	t.Cleanup(func() { rename = orig })
+	rename = func(oldpath, newpath string) error {
+		renames = append(renames, [2]string{oldpath, newpath})
+		return orig(oldpath, newpath)
+	}
+	r := &watchedReader{r: bytes.NewReader(backupOf(t)), path: path}
+	if err := Restore(r, path); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if r.visible {
+		t.Errorf("%s existed while the backup was still being read; want it to appear only when complete", path)
+	}
+	if len(renames) != 1 || filepath.Dir(renames[0][0]) != dir || renames[0][1] != path {
+		t.Errorf("Restore renamed %q; want one rename of a file in %s to %s", renames, dir, path)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("%d files in %s after Restore, want 1 (no temporary file left)", len(entries), dir)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("restored store: %v, %v; want mode 600", fi, err)
+	}
+}
+
+type failingReader struct{ r io.Reader }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		return n, errors.New("connection reset")
+	}
+	return n, err
+}
+
+// TestRestoreFailureLeavesNothing: whatever goes wrong, the directory is
+// left as it was.
+func TestRestoreFailureLeavesNothing(t *testing.T) {
+	good := backupOf(t)
+	newer := func() []byte {
+		path := filepath.Join(t.TempDir(), "newer.db")
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.db.Update(func(tx *bbolt.Tx) error {
+			return putUint(tx.Bucket(bucketMeta), keySchema, store.SchemaVersion+1)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		s.Backup(context.Background(), &buf)
+		s.Close()
+		return buf.Bytes()
+	}()
+	for _, c := range []struct {
+		name string
+		r    io.Reader
+		want string
+	}{
+		{"garbage", strings.NewReader("not a database"), "not a readable store"},
+		{"truncated", bytes.NewReader(good[:len(good)/2]), "not a readable store"},
+		{"short by a byte", bytes.NewReader(good[:len(good)-1]), "not a readable store"},
+		{"two pages", bytes.NewReader(good[:2*os.Getpagesize()]), "not a readable store"},
+		{"a read error", &failingReader{bytes.NewReader(good)}, "connection reset"},
+		{"a newer schema", bytes.NewReader(newer), "schema version"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "controller.db")
+			err := Restore(c.r, path)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Restore(%s) = %v, want an error containing %q", c.name, err, c.want)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				t.Errorf("failed Restore(%s) left %q in the directory, want nothing", c.name, names)
+			}
+		})
 	}
 }
