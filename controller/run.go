@@ -60,6 +60,11 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	unlock, err := LockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := bolt.Open(filepath.Join(cfg.DataDir, StoreFile))
 	if err != nil {
 		return err
