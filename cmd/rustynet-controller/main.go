@@ -30,6 +30,7 @@ import (
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/ipam"
 	"github.com/rustynet/rustynet/controller/store/bolt"
+	"github.com/rustynet/rustynet/internal/atomicfile"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -417,14 +418,27 @@ func backup(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), *out); err != nil {
+	if err := rename(tmp.Name(), *out); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "wrote %d bytes to %s\n", n, *out)
 	return nil
 }
 
-func restore(args []string, stderr io.Writer) error {
+// restoreChecked is called when restore has checked the data dir (holding
+// its lock) and before it moves or writes anything; tests start a
+// controller there.
+var restoreChecked = func() {}
+
+// rename renames a file and syncs its directory, so the rename survives a
+// power loss; a variable so tests can see backup and restore use it.
+var rename = atomicfile.Rename
+
+// restore holds the data dir's lock (as a running controller does) from
+// before its checks until the restored store is in place, so no controller
+// can start between the check and the rename and serve a store that is
+// then moved aside.
+func restore(args []string, stderr io.Writer) (err error) {
 	fs, dir := flagSet("restore", stderr)
 	force := fs.Bool("force", false, "move an existing store aside instead of refusing")
 	pos, err := parse(fs, args, "FILE")
@@ -439,20 +453,42 @@ func restore(args []string, stderr io.Writer) error {
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
-	dst := filepath.Join(*dir, controller.StoreFile)
-	if _, err := os.Stat(dst); err == nil {
-		if !*force {
-			return fmt.Errorf("%s exists; stop the controller and pass --force to move it aside", dst)
+	unlock, err := controller.LockDataDir(*dir)
+	if errors.Is(err, controller.ErrLocked) {
+		// err names the lock file and asks the same question; say it once.
+		return fmt.Errorf("refusing to restore: a controller is running on data dir %s, or another restore is (%w); stop it first",
+			*dir, controller.ErrLocked)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if uerr := unlock(); uerr != nil && err == nil {
+			err = fmt.Errorf("release the data dir lock: %w", uerr)
 		}
-		// Holding the store open proves no controller is using it.
+	}()
+	dst := filepath.Join(*dir, controller.StoreFile)
+	_, statErr := os.Lstat(dst)
+	exists := statErr == nil
+	switch {
+	case exists && !*force:
+		return fmt.Errorf("%s exists; pass --force to move it aside", dst)
+	case exists:
+		// The lock keeps out controllers of this build; holding the store
+		// open proves no older one (which took no lock) is using it.
 		st, err := bolt.Open(dst)
 		if err != nil {
 			return fmt.Errorf("cannot restore over %s: %w", dst, err)
 		}
 		st.Close()
+	case !errors.Is(statErr, os.ErrNotExist):
+		return statErr
+	}
+	restoreChecked()
+	if exists {
 		aside := dst + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := os.Rename(dst, aside); err != nil {
-			return err
+		if err := rename(dst, aside); err != nil {
+			return fmt.Errorf("move the existing store aside: %w", err)
 		}
 		fmt.Fprintf(stderr, "moved the existing store to %s\n", aside)
 	}
