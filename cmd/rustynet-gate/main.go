@@ -81,7 +81,7 @@ commands:
   run      run the gates of a channel and write a signed evidence bundle
   verify   check a bundle's signatures and digests and recompute its verdict
   report   render a verified bundle as HTML or Markdown
-  publish  post a verified bundle's verdict to GitHub
+  publish  post a verified bundle's verdict to GitHub as the commit status rustynet/release-gate/CHANNEL
   gates    list the registered gates
   budgets  suggest performance budgets from earlier bundles' perf-budget figures
 
@@ -632,11 +632,11 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	res, err := publish.Publish(ctx, gh, owner, name, pv)
 	if err != nil {
 		if res != nil && res.StatusURL != "" {
-			fmt.Fprintf(stdout, "status %s set on %s@%s, but: %v\n", publish.Context, *repo, *sha, err)
+			fmt.Fprintf(stdout, "status %s set on %s@%s, but: %v\n", res.Context, *repo, *sha, err)
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "status %s set on %s@%s\n", publish.Context, *repo, *sha)
+	fmt.Fprintf(stdout, "status %s set on %s@%s\n", res.Context, *repo, *sha)
 	if res.CheckRunSkipped != "" {
 		fmt.Fprintf(stdout, "check run skipped: %s\n", res.CheckRunSkipped)
 	}

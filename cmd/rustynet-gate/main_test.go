@@ -92,18 +92,24 @@ func manifestCommit(t *testing.T, dir string) (string, bool) {
 }
 
 // github is a local stand-in for the two GitHub endpoints publish uses: it
-// records the last commit status and refuses check runs, as GitHub does
-// for a token without the checks permission.
+// records the last commit status (its state and context) and refuses check
+// runs, as GitHub does for a token without the checks permission.
 type github struct {
 	*httptest.Server
-	mu   sync.Mutex
-	last string
+	mu            sync.Mutex
+	last, context string
 }
 
 func (g *github) state() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.last
+}
+
+func (g *github) statusContext() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.context
 }
 
 func fakeGitHub(t *testing.T) *github {
@@ -119,7 +125,7 @@ func fakeGitHub(t *testing.T) *github {
 			return
 		}
 		g.mu.Lock()
-		g.last = st.State
+		g.last, g.context = st.State, st.Context
 		g.mu.Unlock()
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"id":1,"state":%q,"context":%q}`, st.State, st.Context)
@@ -268,6 +274,10 @@ func TestRunVerifyTamper(t *testing.T) {
 		}
 	case code != 1 || gh.state() != "failure" || !strings.Contains(out, "check run skipped"):
 		t.Errorf("publish under a stricter policy: exit %d and status %q, want 1 and failure, the check run skipped\n%s", code, gh.state(), out)
+	case gh.statusContext() != "rustynet/release-gate/nightly" || !strings.Contains(out, "status rustynet/release-gate/nightly set"):
+		// A nightly verdict under the GA context (or the one context all
+		// channels once shared) would satisfy the GA branch protection.
+		t.Errorf("publish of a nightly bundle set the status context %q, want rustynet/release-gate/nightly\n%s", gh.statusContext(), out)
 	}
 
 	// A partial run (--gates): it passes on the gates it ran, says what

@@ -1,6 +1,8 @@
 // Package publish posts a release-gate verdict to GitHub: a commit status
 // that branch protection can require, and, where the token allows, a
-// check run carrying the Markdown report.
+// check run carrying the Markdown report. Both are named after the
+// verdict's channel, so a nightly or beta pass can never stand in for the
+// GA verdict a release requires.
 package publish
 
 import (
@@ -31,11 +33,20 @@ type Verdict struct {
 	DetailsURL string
 }
 
-// Context is the commit status context.
-const Context = "rustynet/release-gate"
+// ContextPrefix begins every commit status context Publish sets.
+const ContextPrefix = "rustynet/release-gate"
 
-// CheckRunName is the name of the check run.
-const CheckRunName = "rustynet release gate"
+// Context is the commit status context of a verdict on channel:
+// rustynet/release-gate/ga, .../beta, .../nightly. Branch protection for a
+// release requires the GA one.
+func Context(channel string) string { return ContextPrefix + "/" + channel }
+
+// CheckRunName is the name of the check run of a verdict on channel.
+func CheckRunName(channel string) string { return "rustynet release gate (" + channel + ")" }
+
+// channelRE is what a channel name may be: it is part of the status
+// context, so nothing that could make it read as another channel's.
+var channelRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 
 // GitHub's limits.
 const (
@@ -45,6 +56,8 @@ const (
 
 // Result says what Publish did.
 type Result struct {
+	// Context is the commit status context that was set.
+	Context string
 	// StatusURL is the API URL of the commit status.
 	StatusURL string
 	// CheckRunID is the check run's ID, 0 when none was created.
@@ -56,15 +69,16 @@ type Result struct {
 
 var shaRE = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 
-// Publish sets the commit status Context on owner/repo@v.Commit (success
-// or failure, with a description saying it passed or which gates block)
-// and, where the token allows, creates a completed check run named
-// CheckRunName with the verdict as its conclusion and v.Summary, truncated
-// to GitHub's limit, as its output. A check run refused for permissions
-// (403, or 404 for a token without access to checks) is reported in
-// Result.CheckRunSkipped and is not an error; any other failure is. When
-// the status was set and the check run then failed, the Result says so
-// next to the error.
+// Publish sets the commit status Context(v.Channel) on owner/repo@v.Commit
+// (success or failure, with a description naming the channel and saying it
+// passed or which gates block) and, where the token allows, creates a
+// completed check run named CheckRunName(v.Channel) with the verdict as
+// its conclusion and v.Summary, truncated to GitHub's limit, as its
+// output. A channel that is not a plain lowercase name is refused before
+// anything is sent. A check run refused for permissions (403, or 404 for a
+// token without access to checks) is reported in Result.CheckRunSkipped
+// and is not an error; any other failure is. When the status was set and
+// the check run then failed, the Result says so next to the error.
 func Publish(ctx context.Context, gh *github.Client, owner, repo string, v Verdict) (*Result, error) {
 	if owner == "" || repo == "" {
 		return nil, fmt.Errorf("publish: want an owner and a repository, have %q/%q", owner, repo)
@@ -72,21 +86,25 @@ func Publish(ctx context.Context, gh *github.Client, owner, repo string, v Verdi
 	if !shaRE.MatchString(v.Commit) {
 		return nil, fmt.Errorf("publish: commit %q is not a full lowercase hex SHA", v.Commit)
 	}
+	if !channelRE.MatchString(v.Channel) {
+		return nil, fmt.Errorf("publish: channel %q is not a channel name (lowercase letters, digits and dashes): the status context is named after it", v.Channel)
+	}
+	statusContext, checkRunName := Context(v.Channel), CheckRunName(v.Channel)
 	where := fmt.Sprintf("%s/%s@%s", owner, repo, v.Commit)
 
 	state := "failure"
 	if v.Passed {
 		state = "success"
 	}
-	st := &github.RepoStatus{State: github.String(state), Context: github.String(Context), Description: github.String(description(v))}
+	st := &github.RepoStatus{State: github.String(state), Context: github.String(statusContext), Description: github.String(description(v))}
 	if v.DetailsURL != "" {
 		st.TargetURL = github.String(v.DetailsURL)
 	}
 	got, _, err := gh.Repositories.CreateStatus(ctx, owner, repo, v.Commit, st)
 	if err != nil {
-		return nil, fmt.Errorf("set commit status %s on %s: %w", Context, where, err)
+		return nil, fmt.Errorf("set commit status %s on %s: %w", statusContext, where, err)
 	}
-	res := &Result{StatusURL: got.GetURL()}
+	res := &Result{Context: statusContext, StatusURL: got.GetURL()}
 
 	conclusion, title := "failure", fmt.Sprintf("Release gate blocked for %s", v.Channel)
 	if v.Passed {
@@ -95,7 +113,7 @@ func Publish(ctx context.Context, gh *github.Client, owner, repo string, v Verdi
 		title += fmt.Sprintf(": %d %s", n, plural(n, "gate blocks", "gates block"))
 	}
 	opts := github.CreateCheckRunOptions{
-		Name:       CheckRunName,
+		Name:       checkRunName,
 		HeadSHA:    v.Commit,
 		Status:     github.String("completed"),
 		Conclusion: github.String(conclusion),
@@ -112,10 +130,10 @@ func Publish(ctx context.Context, gh *github.Client, owner, repo string, v Verdi
 	case errors.As(err, &er) && er.Response != nil &&
 		(er.Response.StatusCode == http.StatusForbidden || er.Response.StatusCode == http.StatusNotFound):
 		res.CheckRunSkipped = fmt.Sprintf("no check run: GitHub refused to create one with this token (%d %s); "+
-			"check runs need a GitHub App token with checks:write. The commit status was set.",
-			er.Response.StatusCode, er.Message)
+			"check runs need a GitHub App token with checks:write. The commit status %s was set.",
+			er.Response.StatusCode, er.Message, statusContext)
 	default:
-		return res, fmt.Errorf("create check run %q on %s (the commit status was set): %w", CheckRunName, where, err)
+		return res, fmt.Errorf("create check run %q on %s (the commit status %s was set): %w", checkRunName, where, statusContext, err)
 	}
 	return res, nil
 }

@@ -191,9 +191,9 @@ func TestPublishPassed(t *testing.T) {
 	if len(statuses) != 1 || len(checkRuns) != 1 {
 		t.Fatalf("Publish made %d status and %d check run requests, want 1 and 1", len(statuses), len(checkRuns))
 	}
-	want(t, "status", statuses[0], map[string]any{"state": "success", "context": Context,
+	want(t, "status", statuses[0], map[string]any{"state": "success", "context": Context(v.Channel),
 		"description": "Release gate passed for beta", "target_url": v.DetailsURL})
-	want(t, "check run", checkRuns[0], map[string]any{"name": "rustynet release gate", "head_sha": commit,
+	want(t, "check run", checkRuns[0], map[string]any{"name": "rustynet release gate (beta)", "head_sha": commit,
 		"status": "completed", "conclusion": "success", "details_url": v.DetailsURL})
 	out, _ := checkRuns[0]["output"].(map[string]any)
 	want(t, "check run output", out, map[string]any{"title": "Release gate passed for beta", "summary": v.Summary})
@@ -211,7 +211,7 @@ func TestPublishBlocked(t *testing.T) {
 		t.Fatalf("Publish: %v", err)
 	}
 	statuses, checkRuns := f.requests()
-	want(t, "status", statuses[0], map[string]any{"state": "failure", "context": Context,
+	want(t, "status", statuses[0], map[string]any{"state": "failure", "context": Context(v.Channel),
 		"description": "Blocked for ga by perf, unit", "target_url": nil})
 	want(t, "check run", checkRuns[0], map[string]any{"status": "completed", "conclusion": "failure", "details_url": nil})
 	out, _ := checkRuns[0]["output"].(map[string]any)
@@ -320,5 +320,58 @@ func TestNewClient(t *testing.T) {
 	}
 	if _, err := Publish(context.Background(), gh, owner, repo, Verdict{Commit: "main"}); err == nil {
 		t.Error("Publish on a branch name = nil error, want one asking for a full SHA")
+	}
+}
+
+// TestPublishChannelContext: the status context and check run name carry
+// the channel, so a nightly (or beta) pass can never satisfy branch
+// protection that requires the GA verdict.
+func TestPublishChannelContext(t *testing.T) {
+	for _, c := range []struct {
+		channel     string
+		passed      bool
+		wantContext string
+	}{
+		{"nightly", true, "rustynet/release-gate/nightly"},
+		{"beta", true, "rustynet/release-gate/beta"},
+		{"ga", false, "rustynet/release-gate/ga"},
+	} {
+		f := startFake(t)
+		v := Verdict{Passed: c.passed, Channel: c.channel, Commit: commit, Summary: "report"}
+		if _, err := f.publish(v); err != nil {
+			t.Fatalf("Publish(%s): %v", c.channel, err)
+		}
+		statuses, checkRuns := f.requests()
+		if len(statuses) != 1 || len(checkRuns) != 1 {
+			t.Fatalf("Publish(%s) made %d status and %d check run requests, want 1 and 1", c.channel, len(statuses), len(checkRuns))
+		}
+		if got := statuses[0]["context"]; got != c.wantContext {
+			t.Errorf("Publish(%s verdict): status context = %v, want %s", c.channel, got, c.wantContext)
+		}
+		if c.channel != "ga" && (statuses[0]["context"] == "rustynet/release-gate/ga" || statuses[0]["context"] == "rustynet/release-gate") {
+			t.Errorf("Publish(%s verdict) set the status context %v, which GA branch protection requires", c.channel, statuses[0]["context"])
+		}
+		if d, _ := statuses[0]["description"].(string); !strings.Contains(d, c.channel) {
+			t.Errorf("Publish(%s verdict): description %q does not name the channel", c.channel, d)
+		}
+		if got, want := checkRuns[0]["name"], "rustynet release gate ("+c.channel+")"; got != want {
+			t.Errorf("Publish(%s verdict): check run name = %v, want %s", c.channel, got, want)
+		}
+	}
+}
+
+// TestPublishRefusesBadChannel: the channel names the status context, so
+// a verdict without one, or with one that is not a plain name, publishes
+// nothing.
+func TestPublishRefusesBadChannel(t *testing.T) {
+	for _, channel := range []string{"", "GA", "ga/extra", "nightly ", "../ga"} {
+		f := startFake(t)
+		_, err := f.publish(Verdict{Passed: true, Channel: channel, Commit: commit})
+		if err == nil || !strings.Contains(err.Error(), "channel") {
+			t.Errorf("Publish(channel %q) = %v, want an error about the channel", channel, err)
+		}
+		if statuses, checkRuns := f.requests(); len(statuses)+len(checkRuns) != 0 {
+			t.Errorf("Publish(channel %q) made %d requests, want none", channel, len(statuses)+len(checkRuns))
+		}
 	}
 }
