@@ -1,14 +1,13 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -34,8 +33,6 @@ const (
 	// Derived files: written next to the evidence, not part of it.
 	ReportHTML = "report.html"
 	ReportMD   = "report.md"
-	// MaxFileBytes bounds any one file the reader will take.
-	MaxFileBytes = 1 << 30
 )
 
 // BundleVersion is the version of the layout and manifest.
@@ -178,12 +175,20 @@ func (w *Writer) SignManifest(m Manifest) (ArtifactRef, error) {
 
 // InvalidError says the evidence cannot be trusted: a signature, a digest
 // or the layout does not hold. `rustynet-gate verify` exits 3 on it.
-type InvalidError struct{ Reason string }
+type InvalidError struct {
+	Reason string
+	// Err is the error behind the reason, if any.
+	Err error
+}
 
 func (e *InvalidError) Error() string { return "invalid evidence: " + e.Reason }
 
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+// invalid formats the reason as fmt.Errorf does, and wraps what it wraps.
 func invalid(format string, a ...any) error {
-	return &InvalidError{Reason: fmt.Sprintf(format, a...)}
+	err := fmt.Errorf(format, a...)
+	return &InvalidError{Reason: err.Error(), Err: errors.Unwrap(err)}
 }
 
 // GateStatement is a verified gate statement.
@@ -208,36 +213,18 @@ type Verified struct {
 	KeyID    string
 }
 
-// readBounded reads a file of the bundle.
-func readBounded(p string) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxFileBytes {
-		return nil, fmt.Errorf("%s is larger than %d bytes", p, MaxFileBytes)
-	}
-	return data, nil
-}
-
 // openEnvelope reads and verifies a DSSE envelope and returns its payload
-// and the digest of the envelope file.
-func openEnvelope(dir, rel, payloadType string, v *Verifier) ([]byte, string, error) {
-	data, err := readBounded(filepath.Join(dir, filepath.FromSlash(rel)))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, "", invalid("%s is missing", rel)
-	}
+// and the digest of the envelope file. An envelope larger than
+// MaxEnvelopeBytes is refused unread: nothing of it is parsed before its
+// size, then its signature, are checked.
+func openEnvelope(b *bundleFS, rel, payloadType string, v *Verifier) ([]byte, string, error) {
+	data, err := b.readFile(rel, MaxEnvelopeBytes, "an envelope")
 	if err != nil {
-		return nil, "", invalid("%s: %v", rel, err)
+		return nil, "", err
 	}
 	var env dsse.Envelope
 	if err := json.Unmarshal(data, &env); err != nil {
-		return nil, "", invalid("%s is not a DSSE envelope: %v", rel, err)
+		return nil, "", invalid("%s is not a DSSE envelope: %w", rel, err)
 	}
 	if env.PayloadType != payloadType {
 		return nil, "", invalid("%s has payload type %q, want %q", rel, env.PayloadType, payloadType)
@@ -250,33 +237,99 @@ func openEnvelope(dir, rel, payloadType string, v *Verifier) ([]byte, string, er
 		return nil, "", err
 	}
 	if _, err := ev.Verify(context.Background(), &env); err != nil {
-		return nil, "", invalid("%s: the signature does not verify with the given key: %v", rel, err)
+		return nil, "", invalid("%s: the signature does not verify with the given key: %w", rel, err)
 	}
 	payload, err := env.DecodeB64Payload()
 	if err != nil {
-		return nil, "", invalid("%s: payload: %v", rel, err)
+		return nil, "", invalid("%s: payload: %w", rel, err)
 	}
 	sum := sha256.Sum256(data)
 	return payload, hex.EncodeToString(sum[:]), nil
 }
 
+// checkArtifacts checks every artifact the manifest lists against its size
+// and digest, hashing each as it streams (none is read whole but the
+// policy), and returns the policy.
+func checkArtifacts(b *bundleFS, m *Manifest, accounted map[string]bool) ([]byte, error) {
+	buf := make([]byte, hashBufSize)
+	var policy []byte
+	for i, a := range m.Artifacts {
+		if !validRel(a.Path) {
+			return nil, invalid("manifest lists a bad path %q", a.Path)
+		}
+		want := m.Sizes[i]
+		if want < 0 {
+			return nil, invalid("manifest gives %s a size of %d bytes", a.Path, want)
+		}
+		f, size, err := b.open(a.Path)
+		if err != nil {
+			return nil, err
+		}
+		if size != want {
+			f.Close()
+			return nil, invalid("artifact %s is %d bytes, the manifest says %d (it was changed)", a.Path, size, want)
+		}
+		var sum string
+		if a.Path == m.Policy {
+			if a.SHA256 != m.PolicySHA {
+				f.Close()
+				return nil, invalid("policy %s digest differs from the manifest's policy_sha256", a.Path)
+			}
+			if size > MaxPolicyBytes {
+				f.Close()
+				return nil, invalid("policy %s is %d bytes; a policy may be at most %d bytes", a.Path, size, MaxPolicyBytes)
+			}
+			policy, err = readAll(f, a.Path, size)
+			h := sha256.Sum256(policy)
+			sum = hex.EncodeToString(h[:])
+		} else {
+			sum, err = hashFile(f, a.Path, size, buf)
+		}
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		if sum != a.SHA256 {
+			return nil, invalid("artifact %s does not match its digest in the manifest (it was changed)", a.Path)
+		}
+		accounted[a.Path] = true
+	}
+	if policy == nil {
+		return nil, invalid("the policy %q the manifest names is not among its artifacts", m.Policy)
+	}
+	return policy, nil
+}
+
 // Verify checks a bundle: the manifest's and every statement's signature,
-// every artifact's digest, that no file is there that the manifest does
-// not account for, that every gate statement is about the same subjects as
-// the verdict, and, when commit is set, that the subjects name it. It
-// returns an *InvalidError when any of it does not hold. It does not
+// every artifact's size and digest, that no file is there that the
+// manifest and the verdict do not account for, that every gate statement
+// is about the same subjects as the verdict, and, when commit is set,
+// that the subjects name it. It reads regular files only, never through a
+// symbolic link; it refuses a symbolic link, a named pipe or any other
+// special file anywhere in the bundle.
+//
+// report.html and report.md are derived from the evidence, not part of
+// it: Verify only checks that they are regular files. A caller that
+// vouches for them renders them again and compares (see CheckReports).
+//
+// It returns an *InvalidError when any of it does not hold. It does not
 // judge the verdict: see gates.Evaluate.
 func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
-	out := &Verified{Dir: dir, Gates: map[string]*GateStatement{}}
-	out.KeyID, _ = v.KeyID()
-	payload, manifestDigest, err := openEnvelope(dir, ManifestFile, ManifestPayloadType, v)
+	b, err := openBundle(dir)
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(strings.NewReader(string(payload)))
+	defer b.Close()
+	out := &Verified{Dir: dir, Gates: map[string]*GateStatement{}}
+	out.KeyID, _ = v.KeyID()
+	payload, manifestDigest, err := openEnvelope(b, ManifestFile, ManifestPayloadType, v)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&out.Manifest); err != nil {
-		return nil, invalid("manifest: %v", err)
+		return nil, invalid("manifest: %w", err)
 	}
 	m := &out.Manifest
 	if m.Version != BundleVersion {
@@ -286,42 +339,20 @@ func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
 		return nil, invalid("manifest lists %d artifacts and %d sizes", len(m.Artifacts), len(m.Sizes))
 	}
 	accounted := map[string]bool{ManifestFile: true, ReportHTML: true, ReportMD: true}
-	for i, a := range m.Artifacts {
-		if !relRE.MatchString(a.Path) || strings.Contains(a.Path, "..") {
-			return nil, invalid("manifest lists a bad path %q", a.Path)
-		}
-		data, err := readBounded(filepath.Join(dir, filepath.FromSlash(a.Path)))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, invalid("artifact %s is missing", a.Path)
-		}
-		if err != nil {
-			return nil, invalid("artifact %s: %v", a.Path, err)
-		}
-		sum := sha256.Sum256(data)
-		if hex.EncodeToString(sum[:]) != a.SHA256 || int64(len(data)) != m.Sizes[i] {
-			return nil, invalid("artifact %s does not match its digest in the manifest (it was changed)", a.Path)
-		}
-		accounted[a.Path] = true
-		if a.Path == m.Policy {
-			if a.SHA256 != m.PolicySHA {
-				return nil, invalid("policy %s digest differs from the manifest's policy_sha256", a.Path)
-			}
-			out.Policy = data
-		}
-	}
-	if out.Policy == nil {
-		return nil, invalid("the policy %q the manifest names is not among its artifacts", m.Policy)
+	if out.Policy, err = checkArtifacts(b, m, accounted); err != nil {
+		return nil, err
 	}
 
 	// The verdict, then the gate statements it lists.
-	vp, _, err := openEnvelope(dir, path.Join(StatementsDir, VerdictName+".dsse.json"), PayloadType, v)
+	verdictFile := path.Join(StatementsDir, VerdictName+".dsse.json")
+	vp, _, err := openEnvelope(b, verdictFile, PayloadType, v)
 	if err != nil {
 		return nil, err
 	}
-	accounted[path.Join(StatementsDir, VerdictName+".dsse.json")] = true
+	accounted[verdictFile] = true
 	vst, err := UnmarshalStatement(vp)
 	if err != nil {
-		return nil, invalid("verdict: %v", err)
+		return nil, invalid("verdict: %w", err)
 	}
 	if vst.GetPredicateType() != PredicateVerdict {
 		return nil, invalid("verdict predicate type %q, want %q", vst.GetPredicateType(), PredicateVerdict)
@@ -336,7 +367,7 @@ func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
 	var sum vsa.VerificationSummary
 	raw, _ := vst.GetPredicate().MarshalJSON()
 	if err := protojsonUnmarshal(raw, &sum); err != nil {
-		return nil, invalid("verdict predicate: %v", err)
+		return nil, invalid("verdict predicate: %w", err)
 	}
 	out.Verdict = &sum
 	if d := sum.GetPolicy().GetDigest()["sha256"]; d != m.PolicySHA {
@@ -356,7 +387,7 @@ func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
 		if !ok || !strings.HasPrefix(uri, StatementsDir+"/") {
 			return nil, invalid("verdict lists an unexpected input %q", uri)
 		}
-		payload, digest, err := openEnvelope(dir, uri, PayloadType, v)
+		payload, digest, err := openEnvelope(b, uri, PayloadType, v)
 		if err != nil {
 			return nil, err
 		}
@@ -366,32 +397,27 @@ func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
 		accounted[uri] = true
 		st, err := UnmarshalStatement(payload)
 		if err != nil {
-			return nil, invalid("%s: %v", uri, err)
+			return nil, invalid("%s: %w", uri, err)
 		}
 		if !equalSubjects(Subjects(st), out.Subjects) {
 			return nil, invalid("%s is about other subjects than the verdict", uri)
 		}
 		gs := &GateStatement{Name: name, File: ArtifactRef{Path: uri, SHA256: digest}, Statement: st, PredicateType: st.GetPredicateType()}
 		if err := decodeGate(st, gs); err != nil {
-			return nil, invalid("%s: %v", uri, err)
+			return nil, invalid("%s: %w", uri, err)
 		}
 		out.Gates[name] = gs
 	}
 	if !sawManifest {
 		return nil, invalid("the verdict does not record the manifest's digest")
 	}
-	// Nothing else may be in the bundle.
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if !accounted[filepath.ToSlash(rel)] {
-			return invalid("%s is not accounted for by the manifest or the verdict", filepath.ToSlash(rel))
-		}
-		return nil
-	})
-	if err != nil {
+	// Nothing else may be in the bundle: no other file, no directory that
+	// holds none of these, nothing but regular files and directories.
+	dirs := parentDirs(accounted)
+	for _, d := range []string{StatementsDir, ArtifactsDir, PolicyDir} {
+		dirs[d] = true
+	}
+	if err := b.walk(".", accounted, dirs); err != nil {
 		return nil, err
 	}
 	return out, nil

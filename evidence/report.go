@@ -11,7 +11,6 @@ import (
 	"maps"
 	"math"
 	"path"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -70,10 +69,21 @@ const ResultFile = "result.json"
 // whose result file the manifest does not list gets the result its
 // statement carries.
 func LoadResults(v *Verified) (map[string]GateResult, error) {
-	listed := map[string]string{}
-	for _, a := range v.Manifest.Artifacts {
-		listed[a.Path] = a.SHA256
+	type listing struct {
+		sha256 string
+		size   int64
 	}
+	listed := map[string]listing{}
+	for i, a := range v.Manifest.Artifacts {
+		if i < len(v.Manifest.Sizes) {
+			listed[a.Path] = listing{a.SHA256, v.Manifest.Sizes[i]}
+		}
+	}
+	b, err := openBundle(v.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
 	out := make(map[string]GateResult, len(v.Gates))
 	for name, gs := range v.Gates {
 		// Only a path the manifest lists is read: manifest paths are
@@ -85,16 +95,9 @@ func LoadResults(v *Verified) (map[string]GateResult, error) {
 			out[name] = gs.Result
 			continue
 		}
-		data, err := readBounded(filepath.Join(v.Dir, filepath.FromSlash(rel)))
+		r, err := loadResult(b, rel, want.size, want.sha256)
 		if err != nil {
-			return nil, fmt.Errorf("result of gate %s: %w", name, err)
-		}
-		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != want {
-			return nil, invalid("%s does not match its digest in the manifest (it was changed after verification)", rel)
-		}
-		var r GateResult
-		if err := json.Unmarshal(data, &r); err != nil {
-			return nil, invalid("%s: %v", rel, err)
+			return nil, err
 		}
 		if r.Gate != name {
 			return nil, invalid("%s is the result of gate %q, not %s", rel, r.Gate, name)
@@ -105,6 +108,38 @@ func LoadResults(v *Verified) (map[string]GateResult, error) {
 		out[name] = r
 	}
 	return out, nil
+}
+
+// loadResult decodes a gate's result file as it streams, hashing it on
+// the way: the decoded result is returned only when the file is the size
+// and has the digest the manifest gives.
+func loadResult(b *bundleFS, rel string, size int64, sha string) (GateResult, error) {
+	f, n, err := b.open(rel)
+	if err != nil {
+		return GateResult{}, err
+	}
+	defer f.Close()
+	if n != size {
+		return GateResult{}, invalid("%s is %d bytes, the manifest says %d (it was changed after verification)", rel, n, size)
+	}
+	h := sha256.New()
+	lr := &io.LimitedReader{R: f, N: size + 1}
+	var r GateResult
+	dec := json.NewDecoder(io.TeeReader(lr, h))
+	decErr := dec.Decode(&r)
+	if _, err := dec.Token(); decErr == nil && !errors.Is(err, io.EOF) {
+		decErr = errors.New("data after the result")
+	}
+	if _, err := io.Copy(h, lr); err != nil {
+		return GateResult{}, invalid("%s: %w", rel, err)
+	}
+	if lr.N != 1 || hex.EncodeToString(h.Sum(nil)) != sha {
+		return GateResult{}, invalid("%s does not match its digest in the manifest (it was changed after verification)", rel)
+	}
+	if decErr != nil {
+		return GateResult{}, invalid("%s: %w", rel, decErr)
+	}
+	return r, nil
 }
 
 // Limits that keep a report's size reasonable for thousands of
