@@ -12,7 +12,7 @@ const (
 	AdminPathAuthKeys = "/admin/v1/authkeys"      // GET -> []AuthKey; POST CreateAuthKeyRequest -> CreateAuthKeyResponse
 	AdminPathAuthKey  = "/admin/v1/authkeys/{id}" // DELETE: revoke
 	AdminPathNodes    = "/admin/v1/nodes"         // GET -> []AdminNode
-	AdminPathNode     = "/admin/v1/nodes/{id}"    // DELETE: remove
+	AdminPathNode     = "/admin/v1/nodes/{id}"    // DELETE: remove; PATCH UpdateNodeRequest -> AdminNode
 	AdminPathPolicy   = "/admin/v1/policy"        // GET -> Policy; PUT SetPolicyRequest -> Policy
 	AdminPathBackup   = "/admin/v1/backup"        // GET -> a consistent copy of the store
 )
@@ -26,10 +26,22 @@ type CreateAuthKeyRequest struct {
 	TTLSeconds  int64    `json:"ttl_seconds"`
 	Tags        []string `json:"tags,omitempty"`
 	Description string   `json:"description,omitempty"`
+	// Name binds the name of the node the key registers: that node gets
+	// this name whatever hostname it asks for, and the policy's
+	// "name:NAME" selectors match it. Only for single-use keys.
+	Name string `json:"name,omitempty"`
 }
 
 // Validate checks the request.
 func (r *CreateAuthKeyRequest) Validate() error {
+	if r.Name != "" {
+		if !ValidName(r.Name) {
+			return fmt.Errorf("name %q: want a DNS label (lowercase letters, digits and dashes, at most %d) that is not of the form of a node ID", truncate(r.Name, 70), MaxHostnameLen)
+		}
+		if r.Reusable {
+			return fmt.Errorf("a key that binds a name registers one node: it cannot be reusable")
+		}
+	}
 	if r.TTLSeconds <= 0 {
 		return fmt.Errorf("ttl_seconds must be positive")
 	}
@@ -53,6 +65,8 @@ type AuthKey struct {
 	ExpiresAt   time.Time  `json:"expires_at"`
 	Uses        int        `json:"uses"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	// Name is the node name the key binds, if any.
+	Name string `json:"name,omitempty"`
 }
 
 // State says whether the key can still register a node, as of now.
@@ -77,8 +91,12 @@ type CreateAuthKeyResponse struct {
 
 // AdminNode is a node as the operator sees it.
 type AdminNode struct {
-	ID         NodeID           `json:"id"`
-	Name       string           `json:"name"`
+	ID   NodeID `json:"id"`
+	Name string `json:"name"`
+	// NameSource says who chose the name: NameFromHostname (the node's
+	// own choice, a label that no policy selector matches), NameFromAuthKey
+	// or NameFromAdmin (bound: "name:NAME" selectors match it).
+	NameSource string           `json:"name_source"`
 	NodeKey    NodePublic       `json:"node_key"`
 	MachineKey MachinePublic    `json:"machine_key"`
 	Addresses  []netip.Prefix   `json:"addresses"`
@@ -91,6 +109,29 @@ type AdminNode struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Online is true while the node holds a netmap long-poll open.
 	Online bool `json:"online"`
+}
+
+// Who chose a node's name.
+const (
+	NameFromHostname = "hostname"
+	NameFromAuthKey  = "auth-key"
+	NameFromAdmin    = "admin"
+)
+
+// UpdateNodeRequest changes a node (PATCH AdminPathNode).
+type UpdateNodeRequest struct {
+	// Name, when set, renames the node and binds the name: the policy's
+	// "name:NAME" selectors match it from then on. A node that holds the
+	// name by its own hostname gives it up; one bound to it refuses.
+	Name string `json:"name"`
+}
+
+// Validate checks the request.
+func (r *UpdateNodeRequest) Validate() error {
+	if !ValidName(r.Name) {
+		return fmt.Errorf("name %q: want a DNS label (lowercase letters, digits and dashes, at most %d) that is not of the form of a node ID", truncate(r.Name, 70), MaxHostnameLen)
+	}
+	return nil
 }
 
 // SetPolicyRequest replaces the ACL policy.

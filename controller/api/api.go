@@ -36,8 +36,15 @@ const (
 )
 
 // NodeID names a node for as long as it exists. It is assigned by the
-// controller at registration and kept across re-registration.
+// controller at registration and kept across re-registration: "n" and 16
+// lowercase hex digits. No node name ever has this form (see Hostname), so
+// an ID cannot be mistaken for a name.
 type NodeID string
+
+var nodeIDRE = regexp.MustCompile(`^n[0-9a-f]{16}$`)
+
+// ValidNodeID reports whether s has the form of a node ID.
+func ValidNodeID(s string) bool { return nodeIDRE.MatchString(s) }
 
 // RegisterRequest is the body of POST /v1/register.
 type RegisterRequest struct {
@@ -63,6 +70,12 @@ type RegisterRequest struct {
 	// BackendKeys holds the node's public key for each backend that does
 	// not use the node key itself. Since capability version 2.
 	BackendKeys map[string]string `json:"backend_keys,omitempty"`
+	// Challenge and MachineProof prove that the node holds the machine
+	// private key (see MachineProof). Required from capability version 3;
+	// a retry of a registration whose answer was lost is recognised only
+	// with them.
+	Challenge    string `json:"challenge,omitempty"`
+	MachineProof string `json:"machine_proof,omitempty"`
 }
 
 // RegisterResponse is the answer to a successful registration.
@@ -170,6 +183,7 @@ const (
 	CodeConflict         = "conflict"
 	CodePoolExhausted    = "address_pool_exhausted"
 	CodeUpgradeRequired  = "upgrade_required"
+	CodeRateLimited      = "rate_limited"
 	CodeUnavailable      = "unavailable"
 	CodeInternal         = "internal"
 )
@@ -226,6 +240,17 @@ func (r *RegisterRequest) Validate() error {
 	}
 	if err := validateBackendKeys(r.BackendKeys, r.Backends); err != nil {
 		return err
+	}
+	if (r.Challenge == "") != (r.MachineProof == "") {
+		return fmt.Errorf("challenge and machine_proof go together: send both or neither")
+	}
+	if len(r.Challenge) > MaxChallengeLen {
+		return fmt.Errorf("challenge is longer than %d bytes; send back the one %s returned", MaxChallengeLen, PathRegisterChallenge)
+	}
+	if r.MachineProof != "" {
+		if _, err := DecodeProof(r.MachineProof); err != nil {
+			return err
+		}
 	}
 	return validateEndpoints(r.Endpoints)
 }
@@ -297,8 +322,27 @@ func validateEndpoints(eps []netip.AddrPort) error {
 }
 
 // Hostname turns a requested hostname into a DNS label: lowercase letters,
-// digits and dashes, at most MaxHostnameLen bytes, "node" if nothing is left.
+// digits and dashes, at most MaxHostnameLen bytes, "node" if nothing is
+// left. A label of the form of a node ID gets the prefix "host-", so that no
+// name can pass for an ID.
 func Hostname(s string) string {
+	h := hostname(s)
+	if ValidNodeID(h) {
+		return "host-" + h
+	}
+	return h
+}
+
+// ValidName reports whether s is a node name the admin may bind: a DNS
+// label (lowercase letters, digits and dashes, at most MaxHostnameLen
+// bytes, no dash at either end) that does not have the form of a node ID.
+func ValidName(s string) bool {
+	return len(s) <= MaxHostnameLen && nameRE.MatchString(s) && !strings.HasSuffix(s, "-") && !ValidNodeID(s)
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+func hostname(s string) string {
 	var b strings.Builder
 	dash := false
 	for _, r := range strings.ToLower(s) {

@@ -50,11 +50,22 @@ var History = []Revision{
 			"of version 2 or later as stubs with 'unreachable' and no keys, addresses or endpoints " +
 			"(version 1 clients do not get them).",
 	},
+	{
+		Version: 3,
+		Date:    "2026-12-02",
+		Release: "v0.3.0",
+		Change: "Hardening: GET /v1/register/challenge and register's challenge and machine_proof, which prove " +
+			"the node holds its machine private key (required from version 3); a registration retried with " +
+			"a proof for a machine key that is already registered is answered with the same node (its answer " +
+			"was lost), even when its single-use auth key was used by that first attempt; a client over its " +
+			"per-node rate or long-poll limit gets 429 rate_limited with Retry-After (seconds); GET requests " +
+			"with a body are refused; endpoints on loopback, link-local, broadcast or mesh addresses are refused.",
+	},
 }
 
 const (
 	// CurrentCapabilityVersion is what this build speaks.
-	CurrentCapabilityVersion CapabilityVersion = 2
+	CurrentCapabilityVersion CapabilityVersion = 3
 
 	// MinSupportedCapabilityVersion is the oldest client the controller
 	// serves. Raising it follows a deprecation process: announce, keep
@@ -80,10 +91,16 @@ func ParseCapabilityVersion(s string) (CapabilityVersion, error) {
 	if s == "" {
 		return 0, fmt.Errorf("missing %s header", HeaderCapabilityVersion)
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || len(s) > 9 {
-		return 0, fmt.Errorf("%s header %q is not a non-negative integer", HeaderCapabilityVersion, truncate(s, 32))
+	// Decimal digits only: no sign, space or leading zero, so that one
+	// version has one spelling.
+	ok := len(s) <= 9 && (s == "0" || s[0] != '0')
+	for i := 0; ok && i < len(s); i++ {
+		ok = s[i] >= '0' && s[i] <= '9'
 	}
+	if !ok {
+		return 0, fmt.Errorf("%s header %q is not a non-negative decimal integer (digits only)", HeaderCapabilityVersion, truncate(s, 32))
+	}
+	n, _ := strconv.Atoi(s)
 	return CapabilityVersion(n), nil
 }
 
