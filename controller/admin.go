@@ -22,8 +22,9 @@ func (s *Server) AdminHandler() http.Handler {
 	rt.handle(http.MethodDelete, api.AdminPathAuthKey, s.revokeAuthKey)
 	rt.handle(http.MethodGet, api.AdminPathNodes, s.listNodes)
 	rt.handle(http.MethodDelete, api.AdminPathNode, s.removeNode)
+	rt.handle(http.MethodPatch, api.AdminPathNode, s.updateNode)
 	rt.handle(http.MethodGet, api.AdminPathPolicy, s.getPolicy)
-	rt.handle(http.MethodPut, api.AdminPathPolicy, s.setPolicy)
+	rt.handleLimit(http.MethodPut, api.AdminPathPolicy, api.MaxPolicyBodyBytes, policyLimitNote, s.setPolicy)
 	rt.handle(http.MethodGet, api.AdminPathBackup, s.backup)
 	return rt
 }
@@ -35,7 +36,7 @@ func notFound(format string, args ...any) *api.Error {
 func authKeyView(k *store.AuthKey) api.AuthKey {
 	return api.AuthKey{
 		ID: k.ID, Description: k.Description, Reusable: k.Reusable, Tags: k.Tags,
-		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, Uses: k.Uses, RevokedAt: k.RevokedAt,
+		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, Uses: k.Uses, RevokedAt: k.RevokedAt, Name: k.Name,
 	}
 }
 
@@ -53,6 +54,7 @@ func (s *Server) createAuthKey(w http.ResponseWriter, r *http.Request) error {
 		Description: req.Description,
 		Reusable:    req.Reusable,
 		Tags:        req.Tags,
+		Name:        req.Name,
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(time.Duration(req.TTLSeconds) * time.Second),
 	}
@@ -64,7 +66,7 @@ func (s *Server) createAuthKey(w http.ResponseWriter, r *http.Request) error {
 	}); err != nil {
 		return err
 	}
-	s.log.Info("auth key created", "auth_key", id, "reusable", k.Reusable, "tags", k.Tags, "expires", k.ExpiresAt)
+	s.log.Info("auth key created", "auth_key", id, "reusable", k.Reusable, "tags", k.Tags, "name", k.Name, "expires", k.ExpiresAt)
 	return writeJSON(w, http.StatusCreated, api.CreateAuthKeyResponse{
 		AuthKey: authKeyView(k),
 		Key:     api.AuthKeyPrefix + id + "_" + secret,
@@ -110,15 +112,23 @@ func (s *Server) revokeAuthKey(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, authKeyView(k))
 }
 
+func (s *Server) adminNodeView(n *store.Node) api.AdminNode {
+	src := n.NameSource
+	if src == "" {
+		src = api.NameFromHostname
+	}
+	return api.AdminNode{
+		ID: n.ID, Name: n.Name, NameSource: src, NodeKey: n.NodeKey, MachineKey: n.MachineKey,
+		Addresses: n.Addresses, Endpoints: n.AllEndpoints(), Backends: n.Backends, Backend: s.st.activeBackend(n), Tags: n.Tags,
+		AuthKeyID: n.AuthKeyID, CreatedAt: n.CreatedAt, Online: s.online(n.ID),
+	}
+}
+
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	nodes, _, _ := s.st.snapshot()
 	out := make([]api.AdminNode, 0, len(nodes))
 	for _, n := range nodes {
-		out = append(out, api.AdminNode{
-			ID: n.ID, Name: n.Name, NodeKey: n.NodeKey, MachineKey: n.MachineKey,
-			Addresses: n.Addresses, Endpoints: n.AllEndpoints(), Backends: n.Backends, Backend: s.st.activeBackend(n), Tags: n.Tags,
-			AuthKeyID: n.AuthKeyID, CreatedAt: n.CreatedAt, Online: s.online(n.ID),
-		})
+		out = append(out, s.adminNodeView(n))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return writeJSON(w, http.StatusOK, out)
@@ -146,6 +156,57 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// updateNode renames a node and binds the name (PATCH AdminPathNode).
+func (s *Server) updateNode(w http.ResponseWriter, r *http.Request) error {
+	req, err := decode[api.UpdateNodeRequest](r.Body, api.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	target := s.st.nodeByNameOrID(pathID(r))
+	if target == nil {
+		return notFound("no node with ID or name %q", truncate(pathID(r), 70))
+	}
+	res, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
+		old, err := tx.Node(target.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return effect{}, nil, notFound("node %s was removed", target.ID)
+		}
+		if err != nil {
+			return effect{}, nil, err
+		}
+		n := old.Clone()
+		counters := map[string]uint64{}
+		displaced, err := bindName(tx, n, req.Name, api.NameFromAdmin, counters)
+		if err != nil {
+			return effect{}, nil, err
+		}
+		n.UpdatedAt = s.now().UTC()
+		var eff effect
+		for _, d := range displaced {
+			if err := putNode(tx, d); err != nil {
+				return effect{}, nil, err
+			}
+			eff.nodes = append(eff.nodes, nodeUpdate{d.ID, d})
+		}
+		if err := putNode(tx, n); err != nil {
+			return effect{}, nil, err
+		}
+		for name, v := range counters {
+			if err := tx.SetCounter(name, v); err != nil {
+				return effect{}, nil, err
+			}
+		}
+		eff.nodes = append(eff.nodes, nodeUpdate{n.ID, n})
+		return eff, n, nil
+	})
+	if err != nil {
+		return err
+	}
+	n := res.(*store.Node)
+	s.log.Info("node renamed", "node", n.ID, "name", n.Name, "was", target.Name)
+	return writeJSON(w, http.StatusOK, s.adminNodeView(n))
+}
+
 func policyView(rec *store.Policy) api.Policy {
 	if rec == nil {
 		return api.Policy{Default: true}
@@ -159,13 +220,15 @@ func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, policyView(rec))
 }
 
+var policyLimitNote = fmt.Sprintf(", more than any policy of at most %d bytes needs", api.MaxPolicyBytes)
+
 func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) error {
 	// The body limit fits the largest allowed policy however it is escaped,
 	// so a policy is refused for its size by Validate, naming the limit.
 	req, err := decode[api.SetPolicyRequest](r.Body, api.MaxPolicyBodyBytes)
 	var e *api.Error
 	if errors.As(err, &e) && e.Code == api.CodeBodyTooLarge {
-		e.Message += fmt.Sprintf(", more than any policy of at most %d bytes needs", api.MaxPolicyBytes)
+		e.Message += policyLimitNote
 	}
 	if err != nil {
 		return err

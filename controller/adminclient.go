@@ -117,6 +117,13 @@ func (c *AdminClient) RemoveNode(ctx context.Context, idOrName string) error {
 	return c.do(ctx, http.MethodDelete, api.AdminPathNodes+"/"+url.PathEscape(idOrName), nil, nil)
 }
 
+// UpdateNode changes a node, by ID or name: today, renames it and binds
+// the name.
+func (c *AdminClient) UpdateNode(ctx context.Context, idOrName string, req api.UpdateNodeRequest) (*api.AdminNode, error) {
+	var out api.AdminNode
+	return &out, c.do(ctx, http.MethodPatch, api.AdminPathNodes+"/"+url.PathEscape(idOrName), req, &out)
+}
+
 // Policy returns the ACL policy in force.
 func (c *AdminClient) Policy(ctx context.Context) (*api.Policy, error) {
 	var out api.Policy

@@ -105,8 +105,14 @@ func (s *state) apply(rev uint64, at time.Time, effects []effect) {
 	}
 }
 
+// subject is n as policy rules see it: its ID, its tags, and its name
+// only when the admin bound it (a name a node chose is never matched).
 func subject(n *store.Node) *acl.Subject {
-	return &acl.Subject{ID: n.ID, Name: n.Name, Tags: n.Tags}
+	s := &acl.Subject{ID: n.ID, Tags: n.Tags}
+	if n.NameBound() {
+		s.Name = n.Name
+	}
+	return s
 }
 
 // nodeView is n as the data plane sees it, running the backend p chooses
@@ -155,7 +161,7 @@ func peerEntry(p *acl.Policy, self, peer *store.Node, stubs bool) (api.Node, boo
 // sameAccessInputs reports whether a and b match in everything that decides
 // who their peers are.
 func sameAccessInputs(a, b *store.Node) bool {
-	return a.Name == b.Name && slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Backends, b.Backends)
+	return a.Name == b.Name && a.NameSource == b.NameSource && slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Backends, b.Backends)
 }
 
 // activeBackend is the backend the policy in force chooses for n.

@@ -11,7 +11,14 @@
 //	    dst: ["tag:db"]
 //
 // Selectors are "*" (every node), "tag:NAME" (nodes registered with a key
-// carrying that tag) and "node:NAME" (a node by its name or ID).
+// carrying that tag), "id:ID" (the node with that controller-assigned ID)
+// and "name:NAME" (the node the admin bound that name to, through an auth
+// key created with --name or `rustynet-controller node rename`). A name a
+// node chose for itself (its hostname) is a label, never matched: a node
+// cannot take another's identity by the name it asks for, and no name has
+// the form of an ID. "node:X", from policies written before names were
+// bound, means "id:X" when X has the form of a node ID and "name:X"
+// otherwise.
 //
 // A policy may also choose which backend nodes run:
 //
@@ -60,7 +67,9 @@ func (e *ParseError) Error() string {
 
 // Subject is a node as rules see it.
 type Subject struct {
-	ID   api.NodeID
+	ID api.NodeID
+	// Name is the node's bound name; empty when the node chose its own,
+	// which no rule matches.
 	Name string
 	Tags []string
 }
@@ -90,7 +99,8 @@ type selectorKind int
 const (
 	selAny selectorKind = iota
 	selTag
-	selNode
+	selID
+	selName
 )
 
 type selector struct {
@@ -145,8 +155,12 @@ func matchAny(sels []selector, s *Subject) bool {
 			if slices.Contains(s.Tags, sel.value) {
 				return true
 			}
-		case selNode:
-			if sel.value == s.Name || sel.value == string(s.ID) {
+		case selID:
+			if sel.value == string(s.ID) {
+				return true
+			}
+		case selName:
+			if s.Name != "" && sel.value == s.Name {
 				return true
 			}
 		}
@@ -205,8 +219,6 @@ type rawRule struct {
 	src    []selector
 	dst    []selector
 }
-
-var nodeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // UnmarshalYAML decodes a rule, refusing unknown fields with their line.
 func (r *rawRule) UnmarshalYAML(value *yaml.Node) error {
@@ -279,14 +291,29 @@ func parseSelector(s string) (selector, error) {
 			return selector{}, fmt.Errorf("selector %q: a tag is \"tag:\" and a lowercase name of letters, digits and dashes", trunc(s))
 		}
 		return selector{kind: selTag, value: s}, nil
-	case strings.HasPrefix(s, "node:"):
-		name := strings.TrimPrefix(s, "node:")
-		if !nodeNameRE.MatchString(name) {
-			return selector{}, fmt.Errorf("selector %q: a node is \"node:\" and its name or ID", trunc(s))
+	case strings.HasPrefix(s, "id:"):
+		id := strings.TrimPrefix(s, "id:")
+		if !api.ValidNodeID(id) {
+			return selector{}, fmt.Errorf("selector %q: a node ID is \"n\" and 16 lowercase hex digits, as `rustynet-controller node list` shows", trunc(s))
 		}
-		return selector{kind: selNode, value: name}, nil
+		return selector{kind: selID, value: id}, nil
+	case strings.HasPrefix(s, "name:"):
+		name := strings.TrimPrefix(s, "name:")
+		if !api.ValidName(name) {
+			return selector{}, fmt.Errorf("selector %q: a name is a lowercase DNS label that is not of the form of a node ID (use id: for IDs)", trunc(s))
+		}
+		return selector{kind: selName, value: name}, nil
+	case strings.HasPrefix(s, "node:"):
+		v := strings.TrimPrefix(s, "node:")
+		switch {
+		case api.ValidNodeID(v):
+			return selector{kind: selID, value: v}, nil
+		case api.ValidName(v):
+			return selector{kind: selName, value: v}, nil
+		}
+		return selector{}, fmt.Errorf("selector %q: a node is \"id:ID\" or \"name:NAME\"", trunc(s))
 	default:
-		return selector{}, fmt.Errorf("selector %q: want \"*\", \"tag:NAME\" or \"node:NAME\"", trunc(s))
+		return selector{}, fmt.Errorf("selector %q: want \"*\", \"tag:NAME\", \"id:ID\" or \"name:NAME\"", trunc(s))
 	}
 }
 

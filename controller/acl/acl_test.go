@@ -49,9 +49,49 @@ func TestAllows(t *testing.T) {
 	if p.Visible(web, other) {
 		t.Error("Visible(web, other) = true, want false")
 	}
-	byID := &Subject{ID: "ops", Name: "renamed"}
-	if !p.Allows(byID, db) {
-		t.Error("node:ops did not match a node whose ID is ops")
+	// A node whose name was not bound (its own hostname) is not ops.
+	if p.Allows(&Subject{ID: "n5"}, db) {
+		t.Error("node:ops matched a node with no bound name")
+	}
+}
+
+// A node cannot pass for another by its name: id: selectors match only the
+// ID, name: only the bound name, and node: is read as one or the other by
+// the form of its value, never both.
+func TestIdentityUnforgeable(t *testing.T) {
+	const victim = "n0123456789abcdef"
+	p, err := Parse([]byte(`acls:
+  - action: accept
+    src: ["id:` + victim + `"]
+    dst: ["*"]
+  - action: accept
+    src: ["node:` + victim + `"]
+    dst: ["tag:legacy"]
+  - action: accept
+    src: ["name:web1"]
+    dst: ["tag:db"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := &Subject{ID: "n1111111111111111", Tags: []string{"tag:db", "tag:legacy"}}
+	for _, c := range []struct {
+		who  *Subject
+		want bool
+	}{
+		{&Subject{ID: victim}, true},
+		{&Subject{ID: "n2222222222222222", Name: victim}, false},
+		{&Subject{ID: "n2222222222222222", Name: "web1"}, true},
+		{&Subject{ID: "web1"}, false},
+	} {
+		if got := p.Allows(c.who, db); got != c.want {
+			t.Errorf("Allows(%+v, db) = %v, want %v", *c.who, got, c.want)
+		}
+	}
+	for _, bad := range []string{"id:web1", "name:" + victim, "id:N0123456789ABCDEF", "node:-x"} {
+		if _, err := Parse([]byte("acls:\n  - action: accept\n    src: [\"" + bad + "\"]\n    dst: [\"*\"]\n")); err == nil {
+			t.Errorf("Parse(selector %q) succeeded, want an error", bad)
+		}
 	}
 }
 

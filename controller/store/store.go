@@ -108,8 +108,12 @@ const (
 
 // Node is a registered node. Records are values: copy before changing.
 type Node struct {
-	ID         api.NodeID        `json:"id"`
-	Name       string            `json:"name"`
+	ID   api.NodeID `json:"id"`
+	Name string     `json:"name"`
+	// NameSource says who chose Name: api.NameFromAuthKey or
+	// api.NameFromAdmin (a bound name, which policy selectors match), or
+	// empty when the node chose it by its hostname (a label only).
+	NameSource string            `json:"name_source,omitempty"`
 	NodeKey    api.NodePublic    `json:"node_key"`
 	MachineKey api.MachinePublic `json:"machine_key"`
 	Addresses  []netip.Prefix    `json:"addresses"`
@@ -142,6 +146,10 @@ func (n *Node) Clone() *Node {
 	return &c
 }
 
+// NameBound reports whether the admin chose the node's name (directly or
+// through its auth key), so that policy selectors may match it.
+func (n *Node) NameBound() bool { return n.NameSource != "" }
+
 // AllEndpoints returns the reported endpoints followed by the observed one
 // when it is not among them.
 func (n *Node) AllEndpoints() []netip.AddrPort {
@@ -168,6 +176,8 @@ type AuthKey struct {
 	ExpiresAt   time.Time  `json:"expires_at"`
 	Uses        int        `json:"uses"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	// Name is the node name the key binds, if any.
+	Name string `json:"name,omitempty"`
 }
 
 // Hash is a SHA-256 digest, stored as hex.
