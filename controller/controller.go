@@ -52,6 +52,12 @@ type Config struct {
 	MaxWait time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Limits bound what one node may hold; zero fields take defaults.
+	Limits Limits
+	// AllowLoopbackEndpoints accepts loopback endpoints, for test
+	// networks where every node runs on one host. Never in production:
+	// peers would send their handshakes to themselves.
+	AllowLoopbackEndpoints bool
 }
 
 // Server is a controller. Create it with New; serve Handler over HTTPS and
@@ -74,6 +80,12 @@ type Server struct {
 
 	pollMu sync.Mutex
 	polls  map[api.NodeID]int // open long-polls per node
+
+	limits        Limits
+	limiter       *nodeLimiter
+	challenges    *challenger
+	coalescer     *endpointCoalescer
+	allowLoopback bool
 }
 
 // New loads the state from cfg.Store and starts the committer.
@@ -120,7 +132,13 @@ func New(cfg Config) (*Server, error) {
 		committerDone: make(chan struct{}),
 		shutdown:      make(chan struct{}),
 		polls:         make(map[api.NodeID]int),
+		limits:        cfg.Limits.withDefaults(),
+		challenges:    &challenger{now: cfg.Now},
+		allowLoopback: cfg.AllowLoopbackEndpoints,
 	}
+	copy(s.challenges.secret[:], randomBytes(32))
+	s.limiter = newNodeLimiter(s.limits)
+	s.coalescer = &endpointCoalescer{s: s}
 	s.metrics.nodes.Set(float64(len(st.nodes)))
 	go s.commitLoop()
 	return s, nil
@@ -269,10 +287,12 @@ func (s *Server) commit(batch []*mutation) {
 
 // Secrets: IDs, auth keys and node credentials.
 
-func randomHex(n int) string {
+func randomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
+
+func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
-	return hex.EncodeToString(b)
+	return b
 }
 
 // secretEncoding writes secrets in lowercase letters and digits only, so a

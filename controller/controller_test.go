@@ -231,7 +231,7 @@ func TestACLPolicy(t *testing.T) {
 	web := c.Register(c.AuthKey(false, "tag:web"), "web")
 	db := c.Register(c.AuthKey(false, "tag:db"), "db")
 	other := c.Register(c.AuthKey(false), "other")
-	ops := c.Register(c.AuthKey(false), "ops")
+	ops := c.Register(c.NamedAuthKey("ops"), "laptop")
 
 	// No policy: everyone sees everyone.
 	if got := peerIDs(poll(t, c, other.Credential, 0, 0).Peers); len(got) != 3 {
@@ -445,8 +445,11 @@ func TestReRegistration(t *testing.T) {
 	other := c.Register(key, "other")
 
 	req.NodeKey = controllertest.Key[api.NodePublic]()
-	if status, body := c.Do(http.MethodPost, api.PathRegister, "", req, nil); status != http.StatusConflict {
-		t.Errorf("re-register without a credential: %d %s, want 409", status, body)
+	// A client of version 2 proves nothing: it may not take the machine
+	// key back without the credential, and the refusal names no node.
+	if status, body := c.DoAs(2, http.MethodPost, api.PathRegister, "", req, nil); status != http.StatusConflict ||
+		bytes.Contains(body, []byte(first.Node.ID)) || bytes.Contains(body, []byte(`"m"`)) {
+		t.Errorf("re-register without a credential or proof: %d %s, want 409 naming no node", status, body)
 	}
 	if status, body := c.Do(http.MethodPost, api.PathRegister, other.Credential, req, nil); status != http.StatusForbidden {
 		t.Errorf("re-register with another node's credential: %d %s, want 403", status, body)
@@ -539,7 +542,16 @@ func TestBadRequests(t *testing.T) {
 		{"unknown route", "GET", "/v2/nothing", "1", "", nil, 404, api.CodeNotFound, "no route"},
 		{"wrong method", "PUT", api.PathRegister, "1", "", []byte(valid), 405, api.CodeMethodNotAllowed, "use POST"},
 		{"no version", "POST", api.PathRegister, "", "", []byte(valid), 400, api.CodeBadRequest, api.HeaderCapabilityVersion},
-		{"bad version", "POST", api.PathRegister, "one", "", []byte(valid), 400, api.CodeBadRequest, "not a non-negative integer"},
+		{"bad version", "POST", api.PathRegister, "one", "", []byte(valid), 400, api.CodeBadRequest, "not a non-negative decimal integer"},
+		{"signed version", "POST", api.PathRegister, "+2", "", []byte(valid), 400, api.CodeBadRequest, "digits only"},
+		{"padded version", "POST", api.PathRegister, "02", "", []byte(valid), 400, api.CodeBadRequest, "digits only"},
+		{"GET with a body", "GET", api.PathHealthz, "1", "", []byte("{}"), 400, api.CodeBadRequest, "a GET request has no body"},
+		{"GET netmap with a body", "GET", api.PathNetmap, "1", a.Credential, []byte("{}"), 400, api.CodeBadRequest, "a GET request has no body"},
+		{"metadata endpoint", "POST", api.PathEndpoints, "1", a.Credential, []byte(`{"endpoints":["169.254.169.254:80"]}`), 400, api.CodeBadRequest, "link-local"},
+		{"IPv6 link-local endpoint", "POST", api.PathEndpoints, "1", a.Credential, []byte(`{"endpoints":["[fe80::1]:5"]}`), 400, api.CodeBadRequest, "link-local"},
+		{"broadcast endpoint", "POST", api.PathEndpoints, "1", a.Credential, []byte(`{"endpoints":["255.255.255.255:5"]}`), 400, api.CodeBadRequest, "broadcast"},
+		{"mesh endpoint", "POST", api.PathEndpoints, "1", a.Credential, []byte(`{"endpoints":["100.64.0.9:5"]}`), 400, api.CodeBadRequest, "mesh addresses"},
+		{"mapped link-local endpoint", "POST", api.PathRegister, "1", "", []byte(fmt.Sprintf(`{"auth_key":%q,"node_key":%q,"machine_key":%q,"endpoints":["[::ffff:169.254.1.1]:5"]}`, key, nk, mk)), 400, api.CodeBadRequest, "link-local"},
 		{"old client", "POST", api.PathRegister, "0", "", []byte(valid), 426, api.CodeUpgradeRequired, "upgrade rustynetd"},
 		{"empty body", "POST", api.PathRegister, "1", "", nil, 400, api.CodeBadRequest, "empty"},
 		{"malformed JSON", "POST", api.PathRegister, "1", "", []byte(`{"auth_key":`), 400, api.CodeBadRequest, "JSON"},
@@ -559,7 +571,7 @@ func TestBadRequests(t *testing.T) {
 		{"bad since", "GET", api.PathNetmap + "?since=-1", "1", a.Credential, nil, 400, api.CodeBadRequest, "since"},
 		{"wait too long", "GET", api.PathNetmap + "?wait=100000", "1", a.Credential, nil, 400, api.CodeBadRequest, "wait"},
 		{"re-register another node", "POST", api.PathRegister, "1", a.Credential, []byte(fmt.Sprintf(`{"auth_key":%q,"node_key":%q,"machine_key":%q}`, key, nk, bMK)), 403, api.CodeForbidden,
-			fmt.Sprintf("the credential is node %s's; it may not re-register node %s, which holds this machine key", a.Node.ID, b.Node.ID)},
+			"the credential does not belong to the node that holds this machine key"},
 		{"rotate to own machine key", "POST", api.PathRotateKey, "1", b.Credential, []byte(`{"node_key":"` + bMK.String() + `"}`), 400, api.CodeBadRequest, "node_key must differ from the machine key"},
 		{"endpoints not a list", "POST", api.PathEndpoints, "1", a.Credential, []byte(`{"endpoints":5}`), 400, api.CodeBadRequest, "endpoints"},
 		{"too many endpoints", "POST", api.PathEndpoints, "1", a.Credential, []byte(`{"endpoints":[` + strings.Repeat(`"192.0.2.1:1",`, 16) + `"192.0.2.1:1"]}`), 400, api.CodeBadRequest, "at most 16"},
@@ -632,6 +644,23 @@ func TestNewerClientIsServed(t *testing.T) {
 	}
 }
 
+// waitOnline waits until node id holds a long-poll open.
+func waitOnline(t *testing.T, c *controllertest.Controller, id api.NodeID) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		nodes, err := c.Admin.Nodes(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			if n.ID == id && n.Online {
+				return
+			}
+		}
+	}
+	t.Fatalf("node %s opened no long-poll within 10s", id)
+}
+
 // TestShutdownAnswersLongPolls: stopping the controller answers open
 // long-polls at once instead of waiting out their wait.
 func TestShutdownAnswersLongPolls(t *testing.T) {
@@ -640,10 +669,18 @@ func TestShutdownAnswersLongPolls(t *testing.T) {
 	rev := poll(t, c, a.Credential, 0, 0).Revision
 	done := make(chan int, 1)
 	go func() {
-		status, _ := c.Do(http.MethodGet, fmt.Sprintf("%s?since=%d&wait=100", api.PathNetmap, rev), a.Credential, nil, nil)
-		done <- status
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s%s?since=%d&wait=100", c.URL, api.PathNetmap, rev), nil)
+		req.Header.Set(api.HeaderCapabilityVersion, api.CurrentCapabilityVersion.String())
+		req.Header.Set("Authorization", "Bearer "+a.Credential)
+		resp, err := c.Client.Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
 	}()
-	time.Sleep(200 * time.Millisecond)
+	waitOnline(t, c, a.Node.ID)
 	start := time.Now()
 	c.Stop()
 	select {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -24,6 +23,7 @@ const ipamCounter = "ipam"
 func (s *Server) Handler() http.Handler {
 	rt := newRouter(s, true)
 	rt.handle(http.MethodGet, api.PathHealthz, s.healthz)
+	rt.handle(http.MethodGet, api.PathRegisterChallenge, s.registerChallenge)
 	rt.handle(http.MethodPost, api.PathRegister, s.register)
 	rt.handle(http.MethodGet, api.PathNetmap, s.authed(s.netmap))
 	rt.handle(http.MethodPost, api.PathEndpoints, s.authed(s.endpoints))
@@ -96,23 +96,6 @@ func (s *Server) authed(h authedFunc) handlerFunc {
 	}
 }
 
-// observedEndpoint pairs the request's source address with the node's
-// data-plane port.
-func observedEndpoint(r *http.Request, port uint16) netip.AddrPort {
-	if port == 0 {
-		return netip.AddrPort{}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return netip.AddrPort{}
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil || a.IsUnspecified() {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(a.Unmap().WithZone(""), port)
-}
-
 func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	req, err := decode[api.RegisterRequest](r.Body, api.MaxBodyBytes)
 	if err != nil {
@@ -129,49 +112,77 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if apiErr != nil {
 		return apiErr
 	}
+	// proven: the client holds the machine private key.
+	proven := false
+	switch {
+	case req.MachineProof != "":
+		if err := s.challenges.verify(req); err != nil {
+			s.metrics.registered.WithLabelValues("refused").Inc()
+			return err
+		}
+		proven = true
+	case clientVersion(r) >= 3:
+		return needProof()
+	}
 	secret, credHash := newSecret()
 	newID := api.NodeID("n" + randomHex(8))
-	observed := observedEndpoint(r, req.ListenPort)
+	observed := s.observedEndpoint(r, req.ListenPort)
+	if err := s.checkEndpoints(req.Endpoints); err != nil {
+		return err
+	}
 
 	res, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
 		now := s.now().UTC()
-		k, err := checkAuthKey(tx, keyID, keyHash, now)
+		var old *store.Node
+		existing, err := tx.NodeIDBy(store.IndexMachineKey, req.MachineKey.String())
+		switch {
+		case err == nil:
+			if old, err = tx.Node(existing); err != nil {
+				return effect{}, nil, err
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return effect{}, nil, err
+		}
+		// A node may always come back with the key that registered it
+		// (a retry whose answer was lost, or a re-registration): a
+		// single-use key is not spent twice by the same node.
+		own := old != nil
+		k, err := checkAuthKey(tx, keyID, keyHash, now, func(k *store.AuthKey) bool { return own && k.ID == old.AuthKeyID })
 		if err != nil {
 			return effect{}, nil, err
 		}
 		var n *store.Node
 		var cursor uint64
 		counters := map[string]uint64{} // written after PutNode
-		existing, err := tx.NodeIDBy(store.IndexMachineKey, req.MachineKey.String())
-		switch {
-		case err == nil:
-			old, err := tx.Node(existing)
-			if err != nil {
-				return effect{}, nil, err
-			}
+		var displaced []*store.Node     // nodes that give up a name to this one
+		if old != nil {
 			switch {
-			case !hasCred:
-				return effect{}, nil, conflict(api.CodeConflict,
-					"machine key is registered to node %s (%s); re-register with that node's credential, or remove it with `rustynet-controller node remove %s`",
-					old.ID, old.Name, old.ID)
-			case cred.id != old.ID:
+			case hasCred && cred.id != old.ID:
 				return effect{}, nil, &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden,
-					Message: fmt.Sprintf("the credential is node %s's; it may not re-register node %s, which holds this machine key", cred.id, old.ID)}
-			case !hashEqual(cred.hash, old.CredentialHash):
-				return effect{}, nil, unauthorized("unknown credential for node %s: it was replaced by a later registration", old.ID)
+					Message: "the credential does not belong to the node that holds this machine key"}
+			case hasCred && !hashEqual(cred.hash, old.CredentialHash):
+				return effect{}, nil, unauthorized("unknown credential for this machine key: it was replaced by a later registration; register without it")
+			case !hasCred && !proven:
+				return effect{}, nil, conflict(api.CodeConflict,
+					"this machine key is already registered; a client of capability version 3 proves it holds the key (GET %s) and gets its node back, "+
+						"an older one re-registers with its credential, or the admin removes the node (`rustynet-controller node remove`)", api.PathRegisterChallenge)
 			}
 			n = old.Clone()
-		case errors.Is(err, store.ErrNotFound):
+		} else {
 			if _, err := tx.Node(newID); err == nil {
 				return effect{}, nil, fmt.Errorf("node ID %s collided; retry", newID)
 			}
-			base := api.Hostname(req.Hostname)
-			name, suffix, err := uniqueName(tx, base)
-			if err != nil {
-				return effect{}, nil, err
-			}
-			if suffix != 0 {
-				counters[nameCounter(base)] = suffix
+			n = &store.Node{ID: newID, MachineKey: req.MachineKey, CreatedAt: now}
+			if k.Name == "" {
+				base := api.Hostname(req.Hostname)
+				name, suffix, err := uniqueName(tx, base)
+				if err != nil {
+					return effect{}, nil, err
+				}
+				if suffix != 0 {
+					counters[nameCounter(base)] = suffix
+				}
+				n.Name = name
 			}
 			if cursor, err = tx.Counter(ipamCounter); err != nil {
 				return effect{}, nil, err
@@ -190,26 +201,35 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 				return effect{}, nil, err
 			}
 			cursor = idx
-			n = &store.Node{
-				ID:         newID,
-				Name:       name,
-				MachineKey: req.MachineKey,
-				Addresses:  []netip.Prefix{netip.PrefixFrom(v4, 32), netip.PrefixFrom(v6, 128)},
-				CreatedAt:  now,
+			n.Addresses = []netip.Prefix{netip.PrefixFrom(v4, 32), netip.PrefixFrom(v6, 128)}
+		}
+		if k.Name != "" && (n.Name != k.Name || !n.NameBound()) {
+			if displaced, err = bindName(tx, n, k.Name, api.NameFromAuthKey, counters); err != nil {
+				return effect{}, nil, err
 			}
-		default:
+		}
+		// Refuse a node key conflict before anything is written.
+		if holder, err := tx.NodeIDBy(store.IndexNodeKey, req.NodeKey.String()); err == nil && holder != n.ID {
+			return effect{}, nil, nodeKeyInUse()
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return effect{}, nil, err
 		}
 		n.NodeKey = req.NodeKey
+		n.AuthKeyID = k.ID
 		n.Backends = req.Backends
 		n.BackendKeys = req.BackendKeys
 		n.Tags = k.Tags
-		n.AuthKeyID = k.ID
 		n.Endpoints = req.Endpoints
 		n.ListenPort = req.ListenPort
 		n.Observed = observed
 		n.CredentialHash = credHash
 		n.UpdatedAt = now
+		// Displaced nodes first: they free the name this one takes.
+		for _, d := range displaced {
+			if err := putNode(tx, d); err != nil {
+				return effect{}, nil, err
+			}
+		}
 		if err := putNode(tx, n); err != nil {
 			return effect{}, nil, err
 		}
@@ -221,11 +241,18 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 				return effect{}, nil, err
 			}
 		}
-		k.Uses++
+		if old == nil || k.ID != old.AuthKeyID {
+			k.Uses++
+		}
 		if err := tx.PutAuthKey(k); err != nil {
 			return effect{}, nil, err
 		}
-		return effect{nodes: []nodeUpdate{{n.ID, n}}}, n, nil
+		eff := effect{}
+		for _, d := range displaced {
+			eff.nodes = append(eff.nodes, nodeUpdate{d.ID, d})
+		}
+		eff.nodes = append(eff.nodes, nodeUpdate{n.ID, n})
+		return eff, n, nil
 	})
 	if err != nil {
 		var apiErr *api.Error
@@ -238,16 +265,49 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.registered.WithLabelValues("ok").Inc()
 	n := res.(*store.Node)
-	s.log.Info("node registered", "node", n.ID, "name", n.Name, "addresses", n.Addresses, "auth_key", n.AuthKeyID)
+	s.log.Info("node registered", "node", n.ID, "name", n.Name, "addresses", n.Addresses, "auth_key", n.AuthKeyID, "machine_proof", proven)
 	return writeJSON(w, http.StatusOK, api.RegisterResponse{
 		Node:       nodeView(s.st.policyNow(), n),
 		Credential: api.CredentialPrefix + string(n.ID) + "_" + secret,
 	})
 }
 
+// bindName gives n the bound name, from source (api.NameFromAuthKey or
+// api.NameFromAdmin). A node holding the name by its own hostname gives it
+// up and gets a free variant of it (returned, to be stored before n); a
+// node the name is bound to keeps it, and the binding is refused.
+func bindName(tx store.Tx, n *store.Node, name, source string, counters map[string]uint64) ([]*store.Node, error) {
+	var displaced []*store.Node
+	holderID, err := tx.NodeIDBy(store.IndexName, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, err
+	case holderID != n.ID:
+		holder, err := tx.Node(holderID)
+		if err != nil {
+			return nil, err
+		}
+		if holder.NameBound() {
+			return nil, conflict(api.CodeConflict, "the name %s is bound to another node; rename or remove that node first", name)
+		}
+		h := holder.Clone()
+		newName, suffix, err := uniqueName(tx, name)
+		if err != nil {
+			return nil, err
+		}
+		counters[nameCounter(name)] = suffix
+		h.Name = newName
+		displaced = append(displaced, h)
+	}
+	n.Name, n.NameSource = name, source
+	return displaced, nil
+}
+
 // checkAuthKey returns the key if it may register a node now. Unknown keys
-// and wrong secrets get the same answer.
-func checkAuthKey(tx store.Tx, id string, hash store.Hash, now time.Time) (*store.AuthKey, error) {
+// and wrong secrets get the same answer. A single-use key that was used
+// is accepted when reuse says the node asking is the one it registered.
+func checkAuthKey(tx store.Tx, id string, hash store.Hash, now time.Time, reuse func(*store.AuthKey) bool) (*store.AuthKey, error) {
 	refuse := func(format string, args ...any) error {
 		return &api.Error{Status: http.StatusUnauthorized, Code: api.CodeInvalidAuthKey, Message: fmt.Sprintf(format, args...)}
 	}
@@ -263,7 +323,7 @@ func checkAuthKey(tx store.Tx, id string, hash store.Hash, now time.Time) (*stor
 		return nil, refuse("auth key %s was revoked at %s", k.ID, k.RevokedAt.Format(time.RFC3339))
 	case !now.Before(k.ExpiresAt):
 		return nil, refuse("auth key %s expired at %s", k.ID, k.ExpiresAt.Format(time.RFC3339))
-	case !k.Reusable && k.Uses > 0:
+	case !k.Reusable && k.Uses > 0 && !reuse(k):
 		return nil, refuse("auth key %s is single-use and was already used", k.ID)
 	}
 	return k, nil
@@ -304,15 +364,20 @@ func uniqueName(tx store.Tx, base string) (name string, counter uint64, err erro
 
 func nameCounter(base string) string { return "name/" + base }
 
+func nodeKeyInUse() error {
+	return conflict(api.CodeConflict, "the node key is in use by another node; generate a new key")
+}
+
 // putNode stores n and turns an index conflict into a refusal.
 func putNode(tx store.Tx, n *store.Node) error {
 	err := tx.PutNode(n)
 	var ce *store.ConflictError
 	if errors.As(err, &ce) {
 		if ce.Field == store.IndexNodeKey {
-			return conflict(api.CodeConflict, "node key %s is in use by node %s; generate a new key", ce.Value, ce.Owner)
+			return nodeKeyInUse()
 		}
-		return conflict(api.CodeConflict, "%s", ce)
+		// Name the field, not the node that holds the value.
+		return conflict(api.CodeConflict, "the %s is already held by another node", strings.ReplaceAll(ce.Field, "_", " "))
 	}
 	return err
 }
@@ -336,8 +401,19 @@ func (s *Server) netmap(w http.ResponseWriter, r *http.Request, self *store.Node
 		wait = time.Duration(n) * time.Second
 	}
 
-	s.pollOpened(self.ID)
+	now := s.now()
+	if err := take(s.limiter.buckets(self.ID, now).polls, now, "netmap polls"); err != nil {
+		s.metrics.limited.WithLabelValues("polls").Inc()
+		return err
+	}
+	if !s.pollOpened(self.ID) {
+		s.metrics.limited.WithLabelValues("open_polls").Inc()
+		return rateLimited(time.Second, fmt.Sprintf("open netmap polls (at most %d at once)", s.limits.PollsPerNode))
+	}
 	defer s.pollClosed(self.ID)
+	// The server's read timeout bounds reading a request; a long-poll
+	// has no body, and holds its connection for as long as it waits.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(wait + pollGrace))
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	waited := false
@@ -379,11 +455,22 @@ func (s *Server) writeNetmap(w http.ResponseWriter, resp *api.MapResponse, pushe
 	return err
 }
 
-func (s *Server) pollOpened(id api.NodeID) {
+// pollGrace is how long past its wait a long-poll's connection may stay
+// unread.
+const pollGrace = 30 * time.Second
+
+// pollOpened counts an open long-poll of node id, unless the node holds
+// as many as it may.
+func (s *Server) pollOpened(id api.NodeID) bool {
 	s.pollMu.Lock()
+	if s.limits.PollsPerNode >= 0 && s.polls[id] >= s.limits.PollsPerNode {
+		s.pollMu.Unlock()
+		return false
+	}
 	s.polls[id]++
 	s.pollMu.Unlock()
 	s.metrics.polls.Inc()
+	return true
 }
 
 func (s *Server) pollClosed(id api.NodeID) {
@@ -433,14 +520,21 @@ func (s *Server) endpoints(w http.ResponseWriter, r *http.Request, self *store.N
 	if err != nil {
 		return err
 	}
-	observed := observedEndpoint(r, req.ListenPort)
-	n, err := s.updateSelf(r, cred, func(n *store.Node) bool {
-		if slices.Equal(n.Endpoints, req.Endpoints) && n.ListenPort == req.ListenPort && n.Observed == observed {
-			return false
-		}
-		n.Endpoints, n.ListenPort, n.Observed = req.Endpoints, req.ListenPort, observed
-		return true
-	})
+	if err := s.checkEndpoints(req.Endpoints); err != nil {
+		return err
+	}
+	observed := s.observedEndpoint(r, req.ListenPort)
+	if slices.Equal(self.Endpoints, req.Endpoints) && self.ListenPort == req.ListenPort && self.Observed == observed {
+		// Nothing changed: nothing to store, no one to wake.
+		return writeJSON(w, http.StatusOK, nodeView(s.st.policyNow(), self))
+	}
+	now := s.now()
+	if err := take(s.limiter.buckets(self.ID, now).writes, now, "endpoint reports and key rotations"); err != nil {
+		s.metrics.limited.WithLabelValues("writes").Inc()
+		return err
+	}
+	n, err := s.coalescer.submit(&endpointReport{cred: cred, eps: req.Endpoints, port: req.ListenPort, observed: observed,
+		done: make(chan endpointResult, 1)})
 	if err != nil {
 		return err
 	}
@@ -454,6 +548,15 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, self *store.N
 	}
 	if [api.KeyLen]byte(req.NodeKey) == [api.KeyLen]byte(self.MachineKey) {
 		return badRequest("node_key must differ from the machine key")
+	}
+	if req.NodeKey == self.NodeKey && (req.BackendKeys == nil || maps.Equal(self.BackendKeys, req.BackendKeys)) {
+		// A retry of a rotation that was stored: confirm it again.
+		return writeJSON(w, http.StatusOK, nodeView(s.st.policyNow(), self))
+	}
+	now := s.now()
+	if err := take(s.limiter.buckets(self.ID, now).writes, now, "endpoint reports and key rotations"); err != nil {
+		s.metrics.limited.WithLabelValues("writes").Inc()
+		return err
 	}
 	n, err := s.updateSelf(r, cred, func(n *store.Node) bool {
 		if n.NodeKey == req.NodeKey && (req.BackendKeys == nil || maps.Equal(n.BackendKeys, req.BackendKeys)) {

@@ -15,9 +15,6 @@ import (
 	"github.com/rustynet/rustynet/controller/api"
 )
 
-// bodyReadTimeout bounds how long a client may take to send a request body.
-const bodyReadTimeout = 30 * time.Second
-
 // handlerFunc answers a request. It writes a success response itself and
 // returns an error otherwise: an *api.Error is written as is; anything else
 // is logged and answered 500.
@@ -28,20 +25,35 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // http.ServeMux does not).
 type router struct {
 	s      *Server
-	routes map[string]map[string]handlerFunc // pattern -> method -> handler
+	routes map[string]map[string]route // pattern -> method -> route
 	// versioned routes require HeaderCapabilityVersion.
 	versioned bool
 }
 
-func newRouter(s *Server, versioned bool) *router {
-	return &router{s: s, routes: make(map[string]map[string]handlerFunc), versioned: versioned}
+type route struct {
+	h handlerFunc
+	// bodyLimit bounds the request body; a Content-Length over it is
+	// refused 413 before any of the body is read, with limitNote added to
+	// the message.
+	bodyLimit int64
+	limitNote string
 }
 
+func newRouter(s *Server, versioned bool) *router {
+	return &router{s: s, routes: make(map[string]map[string]route), versioned: versioned}
+}
+
+// handle routes method and pattern to h, with bodies of at most
+// api.MaxBodyBytes.
 func (rt *router) handle(method, pattern string, h handlerFunc) {
+	rt.handleLimit(method, pattern, api.MaxBodyBytes, "", h)
+}
+
+func (rt *router) handleLimit(method, pattern string, bodyLimit int64, limitNote string, h handlerFunc) {
 	if rt.routes[pattern] == nil {
-		rt.routes[pattern] = make(map[string]handlerFunc)
+		rt.routes[pattern] = make(map[string]route)
 	}
-	rt.routes[pattern][method] = h
+	rt.routes[pattern][method] = route{h: h, bodyLimit: bodyLimit, limitNote: limitNote}
 }
 
 // match returns the pattern for path and the value of its {id} segment.
@@ -102,12 +114,32 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set(api.HeaderMinCapabilityVersion, api.MinSupportedCapabilityVersion.String())
 	h.Set("Cache-Control", "no-store")
 
+	// A refusal of a request whose body was not read to its end closes an
+	// HTTP/1 connection at once, rather than wait for the rest of a body
+	// that will not be used (and that may never come). An HTTP/2 stream
+	// ends on its own; its connection carries other streams.
+	body := &eofBody{ReadCloser: r.Body}
+	r.Body = body
+	closeUnread := func() {
+		if r.ProtoMajor == 1 && r.ContentLength != 0 && !body.eof {
+			h.Set("Connection", "close")
+			http.NewResponseController(sw).SetReadDeadline(time.Now())
+		}
+	}
+	refuse := func(e *api.Error) {
+		closeUnread()
+		writeError(sw, e)
+	}
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.ContentLength != 0 {
+		refuse(badRequest("a %s request has no body", r.Method))
+		return
+	}
 	if pattern == "" {
-		writeError(sw, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound,
+		refuse(&api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound,
 			Message: fmt.Sprintf("no route %s", truncate(r.URL.Path, 100))})
 		return
 	}
-	handler, ok := rt.routes[pattern][r.Method]
+	rte, ok := rt.routes[pattern][r.Method]
 	if !ok {
 		methods := make([]string, 0, 2)
 		for m := range rt.routes[pattern] {
@@ -115,14 +147,20 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		slices.Sort(methods)
 		h.Set("Allow", strings.Join(methods, ", "))
-		writeError(sw, &api.Error{Status: http.StatusMethodNotAllowed, Code: api.CodeMethodNotAllowed,
+		refuse(&api.Error{Status: http.StatusMethodNotAllowed, Code: api.CodeMethodNotAllowed,
 			Message: fmt.Sprintf("%s does not accept %s; use %s", pattern, truncate(r.Method, 20), strings.Join(methods, " or "))})
+		return
+	}
+	if r.ContentLength > rte.bodyLimit {
+		e := tooLarge(rte.bodyLimit)
+		e.Message += rte.limitNote
+		refuse(e)
 		return
 	}
 	if rt.versioned && pattern != api.PathHealthz {
 		v, err := api.ParseCapabilityVersion(r.Header.Get(api.HeaderCapabilityVersion))
 		if err != nil {
-			writeError(sw, &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest,
+			refuse(&api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest,
 				Message: err.Error() + fmt.Sprintf("; send \"%s: %d\"", api.HeaderCapabilityVersion, api.CurrentCapabilityVersion)})
 			return
 		}
@@ -130,19 +168,14 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if v < api.MinSupportedCapabilityVersion {
 			// No Upgrade header: HTTP/2 forbids it, and the
 			// Rustynet-Min-Capability-Version header says the same.
-			writeError(sw, &api.Error{Status: http.StatusUpgradeRequired, Code: api.CodeUpgradeRequired, Message: api.UpgradeMessage(v)})
+			refuse(&api.Error{Status: http.StatusUpgradeRequired, Code: api.CodeUpgradeRequired, Message: api.UpgradeMessage(v)})
 			return
 		}
-	}
-	if r.Method != http.MethodGet {
-		// Bound the time to send a body. Not for GET: a read deadline
-		// would cancel a long-poll's context when it passes.
-		http.NewResponseController(sw).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	}
 	if id != "" {
 		r = r.WithContext(context.WithValue(r.Context(), idKey{}, id))
 	}
-	if err := handler(sw, r); err != nil {
+	if err := rte.h(sw, r); err != nil {
 		var apiErr *api.Error
 		if !errors.As(err, &apiErr) {
 			rt.s.log.Error("request failed", "route", route, "err", err)
@@ -152,9 +185,24 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if sw.code == 0 {
-			writeError(sw, apiErr)
+			setRetryAfter(sw, err)
+			refuse(apiErr)
 		}
 	}
+}
+
+// eofBody records whether a request body was read to its end.
+type eofBody struct {
+	io.ReadCloser
+	eof bool
+}
+
+func (b *eofBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
 }
 
 type statusWriter struct {

@@ -23,6 +23,9 @@ type metrics struct {
 	commitTime   prometheus.Histogram
 	fullNetmaps  prometheus.Counter
 	deltaNetmaps prometheus.Counter
+	connsOpen    prometheus.Gauge
+	connsRefused *prometheus.CounterVec
+	limited      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -77,5 +80,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rustynet_controller_netmaps_delta_total",
 			Help: "Delta netmap responses sent, empty keep-alives included.",
 		}),
+		connsOpen: f.NewGauge(prometheus.GaugeOpts{
+			Name: "rustynet_controller_connections_open",
+			Help: "Open connections to the control API.",
+		}),
+		connsRefused: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_controller_connections_refused_total",
+			Help: "Connections to the control API closed on accept, by the limit they were over (total, per_ip).",
+		}, []string{"limit"}),
+		limited: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_controller_rate_limited_total",
+			Help: "Requests refused 429 by a per-node limit, by limit (writes, polls, open_polls).",
+		}, []string{"limit"}),
 	}
 }

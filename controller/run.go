@@ -41,9 +41,41 @@ type RunConfig struct {
 	TLSNames      []string // extra DNS names or IPs for the server certificate
 	IPv4, IPv6    netip.Prefix
 	Logger        *slog.Logger
+	// Limits bound connections and per-node requests; zero fields take
+	// defaults.
+	Limits Limits
+	// AllowLoopbackEndpoints accepts loopback endpoints (test networks
+	// on one host only).
+	AllowLoopbackEndpoints bool
+	// Timeouts of the node API; zero fields take the defaults.
+	Timeouts Timeouts
 	// Ready, if set, is called with the bound addresses once every
 	// listener is open.
 	Ready func(api, metrics net.Addr)
+}
+
+// Timeouts of the node API. A request's headers have ReadHeader to
+// arrive, and the whole request (headers and body) Read; a netmap
+// long-poll extends that by its wait. An idle connection is closed after
+// Idle: a node keeps its connection busy with its long-poll, so only a
+// client that does nothing is idle.
+type Timeouts struct {
+	ReadHeader time.Duration // default 5 s
+	Read       time.Duration // default 20 s
+	Idle       time.Duration // default 30 s
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.ReadHeader <= 0 {
+		t.ReadHeader = 5 * time.Second
+	}
+	if t.Read <= 0 {
+		t.Read = 20 * time.Second
+	}
+	if t.Idle <= 0 {
+		t.Idle = 30 * time.Second
+	}
+	return t
 }
 
 // Run serves the controller until ctx is done, then shuts down cleanly:
@@ -80,7 +112,8 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := New(Config{Store: st, IPv4: cfg.IPv4, IPv6: cfg.IPv6, Logger: log, Registerer: reg})
+	srv, err := New(Config{Store: st, IPv4: cfg.IPv4, IPv6: cfg.IPv6, Logger: log, Registerer: reg,
+		Limits: cfg.Limits, AllowLoopbackEndpoints: cfg.AllowLoopbackEndpoints})
 	if err != nil {
 		return err
 	}
@@ -122,15 +155,32 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		log.Error("insecure mode refused; TLS 1.3 only", "mode", tls12.Mode, "reason", tls12.Problem)
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	to := cfg.Timeouts.withDefaults()
 	apiSrv := &http.Server{
 		Handler:           srv.Handler(),
 		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		WriteTimeout:      api.MaxWait + 30*time.Second,
-		IdleTimeout:       api.MaxWait + 30*time.Second,
+		ReadHeaderTimeout: to.ReadHeader,
+		ReadTimeout:       to.Read,
+		WriteTimeout:      api.MaxWait + pollGrace,
+		IdleTimeout:       to.Idle,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          errLog,
+		HTTP2: &http.HTTP2Config{
+			// A node holds one long-poll and sends a request now and
+			// then; a few streams serve it.
+			MaxConcurrentStreams:      16,
+			MaxReceiveBufferPerStream: api.MaxBodyBytes,
+			// A peer that stops answering pings is gone.
+			SendPingTimeout:  to.Idle,
+			PingTimeout:      10 * time.Second,
+			WriteByteTimeout: 30 * time.Second,
+		},
+		ErrorLog: errLog,
 	}
+	limits := srv.limits
+	if cfg.AllowLoopbackEndpoints {
+		log.Warn("accepting loopback endpoints: for a test network on one host only")
+	}
+	apiLn = newLimitListener(apiLn, limits.MaxConns, limits.MaxConnsPerIP, srv.metrics)
 	adminSrv := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	servers := []*http.Server{apiSrv, adminSrv}
 	errc := make(chan error, 3)

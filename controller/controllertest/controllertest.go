@@ -6,10 +6,12 @@ package controllertest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -30,25 +32,38 @@ type Controller struct {
 	DataDir    string
 	URL        string // https://127.0.0.1:PORT, the relay's
 	MetricsURL string // http://127.0.0.1:PORT/metrics
-	CAFile     string
-	Admin      *controller.AdminClient
+	// APIAddr is the controller's own listener, behind the relay: the
+	// controller sees connections to it from their own source address
+	// (through URL, every client comes from the relay's 127.0.0.1).
+	APIAddr string
+	CAFile  string
+	Admin   *controller.AdminClient
 	// Client trusts the controller's CA and speaks HTTP/1.1, one
 	// connection per request in flight, as a node does.
 	Client *http.Client
 
-	t      testing.TB
-	listen string // the relay's address
-	cancel context.CancelFunc
-	done   chan error
-	relay  *relay
-	mu     sync.Mutex
+	t         testing.TB
+	configure func(*controller.RunConfig)
+	listen    string // the relay's address
+	cancel    context.CancelFunc
+	done      chan error
+	relay     *relay
+	mu        sync.Mutex
 }
 
 // Start starts a controller in a new temporary data dir and stops it when
-// the test ends.
+// the test ends. It accepts loopback endpoints: its nodes share this host.
 func Start(t testing.TB) *Controller {
 	t.Helper()
-	c := &Controller{t: t, DataDir: t.TempDir(), listen: "127.0.0.1:0"}
+	return StartWith(t, func(cfg *controller.RunConfig) { cfg.AllowLoopbackEndpoints = true })
+}
+
+// StartWith is Start with a configuration that configure changes from the
+// production defaults (DataDir, Listen, MetricsListen and Ready are set
+// by the harness).
+func StartWith(t testing.TB, configure func(*controller.RunConfig)) *Controller {
+	t.Helper()
+	c := &Controller{t: t, DataDir: t.TempDir(), listen: "127.0.0.1:0", configure: configure}
 	c.start()
 	t.Cleanup(c.Stop)
 	return c
@@ -60,14 +75,13 @@ func (c *Controller) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]net.Addr, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- controller.Run(ctx, controller.RunConfig{
-			DataDir:       c.DataDir,
-			Listen:        "127.0.0.1:0",
-			MetricsListen: "127.0.0.1:0",
-			Ready:         func(a, m net.Addr) { ready <- [2]net.Addr{a, m} },
-		})
-	}()
+	var cfg controller.RunConfig
+	if c.configure != nil {
+		c.configure(&cfg)
+	}
+	cfg.DataDir, cfg.Listen, cfg.MetricsListen = c.DataDir, "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Ready = func(a, m net.Addr) { ready <- [2]net.Addr{a, m} }
+	go func() { done <- controller.Run(ctx, cfg) }()
 	select {
 	case addrs := <-ready:
 		r, err := listenRelay(c.listen, addrs[0].String())
@@ -80,6 +94,7 @@ func (c *Controller) start() {
 		c.cancel, c.done, c.relay = cancel, done, r
 		c.URL = "https://" + r.ln.Addr().String()
 		c.MetricsURL = "http://" + addrs[1].String() + "/metrics"
+		c.APIAddr = addrs[0].String()
 		// Restart on the same port, so nodes find the controller again.
 		c.listen = r.ln.Addr().String()
 		c.mu.Unlock()
@@ -173,6 +188,19 @@ func (c *Controller) Restart() {
 	c.start()
 }
 
+// NamedAuthKey creates a single-use pre-auth key, valid for an hour, that
+// binds the name of the node it registers.
+func (c *Controller) NamedAuthKey(name string, tags ...string) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Admin.CreateAuthKey(ctx, api.CreateAuthKeyRequest{TTLSeconds: 3600, Tags: tags, Name: name})
+	if err != nil {
+		c.t.Fatalf("create auth key for %s: %v", name, err)
+	}
+	return resp.Key
+}
+
 // AuthKey creates a pre-auth key valid for an hour.
 func (c *Controller) AuthKey(reusable bool, tags ...string) string {
 	c.t.Helper()
@@ -185,11 +213,63 @@ func (c *Controller) AuthKey(reusable bool, tags ...string) string {
 	return resp.Key
 }
 
-// Key returns a random public key of either kind.
+// Key returns a random public key of either kind. A machine key is a real
+// X25519 key whose private half this package keeps, so that Do can prove
+// it in a registration, as a node does.
 func Key[K api.NodePublic | api.MachinePublic]() K {
 	var k K
+	if _, ok := any(&k).(*api.MachinePublic); ok {
+		priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		copy(k[:], priv.PublicKey().Bytes())
+		machines.Store([32]byte(k), priv)
+		return k
+	}
 	rand.Read(k[:])
 	return k
+}
+
+// machines holds the private halves of the machine keys Key made.
+var machines sync.Map // [32]byte -> *ecdh.PrivateKey
+
+// Prove fills in req's challenge and machine proof with a challenge from
+// the controller at baseURL (over hc), for a machine key that Key made. It
+// is what a node of capability version 3 does before it registers.
+func Prove(ctx context.Context, hc *http.Client, baseURL string, req *api.RegisterRequest) error {
+	v, ok := machines.Load([32]byte(req.MachineKey))
+	if !ok {
+		return fmt.Errorf("machine key %s was not made by controllertest.Key: no private key to prove it with", req.MachineKey)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+api.PathRegisterChallenge, nil)
+	if err != nil {
+		return err
+	}
+	hreq.Header.Set(api.HeaderCapabilityVersion, api.CurrentCapabilityVersion.String())
+	resp, err := hc.Do(hreq)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var ch api.RegisterChallenge
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", api.PathRegisterChallenge, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ch); err != nil {
+		return err
+	}
+	peer, err := ecdh.X25519().NewPublicKey(ch.Key[:])
+	if err != nil {
+		return err
+	}
+	shared, err := v.(*ecdh.PrivateKey).ECDH(peer)
+	if err != nil {
+		return err
+	}
+	req.Challenge = ch.Challenge
+	req.MachineProof = api.EncodeProof(api.MachineProof([32]byte(shared), ch.Challenge, req.MachineKey, req.NodeKey))
+	return nil
 }
 
 // Register registers a node with fresh random keys and fails the test
@@ -205,16 +285,37 @@ func (c *Controller) Register(authKey, hostname string, backends ...string) *api
 	return &out
 }
 
-// Do sends a request with the current capability version and, if cred is
-// set, the credential; it decodes a 2xx JSON answer into out (if not nil)
-// and returns the status and raw body. in may be a []byte, sent as is.
+// Do is DoAs with the current capability version.
 func (c *Controller) Do(method, path, cred string, in, out any) (int, []byte) {
+	c.t.Helper()
+	return c.DoAs(api.CurrentCapabilityVersion, method, path, cred, in, out)
+}
+
+// DoAs sends a request as a client of capability version version and, if cred is
+// set, the credential; it decodes a 2xx JSON answer into out (if not nil)
+// and returns the status and raw body. in may be a []byte, sent as is. An
+// api.RegisterRequest without a challenge, for a machine key made by Key,
+// is proved first (see Prove) when version is 3 or later, as a node does.
+func (c *Controller) DoAs(version api.CapabilityVersion, method, path, cred string, in, out any) (int, []byte) {
 	c.t.Helper()
 	var body io.Reader
 	switch v := in.(type) {
 	case nil:
 	case []byte:
 		body = bytes.NewReader(v)
+	case api.RegisterRequest:
+		if _, known := machines.Load([32]byte(v.MachineKey)); known && v.Challenge == "" && version >= 3 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := Prove(ctx, c.Client, c.URL, &v); err != nil {
+				c.t.Fatalf("prove the machine key: %v", err)
+			}
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -226,7 +327,7 @@ func (c *Controller) Do(method, path, cred string, in, out any) (int, []byte) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	req.Header.Set(api.HeaderCapabilityVersion, api.CurrentCapabilityVersion.String())
+	req.Header.Set(api.HeaderCapabilityVersion, version.String())
 	if cred != "" {
 		req.Header.Set("Authorization", "Bearer "+cred)
 	}

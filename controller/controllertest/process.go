@@ -49,11 +49,12 @@ var (
 )
 
 // StartProcess runs `bin serve` on dataDir, listening on 127.0.0.1 ports
-// chosen by the kernel, and waits until it serves. The process is killed
-// when the test ends; its log is printed if the test failed.
-func StartProcess(tb testing.TB, bin, dataDir string) *Process {
+// chosen by the kernel, with any extra serve flags, and waits until it
+// serves. The process is killed when the test ends; its log is printed if
+// the test failed.
+func StartProcess(tb testing.TB, bin, dataDir string, extra ...string) *Process {
 	tb.Helper()
-	return StartCommand(tb, exec.Command(bin, ServeArgs(dataDir, "127.0.0.1:0", "127.0.0.1:0")...), dataDir)
+	return StartCommand(tb, exec.Command(bin, append(ServeArgs(dataDir, "127.0.0.1:0", "127.0.0.1:0"), extra...)...), dataDir)
 }
 
 // ServeArgs are the arguments of `rustynet-controller serve` on dataDir

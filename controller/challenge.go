@@ -1,0 +1,98 @@
+package controller
+
+import (
+	"crypto/ecdh"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/api"
+)
+
+// Registration challenges are stateless: the challenge is a random nonce
+// and its issue time, and the controller's ephemeral X25519 key for it is
+// derived from the challenge with a secret of this process. A challenge
+// therefore holds across the replicas of one process's lifetime only; a
+// node whose challenge is refused asks for a new one.
+
+const challengePrefix = "c1."
+
+// challenger issues and checks registration challenges.
+type challenger struct {
+	secret [32]byte
+	now    func() time.Time
+}
+
+// key derives the ephemeral private key of a raw challenge.
+func (c *challenger) key(raw []byte) *ecdh.PrivateKey {
+	mac := hmac.New(sha256.New, c.secret[:])
+	mac.Write([]byte("rustynet register challenge key v1\x00"))
+	mac.Write(raw)
+	k, err := ecdh.X25519().NewPrivateKey(mac.Sum(nil))
+	if err != nil {
+		panic(err) // every 32-byte string is an X25519 private key
+	}
+	return k
+}
+
+func (c *challenger) issue() api.RegisterChallenge {
+	raw := make([]byte, 24)
+	copy(raw, randomBytes(16))
+	now := c.now()
+	binary.BigEndian.PutUint64(raw[16:], uint64(now.Unix()))
+	return api.RegisterChallenge{
+		Challenge: challengePrefix + base64.RawURLEncoding.EncodeToString(raw),
+		Key:       api.MachinePublic(c.key(raw).PublicKey().Bytes()),
+		ExpiresAt: time.Unix(now.Unix(), 0).Add(api.ChallengeTTL).UTC(),
+	}
+}
+
+// verify checks that proof proves the machine key of req under its
+// challenge. The refusal says why.
+func (c *challenger) verify(req *api.RegisterRequest) error {
+	refuse := func(format string, args ...any) error {
+		return unauthorized("machine proof refused: "+format+"; ask %s for a new challenge", append(args, api.PathRegisterChallenge)...)
+	}
+	enc, ok := strings.CutPrefix(req.Challenge, challengePrefix)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(enc)
+	if !ok || err != nil || len(raw) != 24 {
+		return refuse("the challenge is not one this controller issued")
+	}
+	issued := time.Unix(int64(binary.BigEndian.Uint64(raw[16:])), 0)
+	now := c.now()
+	if now.Sub(issued) > api.ChallengeTTL || issued.Sub(now) > time.Minute {
+		return refuse("the challenge expired (it is valid for %s)", api.ChallengeTTL)
+	}
+	proof, err := api.DecodeProof(req.MachineProof)
+	if err != nil {
+		return badRequest("%s", err)
+	}
+	pub, err := ecdh.X25519().NewPublicKey(req.MachineKey[:])
+	if err != nil {
+		return refuse("the machine key is not an X25519 public key")
+	}
+	shared, err := c.key(raw).ECDH(pub)
+	if err != nil {
+		// A low-order point: no one holds a private key for it.
+		return refuse("the machine key is not usable for a proof")
+	}
+	want := api.MachineProof([32]byte(shared), req.Challenge, req.MachineKey, req.NodeKey)
+	if !hmac.Equal(want[:], proof[:]) {
+		return refuse("it does not match the machine key and node key (or the challenge was issued by another controller process)")
+	}
+	return nil
+}
+
+func (s *Server) registerChallenge(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, s.challenges.issue())
+}
+
+// needProof is the refusal of a client of capability 3 or later that sent
+// no machine proof.
+func needProof() error {
+	return badRequest("a registration from capability version 3 on carries challenge and machine_proof: GET %s first", api.PathRegisterChallenge)
+}

@@ -1,0 +1,182 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/store"
+)
+
+// Endpoints a node may advertise. Peers send handshakes to whatever the
+// controller hands out, so an endpoint that points at the peer's own
+// machine (loopback), at a link-local service (169.254.169.254, the cloud
+// metadata address), at a broadcast address or into the mesh itself is
+// refused; loopback is allowed only on a test network where every node
+// shares one host (Config.AllowLoopbackEndpoints).
+
+var limitedBroadcast = netip.MustParseAddr("255.255.255.255")
+
+// endpointProblem says why a is not a usable endpoint address, or "".
+func (s *Server) endpointProblem(a netip.Addr) string {
+	a = a.Unmap()
+	v4, v6 := s.pool.Prefixes()
+	switch {
+	case a.IsLoopback() && !s.allowLoopback:
+		return "loopback addresses cannot be endpoints (they point every peer at itself)"
+	case a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast():
+		return "link-local addresses cannot be endpoints"
+	case a == limitedBroadcast:
+		return "the broadcast address cannot be an endpoint"
+	case a.Is4() && a.As4()[0] == 0:
+		return "0.0.0.0/8 addresses cannot be endpoints"
+	case a.IsUnspecified() || a.IsMulticast():
+		return "unspecified and multicast addresses cannot be endpoints"
+	case v4.Contains(a) || v6.Contains(a):
+		return "mesh addresses cannot be endpoints (the tunnel would carry itself)"
+	}
+	return ""
+}
+
+// checkEndpoints refuses a report that holds an endpoint peers must not
+// be sent to, naming it and why.
+func (s *Server) checkEndpoints(eps []netip.AddrPort) error {
+	for _, ep := range eps {
+		if p := s.endpointProblem(ep.Addr()); p != "" {
+			return badRequest("endpoint %s: %s", ep, p)
+		}
+	}
+	return nil
+}
+
+// observedEndpoint pairs the request's source address with the node's
+// data-plane port, unless that address may not be an endpoint.
+func (s *Server) observedEndpoint(r *http.Request, port uint16) netip.AddrPort {
+	if port == 0 {
+		return netip.AddrPort{}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	a = a.Unmap().WithZone("")
+	if s.endpointProblem(a) != "" {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a, port)
+}
+
+// Endpoint reports are coalesced, as a group commit: a report that
+// arrives while another batch is being stored waits for that commit to
+// end and is stored with every other report that arrived meanwhile, in
+// one commit that wakes the long-polls once. An idle controller stores a
+// report at once. A report that changes nothing is not stored at all (the
+// handler answers it from memory).
+
+type endpointReport struct {
+	cred     credential
+	eps      []netip.AddrPort
+	port     uint16
+	observed netip.AddrPort
+	done     chan endpointResult // buffered
+}
+
+type endpointResult struct {
+	node *store.Node
+	err  error
+}
+
+type endpointCoalescer struct {
+	s        *Server
+	mu       sync.Mutex
+	pending  map[api.NodeID][]*endpointReport
+	flushing bool
+}
+
+// submit queues a report and waits for the commit that stores it.
+func (c *endpointCoalescer) submit(rep *endpointReport) (*store.Node, error) {
+	c.mu.Lock()
+	if c.pending == nil {
+		c.pending = make(map[api.NodeID][]*endpointReport)
+	}
+	c.pending[rep.cred.id] = append(c.pending[rep.cred.id], rep)
+	if !c.flushing {
+		c.flushing = true
+		go c.run()
+	}
+	c.mu.Unlock()
+	r := <-rep.done
+	return r.node, r.err
+}
+
+// run stores batches until none is pending.
+func (c *endpointCoalescer) run() {
+	for {
+		c.mu.Lock()
+		batch := c.pending
+		c.pending = nil
+		if len(batch) == 0 {
+			c.flushing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		c.flush(batch)
+	}
+}
+
+// flush stores the latest report of each node in one mutation; every
+// report of the node gets its answer.
+func (c *endpointCoalescer) flush(batch map[api.NodeID][]*endpointReport) {
+	type outcome struct {
+		node *store.Node
+		err  error
+	}
+	results := make(map[api.NodeID]outcome, len(batch))
+	_, err := c.s.mutate(context.Background(), func(tx store.Tx) (effect, any, error) {
+		var eff effect
+		clear(results)
+		for id, reps := range batch {
+			last := reps[len(reps)-1]
+			old, err := tx.Node(id)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && !hashEqual(old.CredentialHash, last.cred.hash)) {
+				results[id] = outcome{err: unauthorized("node %s was removed, logged out or re-registered; register again", id)}
+				continue
+			}
+			if err != nil {
+				return effect{}, nil, err
+			}
+			if slices.Equal(old.Endpoints, last.eps) && old.ListenPort == last.port && old.Observed == last.observed {
+				results[id] = outcome{node: old}
+				continue
+			}
+			n := old.Clone()
+			n.Endpoints, n.ListenPort, n.Observed = last.eps, last.port, last.observed
+			n.UpdatedAt = c.s.now().UTC()
+			if err := tx.PutNode(n); err != nil {
+				return effect{}, nil, err
+			}
+			results[id] = outcome{node: n}
+			eff.nodes = append(eff.nodes, nodeUpdate{id, n})
+		}
+		return eff, nil, nil
+	})
+	for id, reps := range batch {
+		r := results[id]
+		if err != nil {
+			r = outcome{err: err}
+		}
+		for _, rep := range reps {
+			rep.done <- endpointResult{r.node, r.err}
+		}
+	}
+}
