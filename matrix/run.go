@@ -646,7 +646,9 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	p, m, err := daemon.Start(ctx, exec.CommandContext(ctx, env.ControllerBin, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", ""),
+	// Every simulated node connects from 127.0.0.1: no per-address limit.
+	p, m, err := daemon.Start(ctx, exec.CommandContext(ctx, env.ControllerBin, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", "",
+		"--max-conns-per-ip", "0"),
 		listenRE, 30*time.Second)
 	if err != nil {
 		return nil, err

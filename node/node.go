@@ -313,7 +313,18 @@ func (n *Node) register(ctx context.Context) error {
 		Endpoints:   n.localEndpoints(st.ListenPort),
 		ListenPort:  st.ListenPort,
 	}
+	mk := st.MachineKey
 	n.mu.Unlock()
+	// Prove the machine key, so that a retry after a lost answer gets
+	// this node back rather than a refusal.
+	ch, err := n.client.Challenge(ctx)
+	if err != nil {
+		return fmt.Errorf("register: challenge: %w", err)
+	}
+	if req.MachineProof, err = mk.Prove(ch, req.NodeKey); err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	req.Challenge = ch.Challenge
 	resp, err := n.client.Register(ctx, req)
 	if err != nil {
 		var apiErr *api.Error

@@ -176,8 +176,17 @@ func serve(args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	var sans stringList
 	fs.Var(&sans, "tls-san", "extra DNS name or IP for the server certificate (repeatable, or comma-separated)")
+	maxConns := fs.Int("max-conns", controller.DefaultMaxConns, "open API connections allowed in all; 0 for no limit")
+	maxConnsPerIP := fs.Int("max-conns-per-ip", controller.DefaultMaxConnsPerIP, "open API connections allowed from one IP address; 0 for no limit")
+	loopback := fs.Bool("allow-loopback-endpoints", false, "accept loopback endpoints: only for a test network where every node runs on this host")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	unlimited := func(n int) int {
+		if n <= 0 {
+			return -1
+		}
+		return n
 	}
 	p4, err := netip.ParsePrefix(*v4)
 	if err != nil {
@@ -213,6 +222,9 @@ func serve(args []string, stderr io.Writer) error {
 		IPv4:          p4,
 		IPv6:          p6,
 		Logger:        log,
+		Limits:        controller.Limits{MaxConns: unlimited(*maxConns), MaxConnsPerIP: unlimited(*maxConnsPerIP)},
+
+		AllowLoopbackEndpoints: *loopback,
 	})
 }
 

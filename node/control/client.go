@@ -115,6 +115,15 @@ func (c *Client) do(ctx context.Context, method, path string, timeout time.Durat
 
 const requestTimeout = 30 * time.Second
 
+// Challenge asks for a registration challenge (capability version 3).
+func (c *Client) Challenge(ctx context.Context) (*api.RegisterChallenge, error) {
+	var out api.RegisterChallenge
+	if err := c.do(ctx, http.MethodGet, api.PathRegisterChallenge, requestTimeout, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Register registers the node.
 func (c *Client) Register(ctx context.Context, req *api.RegisterRequest) (*api.RegisterResponse, error) {
 	var out api.RegisterResponse

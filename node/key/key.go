@@ -107,6 +107,24 @@ func (k MachinePrivate) IsZero() bool { return k.p.isZero() }
 // String never shows the secret.
 func (k MachinePrivate) String() string { return "machineprivate:<redacted>" }
 
+// Prove answers a registration challenge: the proof that the holder of k
+// registers node key nodeKey (see api.MachineProof).
+func (k MachinePrivate) Prove(ch *api.RegisterChallenge, nodeKey api.NodePublic) (string, error) {
+	sk, err := ecdh.X25519().NewPrivateKey(k.p.k[:])
+	if err != nil {
+		return "", err
+	}
+	peer, err := ecdh.X25519().NewPublicKey(ch.Key[:])
+	if err != nil {
+		return "", fmt.Errorf("challenge key: %w", err)
+	}
+	shared, err := sk.ECDH(peer)
+	if err != nil {
+		return "", fmt.Errorf("challenge key: %w", err)
+	}
+	return api.EncodeProof(api.MachineProof([32]byte(shared), ch.Challenge, k.Public(), nodeKey)), nil
+}
+
 // MarshalText implements encoding.TextMarshaler ("mkey:" and base64).
 func (k MachinePrivate) MarshalText() ([]byte, error) { return k.p.marshal("mkey:"), nil }
 
