@@ -114,8 +114,11 @@ func (w *Writer) WriteArtifact(rel string, data []byte) (ArtifactRef, error) {
 	return w.record(full, data), nil
 }
 
-// WritePolicy copies the release policy into the bundle.
+// WritePolicy copies the release policy into the bundle as policy/name.
 func (w *Writer) WritePolicy(name string, data []byte) (ArtifactRef, error) {
+	if !validRel(name) || strings.Contains(name, "/") {
+		return ArtifactRef{}, fmt.Errorf("policy name %q: want a file name of letters, digits and ._=-", name)
+	}
 	full := path.Join(PolicyDir, name)
 	if err := atomicfile.WriteFile(filepath.Join(w.dir, filepath.FromSlash(full)), data, 0o644); err != nil {
 		return ArtifactRef{}, err
@@ -251,12 +254,17 @@ func openEnvelope(b *bundleFS, rel, payloadType string, v *Verifier) ([]byte, st
 // and digest, hashing each as it streams (none is read whole but the
 // policy), and returns the policy.
 func checkArtifacts(b *bundleFS, m *Manifest, accounted map[string]bool) ([]byte, error) {
+	listed := make(map[string]bool, len(m.Artifacts))
 	buf := make([]byte, hashBufSize)
 	var policy []byte
 	for i, a := range m.Artifacts {
 		if !validRel(a.Path) {
 			return nil, invalid("manifest lists a bad path %q", a.Path)
 		}
+		if listed[a.Path] {
+			return nil, invalid("manifest lists %s twice", a.Path)
+		}
+		listed[a.Path] = true
 		want := m.Sizes[i]
 		if want < 0 {
 			return nil, invalid("manifest gives %s a size of %d bytes", a.Path, want)
@@ -300,13 +308,29 @@ func checkArtifacts(b *bundleFS, m *Manifest, accounted map[string]bool) ([]byte
 	return policy, nil
 }
 
+// statementName returns NAME for a verdict's input statements/NAME.dsse.json,
+// and whether uri is such a path: NAME one path component of the strict
+// rule of the manifest's paths, and not the verdict's own.
+func statementName(uri string) (string, bool) {
+	rest, ok := strings.CutPrefix(uri, StatementsDir+"/")
+	if !ok || !validRel(uri) {
+		return "", false
+	}
+	name, ok := strings.CutSuffix(rest, ".dsse.json")
+	if !ok || !relRE.MatchString(name) || strings.Contains(name, "/") || name == VerdictName {
+		return "", false
+	}
+	return name, true
+}
+
 // Verify checks a bundle: the manifest's and every statement's signature,
 // every artifact's size and digest, that no file is there that the
 // manifest and the verdict do not account for, that every gate statement
 // is about the same subjects as the verdict, and, when commit is set,
 // that the subjects name it. It reads regular files only, never through a
 // symbolic link; it refuses a symbolic link, a named pipe or any other
-// special file anywhere in the bundle.
+// special file anywhere in the bundle, and a path, in the manifest or the
+// verdict, that is not a plain relative one or is listed twice.
 //
 // report.html and report.md are derived from the evidence, not part of
 // it: Verify only checks that they are regular files. A caller that
@@ -374,8 +398,13 @@ func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
 		return nil, invalid("the verdict was computed under policy %s, the manifest names %s", d, m.PolicySHA)
 	}
 	sawManifest := false
+	inputs := map[string]bool{}
 	for _, in := range sum.GetInputAttestations() {
 		uri, d := in.GetUri(), in.GetDigest()["sha256"]
+		if inputs[uri] {
+			return nil, invalid("the verdict lists %q twice", uri)
+		}
+		inputs[uri] = true
 		if uri == ManifestFile {
 			if d != manifestDigest {
 				return nil, invalid("manifest does not match the digest the verdict recorded (it was changed)")
@@ -383,9 +412,9 @@ func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
 			sawManifest = true
 			continue
 		}
-		name, ok := strings.CutSuffix(strings.TrimPrefix(uri, StatementsDir+"/"), ".dsse.json")
-		if !ok || !strings.HasPrefix(uri, StatementsDir+"/") {
-			return nil, invalid("verdict lists an unexpected input %q", uri)
+		name, ok := statementName(uri)
+		if !ok {
+			return nil, invalid("verdict lists an unexpected input %q: want %s or %s/NAME.dsse.json, NAME of letters, digits and ._=-", uri, ManifestFile, StatementsDir)
 		}
 		payload, digest, err := openEnvelope(b, uri, PayloadType, v)
 		if err != nil {

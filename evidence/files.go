@@ -221,7 +221,8 @@ func parentDirs(paths map[string]bool) map[string]bool {
 }
 
 // validRel says whether p is a path the bundle may hold: relative, of
-// letters, digits and ._=- in components, and no "..".
+// letters, digits and ._=- in components, no "..", and clean (no "."
+// component), so that one file has one spelling.
 func validRel(p string) bool {
-	return relRE.MatchString(p) && !strings.Contains(p, "..")
+	return relRE.MatchString(p) && !strings.Contains(p, "..") && path.Clean(p) == p
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // wantInvalid fails unless err is an *InvalidError whose reason says all
@@ -164,4 +165,158 @@ func TestVerifyCapsEnvelopes(t *testing.T) {
 			wantInvalid(t, "a 300 MiB "+rel, err, rel, "314572800 bytes", "at most")
 		})
 	}
+}
+
+// forgeBundle writes the bundle writeBundle does, but lets editArtifacts
+// change the manifest's list of artifacts and editInputs the gate
+// statements the verdict lists, before they are signed: what a writer with
+// a bug, or someone holding the key, could sign.
+func forgeBundle(t *testing.T, s *Signer, editArtifacts func(w *Writer), editInputs func(w *Writer, refs []ArtifactRef) []ArtifactRef) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "bundle")
+	w, err := NewWriter(dir, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := w.WritePolicy("release.yaml", []byte("version: 1\nchannels:\n  nightly:\n    gates: [build, unit]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteArtifact("build/digests.json", []byte(testArtifactData)); err != nil {
+		t.Fatal(err)
+	}
+	pred, err := TestResultPredicate(true, []string{"pkg.TestA"}, nil, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewStatement(subjects, PredicateTestResult, pred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := w.SignStatement("unit", st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := []ArtifactRef{ref}
+	if editArtifacts != nil {
+		editArtifacts(w)
+	}
+	mref, err := w.SignManifest(Manifest{Commit: subjects[0].Digest["gitCommit"], Channel: "nightly", Created: time.Now(), Policy: pol.Path, PolicySHA: pol.SHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if editInputs != nil {
+		refs = editInputs(w, refs)
+	}
+	vst, err := VerdictStatement(VerdictInput{Subjects: subjects, Commit: subjects[0].Digest["gitCommit"], Channel: "nightly",
+		Policy: pol, Manifest: mref, Gates: refs, Passed: true, At: time.Now(), Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.SignStatement(VerdictName, vst); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestVerifyRefusesInputOutsideBundle signs a verdict that lists a
+// statement outside the bundle, with its right digest.
+func TestVerifyRefusesInputOutsideBundle(t *testing.T) {
+	s, v := newSigner(t, Ed25519)
+	const evil = "statements/../../evil.dsse.json"
+	dir := forgeBundle(t, s, nil, func(w *Writer, refs []ArtifactRef) []ArtifactRef {
+		pred, err := TestResultPredicate(true, []string{"pkg.TestA"}, nil, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := NewStatement(subjects, PredicateTestResult, pred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := MarshalStatement(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := w.signEnvelope(evil, PayloadType, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(refs, ref)
+	})
+	if _, err := os.Stat(filepath.Join(dir, "..", "evil.dsse.json")); err != nil {
+		t.Fatalf("the statement outside the bundle was not written: %v", err)
+	}
+	_, err := Verify(dir, v, "")
+	wantInvalid(t, "a verdict listing "+evil, err, evil)
+}
+
+// TestVerifyRefusesBadInputPaths signs verdicts listing inputs by paths
+// that are not statements/NAME.dsse.json with NAME one plain component.
+func TestVerifyRefusesBadInputPaths(t *testing.T) {
+	s, v := newSigner(t, Ed25519)
+	for _, uri := range []string{
+		"/etc/passwd",
+		"statements/./unit.dsse.json",
+		"statements/nested/unit.dsse.json",
+		"statements/unit.dsse.json/../unit.dsse.json",
+		"statements/verdict.dsse.json",
+		"artifacts/build/digests.json",
+		"statements/.dsse.json",
+	} {
+		t.Run(uri, func(t *testing.T) {
+			dir := forgeBundle(t, s, nil, func(_ *Writer, refs []ArtifactRef) []ArtifactRef {
+				return append(refs, ArtifactRef{Path: uri, SHA256: refs[0].SHA256})
+			})
+			_, err := Verify(dir, v, "")
+			wantInvalid(t, "a verdict listing "+uri, err, "unexpected input")
+		})
+	}
+}
+
+func TestWritePolicyName(t *testing.T) {
+	s, _ := newSigner(t, Ed25519)
+	w, err := NewWriter(filepath.Join(t.TempDir(), "bundle"), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"../release.yaml", "sub/release.yaml", "", "release policy.yaml"} {
+		if _, err := w.WritePolicy(name, []byte("version: 1\n")); err == nil {
+			t.Errorf("WritePolicy(%q) = nil, want an error", name)
+		}
+	}
+}
+
+// TestVerifyRefusesDuplicates signs a verdict that lists a statement
+// twice, and a manifest that lists an artifact twice.
+func TestVerifyRefusesDuplicates(t *testing.T) {
+	s, v := newSigner(t, Ed25519)
+	t.Run("verdict", func(t *testing.T) {
+		dir := forgeBundle(t, s, nil, func(_ *Writer, refs []ArtifactRef) []ArtifactRef {
+			return append(refs, refs[0])
+		})
+		_, err := Verify(dir, v, "")
+		wantInvalid(t, "a verdict listing a statement twice", err, "statements/unit.dsse.json", "twice")
+	})
+	t.Run("manifest", func(t *testing.T) {
+		dir := forgeBundle(t, s, func(w *Writer) {
+			w.arts, w.sizes = append(w.arts, w.arts[1]), append(w.sizes, w.sizes[1])
+		}, nil)
+		_, err := Verify(dir, v, "")
+		wantInvalid(t, "a manifest listing an artifact twice", err, testArtifact, "twice")
+	})
+	t.Run("manifest, spelt another way", func(t *testing.T) {
+		dir := forgeBundle(t, s, func(w *Writer) {
+			a := w.arts[1]
+			a.Path = "artifacts/./build/digests.json"
+			w.arts, w.sizes = append(w.arts, a), append(w.sizes, w.sizes[1])
+		}, nil)
+		_, err := Verify(dir, v, "")
+		wantInvalid(t, "a manifest listing an artifact twice, spelt another way", err, "artifacts/./build/digests.json", "bad path")
+	})
+	t.Run("a valid forged bundle", func(t *testing.T) {
+		// The forger itself writes bundles that verify.
+		if _, err := Verify(forgeBundle(t, s, nil, nil), v, ""); err != nil {
+			t.Fatalf("Verify = %v", err)
+		}
+	})
 }
