@@ -53,6 +53,7 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkRegister' -benchtime 3000x -v -timeout 30m ./controller/
 	$(GO) test -run '^$$' -bench 'BenchmarkFanout' -benchtime 5x -v -timeout 60m ./controller/
+	$(GO) test -run '^$$' -bench 'BenchmarkHostileConnections' -benchtime 1x -v -timeout 10m ./controller/
 	$(GO) test -run '^$$' -bench 'BenchmarkRouteApply' -benchtime 100x -v ./node/router/
 	$(GO) test -run '^$$' -bench 'BenchmarkMeshThroughput' -benchtime 5x -v -timeout 30m ./node/
 	$(GO) test -run '^$$' -bench 'BenchmarkReconnect' -benchtime 20x -v -timeout 30m ./node/

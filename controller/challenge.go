@@ -13,11 +13,12 @@ import (
 	"github.com/rustynet/rustynet/controller/api"
 )
 
-// Registration challenges are stateless: the challenge is a random nonce
-// and its issue time, and the controller's ephemeral X25519 key for it is
-// derived from the challenge with a secret of this process. A challenge
-// therefore holds across the replicas of one process's lifetime only; a
-// node whose challenge is refused asks for a new one.
+// Registration challenges are stateless: the challenge is a random nonce,
+// its issue time and a MAC over both, and the controller's ephemeral
+// X25519 key for it is derived from the challenge with a secret of this
+// process. A challenge therefore holds for the lifetime of the process
+// that issued it only; a node whose challenge is refused asks for a new
+// one.
 
 const challengePrefix = "c1."
 
@@ -25,6 +26,19 @@ const challengePrefix = "c1."
 type challenger struct {
 	secret [32]byte
 	now    func() time.Time
+}
+
+const (
+	challengeBody = 24 // nonce and issue time
+	challengeTag  = 16
+)
+
+// tag is the MAC of a challenge's body.
+func (c *challenger) tag(body []byte) []byte {
+	mac := hmac.New(sha256.New, c.secret[:])
+	mac.Write([]byte("rustynet register challenge tag v1\x00"))
+	mac.Write(body)
+	return mac.Sum(nil)[:challengeTag]
 }
 
 // key derives the ephemeral private key of a raw challenge.
@@ -40,10 +54,11 @@ func (c *challenger) key(raw []byte) *ecdh.PrivateKey {
 }
 
 func (c *challenger) issue() api.RegisterChallenge {
-	raw := make([]byte, 24)
+	raw := make([]byte, challengeBody, challengeBody+challengeTag)
 	copy(raw, randomBytes(16))
 	now := c.now()
 	binary.BigEndian.PutUint64(raw[16:], uint64(now.Unix()))
+	raw = append(raw, c.tag(raw)...)
 	return api.RegisterChallenge{
 		Challenge: challengePrefix + base64.RawURLEncoding.EncodeToString(raw),
 		Key:       api.MachinePublic(c.key(raw).PublicKey().Bytes()),
@@ -59,10 +74,10 @@ func (c *challenger) verify(req *api.RegisterRequest) error {
 	}
 	enc, ok := strings.CutPrefix(req.Challenge, challengePrefix)
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(enc)
-	if !ok || err != nil || len(raw) != 24 {
-		return refuse("the challenge is not one this controller issued")
+	if !ok || err != nil || len(raw) != challengeBody+challengeTag || !hmac.Equal(raw[challengeBody:], c.tag(raw[:challengeBody])) {
+		return refuse("the challenge is not one this controller issued (or it was issued before a restart)")
 	}
-	issued := time.Unix(int64(binary.BigEndian.Uint64(raw[16:])), 0)
+	issued := time.Unix(int64(binary.BigEndian.Uint64(raw[16:challengeBody])), 0)
 	now := c.now()
 	if now.Sub(issued) > api.ChallengeTTL || issued.Sub(now) > time.Minute {
 		return refuse("the challenge expired (it is valid for %s)", api.ChallengeTTL)
@@ -82,7 +97,7 @@ func (c *challenger) verify(req *api.RegisterRequest) error {
 	}
 	want := api.MachineProof([32]byte(shared), req.Challenge, req.MachineKey, req.NodeKey)
 	if !hmac.Equal(want[:], proof[:]) {
-		return refuse("it does not match the machine key and node key (or the challenge was issued by another controller process)")
+		return refuse("it does not match the machine key and node key")
 	}
 	return nil
 }

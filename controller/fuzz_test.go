@@ -84,14 +84,17 @@ func FuzzDecodeSetPolicy(f *testing.F) {
 }
 
 // testServer starts a controller on a bolt store in a temporary dir with a
-// short long-poll cap, creates a reusable auth key, and registers one node.
+// short long-poll cap and no per-node rate limits (so fuzzing reaches the
+// handlers behind them), creates a reusable auth key, and registers one
+// node.
 func testServer(f testing.TB, reg prometheus.Registerer) (s *Server, key, cred string) {
 	dir := f.TempDir()
 	st, err := bolt.Open(filepath.Join(dir, "fuzz.db"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	s, err = New(Config{Store: st, MaxWait: 20 * time.Millisecond, Registerer: reg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
+	s, err = New(Config{Store: st, MaxWait: 20 * time.Millisecond, Registerer: reg, Limits: Limits{NodeRate: -1, PollRate: -1},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -151,6 +154,12 @@ func FuzzAPI(f *testing.F) {
 		{"GET", "/v1/netmap?since=x", "1", "Bearer rnc_n1_x", false, ""},
 		{"DELETE", "/v1/register/x", "0", "Basic abc", false, "{}"},
 		{"POST", api.PathLogout, "1", "", false, ""},
+		{"GET", api.PathRegisterChallenge, "3", "", false, ""},
+		{"GET", api.PathRegisterChallenge, "3", "", false, "{}"},
+		{"POST", api.PathRegister, "3", "", false, `{"auth_key":"$KEY","node_key":"$NK","machine_key":"$MK","challenge":"c1.AAAA","machine_proof":"` + strings.Repeat("A", 43) + `="}`},
+		{"POST", api.PathRegister, "3", "", false, `{"auth_key":"$KEY","node_key":"$NK","machine_key":"$MK"}`},
+		{"POST", api.PathEndpoints, "3", "", true, `{"endpoints":["169.254.169.254:80","[fe80::1%eth0]:5"]}`},
+		{"GET", api.PathNetmap, "+3", "", true, ""},
 	} {
 		f.Add(c.method, c.target, c.version, c.authz, c.useCred, []byte(c.body))
 	}
@@ -195,6 +204,10 @@ func FuzzAdmin(f *testing.F) {
 		{"PUT", api.AdminPathPolicy, `{"policy":"acls: [\n"}`},
 		{"GET", api.AdminPathPolicy, ""},
 		{"POST", api.AdminPathBackup, ""},
+		{"PATCH", api.AdminPathNodes + "/nope", `{"name":"web1"}`},
+		{"PATCH", api.AdminPathNodes + "/n0123456789abcdef", `{"name":"n0123456789abcdef"}`},
+		{"POST", api.AdminPathAuthKeys, `{"ttl_seconds":60,"name":"web1"}`},
+		{"POST", api.AdminPathAuthKeys, `{"ttl_seconds":60,"name":"web1","reusable":true}`},
 	} {
 		f.Add(c.method, c.target, []byte(c.body))
 	}

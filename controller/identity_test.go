@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -133,5 +134,92 @@ func TestNamedAuthKeyRefusals(t *testing.T) {
 	if _, err := c.Admin.UpdateNode(ctx(t), string(a.Node.ID), api.UpdateNodeRequest{Name: string(a.Node.ID)}); err == nil ||
 		!strings.Contains(err.Error(), "node ID") {
 		t.Errorf("rename to an ID-shaped name: %v, want a refusal", err)
+	}
+}
+
+// TestRegistrationRetry: a registration whose answer was lost is sent
+// again with a new proof and gets the same node back, with a single-use key
+// as with a reusable one, and no second node appears; without a proof (a
+// client of version 2) the retry is refused, naming no node.
+func TestRegistrationRetry(t *testing.T) {
+	c := controllertest.Start(t)
+	for _, reusable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reusable=%v", reusable), func(t *testing.T) {
+			before, err := c.Admin.Nodes(ctx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := api.RegisterRequest{AuthKey: c.AuthKey(reusable), NodeKey: controllertest.Key[api.NodePublic](),
+				MachineKey: controllertest.Key[api.MachinePublic](), Hostname: "retry"}
+			var first, second api.RegisterResponse
+			if status, body := c.Do(http.MethodPost, api.PathRegister, "", req, &first); status != 200 {
+				t.Fatalf("register: %d %s", status, body)
+			}
+			// The answer is lost; the node tries again.
+			if status, body := c.Do(http.MethodPost, api.PathRegister, "", req, &second); status != 200 {
+				t.Fatalf("retry: %d %s", status, body)
+			}
+			if second.Node.ID != first.Node.ID || !slices.Equal(second.Node.Addresses, first.Node.Addresses) {
+				t.Errorf("retry got node %s %v, want %s %v", second.Node.ID, second.Node.Addresses, first.Node.ID, first.Node.Addresses)
+			}
+			if m := poll(t, c, second.Credential, 0, 0); m.Self == nil || m.Self.ID != first.Node.ID {
+				t.Errorf("the retry's credential does not serve the node")
+			}
+			after, err := c.Admin.Nodes(ctx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(after) != len(before)+1 {
+				t.Errorf("%d nodes after a registration and its retry, want %d", len(after), len(before)+1)
+			}
+			keys, _ := c.Admin.AuthKeys(ctx(t))
+			for _, k := range keys {
+				if k.ID == strings.Split(strings.TrimPrefix(req.AuthKey, api.AuthKeyPrefix), "_")[0] && k.Uses != 1 {
+					t.Errorf("auth key used %d times by one node, want 1", k.Uses)
+				}
+			}
+			if status, body := c.DoAs(2, http.MethodPost, api.PathRegister, "", req, nil); status != http.StatusConflict || bytes.Contains(body, []byte(first.Node.ID)) {
+				t.Errorf("retry without a proof: %d %s, want 409 naming no node", status, body)
+			}
+		})
+	}
+}
+
+// TestMachineProofRefusals: a proof made for other keys, or with another
+// challenge, or a challenge this controller never issued, is refused; a
+// client of version 3 that sends none is told how to get one.
+func TestMachineProofRefusals(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true)
+	req := api.RegisterRequest{AuthKey: key, NodeKey: controllertest.Key[api.NodePublic](), MachineKey: controllertest.Key[api.MachinePublic]()}
+	if err := controllertest.Prove(ctx(t), c.Client, c.URL, &req); err != nil {
+		t.Fatal(err)
+	}
+	otherNode := req
+	otherNode.NodeKey = controllertest.Key[api.NodePublic]()
+	otherMachine := req
+	otherMachine.MachineKey = controllertest.Key[api.MachinePublic]()
+	forged := req
+	forged.Challenge = "c1." + strings.Repeat("A", 54)
+	noProof := api.RegisterRequest{AuthKey: key, NodeKey: req.NodeKey, MachineKey: req.MachineKey}
+	noProof.MachineKey = [32]byte{}
+	for name, tc := range map[string]struct {
+		req    any
+		status int
+		msg    string
+	}{
+		"proof for another node key":    {otherNode, http.StatusUnauthorized, "does not match"},
+		"proof for another machine key": {otherMachine, http.StatusUnauthorized, "does not match"},
+		"forged challenge":              {forged, http.StatusUnauthorized, "not one this controller issued"},
+		"no proof":                      {[]byte(fmt.Sprintf(`{"auth_key":%q,"node_key":%q,"machine_key":%q}`, key, req.NodeKey, controllertest.Key[api.MachinePublic]())), http.StatusBadRequest, api.PathRegisterChallenge},
+		"proof without challenge":       {[]byte(fmt.Sprintf(`{"auth_key":%q,"node_key":%q,"machine_key":%q,"machine_proof":%q}`, key, req.NodeKey, req.MachineKey, req.MachineProof)), http.StatusBadRequest, "go together"},
+	} {
+		status, body := c.Do(http.MethodPost, api.PathRegister, "", tc.req, nil)
+		if status != tc.status || !strings.Contains(string(body), tc.msg) {
+			t.Errorf("%s: %d %s, want %d containing %q", name, status, body, tc.status, tc.msg)
+		}
+	}
+	if status, body := c.Do(http.MethodPost, api.PathRegister, "", req, nil); status != 200 {
+		t.Errorf("the genuine proof after the refusals: %d %s", status, body)
 	}
 }
