@@ -24,7 +24,7 @@ func (s *Server) AdminHandler() http.Handler {
 	rt.handle(http.MethodDelete, api.AdminPathNode, s.removeNode)
 	rt.handle(http.MethodPatch, api.AdminPathNode, s.updateNode)
 	rt.handle(http.MethodGet, api.AdminPathPolicy, s.getPolicy)
-	rt.handleLimit(http.MethodPut, api.AdminPathPolicy, api.MaxPolicyBodyBytes, policyLimitNote, s.setPolicy)
+	rt.handleLimit(http.MethodPut, api.AdminPathPolicy, api.MaxPolicyBodyBytes, s.setPolicy)
 	rt.handle(http.MethodGet, api.AdminPathBackup, s.backup)
 	return rt
 }
@@ -220,15 +220,13 @@ func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, policyView(rec))
 }
 
-var policyLimitNote = fmt.Sprintf(", more than any policy of at most %d bytes needs", api.MaxPolicyBytes)
-
 func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) error {
 	// The body limit fits the largest allowed policy however it is escaped,
 	// so a policy is refused for its size by Validate, naming the limit.
 	req, err := decode[api.SetPolicyRequest](r.Body, api.MaxPolicyBodyBytes)
 	var e *api.Error
 	if errors.As(err, &e) && e.Code == api.CodeBodyTooLarge {
-		e.Message += policyLimitNote
+		e.Message += fmt.Sprintf(", more than any policy of at most %d bytes needs", api.MaxPolicyBytes)
 	}
 	if err != nil {
 		return err

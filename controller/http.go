@@ -15,6 +15,10 @@ import (
 	"github.com/rustynet/rustynet/controller/api"
 )
 
+// unreadBodyGrace is how long the rest of a refused request's body is
+// read (and dropped) before its connection is closed.
+const unreadBodyGrace = time.Second
+
 // handlerFunc answers a request. It writes a success response itself and
 // returns an error otherwise: an *api.Error is written as is; anything else
 // is logged and answered 500.
@@ -32,11 +36,9 @@ type router struct {
 
 type route struct {
 	h handlerFunc
-	// bodyLimit bounds the request body; a Content-Length over it is
-	// refused 413 before any of the body is read, with limitNote added to
-	// the message.
+	// bodyLimit bounds the request body; on the node API a
+	// Content-Length over it is refused 413 before any of the body is read.
 	bodyLimit int64
-	limitNote string
 }
 
 func newRouter(s *Server, versioned bool) *router {
@@ -46,14 +48,14 @@ func newRouter(s *Server, versioned bool) *router {
 // handle routes method and pattern to h, with bodies of at most
 // api.MaxBodyBytes.
 func (rt *router) handle(method, pattern string, h handlerFunc) {
-	rt.handleLimit(method, pattern, api.MaxBodyBytes, "", h)
+	rt.handleLimit(method, pattern, api.MaxBodyBytes, h)
 }
 
-func (rt *router) handleLimit(method, pattern string, bodyLimit int64, limitNote string, h handlerFunc) {
+func (rt *router) handleLimit(method, pattern string, bodyLimit int64, h handlerFunc) {
 	if rt.routes[pattern] == nil {
 		rt.routes[pattern] = make(map[string]route)
 	}
-	rt.routes[pattern][method] = route{h: h, bodyLimit: bodyLimit, limitNote: limitNote}
+	rt.routes[pattern][method] = route{h: h, bodyLimit: bodyLimit}
 }
 
 // match returns the pattern for path and the value of its {id} segment.
@@ -114,16 +116,17 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set(api.HeaderMinCapabilityVersion, api.MinSupportedCapabilityVersion.String())
 	h.Set("Cache-Control", "no-store")
 
-	// A refusal of a request whose body was not read to its end closes an
-	// HTTP/1 connection at once, rather than wait for the rest of a body
-	// that will not be used (and that may never come). An HTTP/2 stream
-	// ends on its own; its connection carries other streams.
+	// On the node API, a refusal of a request whose body was not read to
+	// its end closes an HTTP/1 connection soon after the answer, rather
+	// than wait for the rest of a body that will not be used (and that may
+	// never come). An HTTP/2 stream ends on its own; its connection
+	// carries other streams. (The admin socket serves only its owner.)
 	body := &eofBody{ReadCloser: r.Body}
 	r.Body = body
 	closeUnread := func() {
-		if r.ProtoMajor == 1 && r.ContentLength != 0 && !body.eof {
+		if rt.versioned && r.ProtoMajor == 1 && r.ContentLength != 0 && !body.eof {
 			h.Set("Connection", "close")
-			http.NewResponseController(sw).SetReadDeadline(time.Now())
+			http.NewResponseController(sw).SetReadDeadline(time.Now().Add(unreadBodyGrace))
 		}
 	}
 	refuse := func(e *api.Error) {
@@ -151,10 +154,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("%s does not accept %s; use %s", pattern, truncate(r.Method, 20), strings.Join(methods, " or "))})
 		return
 	}
-	if r.ContentLength > rte.bodyLimit {
-		e := tooLarge(rte.bodyLimit)
-		e.Message += rte.limitNote
-		refuse(e)
+	if rt.versioned && r.ContentLength > rte.bodyLimit {
+		refuse(tooLarge(rte.bodyLimit))
 		return
 	}
 	if rt.versioned && pattern != api.PathHealthz {
