@@ -3,7 +3,7 @@
 //
 //	rustynet-controller serve   --data-dir DIR [--listen :8443] [--metrics-listen 127.0.0.1:9469] [--tls-san NAME]...
 //	rustynet-controller authkey create|list|revoke ...
-//	rustynet-controller node    list|remove ...
+//	rustynet-controller node    list|remove|rename ...
 //	rustynet-controller policy  set FILE | get
 //	rustynet-controller backup  --data-dir DIR --out FILE
 //	rustynet-controller restore --data-dir DIR FILE
@@ -51,6 +51,7 @@ commands:
   authkey revoke   revoke a pre-auth key by ID
   node list        list registered nodes
   node remove      remove a node by ID or name
+  node rename      rename a node and bind the name, so policy "name:" rules match it
   policy set FILE  replace the ACL policy ("-" reads stdin)
   policy get       print the ACL policy in force
   backup           write a consistent copy of the store to a file
@@ -106,6 +107,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return nodeList(rest, stdout, stderr)
 	case "node remove":
 		return nodeRemove(rest, stdout, stderr)
+	case "node rename":
+		return nodeRename(rest, stdout, stderr)
 	case "policy set":
 		return policySet(rest, stdin, stdout, stderr)
 	case "policy get":
@@ -237,6 +240,7 @@ func authkeyCreate(args []string, stdout, stderr io.Writer) error {
 	reusable := fs.Bool("reusable", false, "the key may register more than one node")
 	ttl := fs.Duration("ttl", time.Hour, "how long the key can be used")
 	desc := fs.String("description", "", "what the key is for")
+	name := fs.String("name", "", "bind the name of the node the key registers (single-use keys only): policy \"name:\" rules match it")
 	var tags stringList
 	fs.Var(&tags, "tags", "tags for nodes registered with the key, e.g. tag:web,tag:prod")
 	if _, err := parse(fs, args); err != nil {
@@ -248,7 +252,7 @@ func authkeyCreate(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := adminContext()
 	defer cancel()
 	resp, err := controller.NewAdminClient(*dir).CreateAuthKey(ctx, api.CreateAuthKeyRequest{
-		Reusable: *reusable, TTLSeconds: int64(*ttl / time.Second), Tags: tags, Description: *desc,
+		Reusable: *reusable, TTLSeconds: int64(*ttl / time.Second), Tags: tags, Description: *desc, Name: *name,
 	})
 	if err != nil {
 		return err
@@ -273,10 +277,10 @@ func authkeyList(args []string, stdout, stderr io.Writer) error {
 		return printJSON(stdout, keys)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tREUSABLE\tUSES\tTAGS\tEXPIRES\tDESCRIPTION")
+	fmt.Fprintln(tw, "ID\tSTATE\tREUSABLE\tUSES\tNAME\tTAGS\tEXPIRES\tDESCRIPTION")
 	now := time.Now()
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%s\t%s\t%s\n", k.ID, k.State(now), k.Reusable, k.Uses,
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%s\t%s\t%s\t%s\n", k.ID, k.State(now), k.Reusable, k.Uses, orDash(k.Name),
 			orDash(strings.Join(k.Tags, ",")), k.ExpiresAt.Local().Format(time.RFC3339), orDash(k.Description))
 	}
 	return tw.Flush()
@@ -314,7 +318,7 @@ func nodeList(args []string, stdout, stderr io.Writer) error {
 		return printJSON(stdout, nodes)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tADDRESSES\tTAGS\tBACKENDS\tONLINE\tENDPOINTS")
+	fmt.Fprintln(tw, "ID\tNAME\tNAMED BY\tADDRESSES\tTAGS\tBACKENDS\tONLINE\tENDPOINTS")
 	for _, n := range nodes {
 		addrs := make([]string, len(n.Addresses))
 		for i, a := range n.Addresses {
@@ -324,7 +328,7 @@ func nodeList(args []string, stdout, stderr io.Writer) error {
 		for i, e := range n.Endpoints {
 			eps[i] = e.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, n.Name, strings.Join(addrs, ","),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, n.Name, n.NameSource, strings.Join(addrs, ","),
 			orDash(strings.Join(n.Tags, ",")), strings.Join(n.Backends, ","), n.Online, orDash(strings.Join(eps, ",")))
 	}
 	return tw.Flush()
@@ -342,6 +346,25 @@ func nodeRemove(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "removed node %s\n", pos[0])
+	return nil
+}
+
+func nodeRename(args []string, stdout, stderr io.Writer) error {
+	fs, dir := flagSet("node rename", stderr)
+	pos, err := parse(fs, args, "ID-OR-NAME", "NEW-NAME")
+	if err != nil {
+		return err
+	}
+	if !api.ValidName(pos[1]) {
+		return usageError{fmt.Sprintf("node rename: %q is not a name: want a lowercase DNS label (letters, digits, dashes) that is not of the form of a node ID", pos[1])}
+	}
+	ctx, cancel := adminContext()
+	defer cancel()
+	n, err := controller.NewAdminClient(*dir).UpdateNode(ctx, pos[0], api.UpdateNodeRequest{Name: pos[1]})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "node %s is named %s (bound by the admin)\n", n.ID, n.Name)
 	return nil
 }
 

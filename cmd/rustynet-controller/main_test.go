@@ -110,6 +110,28 @@ func TestOperatorFlow(t *testing.T) {
 	if !strings.Contains(out, "used") {
 		t.Errorf("authkey list = %q, want the key shown as used", out)
 	}
+	// Names: the node chose "n" (a label, named by its hostname); the
+	// admin binds one; a key may bind one for the node it registers.
+	if !strings.Contains(out, "NAME") {
+		t.Errorf("authkey list = %q, want a NAME column", out)
+	}
+	out, stderr, code = cli(t, "", "node", "rename", string(reg.Node.ID), "web1", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "web1") {
+		t.Errorf("node rename = %q %q (exit %d), want the new name", out, stderr, code)
+	}
+	out, _, _ = cli(t, "", "node", "list", "--data-dir", dir)
+	if !strings.Contains(out, "web1") || !strings.Contains(out, api.NameFromAdmin) {
+		t.Errorf("node list after rename = %q, want web1 bound by the admin", out)
+	}
+	if _, stderr, code := cli(t, "", "node", "rename", "web1", "n0123456789abcdef", "--data-dir", dir); code != 2 || !strings.Contains(stderr, "node ID") {
+		t.Errorf("node rename to an ID-shaped name: exit %d %q, want 2 saying why", code, stderr)
+	}
+	if _, stderr, code := cli(t, "", "authkey", "create", "--name", "db1", "--reusable", "--data-dir", dir); code != 1 || !strings.Contains(stderr, "cannot be reusable") {
+		t.Errorf("authkey create --name --reusable: exit %d %q, want 1 saying why", code, stderr)
+	}
+	if out, stderr, code := cli(t, "", "authkey", "create", "--name", "db1", "--data-dir", dir); code != 0 || !strings.HasPrefix(out, api.AuthKeyPrefix) {
+		t.Errorf("authkey create --name db1: %q %q (exit %d)", out, stderr, code)
+	}
 
 	// A bad policy is refused with its line, with exit 1; a good one is set.
 	bad := filepath.Join(dir, "bad.yaml")
