@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -150,6 +151,34 @@ func readAll(f *os.File, rel string, size int64) ([]byte, error) {
 		return nil, invalid("%s grew while it was read", rel)
 	}
 	return data, nil
+}
+
+// sameContent says whether the regular file rel holds exactly want,
+// comparing sizes first and then the bytes as they stream.
+func (b *bundleFS) sameContent(rel string, want []byte) (bool, error) {
+	f, size, err := b.open(rel)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if size != int64(len(want)) {
+		return false, nil
+	}
+	buf := make([]byte, 64<<10)
+	for len(want) > 0 {
+		n, err := io.ReadFull(f, buf[:min(len(buf), len(want))])
+		if err != nil {
+			return false, nil // shorter than its size said: changed
+		}
+		if !bytes.Equal(buf[:n], want[:n]) {
+			return false, nil
+		}
+		want = want[n:]
+	}
+	if n, _ := f.Read(buf[:1]); n > 0 {
+		return false, nil
+	}
+	return true, nil
 }
 
 // hashBufSize is the size of the buffer files are hashed through.

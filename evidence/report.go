@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"io/fs"
 	"maps"
 	"math"
 	"path"
@@ -140,6 +142,61 @@ func loadResult(b *bundleFS, rel string, size int64, sha string) (GateResult, er
 		return GateResult{}, invalid("%s: %w", rel, decErr)
 	}
 	return r, nil
+}
+
+// ReportFile is a rendered report: its name in the bundle and content.
+type ReportFile struct {
+	Name string
+	Data []byte
+}
+
+// Reports renders in as the files `rustynet-gate run` writes next to the
+// evidence: report.html, then report.md. Rendering is deterministic: the
+// same input gives the same bytes, in any process.
+func Reports(in *ReportInput) ([]ReportFile, error) {
+	var h, m bytes.Buffer
+	if err := WriteHTML(&h, in); err != nil {
+		return nil, err
+	}
+	if err := WriteMarkdown(&m, in); err != nil {
+		return nil, err
+	}
+	return []ReportFile{{ReportHTML, h.Bytes()}, {ReportMD, m.Bytes()}}, nil
+}
+
+// CheckReports renders in (see Reports) and compares each report with the
+// bundle's file of that name, where there is one, and returns the names of
+// those it compared. A report that is not byte for byte what the verified
+// evidence renders to, forged or rendered by another version, is refused
+// with an *InvalidError: a reader who opens report.html after a bundle
+// verified reads what the evidence says. in must be what run renders: the
+// verdict under the bundle's own policy at the time it records.
+func CheckReports(in *ReportInput) ([]string, error) {
+	files, err := Reports(in)
+	if err != nil {
+		return nil, err
+	}
+	b, err := openBundle(in.Verified.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	var checked []string
+	for _, r := range files {
+		same, err := b.sameContent(r.Name, r.Data)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			return nil, invalid("%s is not the report the verified evidence renders to: it was changed, or rendered by another version "+
+				"(rustynet-gate report renders it again)", r.Name)
+		}
+		checked = append(checked, r.Name)
+	}
+	return checked, nil
 }
 
 // Limits that keep a report's size reasonable for thousands of

@@ -202,6 +202,76 @@ func TestLoadResults(t *testing.T) {
 	})
 }
 
+// TestReportsDeterministic renders the same input again and again: the
+// bytes must not change (CheckReports compares them with the files run
+// wrote in another process).
+func TestReportsDeterministic(t *testing.T) {
+	s, v := newSigner(t, Ed25519)
+	in := reportInput(t, writeReportBundle(t, s), v)
+	first, err := Reports(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		again, err := Reports(reportInput(t, in.Verified.Dir, v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range first {
+			if !bytes.Equal(first[i].Data, again[i].Data) {
+				t.Fatalf("Reports rendered %s differently from the same evidence", first[i].Name)
+			}
+		}
+	}
+}
+
+// TestCheckReports forges the reports of a bundle: a report that is not
+// what the evidence renders to must be refused; the rendered ones, or
+// none, accepted.
+func TestCheckReports(t *testing.T) {
+	s, v := newSigner(t, Ed25519)
+	good := writeReportBundle(t, s)
+	files, err := Reports(reportInput(t, good, v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names, err := CheckReports(reportInput(t, good, v)); err != nil || len(names) != 0 {
+		t.Errorf("CheckReports without reports = %q, %v; want none checked", names, err)
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(good, f.Name), f.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if names, err := CheckReports(reportInput(t, good, v)); err != nil || !slices.Equal(names, []string{ReportHTML, ReportMD}) {
+		t.Errorf("CheckReports of the rendered reports = %q, %v; want both checked", names, err)
+	}
+	for _, c := range []struct {
+		what, name string
+		change     func([]byte) []byte
+	}{
+		{"a forged PASSED report.html", ReportHTML, func([]byte) []byte { return []byte("<!doctype html><h1>PASSED</h1>") }},
+		{"report.html with BLOCKED made PASSED", ReportHTML, func(d []byte) []byte { return bytes.ReplaceAll(d, []byte("BLOCKED"), []byte("PASSED!")) }},
+		{"report.md one byte longer", ReportMD, func(d []byte) []byte { return append(d, '\n') }},
+		{"an empty report.md", ReportMD, func([]byte) []byte { return nil }},
+	} {
+		t.Run(c.what, func(t *testing.T) {
+			dir := copyDir(t, good)
+			data, err := os.ReadFile(filepath.Join(dir, c.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, c.name), c.change(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err = CheckReports(reportInput(t, dir, v))
+			if !isInvalid(err) || !strings.Contains(err.Error(), c.name) || !strings.Contains(err.Error(), "not the report the verified evidence renders to") {
+				t.Errorf("CheckReports with %s = %v, want invalid naming %s", c.what, err, c.name)
+			}
+		})
+	}
+}
+
 func TestWriteHTML(t *testing.T) {
 	s, v := newSigner(t, ECDSAP256)
 	in := reportInput(t, writeReportBundle(t, s), v)

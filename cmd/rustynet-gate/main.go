@@ -379,14 +379,24 @@ func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Regi
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	verdict, pol, err := judge(v, reg, j)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return v, verdict, pol, nil
+}
+
+// judge recomputes a verified bundle's verdict under j, and returns it
+// with the release policy it was judged under.
+func judge(v *evidence.Verified, reg *gates.Registry, j judgement) (*gates.Verdict, *policies.Release, error) {
 	pol, err := policies.ParseRelease(v.Manifest.Policy, v.Policy, reg.Has)
 	if err != nil {
-		return nil, nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the bundle's policy: %v", err)}
+		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the bundle's policy: %v", err)}
 	}
 	own := pol
 	if j.Policy != "" {
 		if pol, err = policies.LoadRelease(j.Policy, reg.Has); err != nil {
-			return nil, nil, nil, fail(exitUsage, "--policy: %v", err)
+			return nil, nil, fail(exitUsage, "--policy: %v", err)
 		}
 	}
 	statuses := map[string]string{}
@@ -395,11 +405,11 @@ func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Regi
 	}
 	channel, partial := evidence.Channel(v.Verdict)
 	if channel != v.Manifest.Channel {
-		return nil, nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict is for channel %q, the manifest says %q", channel, v.Manifest.Channel)}
+		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict is for channel %q, the manifest says %q", channel, v.Manifest.Channel)}
 	}
 	scope := v.Manifest.Scope
 	if partial != (len(scope) > 0) {
-		return nil, nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict says partial=%v, the manifest lists %d gates in scope", partial, len(scope))}
+		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict says partial=%v, the manifest lists %d gates in scope", partial, len(scope))}
 	}
 	at := v.Verdict.GetTimeVerified().AsTime()
 	if j.Now {
@@ -410,17 +420,17 @@ func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Regi
 	// is invalid, whatever policy it is judged under next.
 	recomputed, err := gates.Evaluate(own, channel, statuses, v.Verdict.GetTimeVerified().AsTime(), scope)
 	if err != nil {
-		return nil, nil, nil, &evidence.InvalidError{Reason: err.Error()}
+		return nil, nil, &evidence.InvalidError{Reason: err.Error()}
 	}
 	if recorded := v.Verdict.GetVerificationResult() == evidence.Passed; recorded != recomputed.Passed {
-		return nil, nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), recomputed.Passed)}
+		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), recomputed.Passed)}
 	}
 	verdict, err := gates.Evaluate(pol, channel, statuses, at, scope)
 	if err != nil {
 		// The channel is not in the verifier's policy.
-		return nil, nil, nil, fail(exitUsage, "--policy %s: %v", j.Policy, err)
+		return nil, nil, fail(exitUsage, "--policy %s: %v", j.Policy, err)
 	}
-	return v, verdict, pol, nil
+	return verdict, pol, nil
 }
 
 // policyNote says which policy a verdict was judged under.
@@ -463,12 +473,20 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		return fail(exitUsage, "--pubkey: %v", err)
 	}
 	j := judgement{Now: *at == "now", Policy: *policyFile}
-	v, verdict, pol, err := verified(pos[0], pub, *commitSHA, registry(), j)
+	reg := registry()
+	v, verdict, pol, err := verified(pos[0], pub, *commitSHA, reg, j)
+	if err != nil {
+		return err
+	}
+	reports, err := checkReports(v, reg)
 	if err != nil {
 		return err
 	}
 	state := verdictWord(verdict)
 	fmt.Fprintf(stdout, "evidence valid: %d gate statements, manifest of %d artifacts, key %s\n", len(v.Gates), len(v.Manifest.Artifacts), v.KeyID)
+	if len(reports) > 0 {
+		fmt.Fprintf(stdout, "%s: what the evidence renders to\n", strings.Join(reports, " and "))
+	}
 	fmt.Fprintln(stdout, policyNote(v, j, pol))
 	if v.Manifest.DevelopmentKey {
 		fmt.Fprintln(stdout, "note: signed with a development key, not a release key")
@@ -511,7 +529,9 @@ func reportInput(v *evidence.Verified, verdict *gates.Verdict) (*evidence.Report
 	return in, nil
 }
 
-// writeReports renders report.html and report.md next to the evidence.
+// writeReports renders report.html and report.md next to the evidence,
+// judged under the bundle's own policy at the time it records: what
+// verify renders again to check them.
 func writeReports(dir string, pub *evidence.Verifier, reg *gates.Registry) error {
 	v, verdict, _, err := verified(dir, pub, "", reg, judgement{})
 	if err != nil {
@@ -521,17 +541,34 @@ func writeReports(dir string, pub *evidence.Verifier, reg *gates.Registry) error
 	if err != nil {
 		return err
 	}
-	var h, m bytes.Buffer
-	if err := evidence.WriteHTML(&h, in); err != nil {
+	files, err := evidence.Reports(in)
+	if err != nil {
 		return err
 	}
-	if err := evidence.WriteMarkdown(&m, in); err != nil {
-		return err
+	for _, f := range files {
+		if err := atomicfile.WriteFile(filepath.Join(dir, f.Name), f.Data, 0o644); err != nil {
+			return err
+		}
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, evidence.ReportHTML), h.Bytes(), 0o644); err != nil {
-		return err
+	return nil
+}
+
+// checkReports refuses a verified bundle whose report.html or report.md
+// is not what run would write from its evidence (judged under the
+// bundle's own policy at the time it records, whatever verify judges it
+// under), and returns the names of the reports it checked. Release
+// managers open out/gate-TIME/report.html: once verify passes, what it
+// says is what the signed evidence says.
+func checkReports(v *evidence.Verified, reg *gates.Registry) ([]string, error) {
+	verdict, _, err := judge(v, reg, judgement{})
+	if err != nil {
+		return nil, err
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, evidence.ReportMD), m.Bytes(), 0o644)
+	in, err := reportInput(v, verdict)
+	if err != nil {
+		return nil, err
+	}
+	return evidence.CheckReports(in)
 }
 
 func cmdReport(args []string, stdout, stderr io.Writer) error {

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/rustynet/rustynet/evidence"
@@ -185,8 +186,10 @@ func TestRunVerifyTamper(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "PASSED") {
 		t.Fatalf("run: exit %d\n%s", code, out)
 	}
-	if out, code := gate(t, "verify", bundle, "--pubkey", pub); code != 0 || !strings.Contains(out, "PASSED") {
-		t.Fatalf("verify: exit %d\n%s", code, out)
+	// The reports run wrote (in another process) are what verify renders.
+	if out, code := gate(t, "verify", bundle, "--pubkey", pub); code != 0 || !strings.Contains(out, "PASSED") ||
+		!strings.Contains(out, "report.html and report.md: what the evidence renders to") {
+		t.Fatalf("verify: exit %d, want 0 with both reports checked\n%s", code, out)
 	}
 	html, err := os.ReadFile(filepath.Join(bundle, evidence.ReportHTML))
 	if err != nil || !bytes.Contains(html, []byte("PASSED")) {
@@ -246,6 +249,69 @@ func TestRunVerifyTamper(t *testing.T) {
 		if out, code := gate(t, "verify", dir, "--pubkey", pub); code != 3 || !strings.Contains(out, "invalid") {
 			t.Errorf("verify with %s: exit %d, want 3 saying the evidence is invalid\n%s", c.what, code, out)
 		}
+	}
+
+	// What the file system can hold in place of a bundle's files, and
+	// reports that do not say what the evidence says: invalid, at once
+	// (a named pipe is not waited on).
+	for _, c := range []struct {
+		what, file, want string
+		replace          func(t *testing.T, p string)
+	}{
+		{"a forged report.html", "report.html", "report.html is not the report", func(t *testing.T, p string) {
+			os.WriteFile(p, []byte("<!doctype html><title>PASSED</title><h1>PASSED: every gate passed</h1>"), 0o644)
+		}},
+		{"a report.md with a gate dropped", "report.md", "report.md is not the report", func(t *testing.T, p string) {
+			d, _ := os.ReadFile(p)
+			os.WriteFile(p, bytes.ReplaceAll(d, []byte("architecture"), []byte("")), 0o644)
+		}},
+		{"report.html a link to /etc/shadow", "report.html", "report.html is a symbolic link", func(t *testing.T, p string) {
+			os.Remove(p)
+			if err := os.Symlink("/etc/shadow", p); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"an artifact a link to /dev/zero", "artifacts/architecture/violations.json", "is a symbolic link", func(t *testing.T, p string) {
+			os.Remove(p)
+			if err := os.Symlink("/dev/zero", p); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"a named pipe in place of an artifact", "artifacts/architecture/violations.json", "is a named pipe", func(t *testing.T, p string) {
+			os.Remove(p)
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		dir := filepath.Join(t.TempDir(), "copy")
+		if err := os.CopyFS(dir, os.DirFS(bundle)); err != nil {
+			t.Fatal(err)
+		}
+		c.replace(t, filepath.Join(dir, c.file))
+		if out, code := gate(t, "verify", dir, "--pubkey", pub); code != 3 || !strings.Contains(out, c.want) {
+			t.Errorf("verify with %s: exit %d, want 3 saying %q\n%s", c.what, code, c.want, out)
+		}
+	}
+
+	// A report refused as not rendered from the evidence is rendered
+	// again by report, as the refusal says; then the bundle verifies.
+	rerendered := filepath.Join(t.TempDir(), "copy")
+	if err := os.CopyFS(rerendered, os.DirFS(bundle)); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ name, format string }{{"report.html", "html"}, {"report.md", "md"}} {
+		os.WriteFile(filepath.Join(rerendered, f.name), []byte("forged"), 0o644)
+		cmd := exec.Command(binary, "report", rerendered, "--format", f.format, "--pubkey", pub)
+		cmd.Stderr = os.Stderr
+		data, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("report --format %s: %v", f.format, err)
+		}
+		os.WriteFile(filepath.Join(rerendered, f.name), data, 0o644)
+	}
+	if out, code := gate(t, "verify", rerendered, "--pubkey", pub); code != 0 || !strings.Contains(out, "report.html and report.md: what the evidence renders to") {
+		t.Errorf("verify with the reports rendered again by report: exit %d, want 0\n%s", code, out)
 	}
 
 	// Judged under the verifier's own policy rather than the bundle's: a
