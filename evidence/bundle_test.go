@@ -1,12 +1,19 @@
 package evidence
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 )
 
 var subjects = []Subject{
@@ -170,7 +177,7 @@ func TestTamper(t *testing.T) {
 	})
 }
 
-func copyDir(t *testing.T, src string) string {
+func copyDir(t testing.TB, src string) string {
 	dst := filepath.Join(t.TempDir(), "copy")
 	filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
 		rel, _ := filepath.Rel(src, p)
@@ -215,4 +222,147 @@ func FuzzVerifyManifest(f *testing.F) {
 			t.Fatalf("Verify = %v (%T), want nil or an *InvalidError", err, err)
 		}
 	})
+}
+
+// fuzzBundle is a valid bundle whose manifest, build statement or verdict
+// a fuzz target replaces with a payload of its own, signed with the
+// bundle's key, and the verdict signed again over the new digests: random
+// bytes in place of an envelope never get past its signature, these get
+// to the decoders behind it.
+type fuzzBundle struct {
+	s        *Signer
+	v        *Verifier
+	payloads map[string][]byte // the valid bundle's, by file
+	// scratch is a copy of the valid bundle in which each run rewrites
+	// the file it fuzzes and the verdict: the same files every run, so
+	// that nothing of one run is left for the next.
+	scratch string
+}
+
+const (
+	buildStatement   = "statements/build.dsse.json"
+	unitStatement    = "statements/unit.dsse.json"
+	verdictStatement = "statements/verdict.dsse.json"
+)
+
+func newFuzzBundle(f *testing.F) *fuzzBundle {
+	s, v := newSigner(f, Ed25519)
+	good := writeBundle(f, s)
+	fb := &fuzzBundle{s: s, v: v, payloads: map[string][]byte{}, scratch: copyDir(f, good)}
+	for _, rel := range []string{ManifestFile, buildStatement, unitStatement, verdictStatement} {
+		data, err := os.ReadFile(filepath.Join(good, rel))
+		if err != nil {
+			f.Fatal(err)
+		}
+		var env dsse.Envelope
+		if err := json.Unmarshal(data, &env); err != nil {
+			f.Fatal(err)
+		}
+		if fb.payloads[rel], err = env.DecodeB64Payload(); err != nil {
+			f.Fatal(err)
+		}
+	}
+	return fb
+}
+
+// write replaces rel's payload in the scratch bundle with payload,
+// signed, and signs the verdict again over the new digests unless rel is
+// the verdict. It writes with os.WriteFile, not the Writer's fsync'ed
+// atomic writes, to fuzz faster.
+func (fb *fuzzBundle) write(t *testing.T, rel string, payload []byte) string {
+	dir := fb.scratch
+	put := func(rel, payloadType string, payload []byte) {
+		es, err := dsse.NewEnvelopeSigner(fb.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := es.SignPayload(context.Background(), payloadType, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := json.MarshalIndent(env, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, rel), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	digest := func(rel string) ArtifactRef {
+		data, err := os.ReadFile(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		return ArtifactRef{Path: rel, SHA256: hex.EncodeToString(sum[:])}
+	}
+	payloadType := PayloadType
+	if rel == ManifestFile {
+		payloadType = ManifestPayloadType
+	}
+	put(rel, payloadType, payload)
+	if rel == verdictStatement {
+		return dir
+	}
+	commit := subjects[0].Digest["gitCommit"]
+	vst, err := VerdictStatement(VerdictInput{Subjects: subjects, Commit: commit, Channel: "nightly",
+		Policy: digest("policy/release.yaml"), Manifest: digest(ManifestFile), Gates: []ArtifactRef{digest(buildStatement), digest(unitStatement)},
+		Passed: true, At: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vp, err := MarshalStatement(vst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(verdictStatement, PayloadType, vp)
+	return dir
+}
+
+// verify runs Verify on a bundle with rel's payload replaced: it must not
+// panic, must refuse with an *InvalidError if anything, and must accept
+// the valid bundle's own payload.
+func (fb *fuzzBundle) verify(t *testing.T, rel string, payload []byte) {
+	dir := fb.write(t, rel, payload)
+	_, err := Verify(dir, fb.v, "")
+	if err != nil && !isInvalid(err) {
+		t.Fatalf("Verify = %v (%T), want nil or an *InvalidError", err, err)
+	}
+	if err != nil && bytes.Equal(payload, fb.payloads[rel]) {
+		t.Fatalf("Verify of the bundle's own %s payload, signed again = %v, want valid", rel, err)
+	}
+}
+
+// FuzzVerifySignedManifest signs arbitrary bytes as the manifest.
+func FuzzVerifySignedManifest(f *testing.F) {
+	fb := newFuzzBundle(f)
+	f.Add(fb.payloads[ManifestFile])
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"version":1,"commit":"0123456789abcdef0123456789abcdef01234567","policy":"policy/release.yaml","artifacts":[{"path":"statements/../../x","sha256":""}],"sizes":[1]}`))
+	f.Add([]byte(`{"version":1,"policy":"policy/release.yaml","artifacts":[{"path":"policy/release.yaml","sha256":"00"}],"sizes":[-1]}`))
+	f.Add([]byte(`{"version":1,"artifacts":[],"sizes":[1,2],"extra":true}`))
+	f.Fuzz(func(t *testing.T, payload []byte) { fb.verify(t, ManifestFile, payload) })
+}
+
+// FuzzVerifySignedStatement signs arbitrary bytes as the build gate's
+// statement.
+func FuzzVerifySignedStatement(f *testing.F) {
+	fb := newFuzzBundle(f)
+	f.Add(fb.payloads[buildStatement])
+	f.Add(fb.payloads[unitStatement])
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"x","digest":{"sha256":"ab"}}],"predicateType":"https://rustynet.dev/attestation/gate-result/v1"}`))
+	f.Add([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"git+commit","digest":{"gitCommit":"0123456789abcdef0123456789abcdef01234567"}},{"name":"rustynetd","digest":{"sha256":"abababababababababababababababababababababababababababababababab"}}],"predicateType":"https://rustynet.dev/attestation/gate-result/v1","predicate":{"gate":"build","status":"bogus","started":"yesterday","measurements":[{"values":"x"}]}}`))
+	f.Fuzz(func(t *testing.T, payload []byte) { fb.verify(t, buildStatement, payload) })
+}
+
+// FuzzVerifySignedVerdict signs arbitrary bytes as the verdict.
+func FuzzVerifySignedVerdict(f *testing.F) {
+	fb := newFuzzBundle(f)
+	f.Add(fb.payloads[verdictStatement])
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"git+commit","digest":{"gitCommit":"0123456789abcdef0123456789abcdef01234567"}}],"predicateType":"https://slsa.dev/verification_summary/v1","predicate":{"inputAttestations":[{"uri":"statements/../../x.dsse.json"},{"uri":"manifest.dsse.json"},{"uri":"manifest.dsse.json"}]}}`))
+	f.Add([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"git+commit","digest":{"gitCommit":"0123456789abcdef0123456789abcdef01234567"}}],"predicateType":"https://slsa.dev/verification_summary/v1","predicate":{"verificationResult":5,"policy":null}}`))
+	f.Fuzz(func(t *testing.T, payload []byte) { fb.verify(t, verdictStatement, payload) })
 }
