@@ -63,7 +63,13 @@ func (m *netstackMesh) Controller() meshController { return netstackController{m
 func (m *netstackMesh) AuthKey(tags ...string) string { return m.ctl.AuthKey(true, tags...) }
 
 func (m *netstackMesh) NewNode(name, key string) meshNode {
-	n := &netstackNode{t: m.t, cfg: node.Config{
+	return startNetstackNode(m.t, m.config(name, key))
+}
+
+// config is the configuration of a node of the mesh named name,
+// registering with key.
+func (m *netstackMesh) config(name, key string) node.Config {
+	return node.Config{
 		StateDir:      m.t.TempDir(),
 		ControllerURL: m.ctl.URL,
 		ControllerCA:  m.ctl.CAFile,
@@ -74,9 +80,16 @@ func (m *netstackMesh) NewNode(name, key string) meshNode {
 		Netstack:      true,
 		PollWait:      10 * time.Second,
 		Logger:        testLogger(name),
-	}, name: name}
+	}
+}
+
+// startNetstackNode starts a node with cfg (named by its Hostname), waits
+// until it is up and stops it when the test ends.
+func startNetstackNode(t *testing.T, cfg node.Config) *netstackNode {
+	t.Helper()
+	n := &netstackNode{t: t, cfg: cfg, name: cfg.Hostname}
 	n.Start()
-	m.t.Cleanup(n.Stop)
+	t.Cleanup(n.Stop)
 	return n
 }
 
@@ -109,7 +122,22 @@ func (n *netstackNode) Start() {
 	n.mu.Unlock()
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
-	if _, err := nd.Net(wctx); err != nil {
+	up := make(chan error, 1)
+	go func() {
+		_, err := nd.Net(wctx)
+		up <- err
+	}()
+	select {
+	case err = <-up:
+	case err = <-done:
+		// Run returned before the node came up: put its error back for
+		// Stop, and stop waiting.
+		done <- err
+		wcancel()
+		<-up
+		err = fmt.Errorf("Run returned %v", err)
+	}
+	if err != nil {
 		n.t.Fatalf("node %s did not come up: %v", n.name, err)
 	}
 	if n.addr, n.addr6, err = meshAddrs(nd.Status().Self.Addresses); err != nil {

@@ -108,7 +108,16 @@ func transfer(t testing.TB, a, b meshNode, size int) error {
 // may wait for a handshake, so dialing is retried for up to 10s.
 func transferTo(t testing.TB, a, b meshNode, to netip.Addr, size int) error {
 	t.Helper()
-	ln, err := b.Listen(netip.AddrPortFrom(to, 7000))
+	return transferOn(t, a, b, netip.AddrPortFrom(to, 7000), size)
+}
+
+// transferOn is transferTo on a given port of b. A port that a node
+// listened on before may still be held by a connection that its peer did
+// not finish closing (the peer was stopped, or changed its key).
+func transferOn(t testing.TB, a, b meshNode, at netip.AddrPort, size int) error {
+	t.Helper()
+	to := at.Addr()
+	ln, err := b.Listen(at)
 	if err != nil {
 		return fmt.Errorf("listen on %s at %s: %w", b.Name(), to, err)
 	}
@@ -131,7 +140,7 @@ func transferTo(t testing.TB, a, b meshNode, to netip.Addr, size int) error {
 	var c net.Conn
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err = a.Dial(dctx, netip.AddrPortFrom(to, 7000))
+		c, err = a.Dial(dctx, at)
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			break

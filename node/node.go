@@ -217,10 +217,17 @@ func (n *Node) Run(ctx context.Context) error {
 			<-ctx.Done()
 			return nil
 		}
-		n.setOffline(err)
 		n.metrics.reconnects.Inc()
 		d := n.bo.next()
-		n.log.Warn("controller unreachable; the last netmap stays in force", "err", err, "retry_in", d.Round(time.Millisecond))
+		if wait, ok := control.RetryAfter(err); ok {
+			// The controller answers, but asks the node to wait.
+			d = max(d, wait)
+			n.setLastError(err)
+			n.log.Warn("the controller asks this node to wait; the last netmap stays in force", "err", err, "retry_in", d.Round(time.Millisecond))
+		} else {
+			n.setOffline(err)
+			n.log.Warn("controller unreachable; the last netmap stays in force", "err", err, "retry_in", d.Round(time.Millisecond))
+		}
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
@@ -327,8 +334,12 @@ func (n *Node) register(ctx context.Context) error {
 	req.Challenge = ch.Challenge
 	resp, err := n.client.Register(ctx, req)
 	if err != nil {
+		// A refusal is final, but for 429 (wait, then retry). A network
+		// error may have lost the answer to a registration that
+		// succeeded: the retry proves the machine key again and gets
+		// the same node back.
 		var apiErr *api.Error
-		if errors.As(err, &apiErr) && apiErr.Status < 500 {
+		if errors.As(err, &apiErr) && apiErr.Status < 500 && apiErr.Status != http.StatusTooManyRequests {
 			return fatalError{fmt.Errorf("register: %w", err)}
 		}
 		return fmt.Errorf("register: %w", err)
@@ -632,6 +643,14 @@ func (n *Node) setRunning() {
 		n.log.Info("controller connected")
 	}
 	n.state, n.lastErr = "running", ""
+}
+
+// setLastError records err with the state unchanged: the controller
+// answered, but asked the node to wait.
+func (n *Node) setLastError(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lastErr = err.Error()
 }
 
 func (n *Node) setOffline(err error) {

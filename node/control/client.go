@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,12 +21,18 @@ import (
 )
 
 // Client talks to one controller. Its methods may be called concurrently.
+//
+// When the controller answers a request 429 with Retry-After, the client
+// holds back that request (its path, whatever the query) until the time
+// has passed: it refuses it at once with the same kind of error, which
+// RetryAfter reads, without sending it.
 type Client struct {
 	base string
 	hc   *http.Client
 
-	mu   sync.Mutex
-	cred string
+	mu        sync.Mutex
+	cred      string
+	notBefore map[string]time.Time // path -> when it may be sent again
 }
 
 // New returns a client for the controller at url (https://HOST:PORT) that
@@ -50,6 +57,7 @@ func New(url, caFile string) (*Client, error) {
 			TLSHandshakeTimeout: 10 * time.Second,
 			IdleConnTimeout:     api.MaxWait + time.Minute,
 		}},
+		notBefore: map[string]time.Time{},
 	}, nil
 }
 
@@ -73,6 +81,12 @@ func (c *Client) do(ctx context.Context, method, path string, timeout time.Durat
 			return err
 		}
 		body = bytes.NewReader(b)
+	}
+	route, _, _ := strings.Cut(path, "?")
+	if wait := c.RetryIn(route); wait > 0 {
+		return &RateLimitedError{Err: &api.Error{Status: http.StatusTooManyRequests, Code: api.CodeRateLimited,
+			Message: fmt.Sprintf("not sent: the controller asked this node to wait %v more before the next %s %s", wait.Round(time.Millisecond), method, route)},
+			until: time.Now().Add(wait), NotSent: true}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -99,9 +113,16 @@ func (c *Client) do(ctx context.Context, method, path string, timeout time.Durat
 		var eb api.ErrorBody
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(raw, &eb) != nil || eb.Error == nil {
-			return &api.Error{Status: resp.StatusCode, Code: "http", Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+			eb.Error = &api.Error{Code: "http", Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
 		}
 		eb.Error.Status = resp.StatusCode
+		if resp.StatusCode == http.StatusTooManyRequests {
+			until := time.Now().Add(retryAfter(resp.Header.Get("Retry-After")))
+			c.mu.Lock()
+			c.notBefore[route] = until
+			c.mu.Unlock()
+			return &RateLimitedError{Err: eb.Error, until: until}
+		}
 		return eb.Error
 	}
 	if out == nil {
@@ -164,6 +185,60 @@ func (c *Client) RotateKey(ctx context.Context, k api.NodePublic, backendKeys ma
 // Logout removes the node from the controller.
 func (c *Client) Logout(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, api.PathLogout, requestTimeout, nil, nil)
+}
+
+// RetryIn returns how long the controller asked the node to wait before
+// it sends a request to path again (0 if it may send it now).
+func (c *Client) RetryIn(path string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.notBefore[path]
+	if !ok {
+		return 0
+	}
+	d := time.Until(until)
+	if d <= 0 {
+		delete(c.notBefore, path)
+		return 0
+	}
+	return d
+}
+
+// MinRetryAfter is the wait a 429 without a usable Retry-After stands for.
+const MinRetryAfter = time.Second
+
+// retryAfter parses a Retry-After value: whole seconds or an HTTP date.
+func retryAfter(v string) time.Duration {
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
+		return max(time.Duration(secs)*time.Second, MinRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), MinRetryAfter)
+	}
+	return MinRetryAfter
+}
+
+// RateLimitedError is the controller's 429 (rate_limited), or the
+// client's own refusal to send a request that the controller asked it to
+// hold back (NotSent). It unwraps to the *api.Error.
+type RateLimitedError struct {
+	Err     *api.Error
+	NotSent bool
+	until   time.Time
+}
+
+func (e *RateLimitedError) Error() string { return e.Err.Error() }
+func (e *RateLimitedError) Unwrap() error { return e.Err }
+
+// RetryAfter reports how long from now the controller asked the node to
+// wait before it sends the refused request again, and whether err is such
+// a refusal.
+func RetryAfter(err error) (time.Duration, bool) {
+	var e *RateLimitedError
+	if !errors.As(err, &e) {
+		return 0, false
+	}
+	return max(time.Until(e.until), 0), true
 }
 
 // IsStatus reports whether err is a refusal with the given HTTP status.
