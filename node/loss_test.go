@@ -77,8 +77,9 @@ func keysAgree(t *testing.T, m *netstackMesh, a, b *netstackNode) api.NodePublic
 			return err
 		}
 		held = cn.NodeKey
-		if st.State != "running" {
-			return fmt.Errorf("%s is %s (%s)", b.Name(), st.State, st.LastError)
+		if st.State != "running" || st.NodeKey != held || !st.PendingNodeKey.IsZero() || st.KeyMismatch != "" {
+			return fmt.Errorf("%s is %s (%s) with node key %s, pending %s (%s); the controller holds %s",
+				b.Name(), st.State, st.LastError, st.NodeKey, st.PendingNodeKey, st.KeyMismatch, held)
 		}
 		keys, err := a.DataplanePeers(context.Background())
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,8 +78,18 @@ type Node struct {
 	client  *control.Client
 	bo      backoff
 
+	// rotation holds a token while a key rotation is under way (the
+	// user's, or the node's own completion or repair of one): one at a
+	// time.
+	rotation chan struct{}
+	hook     atomic.Pointer[func(step string) error] // test hook, see step
+	crashed  atomic.Bool                             // a test hook crashed the node
+
 	mu        sync.Mutex
 	st        *persistent
+	rotating  bool   // a rotation is under way: it settles the pending key itself
+	synced    bool   // the view holds a netmap from the controller, not only the cache
+	keyErr    string // why the last attempt to settle the node key failed
 	rev       uint64
 	self      *api.Node
 	peers     map[api.NodeID]api.Node
@@ -147,6 +158,7 @@ func New(cfg Config) (*Node, error) {
 		peers:    map[api.NodeID]api.Node{},
 		state:    "starting",
 		netReady: make(chan struct{}),
+		rotation: make(chan struct{}, 1),
 	}
 	n.metrics = newMetrics(cfg.Registerer, n)
 	return n, nil
@@ -275,6 +287,13 @@ func (n *Node) session(ctx context.Context) error {
 		if err := n.reportEndpoints(ctx); err != nil {
 			return classify(err)
 		}
+		if err := n.reconcileKey(ctx); err != nil {
+			// The netmap is followed still; the next round tries again.
+			if err := classify(err); errors.Is(err, errLoggedOut) {
+				return err
+			}
+			n.log.Warn("the node key is not settled with the controller; trying again after the next netmap", "err", err)
+		}
 		n.mu.Lock()
 		since := n.rev
 		n.mu.Unlock()
@@ -309,7 +328,7 @@ func (n *Node) register(ctx context.Context) error {
 		return fatalError{errors.New("not registered: start with --auth-key (create one with `rustynet-controller authkey create`)")}
 	}
 	n.mu.Lock()
-	st := n.st
+	st := *n.st
 	req := &api.RegisterRequest{
 		AuthKey:     n.cfg.AuthKey,
 		NodeKey:     st.NodeKey.Public(),
@@ -346,8 +365,12 @@ func (n *Node) register(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	st.Credential, st.NodeID, st.Controller = resp.Credential, resp.Node.ID, n.cfg.ControllerURL
-	if err := saveJSON(n.cfg.StateDir, stateFile, st); err != nil {
+	if err := n.updateStateLocked(func(p *persistent) {
+		p.Credential, p.NodeID, p.Controller = resp.Credential, resp.Node.ID, n.cfg.ControllerURL
+		// The node registered with NodeKey: a rotation from before has
+		// nothing left to rotate.
+		p.PendingNodeKey = key.NodePrivate{}
+	}); err != nil {
 		return fatalError{fmt.Errorf("save credential: %w", err)}
 	}
 	n.client.SetCredential(resp.Credential)
@@ -459,6 +482,14 @@ func (n *Node) applyMap(m *api.MapResponse, fromCache bool) error {
 		}
 	}
 	n.rev = m.Revision
+	if !fromCache {
+		n.synced = true
+	}
+	if promoted, err := n.promoteHeldLocked(); err != nil {
+		n.log.Error("promoting the pending node key", "err", err)
+	} else if promoted {
+		changed = true
+	}
 	if !changed {
 		return nil
 	}
@@ -475,7 +506,7 @@ func (n *Node) applyMap(m *api.MapResponse, fromCache bool) error {
 	}
 	n.metrics.netmapApply.Observe(time.Since(start).Seconds())
 	if !fromCache {
-		if err := saveJSON(n.cfg.StateDir, netmapFile, n.viewLocked()); err != nil {
+		if err := n.save(netmapFile, n.viewLocked()); err != nil {
 			n.log.Warn("caching the netmap", "err", err)
 		}
 	}
@@ -666,8 +697,7 @@ func (n *Node) loggedOut() {
 	defer n.mu.Unlock()
 	n.log.Warn("the controller removed this node; restart with --auth-key to register again")
 	n.state, n.lastErr = "logged-out", errLoggedOut.Error()
-	n.st.Credential, n.st.NodeID = "", ""
-	if err := saveJSON(n.cfg.StateDir, stateFile, n.st); err != nil {
+	if err := n.updateStateLocked(func(p *persistent) { p.Credential, p.NodeID = "", "" }); err != nil {
 		n.log.Error("saving state", "err", err)
 	}
 	n.peers = map[api.NodeID]api.Node{}
@@ -712,6 +742,14 @@ func (n *Node) Status() *localapi.Status {
 	}
 	if n.st != nil {
 		st.ListenPort = n.st.ListenPort
+		st.NodeKey = n.st.NodeKey.Public()
+		if !n.st.PendingNodeKey.IsZero() {
+			st.PendingNodeKey = n.st.PendingNodeKey.Public()
+		}
+		st.KeyMismatch = n.keyMismatchLocked()
+		if st.State == "running" && st.KeyMismatch != "" {
+			st.State = "rotating"
+		}
 	}
 	if !n.updatedAt.IsZero() {
 		t := n.updatedAt
@@ -740,33 +778,6 @@ func (n *Node) Status() *localapi.Status {
 		st.Peers = append(st.Peers, lp)
 	}
 	return st
-}
-
-// RotateKey implements localapi.Agent: a new node key, first at the
-// controller (which pushes it to the peers), then locally.
-func (n *Node) RotateKey(ctx context.Context) (api.NodePublic, error) {
-	nk := key.NewNode()
-	if _, err := n.client.RotateKey(ctx, nk.Public(), n.backendKeys(nk)); err != nil {
-		return api.NodePublic{}, fmt.Errorf("controller refused the new key: %w", err)
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.st.NodeKey = nk
-	if err := saveJSON(n.cfg.StateDir, stateFile, n.st); err != nil {
-		return api.NodePublic{}, fmt.Errorf("save the new key: %w", err)
-	}
-	if n.self != nil {
-		self := *n.self
-		self.NodeKey = nk.Public()
-		n.self = &self
-	}
-	if n.dp != nil {
-		if err := n.applyLocked(); err != nil {
-			return api.NodePublic{}, err
-		}
-	}
-	n.log.Info("node key rotated", "node_key", nk.Public().String())
-	return nk.Public(), nil
 }
 
 // backoff is exponential with jitter: each delay is drawn from [d/2, d]

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/controllertest"
+	"github.com/rustynet/rustynet/node/localapi"
 )
 
 // TestRegisterAnswerLost: the controller registers a node, but its answer
@@ -107,5 +109,29 @@ func TestRateLimitedRetryAfter(t *testing.T) {
 		if err := retriedAfter(t, m.proxy.Exchanges(api.PathEndpoints), wait); err != nil {
 			t.Error(err)
 		}
+	})
+	t.Run("rotate-key", func(t *testing.T) {
+		m := newLossMesh(t)
+		key := m.AuthKey()
+		a, b := m.NewNode("alpha", key).(*netstackNode), m.viaProxy("bravo", key)
+		m.proxy.RateLimit(api.PathRotateKey, 1, wait)
+		_, err := b.RotateKey(ctxT(t, 10*time.Second))
+		if err == nil || errors.Is(err, localapi.ErrRotationPending) || !strings.Contains(err.Error(), "retry in") {
+			t.Errorf("RotateKey answered 429 = %v, want a refusal that says when to retry", err)
+		}
+		if _, err := b.RotateKey(ctxT(t, 10*time.Second)); err == nil {
+			t.Errorf("RotateKey right after a 429 succeeded, want a refusal until Retry-After passes")
+		}
+		if n := len(m.proxy.Exchanges(api.PathRotateKey)); n != 1 {
+			t.Errorf("the controller got %d rotate-key requests within Retry-After of a 429, want 1", n)
+		}
+		eventually(t, 10*time.Second, "a rotation after Retry-After", func() error {
+			_, err := b.RotateKey(ctxT(t, 10*time.Second))
+			return err
+		})
+		if err := retriedAfter(t, m.proxy.Exchanges(api.PathRotateKey), wait); err != nil {
+			t.Error(err)
+		}
+		keysAgree(t, m.netstackMesh, a, b)
 	})
 }

@@ -24,6 +24,12 @@ const (
 type persistent struct {
 	NodeKey    key.NodePrivate    `json:"node_key"`
 	MachineKey key.MachinePrivate `json:"machine_key"`
+	// PendingNodeKey is a new node key on its way to the controller: it is
+	// saved before it is sent, and becomes NodeKey once the controller
+	// confirms it (its answer, or a netmap that shows it). A node that
+	// starts with one sends it again; the controller answers at once for
+	// a key it already holds.
+	PendingNodeKey key.NodePrivate `json:"pending_node_key,omitzero"`
 	// Credential authenticates the node to the controller; empty until
 	// registered and after the controller removed the node.
 	Credential string     `json:"credential,omitempty"`

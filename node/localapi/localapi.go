@@ -27,7 +27,9 @@ const SocketName = "rustynetd.sock"
 // Status is what `rustynet status` shows.
 type Status struct {
 	// State is "starting", "running" (the controller answers),
-	// "offline" (the controller does not; the last netmap is in force) or
+	// "rotating" (the controller answers, but it and the node do not
+	// agree on the node's key yet: see KeyMismatch), "offline" (the
+	// controller does not answer; the last netmap is in force) or
 	// "logged-out" (the controller removed the node).
 	State      string    `json:"state"`
 	Backend    string    `json:"backend"`
@@ -35,10 +37,18 @@ type Status struct {
 	Controller string    `json:"controller"`
 	LastError  string    `json:"last_error,omitempty"`
 	Self       *api.Node `json:"self,omitempty"`
-	ListenPort uint16    `json:"listen_port"`
-	Revision   uint64    `json:"revision"`
-	Peers      []Peer    `json:"peers"`
-	Missing    []Missing `json:"missing,omitempty"`
+	// NodeKey is the key the node uses; PendingNodeKey a new one it sent
+	// to the controller, which has not confirmed it yet.
+	NodeKey        api.NodePublic `json:"node_key,omitzero"`
+	PendingNodeKey api.NodePublic `json:"pending_node_key,omitzero"`
+	// KeyMismatch says how the node and the controller (by its last
+	// netmap) disagree on the node's key, while they do; the node is
+	// settling it.
+	KeyMismatch string    `json:"key_mismatch,omitempty"`
+	ListenPort  uint16    `json:"listen_port"`
+	Revision    uint64    `json:"revision"`
+	Peers       []Peer    `json:"peers"`
+	Missing     []Missing `json:"missing,omitempty"`
 	// DataplanePeers are the keys the backend is configured with; they
 	// match Peers once a netmap is applied.
 	DataplanePeers []api.NodePublic `json:"dataplane_peers"`
@@ -77,8 +87,15 @@ type PingResult struct {
 type Agent interface {
 	Status() *Status
 	Ping(ctx context.Context, peer string, timeout time.Duration) (*PingResult, error)
+	// RotateKey returns the new key, or the pending key with an error
+	// that wraps ErrRotationPending, or a refusal.
 	RotateKey(ctx context.Context) (api.NodePublic, error)
 }
+
+// ErrRotationPending says that a new node key was sent to the controller
+// but its answer did not arrive: the node keeps the key as pending and
+// completes the rotation when the controller answers.
+var ErrRotationPending = errors.New("the key rotation is pending")
 
 // Error is a refusal of the local API.
 type Error struct {
@@ -86,6 +103,21 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// RotationPendingError is the client's form of a rotation answered
+// ErrRotationPending (202 Accepted): the daemon's message, which says why.
+type RotationPendingError struct{ Message string }
+
+func (e *RotationPendingError) Error() string        { return e.Message }
+func (e *RotationPendingError) Is(target error) bool { return target == ErrRotationPending }
+
+// rotateKeyAnswer is the body of POST /rotate-key: 200 with the new key,
+// or 202 with the pending key and why it is pending.
+type rotateKeyAnswer struct {
+	NodeKey api.NodePublic `json:"node_key"`
+	Pending bool           `json:"pending,omitempty"`
+	Message string         `json:"message,omitempty"`
+}
 
 // Serve serves the local API on DIR/rustynetd.sock until ctx is done, then
 // closes the socket and waits for requests in flight.
@@ -131,11 +163,14 @@ func Serve(ctx context.Context, dir string, a Agent, log *slog.Logger) (wait fun
 	})
 	mux.HandleFunc("POST /rotate-key", func(w http.ResponseWriter, r *http.Request) {
 		k, err := a.RotateKey(r.Context())
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrRotationPending):
+			writeJSON(w, http.StatusAccepted, rotateKeyAnswer{NodeKey: k, Pending: true, Message: err.Error()})
+		case err != nil:
 			writeJSON(w, http.StatusBadGateway, Error{err.Error()})
-			return
+		default:
+			writeJSON(w, 200, rotateKeyAnswer{NodeKey: k})
 		}
-		writeJSON(w, 200, map[string]string{"node_key": k.String()})
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
@@ -180,6 +215,7 @@ func NewClient(dir string) *Client {
 	}}}
 }
 
+// do sends a request and decodes a 200 or 202 answer into out.
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://rustynetd"+path, nil)
 	if err != nil {
@@ -197,7 +233,7 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
 		var e Error
 		if json.Unmarshal(raw, &e) == nil && e.Message != "" {
 			return &e
@@ -226,10 +262,17 @@ func (c *Client) Ping(ctx context.Context, peer string, timeout time.Duration) (
 	return &out, c.do(ctx, http.MethodPost, "/ping?"+q.Encode(), &out)
 }
 
-// RotateKey rotates the node's WireGuard key through the controller.
+// RotateKey rotates the node's WireGuard key through the controller. It
+// returns the new key, or the pending key and an error that wraps
+// ErrRotationPending when the controller's answer did not arrive (the
+// daemon completes the rotation when the controller answers).
 func (c *Client) RotateKey(ctx context.Context) (api.NodePublic, error) {
-	var out struct {
-		NodeKey api.NodePublic `json:"node_key"`
+	var out rotateKeyAnswer
+	if err := c.do(ctx, http.MethodPost, "/rotate-key", &out); err != nil {
+		return api.NodePublic{}, err
 	}
-	return out.NodeKey, c.do(ctx, http.MethodPost, "/rotate-key", &out)
+	if out.Pending {
+		return out.NodeKey, &RotationPendingError{Message: out.Message}
+	}
+	return out.NodeKey, nil
 }
