@@ -29,7 +29,9 @@ commands:
   status [--json]    the node, its controller and its peers
   ip [-4|-6]         the node's mesh address(es)
   ping PEER [-c N]   ICMP echo to a peer (name, ID or mesh address) through the tunnel
-  rotate-key         rotate the node's WireGuard key through the controller
+  rotate-key         rotate the node's WireGuard key through the controller;
+                     exits 3 if the key was sent but the controller's answer
+                     did not arrive (the node completes the rotation later)
 
 Every command takes --state-dir DIR (default /var/lib/rustynet).
 `
@@ -117,6 +119,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	case "rotate-key":
 		k, err := c.RotateKey(ctx)
+		if errors.Is(err, localapi.ErrRotationPending) {
+			fmt.Fprintf(stdout, "new node key %s sent, not yet confirmed: the node completes the rotation when the controller answers (`rustynet status` shows it pending until then)\n", k)
+			fmt.Fprintf(stderr, "rustynet %s: %v\n", cmd, err)
+			return 3
+		}
 		if err != nil {
 			return fail(err)
 		}
@@ -137,6 +144,15 @@ func printStatus(w io.Writer, st *localapi.Status) {
 			addrs[i] = a.Addr().String()
 		}
 		fmt.Fprintf(w, "node:       %s (%s) %s\n", st.Self.Name, st.Self.ID, strings.Join(addrs, " "))
+	}
+	if !st.NodeKey.IsZero() {
+		fmt.Fprintf(w, "node key:   %s\n", st.NodeKey)
+	}
+	if !st.PendingNodeKey.IsZero() {
+		fmt.Fprintf(w, "pending:    %s (sent to the controller, not yet confirmed)\n", st.PendingNodeKey)
+	}
+	if st.KeyMismatch != "" {
+		fmt.Fprintf(w, "key:        %s\n", st.KeyMismatch)
 	}
 	fmt.Fprintf(w, "backend:    %s on %s, port %d\n", st.Backend, st.Interface, st.ListenPort)
 	fmt.Fprintf(w, "controller: %s (netmap revision %d)\n", st.Controller, st.Revision)
