@@ -116,6 +116,9 @@ func ParseCrypto(file string, data []byte) (*Crypto, error) {
 		if err := checkOwned(file, e.Mode.Line, e.Owner, e.Reason, e.Expires); err != nil {
 			return nil, err
 		}
+		if e.Ticket.Value == "" {
+			return nil, &Error{File: file, Line: e.Mode.Line, Msg: "exception has no ticket"}
+		}
 	}
 	return &c, nil
 }
@@ -160,6 +163,17 @@ func (a *Algorithm) StatusAt(t time.Time) string {
 		return Allowed
 	}
 	return a.Status.Value
+}
+
+// CheckHorizon refuses a policy with an exception that expires more than
+// MaxHorizon after now.
+func (c *Crypto) CheckHorizon(now time.Time) error {
+	for _, e := range c.Exceptions {
+		if err := checkHorizon(c.File, "the exception for "+e.Mode.Value, e.Expires, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ActiveExceptions returns the exceptions in force at t and those that

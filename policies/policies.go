@@ -156,6 +156,20 @@ func readFile(path string) ([]byte, error) {
 	return data, nil
 }
 
+// MaxHorizon is how far ahead a waiver or an exception may expire: one
+// that must last longer is renewed, by a commit that says so, before it
+// lapses.
+const MaxHorizon = 90 * 24 * time.Hour
+
+// checkHorizon refuses an expiry more than MaxHorizon after now.
+func checkHorizon(file, what string, expires Time, now time.Time) error {
+	if expires.Sub(now) > MaxHorizon {
+		return &Error{File: file, Line: expires.Line, Msg: fmt.Sprintf("%s expires %s, more than %d days after %s: renew it closer to its end instead",
+			what, expires.Format(time.DateOnly), int(MaxHorizon.Hours()/24), now.UTC().Format(time.DateOnly))}
+	}
+	return nil
+}
+
 // checkOwned validates the owner, reason and expiry every waiver and
 // exception must have.
 func checkOwned(file string, line int, owner, reason Str, expires Time) error {

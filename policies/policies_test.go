@@ -146,7 +146,7 @@ func FuzzParseRelease(f *testing.F) {
 
 func FuzzParseCrypto(f *testing.F) {
 	f.Add([]byte("version: 1\nalgorithms:\n  - name: a\n    use: b\n    status: allowed\n"))
-	f.Add([]byte("version: 1\ninsecure_modes: [{name: m, default: off}]\nexceptions: [{mode: m, owner: o, reason: r, expires: 2020-01-01}]\n"))
+	f.Add([]byte("version: 1\ninsecure_modes: [{name: m, default: off}]\nexceptions: [{mode: m, owner: o, reason: r, ticket: t, expires: 2020-01-01}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := ParseCrypto("crypto.yaml", data); err != nil {
 			var pe *Error
@@ -268,4 +268,39 @@ func FuzzParseBudgets(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHorizon: a waiver or an exception may not be granted for more than
+// 90 days from the time it is checked at; an exception names its ticket.
+func TestHorizon(t *testing.T) {
+	now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	rel := func(expires string) string {
+		return "version: 1\nchannels:\n  nightly:\n    gates: [unit]\nwaivers:\n  - gate: unit\n    owner: a@b.c\n    reason: flaky\n    ticket: RN-1\n    expires: " + expires + "\n"
+	}
+	for expires, ok := range map[string]bool{"2027-03-01": true, "2027-03-02": true, "2027-03-03": false, "2030-01-01": false, "2026-01-01": true} {
+		r, err := ParseRelease("release.yaml", []byte(rel(expires)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.CheckHorizon(now)
+		if (err == nil) != ok {
+			t.Errorf("waiver expiring %s checked on %s: %v, want ok=%v", expires, now.Format(time.DateOnly), err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "release.yaml:10") {
+			t.Errorf("refusal %q does not name the line of the expiry", err)
+		}
+	}
+	cry := func(expires, ticket string) string {
+		return "version: 1\ninsecure_modes: [{name: m, default: off}]\nexceptions:\n  - mode: m\n    owner: a@b.c\n    reason: r\n" + ticket + "    expires: " + expires + "\n"
+	}
+	c, err := ParseCrypto("crypto.yaml", []byte(cry("2027-06-01", "    ticket: RN-2\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckHorizon(now); err == nil || !strings.Contains(err.Error(), "more than 90 days") {
+		t.Errorf("exception six months ahead: %v, want a refusal", err)
+	}
+	if _, err := ParseCrypto("crypto.yaml", []byte(cry("2027-01-01", ""))); err == nil || !strings.Contains(err.Error(), "no ticket") {
+		t.Errorf("exception without a ticket: %v, want a refusal", err)
+	}
 }

@@ -132,6 +132,18 @@ func (r *Release) Gates(channel string) ([]string, error) {
 	return out, nil
 }
 
+// CheckHorizon refuses a policy with a waiver that expires more than
+// MaxHorizon after now. The runner checks it at the start of a run, and
+// verify against the time the bundle was made.
+func (r *Release) CheckHorizon(now time.Time) error {
+	for _, w := range r.Waivers {
+		if err := checkHorizon(r.File, "the waiver for gate "+w.Gate.Value, w.Expires, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Waiver returns the waiver for gate on channel in force at t, if any, and
 // any that matched but had expired (an expired waiver blocks, and says so).
 func (r *Release) Waiver(gate, channel string, t time.Time) (active, expired *Waiver) {

@@ -254,6 +254,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	reg := registry()
 	pol, err := policies.LoadRelease(*policyFile, reg.Has)
+	if err == nil {
+		err = pol.CheckHorizon(time.Now())
+	}
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
@@ -393,6 +396,10 @@ func judge(v *evidence.Verified, reg *gates.Registry, j judgement) (*gates.Verdi
 	if err != nil {
 		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the bundle's policy: %v", err)}
 	}
+	if err := pol.CheckHorizon(v.Manifest.Created); err != nil {
+		// run refuses such a policy: this bundle was not made by it.
+		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the bundle's policy: %v", err)}
+	}
 	own := pol
 	if j.Policy != "" {
 		if pol, err = policies.LoadRelease(j.Policy, reg.Has); err != nil {
@@ -414,6 +421,11 @@ func judge(v *evidence.Verified, reg *gates.Registry, j judgement) (*gates.Verdi
 	at := v.Verdict.GetTimeVerified().AsTime()
 	if j.Now {
 		at = time.Now()
+	}
+	if j.Policy != "" {
+		if err := pol.CheckHorizon(at); err != nil {
+			return nil, nil, fail(exitUsage, "--policy: %v", err)
+		}
 	}
 	// The signed verdict must be what the bundle's own policy gives at
 	// the recorded time: a bundle whose statements and verdict disagree

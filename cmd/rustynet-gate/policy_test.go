@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rustynet/rustynet/policies"
 )
@@ -36,5 +41,22 @@ func TestShippedReleasePolicy(t *testing.T) {
 		if _, err := b.SoakDuration(ch); err != nil {
 			t.Errorf("channel %s: %v", ch, err)
 		}
+	}
+}
+
+// TestRunRefusesAFarWaiver: a policy whose waiver expires more than 90 days
+// ahead is refused before any gate runs (exit 2, naming the line).
+func TestRunRefusesAFarWaiver(t *testing.T) {
+	dir := t.TempDir()
+	far := time.Now().Add(200 * 24 * time.Hour).Format(time.DateOnly)
+	pol := filepath.Join(dir, "release.yaml")
+	os.WriteFile(pol, []byte("version: 1\nchannels:\n  nightly:\n    gates: [build, unit]\nwaivers:\n  - gate: unit\n    owner: a@b.c\n    reason: flaky\n    ticket: RN-1\n    expires: "+far+"\n"), 0o600)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"run", "--policy", pol, "--channel", "nightly", "--out", filepath.Join(dir, "out")}, &stdout, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "release.yaml:10") || !strings.Contains(stderr.String(), "more than 90 days") {
+		t.Errorf("run with a waiver expiring %s: exit %d, %q; want 2 naming line 10", far, code, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
+		t.Error("run wrote a bundle for a refused policy")
 	}
 }
