@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	vsa "github.com/in-toto/attestation/go/predicates/vsa/v1"
@@ -62,13 +63,22 @@ type Manifest struct {
 	Sizes     []int64       `json:"sizes"`
 }
 
-// Writer builds a bundle in a new directory.
+// Writer builds a bundle in a new directory. Its methods may be called
+// concurrently. Once the manifest is signed the writer is sealed: a later
+// artifact could not be accounted for, and is refused with ErrSealed.
 type Writer struct {
 	dir    string
 	signer *Signer
+
+	mu     sync.Mutex
 	arts   []ArtifactRef
 	sizes  []int64
+	sealed bool
 }
+
+// ErrSealed is returned for an artifact written after the manifest was
+// signed.
+var ErrSealed = errors.New("the bundle's manifest is signed: no artifact can be added")
 
 var relRE = regexp.MustCompile(`^[A-Za-z0-9._=-]+(/[A-Za-z0-9._=-]+)*$`)
 
@@ -88,20 +98,14 @@ func NewWriter(dir string, s *Signer) (*Writer, error) {
 // Dir is the bundle's directory.
 func (w *Writer) Dir() string { return w.dir }
 
-func (w *Writer) record(rel string, data []byte) ArtifactRef {
-	sum := sha256.Sum256(data)
-	ref := ArtifactRef{Path: rel, SHA256: hex.EncodeToString(sum[:])}
-	w.arts = append(w.arts, ref)
-	w.sizes = append(w.sizes, int64(len(data)))
-	return ref
-}
-
-// WriteArtifact writes data as artifacts/rel and records its digest.
-func (w *Writer) WriteArtifact(rel string, data []byte) (ArtifactRef, error) {
-	if !relRE.MatchString(rel) || strings.Contains(rel, "..") {
-		return ArtifactRef{}, fmt.Errorf("artifact name %q: want a relative path of letters, digits and ._=-", rel)
+// write writes data at the bundle path full and records its digest, under
+// the lock: refused once sealed, and refused for a path already written.
+func (w *Writer) write(full string, data []byte) (ArtifactRef, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sealed {
+		return ArtifactRef{}, fmt.Errorf("%s: %w", full, ErrSealed)
 	}
-	full := path.Join(ArtifactsDir, rel)
 	if slices.ContainsFunc(w.arts, func(a ArtifactRef) bool { return a.Path == full }) {
 		return ArtifactRef{}, fmt.Errorf("artifact %s written twice", full)
 	}
@@ -111,7 +115,19 @@ func (w *Writer) WriteArtifact(rel string, data []byte) (ArtifactRef, error) {
 	if err := atomicfile.WriteFile(filepath.Join(w.dir, filepath.FromSlash(full)), data, 0o644); err != nil {
 		return ArtifactRef{}, err
 	}
-	return w.record(full, data), nil
+	sum := sha256.Sum256(data)
+	ref := ArtifactRef{Path: full, SHA256: hex.EncodeToString(sum[:])}
+	w.arts = append(w.arts, ref)
+	w.sizes = append(w.sizes, int64(len(data)))
+	return ref, nil
+}
+
+// WriteArtifact writes data as artifacts/rel and records its digest.
+func (w *Writer) WriteArtifact(rel string, data []byte) (ArtifactRef, error) {
+	if !relRE.MatchString(rel) || strings.Contains(rel, "..") {
+		return ArtifactRef{}, fmt.Errorf("artifact name %q: want a relative path of letters, digits and ._=-", rel)
+	}
+	return w.write(path.Join(ArtifactsDir, rel), data)
 }
 
 // WritePolicy copies the release policy into the bundle as policy/name.
@@ -119,11 +135,7 @@ func (w *Writer) WritePolicy(name string, data []byte) (ArtifactRef, error) {
 	if !validRel(name) || strings.Contains(name, "/") {
 		return ArtifactRef{}, fmt.Errorf("policy name %q: want a file name of letters, digits and ._=-", name)
 	}
-	full := path.Join(PolicyDir, name)
-	if err := atomicfile.WriteFile(filepath.Join(w.dir, filepath.FromSlash(full)), data, 0o644); err != nil {
-		return ArtifactRef{}, err
-	}
-	return w.record(full, data), nil
+	return w.write(path.Join(PolicyDir, name), data)
 }
 
 // signEnvelope writes payload in a signed DSSE envelope at rel and returns
@@ -164,8 +176,11 @@ func (w *Writer) SignStatement(name string, st *intoto.Statement) (ArtifactRef, 
 // SignManifest completes m with the artifacts written so far and writes
 // it, signed. Its digest goes into the verdict.
 func (w *Writer) SignManifest(m Manifest) (ArtifactRef, error) {
+	w.mu.Lock()
+	w.sealed = true
+	m.Artifacts, m.Sizes = slices.Clone(w.arts), slices.Clone(w.sizes)
+	w.mu.Unlock()
 	m.Version = BundleVersion
-	m.Artifacts, m.Sizes = w.arts, w.sizes
 	if m.KeyID == "" {
 		m.KeyID, _ = w.signer.KeyID()
 	}

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -365,4 +367,54 @@ func FuzzVerifySignedVerdict(f *testing.F) {
 	f.Add([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"git+commit","digest":{"gitCommit":"0123456789abcdef0123456789abcdef01234567"}}],"predicateType":"https://slsa.dev/verification_summary/v1","predicate":{"inputAttestations":[{"uri":"statements/../../x.dsse.json"},{"uri":"manifest.dsse.json"},{"uri":"manifest.dsse.json"}]}}`))
 	f.Add([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"git+commit","digest":{"gitCommit":"0123456789abcdef0123456789abcdef01234567"}}],"predicateType":"https://slsa.dev/verification_summary/v1","predicate":{"verificationResult":5,"policy":null}}`))
 	f.Fuzz(func(t *testing.T, payload []byte) { fb.verify(t, verdictStatement, payload) })
+}
+
+// TestWriterSeals: artifacts written at once from many goroutines are all
+// in the manifest, and one written after the manifest is signed is refused
+// (it could not be accounted for) without touching the bundle.
+func TestWriterSeals(t *testing.T) {
+	s, v := newSigner(t, "ecdsa-p256")
+	dir := filepath.Join(t.TempDir(), "bundle")
+	w, err := NewWriter(dir, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := w.WritePolicy("release.yaml", []byte("version: 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			if _, err := w.WriteArtifact(fmt.Sprintf("g/a%d", i), []byte{byte(i)}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := w.SignManifest(Manifest{Commit: subjects[0].Digest["gitCommit"], Channel: "nightly", Created: time.Now(), Policy: pol.Path, PolicySHA: pol.SHA256}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteArtifact("late/log.txt", []byte("late")); !errors.Is(err, ErrSealed) {
+		t.Errorf("WriteArtifact after SignManifest = %v, want ErrSealed", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ArtifactsDir, "late")); err == nil {
+		t.Error("the refused late artifact was written into the bundle")
+	}
+	b, err := openBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.root.Close()
+	payload, _, err := openEnvelope(b, ManifestFile, ManifestPayloadType, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(payload, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Artifacts) != 33 || len(m.Sizes) != 33 {
+		t.Errorf("manifest lists %d artifacts and %d sizes, want 33 of each", len(m.Artifacts), len(m.Sizes))
+	}
 }
