@@ -133,7 +133,29 @@ func TestExecuteAndVerify(t *testing.T) {
 	add("hangs", nil, func(ctx context.Context, r *Run) error { <-ctx.Done(); return ctx.Err() })
 	add("needs-gpu-ish", []Need{NeedDocker}, func(ctx context.Context, r *Run) error { return nil })
 	add("tests", nil, func(ctx context.Context, r *Run) error { return r.TestResult(true, []string{"p.TestA"}, nil) })
-	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [passes, fails, errors, panics, hangs, needs-gpu-ish, tests]\n", r.Has)
+	// A gate that drops the error of evidence it could not record.
+	add("drops-errors", nil, func(ctx context.Context, r *Run) error {
+		r.Artifact("a.txt", []byte("1"))
+		r.Artifact("a.txt", []byte("2")) // written twice: refused
+		return nil
+	})
+	// A test gate that said "passed" and then hung: it timed out, and is
+	// signed so.
+	add("tests-hang", nil, func(ctx context.Context, r *Run) error {
+		r.TestResult(true, []string{"p.TestB"}, nil)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	// A gate that ignores its timeout and writes after it was abandoned.
+	lateDone := make(chan error, 1)
+	add("late", nil, func(ctx context.Context, r *Run) error {
+		<-ctx.Done()
+		time.Sleep(500 * time.Millisecond) // past the grace
+		lateDone <- r.Artifact("late.txt", []byte("late"))
+		r.Measure(evidence.Measurement{Name: "late", Unit: "ms", Method: "m", Values: []float64{1}})
+		return nil
+	})
+	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [late, passes, fails, errors, panics, hangs, needs-gpu-ish, tests, drops-errors, tests-hang]\n", r.Has)
 
 	keys := t.TempDir()
 	evidence.Keygen(keys, evidence.ECDSAP256)
@@ -142,13 +164,16 @@ func TestExecuteAndVerify(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bundle")
 	var progress strings.Builder
 	o, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: out, Signer: signer,
-		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test", Progress: &progress,
+		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test", Progress: &progress, Grace: 100 * time.Millisecond,
 		Has: func(n Need) (bool, string) { return n != NeedDocker, "no docker here" }})
 	if err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
+	if err := <-lateDone; !errors.Is(err, errClosed) {
+		t.Errorf("an artifact written after the gate was abandoned: %v, want it refused", err)
+	}
 	want := map[string]string{"build": "pass", "passes": "pass", "fails": "fail", "errors": "error", "panics": "error",
-		"hangs": "timeout", "needs-gpu-ish": "not-run", "tests": "pass"}
+		"hangs": "timeout", "needs-gpu-ish": "not-run", "tests": "pass", "drops-errors": "error", "tests-hang": "timeout", "late": "timeout"}
 	for _, res := range o.Results {
 		if want[res.Gate] != res.Status {
 			t.Errorf("gate %s: status %s (%s), want %s", res.Gate, res.Status, res.Reason, want[res.Gate])
@@ -167,6 +192,14 @@ func TestExecuteAndVerify(t *testing.T) {
 	statuses := map[string]string{}
 	for name, g := range got.Gates {
 		statuses[name] = g.Result.Status
+		if g.Result.Status != want[name] {
+			t.Errorf("signed status of %s: %s, want %s", name, g.Result.Status, want[name])
+		}
+	}
+	for _, res := range o.Results {
+		if res.Gate == "late" && !strings.Contains(res.Reason, "refused after the gate's result was taken: artifact late.txt, measurement late") {
+			t.Errorf("the late gate's reason %q does not say what was refused", res.Reason)
+		}
 	}
 	pol, err := policies.ParseRelease("release.yaml", got.Policy, r.Has)
 	if err != nil {

@@ -56,48 +56,100 @@ type Run struct {
 	testResult   any
 	progress     float64
 	built        map[string]string
+	// evidenceErr is the first evidence the gate could not record; the
+	// runner makes the gate's result an error with it, whether or not
+	// the gate looked at the error it was given.
+	evidenceErr error
+	// closed is set when the runner has taken the gate's result (it
+	// finished, or timed out and was abandoned); late lists what the gate
+	// tried to record after that, refused.
+	closed bool
+	late   []string
+}
+
+// errClosed refuses evidence from a gate the runner no longer waits for.
+var errClosed = errors.New("the gate's result was already taken (it finished or was abandoned at its timeout)")
+
+// admit reports whether the gate may still record what; it records a
+// refusal otherwise. Called with r.mu held.
+func (r *Run) admitLocked(what string) error {
+	if r.closed {
+		r.late = append(r.late, what)
+		return fmt.Errorf("%s: %w", what, errClosed)
+	}
+	return nil
+}
+
+func (r *Run) failEvidenceLocked(err error) error {
+	if r.evidenceErr == nil {
+		r.evidenceErr = err
+	}
+	return err
 }
 
 // Artifact writes an artifact of the gate (GATE/name in the bundle).
 func (r *Run) Artifact(name string, data []byte) error {
-	ref, err := r.w.WriteArtifact(r.Gate+"/"+name, data)
-	if err != nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.admitLocked("artifact " + name); err != nil {
 		return err
 	}
-	r.mu.Lock()
+	ref, err := r.w.WriteArtifact(r.Gate+"/"+name, data)
+	if err != nil {
+		return r.failEvidenceLocked(fmt.Errorf("artifact %s: %w", name, err))
+	}
 	r.artifacts = append(r.artifacts, ref)
-	r.mu.Unlock()
 	return nil
+}
+
+// ArtifactJSON writes v, indented, as an artifact of the gate.
+func (r *Run) ArtifactJSON(name string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.failEvidenceLocked(fmt.Errorf("artifact %s: %w", name, err))
+	}
+	return r.Artifact(name, data)
 }
 
 // Measure records a measurement; Summarize fills its statistics.
 func (r *Run) Measure(m evidence.Measurement) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.admitLocked("measurement "+m.Name) != nil {
+		return
+	}
 	r.measurements = append(r.measurements, Summarize(m))
-	r.mu.Unlock()
 }
 
 // Details records gate-specific details for the statement.
 func (r *Run) Details(v any) error {
 	raw, err := json.Marshal(v)
-	if err != nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.admitLocked("details"); err != nil {
 		return err
 	}
-	r.mu.Lock()
+	if err != nil {
+		return r.failEvidenceLocked(fmt.Errorf("details: %w", err))
+	}
 	r.details = raw
-	r.mu.Unlock()
 	return nil
 }
 
 // TestResult makes the gate's statement an in-toto test-result.
 func (r *Run) TestResult(passed bool, passedTests, failedTests []string) error {
 	pred, err := evidence.TestResultPredicate(passed, passedTests, failedTests, "", nil)
-	if err != nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.admitLocked("test result"); err != nil {
 		return err
 	}
-	r.mu.Lock()
+	if err != nil {
+		return r.failEvidenceLocked(fmt.Errorf("test result: %w", err))
+	}
 	r.testResult = pred
-	r.mu.Unlock()
 	return nil
 }
 
@@ -174,6 +226,9 @@ type Options struct {
 	// Has checks a need of the machine; nil checks the real machine.
 	Has func(Need) (bool, string)
 	Now func() time.Time
+	// Grace is how long a gate past its timeout has to return before it
+	// is abandoned (default 10 s); what it records after that is refused.
+	Grace time.Duration
 }
 
 // Outcome is what a run produced.
@@ -194,6 +249,9 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
 	}
 	names := o.Gates
 	partial := names != nil
@@ -242,8 +300,13 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 		spec, _ := o.Registry.Get(name)
 		r := &Run{Gate: name, Channel: o.Channel, Commit: o.Commit, Root: o.Root, Work: filepath.Join(work, name),
 			Binaries: binaries, Env: env, Baseline: o.Baseline, BaselineKey: o.BaselineKey, w: w}
-		os.MkdirAll(r.Work, 0o755)
-		res := runOne(ctx, spec, r, o)
+		var res evidence.GateResult
+		if err := os.MkdirAll(r.Work, 0o755); err != nil {
+			res = evidence.GateResult{Gate: name, Owner: spec.Owner, Channel: o.Channel, Started: o.Now(), Environment: env,
+				Status: evidence.StatusError, Reason: fmt.Sprintf("could not make its work dir: %v", err)}
+		} else {
+			res = runOne(ctx, spec, r, o)
+		}
 		if name == BuildGate && res.Status == evidence.StatusPass {
 			bins, subs, err := digestBinaries(r.built)
 			if err != nil {
@@ -265,15 +328,28 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	var gateRefs []evidence.ArtifactRef
 	for _, p := range done {
 		res := p.res
+		p.run.mu.Lock()
 		res.Artifacts = append(res.Artifacts, p.run.artifacts...)
-		raw, _ := json.MarshalIndent(res, "", "  ")
-		if ref, err := w.WriteArtifact(res.Gate+"/result.json", raw); err == nil {
-			res.Artifacts = append(res.Artifacts, ref)
+		if len(p.run.late) > 0 {
+			// What an abandoned gate tried to record after its result
+			// was taken is refused, and said.
+			res.Reason = strings.TrimPrefix(res.Reason+"; ", "; ") + "refused after the gate's result was taken: " + strings.Join(p.run.late, ", ")
 		}
-		var predType string
+		p.run.mu.Unlock()
+		raw, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return nil, fmt.Errorf("result of %s: %w", res.Gate, err)
+		}
+		resRef, err := w.WriteArtifact(res.Gate+"/result.json", raw)
+		if err != nil {
+			return nil, fmt.Errorf("result of %s: %w", res.Gate, err)
+		}
+		res.Artifacts = append(res.Artifacts, resRef)
 		var pred any = res
-		predType = evidence.PredicateGateResult
-		if p.run.testResult != nil {
+		predType := evidence.PredicateGateResult
+		// A test result says pass or fail; a gate that could not run, or
+		// timed out, is signed as what it is.
+		if p.run.testResult != nil && (res.Status == evidence.StatusPass || res.Status == evidence.StatusFail) {
 			predType, pred = evidence.PredicateTestResult, p.run.testResult
 		}
 		st, err := evidence.NewStatement(subjects, predType, pred)
@@ -369,7 +445,7 @@ func runOne(ctx context.Context, spec Spec, r *Run, o Options) (res evidence.Gat
 		// Give the gate a moment to notice, then move on without it.
 		select {
 		case err = <-errc:
-		case <-time.After(10 * time.Second):
+		case <-time.After(o.Grace):
 			err = gctx.Err()
 		}
 	}
@@ -387,13 +463,17 @@ func runOne(ctx context.Context, spec Spec, r *Run, o Options) (res evidence.Gat
 	default:
 		res.Status, res.Reason = evidence.StatusError, err.Error()
 	}
+	if logBuf.Len() > 0 {
+		r.Artifact("log.txt", logBuf.Bytes()) // a failure is r.evidenceErr
+	}
 	r.mu.Lock()
+	r.closed = true
 	res.Measurements = r.measurements
 	res.Details = r.details
-	r.mu.Unlock()
-	if logBuf.Len() > 0 {
-		r.Artifact("log.txt", logBuf.Bytes())
+	if r.evidenceErr != nil && (res.Status == evidence.StatusPass || res.Status == evidence.StatusFail) {
+		res.Status, res.Reason = evidence.StatusError, "could not record its evidence: "+r.evidenceErr.Error()
 	}
+	r.mu.Unlock()
 	mark := "ok"
 	if res.Status != evidence.StatusPass {
 		mark = res.Status + ": " + firstLine(res.Reason)

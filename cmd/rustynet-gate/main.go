@@ -228,7 +228,11 @@ func commit(root string) (string, bool, error) {
 	// ignored ones (out/, .gate-dev/) do not.
 	st := exec.Command("git", "status", "--porcelain")
 	st.Dir = root
-	dirty, _ := st.Output()
+	dirty, err := st.Output()
+	if err != nil {
+		// Never sign a tree as clean without knowing it is.
+		return "", false, fmt.Errorf("git status: %v: cannot tell whether the working tree is clean", err)
+	}
 	return strings.TrimSpace(string(out)), len(bytes.TrimSpace(dirty)) > 0, nil
 }
 

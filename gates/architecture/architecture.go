@@ -5,7 +5,6 @@ package architecture
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -46,8 +45,7 @@ func run(ctx context.Context, r *gates.Run) error {
 		lines[i] = v.String()
 	}
 	report := map[string]any{"packages_checked": n, "rules": rules, "violations": lines}
-	data, _ := json.MarshalIndent(report, "", "  ")
-	if err := r.Artifact("violations.json", data); err != nil {
+	if err := r.ArtifactJSON("violations.json", report); err != nil {
 		return err
 	}
 	if err := r.Details(report); err != nil {

@@ -60,7 +60,9 @@ func run(ctx context.Context, r *gates.Run) error {
 			r.Measure(evidence.Measurement{Name: b.Backend + "/" + name, Unit: m.Unit, Method: "backend conformance suite, one run", Values: []float64{m.Value}})
 		}
 	}
-	r.Details(summary)
+	if err := r.Details(summary); err != nil {
+		return err
+	}
 	if len(failed) > 0 {
 		return gates.Fail("backends failing the conformance suite: %s", strings.Join(failed, ", "))
 	}

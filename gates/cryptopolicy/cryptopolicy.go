@@ -20,7 +20,6 @@ import (
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -155,11 +154,12 @@ func run(ctx context.Context, r *gates.Run) error {
 		return err
 	}
 
-	data, _ := json.MarshalIndent(fs, "", "  ")
-	if err := r.Artifact("findings.json", data); err != nil {
+	if err := r.ArtifactJSON("findings.json", fs); err != nil {
 		return err
 	}
-	r.Details(fs)
+	if err := r.Details(fs); err != nil {
+		return err
+	}
 	var failed []string
 	for _, f := range fs {
 		if !f.OK {

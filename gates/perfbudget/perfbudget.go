@@ -6,7 +6,6 @@ package perfbudget
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -60,8 +59,7 @@ func run(ctx context.Context, r *gates.Run) error {
 	}
 	fmt.Fprintf(r.Log, "matrix %s: %d cells\n", mf.Name, len(cells))
 	results := matrix.Run(ctx, matrix.Env{ControllerBin: ctl, DaemonBin: node, Work: r.Work, Log: r.Log, Progress: r.Progress}, cells)
-	raw, _ := json.MarshalIndent(results, "", "  ")
-	if err := r.Artifact("results.json", raw); err != nil {
+	if err := r.ArtifactJSON("results.json", results); err != nil {
 		return err
 	}
 	j := judge(results, b)
@@ -78,8 +76,10 @@ func run(ctx context.Context, r *gates.Run) error {
 		return err
 	}
 	problems = append(problems, regressions...)
-	r.Details(map[string]any{"matrix": mf.Name, "cells": len(cells), "budgets_file_sha256": b.Digest, "budgeted": budgeted,
-		"problems": problems, "targets_missed": missed})
+	if err := r.Details(map[string]any{"matrix": mf.Name, "cells": len(cells), "budgets_file_sha256": b.Digest, "budgeted": budgeted,
+		"problems": problems, "targets_missed": missed}); err != nil {
+		return err
+	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
 		return gates.Fail("%d problems; %s", len(problems), strings.Join(problems, "; "))

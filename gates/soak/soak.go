@@ -9,7 +9,6 @@ package soak
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -82,11 +81,20 @@ type watched struct {
 func run(ctx context.Context, r *gates.Run) error {
 	b, err := policies.LoadBudgets(filepath.Join(r.Root, "policies/budgets.yaml"))
 	if err != nil {
-		return gates.Fail("%v", err)
+		return fmt.Errorf("budgets: %w", err) // could not run
 	}
-	dur, _ := b.SoakDuration(r.Channel)
-	every, _ := time.ParseDuration(b.Soak.SampleEvery)
-	warmup, _ := time.ParseDuration(b.Soak.Warmup)
+	dur, err := b.SoakDuration(r.Channel)
+	if err != nil {
+		return fmt.Errorf("budgets: %w", err)
+	}
+	every, err := time.ParseDuration(b.Soak.SampleEvery)
+	if err != nil {
+		return fmt.Errorf("budgets: soak sample_every: %w", err)
+	}
+	warmup, err := time.ParseDuration(b.Soak.Warmup)
+	if err != nil {
+		return fmt.Errorf("budgets: soak warmup: %w", err)
+	}
 	ctl, node := r.Binaries["rustynet-controller"], r.Binaries["rustynetd"]
 	if ctl == "" || node == "" {
 		return fmt.Errorf("no binaries: the build gate did not run or failed")
@@ -159,8 +167,7 @@ loop:
 		problems = append(problems, e.Error())
 	}
 	total := st.verified.Load()
-	raw, _ := json.MarshalIndent(samples, "", " ")
-	if err := r.Artifact("samples.json", raw); err != nil {
+	if err := r.ArtifactJSON("samples.json", samples); err != nil {
 		return err
 	}
 	r.Measure(evidence.Measurement{Name: "bytes_verified", Unit: "MB", Method: "bytes received through the tunnel and checked against the sender's pseudo-random stream", Values: []float64{float64(total) / 1e6}})
@@ -220,7 +227,9 @@ loop:
 			}
 		}
 	}
-	r.Details(map[string]any{"duration": dur.String(), "samples": len(samples), "bytes_verified": total, "problems": problems})
+	if err := r.Details(map[string]any{"duration": dur.String(), "samples": len(samples), "bytes_verified": total, "problems": problems}); err != nil {
+		return err
+	}
 	if total == 0 {
 		problems = append(problems, "no byte made it through the tunnel")
 	}

@@ -43,7 +43,9 @@ func run(ctx context.Context, r *gates.Run) error {
 	if err := r.TestResult(res.OK(), res.Passed, res.Failed); err != nil {
 		return err
 	}
-	r.Details(map[string]int{"passed": len(res.Passed), "failed": len(res.Failed), "skipped": len(res.Skipped)})
+	if err := r.Details(map[string]int{"passed": len(res.Passed), "failed": len(res.Failed), "skipped": len(res.Skipped)}); err != nil {
+		return err
+	}
 	if !res.OK() {
 		return gates.Fail("%d tests failed (%s), %d packages failed to build or run (%s)", len(res.Failed),
 			strings.Join(first(res.Failed, 5), ", "), len(res.PackagesFailed), strings.Join(res.PackagesFailed, ", "))
