@@ -141,3 +141,7 @@ func (r *Registry) Names() []string {
 
 // ErrUnknownGate is returned for a gate name not in the registry.
 var ErrUnknownGate = errors.New("unknown gate")
+
+// ErrDirtyTree is returned for a beta or GA run of a tree with
+// uncommitted changes.
+var ErrDirtyTree = errors.New("dirty tree")

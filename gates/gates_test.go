@@ -213,3 +213,29 @@ func TestExecuteAndVerify(t *testing.T) {
 		t.Errorf("subjects = %+v, want the commit and rustynetd", got.Subjects)
 	}
 }
+
+// TestDirtyTreeRefused: beta and GA judge a commit; a dirty tree is
+// refused before any gate runs. Nightly runs it, and the bundle says so.
+func TestDirtyTreeRefused(t *testing.T) {
+	var r Registry
+	r.Register(Spec{Name: "unit", Owner: "release-eng", Timeout: time.Second, Run: func(context.Context, *Run) error { return nil }})
+	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [unit]\n  beta:\n    gates: [unit]\n  ga:\n    gates: [unit]\n", r.Has)
+	keys := t.TempDir()
+	evidence.Keygen(keys, evidence.ECDSAP256)
+	signer, _ := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	for _, ch := range []string{"beta", "ga"} {
+		out := filepath.Join(t.TempDir(), "bundle")
+		_, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: ch, Out: out, Signer: signer, Dirty: true,
+			Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"})
+		if !errors.Is(err, ErrDirtyTree) {
+			t.Errorf("Execute(%s, dirty) = %v, want ErrDirtyTree", ch, err)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("Execute(%s, dirty) wrote a bundle", ch)
+		}
+	}
+	if _, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: filepath.Join(t.TempDir(), "b"), Signer: signer, Dirty: true,
+		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"}); err != nil {
+		t.Errorf("Execute(nightly, dirty) = %v, want it run", err)
+	}
+}

@@ -268,6 +268,9 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 			return nil, fmt.Errorf("%w %q (registered: %v)", ErrUnknownGate, n, o.Registry.Names())
 		}
 	}
+	if o.Dirty && (o.Channel == "beta" || o.Channel == "ga") {
+		return nil, fmt.Errorf("%w: the %s channel judges a commit, and the working tree has uncommitted changes (untracked files count); commit or stash them", ErrDirtyTree, o.Channel)
+	}
 	if o.Registry.Has(BuildGate) {
 		names = append([]string{BuildGate}, removeName(names, BuildGate)...)
 	}

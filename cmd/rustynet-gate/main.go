@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -216,26 +215,6 @@ func repoRoot() (string, error) {
 	}
 }
 
-// commit returns HEAD and whether the working tree has changes.
-func commit(root string) (string, bool, error) {
-	cmd := exec.Command("git", "rev-parse", "HEAD")
-	cmd.Dir = root
-	out, err := cmd.Output()
-	if err != nil {
-		return "", false, fmt.Errorf("git rev-parse HEAD: %v (the gate runs on a git checkout)", err)
-	}
-	// Untracked files count (a new .go file changes what is built);
-	// ignored ones (out/, .gate-dev/) do not.
-	st := exec.Command("git", "status", "--porcelain")
-	st.Dir = root
-	dirty, err := st.Output()
-	if err != nil {
-		// Never sign a tree as clean without knowing it is.
-		return "", false, fmt.Errorf("git status: %v: cannot tell whether the working tree is clean", err)
-	}
-	return strings.TrimSpace(string(out)), len(bytes.TrimSpace(dirty)) > 0, nil
-}
-
 func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -272,10 +251,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sha, dirty, err := commit(root)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	// The gates run on a snapshot of the tree as it is now: an edit to
+	// the checkout during the run reaches none of them.
+	snap, err := gates.TakeSnapshot(ctx, root)
 	if err != nil {
 		return err
 	}
+	defer snap.Close()
+	sha, dirty := snap.Commit, snap.Dirty
 	var bkey *evidence.Verifier
 	if *baseline != "" {
 		if *baselineKey != "" {
@@ -287,10 +272,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			return fail(exitUsage, "--baseline-pubkey: %v", err)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	o, err := gates.Execute(ctx, gates.Options{Registry: reg, Policy: pol, Channel: *channel, Gates: names, Out: *out,
-		Signer: signer, DevelopmentKey: dev, Root: root, Commit: sha, Dirty: dirty, Version: version, Progress: stderr,
+		Signer: signer, DevelopmentKey: dev, Root: snap.Dir, Commit: sha, Dirty: dirty, Version: version, Progress: stderr,
 		Baseline: *baseline, BaselineKey: bkey})
 	if err != nil {
 		return err // usage (unknown gate or channel) or internal: exit 2
