@@ -4,14 +4,16 @@
 // and publishes verdicts to GitHub.
 //
 //	rustynet-gate keygen  --out DIR [--alg ecdsa-p256|ed25519]
-//	rustynet-gate run     --policy FILE --channel nightly|beta|ga --out DIR [--gates a,b] [--key FILE] [--baseline DIR]
-//	rustynet-gate verify  DIR --pubkey FILE [--commit SHA] [--at now] [--policy FILE]
+//	rustynet-gate run     --policy FILE --channel nightly|beta|ga --out DIR [--gates a,b] [--key FILE] [--baseline DIR] [--json]
+//	rustynet-gate verify  DIR --pubkey FILE [--commit SHA] [--at now] [--policy FILE] [--json]
+//	rustynet-gate gates   [--json]
 //	rustynet-gate report  DIR [--format html|md] [--pubkey FILE]
 //	rustynet-gate publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--policy FILE] [--api-url URL]
 //
 // Exit status: 0 pass; 1 the release is blocked (the evidence is valid);
 // 2 usage or internal error; 3 the evidence is invalid (tampered, missing,
-// wrong key).
+// wrong key); 4 the gates of a partial run passed (not a verdict on the
+// channel).
 package main
 
 import (
@@ -50,6 +52,9 @@ const (
 	exitBlocked = 1
 	exitUsage   = 2
 	exitInvalid = 3
+	// exitPartialPass: the gates of a partial run (--gates) passed. It is
+	// not a verdict on the channel, and no script should take it for one.
+	exitPartialPass = 4
 )
 
 // DevKeyDir is where `run` creates and keeps a development key when no
@@ -84,7 +89,9 @@ commands:
   gates    list the registered gates
   budgets  suggest performance budgets from earlier bundles' perf-budget figures
 
-exit status: 0 pass, 1 blocked, 2 usage or internal error, 3 invalid evidence
+exit status: 0 pass, 1 blocked, 2 usage or internal error, 3 invalid evidence,
+4 the gates of a partial run (--gates) passed: not a verdict on the channel.
+run, verify and gates take --json: one JSON object (gates: a list) on stdout.
 `
 
 // exitError carries an exit status and a message.
@@ -119,10 +126,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "budgets":
 		err = cmdBudgets(args[1:], stdout, stderr)
 	case "gates":
-		for _, n := range registry().Names() {
-			s, _ := registry().Get(n)
-			fmt.Fprintf(stdout, "%-16s owner %-14s timeout %-6v needs %v\n", n, s.Owner, s.Timeout, s.Needs)
-		}
+		err = cmdGates(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "rustynet-gate %s\n", version)
 	case "help", "-h", "--help":
@@ -225,6 +229,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	keyFile := fs.String("key", "", "signing key (PKCS#8 PEM); without it a development key in "+DevKeyDir+"/ is used, created on first use, and the bundle says so")
 	baseline := fs.String("baseline", "", "an earlier bundle to compare performance with (perf-budget flags significant regressions)")
 	baselineKey := fs.String("baseline-pubkey", "", "the key the baseline must verify with (default: this run's key)")
+	asJSON := fs.Bool("json", false, "print the verdict as JSON on stdout (progress stays on stderr)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -285,6 +290,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err := writeReports(*out, pub, reg); err != nil {
 		fmt.Fprintf(stderr, "rustynet-gate: report: %v\n", err)
 	}
+	if *asJSON {
+		vj := newVerdictJSON(o.Verdict, sha, *out, dev, dirty)
+		if err := printJSON(stdout, vj); err != nil {
+			return err
+		}
+		if vj.Exit != exitPass {
+			return fail(vj.Exit, "")
+		}
+		return nil
+	}
 	fmt.Fprintf(stdout, "%s: channel %s at %s in %v\n", verdictWord(o.Verdict), *channel, sha[:min(12, len(sha))], o.Duration.Round(time.Second))
 	if o.Verdict.Partial() {
 		fmt.Fprintln(stdout, partialNote(o.Verdict))
@@ -298,8 +313,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if dev {
 		fmt.Fprintf(stdout, "signed with the development key in %s (not a release key)\n", filepath.Join(root, DevKeyDir))
 	}
-	if !o.Verdict.Passed {
-		return fail(exitBlocked, "")
+	if code := exitFor(o.Verdict); code != exitPass {
+		return fail(code, "")
 	}
 	return nil
 }
@@ -450,19 +465,30 @@ func defaultPubkey(root, flagValue string) string {
 	return filepath.Join(root, DevKeyDir, evidence.PublicKeyFile)
 }
 
-func cmdVerify(args []string, stdout, stderr io.Writer) error {
+func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	pubkey := fs.String("pubkey", "", "public key (PKIX PEM) the bundle must be signed with (required)")
 	commitSHA := fs.String("commit", "", "the commit the evidence must be about")
 	at := fs.String("at", "", `"now" evaluates waivers at the current time instead of the evaluation time recorded in the bundle`)
 	policyFile := fs.String("policy", "", "judge under this release policy instead of the copy in the bundle (a release's verifier passes its own)")
+	asJSON := fs.Bool("json", false, "print the outcome as JSON on stdout")
 	pos, err := parse(fs, args, "DIR")
 	if err != nil {
 		return err
 	}
 	if *pubkey == "" {
 		return fail(exitUsage, "verify: --pubkey FILE is required")
+	}
+	if *asJSON {
+		// Invalid evidence is an outcome too: print it, then exit 3.
+		defer func() {
+			if vj, ok := invalidJSON(pos[0], err); ok {
+				if perr := printJSON(stdout, vj); perr != nil {
+					err = perr
+				}
+			}
+		}()
 	}
 	if *at != "" && *at != "now" {
 		return fail(exitUsage, `verify: --at takes only "now"`)
@@ -480,6 +506,16 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	reports, err := checkReports(v, reg)
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		vj := newVerdictJSON(verdict, v.Manifest.Commit, pos[0], v.Manifest.DevelopmentKey, v.Manifest.Dirty)
+		if err := printJSON(stdout, vj); err != nil {
+			return err
+		}
+		if vj.Exit != exitPass {
+			return fail(vj.Exit, "")
+		}
+		return nil
 	}
 	state := verdictWord(verdict)
 	fmt.Fprintf(stdout, "evidence valid: %d gate statements, manifest of %d artifacts, key %s\n", len(v.Gates), len(v.Manifest.Artifacts), v.KeyID)
@@ -501,8 +537,8 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "  %-16s %s\n", g.Gate, line)
 	}
-	if !verdict.Passed {
-		return fail(exitBlocked, "")
+	if code := exitFor(verdict); code != exitPass {
+		return fail(code, "")
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,6 +144,21 @@ func fakeGitHub(t *testing.T) *github {
 func gate(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	return gateEnv(t, nil, args...)
+}
+
+// gateStdout runs the binary and returns its stdout alone.
+func gateStdout(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
 }
 
 // gateEnv runs the binary with env added to this process's environment.
@@ -352,12 +368,42 @@ func TestRunVerifyTamper(t *testing.T) {
 	partial := filepath.Join(t.TempDir(), "b2")
 	out, code = gate(t, "run", "--policy", writePolicy(t, "build, architecture, crypto-policy"), "--channel", "nightly",
 		"--gates", "architecture", "--out", partial, "--key", key)
-	if code != 0 || !strings.Contains(out, "PASSED (partial run)") || !strings.Contains(out, "also requires crypto-policy") {
-		t.Errorf("a partial run: exit %d, want 0, saying it is partial and what else the channel requires\n%s", code, out)
+	if code != exitPartialPass || !strings.Contains(out, "PASSED (partial run)") || !strings.Contains(out, "also requires crypto-policy") {
+		t.Errorf("a partial run: exit %d, want %d, saying it is partial and what else the channel requires\n%s", code, exitPartialPass, out)
 	}
-	if out, code := gate(t, "verify", partial, "--pubkey", pub); code != 0 || !strings.Contains(out, "partial") ||
+	if out, code := gate(t, "verify", partial, "--pubkey", pub); code != exitPartialPass || !strings.Contains(out, "partial") ||
 		!regexp.MustCompile(`crypto-policy +out-of-scope`).MatchString(out) {
-		t.Errorf("verify of a partial bundle: exit %d, want 0, saying partial with crypto-policy out of scope\n%s", code, out)
+		t.Errorf("verify of a partial bundle: exit %d, want %d, saying partial with crypto-policy out of scope\n%s", code, exitPartialPass, out)
+	}
+	// --json: what a script reads, for a pass, a partial pass and
+	// evidence that cannot be trusted.
+	tampered := filepath.Join(t.TempDir(), "copy")
+	if err := os.CopyFS(tampered, os.DirFS(bundle)); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(tampered, "policy", "release.yaml"), []byte("#"), 0o644)
+	for _, c := range []struct {
+		dir     string
+		code    int
+		outcome string
+		partial bool
+	}{{bundle, exitPass, outcomePassed, false}, {partial, exitPartialPass, outcomePartialPass, true}, {tampered, exitInvalid, outcomeInvalid, false}} {
+		stdout, code := gateStdout(t, "verify", c.dir, "--pubkey", pub, "--json")
+		var vj verdictJSON
+		if err := json.Unmarshal([]byte(stdout), &vj); err != nil || code != c.code || vj.Exit != c.code || vj.Outcome != c.outcome || vj.Partial != c.partial {
+			t.Errorf("verify --json %s: exit %d, %+v (%v); want exit %d, outcome %s, partial %v\n%s", filepath.Base(c.dir), code, vj, err, c.code, c.outcome, c.partial, stdout)
+		}
+		if c.code == exitInvalid && vj.Reason == "" {
+			t.Errorf("verify --json of invalid evidence gives no reason: %s", stdout)
+		}
+		if c.partial && !slices.Equal(vj.Scope, []string{"build", "architecture"}) {
+			t.Errorf("verify --json of a partial run: scope %v, want [build architecture] (build always runs)", vj.Scope)
+		}
+	}
+	stdout, code := gateStdout(t, "gates", "--json")
+	var specs []gateSpecJSON
+	if err := json.Unmarshal([]byte(stdout), &specs); err != nil || code != 0 || len(specs) < 7 {
+		t.Errorf("gates --json: exit %d, %d gates (%v)\n%s", code, len(specs), err, stdout)
 	}
 	if md, err := os.ReadFile(filepath.Join(partial, "report.md")); err != nil || !strings.Contains(string(md), "PASSED (partial run)") {
 		t.Errorf("the partial run's report does not say it is partial (%v)", err)

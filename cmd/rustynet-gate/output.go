@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/gates"
+)
+
+// Outcome words of --json, one per exit status.
+const (
+	outcomePassed      = "passed"
+	outcomeBlocked     = "blocked"
+	outcomePartialPass = "partial-pass"
+	outcomeInvalid     = "invalid"
+)
+
+// verdictJSON is what run --json and verify --json print: one object a
+// script can read without parsing text. Fields are only ever added.
+type verdictJSON struct {
+	// Outcome is passed, blocked, partial-pass (the gates of a partial
+	// run passed: not a verdict on the channel) or invalid (verify: the
+	// evidence cannot be trusted); Exit is the exit status that goes with
+	// it.
+	Outcome string `json:"outcome"`
+	Exit    int    `json:"exit"`
+	// Reason says why the evidence is invalid.
+	Reason  string `json:"reason,omitempty"`
+	Channel string `json:"channel,omitempty"`
+	Commit  string `json:"commit,omitempty"`
+	// Partial is true for a run of some of the channel's gates (Scope).
+	Partial        bool       `json:"partial"`
+	Scope          []string   `json:"scope,omitempty"`
+	Evaluated      *time.Time `json:"evaluated,omitempty"`
+	Evidence       string     `json:"evidence,omitempty"`
+	DevelopmentKey bool       `json:"development_key"`
+	Dirty          bool       `json:"dirty"`
+	Gates          []gateJSON `json:"gates,omitempty"`
+}
+
+type gateJSON struct {
+	Gate     string `json:"gate"`
+	Status   string `json:"status"`
+	Blocking bool   `json:"blocking"`
+	Reason   string `json:"reason,omitempty"`
+	// WaivedUntil is the expiry of the waiver that lets a failed gate
+	// pass.
+	WaivedUntil *time.Time `json:"waived_until,omitempty"`
+}
+
+// exitFor is the exit status of a verdict: a partial run's pass has its
+// own, so that no script takes it for the channel's.
+func exitFor(v *gates.Verdict) int {
+	switch {
+	case !v.Passed:
+		return exitBlocked
+	case v.Partial():
+		return exitPartialPass
+	}
+	return exitPass
+}
+
+func outcomeFor(code int) string {
+	switch code {
+	case exitPass:
+		return outcomePassed
+	case exitPartialPass:
+		return outcomePartialPass
+	case exitInvalid:
+		return outcomeInvalid
+	}
+	return outcomeBlocked
+}
+
+func newVerdictJSON(v *gates.Verdict, commit, dir string, dev, dirty bool) verdictJSON {
+	at := v.At
+	out := verdictJSON{Exit: exitFor(v), Channel: v.Channel, Commit: commit, Partial: v.Partial(), Scope: v.Scope,
+		Evaluated: &at, Evidence: dir, DevelopmentKey: dev, Dirty: dirty}
+	out.Outcome = outcomeFor(out.Exit)
+	for _, g := range v.Gates {
+		gj := gateJSON{Gate: g.Gate, Status: g.Status, Blocking: g.Blocking, Reason: g.Reason}
+		if g.Waiver != nil {
+			t := g.Waiver.Expires.Time
+			gj.WaivedUntil = &t
+		}
+		out.Gates = append(out.Gates, gj)
+	}
+	return out
+}
+
+// invalidJSON is verify --json's answer for evidence that cannot be
+// trusted.
+func invalidJSON(dir string, err error) (verdictJSON, bool) {
+	var ie *evidence.InvalidError
+	if !errors.As(err, &ie) {
+		return verdictJSON{}, false
+	}
+	return verdictJSON{Outcome: outcomeInvalid, Exit: exitInvalid, Reason: ie.Reason, Evidence: dir}, true
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// gateSpecJSON is a registered gate, for gates --json.
+type gateSpecJSON struct {
+	Name           string   `json:"name"`
+	Owner          string   `json:"owner"`
+	TimeoutSeconds float64  `json:"timeout_seconds"`
+	Channels       []string `json:"channels"`
+	Needs          []string `json:"needs"`
+}
+
+func cmdGates(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gates", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	reg := registry()
+	var out []gateSpecJSON
+	for _, n := range reg.Names() {
+		s, _ := reg.Get(n)
+		g := gateSpecJSON{Name: n, Owner: s.Owner, TimeoutSeconds: s.Timeout.Seconds(), Channels: s.Channels, Needs: []string{}}
+		for _, need := range s.Needs {
+			g.Needs = append(g.Needs, string(need))
+		}
+		out = append(out, g)
+	}
+	if *asJSON {
+		return printJSON(stdout, out)
+	}
+	for _, g := range out {
+		s, _ := reg.Get(g.Name)
+		fmt.Fprintf(stdout, "%-16s owner %-14s timeout %-6v needs %v\n", g.Name, g.Owner, s.Timeout, s.Needs)
+	}
+	return nil
+}
