@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,16 +105,27 @@ func transfer(t testing.TB, a, b meshNode, size int) error {
 	return transferTo(t, a, b, b.Addr(), size)
 }
 
-// transferTo is transfer to to, one of b's addresses. The first connection
-// may wait for a handshake, so dialing is retried for up to 10s.
+// transferTo is transfer to to, one of b's addresses, on a port not used
+// before in this process. The first connection may wait for a handshake,
+// so dialing is retried for up to 10s.
 func transferTo(t testing.TB, a, b meshNode, to netip.Addr, size int) error {
 	t.Helper()
-	return transferOn(t, a, b, netip.AddrPortFrom(to, 7000), size)
+	return transferOn(t, a, b, netip.AddrPortFrom(to, freshPort()), size)
 }
 
-// transferOn is transferTo on a given port of b. A port that a node
-// listened on before may still be held by a connection that its peer did
-// not finish closing (the peer was stopped, or changed its key).
+// lastPort is the last port freshPort handed out.
+var lastPort atomic.Uint32
+
+func init() { lastPort.Store(7100) }
+
+// freshPort returns a TCP port no transfer used before. A port that a
+// netstack node listened on may still be held for a while by the last
+// connection to it, until its peer acknowledges the close (a peer that is
+// slow, stopped or changing its key may not soon), and netstack listeners
+// cannot reuse such a port.
+func freshPort() uint16 { return uint16(lastPort.Add(1)) }
+
+// transferOn is transferTo on a given port of b.
 func transferOn(t testing.TB, a, b meshNode, at netip.AddrPort, size int) error {
 	t.Helper()
 	to := at.Addr()
