@@ -18,6 +18,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/rustynet/rustynet/evidence"
 )
 
 // Need is something a gate needs from the machine.
@@ -59,6 +61,11 @@ type Spec struct {
 	// when it ran and the release is not fit (the gate failed), and any
 	// other error when it could not do its work.
 	Run func(ctx context.Context, r *Run) error
+	// Recheck, if set, is what verify checks of a signed pass from the
+	// evidence the gate signed (its measurements, details and
+	// artifacts), so that a pass the evidence does not bear out blocks
+	// even if a runner signed it. An error says why it does not hold.
+	Recheck func(st *evidence.GateStatement, channel string) error
 }
 
 // Failure is a gate that ran and found the release not fit.

@@ -3,6 +3,7 @@ package gates
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,5 +238,43 @@ func TestDirtyTreeRefused(t *testing.T) {
 	if _, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: filepath.Join(t.TempDir(), "b"), Signer: signer, Dirty: true,
 		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"}); err != nil {
 		t.Errorf("Execute(nightly, dirty) = %v, want it run", err)
+	}
+}
+
+// TestRecheck: a signed pass that the gate's own evidence does not bear
+// out (its spec's Recheck says why) blocks in VerifyBundle, though the
+// bundle is valid and its recorded verdict passed.
+func TestRecheck(t *testing.T) {
+	var r Registry
+	r.Register(Spec{Name: "soakish", Owner: "sre", Timeout: time.Second,
+		Run: func(ctx context.Context, r *Run) error {
+			r.Measure(evidence.Measurement{Name: "span", Unit: "s", Method: "m", Values: []float64{60}})
+			return nil
+		},
+		Recheck: func(st *evidence.GateStatement, channel string) error {
+			for _, m := range st.Result.Measurements {
+				if m.Name == "span" && m.Mean < 600 {
+					return fmt.Errorf("the samples span %.0f s, the %s channel needs 600", m.Mean, channel)
+				}
+			}
+			return nil
+		}})
+	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [soakish]\n", r.Has)
+	keys := t.TempDir()
+	evidence.Keygen(keys, evidence.ECDSAP256)
+	signer, _ := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	verifier, _ := evidence.LoadVerifier(filepath.Join(keys, evidence.PublicKeyFile))
+	out := filepath.Join(t.TempDir(), "bundle")
+	o, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: out, Signer: signer,
+		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"})
+	if err != nil || !o.Verdict.Passed {
+		t.Fatalf("Execute: %v, passed=%v", err, o != nil && o.Verdict.Passed)
+	}
+	res, err := VerifyBundle(out, verifier, VerifyOptions{Registry: &r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Recorded.Passed || res.Verdict.Passed || !strings.Contains(res.Verdict.Gates[0].Reason, "the samples span 60 s") {
+		t.Errorf("recorded passed=%v, verdict passed=%v (%+v); want the recorded pass re-checked into a block", res.Recorded.Passed, res.Verdict.Passed, res.Verdict.Gates)
 	}
 }

@@ -377,78 +377,29 @@ type judgement struct {
 	Policy string
 }
 
-// verified verifies a bundle and recomputes its verdict. It returns the
-// release policy the verdict was judged under.
-func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Registry, j judgement) (*evidence.Verified, *gates.Verdict, *policies.Release, error) {
-	v, err := evidence.Verify(dir, pub, commit)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	verdict, pol, err := judge(v, reg, j)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return v, verdict, pol, nil
-}
-
-// judge recomputes a verified bundle's verdict under j, and returns it
-// with the release policy it was judged under.
-func judge(v *evidence.Verified, reg *gates.Registry, j judgement) (*gates.Verdict, *policies.Release, error) {
-	pol, err := policies.ParseRelease(v.Manifest.Policy, v.Policy, reg.Has)
-	if err != nil {
-		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the bundle's policy: %v", err)}
-	}
-	if err := pol.CheckHorizon(v.Manifest.Created); err != nil {
-		// run refuses such a policy: this bundle was not made by it.
-		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the bundle's policy: %v", err)}
-	}
-	own := pol
-	if j.Policy != "" {
-		if pol, err = policies.LoadRelease(j.Policy, reg.Has); err != nil {
-			return nil, nil, fail(exitUsage, "--policy: %v", err)
-		}
-	}
-	statuses := map[string]string{}
-	for name, g := range v.Gates {
-		statuses[name] = g.Result.Status
-	}
-	channel, partial := evidence.Channel(v.Verdict)
-	if channel != v.Manifest.Channel {
-		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict is for channel %q, the manifest says %q", channel, v.Manifest.Channel)}
-	}
-	scope := v.Manifest.Scope
-	if partial != (len(scope) > 0) {
-		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the verdict says partial=%v, the manifest lists %d gates in scope", partial, len(scope))}
-	}
-	at := v.Verdict.GetTimeVerified().AsTime()
+// verified verifies a bundle and judges it under j (gates.VerifyBundle).
+func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Registry, j judgement) (*gates.Verification, error) {
+	o := gates.VerifyOptions{Registry: reg, Commit: commit}
 	if j.Now {
-		at = time.Now()
+		o.At = time.Now()
 	}
 	if j.Policy != "" {
-		if err := pol.CheckHorizon(at); err != nil {
-			return nil, nil, fail(exitUsage, "--policy: %v", err)
+		pol, err := policies.LoadRelease(j.Policy, reg.Has)
+		if err != nil {
+			return nil, fail(exitUsage, "--policy: %v", err)
 		}
+		o.Policy = pol
 	}
-	// The signed verdict must be what the bundle's own policy gives at
-	// the recorded time: a bundle whose statements and verdict disagree
-	// is invalid, whatever policy it is judged under next.
-	recomputed, err := gates.Evaluate(own, channel, statuses, v.Verdict.GetTimeVerified().AsTime(), scope)
-	if err != nil {
-		return nil, nil, &evidence.InvalidError{Reason: err.Error()}
+	res, err := gates.VerifyBundle(dir, pub, o)
+	if errors.Is(err, gates.ErrVerifierPolicy) {
+		return nil, fail(exitUsage, "--policy %s: %v", j.Policy, err)
 	}
-	if recorded := v.Verdict.GetVerificationResult() == evidence.Passed; recorded != recomputed.Passed {
-		return nil, nil, &evidence.InvalidError{Reason: fmt.Sprintf("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), recomputed.Passed)}
-	}
-	verdict, err := gates.Evaluate(pol, channel, statuses, at, scope)
-	if err != nil {
-		// The channel is not in the verifier's policy.
-		return nil, nil, fail(exitUsage, "--policy %s: %v", j.Policy, err)
-	}
-	return verdict, pol, nil
+	return res, err
 }
 
 // policyNote says which policy a verdict was judged under.
-func policyNote(v *evidence.Verified, j judgement, pol *policies.Release) string {
+func policyNote(res *gates.Verification, j judgement) string {
+	v, pol := res.Evidence, res.Policy
 	if j.Policy == "" {
 		return fmt.Sprintf("judged under the bundle's own policy %s (sha256 %.12s); --policy FILE judges under yours", v.Manifest.Policy, v.Manifest.PolicySHA)
 	}
@@ -499,11 +450,12 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	j := judgement{Now: *at == "now", Policy: *policyFile}
 	reg := registry()
-	v, verdict, pol, err := verified(pos[0], pub, *commitSHA, reg, j)
+	res, err := verified(pos[0], pub, *commitSHA, reg, j)
 	if err != nil {
 		return err
 	}
-	reports, err := checkReports(v, reg)
+	v, verdict := res.Evidence, res.Verdict
+	reports, err := checkReports(res)
 	if err != nil {
 		return err
 	}
@@ -522,7 +474,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
 	if len(reports) > 0 {
 		fmt.Fprintf(stdout, "%s: what the evidence renders to\n", strings.Join(reports, " and "))
 	}
-	fmt.Fprintln(stdout, policyNote(v, j, pol))
+	fmt.Fprintln(stdout, policyNote(res, j))
 	if v.Manifest.DevelopmentKey {
 		fmt.Fprintln(stdout, "note: signed with a development key, not a release key")
 	}
@@ -568,11 +520,11 @@ func reportInput(v *evidence.Verified, verdict *gates.Verdict) (*evidence.Report
 // judged under the bundle's own policy at the time it records: what
 // verify renders again to check them.
 func writeReports(dir string, pub *evidence.Verifier, reg *gates.Registry) error {
-	v, verdict, _, err := verified(dir, pub, "", reg, judgement{})
+	res, err := verified(dir, pub, "", reg, judgement{})
 	if err != nil {
 		return err
 	}
-	in, err := reportInput(v, verdict)
+	in, err := reportInput(res.Evidence, res.Recorded)
 	if err != nil {
 		return err
 	}
@@ -594,12 +546,8 @@ func writeReports(dir string, pub *evidence.Verifier, reg *gates.Registry) error
 // under), and returns the names of the reports it checked. Release
 // managers open out/gate-TIME/report.html: once verify passes, what it
 // says is what the signed evidence says.
-func checkReports(v *evidence.Verified, reg *gates.Registry) ([]string, error) {
-	verdict, _, err := judge(v, reg, judgement{})
-	if err != nil {
-		return nil, err
-	}
-	in, err := reportInput(v, verdict)
+func checkReports(res *gates.Verification) ([]string, error) {
+	in, err := reportInput(res.Evidence, res.Recorded)
 	if err != nil {
 		return nil, err
 	}
@@ -620,11 +568,11 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(exitUsage, "--pubkey: %v", err)
 	}
-	v, verdict, _, err := verified(pos[0], pub, "", registry(), judgement{})
+	res, err := verified(pos[0], pub, "", registry(), judgement{})
 	if err != nil {
 		return err
 	}
-	in, err := reportInput(v, verdict)
+	in, err := reportInput(res.Evidence, res.Recorded)
 	if err != nil {
 		return err
 	}
@@ -667,10 +615,11 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	if *policyFile == "" {
 		*policyFile = filepath.Join(root, "policies", "release.yaml")
 	}
-	v, verdict, _, err := verified(pos[0], pub, *sha, registry(), judgement{Policy: *policyFile})
+	vres, err := verified(pos[0], pub, *sha, registry(), judgement{Policy: *policyFile})
 	if err != nil {
 		return err
 	}
+	v, verdict := vres.Evidence, vres.Verdict
 	if verdict.Partial() {
 		return fail(exitUsage, "publish: %s holds a partial run (--gates %s), not a verdict on channel %s; run the whole channel to publish",
 			pos[0], strings.Join(verdict.Scope, ","), verdict.Channel)

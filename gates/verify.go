@@ -1,0 +1,137 @@
+package gates
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/policies"
+)
+
+// ErrVerifierPolicy marks a problem with the policy the verifier brought
+// (VerifyOptions.Policy): a usage error, not a fault of the evidence.
+var ErrVerifierPolicy = errors.New("the verifier's policy")
+
+// VerifyOptions says how VerifyBundle judges a bundle.
+type VerifyOptions struct {
+	// Registry holds the gates the policy may name, and their Recheck.
+	Registry *Registry
+	// Commit, when set, is the commit the evidence must be about.
+	Commit string
+	// Policy, when set, is the verifier's own release policy, to judge
+	// under instead of the copy in the bundle: a bundle made under a
+	// lenient policy of its author's cannot pass by it.
+	Policy *policies.Release
+	// At, when set, is the time waivers are judged at instead of the time
+	// the bundle records.
+	At time.Time
+}
+
+// Verification is a bundle whose signatures and digests hold, judged.
+type Verification struct {
+	Evidence *evidence.Verified
+	// Verdict is the verdict under the judging policy at the judging
+	// time, from the statuses as re-checked.
+	Verdict *Verdict
+	// Policy is the policy Verdict was judged under; Own is the bundle's.
+	Policy, Own *policies.Release
+	// Recorded is what the bundle's own policy gives at the time the
+	// bundle records, from the signed statuses: the verdict the bundle
+	// claims (its reports show it).
+	Recorded *Verdict
+	// Rechecked lists the gates whose signed pass did not survive their
+	// spec's Recheck, with why.
+	Rechecked map[string]string
+}
+
+// VerifyBundle checks a bundle's every signature and digest
+// (evidence.Verify), that its signed verdict is what its statements and
+// its own policy give, and recomputes the verdict under o: it never trusts
+// the stored one. Invalid evidence is an *evidence.InvalidError; a problem
+// with o.Policy wraps ErrVerifierPolicy.
+func VerifyBundle(dir string, pub *evidence.Verifier, o VerifyOptions) (*Verification, error) {
+	v, err := evidence.Verify(dir, pub, o.Commit)
+	if err != nil {
+		return nil, err
+	}
+	return Judge(v, o)
+}
+
+// Judge judges a verified bundle (see VerifyBundle).
+func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
+	invalid := func(format string, a ...any) error {
+		return &evidence.InvalidError{Reason: fmt.Sprintf(format, a...)}
+	}
+	own, err := policies.ParseRelease(v.Manifest.Policy, v.Policy, o.Registry.Has)
+	if err != nil {
+		return nil, invalid("the bundle's policy: %v", err)
+	}
+	if err := own.CheckHorizon(v.Manifest.Created); err != nil {
+		// run refuses such a policy: this bundle was not made by it.
+		return nil, invalid("the bundle's policy: %v", err)
+	}
+	channel, partial := evidence.Channel(v.Verdict)
+	if channel != v.Manifest.Channel {
+		return nil, invalid("the verdict is for channel %q, the manifest says %q", channel, v.Manifest.Channel)
+	}
+	scope := v.Manifest.Scope
+	if partial != (len(scope) > 0) {
+		return nil, invalid("the verdict says partial=%v, the manifest lists %d gates in scope", partial, len(scope))
+	}
+	statuses := map[string]string{}
+	for name, g := range v.Gates {
+		statuses[name] = g.Result.Status
+	}
+	// The signed verdict must be what the bundle's own policy gives at
+	// the recorded time: a bundle whose statements and verdict disagree
+	// is invalid, whatever policy it is judged under next.
+	recordedAt := v.Verdict.GetTimeVerified().AsTime()
+	recorded, err := Evaluate(own, channel, statuses, recordedAt, scope)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	if claimed := v.Verdict.GetVerificationResult() == evidence.Passed; claimed != recorded.Passed {
+		return nil, invalid("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), recorded.Passed)
+	}
+
+	out := &Verification{Evidence: v, Own: own, Policy: own, Recorded: recorded, Rechecked: map[string]string{}}
+	at := recordedAt
+	if !o.At.IsZero() {
+		at = o.At
+	}
+	if o.Policy != nil {
+		if err := o.Policy.CheckHorizon(at); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrVerifierPolicy, err)
+		}
+		out.Policy = o.Policy
+	}
+	// A gate's signed pass holds only if what it signed bears it out.
+	for name, g := range v.Gates {
+		spec, ok := o.Registry.Get(name)
+		if !ok || spec.Recheck == nil || g.Result.Status != evidence.StatusPass {
+			continue
+		}
+		if err := spec.Recheck(g, channel); err != nil {
+			statuses[name] = evidence.StatusFail
+			out.Rechecked[name] = err.Error()
+		}
+	}
+	verdict, err := Evaluate(out.Policy, channel, statuses, at, scope)
+	if err != nil {
+		// The channel is not in the verifier's policy.
+		return nil, fmt.Errorf("%w: %w", ErrVerifierPolicy, err)
+	}
+	for i := range verdict.Gates {
+		g := &verdict.Gates[i]
+		if why, ok := out.Rechecked[g.Gate]; ok {
+			if g.Blocking {
+				g.Reason = "signed as passed, but verify re-checked it: " + why
+			} else {
+				g.Reason += "; verify re-checked it: " + why
+			}
+		}
+	}
+	out.Verdict = verdict
+	return out, nil
+}
