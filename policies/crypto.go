@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -30,9 +31,21 @@ type Algorithm struct {
 	// becomes so: a future date is a schedule).
 	Since Time `yaml:"since"`
 	// GoPackages are the Go import paths that implement it; the
-	// crypto-policy gate maps the module's imports onto algorithms with
-	// them.
+	// crypto-policy gate maps every crypto import in the shipped binaries'
+	// dependency graph onto algorithms with them.
 	GoPackages []Str `yaml:"go_packages"`
+	// LinkedBy lists the third-party packages that may import this
+	// (deprecated or removed) algorithm's packages, each with why the
+	// product does not depend on it. The module's own packages cannot be
+	// listed: a removed algorithm they import always blocks.
+	LinkedBy []Link `yaml:"linked_by"`
+}
+
+// Link is a third-party package that links an algorithm the product does
+// not use for its security, and why.
+type Link struct {
+	Package Str `yaml:"package"`
+	Reason  Str `yaml:"reason"`
 }
 
 // InsecureMode is a compatibility mode that weakens security.
@@ -51,7 +64,12 @@ type Exception struct {
 	Expires Time `yaml:"expires"`
 }
 
-var algRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*$`)
+var (
+	algRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*$`)
+	// pkgRE is a Go import path whose first element has a dot: a
+	// third-party package (the standard library's have none).
+	pkgRE = regexp.MustCompile(`^[A-Za-z0-9-]+\.[A-Za-z0-9.-]+(/[A-Za-z0-9._~+-]+)*$`)
+)
 
 // Algorithm statuses.
 const (
@@ -98,6 +116,9 @@ func ParseCrypto(file string, data []byte) (*Crypto, error) {
 			}
 			pkgs[p.Value] = a.Name.Value
 		}
+		if err := checkLinks(file, a); err != nil {
+			return nil, err
+		}
 	}
 	modes := map[string]bool{}
 	for _, m := range c.InsecureModes {
@@ -121,6 +142,44 @@ func ParseCrypto(file string, data []byte) (*Crypto, error) {
 		}
 	}
 	return &c, nil
+}
+
+// checkLinks validates an algorithm's linked_by entries.
+func checkLinks(file string, a Algorithm) error {
+	seen := map[string]bool{}
+	for _, l := range a.LinkedBy {
+		line := l.Package.Line
+		if line == 0 {
+			line = max(l.Reason.Line, a.Name.Line)
+		}
+		switch {
+		case a.Status.Value == Allowed:
+			return &Error{File: file, Line: line, Msg: fmt.Sprintf("algorithm %s is allowed: linked_by is for deprecated and removed algorithms", a.Name.Value)}
+		case len(a.GoPackages) == 0:
+			return &Error{File: file, Line: line, Msg: fmt.Sprintf("algorithm %s maps no Go package, so a linked_by entry can match nothing", a.Name.Value)}
+		case l.Package.Value == "":
+			return &Error{File: file, Line: line, Msg: fmt.Sprintf("a linked_by entry of %s names no package", a.Name.Value)}
+		case !pkgRE.MatchString(l.Package.Value):
+			return &Error{File: file, Line: line, Msg: fmt.Sprintf("linked_by package %q: want a third-party import path (its first element has a dot)", trunc(l.Package.Value))}
+		case seen[l.Package.Value]:
+			return &Error{File: file, Line: line, Msg: fmt.Sprintf("%s is listed twice in the linked_by of %s", l.Package.Value, a.Name.Value)}
+		case strings.TrimSpace(l.Reason.Value) == "":
+			return &Error{File: file, Line: line, Msg: fmt.Sprintf("the linked_by entry for %s under %s has no reason", l.Package.Value, a.Name.Value)}
+		}
+		seen[l.Package.Value] = true
+	}
+	return nil
+}
+
+// Linked returns the linked_by entry for an importing package, if the
+// algorithm has one.
+func (a *Algorithm) Linked(importer string) (*Link, bool) {
+	for i := range a.LinkedBy {
+		if a.LinkedBy[i].Package.Value == importer {
+			return &a.LinkedBy[i], true
+		}
+	}
+	return nil, false
 }
 
 // LoadCrypto reads and checks a crypto policy file.

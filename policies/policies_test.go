@@ -34,6 +34,13 @@ func TestShippedPoliciesLoad(t *testing.T) {
 	if a, ok := c.AlgorithmFor("crypto/md5"); !ok || a.Status.Value != Removed {
 		t.Errorf("crypto/md5 maps to %+v, want a removed algorithm", a)
 	}
+	for _, a := range c.Algorithms {
+		for _, l := range a.LinkedBy {
+			if strings.HasPrefix(l.Package.Value, "github.com/rustynet/rustynet") {
+				t.Errorf("crypto.yaml:%d: %s lists the module's own %s in linked_by; a removed algorithm the module imports always blocks", l.Package.Line, a.Name.Value, l.Package.Value)
+			}
+		}
+	}
 	if len(r.Digest) != 64 || len(c.Digest) != 64 {
 		t.Error("policy digests missing")
 	}
@@ -123,6 +130,47 @@ func TestCryptoRefusalsAndSchedule(t *testing.T) {
 	}
 }
 
+// TestCryptoLinkedBy: a linked_by entry names a third-party package and a
+// reason, once, under a deprecated or removed algorithm that maps a Go
+// package; anything else is refused with its line.
+func TestCryptoLinkedBy(t *testing.T) {
+	const head = "version: 1\nalgorithms:\n  - name: md5\n    use: none\n"
+	removed := head + "    status: removed\n    since: 2026-11-25\n    go_packages: [crypto/md5]\n    linked_by:\n"
+	for _, c := range []struct {
+		yaml     string
+		line     int
+		contains string
+	}{
+		{head + "    status: allowed\n    go_packages: [crypto/md5]\n    linked_by:\n      - package: example.com/x\n        reason: r\n", 8, "allowed: linked_by is for deprecated and removed"},
+		{head + "    status: removed\n    since: 2026-11-25\n    linked_by:\n      - package: example.com/x\n        reason: r\n", 8, "maps no Go package"},
+		{removed + "      - reason: r\n", 9, "names no package"},
+		{removed + "      - package: crypto/tls\n        reason: r\n", 9, "third-party import path"},
+		{removed + "      - package: example.com/x y\n        reason: r\n", 9, "third-party import path"},
+		{removed + "      - package: example.com/x\n", 9, "has no reason"},
+		{removed + "      - package: example.com/x\n        reason: \"  \"\n", 9, "has no reason"},
+		{removed + "      - package: example.com/x\n        reason: r\n      - package: example.com/x\n        reason: s\n", 11, "listed twice"},
+		{removed + "      - package: example.com/x\n        reason: r\n        owner: me\n", 11, "field owner not found"},
+		{removed + "      - example.com/x\n", 9, "cannot unmarshal"},
+	} {
+		_, err := ParseCrypto("crypto.yaml", []byte(c.yaml))
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Line != c.line || !strings.Contains(pe.Msg, c.contains) {
+			t.Errorf("ParseCrypto(%q) = %v, want line %d containing %q", c.yaml, err, c.line, c.contains)
+		}
+	}
+	c, err := ParseCrypto("crypto.yaml", []byte(removed+"      - package: example.com/x/ssh\n        reason: linked, never called\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := c.AlgorithmFor("crypto/md5")
+	if l, ok := a.Linked("example.com/x/ssh"); !ok || l.Reason.Value != "linked, never called" || l.Package.Line != 9 {
+		t.Errorf("Linked(example.com/x/ssh) = %+v, %v; want the entry on line 9 with its reason", l, ok)
+	}
+	if _, ok := a.Linked("example.com/x"); ok {
+		t.Error("Linked matched a package the entry does not name")
+	}
+}
+
 func FuzzParseRelease(f *testing.F) {
 	for _, s := range []string{"version: 1\nchannels:\n  nightly:\n    gates: [build]\n", "", "waivers: [{gate: x}]", "channels: {ga: {gates: [unit, unit]}}\n"} {
 		f.Add([]byte(s))
@@ -147,6 +195,12 @@ func FuzzParseRelease(f *testing.F) {
 func FuzzParseCrypto(f *testing.F) {
 	f.Add([]byte("version: 1\nalgorithms:\n  - name: a\n    use: b\n    status: allowed\n"))
 	f.Add([]byte("version: 1\ninsecure_modes: [{name: m, default: off}]\nexceptions: [{mode: m, owner: o, reason: r, ticket: t, expires: 2020-01-01}]\n"))
+	f.Add([]byte("version: 1\nalgorithms:\n  - {name: md5, use: none, status: removed, since: 2026-11-25, go_packages: [crypto/md5], linked_by: [{package: golang.org/x/crypto/ssh, reason: never called}]}\n"))
+	shipped, err := os.ReadFile("crypto.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(shipped)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := ParseCrypto("crypto.yaml", data); err != nil {
 			var pe *Error
