@@ -54,7 +54,8 @@ type RegisterRequest struct {
 	NodeKey NodePublic `json:"node_key"`
 	// MachineKey identifies the machine. Registering again with the same
 	// machine key keeps the node's ID and addresses, but only when the
-	// request also carries that node's current credential.
+	// request also carries that node's current credential or (capability
+	// 3) a proof that the sender holds the machine private key.
 	MachineKey MachinePublic `json:"machine_key"`
 	// Hostname is the node's preferred name; the controller makes it a
 	// unique DNS label.
