@@ -51,6 +51,10 @@ type Result struct {
 	Cell         string                 `json:"cell"`
 	Measurements []evidence.Measurement `json:"measurements"`
 	Error        string                 `json:"error,omitempty"`
+	// Baseline and Paired are set by RunPaired: the baseline's values,
+	// and each measurement's per-round means on either side.
+	Baseline []evidence.Measurement `json:"baseline,omitempty"`
+	Paired   []Paired               `json:"paired,omitempty"`
 }
 
 // Run measures every cell, one after the other. A cell that cannot be
@@ -58,19 +62,7 @@ type Result struct {
 func Run(ctx context.Context, env Env, cells []Cell) []Result {
 	var out []Result
 	for i, c := range cells {
-		fmt.Fprintf(env.Log, "== %s (%d repetitions)\n", c.Name(), c.Repetitions)
-		start := time.Now()
-		ms, err := runCell(ctx, env, c)
-		r := Result{Cell: c.Name(), Measurements: ms}
-		if err != nil {
-			r.Error = err.Error()
-			fmt.Fprintf(env.Log, "   error: %v\n", err)
-		}
-		for _, m := range ms {
-			fmt.Fprintf(env.Log, "   %s: %v %s\n", m.Name, roundAll(m.Values), m.Unit)
-		}
-		fmt.Fprintf(env.Log, "   (%v)\n", time.Since(start).Round(time.Millisecond))
-		out = append(out, r)
+		out = append(out, runOne(ctx, env, c))
 		if env.Progress != nil {
 			env.Progress(float64(i+1) / float64(len(cells)))
 		}
@@ -79,6 +71,23 @@ func Run(ctx context.Context, env Env, cells []Cell) []Result {
 		}
 	}
 	return out
+}
+
+// runOne measures one cell with env's binaries.
+func runOne(ctx context.Context, env Env, c Cell) Result {
+	fmt.Fprintf(env.Log, "== %s (%d repetitions)\n", c.Name(), c.Repetitions)
+	start := time.Now()
+	ms, err := runCell(ctx, env, c)
+	r := Result{Cell: c.Name(), Measurements: ms}
+	if err != nil {
+		r.Error = err.Error()
+		fmt.Fprintf(env.Log, "   error: %v\n", err)
+	}
+	for _, m := range ms {
+		fmt.Fprintf(env.Log, "   %s: %v %s\n", m.Name, roundAll(m.Values), m.Unit)
+	}
+	fmt.Fprintf(env.Log, "   (%v)\n", time.Since(start).Round(time.Millisecond))
+	return r
 }
 
 func roundAll(v []float64) []float64 {
