@@ -47,6 +47,12 @@ type Run struct {
 	// BaselineKey the key it must verify with; empty when there is none.
 	Baseline    string
 	BaselineKey *evidence.Verifier
+	// BaselineRef is the git revision whose binaries perf-budget measures
+	// beside the candidate's, cell by cell; empty for the gate's default.
+	BaselineRef string
+	// Dirty says the tree under test (Root) holds uncommitted changes on
+	// top of Commit.
+	Dirty bool
 
 	w            *evidence.Writer
 	mu           sync.Mutex
@@ -220,6 +226,7 @@ type Options struct {
 	Version        string
 	Baseline       string
 	BaselineKey    *evidence.Verifier
+	BaselineRef    string
 	// Progress receives a line per gate and a progress line for long
 	// ones; nil discards.
 	Progress io.Writer
@@ -302,7 +309,7 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	for _, name := range names {
 		spec, _ := o.Registry.Get(name)
 		r := &Run{Gate: name, Channel: o.Channel, Commit: o.Commit, Root: o.Root, Work: filepath.Join(work, name),
-			Binaries: binaries, Env: env, Baseline: o.Baseline, BaselineKey: o.BaselineKey, w: w}
+			Binaries: binaries, Env: env, Baseline: o.Baseline, BaselineKey: o.BaselineKey, BaselineRef: o.BaselineRef, Dirty: o.Dirty, w: w}
 		var res evidence.GateResult
 		if err := os.MkdirAll(r.Work, 0o755); err != nil {
 			res = evidence.GateResult{Gate: name, Owner: spec.Owner, Channel: o.Channel, Started: o.Now(), Environment: env,

@@ -80,6 +80,26 @@ func TakeSnapshot(ctx context.Context, root string) (s *Snapshot, err error) {
 	return s, nil
 }
 
+// Checkout makes a clean git worktree of the revision rev of the
+// repository at repo, in a new temporary directory: the tree of another
+// commit (a baseline) to build from. Close removes it.
+func Checkout(ctx context.Context, repo, rev string) (s *Snapshot, err error) {
+	commit, err := gitOut(ctx, repo, nil, "rev-parse", "--verify", "--end-of-options", rev+"^{commit}")
+	if err != nil {
+		return nil, fmt.Errorf("checkout %q: %w", rev, err)
+	}
+	parent, err := os.MkdirTemp("", "rustynet-gate-tree-")
+	if err != nil {
+		return nil, err
+	}
+	s = &Snapshot{Dir: filepath.Join(parent, "tree"), Commit: strings.TrimSpace(commit), repo: repo}
+	if _, err := gitOut(ctx, repo, nil, "worktree", "add", "--detach", "--quiet", s.Dir, s.Commit); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("checkout %s: %w", rev, err)
+	}
+	return s, nil
+}
+
 // Close removes the snapshot and its worktree record.
 func (s *Snapshot) Close() error {
 	parent := filepath.Dir(s.Dir)

@@ -46,10 +46,15 @@ var numRange = map[string][2]int{
 
 // File is one matrix file.
 type File struct {
-	Version     int     `yaml:"version"`
-	Name        string  `yaml:"name"`
-	Repetitions int     `yaml:"repetitions"`
-	Suites      []Suite `yaml:"suites"`
+	Version     int    `yaml:"version"`
+	Name        string `yaml:"name"`
+	Repetitions int    `yaml:"repetitions"`
+	// PairedRounds, when set, runs the cells of PairedKinds in that many
+	// rounds alternating a baseline's binaries with the candidate's
+	// (RunPaired); each round takes Repetitions/PairedRounds repetitions
+	// (at least one) on either side.
+	PairedRounds int     `yaml:"paired_rounds"`
+	Suites       []Suite `yaml:"suites"`
 }
 
 // Suite is one kind of measurement over the product of its axes.
@@ -112,6 +117,9 @@ func Parse(file string, data []byte) (*File, []Cell, error) {
 	}
 	if f.Repetitions < 1 || f.Repetitions > 100 {
 		return nil, nil, &Error{file, fmt.Sprintf("repetitions %d: want 1 to 100", f.Repetitions)}
+	}
+	if f.PairedRounds < 0 || f.PairedRounds > 20 {
+		return nil, nil, &Error{file, fmt.Sprintf("paired_rounds %d: want 0 (no pairing) to 20", f.PairedRounds)}
 	}
 	var cells []Cell
 	seen := map[string]bool{}

@@ -229,6 +229,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	keyFile := fs.String("key", "", "signing key (PKCS#8 PEM); without it a development key in "+DevKeyDir+"/ is used, created on first use, and the bundle says so")
 	baseline := fs.String("baseline", "", "an earlier bundle to compare performance with (perf-budget flags significant regressions)")
 	baselineKey := fs.String("baseline-pubkey", "", "the key the baseline must verify with (default: this run's key)")
+	baselineRef := fs.String("baseline-ref", "", "the git revision perf-budget measures beside this tree, cell by cell (default: HEAD for a tree with changes, else HEAD~1; CI passes the last passing nightly or the previous release)")
 	asJSON := fs.Bool("json", false, "print the verdict as JSON on stdout (progress stays on stderr)")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -279,7 +280,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	o, err := gates.Execute(ctx, gates.Options{Registry: reg, Policy: pol, Channel: *channel, Gates: names, Out: *out,
 		Signer: signer, DevelopmentKey: dev, Root: snap.Dir, Commit: sha, Dirty: dirty, Version: version, Progress: stderr,
-		Baseline: *baseline, BaselineKey: bkey})
+		Baseline: *baseline, BaselineKey: bkey, BaselineRef: *baselineRef})
 	if err != nil {
 		return err // usage (unknown gate or channel) or internal: exit 2
 	}

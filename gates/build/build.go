@@ -5,7 +5,6 @@ package build
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -29,24 +28,11 @@ func Register(r *gates.Registry) {
 }
 
 func run(ctx context.Context, r *gates.Run) error {
-	out := filepath.Join(r.Work, "bin")
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
+	bins, secs, err := r.GoBuild(ctx, r.Root, filepath.Join(r.Work, "bin"), r.Commit, Binaries...)
+	if err != nil {
+		return gates.Fail("%v", err)
 	}
-	bins := map[string]string{}
-	var secs []float64
-	for i, b := range Binaries {
-		start := time.Now()
-		p := filepath.Join(out, b)
-		cmd := r.Command(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w -X main.version="+r.Commit, "-o", p, "./cmd/"+b)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if err := cmd.Run(); err != nil {
-			return gates.Fail("go build ./cmd/%s: %v (the log has the compiler's output)", b, err)
-		}
-		secs = append(secs, time.Since(start).Seconds())
-		bins[b] = p
-		r.Progress(float64(i+1) / float64(len(Binaries)))
-	}
+	r.Progress(1)
 	r.Built(bins)
 	r.Measure(evidence.Measurement{Name: "build_time", Unit: "s", Method: "wall time of go build per binary, CGO off, -trimpath", Values: secs})
 	return nil
