@@ -3,7 +3,9 @@ package policies
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 	"time"
 )
@@ -90,6 +92,17 @@ type Soak struct {
 	MaxFDSlope        float64 `yaml:"max_fds_per_hour"`
 	// MaxRSS is a ceiling any sample breaching fails the soak.
 	MaxRSS float64 `yaml:"max_rss_mib"`
+	// Short is the short soak, for mutation runs: the soak gate runs it
+	// instead of the channel's when RUSTYNET_SOAK=short (nightly only),
+	// with the same bounds.
+	Short ShortSoak `yaml:"short"`
+}
+
+// ShortSoak is how long the short soak runs and how it samples.
+type ShortSoak struct {
+	Duration    string `yaml:"duration"`
+	SampleEvery string `yaml:"sample_every"`
+	Warmup      string `yaml:"warmup"`
 }
 
 // ParseBudgets decodes and checks budgets.yaml.
@@ -150,9 +163,16 @@ func ParseBudgets(file string, data []byte) (*Budgets, error) {
 			return nil, &Error{File: file, Line: n.Cell.Line, Msg: "regression.noise: does not say what it was measured from (basis)"}
 		}
 	}
-	for _, d := range []string{b.Soak.SampleEvery, b.Soak.Warmup} {
-		if _, err := time.ParseDuration(d); err != nil {
-			return nil, &Error{File: file, Msg: fmt.Sprintf("soak: %q is not a duration", d)}
+	// Durations and sampling intervals must be positive; a warm-up may
+	// be zero.
+	soakDurations := map[string]string{"sample_every": b.Soak.SampleEvery, "warmup": b.Soak.Warmup}
+	if b.Soak.Short != (ShortSoak{}) {
+		soakDurations["short.duration"], soakDurations["short.sample_every"], soakDurations["short.warmup"] = b.Soak.Short.Duration, b.Soak.Short.SampleEvery, b.Soak.Short.Warmup
+	}
+	for _, k := range slices.Sorted(maps.Keys(soakDurations)) {
+		v, err := time.ParseDuration(soakDurations[k])
+		if err != nil || v < 0 || (v == 0 && !strings.HasSuffix(k, "warmup")) {
+			return nil, &Error{File: file, Msg: fmt.Sprintf("soak.%s: %q is not a positive duration", k, soakDurations[k])}
 		}
 	}
 	if b.Soak.RateMbps <= 0 || b.Soak.MaxRSSSlope <= 0 || b.Soak.MaxGoroutineSlope <= 0 || b.Soak.MaxFDSlope <= 0 || b.Soak.MaxRSS <= 0 {

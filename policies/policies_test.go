@@ -226,6 +226,32 @@ func TestShippedBudgetsLoad(t *testing.T) {
 	}
 }
 
+// TestShortSoak: the short soak's settings are optional, and checked
+// when given: a sampling interval or duration must be positive, a warm-up
+// may be zero.
+func TestShortSoak(t *testing.T) {
+	base := strings.TrimSuffix(string(budgetsForTest), "}\n")
+	for _, c := range []struct {
+		short string
+		want  string // an error, or "" for none
+	}{
+		{"", ""},
+		{", short: {duration: 5m, sample_every: 5s, warmup: 0s}", ""},
+		{", short: {duration: 0s, sample_every: 5s, warmup: 1m}", `soak.short.duration: "0s" is not a positive duration`},
+		{", short: {duration: 5m, warmup: 1m}", `soak.short.sample_every: "" is not a positive duration`},
+	} {
+		b, err := ParseBudgets("b.yaml", []byte(base+c.short+"}\n"))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("ParseBudgets(soak%s) = %v, want it accepted", c.short, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("ParseBudgets(soak%s) = %v, want an error saying %q", c.short, err, c.want)
+		case c.want == "" && c.short != "" && b.Soak.Short.Duration != "5m":
+			t.Errorf("ParseBudgets(soak%s): short = %+v", c.short, b.Soak.Short)
+		}
+	}
+}
+
 func TestBudgetsFor(t *testing.T) {
 	b, err := ParseBudgets("b.yaml", []byte(`version: 1
 matrix: {nightly: n.yaml, beta: r.yaml, ga: r.yaml}

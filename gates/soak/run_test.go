@@ -18,7 +18,8 @@ import (
 )
 
 // TestSoakGate runs the gate for real, briefly: a controller and two nodes
-// in namespaces, the built binaries, 15 s of verified traffic. A soak this
+// in namespaces, the built binaries, and the short soak
+// (RUSTYNET_SOAK=short) cut to 15 s of verified traffic. A soak this
 // short sees only start-up growth, so its slopes are opened up (the shipped
 // ones are set from full-length soaks, see budgets.yaml): it passes, with
 // every sample and measurement in the bundle, and fails, saying why, under
@@ -39,67 +40,30 @@ func TestSoakGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The short soak (RUSTYNET_SOAK=short), shortened further.
+	t.Setenv(EnvVariant, VariantShort)
 	head, tail, ok := strings.Cut(string(shipped), "\nsoak:\n")
-	r := regexp.MustCompile(`(?m)^(\s+)(nightly|sample_every|warmup|max_rss_mib_per_hour|max_goroutines_per_hour|max_fds_per_hour): \S+$`)
+	r := regexp.MustCompile(`(?m)^(\s+)(max_rss_mib_per_hour|max_goroutines_per_hour|max_fds_per_hour): \S+$`)
 	n := 0
 	tail = r.ReplaceAllStringFunc(tail, func(line string) string {
 		n++
 		m := r.FindStringSubmatch(line)
-		v := map[string]string{"nightly": "15s", "sample_every": "1s", "warmup": "5s"}[m[2]]
-		if strings.HasPrefix(m[2], "max_") {
-			v = "100000"
-		}
-		return m[1] + m[2] + ": " + v
+		return m[1] + m[2] + ": 100000"
 	})
+	shortRE := regexp.MustCompile(`(?m)^  short:\n    duration: \S+\n    sample_every: \S+\n    warmup: \S+$`)
+	if shortRE.MatchString(tail) {
+		n++
+		tail = shortRE.ReplaceAllString(tail, "  short:\n    duration: 15s\n    sample_every: 1s\n    warmup: 5s")
+	}
 	short := head + "\nsoak:\n" + tail
-	if !ok || n != 6 || !strings.Contains(short, "max_rss_mib: 256") {
-		t.Fatalf("policies/budgets.yaml's soak settings changed (%d of 6 found): update what this test shortens", n)
+	if !ok || n != 4 || !strings.Contains(short, "max_rss_mib: 256") {
+		t.Fatalf("policies/budgets.yaml's soak settings changed (%d of 4 found): update what this test shortens", n)
 	}
 
 	soak := func(t *testing.T, budgets string) (evidence.GateResult, []sample) {
 		t.Helper()
-		root := t.TempDir()
-		os.MkdirAll(filepath.Join(root, "policies"), 0o755)
-		if err := os.WriteFile(filepath.Join(root, "policies", "budgets.yaml"), []byte(budgets), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		var reg gates.Registry
-		reg.Register(gates.Spec{Name: gates.BuildGate, Owner: "release-eng", Timeout: time.Minute, Run: func(ctx context.Context, r *gates.Run) error {
-			r.Built(bins)
-			return nil
-		}})
-		Register(&reg)
-		pol, err := policies.ParseRelease("release.yaml", []byte("version: 1\nchannels:\n  nightly:\n    gates: [build, soak]\n"), reg.Has)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys := t.TempDir()
-		evidence.Keygen(keys, evidence.ECDSAP256)
-		signer, err := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := filepath.Join(t.TempDir(), "bundle")
-		o, err := gates.Execute(context.Background(), gates.Options{Registry: &reg, Policy: pol, Channel: "nightly", Out: out, Root: root,
-			Signer: signer, Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var res evidence.GateResult
-		for _, r := range o.Results {
-			if r.Gate == Name {
-				res = r
-			}
-		}
-		var samples []sample
-		data, err := os.ReadFile(filepath.Join(out, "artifacts", Name, "samples.json"))
-		if err != nil {
-			t.Fatalf("%s: no samples: %v", res.Reason, err)
-		}
-		if err := json.Unmarshal(data, &samples); err != nil {
-			t.Fatal(err)
-		}
-		return res, samples
+		res, out, _ := execute(t, "nightly", budgets, bins)
+		return res, readSamples(t, res, out, "samples.json")
 	}
 
 	res, samples := soak(t, short)
@@ -132,4 +96,63 @@ func TestSoakGate(t *testing.T) {
 	if res.Status != evidence.StatusFail || !strings.Contains(res.Reason, "over the 1 MiB ceiling") {
 		t.Errorf("soak under a 1 MiB RSS ceiling: %s: %s; want a failure naming the ceiling", res.Status, res.Reason)
 	}
+}
+
+// execute runs the build gate (a stand-in reporting bins) and the soak
+// gate on channel under budgets, signing the bundle; it returns the soak's
+// result, the bundle and the key that verifies it.
+func execute(t *testing.T, channel, budgets string, bins map[string]string) (evidence.GateResult, string, *evidence.Verifier) {
+	t.Helper()
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "policies"), 0o755)
+	if err := os.WriteFile(filepath.Join(root, "policies", "budgets.yaml"), []byte(budgets), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var reg gates.Registry
+	reg.Register(gates.Spec{Name: gates.BuildGate, Owner: "release-eng", Timeout: time.Minute, Run: func(ctx context.Context, r *gates.Run) error {
+		r.Built(bins)
+		return nil
+	}})
+	Register(&reg)
+	pol, err := policies.ParseRelease("release.yaml", []byte("version: 1\nchannels:\n  "+channel+":\n    gates: [build, soak]\n"), reg.Has)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := t.TempDir()
+	evidence.Keygen(keys, evidence.ECDSAP256)
+	signer, err := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := evidence.LoadVerifier(filepath.Join(keys, evidence.PublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "bundle")
+	o, err := gates.Execute(context.Background(), gates.Options{Registry: &reg, Policy: pol, Channel: channel, Out: out, Root: root,
+		Signer: signer, Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range o.Results {
+		if r.Gate == Name {
+			return r, out, verifier
+		}
+	}
+	t.Fatalf("no result of %s among %+v", Name, o.Results)
+	return evidence.GateResult{}, "", nil
+}
+
+// readSamples reads a samples artifact of the soak in a bundle.
+func readSamples(t *testing.T, res evidence.GateResult, bundle, file string) []sample {
+	t.Helper()
+	var samples []sample
+	data, err := os.ReadFile(filepath.Join(bundle, "artifacts", Name, file))
+	if err != nil {
+		t.Fatalf("%s: %s: no samples: %v", res.Status, res.Reason, err)
+	}
+	if err := json.Unmarshal(data, &samples); err != nil {
+		t.Fatal(err)
+	}
+	return samples
 }

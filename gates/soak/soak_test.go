@@ -3,7 +3,11 @@ package soak
 import (
 	"bytes"
 	"math"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/policies"
 )
 
 // TestByteStreamSplits: however a stream is cut, both ends agree.
@@ -36,5 +40,43 @@ func TestSlopeAfter(t *testing.T) {
 	}
 	if _, ok := slopeAfter(ts[:2], ys[:2], 0); ok {
 		t.Error("a slope from two points")
+	}
+}
+
+// TestConfigure: the channel's soak unless RUSTYNET_SOAK=short asks for
+// the short one, which only the nightly channel runs; any other value is
+// refused.
+func TestConfigure(t *testing.T) {
+	b, err := policies.LoadBudgets("../../policies/budgets.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		channel, variant string
+		want             time.Duration
+		err              string
+	}{
+		{"nightly", "", 10 * time.Minute, ""},
+		{"ga", "", 24 * time.Hour, ""},
+		{"nightly", VariantShort, 0, ""},
+		{"beta", VariantShort, 0, "the beta channel soaks for its full duration"},
+		{"ga", VariantShort, 0, "the ga channel soaks for its full duration"},
+		{"nightly", "quick", 0, `RUSTYNET_SOAK="quick": want "short" or unset`},
+	} {
+		cfg, err := configure(b, c.channel, c.variant)
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("configure(%s, %q) = %v, want an error saying %q", c.channel, c.variant, err, c.err)
+			}
+		case err != nil:
+			t.Errorf("configure(%s, %q) = %v", c.channel, c.variant, err)
+		case c.variant == VariantShort:
+			if short, _ := time.ParseDuration(b.Soak.Short.Duration); cfg.duration != short || cfg.duration >= 10*time.Minute {
+				t.Errorf("configure(%s, short) runs %v; want soak.short.duration (%v), shorter than the nightly soak", c.channel, cfg.duration, short)
+			}
+		case cfg.duration != c.want:
+			t.Errorf("configure(%s, %q) runs %v, want %v", c.channel, c.variant, cfg.duration, c.want)
+		}
 	}
 }

@@ -1,0 +1,103 @@
+package soak
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/gates"
+)
+
+// judge turns what a soak observed into its measurements and the
+// problems that fail it (those seen while it ran among them).
+func (c *config) judge(o *observed) ([]evidence.Measurement, []string) {
+	var ms []evidence.Measurement
+	problems := slices.Clone(o.problems)
+	b := c.bounds
+	ms = append(ms, evidence.Measurement{Name: "bytes_verified", Unit: "MB", Method: "bytes received through the tunnel and checked against the sender's pseudo-random stream", Values: []float64{float64(o.bytes) / 1e6}})
+	if elapsed := o.elapsed.Seconds(); elapsed > 0 {
+		rate := float64(o.bytes) * 8 / 1e6 / elapsed
+		floor := MinRateShare * b.RateMbps
+		m := gates.Summarize(evidence.Measurement{Name: "stream_rate", Unit: "Mbit/s", Method: "verified bytes over the soak's duration",
+			Values: []float64{rate}, Budget: &evidence.Budget{Min: &floor, Source: fmt.Sprintf("policies/budgets.yaml soak.rate_mbps, %.0f%% of it", 100*MinRateShare)}})
+		ms = append(ms, m)
+		if !*m.WithinBudget {
+			problems = append(problems, fmt.Sprintf("the stream carried %.1f Mbit/s, under %.0f%% of the %.0f Mbit/s it was paced at", rate, 100*MinRateShare, b.RateMbps))
+		}
+	}
+	for _, name := range o.daemons {
+		var rss, gor, fds, heap, t []float64
+		for _, s := range o.samples {
+			ds := s.Daemons[name]
+			g, h := ds.Goroutines, ds.HeapMiB
+			if ds.ScrapeError != "" {
+				g, h = math.NaN(), math.NaN() // not observed: slopeAfter skips them
+			}
+			rss, gor, fds, heap = append(rss, ds.RSSMiB), append(gor, g), append(fds, ds.FDs), append(heap, h)
+			t = append(t, s.Elapsed)
+		}
+		method := fmt.Sprintf("sampled every %v over %v", c.every, c.duration)
+		ms = append(ms, evidence.Measurement{Name: name + "_rss", Unit: "MiB", Method: "VmRSS, " + method, Values: rss})
+		// The series carry only what was observed (a failed scrape is in
+		// samples.json with its error).
+		observed := func(xs []float64) []float64 {
+			return slices.DeleteFunc(slices.Clone(xs), math.IsNaN)
+		}
+		ms = append(ms, evidence.Measurement{Name: name + "_heap", Unit: "MiB", Method: "go_memstats_heap_inuse_bytes from its metrics, " + method, Values: observed(heap)})
+		if slope, ok := slopeAfter(t, heap, c.warmup.Seconds()); ok {
+			// Reported beside the RSS slope, not judged: the heap's GC
+			// sawtooth makes its slope over minutes too noisy to bound.
+			ms = append(ms, evidence.Measurement{Name: name + "_heap_slope", Unit: "MiB/h", Method: "least-squares slope of the heap in use after the warm-up (reported, not bounded)", Values: []float64{slope}})
+		}
+		ms = append(ms, evidence.Measurement{Name: name + "_goroutines", Unit: "goroutines", Method: "go_goroutines from its metrics, " + method, Values: observed(gor)})
+		ms = append(ms, evidence.Measurement{Name: name + "_fds", Unit: "fds", Method: "entries of /proc/PID/fd, " + method, Values: fds})
+		for _, g := range []struct {
+			metric string
+			ys     []float64
+			max    float64
+			unit   string
+		}{{"rss", rss, b.MaxRSSSlope, "MiB/h"}, {"goroutines", gor, b.MaxGoroutineSlope, "goroutines/h"}, {"fds", fds, b.MaxFDSlope, "fds/h"}} {
+			slope, ok := slopeAfter(t, g.ys, c.warmup.Seconds())
+			if !ok {
+				continue
+			}
+			mx := g.max
+			m := gates.Summarize(evidence.Measurement{Name: name + "_" + g.metric + "_slope", Unit: g.unit,
+				Method: "least-squares slope of the samples after the warm-up", Values: []float64{slope},
+				Budget: &evidence.Budget{Max: &mx, Source: "policies/budgets.yaml soak"}})
+			ms = append(ms, m)
+			if !*m.WithinBudget {
+				problems = append(problems, fmt.Sprintf("%s %s grows %.1f %s, over the %.1f allowed", name, g.metric, slope, g.unit, g.max))
+			}
+		}
+	}
+	if o.bytes == 0 {
+		problems = append(problems, "no byte made it through the tunnel")
+	}
+	return ms, problems
+}
+
+// slopeAfter fits y = a + b*t (t in seconds) to the points after skip
+// seconds and returns b per hour; it needs at least 3 points.
+func slopeAfter(t, y []float64, skip float64) (float64, bool) {
+	var n, st, sy, stt, sty float64
+	for i := range t {
+		if t[i] < skip || math.IsNaN(y[i]) {
+			continue
+		}
+		n++
+		st += t[i]
+		sy += y[i]
+		stt += t[i] * t[i]
+		sty += t[i] * y[i]
+	}
+	if n < 3 {
+		return 0, false
+	}
+	den := n*stt - st*st
+	if den == 0 {
+		return 0, false
+	}
+	return (n*sty - st*sy) / den * 3600, true
+}

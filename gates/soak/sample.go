@@ -1,0 +1,135 @@
+package soak
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rustynet/rustynet/internal/daemon"
+	"github.com/rustynet/rustynet/internal/testbed"
+	"github.com/rustynet/rustynet/matrix"
+)
+
+// sample is one observation of every daemon.
+type sample struct {
+	At      time.Time          `json:"at"`
+	Elapsed float64            `json:"elapsed_s"`
+	Bytes   int64              `json:"bytes_verified"`
+	Daemons map[string]dsample `json:"daemons"`
+}
+
+type dsample struct {
+	RSSMiB     float64 `json:"rss_mib"`
+	Goroutines float64 `json:"goroutines"`
+	FDs        float64 `json:"fds"`
+	// HeapMiB is the Go heap in use (go_memstats_heap_inuse_bytes): RSS
+	// also counts memory the runtime freed but has not returned yet, so
+	// the two tell a leak from a heap that settles.
+	HeapMiB float64 `json:"heap_inuse_mib"`
+	// ScrapeError says why its metrics could not be read; Goroutines and
+	// HeapMiB are then not observed (zero here, left out of the series).
+	ScrapeError string `json:"scrape_error,omitempty"`
+}
+
+type watched struct {
+	name string
+	host *testbed.Host
+	p    *daemon.Process
+}
+
+// observed is what one soak saw.
+type observed struct {
+	samples []sample
+	// daemons are the daemons sampled, in order.
+	daemons []string
+	elapsed time.Duration
+	bytes   int64
+	// problems are what went wrong while it ran.
+	problems []string
+}
+
+// soak builds the mesh, runs the stream through it for the duration and
+// samples every daemon. An error is a soak that could not run.
+func (c *config) soak(ctx context.Context, env matrix.Env, progress func(float64)) (*observed, error) {
+	m, err := matrix.NewMesh(ctx, env, c.backend, 2, 1420)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	ds := []watched{{"controller", m.ControllerHost(), m.Controller()}}
+	for i, nd := range m.Nodes() {
+		ds = append(ds, watched{fmt.Sprintf("node%d", i+1), nd.Host(), nd.Process()})
+	}
+	o := &observed{}
+	for _, d := range ds {
+		o.daemons = append(o.daemons, d.name)
+	}
+	a, b := m.Nodes()[0], m.Nodes()[1]
+	fmt.Fprintf(env.Log, "soak: %v at %.0f Mbit/s from %s to %s, sampling every %v, warm-up %v\n", c.duration, c.bounds.RateMbps, a.Addr(), b.Addr(), c.every, c.warmup)
+
+	sctx, cancel := context.WithTimeout(ctx, c.duration)
+	defer cancel()
+	st, err := startStream(sctx, a.Host(), b.Host(), b.Addr(), c.bounds.RateMbps)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	lastBytes, lastProgress := int64(0), start
+	tick := time.NewTicker(c.every)
+	defer tick.Stop()
+loop:
+	for {
+		s := sample{At: time.Now(), Elapsed: time.Since(start).Seconds(), Bytes: st.verified.Load(), Daemons: map[string]dsample{}}
+		for _, d := range ds {
+			if d.p.Exited() {
+				o.problems = append(o.problems, d.name+" exited during the soak")
+				break loop
+			}
+			rss, _, _ := d.p.Memory()
+			obs := dsample{RSSMiB: float64(rss) / (1 << 20), FDs: float64(countFDs(d.p.Pid()))}
+			if vs, err := matrix.ScrapeAll(ctx, d.host, "go_goroutines", "go_memstats_heap_inuse_bytes"); err == nil {
+				obs.Goroutines, obs.HeapMiB = vs["go_goroutines"], vs["go_memstats_heap_inuse_bytes"]/(1<<20)
+			} else {
+				obs.ScrapeError = err.Error()
+			}
+			s.Daemons[d.name] = obs
+			if obs.RSSMiB > c.bounds.MaxRSS {
+				o.problems = append(o.problems, fmt.Sprintf("%s RSS %.0f MiB at %v, over the %.0f MiB ceiling", d.name, obs.RSSMiB, time.Since(start).Round(time.Second), c.bounds.MaxRSS))
+			}
+		}
+		o.samples = append(o.samples, s)
+		if s.Bytes > lastBytes {
+			lastBytes, lastProgress = s.Bytes, time.Now()
+		} else if time.Since(lastProgress) > 30*time.Second {
+			o.problems = append(o.problems, fmt.Sprintf("the stream stalled for %v at %v", time.Since(lastProgress).Round(time.Second), time.Since(start).Round(time.Second)))
+			break
+		}
+		if e := st.err(); e != nil {
+			o.problems = append(o.problems, e.Error())
+			break
+		}
+		progress(time.Since(start).Seconds() / c.duration.Seconds())
+		select {
+		case <-sctx.Done():
+			break loop
+		case <-tick.C:
+		}
+	}
+	cancel()
+	st.wait()
+	if e := st.err(); e != nil && !strings.Contains(strings.Join(o.problems, ";"), e.Error()) {
+		o.problems = append(o.problems, e.Error())
+	}
+	o.elapsed, o.bytes = time.Since(start), st.verified.Load()
+	return o, nil
+}
+
+func countFDs(pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0
+	}
+	return len(ents)
+}
