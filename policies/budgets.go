@@ -206,11 +206,31 @@ func matching(bs []Budget, cell, metric string) []Budget {
 	return out
 }
 
-// SoakDuration is how long the soak runs on a channel.
+// SoakFloor is the shortest soak a channel may run, whatever
+// budgets.yaml says: 24 hours for GA, 2 hours for beta, 10 minutes
+// nightly. A budgets file that sets less is refused, and verify holds a
+// soak's signed samples to it (gates/soak).
+func SoakFloor(channel string) time.Duration {
+	switch channel {
+	case "ga":
+		return 24 * time.Hour
+	case "beta":
+		return 2 * time.Hour
+	case "nightly":
+		return 10 * time.Minute
+	}
+	return 0
+}
+
+// SoakDuration is how long the soak runs on a channel: budgets.yaml's
+// duration, never under the channel's floor.
 func (b *Budgets) SoakDuration(channel string) (time.Duration, error) {
 	d, err := time.ParseDuration(b.Soak.Duration[channel])
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("soak.duration.%s: %q is not a positive duration", channel, b.Soak.Duration[channel])
+	}
+	if floor := SoakFloor(channel); d < floor {
+		return 0, fmt.Errorf("soak.duration.%s: %q is under the %s channel's floor of %v (policies.SoakFloor)", channel, b.Soak.Duration[channel], channel, floor)
 	}
 	return d, nil
 }

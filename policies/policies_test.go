@@ -226,6 +226,36 @@ func TestShippedBudgetsLoad(t *testing.T) {
 	}
 }
 
+// TestSoakFloor: a channel's soak is never shorter than its floor in
+// code (GA 24 h, beta 2 h, nightly 10 min), whatever budgets.yaml says: a
+// file that sets less is refused, naming the channel and its floor.
+func TestSoakFloor(t *testing.T) {
+	durations := "duration: {nightly: 10m, beta: 2h, ga: 24h}"
+	if !strings.Contains(string(budgetsForTest), durations) {
+		t.Fatal("budgetsForTest changed: update this test")
+	}
+	if b, err := ParseBudgets("b.yaml", budgetsForTest); err != nil {
+		t.Fatalf("the floors themselves: %v", err)
+	} else if d, _ := b.SoakDuration("ga"); d != 24*time.Hour {
+		t.Errorf("SoakDuration(ga) = %v, want 24h", d)
+	}
+	for _, c := range []struct{ durations, want string }{
+		{"duration: {nightly: 10m, beta: 2h, ga: 12h}", `soak.duration.ga: "12h" is under the ga channel's floor of 24h0m0s`},
+		{"duration: {nightly: 10m, beta: 1h59m, ga: 24h}", `soak.duration.beta: "1h59m" is under the beta channel's floor of 2h0m0s`},
+		{"duration: {nightly: 5m, beta: 2h, ga: 24h}", `soak.duration.nightly: "5m" is under the nightly channel's floor of 10m0s`},
+	} {
+		data := strings.Replace(string(budgetsForTest), durations, c.durations, 1)
+		if _, err := ParseBudgets("b.yaml", []byte(data)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseBudgets(soak %s) = %v, want an error saying %q", c.durations, err, c.want)
+		}
+	}
+	for ch, want := range map[string]time.Duration{"nightly": 10 * time.Minute, "beta": 2 * time.Hour, "ga": 24 * time.Hour} {
+		if got := SoakFloor(ch); got != want {
+			t.Errorf("SoakFloor(%s) = %v, want %v", ch, got, want)
+		}
+	}
+}
+
 // TestShortSoak: the short soak's settings are optional, and checked
 // when given: a sampling interval or duration must be positive, a warm-up
 // may be zero.
@@ -261,7 +291,7 @@ budgets:
     min: 0.1
     basis: measured 0.17
 regression: {alpha: 0.05, min_change: 0.05}
-soak: {duration: {nightly: 10m, beta: 1h, ga: 24h}, sample_every: 10s, warmup: 1m, rate_mbps: 10, max_rss_mib_per_hour: 1, max_goroutines_per_hour: 1, max_fds_per_hour: 1, max_rss_mib: 100}
+soak: {duration: {nightly: 10m, beta: 2h, ga: 24h}, sample_every: 10s, warmup: 1m, rate_mbps: 10, max_rss_mib_per_hour: 1, max_goroutines_per_hour: 1, max_fds_per_hour: 1, max_rss_mib: 100}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +322,7 @@ soak: {duration: {nightly: 10m, beta: 1h, ga: 24h}, sample_every: 10s, warmup: 1
 var budgetsForTest = []byte(`version: 1
 matrix: {nightly: n.yaml, beta: r.yaml, ga: r.yaml}
 regression: {alpha: 0.05, min_change: 0.05}
-soak: {duration: {nightly: 10m, beta: 1h, ga: 24h}, sample_every: 10s, warmup: 1m, rate_mbps: 10, max_rss_mib_per_hour: 1, max_goroutines_per_hour: 1, max_fds_per_hour: 1, max_rss_mib: 100}
+soak: {duration: {nightly: 10m, beta: 2h, ga: 24h}, sample_every: 10s, warmup: 1m, rate_mbps: 10, max_rss_mib_per_hour: 1, max_goroutines_per_hour: 1, max_fds_per_hour: 1, max_rss_mib: 100}
 `)
 
 func TestMatchCell(t *testing.T) {

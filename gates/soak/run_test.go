@@ -156,3 +156,35 @@ func readSamples(t *testing.T, res evidence.GateResult, bundle, file string) []s
 	}
 	return samples
 }
+
+// TestSoakUnderFloor: a budgets.yaml that sets a channel's soak under its
+// floor in code is refused: the gate could not run (an error, with the
+// floor), never a pass.
+func TestSoakUnderFloor(t *testing.T) {
+	require.Root(t)
+	shipped, err := os.ReadFile("../../policies/budgets.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stand-ins the build gate can digest; the soak must refuse before it
+	// starts them.
+	bins := map[string]string{}
+	for _, b := range []string{"rustynet-controller", "rustynetd"} {
+		bins[b] = filepath.Join(t.TempDir(), b)
+		if err := os.WriteFile(bins[b], []byte("#!/bin/false\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ channel, from, to, want string }{
+		{"ga", "    ga: 24h\n", "    ga: 1h\n", `soak.duration.ga: "1h" is under the ga channel's floor of 24h0m0s`},
+		{"beta", "    beta: 2h\n", "    beta: 30m\n", `soak.duration.beta: "30m" is under the beta channel's floor of 2h0m0s`},
+	} {
+		if !strings.Contains(string(shipped), c.from) {
+			t.Fatalf("policies/budgets.yaml has no %q: update this test", c.from)
+		}
+		res, _, _ := execute(t, c.channel, strings.Replace(string(shipped), c.from, c.to, 1), bins)
+		if res.Status != evidence.StatusError || !strings.Contains(res.Reason, c.want) {
+			t.Errorf("%s soak under budgets saying %q: %s: %s; want an error saying %q", c.channel, strings.TrimSpace(c.to), res.Status, res.Reason, c.want)
+		}
+	}
+}
