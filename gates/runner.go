@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/internal/machine"
+	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/policies"
 )
 
@@ -188,20 +190,8 @@ func Summarize(m evidence.Measurement) evidence.Measurement {
 		return m
 	}
 	m.Repetitions = len(m.Values)
-	m.Min, m.Max = m.Values[0], m.Values[0]
-	var sum float64
-	for _, v := range m.Values {
-		sum += v
-		m.Min, m.Max = math.Min(m.Min, v), math.Max(m.Max, v)
-	}
-	m.Mean = sum / float64(len(m.Values))
-	if len(m.Values) > 1 {
-		var ss float64
-		for _, v := range m.Values {
-			ss += (v - m.Mean) * (v - m.Mean)
-		}
-		m.Stddev = math.Sqrt(ss / float64(len(m.Values)-1))
-	}
+	m.Min, m.Max = slices.Min(m.Values), slices.Max(m.Values)
+	m.Mean, m.Stddev = stats.Mean(m.Values), stats.Stddev(m.Values)
 	if m.Budget != nil {
 		ok := (m.Budget.Max == nil || m.Mean <= *m.Budget.Max) && (m.Budget.Min == nil || m.Mean >= *m.Budget.Min)
 		m.WithinBudget = &ok

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/internal/stats"
 )
 
 // Paired is one measurement of a cell run in rounds that alternate the
@@ -102,9 +103,9 @@ func runRounds(ctx context.Context, cand, base Env, c Cell, rounds int) Result {
 				acc.Values = append(acc.Values, m.Values...)
 				mv := means[m.Name]
 				if side.name == "baseline" {
-					mv[0] = mean(m.Values)
+					mv[0] = stats.Mean(m.Values)
 				} else {
-					mv[1] = mean(m.Values)
+					mv[1] = stats.Mean(m.Values)
 				}
 				means[m.Name] = mv
 			}
@@ -138,12 +139,4 @@ func finish(res Result, order []string, candVals, baseVals map[string]*evidence.
 	}
 	fmt.Fprintf(env.Log, "   (%v)\n", time.Since(start).Round(time.Millisecond))
 	return res
-}
-
-func mean(xs []float64) float64 {
-	s := 0.0
-	for _, x := range xs {
-		s += x
-	}
-	return s / float64(len(xs))
 }

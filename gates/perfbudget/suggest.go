@@ -64,7 +64,7 @@ func suggest(bu policies.Budget, target, isMax bool, runs []Run) Suggestion {
 			if !ok || metric != bu.Metric.Value || len(vs) == 0 || !policies.MatchCell(bu.Cell.Value, cell) {
 				continue
 			}
-			m := mean(vs)
+			m := stats.Mean(vs)
 			if !found || (s.Max && m > worst) || (!s.Max && m < worst) {
 				worst = m
 			}
@@ -75,7 +75,7 @@ func suggest(bu policies.Budget, target, isMax bool, runs []Run) Suggestion {
 		}
 	}
 	if len(s.Means) > 0 {
-		lo, hi, avg := slices.Min(s.Means), slices.Max(s.Means), mean(s.Means)
+		lo, hi, avg := slices.Min(s.Means), slices.Max(s.Means), stats.Mean(s.Means)
 		if avg != 0 {
 			s.Spread = (hi - lo) / math.Abs(avg)
 		}
@@ -97,14 +97,6 @@ func suggest(bu policies.Budget, target, isMax bool, runs []Run) Suggestion {
 			strings.Join(means, ", "), len(s.Means), 100*s.Spread, worst, sign, 100*s.Headroom)
 	}
 	return s
-}
-
-func mean(xs []float64) float64 {
-	var s float64
-	for _, x := range xs {
-		s += x
-	}
-	return s / float64(len(xs))
 }
 
 // roundOut rounds x to two significant digits, up or down.

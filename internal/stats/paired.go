@@ -72,6 +72,32 @@ func SignedRankLess(d []float64) float64 {
 	return float64(count) / float64(int(1)<<n)
 }
 
+// Mean is the arithmetic mean of xs (NaN for none).
+func Mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// Stddev is the sample standard deviation of xs (n-1 in the divisor; 0
+// for fewer than two values).
+func Stddev(xs []float64) float64 {
+	if len(xs) < 2 {
+		return 0
+	}
+	m := Mean(xs)
+	ss := 0.0
+	for _, x := range xs {
+		ss += (x - m) * (x - m)
+	}
+	return math.Sqrt(ss / float64(len(xs)-1))
+}
+
 // GeoMean is the geometric mean of positive ratios (NaN if any is not
 // positive).
 func GeoMean(xs []float64) float64 {
