@@ -125,7 +125,7 @@ func TestChangeReachesWaitingNodes(t *testing.T) {
 		for i := 1; i < n; i++ {
 			wg.Go(func() { got[i] = poll(t, c, nodes[i].Credential, revs[i], 20) })
 		}
-		time.Sleep(100 * time.Millisecond) // let the polls arrive
+		c.WaitPolls(n - 1)
 		change()
 		wg.Wait()
 		for i := 1; i < n; i++ {
@@ -218,7 +218,7 @@ func TestIrrelevantChangeDoesNotWake(t *testing.T) {
 	rev := poll(t, c, a.Credential, 0, 0).Revision
 	done := make(chan *api.MapResponse, 1)
 	go func() { done <- poll(t, c, a.Credential, rev, 2) }()
-	time.Sleep(100 * time.Millisecond)
+	c.WaitPolls(1)
 	c.Register(c.AuthKey(false, "tag:b"), "b")
 	m := <-done
 	if m.Full || m.Self != nil || len(m.PeersChanged)+len(m.PeersRemoved) != 0 {
@@ -342,7 +342,7 @@ func TestPolicyChangeSendsFullNetmaps(t *testing.T) {
 	rev := poll(t, c, a.Credential, 0, 0).Revision
 	done := make(chan *api.MapResponse, 1)
 	go func() { done <- poll(t, c, a.Credential, rev, 20) }()
-	time.Sleep(100 * time.Millisecond)
+	c.WaitPolls(1)
 	if _, err := c.Admin.SetPolicy(ctx(t), "acls: []\n"); err != nil {
 		t.Fatal(err)
 	}

@@ -11,12 +11,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,6 +189,43 @@ func (c *Controller) Restart() {
 	c.t.Helper()
 	c.Stop()
 	c.start()
+}
+
+// WaitPolls waits until the controller holds at least n netmap long-polls
+// open (its rustynet_controller_netmap_polls_open gauge), so that a test
+// makes its change once the polls that must see it have arrived.
+func (c *Controller) WaitPolls(n int) {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := c.pollsOpen()
+		if err == nil && got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%d long-polls open after 10s, want %d (%v)", got, n, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (c *Controller) pollsOpen() (int, error) {
+	resp, err := http.Get(c.MetricsURL)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "rustynet_controller_netmap_polls_open "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int(f), err
+		}
+	}
+	return 0, errors.New("no rustynet_controller_netmap_polls_open in the metrics")
 }
 
 // NamedAuthKey creates a single-use pre-auth key, valid for an hour, that

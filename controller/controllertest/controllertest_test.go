@@ -43,7 +43,7 @@ func TestKillCutsLongPolls(t *testing.T) {
 		resp.Body.Close()
 		done <- result{status: resp.StatusCode}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	c.WaitPolls(1)
 	url := c.URL
 	c.Kill()
 	select {
