@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates"
@@ -27,23 +28,54 @@ func (c *config) judge(o *observed) ([]evidence.Measurement, []string) {
 		}
 	}
 	for _, name := range o.daemons {
+		// A sample that could not be read leaves a hole in its series:
+		// the soak fails, saying which source and why.
+		for _, src := range []struct {
+			what string
+			err  func(dsample) string
+		}{
+			{"its metrics", func(d dsample) string { return d.ScrapeError }},
+			{"its RSS", func(d dsample) string { return d.RSSError }},
+			{"its file descriptors", func(d dsample) string { return d.FDError }},
+		} {
+			n, first := 0, ""
+			for _, s := range o.samples {
+				if e := src.err(s.Daemons[name]); e != "" {
+					if n == 0 {
+						first = fmt.Sprintf("%v: %s", seconds(s.Elapsed).Round(time.Second), e)
+					}
+					n++
+				}
+			}
+			if n > 0 {
+				problems = append(problems, fmt.Sprintf("%s: %s could not be read in %d of %d samples (first at %s)", name, src.what, n, len(o.samples), first))
+			}
+		}
 		var rss, gor, fds, heap, t []float64
 		for _, s := range o.samples {
 			ds := s.Daemons[name]
-			g, h := ds.Goroutines, ds.HeapMiB
+			// What was not observed is NaN: left out of the series and
+			// of the slopes.
+			r, g, f, h := ds.RSSMiB, ds.Goroutines, ds.FDs, ds.HeapMiB
 			if ds.ScrapeError != "" {
-				g, h = math.NaN(), math.NaN() // not observed: slopeAfter skips them
+				g, h = math.NaN(), math.NaN()
 			}
-			rss, gor, fds, heap = append(rss, ds.RSSMiB), append(gor, g), append(fds, ds.FDs), append(heap, h)
+			if ds.RSSError != "" {
+				r = math.NaN()
+			}
+			if ds.FDError != "" {
+				f = math.NaN()
+			}
+			rss, gor, fds, heap = append(rss, r), append(gor, g), append(fds, f), append(heap, h)
 			t = append(t, s.Elapsed)
 		}
 		method := fmt.Sprintf("sampled every %v over %v", c.every, c.duration)
-		ms = append(ms, evidence.Measurement{Name: name + "_rss", Unit: "MiB", Method: "VmRSS, " + method, Values: rss})
-		// The series carry only what was observed (a failed scrape is in
-		// samples.json with its error).
+		// The series carry only what was observed (a sample that could
+		// not be read is in samples.json with its error).
 		observed := func(xs []float64) []float64 {
 			return slices.DeleteFunc(slices.Clone(xs), math.IsNaN)
 		}
+		ms = append(ms, evidence.Measurement{Name: name + "_rss", Unit: "MiB", Method: "VmRSS, " + method, Values: observed(rss)})
 		ms = append(ms, evidence.Measurement{Name: name + "_heap", Unit: "MiB", Method: "go_memstats_heap_inuse_bytes from its metrics, " + method, Values: observed(heap)})
 		if slope, ok := slopeAfter(t, heap, c.warmup.Seconds()); ok {
 			// Reported beside the RSS slope, not judged: the heap's GC
@@ -51,7 +83,7 @@ func (c *config) judge(o *observed) ([]evidence.Measurement, []string) {
 			ms = append(ms, evidence.Measurement{Name: name + "_heap_slope", Unit: "MiB/h", Method: "least-squares slope of the heap in use after the warm-up (reported, not bounded)", Values: []float64{slope}})
 		}
 		ms = append(ms, evidence.Measurement{Name: name + "_goroutines", Unit: "goroutines", Method: "go_goroutines from its metrics, " + method, Values: observed(gor)})
-		ms = append(ms, evidence.Measurement{Name: name + "_fds", Unit: "fds", Method: "entries of /proc/PID/fd, " + method, Values: fds})
+		ms = append(ms, evidence.Measurement{Name: name + "_fds", Unit: "fds", Method: "entries of /proc/PID/fd, " + method, Values: observed(fds)})
 		for _, g := range []struct {
 			metric string
 			ys     []float64
@@ -60,6 +92,9 @@ func (c *config) judge(o *observed) ([]evidence.Measurement, []string) {
 		}{{"rss", rss, b.MaxRSSSlope, "MiB/h"}, {"goroutines", gor, b.MaxGoroutineSlope, "goroutines/h"}, {"fds", fds, b.MaxFDSlope, "fds/h"}} {
 			slope, ok := slopeAfter(t, g.ys, c.warmup.Seconds())
 			if !ok {
+				// Too few samples to fit a slope is a soak that did not
+				// show the daemon does not grow: it fails.
+				problems = append(problems, fmt.Sprintf("%s %s: %d samples after the %v warm-up, %d needed for a slope", name, g.metric, pointsAfter(t, g.ys, c.warmup.Seconds()), c.warmup, minSlopeSamples))
 				continue
 			}
 			mx := g.max
@@ -78,8 +113,26 @@ func (c *config) judge(o *observed) ([]evidence.Measurement, []string) {
 	return ms, problems
 }
 
+// minSlopeSamples is the fewest samples after the warm-up a slope is
+// fitted to.
+const minSlopeSamples = 3
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// pointsAfter counts the observed points at or after skip seconds.
+func pointsAfter(t, y []float64, skip float64) int {
+	n := 0
+	for i := range t {
+		if t[i] >= skip && !math.IsNaN(y[i]) {
+			n++
+		}
+	}
+	return n
+}
+
 // slopeAfter fits y = a + b*t (t in seconds) to the points after skip
-// seconds and returns b per hour; it needs at least 3 points.
+// seconds (NaN ones left out) and returns b per hour; it needs at least
+// minSlopeSamples points.
 func slopeAfter(t, y []float64, skip float64) (float64, bool) {
 	var n, st, sy, stt, sty float64
 	for i := range t {
@@ -92,7 +145,7 @@ func slopeAfter(t, y []float64, skip float64) (float64, bool) {
 		stt += t[i] * t[i]
 		sty += t[i] * y[i]
 	}
-	if n < 3 {
+	if n < minSlopeSamples {
 		return 0, false
 	}
 	den := n*stt - st*st

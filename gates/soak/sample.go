@@ -29,8 +29,12 @@ type dsample struct {
 	// the two tell a leak from a heap that settles.
 	HeapMiB float64 `json:"heap_inuse_mib"`
 	// ScrapeError says why its metrics could not be read; Goroutines and
-	// HeapMiB are then not observed (zero here, left out of the series).
+	// HeapMiB are then not observed (zero here, left out of the series),
+	// and the soak fails. RSSError and FDError say the same of its VmRSS
+	// (/proc/PID/status) and its descriptors (/proc/PID/fd).
 	ScrapeError string `json:"scrape_error,omitempty"`
+	RSSError    string `json:"rss_error,omitempty"`
+	FDError     string `json:"fd_error,omitempty"`
 }
 
 type watched struct {
@@ -87,13 +91,7 @@ loop:
 				o.problems = append(o.problems, d.name+" exited during the soak")
 				break loop
 			}
-			rss, _, _ := d.p.Memory()
-			obs := dsample{RSSMiB: float64(rss) / (1 << 20), FDs: float64(countFDs(d.p.Pid()))}
-			if vs, err := matrix.ScrapeAll(ctx, d.host, "go_goroutines", "go_memstats_heap_inuse_bytes"); err == nil {
-				obs.Goroutines, obs.HeapMiB = vs["go_goroutines"], vs["go_memstats_heap_inuse_bytes"]/(1<<20)
-			} else {
-				obs.ScrapeError = err.Error()
-			}
+			obs := observe(ctx, d)
 			s.Daemons[d.name] = obs
 			if obs.RSSMiB > c.bounds.MaxRSS {
 				o.problems = append(o.problems, fmt.Sprintf("%s RSS %.0f MiB at %v, over the %.0f MiB ceiling", d.name, obs.RSSMiB, time.Since(start).Round(time.Second), c.bounds.MaxRSS))
@@ -126,10 +124,32 @@ loop:
 	return o, nil
 }
 
-func countFDs(pid int) int {
+// observe samples one daemon; what could not be read says why.
+func observe(ctx context.Context, d watched) dsample {
+	var obs dsample
+	if rss, _, err := d.p.Memory(); err != nil {
+		obs.RSSError = err.Error()
+	} else {
+		obs.RSSMiB = float64(rss) / (1 << 20)
+	}
+	if n, err := countFDs(d.p.Pid()); err != nil {
+		obs.FDError = err.Error()
+	} else {
+		obs.FDs = float64(n)
+	}
+	if vs, err := matrix.ScrapeAll(ctx, d.host, "go_goroutines", "go_memstats_heap_inuse_bytes"); err != nil {
+		obs.ScrapeError = err.Error()
+	} else {
+		obs.Goroutines, obs.HeapMiB = vs["go_goroutines"], vs["go_memstats_heap_inuse_bytes"]/(1<<20)
+	}
+	return obs
+}
+
+// countFDs counts a process's open file descriptors.
+func countFDs(pid int) (int, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		return 0
+		return 0, err
 	}
-	return len(ents)
+	return len(ents), nil
 }

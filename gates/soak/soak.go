@@ -93,11 +93,16 @@ func configure(b *policies.Budgets, channel, variant string) (*config, error) {
 		return nil, fmt.Errorf("%s=%q: want %q or unset", EnvVariant, variant, VariantShort)
 	}
 	var err error
-	if c.every, err = time.ParseDuration(every); err != nil {
-		return nil, fmt.Errorf("budgets: soak sample_every: %w", err)
+	if c.every, err = time.ParseDuration(every); err != nil || c.every <= 0 {
+		return nil, fmt.Errorf("budgets: soak sample_every %q: want a positive duration", every)
 	}
-	if c.warmup, err = time.ParseDuration(warmup); err != nil {
-		return nil, fmt.Errorf("budgets: soak warmup: %w", err)
+	if c.warmup, err = time.ParseDuration(warmup); err != nil || c.warmup < 0 {
+		return nil, fmt.Errorf("budgets: soak warmup %q: want a duration of 0 or more", warmup)
+	}
+	// The first sample at or after the warm-up comes within one interval
+	// of it; two more need two intervals before the end.
+	if c.duration-c.warmup < (minSlopeSamples-1)*c.every {
+		return nil, fmt.Errorf("budgets: a %v soak sampled every %v leaves %v after its %v warm-up, fewer than the %d samples a slope needs", c.duration, c.every, max(0, c.duration-c.warmup), c.warmup, minSlopeSamples)
 	}
 	return c, nil
 }

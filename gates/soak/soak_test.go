@@ -45,25 +45,31 @@ func TestSlopeAfter(t *testing.T) {
 
 // TestConfigure: the channel's soak unless RUSTYNET_SOAK=short asks for
 // the short one, which only the nightly channel runs; any other value is
-// refused.
+// refused, and so are settings that leave too few samples for a slope.
 func TestConfigure(t *testing.T) {
 	b, err := policies.LoadBudgets("../../policies/budgets.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	tooShort := *b
+	tooShort.Soak.Short = policies.ShortSoak{Duration: "1m", SampleEvery: "10s", Warmup: "45s"}
 	for _, c := range []struct {
+		b                *policies.Budgets
 		channel, variant string
 		want             time.Duration
 		err              string
 	}{
-		{"nightly", "", 10 * time.Minute, ""},
-		{"ga", "", 24 * time.Hour, ""},
-		{"nightly", VariantShort, 0, ""},
-		{"beta", VariantShort, 0, "the beta channel soaks for its full duration"},
-		{"ga", VariantShort, 0, "the ga channel soaks for its full duration"},
-		{"nightly", "quick", 0, `RUSTYNET_SOAK="quick": want "short" or unset`},
+		{b, "nightly", "", 10 * time.Minute, ""},
+		{b, "ga", "", 24 * time.Hour, ""},
+		{b, "nightly", VariantShort, 0, ""},
+		{b, "beta", VariantShort, 0, "the beta channel soaks for its full duration"},
+		{b, "ga", VariantShort, 0, "the ga channel soaks for its full duration"},
+		{b, "nightly", "quick", 0, `RUSTYNET_SOAK="quick": want "short" or unset`},
+		// A soak that cannot take 3 samples after its warm-up could not
+		// fit a slope: refused before it starts.
+		{&tooShort, "nightly", VariantShort, 0, "a 1m0s soak sampled every 10s leaves 15s after its 45s warm-up, fewer than the 3 samples a slope needs"},
 	} {
-		cfg, err := configure(b, c.channel, c.variant)
+		cfg, err := configure(c.b, c.channel, c.variant)
 		switch {
 		case c.err != "":
 			if err == nil || !strings.Contains(err.Error(), c.err) {
