@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/policies"
 )
 
 // Need is something a gate needs from the machine.
@@ -40,8 +41,9 @@ var knownNeeds = []Need{NeedRoot, NeedDocker, NeedPrometheus, NeedIperf3, NeedWG
 // Owners gates may name: the team that answers when a gate fails.
 var Owners = []string{"release-eng", "control-plane", "data-plane", "security", "sre"}
 
-// Channels a gate may be required by.
-var Channels = []string{"nightly", "beta", "ga"}
+// Channels a gate may be required by: the release channels
+// (policies.Channels).
+var Channels = policies.Channels
 
 // MaxTimeout caps a gate's timeout: the GA soak runs 24 hours.
 const MaxTimeout = 26 * time.Hour

@@ -265,7 +265,7 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 			return nil, fmt.Errorf("%w %q (registered: %v)", ErrUnknownGate, n, o.Registry.Names())
 		}
 	}
-	if o.Dirty && (o.Channel == "beta" || o.Channel == "ga") {
+	if o.Dirty && (o.Channel == policies.Beta || o.Channel == policies.GA) {
 		return nil, fmt.Errorf("%w: the %s channel judges a commit, and the working tree has uncommitted changes (untracked files count); commit or stash them", ErrDirtyTree, o.Channel)
 	}
 	if o.Registry.Has(BuildGate) {

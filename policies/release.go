@@ -37,8 +37,19 @@ type Waiver struct {
 	Line     int   `yaml:"-"`
 }
 
-// Channels a release policy may define.
-var knownChannels = []string{"nightly", "beta", "ga"}
+// The release channels, from the least to the most demanding. This is
+// the one list of them: the gates, the budgets and the soak floors use
+// these.
+const (
+	Nightly = "nightly"
+	Beta    = "beta"
+	GA      = "ga"
+)
+
+// Channels lists the channels a release policy may define, in order.
+var Channels = []string{Nightly, Beta, GA}
+
+var knownChannels = Channels
 
 // ParseRelease decodes and checks release.yaml. known reports whether a
 // gate name is registered; every gate named must be.
