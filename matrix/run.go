@@ -612,7 +612,7 @@ func reconnect(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, er
 		m.ctl.Stop(10 * time.Second)
 		deadline := time.Now().Add(30 * time.Second)
 		for _, nd := range m.nodes {
-			for state(nd) != "offline" {
+			for state(nd) != localapi.StateOffline {
 				if time.Now().After(deadline) {
 					return nil, errors.New("nodes did not notice the controller stopping within 30s")
 				}
@@ -626,7 +626,7 @@ func reconnect(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, er
 		pending := slices.Clone(m.nodes)
 		for len(pending) > 0 {
 			for i := 0; i < len(pending); i++ {
-				if state(pending[i]) == "running" {
+				if state(pending[i]) == localapi.StateRunning {
 					lat = append(lat, ms(time.Since(t0)))
 					pending = slices.Delete(pending, i, i+1)
 					i--

@@ -156,7 +156,7 @@ func New(cfg Config) (*Node, error) {
 		client:   client,
 		bo:       backoff{min: 100 * time.Millisecond, max: 10 * time.Second},
 		peers:    map[api.NodeID]api.Node{},
-		state:    "starting",
+		state:    localapi.StateStarting,
 		netReady: make(chan struct{}),
 		rotation: make(chan struct{}, 1),
 	}
@@ -670,10 +670,10 @@ func (n *Node) teardown() {
 func (n *Node) setRunning() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.state != "running" {
+	if n.state != localapi.StateRunning {
 		n.log.Info("controller connected")
 	}
-	n.state, n.lastErr = "running", ""
+	n.state, n.lastErr = localapi.StateRunning, ""
 }
 
 // setLastError records err with the state unchanged: the controller
@@ -687,7 +687,7 @@ func (n *Node) setLastError(err error) {
 func (n *Node) setOffline(err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.state, n.lastErr = "offline", err.Error()
+	n.state, n.lastErr = localapi.StateOffline, err.Error()
 }
 
 // loggedOut forgets the credential and the peers: the controller removed
@@ -696,7 +696,7 @@ func (n *Node) loggedOut() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.log.Warn("the controller removed this node; restart with --auth-key to register again")
-	n.state, n.lastErr = "logged-out", errLoggedOut.Error()
+	n.state, n.lastErr = localapi.StateLoggedOut, errLoggedOut.Error()
 	if err := n.updateStateLocked(func(p *persistent) { p.Credential, p.NodeID = "", "" }); err != nil {
 		n.log.Error("saving state", "err", err)
 	}
@@ -747,8 +747,8 @@ func (n *Node) Status() *localapi.Status {
 			st.PendingNodeKey = n.st.PendingNodeKey.Public()
 		}
 		st.KeyMismatch = n.keyMismatchLocked()
-		if st.State == "running" && st.KeyMismatch != "" {
-			st.State = "rotating"
+		if st.State == localapi.StateRunning && st.KeyMismatch != "" {
+			st.State = localapi.StateRotating
 		}
 	}
 	if !n.updatedAt.IsZero() {

@@ -24,13 +24,24 @@ import (
 // SocketName is the socket's file name in the state directory.
 const SocketName = "rustynetd.sock"
 
+// The states of a node (Status.State).
+const (
+	StateStarting = "starting"
+	// StateRunning: the controller answers.
+	StateRunning = "running"
+	// StateRotating: the controller answers, but it and the node do not
+	// agree on the node's key yet (see Status.KeyMismatch).
+	StateRotating = "rotating"
+	// StateOffline: the controller does not answer; the last netmap is in
+	// force.
+	StateOffline = "offline"
+	// StateLoggedOut: the controller removed the node.
+	StateLoggedOut = "logged-out"
+)
+
 // Status is what `rustynet status` shows.
 type Status struct {
-	// State is "starting", "running" (the controller answers),
-	// "rotating" (the controller answers, but it and the node do not
-	// agree on the node's key yet: see KeyMismatch), "offline" (the
-	// controller does not answer; the last netmap is in force) or
-	// "logged-out" (the controller removed the node).
+	// State is one of the State constants.
 	State      string    `json:"state"`
 	Backend    string    `json:"backend"`
 	Interface  string    `json:"interface"` // "netstack" in userspace mode
