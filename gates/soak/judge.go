@@ -27,6 +27,10 @@ func (c *config) judge(o *observed) ([]evidence.Measurement, []string) {
 			problems = append(problems, fmt.Sprintf("the stream carried %.1f Mbit/s, under %.0f%% of the %.0f Mbit/s it was paced at", rate, 100*MinRateShare, b.RateMbps))
 		}
 	}
+	if n := len(o.samples); n > 0 {
+		span := o.samples[n-1].At.Sub(o.samples[0].At)
+		ms = append(ms, evidence.Measurement{Name: "sample_span", Unit: "s", Method: "the last sample's timestamp less the first's", Values: []float64{span.Seconds()}})
+	}
 	for _, name := range o.daemons {
 		// A sample that could not be read leaves a hole in its series:
 		// the soak fails, saying which source and why.

@@ -60,39 +60,63 @@ func TestSoakGate(t *testing.T) {
 		t.Fatalf("policies/budgets.yaml's soak settings changed (%d of 4 found): update what this test shortens", n)
 	}
 
-	soak := func(t *testing.T, budgets string) (evidence.GateResult, []sample) {
-		t.Helper()
-		res, out, _ := execute(t, "nightly", budgets, bins)
-		return res, readSamples(t, res, out, "samples.json")
-	}
-
-	res, samples := soak(t, short)
+	res, out, verifier := execute(t, "nightly", short, bins)
 	if res.Status != evidence.StatusPass {
 		t.Fatalf("soak with the shipped bounds: %s: %s", res.Status, res.Reason)
 	}
-	if len(samples) < 12 {
-		t.Errorf("%d samples in 15 s at one a second", len(samples))
+	var d details
+	if err := json.Unmarshal(res.Details, &d); err != nil {
+		t.Fatalf("details %s: %v", res.Details, err)
 	}
-	last := samples[len(samples)-1]
-	for _, d := range []string{"controller", "node1", "node2"} {
-		if s := last.Daemons[d]; s.RSSMiB <= 0 || s.Goroutines <= 0 || s.FDs <= 0 || s.HeapMiB <= 0 {
-			t.Errorf("last sample of %s: %+v; want RSS, goroutines and fds observed", d, s)
-		}
-	}
-	if last.Bytes <= 0 {
-		t.Error("no byte was verified")
+	if d.Variant != VariantShort || d.Duration != "15s" {
+		t.Errorf("details say variant %q, duration %s; want the short soak, 15s", d.Variant, d.Duration)
 	}
 	names := map[string]bool{}
 	for _, m := range res.Measurements {
 		names[m.Name] = true
 	}
-	for _, n := range []string{"bytes_verified", "stream_rate", "node1_rss_slope", "node2_goroutines_slope", "controller_fds_slope", "node2_heap"} {
-		if !names[n] {
-			t.Errorf("no measurement %s among %v", n, names)
+	for _, backend := range backends {
+		samples := readSamples(t, res, out, backend+"/samples.json")
+		if len(samples) < 12 {
+			t.Errorf("%s: %d samples in 15 s at one a second", backend, len(samples))
+		}
+		first, last := samples[0], samples[len(samples)-1]
+		for _, d := range daemons {
+			if s := last.Daemons[d]; s.RSSMiB <= 0 || s.Goroutines <= 0 || s.FDs <= 0 || s.HeapMiB <= 0 {
+				t.Errorf("%s: last sample of %s: %+v; want RSS, goroutines and fds observed", backend, d, s)
+			}
+		}
+		if last.Bytes <= 0 {
+			t.Errorf("%s: no byte was verified", backend)
+		}
+		// The soak ends on a sample at or after its end, and signs the
+		// span of its samples.
+		bd := d.Backends[backend]
+		if !bd.FirstSample.Equal(first.At) || !bd.LastSample.Equal(last.At) || bd.Samples != len(samples) {
+			t.Errorf("%s: details %+v; want the first and last of the %d samples (%v, %v)", backend, bd, len(samples), first.At, last.At)
+		}
+		if span := last.At.Sub(first.At); span < 15*time.Second {
+			t.Errorf("%s: the samples span %v of a 15 s soak", backend, span)
+		}
+		for _, n := range []string{"bytes_verified", "stream_rate", "sample_span", "node1_rss_slope", "node2_goroutines_slope", "controller_fds_slope", "node2_heap"} {
+			if !names[backend+"/"+n] {
+				t.Errorf("no measurement %s/%s among %v", backend, n, names)
+			}
 		}
 	}
+	// The short soak passed, and verify says it is no channel's soak.
+	var reg gates.Registry
+	reg.Register(gates.Spec{Name: gates.BuildGate, Owner: "release-eng", Timeout: time.Minute, Run: func(context.Context, *gates.Run) error { return nil }})
+	Register(&reg)
+	v, err := gates.VerifyBundle(out, verifier, gates.VerifyOptions{Registry: &reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := v.Rechecked[Name]; v.Verdict.Passed || !strings.Contains(why, "a short soak (RUSTYNET_SOAK=short) is no channel's soak") {
+		t.Errorf("verify of the short soak: passed=%v, re-checked %q; want it blocked as no channel's soak", v.Verdict.Passed, why)
+	}
 
-	res, _ = soak(t, strings.Replace(short, "max_rss_mib: 256", "max_rss_mib: 1", 1))
+	res, _, _ = execute(t, "nightly", strings.Replace(short, "max_rss_mib: 256", "max_rss_mib: 1", 1), bins)
 	if res.Status != evidence.StatusFail || !strings.Contains(res.Reason, "over the 1 MiB ceiling") {
 		t.Errorf("soak under a 1 MiB RSS ceiling: %s: %s; want a failure naming the ceiling", res.Status, res.Reason)
 	}

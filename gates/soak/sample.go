@@ -55,16 +55,18 @@ type observed struct {
 }
 
 // soak builds the mesh, runs the stream through it for the duration and
-// samples every daemon. An error is a soak that could not run.
+// samples every daemon, from a first sample at the start to a last at or
+// after the end. An error is a soak that could not run (with what it
+// observed until ctx ended it, if it got that far).
 func (c *config) soak(ctx context.Context, env matrix.Env, progress func(float64)) (*observed, error) {
-	m, err := matrix.NewMesh(ctx, env, c.backend, 2, 1420)
+	m, err := matrix.NewMesh(ctx, env, c.backend, len(daemons)-1, 1420)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
-	ds := []watched{{"controller", m.ControllerHost(), m.Controller()}}
+	ds := []watched{{daemons[0], m.ControllerHost(), m.Controller()}}
 	for i, nd := range m.Nodes() {
-		ds = append(ds, watched{fmt.Sprintf("node%d", i+1), nd.Host(), nd.Process()})
+		ds = append(ds, watched{daemons[i+1], nd.Host(), nd.Process()})
 	}
 	o := &observed{}
 	for _, d := range ds {
@@ -73,19 +75,21 @@ func (c *config) soak(ctx context.Context, env matrix.Env, progress func(float64
 	a, b := m.Nodes()[0], m.Nodes()[1]
 	fmt.Fprintf(env.Log, "soak: %v at %.0f Mbit/s from %s to %s, sampling every %v, warm-up %v\n", c.duration, c.bounds.RateMbps, a.Addr(), b.Addr(), c.every, c.warmup)
 
-	sctx, cancel := context.WithTimeout(ctx, c.duration)
+	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := startStream(sctx, a.Host(), b.Host(), b.Addr(), c.bounds.RateMbps)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
+	deadline := start.Add(c.duration)
 	lastBytes, lastProgress := int64(0), start
-	tick := time.NewTicker(c.every)
-	defer tick.Stop()
+	next := start
+	var stopped error
 loop:
 	for {
-		s := sample{At: time.Now(), Elapsed: time.Since(start).Seconds(), Bytes: st.verified.Load(), Daemons: map[string]dsample{}}
+		now := time.Now()
+		s := sample{At: now, Elapsed: now.Sub(start).Seconds(), Bytes: st.verified.Load(), Daemons: map[string]dsample{}}
 		for _, d := range ds {
 			if d.p.Exited() {
 				o.problems = append(o.problems, d.name+" exited during the soak")
@@ -109,10 +113,28 @@ loop:
 			break
 		}
 		progress(time.Since(start).Seconds() / c.duration.Seconds())
+		// The soak ends on a sample taken at or after its end, by the
+		// monotonic clock and by the wall clock its timestamps (which
+		// verify reads) are in.
+		wall := now.Round(0).Sub(start.Round(0))
+		if !now.Before(deadline) && wall >= c.duration {
+			break
+		}
+		for !next.After(now) {
+			next = next.Add(c.every) // a slow sample skips a beat, it does not bunch the next ones
+		}
+		if next.After(deadline) {
+			next = deadline
+		}
+		wait := time.Until(next)
+		if !now.Before(deadline) {
+			wait = c.duration - wall // the wall clock is behind: wait it out
+		}
 		select {
-		case <-sctx.Done():
+		case <-ctx.Done():
+			stopped = fmt.Errorf("the soak was stopped after %v of %v: %w", time.Since(start).Round(time.Second), c.duration, ctx.Err())
 			break loop
-		case <-tick.C:
+		case <-time.After(wait):
 		}
 	}
 	cancel()
@@ -121,7 +143,7 @@ loop:
 		o.problems = append(o.problems, e.Error())
 	}
 	o.elapsed, o.bytes = time.Since(start), st.verified.Load()
-	return o, nil
+	return o, stopped
 }
 
 // observe samples one daemon; what could not be read says why.

@@ -44,6 +44,7 @@ func Register(r *gates.Registry) {
 		Channels: gates.Channels,
 		Needs:    []gates.Need{gates.NeedRoot},
 		Run:      run,
+		Recheck:  recheck,
 	})
 }
 
@@ -52,6 +53,13 @@ func Register(r *gates.Registry) {
 // Mbit/s against about 2.7 Gbit/s here), so anything short of it beyond
 // the connection's start is the mesh failing to keep up.
 const MinRateShare = 0.9
+
+// backends are the backends every soak runs on.
+var backends = []string{"wireguard"}
+
+// daemons names the daemons of a soak's mesh: its controller and two
+// nodes.
+var daemons = []string{"controller", "node1", "node2"}
 
 // config is what one run of the gate soaks, for how long, and the bounds
 // it holds the daemons to.
@@ -67,7 +75,7 @@ type config struct {
 
 // configure reads the settings of a channel's soak, or of a variant of it.
 func configure(b *policies.Budgets, channel, variant string) (*config, error) {
-	c := &config{channel: channel, variant: variant, backend: "wireguard", bounds: b.Soak}
+	c := &config{channel: channel, variant: variant, backend: backends[0], bounds: b.Soak}
 	every, warmup := b.Soak.SampleEvery, b.Soak.Warmup
 	switch variant {
 	case "":
@@ -120,18 +128,33 @@ func run(ctx context.Context, r *gates.Run) error {
 	if ctl == "" || node == "" {
 		return fmt.Errorf("no binaries: the build gate did not run or failed")
 	}
-	o, err := c.soak(ctx, matrix.Env{ControllerBin: ctl, DaemonBin: node, Work: r.Work, Log: r.Log}, r.Progress)
-	if err != nil {
+	o, soakErr := c.soak(ctx, matrix.Env{ControllerBin: ctl, DaemonBin: node, Work: r.Work, Log: r.Log}, r.Progress)
+	if o == nil {
+		return soakErr // the mesh could not be built
+	}
+	// What was sampled is evidence even of a soak that could not finish.
+	if err := r.ArtifactJSON(c.backend+"/samples.json", o.samples); err != nil {
 		return err
 	}
-	if err := r.ArtifactJSON("samples.json", o.samples); err != nil {
-		return err
+	if soakErr != nil {
+		return soakErr
 	}
 	ms, problems := c.judge(o)
 	for _, m := range ms {
+		m.Name = c.backend + "/" + m.Name
 		r.Measure(m)
 	}
-	if err := r.Details(map[string]any{"duration": c.duration.String(), "samples": len(o.samples), "bytes_verified": o.bytes, "problems": o.problems}); err != nil {
+	for i, p := range problems {
+		problems[i] = c.backend + ": " + p
+	}
+	d := details{Variant: c.variant, Duration: c.duration.String(), Floor: policies.SoakFloor(c.channel).String(),
+		SampleEvery: c.every.String(), Warmup: c.warmup.String(), Backends: map[string]backendDetails{}, Problems: problems}
+	bd := backendDetails{Samples: len(o.samples), BytesVerified: o.bytes}
+	if n := len(o.samples); n > 0 {
+		bd.FirstSample, bd.LastSample = o.samples[0].At, o.samples[n-1].At
+	}
+	d.Backends[c.backend] = bd
+	if err := r.Details(d); err != nil {
 		return err
 	}
 	if len(problems) > 0 {
