@@ -13,8 +13,7 @@ import (
 // testConfig is a nightly soak with the shipped bounds: 10 minutes,
 // sampled every 10 s, a 4-minute warm-up.
 func testConfig() *config {
-	return &config{channel: "nightly", duration: 10 * time.Minute, every: 10 * time.Second, warmup: 4 * time.Minute, backend: "wireguard",
-		bounds: policies.Soak{RateMbps: 50, MaxRSSSlope: 160, MaxGoroutineSlope: 60, MaxFDSlope: 30, MaxRSS: 256}}
+	return &config{channel: "nightly", duration: 10 * time.Minute, every: 10 * time.Second, warmup: 4 * time.Minute, bounds: policies.Soak{RateMbps: 50, MaxRSSSlope: 160, MaxGoroutineSlope: 60, MaxFDSlope: 30, MaxRSS: 256}}
 }
 
 // flat is what a healthy soak observes: n samples every 10 s of three

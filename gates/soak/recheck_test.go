@@ -100,8 +100,11 @@ func TestRecheckSpan(t *testing.T) {
 		{"nightly", "", 15 * time.Minute, both(10 * time.Minute), "under the 15m0s the nightly channel needs"},
 		{"nightly", VariantShort, 6 * time.Minute, both(6 * time.Minute), "a short soak (RUSTYNET_SOAK=short) is no channel's soak"},
 		{"ga", "", 24 * time.Hour, nil, "the soak recorded no backend's samples"},
+		// Beta and GA soak both backends.
+		{"ga", "", 24 * time.Hour, map[string]time.Duration{"wireguard": 24 * time.Hour}, "the soak recorded no samples of the quic backend"},
+		{"beta", "", 2 * time.Hour, map[string]time.Duration{"wireguard": 2 * time.Hour, "quic": time.Hour}, "the quic soak's samples span 1h0m0s"},
 	} {
-		t.Run(fmt.Sprintf("%s/%s%v/%v", c.channel, c.variant, c.duration, c.spans["wireguard"]), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s%v/%v,%v", c.channel, c.variant, c.duration, c.spans["wireguard"], c.spans["quic"]), func(t *testing.T) {
 			v, why := signedSoak(t, c.channel, c.variant, c.duration, c.spans)
 			switch {
 			case c.want == "" && (!v.Passed || why != ""):

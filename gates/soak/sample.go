@@ -58,8 +58,8 @@ type observed struct {
 // samples every daemon, from a first sample at the start to a last at or
 // after the end. An error is a soak that could not run (with what it
 // observed until ctx ended it, if it got that far).
-func (c *config) soak(ctx context.Context, env matrix.Env, progress func(float64)) (*observed, error) {
-	m, err := matrix.NewMesh(ctx, env, c.backend, len(daemons)-1, 1420)
+func (c *config) soak(ctx context.Context, env matrix.Env, backend string, progress func(float64)) (*observed, error) {
+	m, err := matrix.NewMesh(ctx, env, backend, len(daemons)-1, 1420)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func (c *config) soak(ctx context.Context, env matrix.Env, progress func(float64
 		o.daemons = append(o.daemons, d.name)
 	}
 	a, b := m.Nodes()[0], m.Nodes()[1]
-	fmt.Fprintf(env.Log, "soak: %v at %.0f Mbit/s from %s to %s, sampling every %v, warm-up %v\n", c.duration, c.bounds.RateMbps, a.Addr(), b.Addr(), c.every, c.warmup)
+	fmt.Fprintf(env.Log, "soak %s: %v at %.0f Mbit/s from %s to %s, sampling every %v, warm-up %v\n", backend, c.duration, c.bounds.RateMbps, a.Addr(), b.Addr(), c.every, c.warmup)
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

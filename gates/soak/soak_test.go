@@ -3,6 +3,7 @@ package soak
 import (
 	"bytes"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,7 @@ func TestSlopeAfter(t *testing.T) {
 // TestConfigure: the channel's soak unless RUSTYNET_SOAK=short asks for
 // the short one, which only the nightly channel runs; any other value is
 // refused, and so are settings that leave too few samples for a slope.
+// Every soak runs on both backends.
 func TestConfigure(t *testing.T) {
 	b, err := policies.LoadBudgets("../../policies/budgets.yaml")
 	if err != nil {
@@ -77,6 +79,8 @@ func TestConfigure(t *testing.T) {
 			}
 		case err != nil:
 			t.Errorf("configure(%s, %q) = %v", c.channel, c.variant, err)
+		case !slices.Equal(cfg.backends, []string{"wireguard", "quic"}):
+			t.Errorf("configure(%s, %q) soaks %v; want both backends", c.channel, c.variant, cfg.backends)
 		case c.variant == VariantShort:
 			if short, _ := time.ParseDuration(b.Soak.Short.Duration); cfg.duration != short || cfg.duration >= 10*time.Minute {
 				t.Errorf("configure(%s, short) runs %v; want soak.short.duration (%v), shorter than the nightly soak", c.channel, cfg.duration, short)
