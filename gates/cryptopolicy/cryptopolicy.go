@@ -1,39 +1,46 @@
 // Package cryptopolicy is the crypto-policy gate. It holds the product to
-// policies/crypto.yaml three ways:
+// policies/crypto.yaml five ways:
 //
-//   - the code: every crypto package the module's packages import directly
-//     must be mapped to an algorithm of the policy, and none may be
-//     removed (a deprecated one is reported);
+//   - the code: the dependency graph of the shipped binaries (`go list
+//     -deps ./cmd/...`, without tests) is scanned, and every crypto package
+//     (crypto, crypto/..., golang.org/x/crypto/...) a package outside the
+//     standard library imports must map to an algorithm of the policy. A
+//     removed algorithm imported by the module's own package blocks; one
+//     linked by a third-party package blocks unless the algorithm's
+//     linked_by names that package with a reason, and such entries are
+//     reported (an entry that matches nothing blocks, so the list stays
+//     true). A deprecated algorithm is reported. The standard library's
+//     crypto packages importing each other are not judged;
 //   - the insecure modes: the code's list (internal/insecure) and the
 //     policy's must agree, all off by default, and exceptions are reported
 //     with their expiry;
-//   - the effective configuration of the built controller: it must refuse
-//     TLS 1.2 by default and with a lapsed exception, negotiate the hybrid
+//   - the built controller: it must refuse TLS 1.2 by default and with a
+//     lapsed exception, accept it with one in force, negotiate the hybrid
 //     X25519MLKEM768 key exchange with a client that offers it, and present
-//     an ECDSA P-256 certificate.
+//     an ECDSA P-256 certificate;
+//   - the built node's controller client: run against loopback servers, it
+//     must complete no handshake with a server that offers only TLS 1.2,
+//     offer no version below TLS 1.3, and offer and negotiate
+//     X25519MLKEM768;
+//   - the QUIC backend's X25519MLKEM768 pin: its own tests of the pin
+//     (TestClassicalRefused, TestCheckState) must run and pass.
+//
+// A policy it cannot read, or a probe it cannot make, is an error (the gate
+// could not run), never a failure.
 package cryptopolicy
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/rustynet/rustynet/gates"
-	"github.com/rustynet/rustynet/internal/arch"
 	"github.com/rustynet/rustynet/internal/insecure"
 	"github.com/rustynet/rustynet/policies"
 )
@@ -53,72 +60,79 @@ func Register(r *gates.Registry) {
 	})
 }
 
-// finding is one check's outcome.
-type finding struct {
-	Check  string `json:"check"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
-}
-
 func run(ctx context.Context, r *gates.Run) error {
 	now := time.Now()
-	pol, err := policies.LoadCrypto(filepath.Join(r.Root, PolicyFile))
+	pol, err := loadPolicy(r.Root, now)
+	if err != nil {
+		return err
+	}
+	t := tree{root: r.Root, work: r.Work, controller: r.Binaries["rustynet-controller"], node: r.Binaries["rustynetd"]}
+	if t.controller == "" || t.node == "" {
+		return errors.New("no rustynet-controller or rustynetd binary: the build gate did not run or failed")
+	}
+	rep := newReport(r.Log)
+	edges, err := t.check(ctx, rep, pol, now, r.Progress)
+	// What was found is evidence even when a later check could not run.
+	if edges != nil {
+		if err := r.ArtifactJSON("crypto-imports.json", edges); err != nil {
+			return err
+		}
+	}
+	if rerr := rep.record(r); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// tree is what the gate judges: a repository and the binaries built from
+// it.
+type tree struct {
+	root, work       string // the repository; a scratch directory
+	controller, node string // the built rustynet-controller and rustynetd
+}
+
+// check runs every check of the gate on the tree, in order, into rep,
+// and returns the scanned graph. An error means a check could not run.
+func (t tree) check(ctx context.Context, rep *report, pol *policies.Crypto, now time.Time, progress func(float64)) ([]Edge, error) {
+	edges, err := scan(ctx, t.root, Shipped)
+	if err != nil {
+		return nil, err
+	}
+	checkGraph(rep, pol, edges, now)
+	checkModes(rep, pol, now)
+	progress(0.2)
+	if err := probeController(ctx, rep, t.work, t.controller, now); err != nil {
+		return edges, fmt.Errorf("probing the controller: %w", err)
+	}
+	progress(0.5)
+	if err := probeNodeClient(ctx, rep, t.work, t.node); err != nil {
+		return edges, fmt.Errorf("probing the node's client: %w", err)
+	}
+	progress(0.8)
+	if err := probeQUICPin(ctx, rep, t.root); err != nil {
+		return edges, fmt.Errorf("probing the QUIC pin: %w", err)
+	}
+	return edges, nil
+}
+
+// loadPolicy reads the crypto policy under root and checks its horizon at
+// now. The gate cannot judge without its policy: an error here means it
+// could not run.
+func loadPolicy(root string, now time.Time) (*policies.Crypto, error) {
+	pol, err := policies.LoadCrypto(filepath.Join(root, PolicyFile))
 	if err == nil {
 		err = pol.CheckHorizon(now)
 	}
 	if err != nil {
-		// The gate cannot judge without its policy: it could not run.
-		return fmt.Errorf("crypto policy: %w", err)
+		return nil, fmt.Errorf("crypto policy: %w", err)
 	}
-	var fs []finding
-	add := func(check string, ok bool, format string, a ...any) {
-		f := finding{Check: check, OK: ok, Detail: fmt.Sprintf(format, a...)}
-		fs = append(fs, f)
-		mark := "ok  "
-		if !ok {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(r.Log, "%s %s: %s\n", mark, check, f.Detail)
-	}
+	pol.File = PolicyFile // findings name the file as the repository does
+	return pol, nil
+}
 
-	// The code.
-	pkgs, err := arch.List(r.Root, "./...")
-	if err != nil {
-		return err
-	}
-	users := map[string][]string{}
-	for _, p := range pkgs {
-		if !strings.HasPrefix(p.ImportPath, arch.Module) {
-			continue
-		}
-		for _, imp := range p.Imports {
-			if imp == "crypto" || strings.HasPrefix(imp, "crypto/") || strings.HasPrefix(imp, "golang.org/x/crypto/") {
-				users[imp] = append(users[imp], strings.TrimPrefix(p.ImportPath, arch.Module+"/"))
-			}
-		}
-	}
-	imports := make([]string, 0, len(users))
-	for imp := range users {
-		imports = append(imports, imp)
-	}
-	sort.Strings(imports)
-	for _, imp := range imports {
-		a, ok := pol.AlgorithmFor(imp)
-		if !ok {
-			add("code", false, "%s is imported (by %s) but %s maps it to no algorithm", imp, strings.Join(users[imp], ", "), PolicyFile)
-			continue
-		}
-		switch st := a.StatusAt(now); st {
-		case policies.Removed:
-			add("code", false, "%s (%s) is imported by %s but was removed on %s", imp, a.Name.Value, strings.Join(users[imp], ", "), a.Since.Format(time.DateOnly))
-		case policies.Deprecated:
-			add("code", true, "%s (%s) is deprecated from %s; imported by %s", imp, a.Name.Value, a.Since.Format(time.DateOnly), strings.Join(users[imp], ", "))
-		default:
-			add("code", true, "%s (%s) allowed", imp, a.Name.Value)
-		}
-	}
-
-	// The insecure modes.
+// checkModes compares the code's insecure modes with the policy's and
+// reports the exceptions.
+func checkModes(rep *report, pol *policies.Crypto, now time.Time) {
 	var code, policy []string
 	for _, m := range insecure.Modes {
 		code = append(code, m.Name)
@@ -128,148 +142,76 @@ func run(ctx context.Context, r *gates.Run) error {
 	}
 	sort.Strings(code)
 	sort.Strings(policy)
-	add("insecure-modes", slices.Equal(code, policy), "the code has %v, the policy lists %v", code, policy)
+	rep.add("insecure-modes", slices.Equal(code, policy), "the code has %v, the policy lists %v (want the same)", code, policy)
 	active, lapsed := pol.ActiveExceptions(now)
 	for _, e := range active {
-		add("insecure-modes", true, "exception for %s by %s in force until %s (%s)", e.Mode.Value, e.Owner.Value, e.Expires.Format(time.DateOnly), e.Reason.Value)
+		rep.add("insecure-modes", true, "exception for %s by %s in force until %s (%s)", e.Mode.Value, e.Owner.Value, e.Expires.Format(time.DateOnly), e.Reason.Value)
 	}
 	for _, e := range lapsed {
-		add("insecure-modes", true, "exception for %s by %s lapsed on %s", e.Mode.Value, e.Owner.Value, e.Expires.Format(time.DateOnly))
+		rep.add("insecure-modes", true, "exception for %s by %s lapsed on %s", e.Mode.Value, e.Owner.Value, e.Expires.Format(time.DateOnly))
 	}
+}
 
-	// The built controller's effective configuration.
-	bin := r.Binaries["rustynet-controller"]
-	if bin == "" {
-		return errors.New("no controller binary: the build gate did not run or failed")
-	}
-	if err := probeController(ctx, r, bin, "", add); err != nil {
-		return err
-	}
-	lapsedEx := "controller-tls12@" + now.Add(-24*time.Hour).Format(time.DateOnly)
-	if err := probeTLS12(ctx, r, bin, lapsedEx, false, add); err != nil {
-		return err
-	}
-	validEx := "controller-tls12@" + now.Add(48*time.Hour).Format(time.DateOnly)
-	if err := probeTLS12(ctx, r, bin, validEx, true, add); err != nil {
-		return err
-	}
+// finding is one check's outcome, and why.
+type finding struct {
+	Check  string `json:"check"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
 
-	if err := r.ArtifactJSON("findings.json", fs); err != nil {
-		return err
+// report collects findings and logs each as it comes. Its log is safe for
+// the probes' daemons to write to concurrently.
+type report struct {
+	log      io.Writer
+	findings []finding
+}
+
+func newReport(log io.Writer) *report {
+	return &report{log: &lockedWriter{w: log}, findings: []finding{}}
+}
+
+func (rep *report) add(check string, ok bool, format string, a ...any) {
+	f := finding{Check: check, OK: ok, Detail: fmt.Sprintf(format, a...)}
+	rep.findings = append(rep.findings, f)
+	mark := "ok  "
+	if !ok {
+		mark = "FAIL"
 	}
-	if err := r.Details(fs); err != nil {
-		return err
-	}
-	var failed []string
-	for _, f := range fs {
+	fmt.Fprintf(rep.log, "%s %s: %s\n", mark, check, f.Detail)
+}
+
+func (rep *report) failed() []finding {
+	var out []finding
+	for _, f := range rep.findings {
 		if !f.OK {
-			failed = append(failed, f.Check+": "+f.Detail)
+			out = append(out, f)
 		}
 	}
-	if len(failed) > 0 {
-		return gates.Fail("%d findings against %s; first: %s", len(failed), PolicyFile, failed[0])
-	}
-	return nil
+	return out
 }
 
-var listenRE = regexp.MustCompile(`msg="controller serving".* listen=(\S+)`)
-
-// startController runs the controller binary with RUSTYNET_INSECURE=ex
-// and returns its address and a stop function.
-func startController(ctx context.Context, r *gates.Run, bin, ex string) (string, *x509.CertPool, func(), error) {
-	dir, err := os.MkdirTemp(r.Work, "controller-")
-	if err != nil {
-		return "", nil, nil, err
-	}
-	cmd := exec.CommandContext(ctx, bin, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", "")
-	cmd.Env = append(os.Environ(), "RUSTYNET_INSECURE="+ex)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return "", nil, nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", nil, nil, err
-	}
-	stop := func() { cmd.Process.Kill(); cmd.Wait() }
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			fmt.Fprintln(r.Log, "controller: "+sc.Text())
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case addr := <-found:
-		pem, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
-		if err != nil {
-			stop()
-			return "", nil, nil, err
-		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		return addr, pool, stop, nil
-	case <-time.After(30 * time.Second):
-		stop()
-		return "", nil, nil, errors.New("the controller did not start within 30s")
-	}
-}
-
-func probeController(ctx context.Context, r *gates.Run, bin, ex string, add func(string, bool, string, ...any)) error {
-	addr, pool, stop, err := startController(ctx, r, bin, ex)
-	if err != nil {
+// record writes the findings as the gate's artifact and details, and
+// fails the gate when any finding failed.
+func (rep *report) record(r *gates.Run) error {
+	if err := r.ArtifactJSON("findings.json", rep.findings); err != nil {
 		return err
 	}
-	defer stop()
-	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12})
-	if err == nil {
-		c.Close()
-	}
-	add("controller", err != nil, "TLS 1.2 by default: %s", outcome(err))
-	c, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13, CurvePreferences: []tls.CurveID{tls.X25519MLKEM768, tls.X25519}})
-	if err != nil {
-		add("controller", false, "TLS 1.3 handshake failed: %v", err)
-		return nil
-	}
-	st := c.ConnectionState()
-	c.Close()
-	add("controller", st.CurveID == tls.X25519MLKEM768, "key exchange with a client offering X25519MLKEM768: %s", st.CurveID)
-	leaf := st.PeerCertificates[0]
-	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
-	add("controller", ok && pub.Curve == elliptic.P256(), "server certificate key: %s", keyDesc(leaf))
-	return nil
-}
-
-func probeTLS12(ctx context.Context, r *gates.Run, bin, ex string, wantAccept bool, add func(string, bool, string, ...any)) error {
-	addr, pool, stop, err := startController(ctx, r, bin, ex)
-	if err != nil {
+	if err := r.Details(rep.findings); err != nil {
 		return err
 	}
-	defer stop()
-	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12})
-	if err == nil {
-		c.Close()
+	if failed := rep.failed(); len(failed) > 0 {
+		return gates.Fail("%d findings against %s; first: %s: %s", len(failed), PolicyFile, failed[0].Check, failed[0].Detail)
 	}
-	add("controller", (err == nil) == wantAccept, "TLS 1.2 with RUSTYNET_INSECURE=%s: %s (want accepted=%v)", ex, outcome(err), wantAccept)
 	return nil
 }
 
-func outcome(err error) string {
-	if err == nil {
-		return "accepted"
-	}
-	return "refused (" + err.Error() + ")"
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
 }
 
-func keyDesc(c *x509.Certificate) string {
-	if k, ok := c.PublicKey.(*ecdsa.PublicKey); ok {
-		return "ECDSA " + k.Curve.Params().Name
-	}
-	return c.PublicKeyAlgorithm.String()
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
