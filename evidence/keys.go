@@ -177,7 +177,9 @@ func VerifierFromKey(pub crypto.PublicKey) (*Verifier, error) {
 	return &Verifier{pub: pub, keyID: id}, nil
 }
 
-// KeyID is the hex SHA-256 of the key's PKIX encoding.
+// KeyID names a key as go-securesystemslib's dsse.SHA256KeyID does: the
+// OpenSSH SHA-256 fingerprint of the public key ("SHA256:" and the
+// unpadded base64 of the SHA-256 of its SSH wire encoding).
 func KeyID(pub crypto.PublicKey) (string, error) {
 	return dsse.SHA256KeyID(pub)
 }
