@@ -21,12 +21,37 @@ type Budgets struct {
 	// Targets are goals, in the same form as budgets: a figure that
 	// misses one is reported, with the gap, but does not block. A target
 	// met with room to spare on every run becomes a budget.
-	Targets    []Budget   `yaml:"targets"`
+	Targets []Budget `yaml:"targets"`
+	// Reported lists the metrics a matrix measures that no budget bounds,
+	// each with why (the raw path measures the machine; a p99 of a few
+	// hundred samples follows the VM's stalls): every other metric a run
+	// measures must have a budget, or the run blocks.
+	Reported   []Reported `yaml:"reported"`
 	Regression Regression `yaml:"regression"`
 	Soak       Soak       `yaml:"soak"`
+	// Paired is how a paired run (the baseline's binaries measured beside
+	// the candidate's, round by round, in one run) is judged.
+	Paired Paired `yaml:"paired"`
 
 	File   string `yaml:"-"`
 	Digest string `yaml:"-"`
+}
+
+// Reported is a metric measured and reported, never bounded.
+type Reported struct {
+	Cell   Str `yaml:"cell"`
+	Metric Str `yaml:"metric"`
+	Reason Str `yaml:"reason"`
+}
+
+// IsReported reports whether a cell's metric is reported only.
+func (b *Budgets) IsReported(cell, metric string) bool {
+	for _, r := range b.Reported {
+		if MatchCell(r.Cell.Value, cell) && (r.Metric.Value == metric || r.Metric.Value == "*") {
+			return true
+		}
+	}
+	return false
 }
 
 // Budget bounds one metric of the cells a pattern matches.
@@ -72,6 +97,34 @@ type Noise struct {
 func (r Regression) MinChangeFor(cell, metric string) float64 {
 	m := r.MinChange
 	for _, n := range r.Noise {
+		if n.Metric.Value == metric && MatchCell(n.Cell.Value, cell) && n.MinChange > m {
+			m = n.MinChange
+		}
+	}
+	return m
+}
+
+// Paired is the rule for a paired run: a metric regressed when the
+// geometric mean of its per-round ratios of candidate to baseline is worse
+// by at least MinChange (or a noise entry's), and the one-sided Wilcoxon
+// signed-rank test of their logarithms gives p < Alpha.
+type Paired struct {
+	Alpha     float64 `yaml:"alpha"`
+	MinChange float64 `yaml:"min_change"`
+	// Metrics are the metrics judged this way.
+	Metrics []string `yaml:"metrics"`
+	// Noise raises MinChange for metrics whose paired ratios scatter more
+	// between runs of one commit against itself.
+	Noise []Noise `yaml:"noise"`
+	// Basis says what MinChange was set from.
+	Basis string `yaml:"basis"`
+}
+
+// MinChangeFor is the smallest paired change of a cell's metric that
+// counts: MinChange, or the largest noise entry that matches.
+func (p Paired) MinChangeFor(cell, metric string) float64 {
+	m := p.MinChange
+	for _, n := range p.Noise {
 		if n.Metric.Value == metric && MatchCell(n.Cell.Value, cell) && n.MinChange > m {
 			m = n.MinChange
 		}
@@ -145,6 +198,16 @@ func ParseBudgets(file string, data []byte) (*Budgets, error) {
 			}
 		}
 	}
+	for _, r := range b.Reported {
+		switch {
+		case checkCellPattern(r.Cell.Value) != nil:
+			return nil, &Error{File: file, Line: r.Cell.Line, Msg: "reported: " + checkCellPattern(r.Cell.Value).Error()}
+		case r.Metric.Value == "":
+			return nil, &Error{File: file, Line: r.Cell.Line, Msg: "reported: names no metric"}
+		case strings.TrimSpace(r.Reason.Value) == "":
+			return nil, &Error{File: file, Line: r.Cell.Line, Msg: "reported: says not why the metric is not bounded (reason)"}
+		}
+	}
 	if b.Regression.Alpha <= 0 || b.Regression.Alpha >= 0.5 {
 		return nil, &Error{File: file, Msg: "regression.alpha: want between 0 and 0.5"}
 	}
@@ -161,6 +224,28 @@ func ParseBudgets(file string, data []byte) (*Budgets, error) {
 			return nil, &Error{File: file, Line: n.Cell.Line, Msg: "regression.noise: min_change must be positive"}
 		case n.Basis.Value == "":
 			return nil, &Error{File: file, Line: n.Cell.Line, Msg: "regression.noise: does not say what it was measured from (basis)"}
+		}
+	}
+	if len(b.Paired.Metrics) > 0 {
+		switch {
+		case b.Paired.Alpha <= 0 || b.Paired.Alpha >= 0.5:
+			return nil, &Error{File: file, Msg: "paired.alpha: want between 0 and 0.5"}
+		case b.Paired.MinChange <= 0:
+			return nil, &Error{File: file, Msg: "paired.min_change: want more than 0"}
+		case b.Paired.Basis == "":
+			return nil, &Error{File: file, Msg: "paired: does not say what min_change was measured from (basis)"}
+		}
+		for _, n := range b.Paired.Noise {
+			switch {
+			case checkCellPattern(n.Cell.Value) != nil:
+				return nil, &Error{File: file, Line: n.Cell.Line, Msg: "paired.noise: " + checkCellPattern(n.Cell.Value).Error()}
+			case !slices.Contains(b.Paired.Metrics, n.Metric.Value):
+				return nil, &Error{File: file, Line: n.Cell.Line, Msg: fmt.Sprintf("paired.noise: metric %q is not among paired.metrics", n.Metric.Value)}
+			case n.MinChange <= 0:
+				return nil, &Error{File: file, Line: n.Cell.Line, Msg: "paired.noise: min_change must be positive"}
+			case n.Basis.Value == "":
+				return nil, &Error{File: file, Line: n.Cell.Line, Msg: "paired.noise: does not say what it was measured from (basis)"}
+			}
 		}
 	}
 	// Durations and sampling intervals must be positive; a warm-up may
@@ -212,11 +297,11 @@ func matching(bs []Budget, cell, metric string) []Budget {
 // soak's signed samples to it (gates/soak).
 func SoakFloor(channel string) time.Duration {
 	switch channel {
-	case "ga":
+	case GA:
 		return 24 * time.Hour
-	case "beta":
+	case Beta:
 		return 2 * time.Hour
-	case "nightly":
+	case Nightly:
 		return 10 * time.Minute
 	}
 	return 0

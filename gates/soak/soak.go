@@ -92,7 +92,7 @@ func configure(b *policies.Budgets, channel, variant string) (*config, error) {
 		}
 		c.duration = d
 	case VariantShort:
-		if channel != "nightly" {
+		if channel != policies.Nightly {
 			return nil, fmt.Errorf("%s=%s: the short soak is for mutation runs on the nightly channel; the %s channel soaks for its full duration", EnvVariant, variant, channel)
 		}
 		s := b.Soak.Short
