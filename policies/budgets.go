@@ -156,6 +156,10 @@ type ShortSoak struct {
 	Duration    string `yaml:"duration"`
 	SampleEvery string `yaml:"sample_every"`
 	Warmup      string `yaml:"warmup"`
+	// MaxRSSSlope, if set, bounds the RSS slope of the short soak instead
+	// of the soak's: its window falls where a healthy daemon's RSS is
+	// still finding its high-water mark.
+	MaxRSSSlope float64 `yaml:"max_rss_mib_per_hour"`
 }
 
 // ParseBudgets decodes and checks budgets.yaml.
@@ -262,6 +266,9 @@ func ParseBudgets(file string, data []byte) (*Budgets, error) {
 	}
 	if b.Soak.RateMbps <= 0 || b.Soak.MaxRSSSlope <= 0 || b.Soak.MaxGoroutineSlope <= 0 || b.Soak.MaxFDSlope <= 0 || b.Soak.MaxRSS <= 0 {
 		return nil, &Error{File: file, Msg: "soak: rate_mbps and every bound must be positive"}
+	}
+	if b.Soak.Short.MaxRSSSlope < 0 {
+		return nil, &Error{File: file, Msg: "soak.short.max_rss_mib_per_hour: want a positive bound, or none for the soak's"}
 	}
 	return &b, nil
 }

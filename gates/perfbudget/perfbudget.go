@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -42,23 +41,43 @@ func Register(r *gates.Registry) {
 func run(ctx context.Context, r *gates.Run) error {
 	b, err := policies.LoadBudgets(filepath.Join(r.Root, BudgetsFile))
 	if err != nil {
-		return gates.Fail("%v", err)
+		return fmt.Errorf("budgets: %w", err) // could not run
 	}
 	mf, cells, err := matrix.Load(filepath.Join(r.Root, b.Matrix[r.Channel]))
 	if err != nil {
-		return gates.Fail("%v", err)
+		return fmt.Errorf("matrix: %w", err)
 	}
-	for _, bu := range append(slices.Clone(b.Budgets), b.Targets...) {
-		if !matchesAny(bu.Cell.Value, cells) {
-			fmt.Fprintf(r.Log, "note: %s:%d (%s) matches no cell of matrix %s\n", BudgetsFile, bu.Cell.Line, bu.Cell.Value, mf.Name)
+	// Every budget, target and reported entry must select a cell of some
+	// channel's matrix: one that selects none (a misspelt cell, a cell
+	// renamed) holds nothing, and blocks until the file is put right.
+	var all []matrix.Cell
+	for _, ch := range policies.Channels {
+		_, cs, err := matrix.Load(filepath.Join(r.Root, b.Matrix[ch]))
+		if err != nil {
+			return fmt.Errorf("matrix of %s: %w", ch, err)
 		}
+		all = append(all, cs...)
 	}
+	dead := deadEntries(b, all)
 	ctl, node := r.Binaries["rustynet-controller"], r.Binaries["rustynetd"]
 	if ctl == "" || node == "" {
 		return fmt.Errorf("no binaries: the build gate did not run or failed")
 	}
 	fmt.Fprintf(r.Log, "matrix %s: %d cells\n", mf.Name, len(cells))
-	results := matrix.Run(ctx, matrix.Env{ControllerBin: ctl, DaemonBin: node, Work: r.Work, Log: r.Log, Progress: r.Progress}, cells)
+	cand := matrix.Env{ControllerBin: ctl, DaemonBin: node, Work: r.Work, Log: r.Log, Progress: r.Progress}
+	var results []matrix.Result
+	baseline := ""
+	if mf.PairedRounds > 0 {
+		base, commit, done, err := buildBaseline(ctx, r)
+		if err != nil {
+			return err // could not run: no baseline to measure against
+		}
+		defer done()
+		baseline = commit
+		results = matrix.RunPaired(ctx, cand, base, cells, mf.PairedRounds)
+	} else {
+		results = matrix.Run(ctx, cand, cells)
+	}
 	if err := r.ArtifactJSON("results.json", results); err != nil {
 		return err
 	}
@@ -66,7 +85,7 @@ func run(ctx context.Context, r *gates.Run) error {
 	for _, m := range j.measurements {
 		r.Measure(m)
 	}
-	problems, missed, budgeted := j.problems, j.missed, j.budgeted
+	problems, missed, budgeted := append(dead, j.problems...), j.missed, j.budgeted
 	fmt.Fprintf(r.Log, "%d measurements held to a budget, %d problems; %d targets missed (reported, not blocking)\n", budgeted, len(problems), len(missed))
 	for _, s := range missed {
 		fmt.Fprintf(r.Log, "target missed: %s\n", s)
@@ -76,8 +95,19 @@ func run(ctx context.Context, r *gates.Run) error {
 		return err
 	}
 	problems = append(problems, regressions...)
+	pv := judgePaired(results, b.Paired)
+	for _, m := range pv.measurements {
+		r.Measure(m)
+	}
+	problems = append(problems, pv.problems...)
+	if mf.PairedRounds > 0 {
+		fmt.Fprintf(r.Log, "paired with baseline %s: %d metrics judged, %d regressions\n", baseline, pv.judged, len(pv.problems))
+		if pv.judged == 0 {
+			problems = append(problems, fmt.Sprintf("the paired run judged nothing: no cell measured any of paired.metrics %v in %s", b.Paired.Metrics, BudgetsFile))
+		}
+	}
 	if err := r.Details(map[string]any{"matrix": mf.Name, "cells": len(cells), "budgets_file_sha256": b.Digest, "budgeted": budgeted,
-		"problems": problems, "targets_missed": missed}); err != nil {
+		"problems": problems, "targets_missed": missed, "paired_baseline": baseline, "paired_judged": pv.judged}); err != nil {
 		return err
 	}
 	if len(problems) > 0 {
@@ -131,6 +161,15 @@ func judge(results []matrix.Result, b *policies.Budgets) judgement {
 			j.measurements = append(j.measurements, m)
 		}
 	}
+	// Every measured metric is bounded, or reported only with a reason:
+	// a measurement nobody bounds is one a regression passes through.
+	for _, res := range results {
+		for _, m := range res.Measurements {
+			if len(b.For(res.Cell, m.Name)) == 0 && !b.IsReported(res.Cell, m.Name) {
+				j.problems = append(j.problems, fmt.Sprintf("%s:%s has no budget in %s (and is not listed under reported, with why)", res.Cell, m.Name, BudgetsFile))
+			}
+		}
+	}
 	// A budget whose cells ran but measured nothing of its metric (a
 	// misspelt metric, a measurement renamed) would hold nothing: it
 	// blocks until the file is put right.
@@ -177,6 +216,27 @@ func bound(b *evidence.Budget) string {
 		s = append(s, fmt.Sprintf("<= %g", *b.Max))
 	}
 	return strings.Join(s, " and ")
+}
+
+// deadEntries lists the budgets, targets and reported entries that select
+// no cell of any matrix.
+func deadEntries(b *policies.Budgets, cells []matrix.Cell) []string {
+	var out []string
+	check := func(what string, cell policies.Str) {
+		if !matchesAny(cell.Value, cells) {
+			out = append(out, fmt.Sprintf("%s:%d: %s for %s selects no cell of any channel's matrix", BudgetsFile, cell.Line, what, cell.Value))
+		}
+	}
+	for _, bu := range b.Budgets {
+		check("budget", bu.Cell)
+	}
+	for _, t := range b.Targets {
+		check("target", t.Cell)
+	}
+	for _, rp := range b.Reported {
+		check("reported entry", rp.Cell)
+	}
+	return out
 }
 
 func matchesAny(pattern string, cells []matrix.Cell) bool {

@@ -254,3 +254,69 @@ func TestDrifts(t *testing.T) {
 		t.Errorf("in force with the noise entry: %v", d[0].InForce)
 	}
 }
+
+// TestEveryMetricBounded: a metric a run measures that no budget bounds,
+// and that is not listed as reported only, blocks; so does an entry that
+// selects no cell of any matrix.
+func TestEveryMetricBounded(t *testing.T) {
+	b := budgets(t)
+	cell := "route-apply/routes=1000"
+	results := []matrix.Result{{Cell: cell, Measurements: []evidence.Measurement{
+		{Name: "route_apply_p99", Unit: "ms", Values: []float64{20}},
+		{Name: "route_apply_p50", Unit: "ms", Values: []float64{10}},
+	}}}
+	j := judge(results, b)
+	if !strings.Contains(strings.Join(j.problems, "\n"), cell+":route_apply_p50 has no budget") {
+		t.Errorf("an unbounded metric: problems = %q, want it named", j.problems)
+	}
+	b.Reported = append(b.Reported, policies.Reported{Cell: policies.Str{Value: "route-apply/**"}, Metric: policies.Str{Value: "route_apply_p50"}, Reason: policies.Str{Value: "the p99 is bounded"}})
+	if j := judge(results, b); len(j.problems) != 0 {
+		t.Errorf("with route_apply_p50 reported only: problems = %q, want none", j.problems)
+	}
+	cells := []matrix.Cell{{Kind: "route-apply", Params: map[string]string{"routes": "1000"}}, {Kind: "throughput",
+		Params: map[string]string{"backend": "wireguard", "mtu": "1420", "peers": "2", "traffic": "tcp-bulk"}}}
+	if dead := deadEntries(b, cells); len(dead) != 0 {
+		t.Errorf("deadEntries = %q, want none", dead)
+	}
+	b.Budgets[2].Cell = policies.Str{Value: "route-apply/routes=1001", Line: 13}
+	if dead := deadEntries(b, cells); len(dead) != 1 || !strings.Contains(dead[0], "budgets.yaml:13: budget for route-apply/routes=1001 selects no cell") {
+		t.Errorf("a budget for a cell no matrix has: deadEntries = %q", dead)
+	}
+}
+
+// TestJudgePaired: a regression the candidate shows in every round against
+// the baseline beside it blocks; the same change in a metric not judged,
+// a smaller one, or one in some rounds only does not.
+func TestJudgePaired(t *testing.T) {
+	cfg := policies.Paired{Alpha: 0.05, MinChange: 0.10, Metrics: []string{"tunnel_throughput", "cpu_per_gb"}, Basis: "test"}
+	cell := "throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk"
+	base := []float64{2.4, 2.9, 2.1, 2.6, 2.5} // drift between rounds
+	scaled := func(f float64, xs []float64) []float64 {
+		out := make([]float64, len(xs))
+		for i, x := range xs {
+			out[i] = f * x
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name   string
+		metric string
+		unit   string
+		cand   []float64
+		blocks bool
+	}{
+		{"20% slower in every round", "tunnel_throughput", "Gbit/s", scaled(0.8, base), true},
+		{"5% slower", "tunnel_throughput", "Gbit/s", scaled(0.95, base), false},
+		{"as fast", "tunnel_throughput", "Gbit/s", base, false},
+		{"25% more CPU", "cpu_per_gb", "s/GB", scaled(1.25, base), true},
+		{"25% less CPU", "cpu_per_gb", "s/GB", scaled(0.75, base), false},
+		{"slower in two rounds of five", "tunnel_throughput", "Gbit/s", []float64{2.4 * 0.6, 2.9, 2.1 * 0.6, 2.6, 2.5}, false},
+		{"a metric not judged", "tunnel_pps", "packets/s", scaled(0.5, base), false},
+	} {
+		res := []matrix.Result{{Cell: cell, Paired: []matrix.Paired{{Name: c.metric, Unit: c.unit, Baseline: base, Candidate: c.cand}}}}
+		v := judgePaired(res, cfg)
+		if blocked := len(v.problems) > 0; blocked != c.blocks {
+			t.Errorf("%s: problems %q, want blocked=%v", c.name, v.problems, c.blocks)
+		}
+	}
+}
