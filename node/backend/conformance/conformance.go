@@ -6,9 +6,9 @@
 // in the manner of testing/fstest.TestFS. It drives several instances of
 // the backend over real UDP sockets between network namespaces on a bridge
 // (internal/testbed; root is required), each on a channel TUN the suite
-// feeds and reads packet by packet, and, for throughput, on wireguard-go's
-// userspace netstack device carrying real TCP. Each case states the
-// property it checks in MUST language.
+// feeds and reads packet by packet, and, for throughput, on the device of a
+// userspace TCP/IP stack (gVisor's, see tcpNet) carrying real TCP. Each
+// case states the property it checks in MUST language.
 //
 // The suite logs one line per figure it measures, "conformance-metric
 // NAME=VALUE UNIT", which the backend agility report collects.
@@ -28,7 +28,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"go.uber.org/goleak"
-	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/rustynet/rustynet/internal/require"
 	"github.com/rustynet/rustynet/internal/testbed"
@@ -710,22 +709,22 @@ func testThroughput(t *testing.T, e *env) {
 	ln.Close()
 
 	a, b := e.instance(t, 0), e.instance(t, 1)
-	var nets [2]*netstack.Net
+	var nets [2]*tcpNet
 	for i, in := range []*instance{a, b} {
-		dev, tnet, err := netstack.CreateNetTUN([]netip.Addr{in.ip}, nil, MTU)
+		dev, err := newTCPNet(in.ip, MTU)
 		if err != nil {
 			t.Fatal(err)
 		}
-		in.close() // replace the channel-TUN backend with one on the netstack device
+		in.close() // replace the channel-TUN backend with one on the TCP stack's device
 		in.closed = false
 		in.done = make(chan struct{})
 		if err := in.create(dev); err != nil {
 			t.Fatal(err)
 		}
-		nets[i] = tnet
+		nets[i] = dev
 	}
 	connect(a, b)
-	tln, err := nets[1].ListenTCPAddrPort(netip.AddrPortFrom(b.ip, 5201))
+	tln, err := nets[1].listen(netip.AddrPortFrom(b.ip, 5201))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -733,7 +732,11 @@ func testThroughput(t *testing.T, e *env) {
 	dial := func() (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		return nets[0].DialContextTCPAddrPort(ctx, netip.AddrPortFrom(b.ip, 5201))
+		c, err := nets[0].dial(ctx, netip.AddrPortFrom(b.ip, 5201))
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	tunnel := tcpRate(t, tln, dial, 2*time.Second)
 	ratio := tunnel / raw
