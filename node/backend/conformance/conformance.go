@@ -708,10 +708,17 @@ func testThroughput(t *testing.T, e *env) {
 	}, 2*time.Second)
 	ln.Close()
 
+	// The device MTU is the one the node would run: the backend's MaxMTU
+	// when that is lower than the suite's.
+	mtu := MTU
+	if m := e.spec.MaxMTU; m > 0 && m < mtu {
+		mtu = m
+	}
+	t.Logf("device MTU %d", mtu)
 	a, b := e.instance(t, 0), e.instance(t, 1)
 	var nets [2]*tcpNet
 	for i, in := range []*instance{a, b} {
-		dev, err := newTCPNet(in.ip, MTU)
+		dev, err := newTCPNet(in.ip, mtu)
 		if err != nil {
 			t.Fatal(err)
 		}
