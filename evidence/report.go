@@ -144,6 +144,25 @@ func loadResult(b *bundleFS, rel string, size int64, sha string) (GateResult, er
 	return r, nil
 }
 
+// SameContent reports whether the bundle's file rel holds exactly want:
+// how a caller that vouches for a file derived from the evidence, such as
+// a report, checks it against what it renders. The file is read as Verify
+// reads (a regular file, through no symbolic link: anything else is an
+// *InvalidError); a missing file is an error that wraps fs.ErrNotExist.
+func (v *Verified) SameContent(rel string, want []byte) (bool, error) {
+	b, err := openBundle(v.Dir)
+	if err != nil {
+		return false, err
+	}
+	defer b.Close()
+	return b.sameContent(rel, want)
+}
+
+// ValidPath reports whether p is a path a bundle may hold, as Verify
+// admits them: relative, of letters, digits and ._=- in components, no
+// "..", and clean.
+func ValidPath(p string) bool { return validRel(p) }
+
 // ReportFile is a rendered report: its name in the bundle and content.
 type ReportFile struct {
 	Name string

@@ -3,7 +3,9 @@ package evidence
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -557,5 +559,49 @@ func TestBarLabels(t *testing.T) {
 	// One bar: its whole name, nothing taken as common.
 	if got, common := barLabels([]string{"build_time"}, 34); got[0] != "build_time" || common != "" {
 		t.Errorf("barLabels of one name = %q, %q", got, common)
+	}
+}
+
+// TestSameContent compares a file of a verified bundle with bytes: equal,
+// different, missing, and a symbolic link, which is refused.
+func TestSameContent(t *testing.T) {
+	s, v := newSigner(t, Ed25519)
+	dir := writeBundle(t, s)
+	ver, err := Verify(dir, v, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("<!doctype html><h1>BLOCKED</h1>")
+	if err := os.WriteFile(filepath.Join(dir, ReportHTML), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		want []byte
+		same bool
+	}{{data, true}, {data[:len(data)-1], false}, {append(slices.Clone(data), '\n'), false}, {bytes.ToUpper(data), false}} {
+		if same, err := ver.SameContent(ReportHTML, c.want); same != c.same || err != nil {
+			t.Errorf("SameContent(%q, %q) = %v, %v; want %v", ReportHTML, c.want, same, err, c.same)
+		}
+	}
+	if _, err := ver.SameContent(ReportMD, data); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("SameContent of a missing %s = %v, want fs.ErrNotExist", ReportMD, err)
+	}
+	if err := os.Symlink(filepath.Join(dir, ReportHTML), filepath.Join(dir, ReportMD)); err != nil {
+		t.Skip(err)
+	}
+	if _, err := ver.SameContent(ReportMD, data); !isInvalid(err) {
+		t.Errorf("SameContent of a symbolic link = %v, want invalid", err)
+	}
+}
+
+func TestValidPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"artifacts/perf/result.json": true, "policy/release.yaml": true, "a=b/c-d_e.f": true,
+		"": false, "/etc/shadow": false, "../x": false, "a/../b": false, "a/./b": false, "a//b": false, "a/b/": false,
+		"javascript:alert(1)": false, "a b": false, `a\b`: false,
+	} {
+		if got := ValidPath(p); got != want {
+			t.Errorf("ValidPath(%q) = %v, want %v", p, got, want)
+		}
 	}
 }
