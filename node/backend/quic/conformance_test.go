@@ -8,5 +8,5 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	conformance.Run(t, backend.Spec{Name: Name, New: New, PublicKey: PublicKey})
+	conformance.Run(t, backend.Spec{Name: Name, New: New, PublicKey: PublicKey, MaxMTU: MaxMTU})
 }

@@ -829,8 +829,8 @@ func TestRebind(t *testing.T) {
 // BenchmarkThroughput pushes packets from one device to the other through
 // the backend over loopback, keeping up to 64 in flight, and reports the
 // goodput in Mbit/s and the share of packets lost. size=1420 is the
-// device MTU: such a packet does not fit one datagram (at most 1412 bytes
-// on a 1500-byte path) and travels in two fragments; size=1400 fits.
+// device MTU: such a packet does not fit one datagram (at most MaxMTU, 1404
+// bytes, on a 1500-byte path) and travels in two fragments; size=1400 fits.
 func BenchmarkThroughput(b *testing.B) {
 	for _, size := range []int{tuntest.DefaultMTU, 1400} {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
