@@ -23,6 +23,7 @@ import (
 	"github.com/rustynet/rustynet/controller/certs"
 	"github.com/rustynet/rustynet/controller/store/bolt"
 	"github.com/rustynet/rustynet/internal/insecure"
+	"github.com/rustynet/rustynet/internal/readyfile"
 )
 
 // Files in the data directory.
@@ -52,6 +53,9 @@ type RunConfig struct {
 	// Ready, if set, is called with the bound addresses once every
 	// listener is open.
 	Ready func(api, metrics net.Addr)
+	// ReadyFile, if set, is written then (internal/readyfile) with the
+	// addresses, for whoever started the controller.
+	ReadyFile string
 }
 
 // Timeouts of the node API. A request's headers have ReadHeader to
@@ -202,6 +206,15 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		"capability_version", int(api.CurrentCapabilityVersion), "nodes", srv.st.count())
 	if cfg.Ready != nil {
 		cfg.Ready(apiLn.Addr(), metricsAddr)
+	}
+	if cfg.ReadyFile != "" {
+		info := readyfile.Info{PID: os.Getpid(), API: apiLn.Addr().String(), AdminSocket: adminLn.Addr().String()}
+		if metricsAddr != nil {
+			info.Metrics = metricsAddr.String()
+		}
+		if err := readyfile.Write(cfg.ReadyFile, info); err != nil {
+			log.Error("writing the ready file", "path", cfg.ReadyFile, "err", err)
+		}
 	}
 
 	select {

@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,7 +170,6 @@ func NewMesh(ctx context.Context, env Env, backend string, peers, mtu int) (*Mes
 // Close stops the daemons and removes the testbed.
 func (m *Mesh) Close() { m.close() }
 
-var listenRE = regexp.MustCompile(`msg="controller serving".* listen=(\S+)`)
 
 // MetricsAddr is where every daemon of a Mesh serves its metrics, inside
 // its own namespace.
@@ -235,9 +233,10 @@ func (m *Mesh) ctlURL() string {
 
 func (m *Mesh) startController(ctx context.Context) error {
 	h := m.net.Hosts[0]
+	ready := filepath.Join(m.dir, "controller.ready")
 	cmd := h.Command(ctx, m.env.ControllerBin, "serve", "--data-dir", m.dir, "--listen",
-		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", MetricsAddr)
-	p, _, err := daemon.Start(ctx, cmd, listenRE, 30*time.Second)
+		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", MetricsAddr, "--ready-file", ready)
+	p, _, err := daemon.StartReady(ctx, cmd, ready, 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -292,7 +291,8 @@ func (m *Mesh) addNode(ctx context.Context, i int) error {
 }
 
 func (nd *MeshNode) start(ctx context.Context, bin string) error {
-	p, _, err := daemon.Start(ctx, nd.host.Command(ctx, bin, nd.args...), regexp.MustCompile(`msg="dataplane up"`), 30*time.Second)
+	ready := nd.dir + ".ready"
+	p, _, err := daemon.StartReady(ctx, nd.host.Command(ctx, bin, append(nd.args, "--ready-file", ready)...), ready, 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -656,14 +656,14 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 	}
 	defer os.RemoveAll(dir)
 	// Every simulated node connects from 127.0.0.1: no per-address limit.
-	p, m, err := daemon.Start(ctx, exec.CommandContext(ctx, env.ControllerBin, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", "",
-		"--max-conns-per-ip", "0"),
-		listenRE, 30*time.Second)
+	ready := filepath.Join(dir, "controller.ready")
+	p, info, err := daemon.StartReady(ctx, exec.CommandContext(ctx, env.ControllerBin, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", "",
+		"--max-conns-per-ip", "0", "--ready-file", ready), ready, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	defer p.Stop(10 * time.Second)
-	base := "https://" + m[1]
+	base := "https://" + info.API
 	out, err := exec.CommandContext(ctx, env.ControllerBin, "authkey", "create", "--data-dir", dir, "--reusable").Output()
 	if err != nil {
 		return nil, err

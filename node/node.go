@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -25,6 +27,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/internal/readyfile"
 	"github.com/rustynet/rustynet/node/backend"
 	"github.com/rustynet/rustynet/node/control"
 	"github.com/rustynet/rustynet/node/filter"
@@ -65,7 +68,11 @@ type Config struct {
 	MTU        int
 	// PollWait is how long each netmap long-poll may wait (default
 	// api.DefaultWait).
-	PollWait   time.Duration
+	PollWait time.Duration
+	// ReadyFile, if set, is written (internal/readyfile) once the
+	// dataplane is first up, with the local API socket, the device and
+	// the data-plane port.
+	ReadyFile  string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -643,6 +650,12 @@ func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix, kind string) error {
 	case <-n.netReady:
 	default:
 		close(n.netReady)
+		if n.cfg.ReadyFile != "" {
+			info := readyfile.Info{PID: os.Getpid(), LocalAPI: filepath.Join(n.cfg.StateDir, localapi.SocketName), Interface: dp.name, ListenPort: n.st.ListenPort}
+			if err := readyfile.Write(n.cfg.ReadyFile, info); err != nil {
+				n.log.Error("writing the ready file", "path", n.cfg.ReadyFile, "err", err)
+			}
+		}
 	}
 	n.log.Info("dataplane up", "device", dp.name, "backend", kind, "mtu", mtu, "addresses", addrs, "listen_port", n.st.ListenPort)
 	return nil

@@ -1,7 +1,7 @@
 // Command rustynet-controller runs the Rustynet controller and administers
 // it through its admin socket.
 //
-//	rustynet-controller serve   --data-dir DIR [--listen :8443] [--metrics-listen 127.0.0.1:9469] [--tls-san NAME]...
+//	rustynet-controller serve   --data-dir DIR [--listen :8443] [--metrics-listen 127.0.0.1:9469] [--tls-san NAME]... [--ready-file FILE]
 //	rustynet-controller authkey create|list|revoke ...
 //	rustynet-controller node    list|remove|rename ...
 //	rustynet-controller policy  set FILE | get
@@ -181,6 +181,7 @@ func serve(args []string, stderr io.Writer) error {
 	fs.Var(&sans, "tls-san", "extra DNS name or IP for the server certificate (repeatable, or comma-separated)")
 	maxConns := fs.Int("max-conns", controller.DefaultMaxConns, "open API connections allowed in all; 0 for no limit")
 	maxConnsPerIP := fs.Int("max-conns-per-ip", controller.DefaultMaxConnsPerIP, "open API connections allowed from one IP address; 0 for no limit")
+	readyFile := fs.String("ready-file", "", "once serving, write this JSON file with the addresses served (for supervisors and tests)")
 	loopback := fs.Bool("allow-loopback-endpoints", false, "accept loopback endpoints: only for a test network where every node runs on this host")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -228,6 +229,7 @@ func serve(args []string, stderr io.Writer) error {
 		Limits:        controller.Limits{MaxConns: unlimited(*maxConns), MaxConnsPerIP: unlimited(*maxConnsPerIP)},
 
 		AllowLoopbackEndpoints: *loopback,
+		ReadyFile:              *readyFile,
 	})
 }
 

@@ -1,7 +1,7 @@
 // Command rustynetd is the Rustynet node daemon.
 //
 //	rustynetd --state-dir DIR --controller URL --controller-ca FILE [--auth-key KEY]
-//	          [--backend wireguard] [--interface rn0 | --netstack] [--metrics-listen ADDR]
+//	          [--backend wireguard] [--interface rn0 | --netstack] [--metrics-listen ADDR] [--ready-file FILE]
 package main
 
 import (
@@ -61,6 +61,7 @@ func run(args []string, stderr io.Writer) int {
 	metricsListen := fs.String("metrics-listen", "", "address to serve Prometheus metrics on (HTTP); empty disables")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	readyFile := fs.String("ready-file", "", "once the dataplane is up, write this JSON file with the local API socket, device and port (for supervisors and tests)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -124,6 +125,7 @@ func run(args []string, stderr io.Writer) int {
 		Netstack:      *netstack,
 		ListenPort:    uint16(*port),
 		MTU:           *mtu,
+		ReadyFile:     *readyFile,
 		Logger:        log,
 		Registerer:    promReg,
 	})

@@ -3,17 +3,18 @@ package controllertest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rustynet/rustynet/internal/proc"
+	"github.com/rustynet/rustynet/internal/readyfile"
 )
 
 // Build compiles the package at pkg (a path relative to the test's
@@ -43,10 +44,9 @@ type Process struct {
 	err        error         // its exit status, once done is closed
 }
 
-var (
-	listenRE  = regexp.MustCompile(`msg="controller serving".* listen=(\S+)`)
-	metricsRE = regexp.MustCompile(`msg="controller serving".* metrics=(\S+)`)
-)
+// ReadyFile is where a controller started with ServeArgs(dataDir, ...)
+// says it serves, and on which addresses.
+func ReadyFile(dataDir string) string { return filepath.Join(dataDir, "ready.json") }
 
 // StartProcess runs `bin serve` on dataDir, listening on 127.0.0.1 ports
 // chosen by the kernel, with any extra serve flags, and waits until it
@@ -60,14 +60,16 @@ func StartProcess(tb testing.TB, bin, dataDir string, extra ...string) *Process 
 // ServeArgs are the arguments of `rustynet-controller serve` on dataDir
 // with the given listen addresses.
 func ServeArgs(dataDir, listen, metricsListen string) []string {
-	return []string{"serve", "--data-dir", dataDir, "--listen", listen, "--metrics-listen", metricsListen}
+	return []string{"serve", "--data-dir", dataDir, "--listen", listen, "--metrics-listen", metricsListen, "--ready-file", ReadyFile(dataDir)}
 }
 
 // StartCommand starts cmd, a `rustynet-controller serve` command built by
-// the caller (for instance run inside a network namespace), and waits until
-// it serves. Its stderr must be unset: the log is read from it.
+// the caller with ServeArgs (for instance run inside a network namespace),
+// and waits until it has written its ready file. Its stderr must be unset:
+// the log is read from it.
 func StartCommand(tb testing.TB, cmd *exec.Cmd, dataDir string) *Process {
 	tb.Helper()
+	os.Remove(ReadyFile(dataDir)) // one left by an earlier start says nothing of this one
 	p := &Process{DataDir: dataDir, done: make(chan struct{}), Cmd: cmd}
 	pr, pw := io.Pipe()
 	p.Cmd.Stderr = pw
@@ -82,25 +84,19 @@ func StartCommand(tb testing.TB, cmd *exec.Cmd, dataDir string) *Process {
 			tb.Logf("controller log:\n%s", p.Logs())
 		}
 	})
-	found := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			line := sc.Text()
-			p.logs.Write([]byte(line + "\n"))
-			if m := listenRE.FindStringSubmatch(line); m != nil {
-				mm := metricsRE.FindStringSubmatch(line)
-				found <- [2]string{m[1], mm[1]}
-			}
+			p.logs.Write([]byte(sc.Text() + "\n"))
 		}
 	}()
-	select {
-	case addrs := <-found:
-		p.URL, p.MetricsURL = "https://"+addrs[0], "http://"+addrs[1]+"/metrics"
-	case <-p.done:
-		tb.Fatalf("controller exited before serving: %v\n%s", p.err, p.Logs())
-	case <-time.After(30 * time.Second):
-		tb.Fatalf("controller did not serve within 30s\n%s", p.Logs())
+	info, err := readyfile.Wait(context.Background(), ReadyFile(dataDir), p.done, 30*time.Second)
+	if err != nil {
+		tb.Fatalf("controller: %v (exit: %v)\n%s", err, p.err, p.Logs())
+	}
+	p.URL = "https://" + info.API
+	if info.Metrics != "" {
+		p.MetricsURL = "http://" + info.Metrics + "/metrics"
 	}
 	return p
 }

@@ -11,15 +11,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	"github.com/rustynet/rustynet/internal/insecure"
+	"github.com/rustynet/rustynet/internal/readyfile"
 )
-
-// listenRE finds the API address in the controller's "controller serving"
-// log line.
-var listenRE = regexp.MustCompile(`msg="controller serving".* listen=(\S+)`)
 
 // startTimeout bounds how long a daemon may take to start serving.
 const startTimeout = 30 * time.Second
@@ -86,16 +82,18 @@ func startController(ctx context.Context, rep *report, work, bin, ex string) (*c
 	if err != nil {
 		return nil, err
 	}
-	d, err := startDaemon(ctx, rep.log, "controller", listenRE, []string{insecure.Env + "=" + ex}, bin,
-		"serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", "")
+	ready := filepath.Join(dir, "ready.json")
+	d, err := startDaemon(ctx, rep.log, "controller", []string{insecure.Env + "=" + ex}, bin,
+		"serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", "", "--ready-file", ready)
 	if err != nil {
 		return nil, err
 	}
-	addr, err := d.waitFor(ctx, startTimeout)
+	info, err := readyfile.Wait(ctx, ready, d.done, startTimeout)
 	if err != nil {
 		d.stop()
 		return nil, fmt.Errorf("controller with %s=%q: %w", insecure.Env, ex, err)
 	}
+	addr := info.API
 	pem, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
 	if err != nil {
 		d.stop()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"regexp"
 	"sync"
 	"syscall"
 	"time"
@@ -27,16 +26,15 @@ type daemon struct {
 }
 
 // startDaemon runs bin with args and env added to this process's
-// environment; its output goes to log, each line prefixed with name, and
-// the first submatch of watch (if any) in it is sent on the daemon's
-// found channel. The daemon is stopped by stop, or when ctx ends.
-func startDaemon(ctx context.Context, log io.Writer, name string, watch *regexp.Regexp, env []string, bin string, args ...string) (*daemon, error) {
+// environment; its output goes to log, each line prefixed with name. The
+// daemon is stopped by stop, or when ctx ends.
+func startDaemon(ctx context.Context, log io.Writer, name string, env []string, bin string, args ...string) (*daemon, error) {
 	dctx, cancel := context.WithCancel(ctx)
 	cmd := exec.CommandContext(dctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = stopGrace
-	out := &lineLog{log: log, prefix: name, watch: watch, found: make(chan string, 1)}
+	out := &lineLog{log: log, prefix: name}
 	cmd.Stdout, cmd.Stderr = out, out
 	fmt.Fprintf(log, "$ %s %v\n", bin, args)
 	if err := cmd.Start(); err != nil {
@@ -50,22 +48,6 @@ func startDaemon(ctx context.Context, log io.Writer, name string, watch *regexp.
 		close(d.done)
 	}()
 	return d, nil
-}
-
-// waitFor waits, at most timeout, for the watched submatch.
-func (d *daemon) waitFor(ctx context.Context, timeout time.Duration) (string, error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case m := <-d.out.found:
-		return m, nil
-	case <-d.done:
-		return "", fmt.Errorf("%s exited before it served: %s", d.out.prefix, d.status)
-	case <-t.C:
-		return "", fmt.Errorf("%s did not say it serves within %v", d.out.prefix, timeout)
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
 }
 
 // stop sends SIGTERM, kills the daemon if it has not exited after
@@ -89,13 +71,10 @@ func exitStatus(ps *os.ProcessState, err error) string {
 }
 
 // lineLog copies a process's output to a log a line at a time, with a
-// prefix, and sends the first submatch of watch on found. Only the exec
-// package's copying goroutine writes to it.
+// prefix. Only the exec package's copying goroutine writes to it.
 type lineLog struct {
 	log    io.Writer
 	prefix string
-	watch  *regexp.Regexp
-	found  chan string
 	buf    []byte
 }
 
@@ -118,13 +97,4 @@ func (w *lineLog) Write(p []byte) (int, error) {
 
 func (w *lineLog) line(b []byte) {
 	fmt.Fprintf(w.log, "%s: %s\n", w.prefix, b)
-	if w.watch == nil {
-		return
-	}
-	if m := w.watch.FindSubmatch(b); m != nil {
-		select {
-		case w.found <- string(m[1]):
-		default:
-		}
-	}
 }

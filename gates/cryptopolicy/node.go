@@ -147,7 +147,7 @@ func observeNode(ctx context.Context, rep *report, dir, bin, caFile string, conf
 	if err != nil {
 		return nil, err
 	}
-	d, err := startDaemon(ctx, rep.log, "rustynetd", nil, nil, bin,
+	d, err := startDaemon(ctx, rep.log, "rustynetd", nil, bin,
 		"--netstack", "--state-dir", state, "--hostname", "crypto-policy-probe", "--auth-key", "crypto-policy-probe-not-a-key",
 		"--controller", "https://"+ln.Addr().String(), "--controller-ca", caFile)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/internal/proc"
+	"github.com/rustynet/rustynet/internal/readyfile"
 )
 
 // Process is a running daemon.
@@ -29,9 +31,30 @@ type Process struct {
 	err  error
 }
 
+// StartReady starts cmd (whose stderr must be unset: the log is read from
+// it), a daemon given --ready-file readyFile, and waits up to timeout for
+// it to write that file (internal/readyfile). It returns what the file
+// says.
+func StartReady(ctx context.Context, cmd *exec.Cmd, readyFile string, timeout time.Duration) (*Process, *readyfile.Info, error) {
+	os.Remove(readyFile) // a file left by an earlier run says nothing of this one
+	p, _, err := Start(ctx, cmd, nil, timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := readyfile.Wait(ctx, readyFile, p.done, timeout)
+	if err != nil {
+		if !p.Exited() {
+			p.Kill()
+		}
+		return nil, nil, fmt.Errorf("%s: %w\n%s", cmd.Path, err, p.Logs())
+	}
+	return p, info, nil
+}
+
 // Start starts cmd (whose stderr must be unset: the log is read from it)
-// and waits up to timeout for a log line matching ready. It returns the
-// submatches of that line.
+// and, given ready, waits up to timeout for a log line matching it. It
+// returns the submatches of that line. Prefer StartReady: log lines are
+// for people, and their wording may change.
 func Start(ctx context.Context, cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration) (*Process, []string, error) {
 	p := &Process{Cmd: cmd, done: make(chan struct{})}
 	pr, pw := io.Pipe()

@@ -1,7 +1,8 @@
 // Command fakecontroller stands in for rustynet-controller in the
 // crypto-policy gate's tests: `fakecontroller serve --data-dir DIR --listen
 // ADDR --metrics-listen ADDR` writes DIR/tls/ca.pem, logs the controller's
-// "controller serving ... listen=ADDR" line and completes TLS handshakes
+// "controller serving ... listen=ADDR" line, writes its --ready-file as the
+// controller does, and completes TLS handshakes
 // with a configuration weakened as CRYPTOPOLICY_FAKE says:
 //
 //	tls12      accepts TLS 1.2 always
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/internal/insecure"
+	"github.com/rustynet/rustynet/internal/readyfile"
 )
 
 func main() {
@@ -49,6 +51,7 @@ func run() error {
 	dir := fs.String("data-dir", "", "")
 	listen := fs.String("listen", "127.0.0.1:0", "")
 	fs.String("metrics-listen", "", "")
+	ready := fs.String("ready-file", "", "")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		return err
 	}
@@ -96,6 +99,11 @@ func run() error {
 		return err
 	}
 	slog.New(slog.NewTextHandler(os.Stderr, nil)).Info("controller serving", "listen", ln.Addr().String(), "mode", mode)
+	if *ready != "" {
+		if err := readyfile.Write(*ready, readyfile.Info{PID: os.Getpid(), API: ln.Addr().String()}); err != nil {
+			return err
+		}
+	}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
