@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -56,10 +57,22 @@ func TestSoakGate(t *testing.T) {
 		tail = shortRE.ReplaceAllString(tail, "  short:\n    duration: 15s\n    sample_every: 1s\n    warmup: 5s")
 	}
 	short := head + "\nsoak:\n" + tail
-	if !ok || n != 4 || !strings.Contains(short, "max_rss_mib: 256") {
-		t.Fatalf("policies/budgets.yaml's soak settings changed (%d of 4 found): update what this test shortens", n)
+	if !ok || n != 5 || !strings.Contains(short, "max_rss_mib: 256") {
+		t.Fatalf("policies/budgets.yaml's soak settings changed (%d of 5 found): update what this test shortens", n)
 	}
 
+	// Every goroutine the gate starts has ended when it returns.
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			buf := make([]byte, 1<<20)
+			t.Errorf("%d goroutines after the soaks, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+		}
+	})
 	res, out, verifier := execute(t, "nightly", short, bins)
 	if res.Status != evidence.StatusPass {
 		t.Fatalf("soak with the shipped bounds: %s: %s", res.Status, res.Reason)

@@ -104,6 +104,9 @@ func configure(b *policies.Budgets, channel, variant string) (*config, error) {
 			return nil, fmt.Errorf("budgets: soak.short.duration: %w", err)
 		}
 		c.duration, every, warmup = d, s.SampleEvery, s.Warmup
+		if s.MaxRSSSlope > 0 {
+			c.bounds.MaxRSSSlope = s.MaxRSSSlope
+		}
 	default:
 		return nil, fmt.Errorf("%s=%q: want %q or unset", EnvVariant, variant, VariantShort)
 	}
