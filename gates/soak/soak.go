@@ -1,13 +1,17 @@
-// Package soak is the soak gate: a mesh (a controller and two nodes in
-// namespaces) carries steady, bounded, verified traffic for the channel's
-// duration (policies/budgets.yaml: 10 minutes nightly, 24 hours for GA)
-// while every daemon's RSS, goroutines and file descriptors are sampled.
-// It fails on growth beyond the set slopes (fitted after a warm-up), on
+// Package soak is the soak gate: on each backend, a mesh (a controller and
+// two nodes in namespaces) carries steady, bounded, verified traffic for
+// the channel's duration (policies/budgets.yaml, never under the floor in
+// policies.SoakFloor: 10 minutes nightly, 2 hours beta, 24 hours GA) while
+// every daemon's RSS, goroutines and file descriptors are sampled. It
+// fails on growth beyond the set slopes (fitted after a warm-up), on too
+// few samples after the warm-up or a sample that could not be read, on
 // any lost or corrupted byte, on a stalled stream, or on a budget breach
-// during the run. The samples go into the bundle.
+// during the run. The samples go into the bundle, and verify re-checks a
+// signed pass from their time span (recheck).
 //
 // RUSTYNET_SOAK=short runs the short soak of budgets.yaml instead
-// (soak.short, nightly only): a soak short enough for a mutation run.
+// (soak.short, nightly only): a soak short enough for a mutation run,
+// which verify never takes for a channel's soak.
 package soak
 
 import (
@@ -176,12 +180,11 @@ func run(ctx context.Context, r *gates.Run) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...) // could not run
 	}
-	problems := d.Problems
 	if err := r.Details(d); err != nil {
 		return err
 	}
-	if len(problems) > 0 {
-		return gates.Fail("%s", strings.Join(problems, "; "))
+	if len(d.Problems) > 0 {
+		return gates.Fail("%s", strings.Join(d.Problems, "; "))
 	}
 	return nil
 }
