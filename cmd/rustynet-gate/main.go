@@ -40,8 +40,8 @@ import (
 	"github.com/rustynet/rustynet/gates/publish"
 	"github.com/rustynet/rustynet/gates/soak"
 	"github.com/rustynet/rustynet/gates/unit"
-	"github.com/rustynet/rustynet/internal/atomicfile"
 	"github.com/rustynet/rustynet/policies"
+	"github.com/rustynet/rustynet/report"
 )
 
 var version = "dev"
@@ -496,27 +496,6 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
 	return nil
 }
 
-// reportInput builds the report's input from a verified bundle.
-func reportInput(v *evidence.Verified, verdict *gates.Verdict) (*evidence.ReportInput, error) {
-	results, err := evidence.LoadResults(v)
-	if err != nil {
-		return nil, err
-	}
-	in := &evidence.ReportInput{Verified: v, Results: results, Passed: verdict.Passed, Channel: verdict.Channel, At: verdict.At, PublicKeyID: v.KeyID, Scope: verdict.Scope}
-	for _, g := range verdict.Gates {
-		rg := evidence.ReportGate{Gate: g.Gate, Status: g.Status, Blocking: g.Blocking, Reason: g.Reason}
-		w, expired := g.Waiver, false
-		if w == nil && g.Expired != nil {
-			w, expired = g.Expired, true
-		}
-		if w != nil {
-			rg.Waiver = &evidence.ReportWaiver{Owner: w.Owner.Value, Reason: w.Reason.Value, Ticket: w.Ticket.Value, Expires: w.Expires.Time, Expired: expired}
-		}
-		in.Gates = append(in.Gates, rg)
-	}
-	return in, nil
-}
-
 // writeReports renders report.html and report.md next to the evidence,
 // judged under the bundle's own policy at the time it records: what
 // verify renders again to check them.
@@ -525,20 +504,11 @@ func writeReports(dir string, pub *evidence.Verifier, reg *gates.Registry) error
 	if err != nil {
 		return err
 	}
-	in, err := reportInput(res.Evidence, res.Recorded)
+	in, err := report.Recorded(res)
 	if err != nil {
 		return err
 	}
-	files, err := evidence.Reports(in)
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		if err := atomicfile.WriteFile(filepath.Join(dir, f.Name), f.Data, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return report.WriteFiles(in)
 }
 
 // checkReports refuses a verified bundle whose report.html or report.md
@@ -548,11 +518,11 @@ func writeReports(dir string, pub *evidence.Verifier, reg *gates.Registry) error
 // managers open out/gate-TIME/report.html: once verify passes, what it
 // says is what the signed evidence says.
 func checkReports(res *gates.Verification) ([]string, error) {
-	in, err := reportInput(res.Evidence, res.Recorded)
+	in, err := report.Recorded(res)
 	if err != nil {
 		return nil, err
 	}
-	return evidence.CheckReports(in)
+	return report.Check(in)
 }
 
 func cmdReport(args []string, stdout, stderr io.Writer) error {
@@ -573,15 +543,15 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	in, err := reportInput(res.Evidence, res.Recorded)
+	in, err := report.Recorded(res)
 	if err != nil {
 		return err
 	}
 	switch *format {
 	case "html":
-		return evidence.WriteHTML(stdout, in)
+		return report.WriteHTML(stdout, in)
 	case "md":
-		return evidence.WriteMarkdown(stdout, in)
+		return report.WriteMarkdown(stdout, in)
 	}
 	return fail(exitUsage, "report: --format %q: want html or md", *format)
 }
@@ -631,12 +601,12 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	if v.Manifest.Dirty {
 		return fail(exitUsage, "publish: %s was made from a working tree with uncommitted changes: it is evidence about %.12s plus those changes, not about the commit; run the gate on a clean checkout", pos[0], v.Manifest.Commit)
 	}
-	in, err := reportInput(v, verdict)
+	in, err := report.Load(v, verdict)
 	if err != nil {
 		return err
 	}
 	var md bytes.Buffer
-	if err := evidence.WriteMarkdown(&md, in); err != nil {
+	if err := report.WriteMarkdown(&md, in); err != nil {
 		return err
 	}
 	pv := publish.Verdict{Passed: verdict.Passed, Channel: verdict.Channel, Commit: *sha, Summary: md.String(), DetailsURL: *details}
