@@ -76,6 +76,13 @@ var Rules = []Rule{
 		Banned:  under(Module + "/cmd"),
 		Allowed: func(string) bool { return false },
 	},
+	{
+		Name:   "evidence and gates do not import report",
+		Banned: under(Module + "/report"),
+		Allowed: func(pkg string) bool {
+			return !under(Module+"/evidence")(pkg) && !under(Module+"/gates")(pkg)
+		},
+	},
 }
 
 // Violation is one broken rule: Chain runs from the package that breaks it

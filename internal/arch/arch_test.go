@@ -35,10 +35,13 @@ func TestCheckFindsViolations(t *testing.T) {
 		{ImportPath: m + "/node/helper", Imports: []string{m + "/node/backend/wireguard"}},
 		{ImportPath: m + "/node/backend/wireguard", Imports: []string{"golang.zx2c4.com/wireguard/device"}},
 		{ImportPath: m + "/gates/conformance", Imports: []string{"golang.zx2c4.com/wireguard/device"}},
-		{ImportPath: m + "/cmd/rustynetd", Imports: []string{m + "/node/backend/wireguard", m + "/node"}},
+		{ImportPath: m + "/cmd/rustynetd", Imports: []string{m + "/node/backend/wireguard", m + "/node", m + "/report"}},
 		{ImportPath: m + "/node/control", Imports: []string{m + "/controller/store"}},
 		{ImportPath: m + "/gates", Imports: []string{m + "/cmd/rustynet-gate"}},
 		{ImportPath: m + "/controller/store"},
+		{ImportPath: m + "/evidence", Imports: []string{m + "/report"}},
+		{ImportPath: m + "/gates/publish", Imports: []string{m + "/evidence"}},
+		{ImportPath: m + "/report"},
 		{ImportPath: m + "/cmd/rustynet-gate"},
 		{ImportPath: "golang.zx2c4.com/wireguard/device"},
 	}
@@ -52,6 +55,8 @@ func TestCheckFindsViolations(t *testing.T) {
 		m + "/gates/conformance | " + Rules[1].Name: m + "/gates/conformance -> golang.zx2c4.com/wireguard/device",
 		m + "/node/control | " + Rules[2].Name:      m + "/node/control -> " + m + "/controller/store",
 		m + "/gates | " + Rules[3].Name:             m + "/gates -> " + m + "/cmd/rustynet-gate",
+		m + "/evidence | " + Rules[4].Name:          m + "/evidence -> " + m + "/report",
+		m + "/gates/publish | " + Rules[4].Name:     m + "/gates/publish -> " + m + "/evidence -> " + m + "/report",
 	}
 	for k, w := range want {
 		if got[k] != w {
