@@ -349,7 +349,7 @@ func statementName(uri string) (string, bool) {
 //
 // report.html and report.md are derived from the evidence, not part of
 // it: Verify only checks that they are regular files. A caller that
-// vouches for them renders them again and compares (see CheckReports).
+// vouches for them renders them again and compares (see report.Check).
 //
 // It returns an *InvalidError when any of it does not hold. It does not
 // judge the verdict: see gates.Evaluate.

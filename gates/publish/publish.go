@@ -25,7 +25,7 @@ type Verdict struct {
 	Channel string
 	// Commit is the full SHA the status is set on.
 	Commit string
-	// Summary is the Markdown report (evidence.WriteMarkdown).
+	// Summary is the Markdown report (report.WriteMarkdown).
 	Summary string
 	// Blocking are "gate: reason" lines, one per blocking gate.
 	Blocking []string
