@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean agility-report deps gate
+.PHONY: all build test race lint fuzz bench clean agility-report deps gate mutate
 
 all: lint build test
 
@@ -30,6 +30,13 @@ deps:
 GATE_OUT ?= out/gate-$(shell date -u +%Y%m%dT%H%M%SZ)
 gate: deps
 	$(GO) run ./cmd/rustynet-gate run --policy policies/release.yaml --channel nightly --out $(GATE_OUT)
+
+# Prove the gates can fail: apply every seeded regression (gates/*/mutants.yaml)
+# to a snapshot of the tree, run the gate that must block it, and print the
+# mutation score. Exit 1 below 100%. Long (about an hour): a scheduled CI
+# workflow runs it, not make test.
+mutate: deps
+	$(GO) run ./cmd/rustynet-gate mutate
 
 race:
 	$(GO) test -race $(TEST_FLAGS) ./controller/... ./node/...

@@ -7,6 +7,7 @@
 //	rustynet-gate run     --policy FILE --channel nightly|beta|ga --out DIR [--gates a,b] [--key FILE] [--baseline DIR] [--json]
 //	rustynet-gate verify  DIR --pubkey FILE [--commit SHA] [--at now] [--policy FILE] [--json]
 //	rustynet-gate gates   [--json]
+//	rustynet-gate mutate  [--only NAME,...] [--json]
 //	rustynet-gate report  DIR [--format html|md] [--pubkey FILE]
 //	rustynet-gate publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--policy FILE] [--api-url URL]
 //
@@ -88,6 +89,7 @@ commands:
   publish  post a verified bundle's verdict to GitHub as the commit status rustynet/release-gate/CHANNEL
   gates    list the registered gates
   budgets  suggest performance budgets from earlier bundles' perf-budget figures
+  mutate   run the seeded regressions (gates/*/mutants.yaml): every one must be blocked
 
 exit status: 0 pass, 1 blocked, 2 usage or internal error, 3 invalid evidence,
 4 the gates of a partial run (--gates) passed: not a verdict on the channel.
@@ -127,6 +129,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdBudgets(args[1:], stdout, stderr)
 	case "gates":
 		err = cmdGates(args[1:], stdout, stderr)
+	case "mutate":
+		err = cmdMutate(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "rustynet-gate %s\n", version)
 	case "help", "-h", "--help":
@@ -292,7 +296,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "rustynet-gate: report: %v\n", err)
 	}
 	if *asJSON {
-		vj := newVerdictJSON(o.Verdict, sha, *out, dev, dirty)
+		details := map[string]string{}
+		for _, res := range o.Results {
+			details[res.Gate] = res.Reason
+		}
+		vj := newVerdictJSON(o.Verdict, details, sha, *out, dev, dirty)
 		if err := printJSON(stdout, vj); err != nil {
 			return err
 		}
@@ -461,7 +469,11 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
 		return err
 	}
 	if *asJSON {
-		vj := newVerdictJSON(verdict, v.Manifest.Commit, pos[0], v.Manifest.DevelopmentKey, v.Manifest.Dirty)
+		details := map[string]string{}
+		for name, g := range v.Gates {
+			details[name] = g.Result.Reason
+		}
+		vj := newVerdictJSON(verdict, details, v.Manifest.Commit, pos[0], v.Manifest.DevelopmentKey, v.Manifest.Dirty)
 		if err := printJSON(stdout, vj); err != nil {
 			return err
 		}

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os/signal"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/internal/mutate"
 )
 
 // Outcome words of --json, one per exit status.
@@ -48,6 +53,8 @@ type gateJSON struct {
 	Status   string `json:"status"`
 	Blocking bool   `json:"blocking"`
 	Reason   string `json:"reason,omitempty"`
+	// Detail is what the gate itself said of its result (why it failed).
+	Detail string `json:"detail,omitempty"`
 	// WaivedUntil is the expiry of the waiver that lets a failed gate
 	// pass.
 	WaivedUntil *time.Time `json:"waived_until,omitempty"`
@@ -77,13 +84,13 @@ func outcomeFor(code int) string {
 	return outcomeBlocked
 }
 
-func newVerdictJSON(v *gates.Verdict, commit, dir string, dev, dirty bool) verdictJSON {
+func newVerdictJSON(v *gates.Verdict, details map[string]string, commit, dir string, dev, dirty bool) verdictJSON {
 	at := v.At
 	out := verdictJSON{Exit: exitFor(v), Channel: v.Channel, Commit: commit, Partial: v.Partial(), Scope: v.Scope,
 		Evaluated: &at, Evidence: dir, DevelopmentKey: dev, Dirty: dirty}
 	out.Outcome = outcomeFor(out.Exit)
 	for _, g := range v.Gates {
-		gj := gateJSON{Gate: g.Gate, Status: g.Status, Blocking: g.Blocking, Reason: g.Reason}
+		gj := gateJSON{Gate: g.Gate, Status: g.Status, Blocking: g.Blocking, Reason: g.Reason, Detail: details[g.Gate]}
 		if g.Waiver != nil {
 			t := g.Waiver.Expires.Time
 			gj.WaivedUntil = &t
@@ -141,6 +148,56 @@ func cmdGates(args []string, stdout, stderr io.Writer) error {
 	for _, g := range out {
 		s, _ := reg.Get(g.Name)
 		fmt.Fprintf(stdout, "%-16s owner %-14s timeout %-6v needs %v\n", g.Name, g.Owner, s.Timeout, s.Needs)
+	}
+	return nil
+}
+
+// cmdMutate runs the seeded regressions (gates/*/mutants.yaml) and prints
+// the mutation score; below 100% it exits 1.
+func cmdMutate(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mutate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	only := fs.String("only", "", "run only these mutants (comma-separated names)")
+	asJSON := fs.Bool("json", false, "print the outcomes as JSON on stdout")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	o := mutate.Options{Root: root, Log: stderr}
+	if *only != "" {
+		o.Only = strings.Split(*only, ",")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	outcomes, err := mutate.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	blocked, seeded := mutate.Score(outcomes)
+	if *asJSON {
+		if err := printJSON(stdout, map[string]any{"blocked": blocked, "seeded": seeded, "outcomes": outcomes}); err != nil {
+			return err
+		}
+	} else {
+		for _, oc := range outcomes {
+			mark := "blocked "
+			if !oc.Blocked {
+				mark = "SURVIVED"
+			}
+			fmt.Fprintf(stdout, "%s  %-16s %-40s %6s  %s\n", mark, oc.Gate, oc.Mutant, oc.Duration.Round(time.Second), oc.Why)
+		}
+		if seeded > 0 {
+			fmt.Fprintf(stdout, "mutation score: %d/%d (%.0f%%)\n", blocked, seeded, 100*float64(blocked)/float64(seeded))
+		}
+	}
+	if seeded == 0 {
+		return fail(exitUsage, "mutate: no mutant ran (--only %q)", *only)
+	}
+	if blocked < seeded {
+		return fail(exitBlocked, "")
 	}
 	return nil
 }

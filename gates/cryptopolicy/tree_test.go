@@ -14,7 +14,7 @@ import (
 
 // TestTree runs every check of the gate, as run does, on the tree at
 // $CRYPTOPOLICY_TREE (a copy of the repository with a seeded regression of
-// testdata/regressions.yaml applied) with binaries built from it, and
+// mutants.yaml applied) with binaries built from it, and
 // fails with the findings that failed. It is a tool for `make mutate`, not
 // a test of this tree (TestShippedGraph and TestRealBinaries are), and
 // skips without the variable.
@@ -46,17 +46,19 @@ func TestTree(t *testing.T) {
 }
 
 // TestRegressionsListed: every seeded regression of
-// testdata/regressions.yaml still applies to this tree (a find matches
+// mutants.yaml still applies to this tree (a find matches
 // once; a new file is new), says what blocks it, and names a test of this
 // package that shows the same with a fixture.
 func TestRegressionsListed(t *testing.T) {
-	data, err := os.ReadFile("testdata/regressions.yaml")
+	data, err := os.ReadFile("mutants.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var list struct {
-		Regressions []struct {
+		Gate    string
+		Mutants []struct {
 			Name  string
+			What  string
 			Edits []struct {
 				File, Find, Replace, Content string
 			}
@@ -82,7 +84,7 @@ func TestRegressionsListed(t *testing.T) {
 		tests = append(tests, b...)
 	}
 	seen := map[string]bool{}
-	for _, r := range list.Regressions {
+	for _, r := range list.Mutants {
 		if r.Name == "" || seen[r.Name] || len(r.Edits) == 0 || r.BlockedBy.IsZero() {
 			t.Errorf("regression %q: want a unique name, edits and blocked_by", r.Name)
 		}
