@@ -45,6 +45,10 @@ type Env struct {
 	Progress func(float64)
 }
 
+func (env Env) mesh() testbed.MeshConfig {
+	return testbed.MeshConfig{ControllerBin: env.ControllerBin, DaemonBin: env.DaemonBin, Work: env.Work, Log: env.Log}
+}
+
 // Result is what one cell measured.
 type Result struct {
 	Cell         string                 `json:"cell"`
@@ -115,254 +119,16 @@ func runCell(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, erro
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
-// Mesh is a controller in host 0 of a testbed and a rustynetd in each of
-// the other hosts.
-type Mesh struct {
-	env    Env
-	net    *testbed.Network
-	dir    string
-	ctl    *daemon.Process
-	nodes  []*MeshNode
-	key    string
-	backnd string
-	mtu    int
-}
-
-// MeshNode is one rustynetd of a Mesh.
-type MeshNode struct {
-	host *testbed.Host
-	dir  string
-	p    *daemon.Process
-	addr netip.Addr
-	args []string
-}
-
-// Host is the node's namespace.
-func (nd *MeshNode) Host() *testbed.Host { return nd.host }
-
-// Addr is the node's mesh IPv4 address.
-func (nd *MeshNode) Addr() netip.Addr { return nd.addr }
-
-// Process is the rustynetd process.
-func (nd *MeshNode) Process() *daemon.Process { return nd.p }
-
-// Nodes are the mesh's nodes.
-func (m *Mesh) Nodes() []*MeshNode { return m.nodes }
-
-// Controller is the controller process.
-func (m *Mesh) Controller() *daemon.Process { return m.ctl }
-
-// NewMesh builds a testbed of peers+1 hosts with a controller and peers
-// nodes on the backend, and waits until every node has every other as a
-// peer. Close tears it all down.
-func NewMesh(ctx context.Context, env Env, backend string, peers, mtu int) (*Mesh, error) {
-	m, err := newMesh(ctx, env, backend, peers, mtu)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.waitPeers(ctx); err != nil {
-		m.close()
-		return nil, err
-	}
-	return m, nil
-}
-
-// Close stops the daemons and removes the testbed.
-func (m *Mesh) Close() { m.close() }
-
-
-// MetricsAddr is where every daemon of a Mesh serves its metrics, inside
-// its own namespace.
-const MetricsAddr = "127.0.0.1:9470"
-
-// Scrape reads one unlabelled sample (go_goroutines, say) from the metrics
-// of the daemon in host h.
-func Scrape(ctx context.Context, h *testbed.Host, name string) (float64, error) {
-	vs, err := ScrapeAll(ctx, h, name)
-	if err != nil {
-		return 0, err
-	}
-	return vs[name], nil
-}
-
-// ScrapeAll reads several unlabelled metrics from one scrape of the
-// daemon listening on MetricsAddr in h; a missing one is an error.
-func ScrapeAll(ctx context.Context, h *testbed.Host, names ...string) (map[string]float64, error) {
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return h.DialContext(ctx, network, addr)
-		},
-	}}
-	defer hc.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+MetricsAddr+"/metrics", nil)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		for _, name := range names {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				if err != nil {
-					return nil, fmt.Errorf("%s in the metrics of %s: %w", name, h.Name, err)
-				}
-				out[name] = f
-			}
-		}
-	}
-	for _, name := range names {
-		if _, ok := out[name]; !ok {
-			return nil, fmt.Errorf("no %s in the metrics of %s", name, h.Name)
-		}
-	}
-	return out, nil
-}
-
-// ControllerHost is the host the controller runs in.
-func (m *Mesh) ControllerHost() *testbed.Host { return m.net.Hosts[0] }
-
-func (m *Mesh) ctlURL() string {
-	return "https://" + netip.AddrPortFrom(m.net.Hosts[0].Addr, 8443).String()
-}
-
-func (m *Mesh) startController(ctx context.Context) error {
-	h := m.net.Hosts[0]
-	ready := filepath.Join(m.dir, "controller.ready")
-	cmd := h.Command(ctx, m.env.ControllerBin, "serve", "--data-dir", m.dir, "--listen",
-		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", MetricsAddr, "--ready-file", ready)
-	p, _, err := daemon.StartReady(ctx, cmd, ready, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	m.ctl = p
-	return nil
-}
-
-// newMesh builds a testbed of peers+1 hosts and starts a controller and
-// peers nodes on the backend.
-func newMesh(ctx context.Context, env Env, backend string, peers, mtu int) (*Mesh, error) {
-	n, err := testbed.Create(ctx, testbed.Options{Hosts: peers + 1})
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(env.Work, "mesh-")
-	if err != nil {
-		n.Close()
-		return nil, err
-	}
-	m := &Mesh{env: env, net: n, dir: dir, backnd: backend, mtu: mtu}
-	if err := m.startController(ctx); err != nil {
-		m.close()
-		return nil, err
-	}
-	out, err := exec.CommandContext(ctx, env.ControllerBin, "authkey", "create", "--data-dir", dir, "--reusable").Output()
-	if err != nil {
-		m.close()
-		return nil, fmt.Errorf("authkey create: %w", err)
-	}
-	m.key = string(bytes.TrimSpace(out))
-	for i := 1; i <= peers; i++ {
-		if err := m.addNode(ctx, i); err != nil {
-			m.close()
-			return nil, err
-		}
-	}
-	return m, nil
-}
-
-func (m *Mesh) addNode(ctx context.Context, i int) error {
-	h := m.net.Hosts[i]
-	dir := filepath.Join(m.dir, fmt.Sprintf("node%d", i))
-	nd := &MeshNode{host: h, dir: dir, args: []string{"--state-dir", dir, "--controller", m.ctlURL(),
-		"--controller-ca", filepath.Join(m.dir, "tls", "ca.pem"), "--auth-key", m.key, "--backend", m.backnd,
-		"--interface", fmt.Sprintf("rnm%d-%s", i, h.Name[5:11]), "--mtu", strconv.Itoa(m.mtu), "--hostname", fmt.Sprintf("n%d", i),
-		"--metrics-listen", MetricsAddr}}
-	if err := nd.start(ctx, m.env.DaemonBin); err != nil {
-		return err
-	}
-	m.nodes = append(m.nodes, nd)
-	return nil
-}
-
-func (nd *MeshNode) start(ctx context.Context, bin string) error {
-	ready := nd.dir + ".ready"
-	p, _, err := daemon.StartReady(ctx, nd.host.Command(ctx, bin, append(nd.args, "--ready-file", ready)...), ready, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	nd.p = p
-	st, err := localapi.NewClient(nd.dir).Status(ctx)
-	if err != nil {
-		return err
-	}
-	for _, a := range st.Self.Addresses {
-		if a.Addr().Is4() {
-			nd.addr = a.Addr()
-		}
-	}
-	return nil
-}
-
-// waitPeers waits until every node has every other as a peer.
-func (m *Mesh) waitPeers(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok := true
-		for _, nd := range m.nodes {
-			st, err := localapi.NewClient(nd.dir).Status(ctx)
-			if err != nil || len(st.DataplanePeers) < len(m.nodes)-1 {
-				ok = false
-			}
-		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return errors.New("nodes did not all see each other within 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (m *Mesh) close() {
-	for _, nd := range m.nodes {
-		if nd.p != nil {
-			nd.p.Stop(10 * time.Second)
-		}
-	}
-	if m.ctl != nil {
-		m.ctl.Stop(10 * time.Second)
-	}
-	m.net.Close()
-	os.RemoveAll(m.dir)
-}
-
-// cpu sums the CPU time of every node daemon.
-func (m *Mesh) cpu() time.Duration {
-	var d time.Duration
-	for _, nd := range m.nodes {
-		c, _ := nd.p.CPU()
-		d += c
-	}
-	return d
-}
-
 func throughput(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
-	m, err := newMesh(ctx, env, c.Params["backend"], atoi(c.Params["peers"]), atoi(c.Params["mtu"]))
+	m, err := testbed.StartMesh(ctx, env.mesh(), c.Params["backend"], atoi(c.Params["peers"]), atoi(c.Params["mtu"]))
 	if err != nil {
 		return nil, err
 	}
-	defer m.close()
-	if err := m.waitPeers(ctx); err != nil {
+	defer m.Close()
+	if err := m.WaitPeers(ctx); err != nil {
 		return nil, err
 	}
-	a, b := m.nodes[0], m.nodes[1]
+	a, b := m.Nodes()[0], m.Nodes()[1]
 	var ms []evidence.Measurement
 	switch c.Params["traffic"] {
 	case "tcp-bulk":
@@ -372,8 +138,8 @@ func throughput(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, e
 	case "request-response":
 		ms, err = requestResponse(ctx, a, b, c)
 	}
-	for i, nd := range m.nodes {
-		if _, peak, err := nd.p.Memory(); err == nil {
+	for i, nd := range m.Nodes() {
+		if _, peak, err := nd.Process().Memory(); err == nil {
 			ms = append(ms, evidence.Measurement{Name: fmt.Sprintf("rss_peak_node%d", i+1), Unit: "MiB",
 				Method: "VmHWM of the rustynetd process after the cell", Values: []float64{float64(peak) / (1 << 20)}})
 		}
@@ -382,19 +148,19 @@ func throughput(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, e
 }
 
 // tcpBulk alternates iperf3 runs over the raw path and through the tunnel.
-func tcpBulk(ctx context.Context, m *Mesh, a, b *MeshNode, c Cell) ([]evidence.Measurement, error) {
+func tcpBulk(ctx context.Context, m *testbed.Mesh, a, b *testbed.MeshNode, c Cell) ([]evidence.Measurement, error) {
 	var raw, tun, ratio, cpuPerGB []float64
 	for range c.Repetitions {
-		r, err := testbed.Iperf3(ctx, b.host, a.host, b.host.Addr, c.Duration)
+		r, err := testbed.Iperf3(ctx, b.Host(), a.Host(), b.Host().Addr, c.Duration)
 		if err != nil {
 			return nil, fmt.Errorf("raw: %w", err)
 		}
-		c0 := m.cpu()
-		t, err := testbed.Iperf3(ctx, b.host, a.host, b.addr, c.Duration)
+		c0 := m.CPU()
+		t, err := testbed.Iperf3(ctx, b.Host(), a.Host(), b.Addr(), c.Duration)
 		if err != nil {
 			return nil, fmt.Errorf("tunnel: %w", err)
 		}
-		cpu := m.cpu() - c0
+		cpu := m.CPU() - c0
 		raw = append(raw, r.GbitPerSecond())
 		tun = append(tun, t.GbitPerSecond())
 		ratio = append(ratio, t.BitsPerSecond/r.BitsPerSecond)
@@ -412,14 +178,14 @@ func tcpBulk(ctx context.Context, m *Mesh, a, b *MeshNode, c Cell) ([]evidence.M
 // udpSmall sends 64-byte datagrams as fast as one sender can for the
 // cell's duration, over the raw path and through the tunnel, and counts
 // what arrives.
-func udpSmall(ctx context.Context, m *Mesh, a, b *MeshNode, c Cell) ([]evidence.Measurement, error) {
+func udpSmall(ctx context.Context, m *testbed.Mesh, a, b *testbed.MeshNode, c Cell) ([]evidence.Measurement, error) {
 	var rawPPS, tunPPS, loss []float64
 	for range c.Repetitions {
-		r, _, err := blast(ctx, a.host, b.host, b.host.Addr, c.Duration)
+		r, _, err := blast(ctx, a.Host(), b.Host(), b.Host().Addr, c.Duration)
 		if err != nil {
 			return nil, fmt.Errorf("raw: %w", err)
 		}
-		t, lost, err := blast(ctx, a.host, b.host, b.addr, c.Duration)
+		t, lost, err := blast(ctx, a.Host(), b.Host(), b.Addr(), c.Duration)
 		if err != nil {
 			return nil, fmt.Errorf("tunnel: %w", err)
 		}
@@ -481,16 +247,16 @@ func blast(ctx context.Context, from, to *testbed.Host, dst netip.Addr, d time.D
 
 // requestResponse measures round trips of 64-byte messages over one TCP
 // connection through the tunnel and over the raw path.
-func requestResponse(ctx context.Context, a, b *MeshNode, c Cell) ([]evidence.Measurement, error) {
+func requestResponse(ctx context.Context, a, b *testbed.MeshNode, c Cell) ([]evidence.Measurement, error) {
 	const rounds = 2000
 	var out []evidence.Measurement
 	for _, path := range []struct {
 		name string
 		dst  netip.Addr
-	}{{"raw", b.host.Addr}, {"tunnel", b.addr}} {
+	}{{"raw", b.Host().Addr}, {"tunnel", b.Addr()}} {
 		var p50, p99 []float64
 		for range c.Repetitions {
-			lat, err := pingPong(ctx, a.host, b.host, path.dst, rounds)
+			lat, err := pingPong(ctx, a.Host(), b.Host(), path.dst, rounds)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", path.name, err)
 			}
@@ -556,17 +322,17 @@ func pingPong(ctx context.Context, from, to *testbed.Host, dst netip.Addr, round
 func handshake(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
 	var first, steady []float64
 	for range c.Repetitions {
-		m, err := newMesh(ctx, env, c.Params["backend"], 2, 1420)
+		m, err := testbed.StartMesh(ctx, env.mesh(), c.Params["backend"], 2, 1420)
 		if err != nil {
 			return nil, err
 		}
 		err = func() error {
-			defer m.close()
-			if err := m.waitPeers(ctx); err != nil {
+			defer m.Close()
+			if err := m.WaitPeers(ctx); err != nil {
 				return err
 			}
-			cl := localapi.NewClient(m.nodes[0].dir)
-			peer := m.nodes[1].addr.String()
+			cl := localapi.NewClient(m.Nodes()[0].Dir())
+			peer := m.Nodes()[1].Addr().String()
 			r, err := cl.Ping(ctx, peer, 10*time.Second)
 			if err != nil {
 				return fmt.Errorf("first ping: %w", err)
@@ -595,23 +361,23 @@ func handshake(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, er
 
 // reconnect restarts the controller and times each node back to running.
 func reconnect(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
-	m, err := newMesh(ctx, env, c.Params["backend"], 3, 1420)
+	m, err := testbed.StartMesh(ctx, env.mesh(), c.Params["backend"], 3, 1420)
 	if err != nil {
 		return nil, err
 	}
-	defer m.close()
+	defer m.Close()
 	var lat []float64
-	state := func(nd *MeshNode) string {
-		st, err := localapi.NewClient(nd.dir).Status(ctx)
+	state := func(nd *testbed.MeshNode) string {
+		st, err := localapi.NewClient(nd.Dir()).Status(ctx)
 		if err != nil {
 			return ""
 		}
 		return st.State
 	}
 	for range c.Repetitions {
-		m.ctl.Stop(10 * time.Second)
+		m.Controller().Stop(10 * time.Second)
 		deadline := time.Now().Add(30 * time.Second)
-		for _, nd := range m.nodes {
+		for _, nd := range m.Nodes() {
 			for state(nd) != localapi.StateOffline {
 				if time.Now().After(deadline) {
 					return nil, errors.New("nodes did not notice the controller stopping within 30s")
@@ -619,11 +385,11 @@ func reconnect(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, er
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
-		if err := m.startController(ctx); err != nil {
+		if err := m.StartController(ctx); err != nil {
 			return nil, err
 		}
 		t0 := time.Now()
-		pending := slices.Clone(m.nodes)
+		pending := slices.Clone(m.Nodes())
 		for len(pending) > 0 {
 			for i := 0; i < len(pending); i++ {
 				if state(pending[i]) == localapi.StateRunning {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/rustynet/rustynet/internal/daemon"
 	"github.com/rustynet/rustynet/internal/testbed"
-	"github.com/rustynet/rustynet/matrix"
 )
 
 // sample is one observation of every daemon.
@@ -58,8 +57,8 @@ type observed struct {
 // samples every daemon, from a first sample at the start to a last at or
 // after the end. An error is a soak that could not run (with what it
 // observed until ctx ended it, if it got that far).
-func (c *config) soak(ctx context.Context, env matrix.Env, backend string, progress func(float64)) (*observed, error) {
-	m, err := matrix.NewMesh(ctx, env, backend, len(daemons)-1, 1420)
+func (c *config) soak(ctx context.Context, env testbed.MeshConfig, backend string, progress func(float64)) (*observed, error) {
+	m, err := testbed.NewMesh(ctx, env, backend, len(daemons)-1, 1420)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +158,7 @@ func observe(ctx context.Context, d watched) dsample {
 	} else {
 		obs.FDs = float64(n)
 	}
-	if vs, err := matrix.ScrapeAll(ctx, d.host, "go_goroutines", "go_memstats_heap_inuse_bytes"); err != nil {
+	if vs, err := testbed.ScrapeAll(ctx, d.host, "go_goroutines", "go_memstats_heap_inuse_bytes"); err != nil {
 		obs.ScrapeError = err.Error()
 	} else {
 		obs.Goroutines, obs.HeapMiB = vs["go_goroutines"], vs["go_memstats_heap_inuse_bytes"]/(1<<20)

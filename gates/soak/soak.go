@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/gates"
-	"github.com/rustynet/rustynet/matrix"
+	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/policies"
 )
 
@@ -142,7 +142,7 @@ func run(ctx context.Context, r *gates.Run) error {
 	if ctl == "" || node == "" {
 		return fmt.Errorf("no binaries: the build gate did not run or failed")
 	}
-	env := matrix.Env{ControllerBin: ctl, DaemonBin: node, Work: r.Work, Log: r.Log}
+	env := testbed.MeshConfig{ControllerBin: ctl, DaemonBin: node, Work: r.Work, Log: r.Log}
 	soaks := c.soakAll(ctx, env, r.Progress)
 	d := details{Variant: c.variant, Duration: c.duration.String(), Floor: policies.SoakFloor(c.channel).String(),
 		SampleEvery: c.every.String(), Warmup: c.warmup.String(), Backends: map[string]backendDetails{}}
@@ -197,7 +197,7 @@ type backendSoak struct {
 // soakAll soaks every backend at once and waits for them all. One that
 // cannot run stops the others: only it says why, and they say they were
 // stopped with it.
-func (c *config) soakAll(ctx context.Context, env matrix.Env, progress func(float64)) []backendSoak {
+func (c *config) soakAll(ctx context.Context, env testbed.MeshConfig, progress func(float64)) []backendSoak {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := make([]backendSoak, len(c.backends))

@@ -1,0 +1,271 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rustynet/rustynet/internal/daemon"
+	"github.com/rustynet/rustynet/node/localapi"
+)
+
+// MeshConfig is what a Mesh runs: the built rustynet-controller and
+// rustynetd, a scratch directory, and where their commands are logged.
+type MeshConfig struct {
+	ControllerBin, DaemonBin string
+	Work                     string
+	Log                      io.Writer
+}
+
+// Mesh is a controller in host 0 of a testbed and a rustynetd in each of
+// the other hosts.
+type Mesh struct {
+	env    MeshConfig
+	net    *Network
+	dir    string
+	ctl    *daemon.Process
+	nodes  []*MeshNode
+	key    string
+	backnd string
+	mtu    int
+}
+
+// MeshNode is one rustynetd of a Mesh.
+type MeshNode struct {
+	host *Host
+	dir  string
+	p    *daemon.Process
+	addr netip.Addr
+	args []string
+}
+
+// Host is the node's namespace.
+func (nd *MeshNode) Host() *Host { return nd.host }
+
+// Addr is the node's mesh IPv4 address.
+func (nd *MeshNode) Addr() netip.Addr { return nd.addr }
+
+// Process is the rustynetd process.
+func (nd *MeshNode) Process() *daemon.Process { return nd.p }
+
+// Nodes are the mesh's nodes.
+func (m *Mesh) Nodes() []*MeshNode { return m.nodes }
+
+// Controller is the controller process.
+func (m *Mesh) Controller() *daemon.Process { return m.ctl }
+
+// NewMesh builds a testbed of peers+1 hosts with a controller and peers
+// nodes on the backend, and waits until every node has every other as a
+// peer. Close tears it all down.
+func NewMesh(ctx context.Context, env MeshConfig, backend string, peers, mtu int) (*Mesh, error) {
+	m, err := StartMesh(ctx, env, backend, peers, mtu)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.WaitPeers(ctx); err != nil {
+		m.close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close stops the daemons and removes the testbed.
+func (m *Mesh) Close() { m.close() }
+
+// Dir is the node's state directory (its local API socket is there).
+func (nd *MeshNode) Dir() string { return nd.dir }
+
+// MetricsAddr is where every daemon of a Mesh serves its metrics, inside
+// its own namespace.
+const MetricsAddr = "127.0.0.1:9470"
+
+// Scrape reads one unlabelled sample (go_goroutines, say) from the metrics
+// of the daemon in host h.
+func Scrape(ctx context.Context, h *Host, name string) (float64, error) {
+	vs, err := ScrapeAll(ctx, h, name)
+	if err != nil {
+		return 0, err
+	}
+	return vs[name], nil
+}
+
+// ScrapeAll reads several unlabelled metrics from one scrape of the
+// daemon listening on MetricsAddr in h; a missing one is an error.
+func ScrapeAll(ctx context.Context, h *Host, names ...string) (map[string]float64, error) {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return h.DialContext(ctx, network, addr)
+		},
+	}}
+	defer hc.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+MetricsAddr+"/metrics", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		for _, name := range names {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					return nil, fmt.Errorf("%s in the metrics of %s: %w", name, h.Name, err)
+				}
+				out[name] = f
+			}
+		}
+	}
+	for _, name := range names {
+		if _, ok := out[name]; !ok {
+			return nil, fmt.Errorf("no %s in the metrics of %s", name, h.Name)
+		}
+	}
+	return out, nil
+}
+
+// ControllerHost is the host the controller runs in.
+func (m *Mesh) ControllerHost() *Host { return m.net.Hosts[0] }
+
+func (m *Mesh) ctlURL() string {
+	return "https://" + netip.AddrPortFrom(m.net.Hosts[0].Addr, 8443).String()
+}
+
+// StartController starts the mesh's controller (again, after Controller's
+// Stop), on the same data dir and address.
+func (m *Mesh) StartController(ctx context.Context) error {
+	h := m.net.Hosts[0]
+	ready := filepath.Join(m.dir, "controller.ready")
+	cmd := h.Command(ctx, m.env.ControllerBin, "serve", "--data-dir", m.dir, "--listen",
+		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", MetricsAddr, "--ready-file", ready)
+	p, _, err := daemon.StartReady(ctx, cmd, ready, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	m.ctl = p
+	return nil
+}
+
+// StartMesh builds a testbed of peers+1 hosts and starts a controller and
+// peers nodes on the backend.
+func StartMesh(ctx context.Context, env MeshConfig, backend string, peers, mtu int) (*Mesh, error) {
+	n, err := Create(ctx, Options{Hosts: peers + 1})
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(env.Work, "mesh-")
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	m := &Mesh{env: env, net: n, dir: dir, backnd: backend, mtu: mtu}
+	if err := m.StartController(ctx); err != nil {
+		m.close()
+		return nil, err
+	}
+	out, err := exec.CommandContext(ctx, env.ControllerBin, "authkey", "create", "--data-dir", dir, "--reusable").Output()
+	if err != nil {
+		m.close()
+		return nil, fmt.Errorf("authkey create: %w", err)
+	}
+	m.key = string(bytes.TrimSpace(out))
+	for i := 1; i <= peers; i++ {
+		if err := m.addNode(ctx, i); err != nil {
+			m.close()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Mesh) addNode(ctx context.Context, i int) error {
+	h := m.net.Hosts[i]
+	dir := filepath.Join(m.dir, fmt.Sprintf("node%d", i))
+	nd := &MeshNode{host: h, dir: dir, args: []string{"--state-dir", dir, "--controller", m.ctlURL(),
+		"--controller-ca", filepath.Join(m.dir, "tls", "ca.pem"), "--auth-key", m.key, "--backend", m.backnd,
+		"--interface", fmt.Sprintf("rnm%d-%s", i, h.Name[5:11]), "--mtu", strconv.Itoa(m.mtu), "--hostname", fmt.Sprintf("n%d", i),
+		"--metrics-listen", MetricsAddr}}
+	if err := nd.start(ctx, m.env.DaemonBin); err != nil {
+		return err
+	}
+	m.nodes = append(m.nodes, nd)
+	return nil
+}
+
+func (nd *MeshNode) start(ctx context.Context, bin string) error {
+	ready := nd.dir + ".ready"
+	p, _, err := daemon.StartReady(ctx, nd.host.Command(ctx, bin, append(nd.args, "--ready-file", ready)...), ready, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	nd.p = p
+	st, err := localapi.NewClient(nd.dir).Status(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range st.Self.Addresses {
+		if a.Addr().Is4() {
+			nd.addr = a.Addr()
+		}
+	}
+	return nil
+}
+
+// WaitPeers waits until every node has every other as a peer.
+func (m *Mesh) WaitPeers(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
+		for _, nd := range m.nodes {
+			st, err := localapi.NewClient(nd.dir).Status(ctx)
+			if err != nil || len(st.DataplanePeers) < len(m.nodes)-1 {
+				ok = false
+			}
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("nodes did not all see each other within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (m *Mesh) close() {
+	for _, nd := range m.nodes {
+		if nd.p != nil {
+			nd.p.Stop(10 * time.Second)
+		}
+	}
+	if m.ctl != nil {
+		m.ctl.Stop(10 * time.Second)
+	}
+	m.net.Close()
+	os.RemoveAll(m.dir)
+}
+
+// CPU sums the CPU time of every node daemon.
+func (m *Mesh) CPU() time.Duration {
+	var d time.Duration
+	for _, nd := range m.nodes {
+		c, _ := nd.p.CPU()
+		d += c
+	}
+	return d
+}
