@@ -241,9 +241,9 @@ func TestDirtyTreeRefused(t *testing.T) {
 	}
 }
 
-// TestRecheck: a signed pass that the gate's own evidence does not bear
-// out (its spec's Recheck says why) blocks in VerifyBundle, though the
-// bundle is valid and its recorded verdict passed.
+// TestRecheck: a pass that the gate's own signed evidence does not bear
+// out (its spec's Recheck says why) blocks, in the verdict the runner signs
+// and, alike, in VerifyBundle: the two never disagree.
 func TestRecheck(t *testing.T) {
 	var r Registry
 	r.Register(Spec{Name: "soakish", Owner: "sre", Timeout: time.Second,
@@ -267,14 +267,17 @@ func TestRecheck(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bundle")
 	o, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: out, Signer: signer,
 		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"})
-	if err != nil || !o.Verdict.Passed {
-		t.Fatalf("Execute: %v, passed=%v", err, o != nil && o.Verdict.Passed)
+	if err != nil || o.Verdict.Passed || !strings.Contains(o.Verdict.Gates[0].Reason, "the samples span 60 s") {
+		t.Fatalf("Execute: %v, verdict %+v; want it blocked by the recheck", err, o)
 	}
 	res, err := VerifyBundle(out, verifier, VerifyOptions{Registry: &r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Recorded.Passed || res.Verdict.Passed || !strings.Contains(res.Verdict.Gates[0].Reason, "the samples span 60 s") {
-		t.Errorf("recorded passed=%v, verdict passed=%v (%+v); want the recorded pass re-checked into a block", res.Recorded.Passed, res.Verdict.Passed, res.Verdict.Gates)
+	if res.Recorded.Passed || res.Verdict.Passed || !strings.Contains(res.Verdict.Gates[0].Reason, "the samples span 60 s") {
+		t.Errorf("recorded passed=%v, verdict passed=%v (%+v); want both blocked by the recheck", res.Recorded.Passed, res.Verdict.Passed, res.Verdict.Gates)
+	}
+	if res.Evidence.Gates["soakish"].Result.Status != "pass" {
+		t.Errorf("the gate's own statement says %s; the recheck is the verdict's, not a change of what the gate signed", res.Evidence.Gates["soakish"].Result.Status)
 	}
 }

@@ -325,6 +325,7 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	sort.SliceStable(subjects[1:], func(i, j int) bool { return subjects[1+i].Name < subjects[1+j].Name })
 
 	statuses := map[string]string{}
+	signed := map[string]*evidence.GateStatement{}
 	var gateRefs []evidence.ArtifactRef
 	for _, p := range done {
 		res := p.res
@@ -362,13 +363,17 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 		}
 		gateRefs = append(gateRefs, ref)
 		statuses[res.Gate] = res.Status
+		signed[res.Gate] = &evidence.GateStatement{Name: res.Gate, File: ref, Statement: st, PredicateType: predType, Result: res}
 		results = append(results, res)
 	}
+	// The verdict applies each gate's Recheck, as verify will.
+	rechecked := applyRechecks(o.Registry, signed, statuses, o.Channel)
 	at := o.Now()
 	verdict, err := Evaluate(o.Policy, o.Channel, statuses, at, scope)
 	if err != nil {
 		return nil, err
 	}
+	annotate(verdict, rechecked)
 	mref, err := w.SignManifest(evidence.Manifest{Commit: o.Commit, Channel: o.Channel, Created: start, Policy: pol.Path,
 		PolicySHA: pol.SHA256, DevelopmentKey: o.DevelopmentKey, Dirty: o.Dirty, Scope: scope})
 	if err != nil {

@@ -83,6 +83,9 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 	for name, g := range v.Gates {
 		statuses[name] = g.Result.Status
 	}
+	// A gate's signed pass holds only if what it signed bears it out (the
+	// runner applied the same rechecks to the verdict it signed).
+	rechecked := applyRechecks(o.Registry, v.Gates, statuses, channel)
 	// The signed verdict must be what the bundle's own policy gives at
 	// the recorded time: a bundle whose statements and verdict disagree
 	// is invalid, whatever policy it is judged under next.
@@ -91,11 +94,12 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
+	annotate(recorded, rechecked)
 	if claimed := v.Verdict.GetVerificationResult() == evidence.Passed; claimed != recorded.Passed {
 		return nil, invalid("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), recorded.Passed)
 	}
 
-	out := &Verification{Evidence: v, Own: own, Policy: own, Recorded: recorded, Rechecked: map[string]string{}}
+	out := &Verification{Evidence: v, Own: own, Policy: own, Recorded: recorded, Rechecked: rechecked}
 	at := recordedAt
 	if !o.At.IsZero() {
 		at = o.At
@@ -106,32 +110,44 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 		}
 		out.Policy = o.Policy
 	}
-	// A gate's signed pass holds only if what it signed bears it out.
-	for name, g := range v.Gates {
-		spec, ok := o.Registry.Get(name)
-		if !ok || spec.Recheck == nil || g.Result.Status != evidence.StatusPass {
-			continue
-		}
-		if err := spec.Recheck(g, channel); err != nil {
-			statuses[name] = evidence.StatusFail
-			out.Rechecked[name] = err.Error()
-		}
-	}
 	verdict, err := Evaluate(out.Policy, channel, statuses, at, scope)
 	if err != nil {
 		// The channel is not in the verifier's policy.
 		return nil, fmt.Errorf("%w: %w", ErrVerifierPolicy, err)
 	}
-	for i := range verdict.Gates {
-		g := &verdict.Gates[i]
-		if why, ok := out.Rechecked[g.Gate]; ok {
+	annotate(verdict, rechecked)
+	out.Verdict = verdict
+	return out, nil
+}
+
+// applyRechecks runs each passed gate's Recheck on its statement and makes
+// the gates whose pass does not hold failed in statuses; it returns why,
+// by gate.
+func applyRechecks(reg *Registry, sts map[string]*evidence.GateStatement, statuses map[string]string, channel string) map[string]string {
+	rechecked := map[string]string{}
+	for name, g := range sts {
+		spec, ok := reg.Get(name)
+		if !ok || spec.Recheck == nil || g.Result.Status != evidence.StatusPass {
+			continue
+		}
+		if err := spec.Recheck(g, channel); err != nil {
+			statuses[name] = evidence.StatusFail
+			rechecked[name] = err.Error()
+		}
+	}
+	return rechecked
+}
+
+// annotate says in a verdict why a re-checked gate does not pass.
+func annotate(v *Verdict, rechecked map[string]string) {
+	for i := range v.Gates {
+		g := &v.Gates[i]
+		if why, ok := rechecked[g.Gate]; ok {
 			if g.Blocking {
-				g.Reason = "signed as passed, but verify re-checked it: " + why
+				g.Reason = "signed as passed, but its evidence does not bear it out: " + why
 			} else {
-				g.Reason += "; verify re-checked it: " + why
+				g.Reason += "; its evidence does not bear its pass out: " + why
 			}
 		}
 	}
-	out.Verdict = verdict
-	return out, nil
 }
