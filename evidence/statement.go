@@ -30,16 +30,23 @@ const (
 	PredicateVerdict    = "https://slsa.dev/verification_summary/v1"
 )
 
+// Status is a gate's status: what its statement says of it, or, for the
+// last two, what a verdict says of a gate that has no statement.
+type Status string
+
 // Gate statuses.
 const (
-	StatusPass    = "pass"
-	StatusFail    = "fail"
-	StatusNotRun  = "not-run" // a need of the gate is missing on this machine
-	StatusError   = "error"   // the gate could not run (a bug or broken setup)
-	StatusTimeout = "timeout"
+	StatusPass    Status = "pass"
+	StatusFail    Status = "fail"
+	StatusNotRun  Status = "not-run" // a need of the gate is missing on this machine
+	StatusError   Status = "error"   // the gate could not run (a bug or broken setup)
+	StatusTimeout Status = "timeout"
+	// StatusMissing is not a gate's own status: a verdict gives it to a
+	// required gate that did not run at all. It blocks.
+	StatusMissing Status = "missing"
 	// StatusOutOfScope is not a gate's own status: a partial verdict
 	// gives it to a required gate the run was not asked to run.
-	StatusOutOfScope = "out-of-scope"
+	StatusOutOfScope Status = "out-of-scope"
 )
 
 // Subject is what every statement of a bundle is about: the git commit
@@ -84,7 +91,7 @@ type GateResult struct {
 	Gate            string              `json:"gate"`
 	Owner           string              `json:"owner"`
 	Channel         string              `json:"channel"`
-	Status          string              `json:"status"`
+	Status          Status              `json:"status"`
 	Reason          string              `json:"reason,omitempty"`
 	Started         time.Time           `json:"started"`
 	DurationSeconds float64             `json:"duration_seconds"`

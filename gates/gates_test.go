@@ -71,19 +71,19 @@ waivers:
 `, nil)
 	before := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 	after := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
-	v, err := Evaluate(p, "nightly", map[string]string{"a": "pass", "b": "fail"}, before, nil)
+	v, err := Evaluate(p, "nightly", map[string]evidence.Status{"a": "pass", "b": "fail"}, before, nil)
 	if err != nil || !v.Passed || v.Gates[1].Waiver == nil {
 		t.Errorf("with a waiver in force: %+v, %v; want a pass with b waived", v, err)
 	}
-	v, _ = Evaluate(p, "nightly", map[string]string{"a": "pass", "b": "fail"}, after, nil)
+	v, _ = Evaluate(p, "nightly", map[string]evidence.Status{"a": "pass", "b": "fail"}, after, nil)
 	if v.Passed || v.Gates[1].Expired == nil || !strings.Contains(v.Gates[1].Reason, "expired") {
 		t.Errorf("after the waiver expired: %+v; want blocked, saying the waiver expired", v)
 	}
-	v, _ = Evaluate(p, "nightly", map[string]string{"a": "not-run", "b": "pass"}, before, nil)
+	v, _ = Evaluate(p, "nightly", map[string]evidence.Status{"a": "not-run", "b": "pass"}, before, nil)
 	if v.Passed {
 		t.Error("a gate that did not run for want of a need passed the channel")
 	}
-	if v, err := Evaluate(p, "nightly", map[string]string{"b": "pass"}, before, nil); err != nil || v.Passed || v.Gates[0].Status != StatusMissing {
+	if v, err := Evaluate(p, "nightly", map[string]evidence.Status{"b": "pass"}, before, nil); err != nil || v.Passed || v.Gates[0].Status != StatusMissing {
 		t.Errorf("a gate that did not run: %+v, %v; want blocked with status missing", v, err)
 	}
 	if _, err := Evaluate(p, "ga", nil, before, nil); err == nil {
@@ -93,7 +93,7 @@ waivers:
 	// A partial run of b and c: b is judged (its failure is waived), c is
 	// judged although the channel does not require it, a is out of scope
 	// and does not block; the verdict says it is partial.
-	v, err = Evaluate(p, "nightly", map[string]string{"b": "fail", "c": "pass"}, before, []string{"b", "c"})
+	v, err = Evaluate(p, "nightly", map[string]evidence.Status{"b": "fail", "c": "pass"}, before, []string{"b", "c"})
 	if err != nil || !v.Passed || !v.Partial() || len(v.Gates) != 3 {
 		t.Fatalf("partial run: %+v, %v; want a partial pass judging 3 gates", v, err)
 	}
@@ -103,11 +103,11 @@ waivers:
 	if g := v.Gates[1]; g.Gate != "b" || g.Waiver == nil {
 		t.Errorf("gate b in the scope: %+v; want judged, with its waiver", g)
 	}
-	v, _ = Evaluate(p, "nightly", map[string]string{"c": "fail"}, before, []string{"c"})
+	v, _ = Evaluate(p, "nightly", map[string]evidence.Status{"c": "fail"}, before, []string{"c"})
 	if v.Passed || !v.Gates[2].Blocking {
 		t.Errorf("partial run with a failing gate: %+v; want blocked by c", v)
 	}
-	v, _ = Evaluate(p, "nightly", map[string]string{"a": "pass", "b": "pass"}, before, nil)
+	v, _ = Evaluate(p, "nightly", map[string]evidence.Status{"a": "pass", "b": "pass"}, before, nil)
 	if v.Partial() {
 		t.Error("a full run's verdict says it is partial")
 	}
@@ -173,7 +173,7 @@ func TestExecuteAndVerify(t *testing.T) {
 	if err := <-lateDone; !errors.Is(err, errClosed) {
 		t.Errorf("an artifact written after the gate was abandoned: %v, want it refused", err)
 	}
-	want := map[string]string{"build": "pass", "passes": "pass", "fails": "fail", "errors": "error", "panics": "error",
+	want := map[string]evidence.Status{"build": "pass", "passes": "pass", "fails": "fail", "errors": "error", "panics": "error",
 		"hangs": "timeout", "needs-gpu-ish": "not-run", "tests": "pass", "drops-errors": "error", "tests-hang": "timeout", "late": "timeout"}
 	for _, res := range o.Results {
 		if want[res.Gate] != res.Status {
@@ -190,7 +190,7 @@ func TestExecuteAndVerify(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	statuses := map[string]string{}
+	statuses := map[string]evidence.Status{}
 	for name, g := range got.Gates {
 		statuses[name] = g.Result.Status
 		if g.Result.Status != want[name] {

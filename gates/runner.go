@@ -324,7 +324,7 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	}
 	sort.SliceStable(subjects[1:], func(i, j int) bool { return subjects[1+i].Name < subjects[1+j].Name })
 
-	statuses := map[string]string{}
+	statuses := map[string]evidence.Status{}
 	signed := map[string]*evidence.GateStatement{}
 	var gateRefs []evidence.ArtifactRef
 	for _, p := range done {
@@ -481,7 +481,7 @@ func runOne(ctx context.Context, spec Spec, r *Run, o Options) (res evidence.Gat
 	r.mu.Unlock()
 	mark := "ok"
 	if res.Status != evidence.StatusPass {
-		mark = res.Status + ": " + firstLine(res.Reason)
+		mark = string(res.Status) + ": " + firstLine(res.Reason)
 	}
 	fmt.Fprintf(o.Progress, "  = %-16s %-8s %s\n", spec.Name, fmtDuration(time.Duration(res.DurationSeconds*float64(time.Second))), mark)
 	return res

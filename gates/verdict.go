@@ -12,7 +12,7 @@ import (
 // GateVerdict is one required gate's part in a verdict.
 type GateVerdict struct {
 	Gate   string
-	Status string // the gate's status, or "missing"
+	Status evidence.Status // the gate's status, missing or out of scope
 	// Waiver is the waiver that lets a failed gate pass, if one is in
 	// force; Expired is a matching waiver that has lapsed.
 	Waiver  *policies.Waiver
@@ -40,7 +40,7 @@ func (v *Verdict) Partial() bool { return v.Scope != nil }
 
 // StatusMissing is the status of a required gate that did not run at all
 // (a run of some gates only): it blocks.
-const StatusMissing = "missing"
+const StatusMissing = evidence.StatusMissing
 
 // StatusOutOfScope is the status, in a partial verdict, of a gate the
 // channel requires that the partial run was not asked to run. It does not
@@ -57,7 +57,7 @@ const StatusOutOfScope = evidence.StatusOutOfScope
 // A non-nil scope makes the verdict partial: it judges the gates in scope
 // (those the channel requires, in policy order, then the others) by the
 // same rules, and lists the required gates outside it as StatusOutOfScope.
-func Evaluate(p *policies.Release, channel string, statuses map[string]string, at time.Time, scope []string) (*Verdict, error) {
+func Evaluate(p *policies.Release, channel string, statuses map[string]evidence.Status, at time.Time, scope []string) (*Verdict, error) {
 	required, err := p.Gates(channel)
 	if err != nil {
 		return nil, err
@@ -98,7 +98,7 @@ func Evaluate(p *policies.Release, channel string, statuses map[string]string, a
 					active.Expires.Format(time.DateOnly), active.Ticket.Value, active.Reason.Value)
 			default:
 				gv.Blocking, v.Passed = true, false
-				gv.Reason = st
+				gv.Reason = string(st)
 				if st == StatusMissing {
 					gv.Reason = "no evidence: the gate did not run"
 				}

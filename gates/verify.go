@@ -79,7 +79,7 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 	if partial != (len(scope) > 0) {
 		return nil, invalid("the verdict says partial=%v, the manifest lists %d gates in scope", partial, len(scope))
 	}
-	statuses := map[string]string{}
+	statuses := map[string]evidence.Status{}
 	for name, g := range v.Gates {
 		statuses[name] = g.Result.Status
 	}
@@ -123,7 +123,7 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 // applyRechecks runs each passed gate's Recheck on its statement and makes
 // the gates whose pass does not hold failed in statuses; it returns why,
 // by gate.
-func applyRechecks(reg *Registry, sts map[string]*evidence.GateStatement, statuses map[string]string, channel string) map[string]string {
+func applyRechecks(reg *Registry, sts map[string]*evidence.GateStatement, statuses map[string]evidence.Status, channel string) map[string]string {
 	rechecked := map[string]string{}
 	for name, g := range sts {
 		spec, ok := reg.Get(name)

@@ -189,7 +189,7 @@ func reportInput(t testing.TB, dir string, v *evidence.Verifier) *Input {
 	if err != nil {
 		t.Fatal(err)
 	}
-	statuses := map[string]string{}
+	statuses := map[string]evidence.Status{}
 	for name, g := range ver.Gates {
 		statuses[name] = g.Result.Status
 	}
@@ -496,7 +496,7 @@ func FuzzWriteHTML(f *testing.F) {
 			{Name: reason, Unit: unit, Mean: -x, Stddev: x, Budget: &evidence.Budget{Min: &x}},
 		}
 		in := fakeInput("g", reason, ms)
-		in.Verdict.Gates = append(in.Verdict.Gates, gates.GateVerdict{Gate: name, Status: reason, Reason: reason})
+		in.Verdict.Gates = append(in.Verdict.Gates, gates.GateVerdict{Gate: name, Status: evidence.Status(reason), Reason: reason})
 		var h, m bytes.Buffer
 		if err := WriteHTML(&h, in); err != nil {
 			t.Fatalf("WriteHTML: %v", err)

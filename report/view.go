@@ -61,7 +61,7 @@ type subjectView struct {
 type gateView struct {
 	Gate        string
 	Required    bool
-	Status      string
+	Status      evidence.Status
 	Class       string // good, bad or warnc: how the status reads
 	Blocking    bool
 	Waived      bool
@@ -189,7 +189,7 @@ func buildView(in *Input) (*view, error) {
 		if isReq {
 			gv.Status, gv.Blocking = rg.Status, rg.Blocking
 			gv.Waived = rg.Waiver != nil && rg.Status != evidence.StatusPass
-			if rg.Reason != "" && rg.Reason != rg.Status {
+			if rg.Reason != "" && rg.Reason != string(rg.Status) {
 				gv.VerdictNote = rg.Reason
 			}
 		}
@@ -328,10 +328,10 @@ func why(verdict *gates.Verdict, results map[string]evidence.GateResult, channel
 		w, expired := waiver(g)
 		switch {
 		case g.Blocking:
-			s := g.Gate + " (" + g.Status + ")"
+			s := g.Gate + " (" + string(g.Status) + ")"
 			if r := firstLine(results[g.Gate].Reason, 200); r != "" {
 				s += ": " + r
-			} else if g.Reason != "" && g.Reason != g.Status {
+			} else if g.Reason != "" && g.Reason != string(g.Status) {
 				s += ": " + firstLine(g.Reason, 200)
 			}
 			if w != nil && expired {
@@ -406,7 +406,7 @@ func machines(order []string, results map[string]evidence.GateResult) []machineV
 	return out
 }
 
-func statusClass(status string, waived bool) string {
+func statusClass(status evidence.Status, waived bool) string {
 	switch {
 	case status == evidence.StatusPass:
 		return "good"

@@ -496,8 +496,8 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
 		fmt.Fprintln(stdout, partialNote(verdict))
 	}
 	for _, g := range verdict.Gates {
-		line := g.Status
-		if g.Reason != "" && g.Reason != g.Status {
+		line := string(g.Status)
+		if g.Reason != "" && g.Reason != line {
 			line += ": " + g.Reason
 		}
 		fmt.Fprintf(stdout, "  %-16s %s\n", g.Gate, line)

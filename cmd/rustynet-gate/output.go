@@ -49,10 +49,10 @@ type verdictJSON struct {
 }
 
 type gateJSON struct {
-	Gate     string `json:"gate"`
-	Status   string `json:"status"`
-	Blocking bool   `json:"blocking"`
-	Reason   string `json:"reason,omitempty"`
+	Gate     string          `json:"gate"`
+	Status   evidence.Status `json:"status"`
+	Blocking bool            `json:"blocking"`
+	Reason   string          `json:"reason,omitempty"`
 	// Detail is what the gate itself said of its result (why it failed).
 	Detail string `json:"detail,omitempty"`
 	// WaivedUntil is the expiry of the waiver that lets a failed gate
