@@ -31,7 +31,7 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // registry holds the backends this binary is built with. It is the only
@@ -43,7 +43,7 @@ func registry() *backend.Registry {
 	return &r
 }
 
-func run(args []string, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) int {
 	reg := registry()
 	fs := flag.NewFlagSet("rustynetd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -63,6 +63,7 @@ func run(args []string, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	readyFile := fs.String("ready-file", "", "once the dataplane is up, write this JSON file with the local API socket, device and port (for supervisors and tests)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	listBackends := fs.Bool("list-backends", false, "print the backends this build has, one per line, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -71,6 +72,12 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if *showVersion {
 		fmt.Fprintf(stderr, "rustynetd %s\n", version)
+		return 0
+	}
+	if *listBackends {
+		for _, name := range reg.Names() {
+			fmt.Fprintln(stdout, name)
+		}
 		return 0
 	}
 	usage := func(format string, a ...any) int {

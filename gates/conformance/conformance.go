@@ -6,7 +6,9 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/rustynet/rustynet/gates"
 	"github.com/rustynet/rustynet/gates/gotest"
 	"github.com/rustynet/rustynet/internal/agility"
+	suite "github.com/rustynet/rustynet/node/backend/conformance"
 )
 
 // Register adds the conformance gate.
@@ -49,26 +52,79 @@ func run(ctx context.Context, r *gates.Run) error {
 	if err := r.Artifact("backend-agility.md", md.Bytes()); err != nil {
 		return err
 	}
-	var failed []string
-	summary := map[string]any{}
+	backends, err := registered(ctx, r)
+	if err != nil {
+		return err
+	}
+	summary := map[string]any{"registered_backends": backends, "cases": suite.CaseNames()}
 	for _, b := range rep.Results {
 		summary[b.Backend] = b.Cases
-		if !b.Passed(rep.Order) {
-			failed = append(failed, b.Backend)
-		}
 		for name, m := range b.Metrics {
 			r.Measure(evidence.Measurement{Name: b.Backend + "/" + name, Unit: m.Unit, Method: "backend conformance suite, one run", Values: []float64{m.Value}})
 		}
 	}
+	problems := missing(rep, backends, suite.CaseNames())
+	summary["problems"] = problems
 	if err := r.Details(summary); err != nil {
 		return err
 	}
-	if len(failed) > 0 {
-		return gates.Fail("backends failing the conformance suite: %s", strings.Join(failed, ", "))
+	if len(problems) > 0 {
+		return gates.Fail("%s", strings.Join(problems, "; "))
 	}
 	if !res.OK() {
 		return gates.Fail("go test failed: %s", strings.Join(append(res.Failed, res.PackagesFailed...), ", "))
 	}
-	fmt.Fprintf(r.Log, "%d backends pass every case\n", len(rep.Results))
+	fmt.Fprintf(r.Log, "every backend rustynetd registers (%s) passes every case (%d)\n", strings.Join(backends, ", "), len(suite.CaseNames()))
 	return nil
+}
+
+// registered asks the built rustynetd which backends it registers: the
+// backends a node can run, each of which must pass the whole suite.
+func registered(ctx context.Context, r *gates.Run) ([]string, error) {
+	bin := r.Binaries["rustynetd"]
+	if bin == "" {
+		return nil, errors.New("no rustynetd binary: the build gate did not run or failed")
+	}
+	out, err := exec.CommandContext(ctx, bin, "--list-backends").Output()
+	if err != nil {
+		return nil, fmt.Errorf("rustynetd --list-backends: %w", err)
+	}
+	backends := strings.Fields(string(out))
+	if len(backends) == 0 {
+		return nil, errors.New("rustynetd --list-backends named no backend")
+	}
+	return backends, nil
+}
+
+// missing says, for every registered backend, which case of the suite it
+// did not pass: a backend that ran no suite, a case that did not run (a
+// case deleted, a package without TestConformance) and a case that was
+// skipped all count as missing. Each problem names the backend and the
+// case.
+func missing(rep *agility.Report, backends, cases []string) []string {
+	var out []string
+	for _, b := range backends {
+		var res *agility.Result
+		for _, x := range rep.Results {
+			if x.Backend == b {
+				res = x
+			}
+		}
+		if res == nil || len(res.Cases) == 0 {
+			out = append(out, fmt.Sprintf("backend %s, which rustynetd registers, ran no conformance case (node/backend/%s has no TestConformance calling conformance.Run)", b, b))
+			continue
+		}
+		for _, c := range cases {
+			switch st := res.Cases[c]; st {
+			case "pass":
+			case "":
+				out = append(out, fmt.Sprintf("backend %s: case %s did not run", b, c))
+			case "skip":
+				out = append(out, fmt.Sprintf("backend %s: case %s was skipped (a skipped case counts as missing)", b, c))
+			default:
+				out = append(out, fmt.Sprintf("backend %s: case %s: %s", b, c, st))
+			}
+		}
+	}
+	return out
 }

@@ -84,6 +84,16 @@ var Cases = []Case{
 	{"Throughput", fmt.Sprintf("TCP through the backend MUST reach at least %g of TCP over the raw path, measured in the same run.", ThroughputFloor), testThroughput},
 }
 
+// CaseNames lists the names of Cases, in order: what the conformance gate
+// requires every registered backend to pass.
+func CaseNames() []string {
+	names := make([]string, len(Cases))
+	for i, c := range Cases {
+		names[i] = c.Name
+	}
+	return names
+}
+
 // env is the testbed shared by the cases of one Run.
 type env struct {
 	spec  backend.Spec
