@@ -62,47 +62,76 @@ func isPaired(kind string) bool {
 }
 
 func runRounds(ctx context.Context, cand, base Env, c Cell, rounds int) Result {
-	per := c
-	per.Repetitions = max(1, c.Repetitions/rounds)
-	fmt.Fprintf(cand.Log, "== %s (%d rounds of %d repetitions, baseline and candidate alternating)\n", c.Name(), rounds, per.Repetitions)
+	keep := max(1, c.Repetitions/rounds)
+	fmt.Fprintf(cand.Log, "== %s (%d rounds of %d repetitions a side, baseline and candidate meshes alternating, after a warm-up repetition each)\n", c.Name(), rounds, keep)
 	start := time.Now()
 	res := Result{Cell: c.Name()}
 	candVals := map[string]*evidence.Measurement{}
 	baseVals := map[string]*evidence.Measurement{}
 	var order []string
 	pairs := map[string]*Paired{}
+	type side struct {
+		name string
+		rig  *rig
+		into map[string]*evidence.Measurement
+	}
+	// Both meshes live side by side for the whole cell (each testbed
+	// network is namespaces of its own); the idle one carries nothing.
+	var sides []*side
+	for _, s := range []struct {
+		name string
+		env  Env
+		into map[string]*evidence.Measurement
+	}{{"baseline", base, baseVals}, {"candidate", cand, candVals}} {
+		r, err := newRig(ctx, s.env, c)
+		if err != nil {
+			res.Error = fmt.Sprintf("%s mesh: %v", s.name, err)
+			return finish(res, order, candVals, baseVals, pairs, cand, start)
+		}
+		defer r.close()
+		sides = append(sides, &side{s.name, r, s.into})
+	}
+	// The first repetition after a mesh starts is a warm-up (the TCP
+	// windows opening, the heaps growing): run, not recorded.
+	for _, sd := range sides {
+		if _, err := sd.rig.measure(ctx, 1); err != nil {
+			res.Error = fmt.Sprintf("warm-up, %s: %v", sd.name, err)
+			return finish(res, order, candVals, baseVals, pairs, cand, start)
+		}
+	}
 	for round := range rounds {
-		sides := []struct {
-			name string
-			env  Env
-			into map[string]*evidence.Measurement
-		}{{"baseline", base, baseVals}, {"candidate", cand, candVals}}
+		ordered := []*side{sides[0], sides[1]}
 		if round%2 == 1 {
-			sides[0], sides[1] = sides[1], sides[0]
+			ordered[0], ordered[1] = sides[1], sides[0]
 		}
 		means := map[string][2]float64{} // metric -> baseline, candidate
-		for _, side := range sides {
-			ms, err := runCell(ctx, side.env, per)
-			if err != nil {
-				res.Error = fmt.Sprintf("round %d, %s: %v", round+1, side.name, err)
-				fmt.Fprintf(cand.Log, "   %s\n", res.Error)
+		for _, sd := range ordered {
+			if err := sd.rig.resetPeaks(); err != nil {
+				res.Error = fmt.Sprintf("round %d, %s: %v", round+1, sd.name, err)
 				return finish(res, order, candVals, baseVals, pairs, cand, start)
 			}
+			ms, err := sd.rig.measure(ctx, keep)
+			if err != nil {
+				res.Error = fmt.Sprintf("round %d, %s: %v", round+1, sd.name, err)
+				return finish(res, order, candVals, baseVals, pairs, cand, start)
+			}
+			ms = append(ms, sd.rig.peaks("over the round (the peak reset before it)")...)
 			for _, m := range ms {
-				fmt.Fprintf(cand.Log, "   round %d %-9s %s: %v %s\n", round+1, side.name, m.Name, roundAll(m.Values), m.Unit)
-				acc := side.into[m.Name]
+				fmt.Fprintf(cand.Log, "   round %d %-9s %s: %v %s\n", round+1, sd.name, m.Name, roundAll(m.Values), m.Unit)
+				acc := sd.into[m.Name]
 				if acc == nil {
 					cp := m
 					cp.Values = nil
+					cp.Method += "; paired rounds, one mesh a side, after a warm-up repetition"
 					acc = &cp
-					side.into[m.Name] = acc
-					if side.name == "candidate" && pairs[m.Name] == nil {
+					sd.into[m.Name] = acc
+					if sd.name == "candidate" {
 						order = append(order, m.Name)
 					}
 				}
 				acc.Values = append(acc.Values, m.Values...)
 				mv := means[m.Name]
-				if side.name == "baseline" {
+				if sd.name == "baseline" {
 					mv[0] = stats.Mean(m.Values)
 				} else {
 					mv[1] = stats.Mean(m.Values)

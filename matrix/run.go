@@ -26,6 +26,7 @@ import (
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/internal/daemon"
+	"github.com/rustynet/rustynet/internal/proc"
 	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/node/localapi"
@@ -120,31 +121,71 @@ func runCell(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, erro
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 func throughput(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
+	r, err := newRig(ctx, env, c)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	ms, err := r.measure(ctx, c.Repetitions)
+	return append(ms, r.peaks("after the cell")...), err
+}
+
+// rig is a throughput cell's mesh, set up and ready to measure.
+type rig struct {
+	c    Cell
+	m    *testbed.Mesh
+	a, b *testbed.MeshNode
+}
+
+func newRig(ctx context.Context, env Env, c Cell) (*rig, error) {
 	m, err := testbed.StartMesh(ctx, env.mesh(), c.Params["backend"], atoi(c.Params["peers"]), atoi(c.Params["mtu"]))
 	if err != nil {
 		return nil, err
 	}
-	defer m.Close()
 	if err := m.WaitPeers(ctx); err != nil {
+		m.Close()
 		return nil, err
 	}
-	a, b := m.Nodes()[0], m.Nodes()[1]
-	var ms []evidence.Measurement
+	return &rig{c: c, m: m, a: m.Nodes()[0], b: m.Nodes()[1]}, nil
+}
+
+func (r *rig) close() { r.m.Close() }
+
+// measure runs reps repetitions of the cell's traffic.
+func (r *rig) measure(ctx context.Context, reps int) ([]evidence.Measurement, error) {
+	c := r.c
+	c.Repetitions = reps
 	switch c.Params["traffic"] {
 	case "tcp-bulk":
-		ms, err = tcpBulk(ctx, m, a, b, c)
+		return tcpBulk(ctx, r.m, r.a, r.b, c)
 	case "udp-small":
-		ms, err = udpSmall(ctx, m, a, b, c)
+		return udpSmall(ctx, r.m, r.a, r.b, c)
 	case "request-response":
-		ms, err = requestResponse(ctx, a, b, c)
+		return requestResponse(ctx, r.a, r.b, c)
 	}
-	for i, nd := range m.Nodes() {
-		if _, peak, err := nd.Process().Memory(); err == nil {
-			ms = append(ms, evidence.Measurement{Name: fmt.Sprintf("rss_peak_node%d", i+1), Unit: "MiB",
-				Method: "VmHWM of the rustynetd process after the cell", Values: []float64{float64(peak) / (1 << 20)}})
+	return nil, fmt.Errorf("traffic %q has no runner", c.Params["traffic"])
+}
+
+// resetPeaks makes every node's peak RSS start again from its RSS now.
+func (r *rig) resetPeaks() error {
+	for _, nd := range r.m.Nodes() {
+		if err := proc.ResetPeak(nd.Process().Pid()); err != nil {
+			return err
 		}
 	}
-	return ms, err
+	return nil
+}
+
+// peaks reads every node's peak RSS.
+func (r *rig) peaks(when string) []evidence.Measurement {
+	var ms []evidence.Measurement
+	for i, nd := range r.m.Nodes() {
+		if _, peak, err := nd.Process().Memory(); err == nil {
+			ms = append(ms, evidence.Measurement{Name: fmt.Sprintf("rss_peak_node%d", i+1), Unit: "MiB",
+				Method: "VmHWM of the rustynetd process " + when, Values: []float64{float64(peak) / (1 << 20)}})
+		}
+	}
+	return ms
 }
 
 // tcpBulk alternates iperf3 runs over the raw path and through the tunnel.

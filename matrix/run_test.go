@@ -75,3 +75,58 @@ suites:
 		t.Log(log.String())
 	}
 }
+
+// TestRunPaired runs a throughput cell in paired rounds for real, the
+// same build on both sides: every round yields a pair for every metric,
+// the peak RSS included, and a cell of another kind runs once.
+func TestRunPaired(t *testing.T) {
+	require.Root(t)
+	require.Command(t, "iperf3")
+	dir := t.TempDir()
+	for _, b := range []string{"rustynet-controller", "rustynetd"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b, err, out)
+		}
+	}
+	_, cells, err := Parse("paired.yaml", []byte(`version: 1
+name: paired
+repetitions: 3
+paired_rounds: 3
+suites:
+  - kind: throughput
+    duration: 1s
+    axes: {backend: [wireguard], mtu: ["1420"], peers: ["2"], traffic: [tcp-bulk]}
+  - kind: route-apply
+    repetitions: 5
+    axes: {routes: ["10"]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	env := Env{ControllerBin: filepath.Join(dir, "rustynet-controller"), DaemonBin: filepath.Join(dir, "rustynetd"), Work: t.TempDir(), Log: &log}
+	results := RunPaired(ctx, env, env, cells, 3)
+	if len(results) != 2 || results[0].Error != "" || results[1].Error != "" {
+		t.Fatalf("results %+v\n%s", results, log.String())
+	}
+	paired := map[string]Paired{}
+	for _, p := range results[0].Paired {
+		paired[p.Name] = p
+	}
+	for _, name := range []string{"tunnel_throughput", "cpu_per_gb", "rss_peak_node1", "rss_peak_node2"} {
+		p, ok := paired[name]
+		if !ok || len(p.Baseline) != 3 || len(p.Candidate) != 3 {
+			t.Errorf("paired %s = %+v, want 3 rounds a side", name, p)
+		}
+	}
+	if len(results[1].Paired) != 0 || len(results[1].Measurements) == 0 {
+		t.Errorf("route-apply: %+v, want measured once, unpaired", results[1])
+	}
+	if t.Failed() {
+		t.Log(log.String())
+	}
+}
