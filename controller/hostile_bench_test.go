@@ -13,8 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -142,7 +140,7 @@ func hostileRun(b *testing.B, bin string) {
 				return
 			case <-t.C:
 			}
-			if g, err := scrapeValue(p.MetricsURL, "go_goroutines"); err == nil {
+			if g, err := controllertest.Scrape(p.MetricsURL, "go_goroutines"); err == nil {
 				peakG = max(peakG, g)
 			}
 			if rss, _, err := p.Memory(); err == nil {
@@ -237,7 +235,7 @@ collect:
 	if len(lat) > 0 {
 		p99 = lat[(len(lat)*99+99)/100-1]
 	}
-	refusedMetric, _ := scrapeValue(p.MetricsURL, `rustynet_controller_connections_refused_total{limit="per_ip"}`)
+	refusedMetric, _ := controllertest.Scrape(p.MetricsURL, `rustynet_controller_connections_refused_total{limit="per_ip"}`)
 	b.ReportMetric(float64(tried.Load()), "hostile-tried")
 	b.ReportMetric(refusedMetric, "hostile-refused-at-accept")
 	b.ReportMetric(float64(heldAtEnd.Load()), "hostile-held-40s")
@@ -254,26 +252,6 @@ collect:
 	if len(lat) != nodes-1 {
 		b.Errorf("%d of %d nodes heard of the change during the attack", len(lat), nodes-1)
 	}
-}
-
-// scrapeValue reads one sample, named with its labels as the exposition
-// format writes them, from a Prometheus endpoint.
-func scrapeValue(url, series string) (float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			return strconv.ParseFloat(v, 64)
-		}
-	}
-	return 0, fmt.Errorf("%s: no sample %s", url, series)
 }
 
 func isTimeout(err error) bool {

@@ -11,7 +11,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -210,7 +209,15 @@ func (c *Controller) WaitPolls(n int) {
 }
 
 func (c *Controller) pollsOpen() (int, error) {
-	resp, err := http.Get(c.MetricsURL)
+	v, err := Scrape(c.MetricsURL, "rustynet_controller_netmap_polls_open")
+	return int(v), err
+}
+
+// Scrape reads one sample from a Prometheus text exposition at url,
+// named as the exposition writes it, labels included
+// (`name{label="value"}`).
+func Scrape(url, series string) (float64, error) {
+	resp, err := http.Get(url)
 	if err != nil {
 		return 0, err
 	}
@@ -220,12 +227,11 @@ func (c *Controller) pollsOpen() (int, error) {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "rustynet_controller_netmap_polls_open "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int(f), err
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return strconv.ParseFloat(v, 64)
 		}
 	}
-	return 0, errors.New("no rustynet_controller_netmap_polls_open in the metrics")
+	return 0, fmt.Errorf("no %s in the metrics", series)
 }
 
 // NamedAuthKey creates a single-use pre-auth key, valid for an hour, that
