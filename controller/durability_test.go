@@ -67,6 +67,10 @@ func TestNoAcknowledgementBeforeCommit(t *testing.T) {
 
 	hold := make(chan struct{})
 	held.setHold(hold)
+	var release sync.Once
+	// Deferred after s.Close, so it runs first: a failing test must let
+	// the held commit go, or Close waits on it for ever.
+	defer release.Do(func() { close(hold) })
 	answered := make(chan int, 1)
 	go func() {
 		rec := httptest.NewRecorder()
@@ -81,7 +85,7 @@ func TestNoAcknowledgementBeforeCommit(t *testing.T) {
 		t.Fatalf("the registration was answered %d while its commit was still held", code)
 	case <-time.After(300 * time.Millisecond):
 	}
-	close(hold)
+	release.Do(func() { close(hold) })
 	if code := <-answered; code != http.StatusOK {
 		t.Errorf("registration after the commit: %d, want 200", code)
 	}
