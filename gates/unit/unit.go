@@ -47,6 +47,14 @@ func run(ctx context.Context, r *gates.Run) error {
 		return err
 	}
 	if !res.OK() {
+		// Every failure by name in the log (the reason names the first
+		// few): what an auditor, and mutate's blocked_by, look for.
+		for _, name := range res.Failed {
+			fmt.Fprintf(r.Log, "FAIL %s\n", name)
+		}
+		for _, pkg := range res.PackagesFailed {
+			fmt.Fprintf(r.Log, "FAIL %s (the package failed to build or run)\n", pkg)
+		}
 		return gates.Fail("%d tests failed (%s), %d packages failed to build or run (%s)", len(res.Failed),
 			strings.Join(first(res.Failed, 5), ", "), len(res.PackagesFailed), strings.Join(res.PackagesFailed, ", "))
 	}
