@@ -17,14 +17,7 @@ import (
 func TestRunCells(t *testing.T) {
 	require.Root(t)
 	require.Command(t, "iperf3")
-	dir := t.TempDir()
-	for _, b := range []string{"rustynet-controller", "rustynetd"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", b, err, out)
-		}
-	}
+	dir := buildDaemons(t)
 	_, cells, err := Parse("small.yaml", []byte(`version: 1
 name: small
 repetitions: 2
@@ -82,14 +75,7 @@ suites:
 func TestRunPaired(t *testing.T) {
 	require.Root(t)
 	require.Command(t, "iperf3")
-	dir := t.TempDir()
-	for _, b := range []string{"rustynet-controller", "rustynetd"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", b, err, out)
-		}
-	}
+	dir := buildDaemons(t)
 	_, cells, err := Parse("paired.yaml", []byte(`version: 1
 name: paired
 repetitions: 3
@@ -129,4 +115,19 @@ suites:
 	if t.Failed() {
 		t.Log(log.String())
 	}
+}
+
+// buildDaemons builds the controller and rustynetd, as the build gate does
+// (static), into a temporary directory and returns it.
+func buildDaemons(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, b := range []string{"rustynet-controller", "rustynetd"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b, err, out)
+		}
+	}
+	return dir
 }
