@@ -94,3 +94,5 @@ tool (
 	github.com/containernetworking/plugins/plugins/ipam/host-local
 	github.com/containernetworking/plugins/plugins/main/bridge
 )
+
+replace golang.zx2c4.com/wireguard => ./third_party/wireguard-go

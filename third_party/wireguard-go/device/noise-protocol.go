@@ -593,6 +593,21 @@ func (device *Device) ConsumeMessageResponse(msg *MessageResponse) *Peer {
 
 	handshake.mutex.Lock()
 
+	// Rustynet patch: the checks above ran under the read lock, which was
+	// released. An initiation from the same peer, consumed meanwhile by
+	// another handshake worker (crossed initiations), has replaced the
+	// state this response answers. Storing it anyway derives an initiator
+	// keypair whose local index is no longer in the index table: the peer
+	// can send but drops everything it receives on that session until the
+	// 15 s new-handshake timer fires. Like the kernel's
+	// noise_handshake_consume_response, check again under the write lock.
+	if handshake.state != handshakeInitiationCreated || handshake.localIndex != msg.Receiver {
+		handshake.mutex.Unlock()
+		setZero(hash[:])
+		setZero(chainKey[:])
+		return nil
+	}
+
 	handshake.hash = hash
 	handshake.chainKey = chainKey
 	handshake.remoteIndex = msg.Sender
