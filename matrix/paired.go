@@ -3,6 +3,7 @@ package matrix
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/rustynet/rustynet/evidence"
@@ -63,7 +64,7 @@ func isPaired(kind string) bool {
 
 func runRounds(ctx context.Context, cand, base Env, c Cell, rounds int) Result {
 	keep := max(1, c.Repetitions/rounds)
-	fmt.Fprintf(cand.Log, "== %s (%d rounds of %d repetitions a side, baseline and candidate meshes alternating, after a warm-up repetition each)\n", c.Name(), rounds, keep)
+	fmt.Fprintf(cand.Log, "== %s (%d rounds of %d repetitions a side, baseline and candidate alternating, a fresh mesh a side each round)\n", c.Name(), rounds, keep)
 	start := time.Now()
 	res := Result{Cell: c.Name()}
 	candVals := map[string]*evidence.Measurement{}
@@ -72,33 +73,19 @@ func runRounds(ctx context.Context, cand, base Env, c Cell, rounds int) Result {
 	pairs := map[string]*Paired{}
 	type side struct {
 		name string
-		rig  *rig
-		into map[string]*evidence.Measurement
-	}
-	// Both meshes live side by side for the whole cell (each testbed
-	// network is namespaces of its own); the idle one carries nothing.
-	var sides []*side
-	for _, s := range []struct {
-		name string
 		env  Env
 		into map[string]*evidence.Measurement
-	}{{"baseline", base, baseVals}, {"candidate", cand, candVals}} {
-		r, err := newRig(ctx, s.env, c)
-		if err != nil {
-			res.Error = fmt.Sprintf("%s mesh: %v", s.name, err)
-			return finish(res, order, candVals, baseVals, pairs, cand, start)
-		}
-		defer r.close()
-		sides = append(sides, &side{s.name, r, s.into})
 	}
-	// The first repetition after a mesh starts is a warm-up (the TCP
-	// windows opening, the heaps growing): run, not recorded.
-	for _, sd := range sides {
-		if _, err := sd.rig.measure(ctx, 1); err != nil {
-			res.Error = fmt.Sprintf("warm-up, %s: %v", sd.name, err)
-			return finish(res, order, candVals, baseVals, pairs, cand, start)
-		}
-	}
+	sides := []*side{{"baseline", base, baseVals}, {"candidate", cand, candVals}}
+	// Every round starts a fresh mesh on each side and closes it after.
+	// A mesh kept for the whole cell made its rounds depend on each other:
+	// a node's peak RSS ratchets up with the Go heap's high-water mark, so
+	// one side's mesh could sit above the other's in every round for no
+	// reason in the code (the sending WireGuard node: 136 to 193 MiB over 7
+	// rounds on one side, 171 to 200 on the other, on two builds that
+	// differ in nothing it runs). Fresh processes make each round's figures
+	// independent draws; the first repetition's slow start falls on both
+	// sides alike.
 	for round := range rounds {
 		ordered := []*side{sides[0], sides[1]}
 		if round%2 == 1 {
@@ -106,23 +93,18 @@ func runRounds(ctx context.Context, cand, base Env, c Cell, rounds int) Result {
 		}
 		means := map[string][2]float64{} // metric -> baseline, candidate
 		for _, sd := range ordered {
-			if err := sd.rig.resetPeaks(); err != nil {
-				res.Error = fmt.Sprintf("round %d, %s: %v", round+1, sd.name, err)
-				return finish(res, order, candVals, baseVals, pairs, cand, start)
-			}
-			ms, err := sd.rig.measure(ctx, keep)
+			ms, err := freshRound(ctx, sd.env, c, keep, cand.Log, fmt.Sprintf("round %d %-9s", round+1, sd.name))
 			if err != nil {
 				res.Error = fmt.Sprintf("round %d, %s: %v", round+1, sd.name, err)
 				return finish(res, order, candVals, baseVals, pairs, cand, start)
 			}
-			ms = append(ms, sd.rig.peaks("over the round (the peak reset before it)")...)
 			for _, m := range ms {
 				fmt.Fprintf(cand.Log, "   round %d %-9s %s: %v %s\n", round+1, sd.name, m.Name, roundAll(m.Values), m.Unit)
 				acc := sd.into[m.Name]
 				if acc == nil {
 					cp := m
 					cp.Values = nil
-					cp.Method += "; paired rounds, one mesh a side, after a warm-up repetition"
+					cp.Method += "; paired rounds, a fresh mesh a side each round"
 					acc = &cp
 					sd.into[m.Name] = acc
 					if sd.name == "candidate" {
@@ -154,6 +136,24 @@ func runRounds(ctx context.Context, cand, base Env, c Cell, rounds int) Result {
 		}
 	}
 	return finish(res, order, candVals, baseVals, pairs, cand, start)
+}
+
+// freshRound starts a mesh for c with env's binaries, runs reps
+// repetitions of its traffic, reads every node's peak RSS, and closes it.
+// It logs, under label, how long the mesh took to come up.
+func freshRound(ctx context.Context, env Env, c Cell, reps int, log io.Writer, label string) ([]evidence.Measurement, error) {
+	t0 := time.Now()
+	r, err := newRig(ctx, env, c)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	defer r.close()
+	fmt.Fprintf(log, "   %s mesh up in %v\n", label, time.Since(t0).Round(time.Millisecond))
+	ms, err := r.measure(ctx, reps)
+	if err != nil {
+		return nil, err
+	}
+	return append(ms, r.peaks("over the round, from the mesh's start")...), nil
 }
 
 func finish(res Result, order []string, candVals, baseVals map[string]*evidence.Measurement, pairs map[string]*Paired, env Env, start time.Time) Result {

@@ -26,7 +26,6 @@ import (
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/internal/daemon"
-	"github.com/rustynet/rustynet/internal/proc"
 	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/node/localapi"
@@ -164,16 +163,6 @@ func (r *rig) measure(ctx context.Context, reps int) ([]evidence.Measurement, er
 		return requestResponse(ctx, r.a, r.b, c)
 	}
 	return nil, fmt.Errorf("traffic %q has no runner", c.Params["traffic"])
-}
-
-// resetPeaks makes every node's peak RSS start again from its RSS now.
-func (r *rig) resetPeaks() error {
-	for _, nd := range r.m.Nodes() {
-		if err := proc.ResetPeak(nd.Process().Pid()); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // peaks reads every node's peak RSS.

@@ -109,6 +109,16 @@ suites:
 			t.Errorf("paired %s = %+v, want 3 rounds a side", name, p)
 		}
 	}
+	// Every round runs on a fresh mesh a side: its peaks are the peak of
+	// processes that lived for that round only.
+	if n := strings.Count(log.String(), "mesh up"); n != 2*3 {
+		t.Errorf("%d meshes started for 3 paired rounds, want 6 (a fresh one a side each round)", n)
+	}
+	for _, m := range results[0].Measurements {
+		if strings.HasPrefix(m.Name, "rss_peak") && !strings.Contains(m.Method, "fresh mesh a side each round") {
+			t.Errorf("%s method %q does not say each round had a fresh mesh", m.Name, m.Method)
+		}
+	}
 	if len(results[1].Paired) != 0 || len(results[1].Measurements) == 0 {
 		t.Errorf("route-apply: %+v, want measured once, unpaired", results[1])
 	}

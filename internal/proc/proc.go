@@ -64,10 +64,3 @@ func Memory(pid int) (rss, peak int64, err error) {
 	}
 	return rss, peak, nil
 }
-
-// ResetPeak resets the peak resident set size (VmHWM) of process pid to
-// its current RSS (Linux: clear_refs 5), so that a later Memory reads the
-// peak since now.
-func ResetPeak(pid int) error {
-	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
-}
