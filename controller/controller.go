@@ -48,6 +48,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
+	// Version is the build's version, for rustynet_controller_build_info.
+	Version string
 	// MaxWait caps a netmap long-poll; zero means api.MaxWait.
 	MaxWait time.Duration
 	// Now is the clock; nil means time.Now.
@@ -123,7 +125,7 @@ func New(cfg Config) (*Server, error) {
 		store:         cfg.Store,
 		pool:          pool,
 		log:           cfg.Logger,
-		metrics:       newMetrics(cfg.Registerer),
+		metrics:       newMetrics(cfg.Registerer, cfg.Version),
 		now:           cfg.Now,
 		maxWait:       cfg.MaxWait,
 		st:            st,
@@ -272,6 +274,7 @@ func (s *Server) commit(batch []*mutation) {
 	s.metrics.commitTime.Observe(time.Since(start).Seconds())
 	s.metrics.commitBatch.Observe(float64(len(batch)))
 	if err != nil {
+		s.metrics.storeErrors.Inc()
 		s.log.Error("store commit failed", "mutations", len(batch), "err", err)
 		for _, m := range batch {
 			m.done <- mutationResult{err: fmt.Errorf("store: %w", err)}

@@ -21,6 +21,7 @@ type metrics struct {
 	registered   *prometheus.CounterVec
 	commitBatch  prometheus.Histogram
 	commitTime   prometheus.Histogram
+	storeErrors  prometheus.Counter
 	fullNetmaps  prometheus.Counter
 	deltaNetmaps prometheus.Counter
 	connsOpen    prometheus.Gauge
@@ -28,12 +29,15 @@ type metrics struct {
 	limited      *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, version string) *metrics {
 	f := promauto.With(reg)
+	if version == "" {
+		version = "unknown"
+	}
 	f.NewGauge(prometheus.GaugeOpts{
 		Name:        "rustynet_controller_build_info",
 		Help:        "Build information of the controller; always 1.",
-		ConstLabels: prometheus.Labels{"goversion": runtime.Version(), "capability_version": api.CurrentCapabilityVersion.String()},
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version(), "capability_version": api.CurrentCapabilityVersion.String()},
 	}).Set(1)
 	return &metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
@@ -71,6 +75,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name:    "rustynet_controller_store_commit_duration_seconds",
 			Help:    "Time to commit one store transaction, fsync included.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
+		storeErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "rustynet_controller_store_errors_total",
+			Help: "Store transactions that failed to commit (each refuses the mutations it carried).",
 		}),
 		fullNetmaps: f.NewCounter(prometheus.CounterOpts{
 			Name: "rustynet_controller_netmaps_full_total",

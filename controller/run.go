@@ -56,6 +56,8 @@ type RunConfig struct {
 	// ReadyFile, if set, is written then (internal/readyfile) with the
 	// addresses, for whoever started the controller.
 	ReadyFile string
+	// Version is the build's version, for rustynet_controller_build_info.
+	Version string
 }
 
 // Timeouts of the node API. A request's headers have ReadHeader to
@@ -117,7 +119,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := New(Config{Store: st, IPv4: cfg.IPv4, IPv6: cfg.IPv6, Logger: log, Registerer: reg,
-		Limits: cfg.Limits, AllowLoopbackEndpoints: cfg.AllowLoopbackEndpoints})
+		Version: cfg.Version, Limits: cfg.Limits, AllowLoopbackEndpoints: cfg.AllowLoopbackEndpoints})
 	if err != nil {
 		return err
 	}
@@ -131,6 +133,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
+	reg.MustRegister(certExpiry{cm})
 
 	apiLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -307,4 +310,20 @@ func peerUID(c net.Conn) (uint32, error) {
 		return 0, cerr
 	}
 	return cred.Uid, nil
+}
+
+var descCertExpiry = prometheus.NewDesc("rustynet_controller_certificate_expiry_timestamp_seconds",
+	"When each of the controller's certificates expires (Unix time), by certificate (server: the one it serves now, ca: the CA nodes trust).",
+	[]string{"certificate"}, nil)
+
+// certExpiry reports the certificates' expiry at scrape time: the server
+// certificate is renewed in place, so it is read each time.
+type certExpiry struct{ cm *certs.Manager }
+
+func (c certExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- descCertExpiry }
+
+func (c certExpiry) Collect(ch chan<- prometheus.Metric) {
+	leaf, _ := c.cm.Renewed() // a failed renewal shows as the old expiry drawing near
+	ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(leaf.NotAfter.Unix()), "server")
+	ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(c.cm.CA().NotAfter.Unix()), "ca")
 }

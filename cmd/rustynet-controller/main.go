@@ -230,6 +230,7 @@ func serve(args []string, stderr io.Writer) error {
 
 		AllowLoopbackEndpoints: *loopback,
 		ReadyFile:              *readyFile,
+		Version:                version,
 	})
 }
 

@@ -114,6 +114,21 @@ func (m *Manager) current() (*tls.Certificate, error) {
 	return m.cert, nil
 }
 
+// CA returns the CA certificate (fixed once Open returns).
+func (m *Manager) CA() *x509.Certificate { return m.caCert }
+
+// Renewed returns the server certificate, renewed first when it is due, as
+// a TLS handshake would (nodes hold their connections for days, so a
+// handshake may not come); when renewing fails, the current one and the
+// error.
+func (m *Manager) Renewed() (*x509.Certificate, error) {
+	c, err := m.current()
+	if err != nil {
+		return m.Leaf(), err
+	}
+	return c.Leaf, nil
+}
+
 // Leaf returns the current server certificate.
 func (m *Manager) Leaf() *x509.Certificate {
 	m.mu.Lock()
