@@ -1,12 +1,15 @@
 package node
 
 import (
+	"runtime"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/node/localapi"
 )
 
 // metrics are the node's Prometheus metrics. No label carries a peer: the
@@ -16,6 +19,7 @@ type metrics struct {
 	netmaps     *prometheus.CounterVec
 	netmapApply prometheus.Histogram
 	routeApply  prometheus.Histogram
+	probes      *prometheus.CounterVec
 }
 
 var applyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
@@ -23,6 +27,15 @@ var applyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025,
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 	f := promauto.With(reg)
 	reg.MustRegister(&peerCollector{n: n, seen: map[api.NodePublic]peerTotals{}})
+	version := n.cfg.Version
+	if version == "" {
+		version = "unknown"
+	}
+	f.NewGauge(prometheus.GaugeOpts{
+		Name:        "rustynet_node_build_info",
+		Help:        "Build information of the node; always 1.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version(), "capability_version": api.CurrentCapabilityVersion.String()},
+	}).Set(1)
 	return &metrics{
 		reconnects: f.NewCounter(prometheus.CounterOpts{
 			Name: "rustynet_node_control_reconnects_total",
@@ -42,6 +55,10 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Help:    "Time to apply the addresses and routes of a netmap.",
 			Buckets: applyBuckets,
 		}),
+		probes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_node_peer_probes_total",
+			Help: "Probes (ICMP echoes through the tunnel) sent to a sample of the peers, by result: ok (answered in time), lost (not answered), error (could not be sent). Summed over peers.",
+		}, []string{"result"}),
 	}
 }
 
@@ -51,6 +68,16 @@ var (
 	descRx         = prometheus.NewDesc("rustynet_node_received_bytes_total", "Bytes received from peers through the tunnel.", nil, nil)
 	descTx         = prometheus.NewDesc("rustynet_node_sent_bytes_total", "Bytes sent to peers through the tunnel.", nil, nil)
 	descFiltered   = prometheus.NewDesc("rustynet_node_filtered_packets_total", "Packets dropped because the sending peer may not open connections to this node.", nil, nil)
+	descConnected  = prometheus.NewDesc("rustynet_node_control_connected", "1 while the node's last exchange with its controller succeeded, else 0.", nil, nil)
+	descNetmapAge  = prometheus.NewDesc("rustynet_node_netmap_age_seconds", "Time since the controller last confirmed the netmap in force (its last answered poll); absent before the first.", nil, nil)
+	descPeerStates = prometheus.NewDesc("rustynet_node_peers_by_state", "Peers by state: up (a handshake completed), pending (none yet), unusable (in the netmap but not usable: another backend).", []string{"state"}, nil)
+)
+
+// Peer states of rustynet_node_peers_by_state.
+const (
+	PeerStateUp       = "up"
+	PeerStatePending  = "pending"
+	PeerStateUnusable = "unusable"
 )
 
 // peerCollector reads the backend's peer stats at scrape time and keeps
@@ -78,12 +105,26 @@ func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRx
 	ch <- descTx
 	ch <- descFiltered
+	ch <- descConnected
+	ch <- descNetmapAge
+	ch <- descPeerStates
 }
 
 func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	c.n.mu.Lock()
 	dp := c.n.dp
+	connected := 0.0
+	if c.n.state == localapi.StateRunning {
+		connected = 1
+	}
+	syncedAt := c.n.syncedAt
+	unusable := len(c.n.missing)
 	c.n.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
+	if !syncedAt.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descNetmapAge, prometheus.GaugeValue, time.Since(syncedAt).Seconds())
+	}
+	up, pending := 0, 0
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	peers := 0
@@ -97,6 +138,11 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 		if stats, err := dp.backend.Stats(); err == nil {
 			peers = len(stats)
 			for _, s := range stats {
+				if s.LastHandshake.IsZero() {
+					pending++
+				} else {
+					up++
+				}
 				old := c.seen[s.PublicKey]
 				cur := peerTotals{rx: s.RxBytes, tx: s.TxBytes}
 				if !s.LastHandshake.IsZero() {
@@ -125,4 +171,7 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRx, prometheus.CounterValue, c.rx)
 	ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, c.tx)
 	ch <- prometheus.MustNewConstMetric(descFiltered, prometheus.CounterValue, c.filtered)
+	ch <- prometheus.MustNewConstMetric(descPeerStates, prometheus.GaugeValue, float64(up), PeerStateUp)
+	ch <- prometheus.MustNewConstMetric(descPeerStates, prometheus.GaugeValue, float64(pending), PeerStatePending)
+	ch <- prometheus.MustNewConstMetric(descPeerStates, prometheus.GaugeValue, float64(unusable), PeerStateUnusable)
 }

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -9,7 +11,8 @@ import (
 
 func TestMetricsLint(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg, &Node{})
+	m := newMetrics(reg, &Node{syncedAt: time.Now()})
+	m.probes.WithLabelValues("ok").Inc()
 	m.netmaps.WithLabelValues("full").Inc()
 	m.netmapApply.Observe(0.01)
 	m.routeApply.Observe(0.01)
@@ -25,13 +28,13 @@ func TestMetricsLint(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
-	if len(mfs) < 9 {
-		t.Errorf("gathered %d metric families, want the 9 the node defines", len(mfs))
+	if len(mfs) < 14 {
+		t.Errorf("gathered %d metric families, want the 14 the node defines", len(mfs))
 	}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() != "kind" {
+				if !slices.Contains([]string{"kind", "result", "state", "version", "goversion", "capability_version"}, l.GetName()) {
 					t.Errorf("metric %s has label %s; node metrics carry no per-peer labels", mf.GetName(), l.GetName())
 				}
 			}

@@ -75,6 +75,12 @@ type Config struct {
 	ReadyFile  string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Version is the build's version, for rustynet_node_build_info.
+	Version string
+	// ProbeInterval is how often the prober sends its probes to a sample
+	// of the peers (node/prober.go); 0 takes ProbeInterval, a negative
+	// value turns the prober off.
+	ProbeInterval time.Duration
 }
 
 // Node is a running node agent.
@@ -104,6 +110,7 @@ type Node struct {
 	state     string
 	lastErr   string
 	updatedAt time.Time
+	syncedAt  time.Time // the controller's last answered poll
 	dp        *dataplane
 	reported  *api.EndpointsRequest
 	lastCheck time.Time
@@ -207,6 +214,14 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer func() { stopAPI(); waitAPI() }()
 	defer n.teardown()
+	// The prober stops before the dataplane is torn down.
+	proberCtx, stopProber := context.WithCancel(ctx)
+	proberDone := make(chan struct{})
+	go func() {
+		defer close(proberDone)
+		n.runProber(proberCtx, n.cfg.ProbeInterval)
+	}()
+	defer func() { stopProber(); <-proberDone }()
 
 	if st.Credential != "" {
 		cached, err := loadNetmap(n.cfg.StateDir)
@@ -687,6 +702,7 @@ func (n *Node) setRunning() {
 		n.log.Info("controller connected")
 	}
 	n.state, n.lastErr = localapi.StateRunning, ""
+	n.syncedAt = time.Now()
 }
 
 // setLastError records err with the state unchanged: the controller

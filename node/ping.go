@@ -85,7 +85,7 @@ func (n *Node) Ping(ctx context.Context, peer string, timeout time.Duration) (*l
 	for {
 		nr, from, err := pc.ReadFrom(buf)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, fmt.Errorf("no reply from %s (%s) within %v", name, target, timeout)
+			return nil, fmt.Errorf("%w from %s (%s) within %v", errNoReply, name, target, timeout)
 		}
 		if err != nil {
 			return nil, err

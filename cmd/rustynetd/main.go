@@ -1,7 +1,7 @@
 // Command rustynetd is the Rustynet node daemon.
 //
 //	rustynetd --state-dir DIR --controller URL --controller-ca FILE [--auth-key KEY]
-//	          [--backend wireguard] [--interface rn0 | --netstack] [--metrics-listen ADDR] [--ready-file FILE]
+//	          [--backend wireguard] [--interface rn0 | --netstack] [--metrics-listen 127.0.0.1:9470] [--probe-interval 10s] [--ready-file FILE]
 package main
 
 import (
@@ -58,7 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	netstack := fs.Bool("netstack", false, "use a userspace network stack instead of a kernel TUN (no privileges needed)")
 	port := fs.Uint("listen-port", 0, "data-plane UDP port (default: the last one used, or a free one)")
 	mtu := fs.Int("mtu", node.DefaultMTU, "MTU of the packet device")
-	metricsListen := fs.String("metrics-listen", "", "address to serve Prometheus metrics on (HTTP); empty disables")
+	metricsListen := fs.String("metrics-listen", "127.0.0.1:9470", "address to serve Prometheus metrics on (HTTP; loopback by default); empty disables")
+	probeInterval := fs.Duration("probe-interval", node.ProbeInterval, fmt.Sprintf("how often to probe a sample of up to %d peers through the tunnel (the peer reachability SLI); 0 disables", node.ProbePeers))
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	readyFile := fs.String("ready-file", "", "once the dataplane is up, write this JSON file with the local API socket, device and port (for supervisors and tests)")
@@ -135,6 +136,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ReadyFile:     *readyFile,
 		Logger:        log,
 		Registerer:    promReg,
+		Version:       version,
+		ProbeInterval: probeInterval0(*probeInterval),
 	})
 	if err != nil {
 		return usage("%v", err)
@@ -167,4 +170,13 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// probeInterval0 maps the flag's 0 ("disable") to node.Config's negative
+// value (0 there takes the default).
+func probeInterval0(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -148,7 +148,7 @@ func observeNode(ctx context.Context, rep *report, dir, bin, caFile string, conf
 		return nil, err
 	}
 	d, err := startDaemon(ctx, rep.log, "rustynetd", nil, bin,
-		"--netstack", "--state-dir", state, "--hostname", "crypto-policy-probe", "--auth-key", "crypto-policy-probe-not-a-key",
+		"--netstack", "--metrics-listen", "", "--state-dir", state, "--hostname", "crypto-policy-probe", "--auth-key", "crypto-policy-probe-not-a-key",
 		"--controller", "https://"+ln.Addr().String(), "--controller-ca", caFile)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,88 @@
+package node_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rustynet/rustynet/controller/controllertest"
+)
+
+// gathered returns the value of metric name whose label (if any) is
+// label=value, and whether it was there.
+func gathered(t *testing.T, reg *prometheus.Registry, name, label, value string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				match = match || (l.GetName() == label && l.GetValue() == value)
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue(), true
+			case m.Gauge != nil:
+				return m.Gauge.GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// TestProberAndHealthMetrics runs two nodes, one probing the other: its
+// probes are answered while the peer runs and lost once it stops, and its
+// health metrics say it is connected, with a fresh netmap and one peer up.
+func TestProberAndHealthMetrics(t *testing.T) {
+	m := &netstackMesh{t: t, ctl: controllertest.Start(t), reg: backends(), backend: "wireguard"}
+	key := m.AuthKey()
+	reg := prometheus.NewRegistry()
+	cfg := m.config("alpha", key)
+	cfg.Registerer, cfg.ProbeInterval = reg, 100*time.Millisecond
+	startNetstackNode(t, cfg)
+	cfg = m.config("bravo", key)
+	cfg.ProbeInterval = -1
+	b := startNetstackNode(t, cfg)
+
+	eventually(t, 15*time.Second, "alpha's probes of bravo answered", func() error {
+		if ok, _ := gathered(t, reg, "rustynet_node_peer_probes_total", "result", "ok"); ok < 3 {
+			return fmt.Errorf("%v probes answered", ok)
+		}
+		return nil
+	})
+	if v, _ := gathered(t, reg, "rustynet_node_control_connected", "", ""); v != 1 {
+		t.Errorf("rustynet_node_control_connected = %v, want 1", v)
+	}
+	if age, ok := gathered(t, reg, "rustynet_node_netmap_age_seconds", "", ""); !ok || age < 0 || age > 30 {
+		t.Errorf("rustynet_node_netmap_age_seconds = %v (present %v), want 0 to 30 (polls return within 10 s here)", age, ok)
+	}
+	if up, _ := gathered(t, reg, "rustynet_node_peers_by_state", "state", "up"); up != 1 {
+		t.Errorf("peers up = %v, want 1", up)
+	}
+	if v, ok := gathered(t, reg, "rustynet_node_build_info", "version", "unknown"); !ok || v != 1 {
+		t.Errorf("rustynet_node_build_info{version=\"unknown\"} = %v (present %v), want 1", v, ok)
+	}
+
+	lost0, _ := gathered(t, reg, "rustynet_node_peer_probes_total", "result", "lost")
+	b.Stop() // bravo stays in alpha's netmap: it is down, not removed
+	eventually(t, 15*time.Second, "alpha's probes of the stopped bravo lost", func() error {
+		if lost, _ := gathered(t, reg, "rustynet_node_peer_probes_total", "result", "lost"); lost < lost0+2 {
+			return fmt.Errorf("%v probes lost (%v before bravo stopped)", lost, lost0)
+		}
+		return nil
+	})
+	if errs, _ := gathered(t, reg, "rustynet_node_peer_probes_total", "result", "error"); errs != 0 {
+		t.Errorf("%v probes could not be sent", errs)
+	}
+}
