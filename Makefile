@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean agility-report deps gate mutate
+.PHONY: all build test race lint fuzz bench clean agility-report deps gate mutate rules
 
 all: lint build test
 
@@ -70,6 +70,12 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkMeshThroughput' -benchtime 5x -v -timeout 30m ./node/
 	$(GO) test -run '^$$' -bench 'BenchmarkReconnect' -benchtime 20x -v -timeout 30m ./node/
 	$(GO) test -run '^$$' -bench 'BenchmarkRawVeth' -benchtime 3x -v ./internal/testbed/
+
+# Regenerate the SLO rules (ops/prometheus/rules/slo-*.yml) from the specs in
+# slos/ with Sloth's library, and the SLO and alert catalogues of
+# documents/operations/; internal/slo's tests fail when they are stale.
+rules:
+	$(GO) run ./internal/slo/slogen
 
 # Run the backend conformance suite (root) and regenerate the backend agility
 # report from it.
