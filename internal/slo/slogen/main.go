@@ -12,18 +12,18 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/rustynet/rustynet/internal/slo"
+	"github.com/rustynet/rustynet/internal/slo/gen"
 )
 
 func main() {
 	root := flag.String("root", ".", "repository root")
 	flag.Parse()
-	files, err := slo.Files(context.Background(), *root)
+	files, err := gen.Files(context.Background(), *root)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "slogen:", err)
 		os.Exit(1)
 	}
-	if err := slo.WriteFiles(*root, files); err != nil {
+	if err := gen.WriteFiles(*root, files); err != nil {
 		fmt.Fprintln(os.Stderr, "slogen:", err)
 		os.Exit(1)
 	}

@@ -1,4 +1,4 @@
-package slo
+package gen
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/rustynet/rustynet/internal/atomicfile"
+	"github.com/rustynet/rustynet/internal/slo"
 )
 
 // File is one generated file.
@@ -20,7 +21,7 @@ type File struct {
 // catalogue, and the alert catalogue (from the rule files as they will be,
 // the generated ones included). The alerts must pass CheckAlerts.
 func Files(ctx context.Context, root string) ([]File, error) {
-	specs, err := LoadSpecs(root)
+	specs, err := slo.LoadSpecs(root)
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +33,7 @@ func Files(ctx context.Context, root string) ([]File, error) {
 	for _, r := range rules {
 		out = append(out, File{Path: r.Path, Data: r.Data})
 	}
-	out = append(out, File{Path: SLOCatalogue, Data: Catalogue(rules)})
+	out = append(out, File{Path: slo.SLOCatalogue, Data: Catalogue(rules)})
 	// The alert catalogue reads the rule files: those generated now, over
 	// what is on disk, in a scratch copy of the rules directory.
 	tmp, err := os.MkdirTemp("", "slogen-")
@@ -40,10 +41,10 @@ func Files(ctx context.Context, root string) ([]File, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	if err := os.MkdirAll(filepath.Join(tmp, RulesDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(tmp, slo.RulesDir), 0o755); err != nil {
 		return nil, err
 	}
-	existing, err := filepath.Glob(filepath.Join(root, RulesDir, "*.yml"))
+	existing, err := filepath.Glob(filepath.Join(root, slo.RulesDir, "*.yml"))
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func Files(ctx context.Context, root string) ([]File, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(tmp, RulesDir, filepath.Base(f)), data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(tmp, slo.RulesDir, filepath.Base(f)), data, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -64,14 +65,14 @@ func Files(ctx context.Context, root string) ([]File, error) {
 			return nil, err
 		}
 	}
-	alerts, err := LoadAlerts(tmp)
+	alerts, err := slo.LoadAlerts(tmp)
 	if err != nil {
 		return nil, err
 	}
-	if errs := CheckAlerts(root, alerts); len(errs) > 0 {
+	if errs := slo.CheckAlerts(root, alerts); len(errs) > 0 {
 		return nil, fmt.Errorf("%d alert problems, first: %w", len(errs), errs[0])
 	}
-	out = append(out, File{Path: AlertCatalogue, Data: RenderAlertCatalogue(alerts)})
+	out = append(out, File{Path: slo.AlertCatalogue, Data: slo.RenderAlertCatalogue(alerts)})
 	return out, nil
 }
 
@@ -89,7 +90,7 @@ func WriteFiles(root string, files []File) error {
 		}
 		keep[filepath.Clean(p)] = true
 	}
-	old, err := filepath.Glob(filepath.Join(root, RulesDir, "slo-*.yml"))
+	old, err := filepath.Glob(filepath.Join(root, slo.RulesDir, "slo-*.yml"))
 	if err != nil {
 		return err
 	}
