@@ -30,7 +30,7 @@ type Need string
 const (
 	NeedRoot       Need = "root"       // namespaces, TUN devices, routes
 	NeedDocker     Need = "docker"     // a Docker engine
-	NeedPrometheus Need = "prometheus" // the prometheus and promtool binaries
+	NeedPrometheus Need = "prometheus" // the prometheus, promtool and prometheus-alertmanager binaries
 	NeedIperf3     Need = "iperf3"
 	NeedWG         Need = "wg" // wireguard-tools
 	NeedGo         Need = "go" // the Go toolchain
@@ -63,6 +63,11 @@ type Spec struct {
 	// when it ran and the release is not fit (the gate failed), and any
 	// other error when it could not do its work.
 	Run func(ctx context.Context, r *Run) error
+	// Concurrent marks a gate whose load is light and steady and whose
+	// checks a light neighbour cannot tip (no tight throughput or latency
+	// figure): consecutive Concurrent gates of a channel run at the same
+	// time. A gate that measures speed (perf-budget, conformance) never is.
+	Concurrent bool
 	// Recheck, if set, is what verify checks of a signed pass from the
 	// evidence the gate signed (its measurements, details and
 	// artifacts), so that a pass the evidence does not bear out blocks

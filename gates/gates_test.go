@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,5 +280,70 @@ func TestRecheck(t *testing.T) {
 	}
 	if res.Evidence.Gates["soakish"].Result.Status != "pass" {
 		t.Errorf("the gate's own statement says %s; the recheck is the verdict's, not a change of what the gate signed", res.Evidence.Gates["soakish"].Result.Status)
+	}
+}
+
+// TestConcurrentGates: consecutive Concurrent gates run at the same time
+// (each waits for the other to start: run one after the other, both would
+// time out), a gate that is not Concurrent runs alone, and the results
+// keep the channel's order.
+func TestConcurrentGates(t *testing.T) {
+	var r Registry
+	var mu sync.Mutex
+	running, maxRunning := 0, 0
+	started := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
+	track := func(delta int) {
+		mu.Lock()
+		defer mu.Unlock()
+		running += delta
+		maxRunning = max(maxRunning, running)
+	}
+	pair := func(self, other string) func(context.Context, *Run) error {
+		return func(ctx context.Context, _ *Run) error {
+			track(1)
+			defer track(-1)
+			close(started[self])
+			select {
+			case <-started[other]:
+				return nil
+			case <-ctx.Done():
+				return fmt.Errorf("%s never saw %s start", self, other)
+			}
+		}
+	}
+	alone := func(context.Context, *Run) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if running != 0 {
+			return fmt.Errorf("ran beside %d other gates", running)
+		}
+		return nil
+	}
+	r.Register(Spec{Name: "solo", Owner: "sre", Timeout: 2 * time.Second, Run: alone, Concurrent: true})
+	r.Register(Spec{Name: "serial", Owner: "sre", Timeout: 2 * time.Second, Run: alone})
+	r.Register(Spec{Name: "a", Owner: "sre", Timeout: 2 * time.Second, Run: pair("a", "b"), Concurrent: true})
+	r.Register(Spec{Name: "b", Owner: "sre", Timeout: 2 * time.Second, Run: pair("b", "a"), Concurrent: true})
+	r.Register(Spec{Name: "last", Owner: "sre", Timeout: 2 * time.Second, Run: alone})
+	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [solo, serial, a, b, last]\n", r.Has)
+	keys := t.TempDir()
+	evidence.Keygen(keys, evidence.ECDSAP256)
+	signer, _ := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	o, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: filepath.Join(t.TempDir(), "b"), Signer: signer,
+		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, res := range o.Results {
+		order = append(order, res.Gate)
+		if res.Status != evidence.StatusPass {
+			t.Errorf("%s: %s (%s)", res.Gate, res.Status, res.Reason)
+		}
+	}
+	if got := strings.Join(order, ","); got != "solo,serial,a,b,last" {
+		t.Errorf("results in the order %s", got)
+	}
+	if maxRunning != 2 {
+		t.Errorf("at most %d gates ran at once, want 2 (a and b)", maxRunning)
 	}
 }

@@ -296,7 +296,11 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 		res evidence.GateResult
 	}
 	var done []pending
-	for _, name := range names {
+	// Gates run one after the other in the channel's order, except that
+	// consecutive gates marked Concurrent run at the same time (their
+	// results still in that order).
+	o.Progress = &lineWriter{w: o.Progress}
+	runGate := func(name string) pending {
 		spec, _ := o.Registry.Get(name)
 		r := &Run{Gate: name, Channel: o.Channel, Commit: o.Commit, Root: o.Root, Work: filepath.Join(work, name),
 			Binaries: binaries, Env: env, Baseline: o.Baseline, BaselineKey: o.BaselineKey, BaselineRef: o.BaselineRef, Dirty: o.Dirty, w: w}
@@ -307,16 +311,35 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 		} else {
 			res = runOne(ctx, spec, r, o)
 		}
-		if name == BuildGate && res.Status == evidence.StatusPass {
-			bins, subs, err := digestBinaries(r.built)
+		return pending{r, res}
+	}
+	for i := 0; i < len(names); {
+		group := concurrentGroup(o.Registry, names[i:])
+		if len(group) > 1 {
+			fmt.Fprintf(o.Progress, "  (%s run at the same time)\n", strings.Join(group, ", "))
+			out := make([]pending, len(group))
+			var wg sync.WaitGroup
+			for k, name := range group {
+				wg.Go(func() { out[k] = runGate(name) })
+			}
+			wg.Wait()
+			done = append(done, out...)
+			i += len(group)
+			continue
+		}
+		name := names[i]
+		p := runGate(name)
+		if name == BuildGate && p.res.Status == evidence.StatusPass {
+			bins, subs, err := digestBinaries(p.run.built)
 			if err != nil {
-				res.Status, res.Reason = evidence.StatusError, err.Error()
+				p.res.Status, p.res.Reason = evidence.StatusError, err.Error()
 			} else {
 				binaries = bins
 				subjects = append(subjects, subs...)
 			}
 		}
-		done = append(done, pending{r, res})
+		done = append(done, p)
+		i++
 	}
 	var scope []string
 	if partial {
@@ -388,6 +411,36 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 		return nil, err
 	}
 	return &Outcome{Dir: o.Out, Verdict: verdict, Results: results, Duration: o.Now().Sub(start)}, nil
+}
+
+// concurrentGroup returns the gates at the head of names that run
+// together: the leading run of Concurrent gates, or the first gate alone.
+func concurrentGroup(reg *Registry, names []string) []string {
+	n := 0
+	for _, name := range names {
+		spec, _ := reg.Get(name)
+		if !spec.Concurrent || name == BuildGate {
+			break
+		}
+		n++
+	}
+	if n < 2 {
+		return names[:1]
+	}
+	return names[:n]
+}
+
+// lineWriter serialises writes, so the progress lines of gates running at
+// the same time do not interleave within a line.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func removeName(names []string, n string) []string {
@@ -592,7 +645,7 @@ func HasNeed(n Need) (bool, string) {
 		}
 		resp.Body.Close()
 	case NeedPrometheus:
-		for _, c := range []string{"prometheus", "promtool"} {
+		for _, c := range []string{"prometheus", "promtool", "prometheus-alertmanager"} {
 			if _, err := exec.LookPath(c); err != nil {
 				return false, c + " is not installed"
 			}

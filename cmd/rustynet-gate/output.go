@@ -123,6 +123,8 @@ type gateSpecJSON struct {
 	TimeoutSeconds float64  `json:"timeout_seconds"`
 	Channels       []string `json:"channels"`
 	Needs          []string `json:"needs"`
+	// Concurrent gates run beside their neighbours that are too.
+	Concurrent bool `json:"concurrent"`
 }
 
 func cmdGates(args []string, stdout, stderr io.Writer) error {
@@ -136,7 +138,7 @@ func cmdGates(args []string, stdout, stderr io.Writer) error {
 	var out []gateSpecJSON
 	for _, n := range reg.Names() {
 		s, _ := reg.Get(n)
-		g := gateSpecJSON{Name: n, Owner: s.Owner, TimeoutSeconds: s.Timeout.Seconds(), Channels: s.Channels, Needs: []string{}}
+		g := gateSpecJSON{Name: n, Owner: s.Owner, TimeoutSeconds: s.Timeout.Seconds(), Channels: s.Channels, Needs: []string{}, Concurrent: s.Concurrent}
 		for _, need := range s.Needs {
 			g.Needs = append(g.Needs, string(need))
 		}
@@ -147,7 +149,11 @@ func cmdGates(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, g := range out {
 		s, _ := reg.Get(g.Name)
-		fmt.Fprintf(stdout, "%-16s owner %-14s timeout %-6v needs %v\n", g.Name, g.Owner, s.Timeout, s.Needs)
+		conc := ""
+		if s.Concurrent {
+			conc = " (runs beside other concurrent gates)"
+		}
+		fmt.Fprintf(stdout, "%-16s owner %-14s timeout %-6v needs %v%s\n", g.Name, g.Owner, s.Timeout, s.Needs, conc)
 	}
 	return nil
 }
