@@ -26,6 +26,22 @@ type MeshConfig struct {
 	ControllerBin, DaemonBin string
 	Work                     string
 	Log                      io.Writer
+	// MetricsListen is where every daemon serves its metrics inside its
+	// namespace; empty means MetricsAddr (loopback). ":9470" also serves
+	// them on the host's address, for an observer to scrape.
+	MetricsListen string
+	// NodeArgs are extra flags for every rustynetd.
+	NodeArgs []string
+	// Observer adds one more host to the testbed, running no daemon, for
+	// whatever watches the mesh (a Prometheus); see Mesh.Observer.
+	Observer bool
+}
+
+func (c MeshConfig) metricsListen() string {
+	if c.MetricsListen == "" {
+		return MetricsAddr
+	}
+	return c.MetricsListen
 }
 
 // Mesh is a controller in host 0 of a testbed and a rustynetd in each of
@@ -139,6 +155,24 @@ func ScrapeAll(ctx context.Context, h *Host, names ...string) (map[string]float6
 	return out, nil
 }
 
+// Observer is the extra host of a mesh started with MeshConfig.Observer
+// (nil without): on the mesh's network, running no daemon.
+func (m *Mesh) Observer() *Host {
+	if !m.env.Observer {
+		return nil
+	}
+	return m.net.Hosts[len(m.net.Hosts)-1]
+}
+
+// DataDir is the controller's data directory (its admin socket is there).
+func (m *Mesh) DataDir() string { return m.dir }
+
+// AuthKey is the reusable auth key the mesh's nodes registered with.
+func (m *Mesh) AuthKey() string { return m.key }
+
+// ControllerURL is the controller's node API.
+func (m *Mesh) ControllerURL() string { return m.ctlURL() }
+
 // ControllerHost is the host the controller runs in.
 func (m *Mesh) ControllerHost() *Host { return m.net.Hosts[0] }
 
@@ -152,7 +186,7 @@ func (m *Mesh) StartController(ctx context.Context) error {
 	h := m.net.Hosts[0]
 	ready := filepath.Join(m.dir, "controller.ready")
 	cmd := h.Command(ctx, m.env.ControllerBin, "serve", "--data-dir", m.dir, "--listen",
-		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", MetricsAddr, "--ready-file", ready)
+		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", m.env.metricsListen(), "--ready-file", ready)
 	p, _, err := daemon.StartReady(ctx, cmd, ready, 30*time.Second)
 	if err != nil {
 		return err
@@ -164,7 +198,11 @@ func (m *Mesh) StartController(ctx context.Context) error {
 // StartMesh builds a testbed of peers+1 hosts and starts a controller and
 // peers nodes on the backend.
 func StartMesh(ctx context.Context, env MeshConfig, backend string, peers, mtu int) (*Mesh, error) {
-	n, err := Create(ctx, Options{Hosts: peers + 1})
+	hosts := peers + 1
+	if env.Observer {
+		hosts++
+	}
+	n, err := Create(ctx, Options{Hosts: hosts})
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +237,8 @@ func (m *Mesh) addNode(ctx context.Context, i int) error {
 	nd := &MeshNode{host: h, dir: dir, args: []string{"--state-dir", dir, "--controller", m.ctlURL(),
 		"--controller-ca", filepath.Join(m.dir, "tls", "ca.pem"), "--auth-key", m.key, "--backend", m.backnd,
 		"--interface", fmt.Sprintf("rnm%d-%s", i, h.Name[5:11]), "--mtu", strconv.Itoa(m.mtu), "--hostname", fmt.Sprintf("n%d", i),
-		"--metrics-listen", MetricsAddr}}
+		"--metrics-listen", m.env.metricsListen()}}
+	nd.args = append(nd.args, m.env.NodeArgs...)
 	if err := nd.start(ctx, m.env.DaemonBin); err != nil {
 		return err
 	}
