@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		Help:        "Build information of the node; always 1.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version(), "capability_version": api.CurrentCapabilityVersion.String()},
 	}).Set(1)
-	return &metrics{
+	m := &metrics{
 		reconnects: f.NewCounter(prometheus.CounterOpts{
 			Name: "rustynet_node_control_reconnects_total",
 			Help: "Times the node lost the controller and tried again.",
@@ -60,6 +60,12 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Help: "Probes (ICMP echoes through the tunnel) sent to a sample of the peers, by result: ok (answered in time), lost (not answered), error (could not be sent). Summed over peers.",
 		}, []string{"result"}),
 	}
+	// Every result from zero, so that a rate of lost probes exists before
+	// the first is lost.
+	for _, r := range []string{"ok", "lost", "error"} {
+		m.probes.WithLabelValues(r)
+	}
+	return m
 }
 
 var (
