@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -345,5 +346,29 @@ func TestConcurrentGates(t *testing.T) {
 	}
 	if maxRunning != 2 {
 		t.Errorf("at most %d gates ran at once, want 2 (a and b)", maxRunning)
+	}
+}
+
+// TestNonFiniteMeasurementRefused: a NaN cannot be signed as a figure; the
+// gate that records one ends in an error naming it, and the bundle is
+// still written (a JSON encoder would otherwise refuse the whole result).
+func TestNonFiniteMeasurementRefused(t *testing.T) {
+	var r Registry
+	r.Register(Spec{Name: "nan", Owner: "sre", Timeout: 2 * time.Second, Run: func(_ context.Context, run *Run) error {
+		run.Measure(evidence.Measurement{Name: "ratio", Unit: "ratio", Method: "0/0", Values: []float64{math.NaN()}})
+		return nil
+	}})
+	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [nan]\n", r.Has)
+	keys := t.TempDir()
+	evidence.Keygen(keys, evidence.ECDSAP256)
+	signer, _ := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	o, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: filepath.Join(t.TempDir(), "b"), Signer: signer,
+		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := o.Results[0]
+	if res.Status != evidence.StatusError || !strings.Contains(res.Reason, "measurement ratio has a value that is not a finite number") {
+		t.Fatalf("status %s (%s)", res.Status, res.Reason)
 	}
 }

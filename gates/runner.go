@@ -121,12 +121,22 @@ func (r *Run) ArtifactJSON(name string, v any) error {
 	return r.Artifact(name, data)
 }
 
-// Measure records a measurement; Summarize fills its statistics.
+// Measure records a measurement; Summarize fills its statistics. A value
+// that is not a finite number (NaN, an infinity) cannot be signed as a
+// figure: it is refused, and the gate ends in an error that says which.
 func (r *Run) Measure(m evidence.Measurement) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.admitLocked("measurement "+m.Name) != nil {
 		return
+	}
+	for _, v := range m.Values {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			if r.evidenceErr == nil {
+				r.evidenceErr = fmt.Errorf("measurement %s has a value that is not a finite number (%v)", m.Name, v)
+			}
+			return
+		}
 	}
 	r.measurements = append(r.measurements, Summarize(m))
 }
