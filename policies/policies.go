@@ -185,3 +185,31 @@ func checkOwned(file string, line int, owner, reason Str, expires Time) error {
 	}
 	return nil
 }
+
+// Duration is a Go duration ("90s", "5m") with its line.
+type Duration struct {
+	D    time.Duration
+	Line int
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &Error{Line: n.Line, Msg: "want a duration such as 90s or 5m"}
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return &Error{Line: n.Line, Msg: fmt.Sprintf("%q is not a duration such as 90s or 5m", trunc(n.Value))}
+	}
+	d.D, d.Line = v, n.Line
+	return nil
+}
+
+func isChannel(ch string) bool {
+	for _, c := range knownChannels {
+		if c == ch {
+			return true
+		}
+	}
+	return false
+}

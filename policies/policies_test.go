@@ -10,7 +10,7 @@ import (
 
 var knownGates = func(g string) bool {
 	switch g {
-	case "build", "unit", "conformance", "crypto-policy", "architecture", "perf-budget", "soak":
+	case "build", "unit", "conformance", "crypto-policy", "architecture", "perf-budget", "soak", "slo":
 		return true
 	}
 	return false
@@ -413,4 +413,50 @@ func TestHorizon(t *testing.T) {
 	if _, err := ParseCrypto("crypto.yaml", []byte(cry("2027-01-01", ""))); err == nil || !strings.Contains(err.Error(), "no ticket") {
 		t.Errorf("exception without a ticket: %v, want a refusal", err)
 	}
+}
+
+func TestParseSLO(t *testing.T) {
+	good, err := os.ReadFile("slo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParseSLO("slo.yaml", good)
+	if err != nil {
+		t.Fatalf("slo.yaml: %v", err)
+	}
+	if p.Profiles[Nightly].Duration.D != 5*time.Minute {
+		t.Errorf("nightly duration %v", p.Profiles[Nightly].Duration.D)
+	}
+	for _, tc := range []struct{ from, to, want string }{
+		{"    duration: 5m\n", "    duration: 4m\n", "profiles.nightly.duration: 4m0s is under 5m0s"},
+		{"    duration: 5m\n", "    duration: soon\n", `"soon" is not a duration`},
+		{"  ga:\n", "  gamma:\n", "no load profile for channel ga"},
+		{"max_burn_rate: 1\n", "max_burn_rate: 2\n", "max_burn_rate: want more than 0 and at most 1"},
+		{"min_events: 20\n", "min_events: 0\n", "min_events: want at least 1"},
+		{"scrape_interval: 2s\n", "scrape_interval: 1m\n", "scrape_interval: at most 15s"},
+		{"    nodes: 3\n", "    nodes: 1\n", "profiles.nightly.nodes: 1"},
+		{"    removals_per_minute: 6\n", "    removals_per_minute: 60\n", "removals_per_minute: want 0 to registrations_per_minute"},
+		{"min_events: 20\n", "min_events: 20\nmin_event: 3\n", "field min_event not found"},
+	} {
+		bad := strings.Replace(string(good), tc.from, tc.to, 1)
+		if bad == string(good) {
+			t.Fatalf("case %q changes nothing", tc.to)
+		}
+		if _, err := ParseSLO("slo.yaml", []byte(bad)); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "slo.yaml") {
+			t.Errorf("%q: got %v, want an error naming slo.yaml and %q", strings.TrimSpace(tc.to), err, tc.want)
+		}
+	}
+}
+
+func FuzzParseSLO(f *testing.F) {
+	if good, err := os.ReadFile("slo.yaml"); err == nil {
+		f.Add(good)
+	}
+	f.Add([]byte("version: 1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParseSLO("f.yaml", data)
+		if err == nil && (p.MaxBurnRate <= 0 || len(p.Profiles) < len(Channels)) {
+			t.Fatalf("accepted %+v", p)
+		}
+	})
 }

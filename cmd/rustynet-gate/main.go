@@ -39,6 +39,7 @@ import (
 	"github.com/rustynet/rustynet/gates/cryptopolicy"
 	"github.com/rustynet/rustynet/gates/perfbudget"
 	"github.com/rustynet/rustynet/gates/publish"
+	"github.com/rustynet/rustynet/gates/slo"
 	"github.com/rustynet/rustynet/gates/soak"
 	"github.com/rustynet/rustynet/gates/unit"
 	"github.com/rustynet/rustynet/policies"
@@ -72,6 +73,7 @@ func registry() *gates.Registry {
 	architecture.Register(&r)
 	perfbudget.Register(&r)
 	soak.Register(&r)
+	slo.Register(&r)
 	return &r
 }
 

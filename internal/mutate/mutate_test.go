@@ -55,7 +55,7 @@ func TestMutantsApply(t *testing.T) {
 	if n < 8 {
 		t.Errorf("%d seeded regressions, want at least 8", n)
 	}
-	for _, g := range []string{"architecture", "conformance", "crypto-policy", "soak", "unit"} {
+	for _, g := range []string{"architecture", "conformance", "crypto-policy", "perf-budget", "slo", "soak", "unit"} {
 		if gates[g] == 0 {
 			t.Errorf("no seeded regression for the %s gate", g)
 		}
