@@ -112,7 +112,16 @@ func (c *Controller) start() {
 	c.Client = NewClient(t, c.CAFile)
 }
 
-// NewClient returns an HTTP/1.1 client that trusts the CA in caFile.
+// NewClient returns an HTTP/1.1 client that trusts the CA in caFile. It
+// holds at most clientConns connections to one controller, opening,
+// in use and idle together, and never closes one for want of idle room:
+// all of a test's requests come from one address, which the controller
+// allows controller.DefaultMaxConnsPerIP connections. An unbounded
+// client under a burst dials a new connection for every request it cannot
+// serve at once and keeps or closes the spares (a closed one counts until
+// the controller sees it close): 200 concurrent registrations, two
+// requests each, went past the cap now and then, and the refused ones
+// failed with EOF.
 func NewClient(t testing.TB, caFile string) *http.Client {
 	t.Helper()
 	pem, err := os.ReadFile(caFile)
@@ -126,9 +135,13 @@ func NewClient(t testing.TB, caFile string) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
 		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
-		MaxIdleConnsPerHost: 64,
+		MaxConnsPerHost:     clientConns,
+		MaxIdleConnsPerHost: clientConns,
 	}}
 }
+
+// clientConns is half the controller's per-address cap.
+const clientConns = controller.DefaultMaxConnsPerIP / 2
 
 // Stop shuts the controller down cleanly and waits for it: new
 // connections are refused, open long-polls are answered and requests in
