@@ -33,6 +33,7 @@ func main() {
 func run() error {
 	fs := flag.NewFlagSet("rustynetd", flag.ContinueOnError)
 	fs.Bool("netstack", false, "")
+	fs.String("metrics-listen", "", "")
 	fs.String("state-dir", "", "")
 	fs.String("hostname", "", "")
 	fs.String("auth-key", "", "")
