@@ -326,9 +326,7 @@ func TestConcurrentGates(t *testing.T) {
 	r.Register(Spec{Name: "b", Owner: "sre", Timeout: 2 * time.Second, Run: pair("b", "a"), Concurrent: true})
 	r.Register(Spec{Name: "last", Owner: "sre", Timeout: 2 * time.Second, Run: alone})
 	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [solo, serial, a, b, last]\n", r.Has)
-	keys := t.TempDir()
-	evidence.Keygen(keys, evidence.ECDSAP256)
-	signer, _ := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	signer := testSigner(t)
 	o, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: filepath.Join(t.TempDir(), "b"), Signer: signer,
 		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"})
 	if err != nil {
@@ -359,9 +357,7 @@ func TestNonFiniteMeasurementRefused(t *testing.T) {
 		return nil
 	}})
 	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [nan]\n", r.Has)
-	keys := t.TempDir()
-	evidence.Keygen(keys, evidence.ECDSAP256)
-	signer, _ := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	signer := testSigner(t)
 	o, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: filepath.Join(t.TempDir(), "b"), Signer: signer,
 		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test"})
 	if err != nil {
@@ -371,4 +367,18 @@ func TestNonFiniteMeasurementRefused(t *testing.T) {
 	if res.Status != evidence.StatusError || !strings.Contains(res.Reason, "measurement ratio has a value that is not a finite number") {
 		t.Fatalf("status %s (%s)", res.Status, res.Reason)
 	}
+}
+
+// testSigner makes a throwaway signing key.
+func testSigner(t *testing.T) *evidence.Signer {
+	t.Helper()
+	keys := t.TempDir()
+	if _, err := evidence.Keygen(keys, evidence.ECDSAP256); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer
 }
