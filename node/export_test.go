@@ -8,3 +8,7 @@ package node
 // the crash left. At "promoted" f is called with n's lock held: it must
 // not call n.
 func SetRotationHook(n *Node, f func(step string) error) { n.hook.Store(&f) }
+
+// SetEchoSentHook makes n's Ping call f right after it sends its echo
+// request, before it waits for the reply.
+func SetEchoSentHook(n *Node, f func()) { n.echoSent.Store(&f) }

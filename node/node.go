@@ -97,6 +97,7 @@ type Node struct {
 	rotation chan struct{}
 	hook     atomic.Pointer[func(step string) error] // test hook, see step
 	crashed  atomic.Bool                             // a test hook crashed the node
+	echoSent atomic.Pointer[func()]                  // test hook: Ping calls it once its echo is sent
 
 	mu        sync.Mutex
 	st        *persistent

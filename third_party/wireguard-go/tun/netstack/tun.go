@@ -440,19 +440,25 @@ func (pc *PingConn) ReadFrom(p []byte) (n int, addr net.Addr, err error) {
 	pc.wq.EventRegister(&e)
 	defer pc.wq.EventUnregister(&e)
 
-	select {
-	case <-pc.deadline.C:
-		return 0, nil, os.ErrDeadlineExceeded
-	case <-notifyCh:
-	}
-
-	w := tcpip.SliceWriter(p)
-
-	res, tcpipErr := pc.ep.Read(&w, tcpip.ReadOptions{
-		NeedRemoteAddr: true,
-	})
-	if tcpipErr != nil {
-		return 0, nil, fmt.Errorf("ping read: %s", tcpipErr)
+	// Rustynet patch: read what is queued already; wait only when nothing is.
+	var res tcpip.ReadResult
+	for {
+		w := tcpip.SliceWriter(p)
+		var tcpipErr tcpip.Error
+		res, tcpipErr = pc.ep.Read(&w, tcpip.ReadOptions{
+			NeedRemoteAddr: true,
+		})
+		if tcpipErr == nil {
+			break
+		}
+		if _, ok := tcpipErr.(*tcpip.ErrWouldBlock); !ok {
+			return 0, nil, fmt.Errorf("ping read: %s", tcpipErr)
+		}
+		select {
+		case <-pc.deadline.C:
+			return 0, nil, os.ErrDeadlineExceeded
+		case <-notifyCh:
+		}
 	}
 
 	remoteAddr, _ := netip.AddrFromSlice(res.RemoteAddr.Addr.AsSlice())
