@@ -40,8 +40,12 @@ type RunConfig struct {
 	Listen        string   // the API's TCP address, e.g. ":8443"
 	MetricsListen string   // the metrics' TCP address; "" disables them
 	TLSNames      []string // extra DNS names or IPs for the server certificate
-	IPv4, IPv6    netip.Prefix
-	Logger        *slog.Logger
+	// TLSCert and TLSKey, when set, are an operator's certificate and key
+	// (PEM files) served instead of one from the controller's own CA, and
+	// reloaded when they change (certs.OpenFiles).
+	TLSCert, TLSKey string
+	IPv4, IPv6      netip.Prefix
+	Logger          *slog.Logger
 	// Limits bound connections and per-node requests; zero fields take
 	// defaults.
 	Limits Limits
@@ -129,7 +133,15 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if err != nil {
 		return err
 	}
-	cm, err := certs.Open(filepath.Join(cfg.DataDir, TLSDir), hosts, nil)
+	var cm *certs.Manager
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return errors.New("tls: an operator's certificate needs both its certificate and its key file")
+		}
+		cm, err = certs.OpenFiles(cfg.TLSCert, cfg.TLSKey, nil)
+	} else {
+		cm, err = certs.Open(filepath.Join(cfg.DataDir, TLSDir), hosts, nil)
+	}
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
@@ -204,7 +216,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	}
 	log.Info("controller serving",
 		"listen", apiLn.Addr().String(), "metrics", fmt.Sprint(metricsAddr),
-		"admin_socket", adminLn.Addr().String(), "ca", cm.CAFile(),
+		"admin_socket", adminLn.Addr().String(), "ca", cm.CAFile(), "operator_certificate", cfg.TLSCert,
 		"tls_names", cm.Leaf().DNSNames, "tls_ips", fmt.Sprint(cm.Leaf().IPAddresses),
 		"capability_version", int(api.CurrentCapabilityVersion), "nodes", srv.st.count())
 	if cfg.Ready != nil {
@@ -325,5 +337,7 @@ func (c certExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- descCertExpiry 
 func (c certExpiry) Collect(ch chan<- prometheus.Metric) {
 	leaf, _ := c.cm.Renewed() // a failed renewal shows as the old expiry drawing near
 	ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(leaf.NotAfter.Unix()), "server")
-	ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(c.cm.CA().NotAfter.Unix()), "ca")
+	if ca := c.cm.CA(); ca != nil { // none for an operator's certificate
+		ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(ca.NotAfter.Unix()), "ca")
+	}
 }

@@ -1,7 +1,7 @@
 // Command rustynet-controller runs the Rustynet controller and administers
 // it through its admin socket.
 //
-//	rustynet-controller serve   --data-dir DIR [--listen :8443] [--metrics-listen 127.0.0.1:9469] [--tls-san NAME]... [--ready-file FILE]
+//	rustynet-controller serve   --data-dir DIR [--listen :8443] [--metrics-listen 127.0.0.1:9469] [--tls-san NAME]... [--tls-cert FILE --tls-key FILE] [--ready-file FILE]
 //	rustynet-controller authkey create|list|revoke ...
 //	rustynet-controller node    list|remove|rename ...
 //	rustynet-controller policy  set FILE | get
@@ -179,6 +179,8 @@ func serve(args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	var sans stringList
 	fs.Var(&sans, "tls-san", "extra DNS name or IP for the server certificate (repeatable, or comma-separated)")
+	tlsCert := fs.String("tls-cert", "", "serve this certificate (PEM, then any intermediates) instead of one from the controller's own CA; reloaded when it changes, never renewed by the controller (needs --tls-key)")
+	tlsKey := fs.String("tls-key", "", "the private key (PEM) of --tls-cert")
 	maxConns := fs.Int("max-conns", controller.DefaultMaxConns, "open API connections allowed in all; 0 for no limit")
 	maxConnsPerIP := fs.Int("max-conns-per-ip", controller.DefaultMaxConnsPerIP, "open API connections allowed from one IP address; 0 for no limit")
 	readyFile := fs.String("ready-file", "", "once serving, write this JSON file with the addresses served (for supervisors and tests)")
@@ -223,6 +225,8 @@ func serve(args []string, stderr io.Writer) error {
 		Listen:        *listen,
 		MetricsListen: *metrics,
 		TLSNames:      sans,
+		TLSCert:       *tlsCert,
+		TLSKey:        *tlsKey,
 		IPv4:          p4,
 		IPv6:          p6,
 		Logger:        log,

@@ -51,6 +51,13 @@ type Manager struct {
 
 	mu   sync.Mutex
 	cert *tls.Certificate
+
+	// An operator's pair (OpenFiles): its files, their last stamp, when
+	// they were last looked at and the last reload's error.
+	certFile, keyFile string
+	stamp             string
+	checked           time.Time
+	reloadErr         error
 }
 
 // Hosts are what a server certificate must cover.
@@ -89,8 +96,15 @@ func Open(dir string, hosts Hosts, now func() time.Time) (*Manager, error) {
 	return m, nil
 }
 
-// CAFile returns the path of the CA certificate nodes must trust.
-func (m *Manager) CAFile() string { return filepath.Join(m.dir, CAFile) }
+// CAFile returns the path of the CA certificate nodes must trust, or ""
+// for an operator's certificate (the operator's CA is not the controller's
+// to know).
+func (m *Manager) CAFile() string {
+	if m.External() {
+		return ""
+	}
+	return filepath.Join(m.dir, CAFile)
+}
 
 // TLSConfig returns the server's TLS configuration: TLS 1.3 only, and the
 // server certificate, reissued in place when it nears expiry.
@@ -98,23 +112,37 @@ func (m *Manager) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return m.current()
+			c, err := m.current()
+			if err != nil && !m.now().Before(c.Leaf.NotAfter) {
+				return nil, err // expired, and no new one
+			}
+			return c, nil // Renewed reports the error
 		},
 	}
 }
 
+// current returns the certificate to serve, renewed (or, for an
+// operator's, reloaded) first when due. When that fails it returns the
+// current certificate, still served while it has not expired, and the
+// error: a failed renewal must not end every handshake while the old
+// certificate is good for weeks.
 func (m *Manager) current() (*tls.Certificate, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.External() {
+		err := m.reloadLocked()
+		return m.cert, err
+	}
 	if m.now().Add(renewBefore).After(m.cert.Leaf.NotAfter) {
 		if err := m.issueServerLocked(); err != nil {
-			return nil, err
+			return m.cert, fmt.Errorf("renew the server certificate: %w", err)
 		}
 	}
 	return m.cert, nil
 }
 
-// CA returns the CA certificate (fixed once Open returns).
+// CA returns the CA certificate (fixed once Open returns), or nil for an
+// operator's certificate.
 func (m *Manager) CA() *x509.Certificate { return m.caCert }
 
 // Renewed returns the server certificate, renewed first when it is due, as
@@ -123,10 +151,7 @@ func (m *Manager) CA() *x509.Certificate { return m.caCert }
 // error.
 func (m *Manager) Renewed() (*x509.Certificate, error) {
 	c, err := m.current()
-	if err != nil {
-		return m.Leaf(), err
-	}
-	return c.Leaf, nil
+	return c.Leaf, err
 }
 
 // Leaf returns the current server certificate.
