@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rustynet/rustynet/internal/daemon"
 	"github.com/rustynet/rustynet/node/localapi"
 )
@@ -35,6 +37,14 @@ type MeshConfig struct {
 	// Observer adds one more host to the testbed, running no daemon, for
 	// whatever watches the mesh (a Prometheus); see Mesh.Observer.
 	Observer bool
+	// ControllerCert, when set, gives the controller an operator's
+	// certificate for its address (rustynet-controller --tls-cert): it
+	// returns the certificate, its key and the CA nodes are to trust.
+	ControllerCert func(addr netip.Addr) (certFile, keyFile, caFile string, err error)
+	// DataDirBytes, when positive, puts the mesh's directory (the
+	// controller's data directory, the nodes' state under it) on a tmpfs
+	// of that size, so that a test can fill it.
+	DataDirBytes int64
 }
 
 func (c MeshConfig) metricsListen() string {
@@ -55,6 +65,10 @@ type Mesh struct {
 	key    string
 	backnd string
 	mtu    int
+	// An operator's certificate (MeshConfig.ControllerCert): its files and
+	// the CA nodes trust; caFile is always set.
+	certFile, keyFile, caFile string
+	tmpfs                     bool
 }
 
 // MeshNode is one rustynetd of a Mesh.
@@ -167,6 +181,9 @@ func (m *Mesh) Observer() *Host {
 // DataDir is the controller's data directory (its admin socket is there).
 func (m *Mesh) DataDir() string { return m.dir }
 
+// CAFile is the CA the mesh's nodes trust the controller by.
+func (m *Mesh) CAFile() string { return m.caFile }
+
 // AuthKey is the reusable auth key the mesh's nodes registered with.
 func (m *Mesh) AuthKey() string { return m.key }
 
@@ -185,8 +202,12 @@ func (m *Mesh) ctlURL() string {
 func (m *Mesh) StartController(ctx context.Context) error {
 	h := m.net.Hosts[0]
 	ready := filepath.Join(m.dir, "controller.ready")
-	cmd := h.Command(ctx, m.env.ControllerBin, "serve", "--data-dir", m.dir, "--listen",
-		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", m.env.metricsListen(), "--ready-file", ready)
+	args := []string{"serve", "--data-dir", m.dir, "--listen",
+		netip.AddrPortFrom(h.Addr, 8443).String(), "--metrics-listen", m.env.metricsListen(), "--ready-file", ready}
+	if m.certFile != "" {
+		args = append(args, "--tls-cert", m.certFile, "--tls-key", m.keyFile)
+	}
+	cmd := h.Command(ctx, m.env.ControllerBin, args...)
 	p, _, err := daemon.StartReady(ctx, cmd, ready, 30*time.Second)
 	if err != nil {
 		return err
@@ -211,7 +232,20 @@ func StartMesh(ctx context.Context, env MeshConfig, backend string, peers, mtu i
 		n.Close()
 		return nil, err
 	}
-	m := &Mesh{env: env, net: n, dir: dir, backnd: backend, mtu: mtu}
+	m := &Mesh{env: env, net: n, dir: dir, backnd: backend, mtu: mtu, caFile: filepath.Join(dir, "tls", "ca.pem")}
+	if env.DataDirBytes > 0 {
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", env.DataDirBytes)); err != nil {
+			m.close()
+			return nil, fmt.Errorf("tmpfs on %s: %w", dir, err)
+		}
+		m.tmpfs = true
+	}
+	if env.ControllerCert != nil {
+		if m.certFile, m.keyFile, m.caFile, err = env.ControllerCert(n.Hosts[0].Addr); err != nil {
+			m.close()
+			return nil, fmt.Errorf("controller certificate: %w", err)
+		}
+	}
 	if err := m.StartController(ctx); err != nil {
 		m.close()
 		return nil, err
@@ -235,7 +269,7 @@ func (m *Mesh) addNode(ctx context.Context, i int) error {
 	h := m.net.Hosts[i]
 	dir := filepath.Join(m.dir, fmt.Sprintf("node%d", i))
 	nd := &MeshNode{host: h, dir: dir, args: []string{"--state-dir", dir, "--controller", m.ctlURL(),
-		"--controller-ca", filepath.Join(m.dir, "tls", "ca.pem"), "--auth-key", m.key, "--backend", m.backnd,
+		"--controller-ca", m.caFile, "--auth-key", m.key, "--backend", m.backnd,
 		"--interface", fmt.Sprintf("rnm%d-%s", i, h.Name[5:11]), "--mtu", strconv.Itoa(m.mtu), "--hostname", fmt.Sprintf("n%d", i),
 		"--metrics-listen", m.env.metricsListen()}}
 	nd.args = append(nd.args, m.env.NodeArgs...)
@@ -296,6 +330,9 @@ func (m *Mesh) close() {
 		m.ctl.Stop(10 * time.Second)
 	}
 	m.net.Close()
+	if m.tmpfs {
+		unix.Unmount(m.dir, unix.MNT_DETACH)
+	}
 	os.RemoveAll(m.dir)
 }
 
