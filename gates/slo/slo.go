@@ -24,6 +24,7 @@ import (
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/internal/meshload"
 	"github.com/rustynet/rustynet/internal/promstack"
 	slospec "github.com/rustynet/rustynet/internal/slo"
 	"github.com/rustynet/rustynet/internal/testbed"
@@ -103,7 +104,8 @@ func run(ctx context.Context, r *gates.Run) error {
 	fmt.Fprintf(r.Log, "prometheus and alertmanager up; rules sha256 %s\n", stack.RulesDigest())
 
 	start := time.Now()
-	ld, err := runLoad(ctx, mesh, prof, r)
+	ld, err := meshload.Run(ctx, meshload.Config{Mesh: mesh, ControllerBin: ctl, Duration: prof.Duration.D,
+		RegistrationsPerMinute: prof.RegistrationsPerMinute, RemovalsPerMinute: prof.RemovalsPerMinute, Log: r.Log, Progress: r.Progress})
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}

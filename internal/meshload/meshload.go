@@ -1,4 +1,8 @@
-package slo
+// Package meshload drives a control-plane load through a testbed mesh's
+// controller, as the slo and incident gates need it: simulated nodes
+// register through the node API at a paced rate, each then long-polls its
+// netmap as a node does, and the oldest are removed through the admin CLI.
+package meshload
 
 import (
 	"bytes"
@@ -14,19 +18,32 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
-	"github.com/rustynet/rustynet/gates"
 	"github.com/rustynet/rustynet/internal/testbed"
-	"github.com/rustynet/rustynet/policies"
 )
 
-// loadStats is what the load client did, acknowledged by the controller.
-type loadStats struct {
+// Config is a load: its pace, and what runs it.
+type Config struct {
+	Mesh *testbed.Mesh
+	// ControllerBin is the rustynet-controller binary (its admin CLI
+	// removes nodes).
+	ControllerBin string
+	// Duration bounds the load; it also ends with its context.
+	Duration time.Duration
+	// RegistrationsPerMinute must be positive; RemovalsPerMinute may be 0.
+	RegistrationsPerMinute, RemovalsPerMinute float64
+	// Log receives each failed write; Progress, when set, the share of
+	// Duration done.
+	Log      io.Writer
+	Progress func(float64)
+}
+
+// Stats is what the load client did, acknowledged by the controller.
+type Stats struct {
 	Registered   int `json:"registered"`
 	Removed      int `json:"removed"`
 	Polls        int `json:"polls"`
@@ -34,21 +51,30 @@ type loadStats struct {
 	FailedPolls  int `json:"failed_polls"`
 }
 
-func (l loadStats) String() string {
+func (l Stats) String() string {
 	return fmt.Sprintf("%d registrations, %d removals, %d netmap polls; %d writes and %d polls failed",
 		l.Registered, l.Removed, l.Polls, l.FailedWrites, l.FailedPolls)
 }
 
-// runLoad drives the profile for its duration from the mesh's observer
-// host: registrations through the node API, each simulated node then
-// long-polling its netmap as a node does, and removals through the admin
-// CLI. Simulated nodes ask for the QUIC backend while the mesh runs
-// WireGuard, so the real nodes see them as peers they cannot use and do
-// not probe them. It stops on its own at the profile's duration.
-func runLoad(ctx context.Context, mesh *testbed.Mesh, prof policies.SLOProfile, r *gates.Run) (loadStats, error) {
-	var st loadStats
+// Run drives the load from the mesh's observer host: registrations
+// through the node API, each simulated node then long-polling its netmap
+// as a node does, and removals through the admin CLI. Simulated nodes ask
+// for the QUIC backend while the mesh runs WireGuard, so the real nodes
+// see them as peers they cannot use and do not probe them. It stops on its
+// own at the configured duration, or when ctx ends (then with ctx's
+// error). A registration or removal the controller refuses is counted and
+// logged, not returned: the SLIs judge them.
+func Run(ctx context.Context, cfg Config) (Stats, error) {
+	var st Stats
 	var mu sync.Mutex
-	ca, err := os.ReadFile(filepath.Join(mesh.DataDir(), "tls", "ca.pem"))
+	mesh := cfg.Mesh
+	if cfg.RegistrationsPerMinute <= 0 {
+		return st, errors.New("meshload: registrations per minute must be positive")
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	ca, err := os.ReadFile(mesh.CAFile())
 	if err != nil {
 		return st, err
 	}
@@ -70,16 +96,16 @@ func runLoad(ctx context.Context, mesh *testbed.Mesh, prof policies.SLOProfile, 
 	defer hc.CloseIdleConnections()
 	base := mesh.ControllerURL()
 
-	loadCtx, stop := context.WithTimeout(ctx, prof.Duration.D)
+	loadCtx, stop := context.WithTimeout(ctx, cfg.Duration)
 	defer stop()
 	pollCtx, stopPolls := context.WithCancel(ctx)
 	var polls sync.WaitGroup
 	defer func() { stopPolls(); polls.Wait() }()
 
-	regEvery := time.Duration(float64(time.Minute) / prof.RegistrationsPerMinute)
+	regEvery := time.Duration(float64(time.Minute) / cfg.RegistrationsPerMinute)
 	var remEvery time.Duration
-	if prof.RemovalsPerMinute > 0 {
-		remEvery = time.Duration(float64(time.Minute) / prof.RemovalsPerMinute)
+	if cfg.RemovalsPerMinute > 0 {
+		remEvery = time.Duration(float64(time.Minute) / cfg.RemovalsPerMinute)
 	}
 	regTick := time.NewTicker(regEvery)
 	defer regTick.Stop()
@@ -109,7 +135,7 @@ func runLoad(ctx context.Context, mesh *testbed.Mesh, prof policies.SLOProfile, 
 			if err != nil {
 				st.FailedWrites++
 				mu.Unlock()
-				fmt.Fprintf(r.Log, "load: registration %d: %v\n", n, err)
+				fmt.Fprintf(cfg.Log, "load: registration %d: %v\n", n, err)
 				continue
 			}
 			st.Registered++
@@ -128,20 +154,22 @@ func runLoad(ctx context.Context, mesh *testbed.Mesh, prof policies.SLOProfile, 
 			}
 			id := live[0]
 			live = live[1:]
-			out, err := exec.CommandContext(loadCtx, r.Binaries["rustynet-controller"], "node", "remove", "--data-dir", mesh.DataDir(), id).CombinedOutput()
+			out, err := exec.CommandContext(loadCtx, cfg.ControllerBin, "node", "remove", "--data-dir", mesh.DataDir(), id).CombinedOutput()
 			if err != nil && loadCtx.Err() != nil {
 				continue
 			}
 			mu.Lock()
 			if err != nil {
 				st.FailedWrites++
-				fmt.Fprintf(r.Log, "load: remove %s: %v %s\n", id, err, bytes.TrimSpace(out))
+				fmt.Fprintf(cfg.Log, "load: remove %s: %v %s\n", id, err, bytes.TrimSpace(out))
 			} else {
 				st.Removed++
 			}
 			mu.Unlock()
 		}
-		r.Progress(min(1, float64(time.Since(began))/float64(prof.Duration.D)))
+		if cfg.Progress != nil {
+			cfg.Progress(min(1, float64(time.Since(began))/float64(cfg.Duration)))
+		}
 	}
 }
 
