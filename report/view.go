@@ -43,6 +43,8 @@ type view struct {
 	Gates          []gateView
 	Waivers        []waiverView
 	Measured       []measuredGate
+	SLOs           []sloRow    // the slo gate's SLOs, when it ran
+	Drills         []drillView // the incident gate's drills, when it ran
 	Artifacts      []artifactView
 	Statements     []artifactView
 	Notes          []string
@@ -213,6 +215,14 @@ func buildView(in *Input) (*view, error) {
 			sv.Digests = append(sv.Digests, alg+":"+s.Digest[alg])
 		}
 		rv.Subjects = append(rv.Subjects, sv)
+	}
+
+	var err error
+	if rv.SLOs, err = sloRows(results); err != nil {
+		rv.Notes = append(rv.Notes, err.Error())
+	}
+	if rv.Drills, err = drillViews(results); err != nil {
+		rv.Notes = append(rv.Notes, err.Error())
 	}
 
 	series, skipped := 0, 0

@@ -1,0 +1,161 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/rustynet/rustynet/evidence"
+)
+
+// The operations gates' details, as the slo and incident gates sign them
+// (gates/slo, gates/incident): the report reads only what it shows.
+const (
+	sloGate      = "slo"
+	incidentGate = "incident"
+)
+
+// sloRow is one SLO over the slo gate's run.
+type sloRow struct {
+	ID, Objective, Attainment, BurnRate, WindowBurn, Events string
+	Passed                                                  bool
+	Class                                                   string
+}
+
+// drillView is one incident drill's measured timeline.
+type drillView struct {
+	Name     string
+	Passed   bool
+	Class    string
+	Detect   string // time to detect
+	Mitigate string // time to mitigate
+	Events   []drillEvent
+	Problems []string
+}
+
+type drillEvent struct{ At, From, What string }
+
+func pct(v *float64) string {
+	if v == nil {
+		return "no value"
+	}
+	return fmt.Sprintf("%.3f%%", *v*100)
+}
+
+func num(v *float64) string {
+	if v == nil {
+		return "no value"
+	}
+	return fmtNum(*v)
+}
+
+// sloRows reads the slo gate's SLO summaries, if it ran.
+func sloRows(results map[string]evidence.GateResult) ([]sloRow, error) {
+	r, ok := results[sloGate]
+	if !ok || len(r.Details) == 0 {
+		return nil, nil
+	}
+	var d struct {
+		SLOs []struct {
+			ID            string   `json:"id"`
+			Objective     float64  `json:"objective"`
+			Attainment    *float64 `json:"attainment"`
+			BurnRate      *float64 `json:"burn_rate"`
+			MaxWindowBurn *float64 `json:"max_window_burn_rate"`
+			Events        *float64 `json:"events"`
+			Passed        bool     `json:"passed"`
+		} `json:"slos"`
+	}
+	if err := json.Unmarshal(r.Details, &d); err != nil {
+		return nil, fmt.Errorf("the slo gate's details: %w", err)
+	}
+	var out []sloRow
+	for _, s := range d.SLOs {
+		row := sloRow{ID: s.ID, Objective: fmtNum(s.Objective) + "%", Attainment: pct(s.Attainment), BurnRate: num(s.BurnRate),
+			WindowBurn: num(s.MaxWindowBurn), Events: num(s.Events), Passed: s.Passed, Class: "good"}
+		if !s.Passed {
+			row.Class = "bad"
+		}
+		out = append(out, row)
+	}
+	return out, nil
+}
+
+// drillViews reads the incident gate's drills, if it ran.
+func drillViews(results map[string]evidence.GateResult) ([]drillView, error) {
+	r, ok := results[incidentGate]
+	if !ok || len(r.Details) == 0 {
+		return nil, nil
+	}
+	var d struct {
+		Drills []struct {
+			Drill     string     `json:"drill"`
+			Passed    bool       `json:"passed"`
+			Injected  *time.Time `json:"injected"`
+			Paged     *time.Time `json:"paged"`
+			Mitigated *time.Time `json:"mitigated"`
+			Resolved  *time.Time `json:"resolved"`
+			Detect    *float64   `json:"time_to_detect_s"`
+			Mitigate  *float64   `json:"time_to_mitigate_s"`
+			Alerts    []struct {
+				Alert    string     `json:"alert"`
+				Receiver string     `json:"receiver"`
+				Fired    *time.Time `json:"fired"`
+				Paged    *time.Time `json:"paged"`
+				Resolved *time.Time `json:"resolved"`
+			} `json:"alerts"`
+			Problems []string `json:"problems"`
+		} `json:"drills"`
+	}
+	if err := json.Unmarshal(r.Details, &d); err != nil {
+		return nil, fmt.Errorf("the incident gate's details: %w", err)
+	}
+	secs := func(v *float64) string {
+		if v == nil {
+			return "not reached"
+		}
+		return fmtSeconds(*v)
+	}
+	var out []drillView
+	for _, x := range d.Drills {
+		dv := drillView{Name: x.Drill, Passed: x.Passed, Class: "good", Detect: secs(x.Detect), Mitigate: secs(x.Mitigate), Problems: x.Problems}
+		if !x.Passed {
+			dv.Class = "bad"
+		}
+		type ev struct {
+			t    *time.Time
+			what string
+		}
+		evs := []ev{{x.Injected, "injected"}}
+		for _, a := range x.Alerts {
+			evs = append(evs, ev{a.Fired, "fired: " + a.Alert}, ev{a.Paged, "paged: " + a.Alert + " to " + a.Receiver})
+			if a.Resolved != nil {
+				evs = append(evs, ev{a.Resolved, "resolved: " + a.Alert})
+			}
+		}
+		evs = append(evs, ev{x.Mitigated, "mitigated (runbook script)"}, ev{x.Resolved, "resolved"})
+		sort.SliceStable(evs, func(i, j int) bool {
+			a, b := evs[i].t, evs[j].t
+			switch {
+			case a == nil:
+				return false
+			case b == nil:
+				return true
+			}
+			return a.Before(*b)
+		})
+		for _, e := range evs {
+			de := drillEvent{At: "not reached", What: e.what}
+			if e.t != nil {
+				de.At = e.t.UTC().Format("15:04:05")
+				if x.Injected != nil {
+					de.From = fmt.Sprintf("+%.0f s", e.t.Sub(*x.Injected).Seconds())
+				}
+			}
+			dv.Events = append(dv.Events, de)
+		}
+		out = append(out, dv)
+	}
+	return out, nil
+}
