@@ -37,6 +37,7 @@ import (
 	"github.com/rustynet/rustynet/gates/build"
 	"github.com/rustynet/rustynet/gates/conformance"
 	"github.com/rustynet/rustynet/gates/cryptopolicy"
+	"github.com/rustynet/rustynet/gates/incident"
 	"github.com/rustynet/rustynet/gates/perfbudget"
 	"github.com/rustynet/rustynet/gates/publish"
 	"github.com/rustynet/rustynet/gates/slo"
@@ -74,6 +75,7 @@ func registry() *gates.Registry {
 	perfbudget.Register(&r)
 	soak.Register(&r)
 	slo.Register(&r)
+	incident.Register(&r)
 	return &r
 }
 
