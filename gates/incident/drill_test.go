@@ -1,7 +1,6 @@
 package incident
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -108,9 +107,8 @@ func TestDrills(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
 	env := Env{Root: root, ControllerBin: filepath.Join(bin, "rustynet-controller"), DaemonBin: filepath.Join(bin, "rustynetd"),
-		Work: t.TempDir(), Log: &log, Rules: rules, Alertmanager: filepath.Join(root, AlertmanagerFile),
+		Work: t.TempDir(), Log: testLog{t}, Rules: rules, Alertmanager: filepath.Join(root, AlertmanagerFile),
 		ScrapeInterval: scrapeInterval, EvalPeriod: evalInterval, Routes: routes}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -132,24 +130,13 @@ func TestDrills(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if t.Failed() || testing.Verbose() {
-		t.Log(log.String())
-	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// testLog writes the drills' log to the test's: shown with -v or on
+// failure, safe from every drill's goroutine.
+type testLog struct{ t *testing.T }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
