@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -85,7 +86,8 @@ type Result struct {
 	Notifications []promstack.Notification `json:"notifications"`
 	RulesDigest   string                   `json:"rules_sha256"`
 	// SLIs are every SLO's 5-minute error ratio at the end of detection,
-	// by SLO id: what the burn-rate alerts saw.
+	// by SLO id: what the burn-rate alerts saw (an SLO with no events in
+	// the window is left out).
 	SLIs     map[string]float64 `json:"slis_at_detection"`
 	Problems []string           `json:"problems"`
 	Passed   bool               `json:"passed"`
@@ -407,7 +409,11 @@ func sliSnapshot(ctx context.Context, s *promstack.Stack) map[string]float64 {
 	out := map[string]float64{}
 	if vec, ok := v.(model.Vector); ok && err == nil {
 		for _, smp := range vec {
-			out[string(smp.Metric["sloth_id"])] = float64(smp.Value)
+			// An SLI with no events in the window is 0/0: left out, as
+			// JSON has no NaN.
+			if v := float64(smp.Value); !math.IsNaN(v) && !math.IsInf(v, 0) {
+				out[string(smp.Metric["sloth_id"])] = v
+			}
 		}
 	}
 	return out

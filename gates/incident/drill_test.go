@@ -2,6 +2,7 @@ package incident
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,6 +124,10 @@ func TestDrills(t *testing.T) {
 			t.Logf("drill %s: detect %s, mitigate %s, script %s, SLIs at detection %v, problems %q\n%s", d.Name, fsecs(res.TimeToDetect), fsecs(res.TimeToMitigate), fsecs(res.ScriptSeconds), res.SLIs, res.Problems, res.ScriptOutput)
 			for _, p := range res.Problems {
 				t.Errorf("drill %s: %s", d.Name, p)
+			}
+			// The gate signs the result as JSON.
+			if _, err := json.Marshal(res); err != nil {
+				t.Errorf("drill %s: its result is not JSON: %v", d.Name, err)
 			}
 			if res.Passed && (res.TimeToDetect == nil || res.Resolved == nil) {
 				t.Errorf("drill %s passed without a measured detection and resolution", d.Name)
