@@ -149,6 +149,11 @@ type MapResponse struct {
 	Peers        []Node   `json:"peers,omitempty"`
 	PeersChanged []Node   `json:"peers_changed,omitempty"`
 	PeersRemoved []NodeID `json:"peers_removed,omitempty"`
+	// Controllers are the URLs of the controller replicas serving this
+	// mesh now (https://HOST:PORT), so a node learns replicas added after
+	// it started. Empty from a single controller that announces none; a
+	// node then keeps the URLs it was started with.
+	Controllers []string `json:"controllers,omitempty"`
 }
 
 // ErrorBody is the body of every error response.

@@ -32,6 +32,24 @@ var (
 	// ErrNewerSchema is returned when opening a store written by a newer
 	// build.
 	ErrNewerSchema = errors.New("store was written by a newer controller")
+	// ErrUnavailable is returned (wrapped, with the cause) when a
+	// replicated store cannot be reached or has no quorum: the
+	// transaction did not run or did not commit, and may be retried. The
+	// controller answers 503 with Retry-After.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrUnknownOutcome is returned when a replicated store lost contact
+	// in the middle of a commit and could not learn whether it took
+	// effect. The caller must not report success; a client's retry must
+	// be safe (registration and key rotation are idempotent for the node
+	// that asked).
+	ErrUnknownOutcome = errors.New("store did not confirm whether the transaction committed")
+	// ErrTooLarge is returned when a transaction exceeds the store's
+	// limits (etcd's --max-txn-ops or --max-request-bytes). Nothing was
+	// written; the controller commits a batch that hits it in halves.
+	ErrTooLarge = errors.New("transaction too large for the store")
+	// ErrNoSpace is returned when the store refuses writes because it is
+	// full (etcd's space quota alarm, or a disk with no space left).
+	ErrNoSpace = errors.New("store is out of space")
 )
 
 // ConflictError is returned by PutNode when a unique field of the node is
@@ -87,6 +105,8 @@ type Tx interface {
 	AuthKey(id string) (*AuthKey, error)
 	PutAuthKey(k *AuthKey) error
 	ForEachAuthKey(fn func(*AuthKey) error) error
+	// DeleteAuthKey removes a key (ErrNotFound if it does not exist).
+	DeleteAuthKey(id string) error
 
 	// Policy returns the ACL policy, or ErrNotFound if none was ever set.
 	Policy() (*Policy, error)
@@ -96,6 +116,9 @@ type Tx interface {
 	// The controller keeps the IPAM cursor here.
 	Counter(name string) (uint64, error)
 	SetCounter(name string, v uint64) error
+	// ForEachCounter calls fn for each counter that was set, in name
+	// order, until fn returns an error.
+	ForEachCounter(fn func(name string, v uint64) error) error
 }
 
 // Index names for Tx.NodeIDBy.

@@ -4,6 +4,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -421,6 +422,14 @@ func (t *tx) ForEachAuthKey(fn func(*store.AuthKey) error) error {
 	})
 }
 
+func (t *tx) DeleteAuthKey(id string) error {
+	b := t.btx.Bucket(bucketAuthKeys)
+	if b.Get([]byte(id)) == nil {
+		return fmt.Errorf("auth key %s: %w", id, store.ErrNotFound)
+	}
+	return b.Delete([]byte(id))
+}
+
 func (t *tx) Policy() (*store.Policy, error) {
 	var p store.Policy
 	if err := getJSON(t.btx.Bucket(bucketPolicy), keyPolicy, &p); err != nil {
@@ -439,6 +448,20 @@ func (t *tx) Counter(name string) (uint64, error) {
 
 func (t *tx) SetCounter(name string, v uint64) error {
 	return putUint(t.btx.Bucket(bucketMeta), []byte("counter/"+name), v)
+}
+
+func (t *tx) ForEachCounter(fn func(name string, v uint64) error) error {
+	c := t.btx.Bucket(bucketMeta).Cursor()
+	prefix := []byte("counter/")
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(v) != 8 {
+			return fmt.Errorf("counter %s: %d bytes, want 8", k[len(prefix):], len(v))
+		}
+		if err := fn(string(k[len(prefix):]), binary.BigEndian.Uint64(v)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func getJSON(b *bbolt.Bucket, key []byte, v any) error {

@@ -33,6 +33,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuthKeys", testAuthKeys},
 		{"Policy", testPolicy},
 		{"Counters", testCounters},
+		{"DeleteAuthKey", testDeleteAuthKey},
+		{"ReadsSeeOwnWrites", testReadsSeeOwnWrites},
 		{"Backup", testBackup},
 		{"CanceledContext", testCanceledContext},
 	}
@@ -336,6 +338,100 @@ func testCounters(t *testing.T, s store.Store) {
 	view(t, s, func(tx store.Tx) error {
 		if v, err := tx.Counter("ipam"); err != nil || v != 1<<40+5 {
 			t.Errorf("Counter(ipam) = %d, %v; want %d", v, err, uint64(1<<40+5))
+		}
+		return nil
+	})
+}
+
+// testDeleteAuthKey: a deleted key MUST be gone, and deleting a missing one
+// MUST return ErrNotFound.
+func testDeleteAuthKey(t *testing.T, s store.Store) {
+	for _, id := range []string{"k1", "k2"} {
+		if _, err := s.Update(context.Background(), func(tx store.Tx) error {
+			return tx.PutAuthKey(&store.AuthKey{ID: id, ExpiresAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Update(context.Background(), func(tx store.Tx) error { return tx.DeleteAuthKey("k1") }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Update(context.Background(), func(tx store.Tx) error { return tx.DeleteAuthKey("k1") })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("deleting a deleted key: %v, want ErrNotFound", err)
+	}
+	view(t, s, func(tx store.Tx) error {
+		var ids []string
+		if err := tx.ForEachAuthKey(func(k *store.AuthKey) error { ids = append(ids, k.ID); return nil }); err != nil {
+			t.Error(err)
+		}
+		if !reflect.DeepEqual(ids, []string{"k2"}) {
+			t.Errorf("keys after delete = %q, want [k2]", ids)
+		}
+		return nil
+	})
+}
+
+// testReadsSeeOwnWrites: inside an Update, reads and iteration MUST see the
+// transaction's own writes and deletes, in order, merged with what was
+// committed before; counters MUST list in name order.
+func testReadsSeeOwnWrites(t *testing.T, s store.Store) {
+	put(t, s, Node(1), Node(3), Node(5))
+	if _, err := s.Update(context.Background(), func(tx store.Tx) error {
+		if err := tx.PutNode(Node(2)); err != nil {
+			return err
+		}
+		if err := tx.PutNode(Node(6)); err != nil {
+			return err
+		}
+		if err := tx.DeleteNode(Node(3).ID); err != nil {
+			return err
+		}
+		n5 := Node(5)
+		n5.Name = "renamed"
+		if err := tx.PutNode(n5); err != nil {
+			return err
+		}
+		var got []string
+		if err := tx.ForEachNode(func(n *store.Node) error { got = append(got, string(n.ID)+":"+n.Name); return nil }); err != nil {
+			return err
+		}
+		want := []string{"n0001:host-1", "n0002:host-2", "n0005:renamed", "n0006:host-6"}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("ForEachNode inside the Update = %q, want %q", got, want)
+		}
+		if id, err := tx.NodeIDBy(store.IndexName, "renamed"); err != nil || id != "n0005" {
+			t.Errorf("NodeIDBy(name, renamed) = %q, %v; want n0005", id, err)
+		}
+		if _, err := tx.NodeIDBy(store.IndexName, "host-5"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("NodeIDBy(name, host-5) after the rename: %v, want ErrNotFound", err)
+		}
+		for _, c := range []string{"name/b", "ipam", "name/a"} {
+			if err := tx.SetCounter(c, uint64(len(c))); err != nil {
+				return err
+			}
+		}
+		var counters []string
+		if err := tx.ForEachCounter(func(name string, v uint64) error {
+			counters = append(counters, fmt.Sprintf("%s=%d", name, v))
+			return nil
+		}); err != nil {
+			return err
+		}
+		if want := []string{"ipam=4", "name/a=6", "name/b=6"}; !reflect.DeepEqual(counters, want) {
+			t.Errorf("ForEachCounter = %q, want %q", counters, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	view(t, s, func(tx store.Tx) error {
+		var got []api.NodeID
+		if err := tx.ForEachNode(func(n *store.Node) error { got = append(got, n.ID); return nil }); err != nil {
+			t.Error(err)
+		}
+		if want := []api.NodeID{"n0001", "n0002", "n0005", "n0006"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("ForEachNode after commit = %q, want %q", got, want)
 		}
 		return nil
 	})

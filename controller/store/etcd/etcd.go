@@ -1,0 +1,777 @@
+// Package etcd is the replicated Store, on etcd (go.etcd.io/etcd/client/v3):
+// several controller replicas share one store, follow its change feed,
+// elect one of them for the work that must happen once, and announce their
+// URLs to the nodes.
+//
+// Every record is one key under Options.Prefix:
+//
+//	PREFIX data/meta/schema          schema version (decimal)
+//	PREFIX data/meta/revision        the store revision (decimal)
+//	PREFIX data/meta/txn             "<revision> <random id> <commit time, Unix ns>" of the last Update
+//	PREFIX data/meta/counter/NAME    a counter (decimal)
+//	PREFIX data/nodes/ID             a node (JSON)
+//	PREFIX data/idx/INDEX/VALUE      a unique index entry: the node ID
+//	PREFIX data/authkeys/ID          a pre-auth key (JSON)
+//	PREFIX data/policy               the ACL policy (JSON)
+//	PREFIX replicas/ID               a replica's URL, under its session's lease
+//	PREFIX election/                 the election of the replica that sweeps
+//
+// Transactions are optimistic: an Update reads at one etcd revision, buffers
+// its writes, and commits them in one etcd Txn on condition that the
+// revision key is unchanged. Every Update writes that key, so any two
+// Updates that overlap conflict and one retries: Updates are serializable
+// across replicas, which is what keeps an address, a name or a single-use
+// key from going to two nodes. (concurrency.STM does the same but has no
+// range reads, which ForEachNode needs.)
+package etcd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/store"
+)
+
+// DefaultPrefix is where a controller keeps its keys unless told otherwise.
+const DefaultPrefix = "/rustynet/"
+
+// pageSize bounds the keys one range read returns.
+const pageSize = 1000
+
+// Options configure a Store.
+type Options struct {
+	// Prefix of every key (DefaultPrefix when empty). Two meshes may
+	// share one etcd cluster under different prefixes.
+	Prefix string
+	// Timeout bounds one View or Update, its retries included (default
+	// 5 s). When etcd does not answer in time the call fails with
+	// store.ErrUnavailable.
+	Timeout time.Duration
+	// SessionTTL is the lease behind the replica's announcement and its
+	// leadership (default 10 s): a replica that dies is forgotten, and
+	// its leadership moves, within it.
+	SessionTTL time.Duration
+	// Registerer receives the store's metrics; nil keeps them private.
+	Registerer prometheus.Registerer
+}
+
+// Store is a store.Replicated on etcd.
+type Store struct {
+	cli      *clientv3.Client
+	prefix   string
+	data     string
+	timeout  time.Duration
+	ttl      time.Duration
+	migrated []string
+	m        *metrics
+	sess     *sessionHolder
+}
+
+var _ store.Replicated = (*Store)(nil)
+
+// Open returns a Store over cli (which the caller keeps and closes after
+// the Store) and migrates the stored data to store.SchemaVersion. Several
+// replicas may open one store at once: the migrations are transactions
+// that run once.
+func Open(ctx context.Context, cli *clientv3.Client, o Options) (*Store, error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(o.Prefix, "/") {
+		o.Prefix += "/"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.SessionTTL <= 0 {
+		o.SessionTTL = 10 * time.Second
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	s := &Store{cli: cli, prefix: o.Prefix, data: o.Prefix + "data/", timeout: o.Timeout, ttl: o.SessionTTL,
+		m: newMetrics(o.Registerer)}
+	s.sess = &sessionHolder{s: s}
+	if err := s.migrate(ctx); err != nil {
+		return nil, fmt.Errorf("open etcd store %s: %w", o.Prefix, err)
+	}
+	return s, nil
+}
+
+// Migrated lists the migrations Open applied, in order.
+func (s *Store) Migrated() []string { return s.migrated }
+
+// Client is the etcd client the store uses.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+func (s *Store) key(parts ...string) string { return s.data + strings.Join(parts, "/") }
+
+func (s *Store) revisionKey() string { return s.key("meta", "revision") }
+
+// A migration moves the stored data from version to-1 to version to, in
+// one transaction that also records the new version.
+type migration struct {
+	to   uint64
+	name string
+	fn   func(t *tx) error
+}
+
+var migrations = []migration{
+	// Version 1 is the layout in the package comment; an empty store
+	// needs no keys to have it.
+	{to: 1, name: "record the schema version", fn: func(*tx) error { return nil }},
+}
+
+// SchemaVersion reads the schema version recorded in the store.
+func (s *Store) SchemaVersion(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.key("meta", "schema"))
+	if err != nil {
+		return 0, s.unavailable("read the schema version", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	return parseUint(resp.Kvs[0].Value)
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	current, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if current > store.SchemaVersion {
+		return fmt.Errorf("%w: schema version %d, this build knows up to %d; run a newer controller or restore a backup taken before the upgrade",
+			store.ErrNewerSchema, current, store.SchemaVersion)
+	}
+	for _, m := range migrations {
+		if m.to <= current {
+			continue
+		}
+		ran := false
+		_, err := s.update(ctx, false, func(t *tx) error {
+			ran = false
+			v, err := t.getUint(s.key("meta", "schema"))
+			if err != nil || v >= m.to {
+				return err // another replica ran it
+			}
+			if err := m.fn(t); err != nil {
+				return err
+			}
+			ran = true
+			t.put(s.key("meta", "schema"), strconv.FormatUint(m.to, 10))
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("migrate schema %d -> %d (%s): %w", m.to-1, m.to, m.name, err)
+		}
+		if ran {
+			s.migrated = append(s.migrated, fmt.Sprintf("%d: %s", m.to, m.name))
+		}
+		current = m.to
+	}
+	return nil
+}
+
+// View implements store.Store: fn reads one consistent etcd revision.
+func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	start := time.Now()
+	defer func() { s.m.latency.WithLabelValues("view").Observe(time.Since(start).Seconds()) }()
+	resp, err := s.cli.Get(ctx, s.revisionKey())
+	if err != nil {
+		return s.unavailable("read", err)
+	}
+	rev, err := revisionOf(resp)
+	if err != nil {
+		return err
+	}
+	t := &tx{s: s, ctx: ctx, rev: rev, at: resp.Header.Revision, readOnly: true}
+	if err := fn(t); err != nil {
+		return s.txErr(err)
+	}
+	return nil
+}
+
+// Update implements store.Store. It retries fn on a conflict with another
+// Update (of this replica or another) until Options.Timeout.
+func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return s.update(ctx, true, func(t *tx) error { return fn(t) })
+}
+
+// update runs fn in an optimistic transaction. With bump (every Update) it
+// commits as the next store revision; without (migrations) it leaves the
+// revision as it is, and the change feed does not see it.
+func (s *Store) update(ctx context.Context, bump bool, fn func(*tx) error) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	start := time.Now()
+	defer func() { s.m.latency.WithLabelValues("update").Observe(time.Since(start).Seconds()) }()
+	for {
+		resp, err := s.cli.Get(ctx, s.revisionKey())
+		if err != nil {
+			return 0, s.unavailable("read", err)
+		}
+		cur, err := revisionOf(resp)
+		if err != nil {
+			return 0, err
+		}
+		var modRev int64
+		if len(resp.Kvs) == 1 {
+			modRev = resp.Kvs[0].ModRevision
+		}
+		t := &tx{s: s, ctx: ctx, rev: cur + 1, at: resp.Header.Revision, writes: map[string]*string{}}
+		if err := fn(t); err != nil {
+			return 0, s.txErr(err)
+		}
+		id := randomID()
+		if bump {
+			t.put(s.revisionKey(), strconv.FormatUint(t.rev, 10))
+			t.put(s.key("meta", "txn"), fmt.Sprintf("%d %s %d", t.rev, id, time.Now().UnixNano()))
+		}
+		ops := make([]clientv3.Op, 0, len(t.writes))
+		keys := make([]string, 0, len(t.writes))
+		for k := range t.writes {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if v := t.writes[k]; v != nil {
+				ops = append(ops, clientv3.OpPut(k, *v))
+			} else {
+				ops = append(ops, clientv3.OpDelete(k))
+			}
+		}
+		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.revisionKey()), "=", modRev)).Then(ops...).Commit()
+		if err != nil {
+			err = s.commitErr(err, len(ops))
+			if !bump || !errors.Is(err, store.ErrUnknownOutcome) {
+				return 0, err
+			}
+			switch s.outcome(t.rev, id) {
+			case committed:
+				return t.rev, nil
+			case notCommitted:
+				continue // another Update took this revision; ours cannot commit
+			}
+			return 0, err
+		}
+		if tr.Succeeded {
+			return t.rev, nil
+		}
+		s.m.conflicts.Inc()
+	}
+}
+
+// Backup implements store.Store: an etcd snapshot of the whole member's
+// database (every key, not only this prefix), as `etcdutl snapshot
+// restore` reads it. store.Export writes the logical form that restores
+// into either store.
+func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	rc, err := s.cli.Snapshot(ctx)
+	if err != nil {
+		return 0, s.unavailable("snapshot", err)
+	}
+	defer rc.Close()
+	n, err := io.Copy(w, rc)
+	if err != nil {
+		return n, fmt.Errorf("etcd snapshot: %w", err)
+	}
+	return n, nil
+}
+
+// Close implements store.Store: it ends the replica's session (its
+// announcement and any leadership go at once). The client stays open.
+func (s *Store) Close() error { return s.sess.close() }
+
+type result int
+
+const (
+	unknown result = iota
+	committed
+	notCommitted
+)
+
+// outcome learns, after a commit whose answer was lost, whether the
+// Update that would have committed as rev with id did: meta/txn names the
+// last Update. If it names another Update of the same revision, ours can
+// never commit (its condition no longer holds); if it names an older one,
+// ours may still be in flight, and if a later one, ours may have been the
+// Update before it: both are unknown.
+func (s *Store) outcome(rev uint64, id string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.key("meta", "txn"))
+	if err != nil || len(resp.Kvs) == 0 {
+		return unknown
+	}
+	f := strings.Fields(string(resp.Kvs[0].Value))
+	if len(f) < 2 {
+		return unknown
+	}
+	last, err := strconv.ParseUint(f[0], 10, 64)
+	switch {
+	case err != nil || last < rev:
+		return unknown
+	case last == rev && f[1] == id:
+		return committed
+	case last == rev:
+		return notCommitted
+	}
+	// A later Update committed; ours may have been the one before it.
+	return unknown
+}
+
+func revisionOf(resp *clientv3.GetResponse) (uint64, error) {
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	v, err := parseUint(resp.Kvs[0].Value)
+	if err != nil {
+		return 0, fmt.Errorf("store revision: %w", err)
+	}
+	return v, nil
+}
+
+func parseUint(b []byte) (uint64, error) {
+	v, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("stored value %q is not a decimal integer", truncate(string(b), 32))
+	}
+	return v, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// unavailable wraps an error of a call that wrote nothing.
+func (s *Store) unavailable(what string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	s.m.errors.WithLabelValues(errKind(err)).Inc()
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		return fmt.Errorf("etcd %s: %w", what, err)
+	}
+	return fmt.Errorf("%w: etcd %s: %v", store.ErrUnavailable, what, err)
+}
+
+// txErr passes fn's own errors through and wraps etcd's.
+func (s *Store) txErr(err error) error {
+	var e *etcdError
+	if errors.As(err, &e) {
+		return s.unavailable(e.what, e.err)
+	}
+	return err
+}
+
+// commitErr classifies an error of the commit Txn: those that etcd
+// returns before applying anything are definite; any other may have
+// committed.
+func (s *Store) commitErr(err error, ops int) error {
+	s.m.errors.WithLabelValues(errKind(err)).Inc()
+	switch {
+	case errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrRequestTooLarge):
+		return fmt.Errorf("%w: %d operations: %v", store.ErrTooLarge, ops, err)
+	case errors.Is(err, rpctypes.ErrNoSpace):
+		return fmt.Errorf("%w: etcd's space quota is exhausted (raise --quota-backend-bytes, compact and defragment, then disarm the alarm): %v", store.ErrNoSpace, err)
+	}
+	return fmt.Errorf("%w: etcd commit: %v", store.ErrUnknownOutcome, err)
+}
+
+func errKind(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, rpctypes.ErrNoSpace):
+		return "no_space"
+	case errors.Is(err, rpctypes.ErrCompacted):
+		return "compacted"
+	case errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrRequestTooLarge):
+		return "too_large"
+	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrLeaderChanged):
+		return "leader"
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
+		return "unavailable"
+	}
+	return "other"
+}
+
+// etcdError marks an etcd read failure inside a transaction function, so
+// that it surfaces as store.ErrUnavailable even if fn wraps it.
+type etcdError struct {
+	what string
+	err  error
+}
+
+func (e *etcdError) Error() string { return fmt.Sprintf("etcd %s: %v", e.what, e.err) }
+func (e *etcdError) Unwrap() error { return store.ErrUnavailable }
+
+// tx is a transaction: reads at one etcd revision, through its own
+// buffered writes.
+type tx struct {
+	s        *Store
+	ctx      context.Context
+	rev      uint64
+	at       int64
+	readOnly bool
+	writes   map[string]*string // nil value: delete
+}
+
+func (t *tx) Revision() uint64 { return t.rev }
+
+func (t *tx) put(k, v string) { t.writes[k] = &v }
+func (t *tx) del(k string)    { t.writes[k] = nil }
+
+func (t *tx) writable() error {
+	if t.readOnly {
+		return errors.New("write in a read-only transaction")
+	}
+	return nil
+}
+
+// get reads one key: (nil, false) if it does not exist.
+func (t *tx) get(k string) ([]byte, bool, error) {
+	if v, ok := t.writes[k]; ok {
+		if v == nil {
+			return nil, false, nil
+		}
+		return []byte(*v), true, nil
+	}
+	resp, err := t.s.cli.Get(t.ctx, k, clientv3.WithRev(t.at))
+	if err != nil {
+		return nil, false, &etcdError{what: "read " + strings.TrimPrefix(k, t.s.data), err: err}
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, false, nil
+	}
+	return resp.Kvs[0].Value, true, nil
+}
+
+func (t *tx) getUint(k string) (uint64, error) {
+	v, ok, err := t.get(k)
+	if err != nil || !ok {
+		return 0, err
+	}
+	return parseUint(v)
+}
+
+func (t *tx) getJSON(k string, v any) error {
+	data, ok, err := t.get(k)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return store.ErrNotFound
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	return nil
+}
+
+func (t *tx) putJSON(k string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	t.put(k, string(data))
+	return nil
+}
+
+// forEach calls fn for every key under prefix, in key order, as this
+// transaction sees them (etcd's keys at its revision, then its writes).
+func (t *tx) forEach(prefix string, fn func(k string, v []byte) error) error {
+	var pending []string // written keys under prefix, in order
+	for k := range t.writes {
+		if strings.HasPrefix(k, prefix) {
+			pending = append(pending, k)
+		}
+	}
+	sort.Strings(pending)
+	// emit passes on the written keys up to limit (all of them if all).
+	emit := func(limit string, all bool) error {
+		for len(pending) > 0 && (all || pending[0] <= limit) {
+			k := pending[0]
+			pending = pending[1:]
+			if v := t.writes[k]; v != nil {
+				if err := fn(k, []byte(*v)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
+	for {
+		resp, err := t.s.cli.Get(t.ctx, from, clientv3.WithRange(end), clientv3.WithRev(t.at),
+			clientv3.WithLimit(pageSize), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+		if err != nil {
+			return &etcdError{what: "range " + strings.TrimPrefix(prefix, t.s.data), err: err}
+		}
+		for _, kv := range resp.Kvs {
+			k := string(kv.Key)
+			if err := emit(k, false); err != nil {
+				return err
+			}
+			if _, written := t.writes[k]; written {
+				continue // passed on (or deleted) from the writes
+			}
+			if err := fn(k, kv.Value); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	return emit("", true)
+}
+
+func (t *tx) nodeKey(id api.NodeID) string { return t.s.key("nodes", string(id)) }
+
+func (t *tx) Node(id api.NodeID) (*store.Node, error) {
+	var n store.Node
+	if err := t.getJSON(t.nodeKey(id), &n); err != nil {
+		return nil, fmt.Errorf("node %s: %w", id, err)
+	}
+	return &n, nil
+}
+
+var indexes = map[string]bool{store.IndexMachineKey: true, store.IndexNodeKey: true, store.IndexName: true, store.IndexAddress: true}
+
+func (t *tx) indexKey(index, value string) string { return t.s.key("idx", index, value) }
+
+func (t *tx) NodeIDBy(index, value string) (api.NodeID, error) {
+	if !indexes[index] {
+		return "", fmt.Errorf("unknown index %q", index)
+	}
+	v, ok, err := t.get(t.indexKey(index, value))
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("%s %s: %w", index, value, store.ErrNotFound)
+	}
+	return api.NodeID(v), nil
+}
+
+// indexEntries lists the unique index entries of n.
+func indexEntries(n *store.Node) map[string][]string {
+	addrs := make([]string, len(n.Addresses))
+	for i, p := range n.Addresses {
+		addrs[i] = p.Addr().String()
+	}
+	return map[string][]string{
+		store.IndexMachineKey: {n.MachineKey.String()},
+		store.IndexNodeKey:    {n.NodeKey.String()},
+		store.IndexName:       {n.Name},
+		store.IndexAddress:    addrs,
+	}
+}
+
+func (t *tx) PutNode(n *store.Node) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	if n.ID == "" {
+		return errors.New("put node: empty ID")
+	}
+	old, err := t.Node(n.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		old = nil
+	case err != nil:
+		return err
+	}
+	entries := indexEntries(n)
+	for index, values := range entries {
+		for _, v := range values {
+			owner, ok, err := t.get(t.indexKey(index, v))
+			if err != nil {
+				return err
+			}
+			if ok && string(owner) != string(n.ID) {
+				return &store.ConflictError{Field: index, Value: v, Owner: api.NodeID(owner)}
+			}
+		}
+	}
+	if old != nil {
+		if err := t.deleteIndexEntries(old); err != nil {
+			return err
+		}
+	}
+	for index, values := range entries {
+		for _, v := range values {
+			t.put(t.indexKey(index, v), string(n.ID))
+		}
+	}
+	return t.putJSON(t.nodeKey(n.ID), n)
+}
+
+func (t *tx) deleteIndexEntries(n *store.Node) error {
+	for index, values := range indexEntries(n) {
+		for _, v := range values {
+			k := t.indexKey(index, v)
+			owner, ok, err := t.get(k)
+			if err != nil {
+				return err
+			}
+			if ok && string(owner) == string(n.ID) {
+				t.del(k)
+			}
+		}
+	}
+	return nil
+}
+
+func (t *tx) DeleteNode(id api.NodeID) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	n, err := t.Node(id)
+	if err != nil {
+		return err
+	}
+	if err := t.deleteIndexEntries(n); err != nil {
+		return err
+	}
+	t.del(t.nodeKey(id))
+	return nil
+}
+
+func (t *tx) ForEachNode(fn func(*store.Node) error) error {
+	prefix := t.s.key("nodes") + "/"
+	return t.forEach(prefix, func(k string, v []byte) error {
+		var n store.Node
+		if err := json.Unmarshal(v, &n); err != nil {
+			return fmt.Errorf("node %s: decode: %w", strings.TrimPrefix(k, prefix), err)
+		}
+		return fn(&n)
+	})
+}
+
+func (t *tx) authKeyKey(id string) string { return t.s.key("authkeys", id) }
+
+func (t *tx) AuthKey(id string) (*store.AuthKey, error) {
+	var k store.AuthKey
+	if err := t.getJSON(t.authKeyKey(id), &k); err != nil {
+		return nil, fmt.Errorf("auth key %s: %w", id, err)
+	}
+	return &k, nil
+}
+
+func (t *tx) PutAuthKey(k *store.AuthKey) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	if k.ID == "" {
+		return errors.New("put auth key: empty ID")
+	}
+	return t.putJSON(t.authKeyKey(k.ID), k)
+}
+
+func (t *tx) DeleteAuthKey(id string) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	_, ok, err := t.get(t.authKeyKey(id))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("auth key %s: %w", id, store.ErrNotFound)
+	}
+	t.del(t.authKeyKey(id))
+	return nil
+}
+
+func (t *tx) ForEachAuthKey(fn func(*store.AuthKey) error) error {
+	prefix := t.s.key("authkeys") + "/"
+	return t.forEach(prefix, func(k string, v []byte) error {
+		var a store.AuthKey
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("auth key %s: decode: %w", strings.TrimPrefix(k, prefix), err)
+		}
+		return fn(&a)
+	})
+}
+
+func (t *tx) Policy() (*store.Policy, error) {
+	var p store.Policy
+	if err := t.getJSON(t.s.key("policy"), &p); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return &p, nil
+}
+
+func (t *tx) PutPolicy(p *store.Policy) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	return t.putJSON(t.s.key("policy"), p)
+}
+
+func (t *tx) counterKey(name string) string { return t.s.key("meta", "counter", name) }
+
+func (t *tx) Counter(name string) (uint64, error) {
+	return t.getUint(t.counterKey(name))
+}
+
+func (t *tx) SetCounter(name string, v uint64) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	t.put(t.counterKey(name), strconv.FormatUint(v, 10))
+	return nil
+}
+
+func (t *tx) ForEachCounter(fn func(name string, v uint64) error) error {
+	prefix := t.s.key("meta", "counter") + "/"
+	return t.forEach(prefix, func(k string, v []byte) error {
+		n, err := parseUint(v)
+		if err != nil {
+			return fmt.Errorf("counter %s: %w", strings.TrimPrefix(k, prefix), err)
+		}
+		return fn(strings.TrimPrefix(k, prefix), n)
+	})
+}

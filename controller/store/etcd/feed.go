@@ -1,0 +1,448 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/store"
+)
+
+// errResync means the watch cannot resume where it stopped: the history it
+// needs was compacted.
+var errResync = errors.New("watch history compacted")
+
+// Follow implements store.Replicated. It reads the whole state at one etcd
+// revision, then watches the data keys from the next revision: etcd
+// delivers every revision's events once and in order, and the watch
+// resumes from the last revision applied after any interruption (a lost
+// member, a leader election). Only when etcd has compacted that revision
+// does it start again with a new Reset.
+func (s *Store) Follow(ctx context.Context, fn func(*store.Change) error) error {
+	delay := newRetry()
+	for {
+		ch, at, err := s.snapshot(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.m.resets.WithLabelValues("snapshot_failed").Inc()
+			if !sleep(ctx, delay.next()) {
+				return ctx.Err()
+			}
+			continue
+		}
+		delay.reset()
+		if err := fn(ch); err != nil {
+			return err
+		}
+		s.m.applied.Set(float64(ch.Rev))
+		err = s.watch(ctx, at, fn)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, errResync):
+			s.m.resets.WithLabelValues("compacted").Inc()
+		default:
+			return err
+		}
+	}
+}
+
+// snapshot reads every node and the policy at one etcd revision.
+func (s *Store) snapshot(ctx context.Context) (*store.Change, int64, error) {
+	ch := &store.Change{Reset: true}
+	var at int64
+	err := s.View(ctx, func(stx store.Tx) error {
+		t := stx.(*tx)
+		ch.Rev, at = t.rev, t.at
+		if err := t.ForEachNode(func(n *store.Node) error {
+			ch.Nodes = append(ch.Nodes, n)
+			return nil
+		}); err != nil {
+			return err
+		}
+		p, err := t.Policy()
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			ch.Policy = p
+		}
+		return nil
+	})
+	return ch, at, err
+}
+
+// watch applies the data keys' events after etcd revision at until ctx is
+// done, fn fails, or the history was compacted (errResync).
+func (s *Store) watch(ctx context.Context, at int64, fn func(*store.Change) error) error {
+	next := at + 1
+	delay := newRetry()
+	for {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := s.cli.Watch(wctx, s.data, clientv3.WithPrefix(), clientv3.WithRev(next), clientv3.WithProgressNotify())
+		err := func() error {
+			for wr := range wch {
+				if wr.CompactRevision != 0 {
+					return errResync
+				}
+				if err := wr.Err(); err != nil {
+					if errors.Is(err, rpctypes.ErrCompacted) {
+						return errResync
+					}
+					s.m.errors.WithLabelValues(errKind(err)).Inc()
+					return nil // resume from next
+				}
+				delay.reset()
+				for len(wr.Events) > 0 {
+					rev := wr.Events[0].Kv.ModRevision
+					n := 1
+					for n < len(wr.Events) && wr.Events[n].Kv.ModRevision == rev {
+						n++
+					}
+					ch, committed, err := s.change(wr.Events[:n])
+					if err != nil {
+						return err
+					}
+					wr.Events = wr.Events[n:]
+					if ch != nil {
+						if err := fn(ch); err != nil {
+							return err
+						}
+						s.m.applied.Set(float64(ch.Rev))
+						if !committed.IsZero() {
+							s.m.lag.Observe(max(0, time.Since(committed).Seconds()))
+						}
+					}
+					next = rev + 1
+				}
+				if wr.Header.Revision >= next {
+					next = max(next, wr.Header.Revision+1)
+				}
+			}
+			return nil
+		}()
+		cancel()
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !sleep(ctx, delay.next()) {
+			return ctx.Err()
+		}
+	}
+}
+
+// change turns one etcd revision's events into a store.Change, with the
+// time the replica that committed it wrote down. Revisions that no Update
+// wrote (no revision key among them) give nil.
+func (s *Store) change(evs []*clientv3.Event) (*store.Change, time.Time, error) {
+	ch := &store.Change{}
+	var committed time.Time
+	ours := false
+	for _, ev := range evs {
+		k := strings.TrimPrefix(string(ev.Kv.Key), s.data)
+		put := ev.Type == mvccpb.PUT
+		switch {
+		case k == "meta/revision" && put:
+			v, err := parseUint(ev.Kv.Value)
+			if err != nil {
+				return nil, time.Time{}, fmt.Errorf("store revision: %w", err)
+			}
+			ch.Rev, ours = v, true
+		case k == "meta/txn" && put:
+			if f := strings.Fields(string(ev.Kv.Value)); len(f) == 3 {
+				if ns, err := strconv.ParseInt(f[2], 10, 64); err == nil {
+					committed = time.Unix(0, ns)
+				}
+			}
+		case strings.HasPrefix(k, "nodes/"):
+			id := api.NodeID(strings.TrimPrefix(k, "nodes/"))
+			if !put {
+				ch.Deleted = append(ch.Deleted, id)
+				continue
+			}
+			var n store.Node
+			if err := json.Unmarshal(ev.Kv.Value, &n); err != nil {
+				return nil, time.Time{}, fmt.Errorf("node %s: decode: %w", id, err)
+			}
+			ch.Nodes = append(ch.Nodes, &n)
+		case k == "policy" && put:
+			var p store.Policy
+			if err := json.Unmarshal(ev.Kv.Value, &p); err != nil {
+				return nil, time.Time{}, fmt.Errorf("policy: decode: %w", err)
+			}
+			ch.Policy = &p
+		}
+	}
+	if !ours {
+		return nil, time.Time{}, nil
+	}
+	return ch, committed, nil
+}
+
+// sessionHolder keeps one live etcd session (a lease kept alive) for the
+// replica's announcement and leadership, and replaces it when it lapses.
+type sessionHolder struct {
+	s      *Store
+	mu     sync.Mutex
+	sess   *concurrency.Session
+	closed bool
+}
+
+func (h *sessionHolder) get(ctx context.Context) (*concurrency.Session, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, errors.New("store closed")
+	}
+	if h.sess != nil {
+		select {
+		case <-h.sess.Done():
+			h.sess = nil
+		default:
+			return h.sess, nil
+		}
+	}
+	ttl := max(1, int(h.s.ttl/time.Second))
+	sess, err := concurrency.NewSession(h.s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(context.WithoutCancel(ctx)))
+	if err != nil {
+		return nil, h.s.unavailable("open a session", err)
+	}
+	h.sess = sess
+	return sess, nil
+}
+
+func (h *sessionHolder) close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	if h.sess == nil {
+		return nil
+	}
+	// Revoking the lease removes the announcement and any leadership at
+	// once rather than after the TTL. If etcd is gone the lease lapses.
+	err := h.sess.Close()
+	h.sess = nil
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("close etcd session: %w", err)
+	}
+	return nil
+}
+
+// Campaign implements store.Replicated with concurrency.Election.
+func (s *Store) Campaign(ctx context.Context, id string) (context.Context, func(), error) {
+	sess, err := s.sess.get(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	e := concurrency.NewElection(sess, s.prefix+"election/")
+	if err := e.Campaign(ctx, id); err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, s.unavailable("campaign", err)
+	}
+	leading, cancel := context.WithCancel(ctx)
+	select {
+	case <-sess.Done(): // the session lapsed while campaigning
+		cancel()
+		return leading, func() {}, nil
+	default:
+	}
+	go func() {
+		select {
+		case <-sess.Done():
+		case <-leading.Done():
+		}
+		cancel()
+	}()
+	resign := func() {
+		cancel()
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer rcancel()
+		e.Resign(rctx)
+	}
+	return leading, resign, nil
+}
+
+func (s *Store) replicaPrefix() string { return s.prefix + "replicas/" }
+
+// Announce implements store.Replicated: the URL is kept under the replica's
+// session lease, put again under a new session if that one lapses, and
+// deleted when ctx is done.
+func (s *Store) Announce(ctx context.Context, id, url string) error {
+	key := s.replicaPrefix() + id
+	delay := newRetry()
+	for {
+		sess, err := s.sess.get(ctx)
+		if err == nil {
+			pctx, cancel := context.WithTimeout(ctx, s.timeout)
+			_, err = s.cli.Put(pctx, key, url, clientv3.WithLease(sess.Lease()))
+			cancel()
+			if err == nil {
+				delay.reset()
+				select {
+				case <-ctx.Done():
+					dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					s.cli.Delete(dctx, key)
+					cancel()
+					return ctx.Err()
+				case <-sess.Done():
+					continue
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !sleep(ctx, delay.next()) {
+			return ctx.Err()
+		}
+	}
+}
+
+// Replicas implements store.Replicated.
+func (s *Store) Replicas(ctx context.Context) ([]string, error) {
+	urls, _, err := s.replicas(ctx)
+	return urls, err
+}
+
+func (s *Store) replicas(ctx context.Context) ([]string, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.replicaPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, s.unavailable("list replicas", err)
+	}
+	urls := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		urls = append(urls, string(kv.Value))
+	}
+	slices.Sort(urls)
+	return slices.Compact(urls), resp.Header.Revision, nil
+}
+
+// WatchReplicas implements store.Replicated.
+func (s *Store) WatchReplicas(ctx context.Context, fn func([]string)) error {
+	delay := newRetry()
+	var last []string
+	for {
+		urls, at, err := s.replicas(ctx)
+		if err == nil {
+			if last == nil || !slices.Equal(urls, last) {
+				fn(urls)
+				last = urls
+			}
+			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+			wch := s.cli.Watch(wctx, s.replicaPrefix(), clientv3.WithPrefix(), clientv3.WithRev(at+1))
+			changed := false
+			for wr := range wch {
+				if wr.Err() != nil || wr.CompactRevision != 0 {
+					break
+				}
+				if len(wr.Events) > 0 {
+					changed = true
+					break
+				}
+			}
+			cancel()
+			if changed {
+				delay.reset()
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !sleep(ctx, delay.next()) {
+			return ctx.Err()
+		}
+	}
+}
+
+// retry is a jittered exponential delay from 50 ms to 2 s.
+type retry struct{ cur time.Duration }
+
+func newRetry() *retry { return &retry{} }
+
+func (r *retry) next() time.Duration {
+	r.cur = min(max(2*r.cur, 50*time.Millisecond), 2*time.Second)
+	return r.cur/2 + rand.N(r.cur/2+1)
+}
+
+func (r *retry) reset() { r.cur = 0 }
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+type metrics struct {
+	latency   *prometheus.HistogramVec
+	conflicts prometheus.Counter
+	errors    *prometheus.CounterVec
+	lag       prometheus.Histogram
+	applied   prometheus.Gauge
+	resets    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rustynet_controller_store_request_duration_seconds",
+			Help:    "Time of one store transaction on etcd, retries included, by op (view, update).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"op"}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rustynet_controller_store_conflicts_total",
+			Help: "Updates retried because another Update (of any replica) committed first.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_controller_etcd_errors_total",
+			Help: "Errors from etcd, by kind (timeout, unavailable, leader, no_space, compacted, too_large, other).",
+		}, []string{"kind"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rustynet_controller_store_watch_lag_seconds",
+			Help:    "From an Update's commit (by its replica's clock) to this replica applying it from the watch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		applied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rustynet_controller_store_applied_revision",
+			Help: "The store revision this replica serves netmaps from.",
+		}),
+		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_controller_store_watch_resets_total",
+			Help: "Times this replica reloaded the whole state, by reason (compacted: the watch's history was compacted; snapshot_failed: a reload attempt failed).",
+		}, []string{"reason"}),
+	}
+	for _, kind := range []string{"timeout", "unavailable", "leader", "no_space", "compacted", "too_large", "other"} {
+		m.errors.WithLabelValues(kind)
+	}
+	reg.MustRegister(m.latency, m.conflicts, m.errors, m.lag, m.applied, m.resets)
+	return m
+}
