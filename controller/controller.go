@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,9 @@ type Config struct {
 	// networks where every node runs on one host. Never in production:
 	// peers would send their handshakes to themselves.
 	AllowLoopbackEndpoints bool
+	// LoadTimeout bounds reading the state from a replicated store when
+	// the Server starts (default 30 s).
+	LoadTimeout time.Duration
 }
 
 // Server is a controller. Create it with New; serve Handler over HTTPS and
@@ -88,6 +92,13 @@ type Server struct {
 	challenges    *challenger
 	coalescer     *endpointCoalescer
 	allowLoopback bool
+
+	// replicated is the store when several replicas share it (nil for a
+	// single controller): the state then follows its change feed.
+	replicated store.Replicated
+	stopFollow context.CancelFunc
+	followDone chan struct{}
+	replicas   atomic.Pointer[[]string] // announced replica URLs
 }
 
 // New loads the state from cfg.Store and starts the committer.
@@ -117,9 +128,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	st, err := loadState(cfg.Store)
-	if err != nil {
-		return nil, fmt.Errorf("controller: load state: %w", err)
+	if cfg.LoadTimeout <= 0 {
+		cfg.LoadTimeout = 30 * time.Second
+	}
+	rs, replicated := cfg.Store.(store.Replicated)
+	var st *state
+	if replicated {
+		st = newState(0, map[api.NodeID]*store.Node{}, acl.AllowAll(), nil)
+	} else {
+		var err error
+		if st, err = loadState(cfg.Store); err != nil {
+			return nil, fmt.Errorf("controller: load state: %w", err)
+		}
 	}
 	s := &Server{
 		store:         cfg.Store,
@@ -141,7 +161,12 @@ func New(cfg Config) (*Server, error) {
 	copy(s.challenges.secret[:], randomBytes(32))
 	s.limiter = newNodeLimiter(s.limits)
 	s.coalescer = &endpointCoalescer{s: s}
-	s.metrics.nodes.Set(float64(len(st.nodes)))
+	if replicated {
+		if err := s.startFollowing(rs, cfg.LoadTimeout); err != nil {
+			return nil, fmt.Errorf("controller: load state: %w", err)
+		}
+	}
+	s.metrics.nodes.Set(float64(s.st.count()))
 	go s.commitLoop()
 	return s, nil
 }
@@ -195,6 +220,10 @@ func (s *Server) Close() error {
 	s.Shutdown()
 	s.closeOnce.Do(func() { close(s.stopCommitter) })
 	<-s.committerDone
+	if s.replicated != nil {
+		s.stopFollow()
+		<-s.followDone
+	}
 	return nil
 }
 
@@ -273,6 +302,12 @@ func (s *Server) commit(batch []*mutation) {
 	})
 	s.metrics.commitTime.Observe(time.Since(start).Seconds())
 	s.metrics.commitBatch.Observe(float64(len(batch)))
+	if errors.Is(err, store.ErrTooLarge) && len(batch) > 1 {
+		// Over the store's limit of writes per transaction: in halves.
+		s.commit(batch[:len(batch)/2])
+		s.commit(batch[len(batch)/2:])
+		return
+	}
 	if err != nil {
 		s.metrics.storeErrors.Inc()
 		s.log.Error("store commit failed", "mutations", len(batch), "err", err)
@@ -281,11 +316,111 @@ func (s *Server) commit(batch []*mutation) {
 		}
 		return
 	}
+	if s.replicated != nil {
+		// The feed applies this commit, as it does the other replicas':
+		// answer once the state has it, without holding up the next
+		// batch.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), feedWait)
+			defer cancel()
+			if !s.st.waitRev(ctx, rev) {
+				s.log.Warn("the store's change feed has not delivered a commit yet; answering anyway", "revision", rev, "waited", feedWait)
+			}
+			for i, m := range batch {
+				m.done <- results[i]
+			}
+		}()
+		return
+	}
 	s.st.apply(rev, s.now(), effects)
 	s.metrics.nodes.Set(float64(s.st.count()))
 	for i, m := range batch {
 		m.done <- results[i]
 	}
+}
+
+// feedWait bounds how long a mutation's answer waits for the change feed to
+// bring its commit into the state a replica serves.
+const feedWait = 10 * time.Second
+
+// startFollowing starts applying rs's change feed to the state and waits
+// for the first state, up to timeout.
+func (s *Server) startFollowing(rs store.Replicated, timeout time.Duration) error {
+	s.replicated = rs
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopFollow, s.followDone = cancel, make(chan struct{})
+	loaded := make(chan error, 1)
+	var once sync.Once
+	go func() {
+		defer close(s.followDone)
+		err := rs.Follow(ctx, func(ch *store.Change) error {
+			err := s.applyChange(ch)
+			if ch.Reset {
+				once.Do(func() { loaded <- err })
+			}
+			if err != nil {
+				s.log.Error("store change not applied", "revision", ch.Rev, "err", err)
+			}
+			return nil
+		})
+		if ctx.Err() == nil {
+			s.log.Error("store change feed stopped", "err", err)
+		}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-loaded:
+		if err != nil {
+			cancel()
+			<-s.followDone
+		}
+		return err
+	case <-t.C:
+		cancel()
+		<-s.followDone
+		return fmt.Errorf("%w: no state from the store in %s", store.ErrUnavailable, timeout)
+	}
+}
+
+// applyChange applies one change of the feed to the state.
+func (s *Server) applyChange(ch *store.Change) error {
+	var policy *policyUpdate
+	if ch.Policy != nil {
+		compiled, err := acl.Parse([]byte(ch.Policy.Text))
+		if err != nil {
+			// The replica that stored it parsed it: this one is older.
+			return fmt.Errorf("the stored ACL policy does not parse in this build (%w); upgrade this replica", err)
+		}
+		policy = &policyUpdate{rec: ch.Policy, compiled: compiled}
+	}
+	if ch.Reset {
+		nodes := make(map[api.NodeID]*store.Node, len(ch.Nodes))
+		for _, n := range ch.Nodes {
+			nodes[n.ID] = n
+		}
+		compiled, rec := acl.AllowAll(), (*store.Policy)(nil)
+		if policy != nil {
+			compiled, rec = policy.compiled, policy.rec
+		}
+		s.st.reset(ch.Rev, nodes, compiled, rec)
+	} else {
+		var e effect
+		for _, n := range ch.Nodes {
+			e.nodes = append(e.nodes, nodeUpdate{id: n.ID, node: n})
+		}
+		for _, id := range ch.Deleted {
+			e.nodes = append(e.nodes, nodeUpdate{id: id})
+		}
+		e.policy = policy
+		at := ch.At
+		if at.IsZero() {
+			at = s.now()
+		}
+		s.st.apply(ch.Rev, at, []effect{e})
+	}
+	s.metrics.nodes.Set(float64(s.st.count()))
+	return nil
 }
 
 // Secrets: IDs, auth keys and node credentials.

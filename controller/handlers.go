@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -33,6 +34,18 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	if s.replicated != nil {
+		// A replica without its store serves stale netmaps and refuses
+		// every write: not healthy. (The cause is in its log and
+		// metrics, not on this unauthenticated page.)
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if err := s.store.View(ctx, func(store.Tx) error { return nil }); err != nil {
+			s.log.Warn("health check: store unavailable", "err", err)
+			w.Header().Set("Retry-After", "2")
+			return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "the controller's store (etcd) cannot be reached or has no quorum"})
+		}
+	}
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
@@ -89,6 +102,13 @@ func (s *Server) authed(h authedFunc) handlerFunc {
 			return unauthorized("missing credential: send \"Authorization: Bearer <credential>\" with the credential registration returned")
 		}
 		self, ok := s.st.authenticate(c.id, c.hash)
+		if !ok && s.replicated != nil {
+			n, err := s.authenticateFromStore(r.Context(), c)
+			if err != nil {
+				return err
+			}
+			self, ok = n, n != nil
+		}
 		if !ok {
 			return unauthorized("unknown credential: the node was removed, logged out or re-registered; register again")
 		}
@@ -417,6 +437,15 @@ func (s *Server) netmap(w http.ResponseWriter, r *http.Request, self *store.Node
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	waited := false
+	if s.replicated != nil && since > 0 {
+		// The node saw since on another replica: a moment to catch up
+		// gets it a delta rather than a full netmap.
+		if cur, _ := s.st.revision(); since > cur {
+			ctx, cancel := context.WithTimeout(r.Context(), catchUp)
+			s.st.waitRev(ctx, since)
+			cancel()
+		}
+	}
 	for {
 		resp, wake, changedAt, err := s.st.netmap(self.ID, cred.hash, since, clientVersion(r))
 		if errors.Is(err, errNodeGone) {
@@ -448,6 +477,7 @@ func (s *Server) writeNetmap(w http.ResponseWriter, resp *api.MapResponse, pushe
 	} else {
 		s.metrics.deltaNetmaps.Inc()
 	}
+	resp.Controllers = s.Replicas()
 	err := writeJSON(w, http.StatusOK, resp)
 	if pushed && !changedAt.IsZero() {
 		s.metrics.pushLatency.Observe(s.now().Sub(changedAt).Seconds())

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/store"
 )
 
 // unreadBodyGrace is how long the rest of a refused request's body is
@@ -181,8 +182,21 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &apiErr) {
 			rt.s.log.Error("request failed", "route", route, "err", err)
 			apiErr = &api.Error{Status: http.StatusInternalServerError, Code: api.CodeInternal, Message: "internal error; the controller log has details"}
-			if errors.Is(err, ErrClosed) {
+			switch {
+			case errors.Is(err, ErrClosed):
 				apiErr = &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "controller is shutting down; retry"}
+			case errors.Is(err, store.ErrUnavailable):
+				apiErr = &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable,
+					Message: "the controller's store (etcd) cannot be reached or has no quorum; nothing was changed; retry"}
+				sw.Header().Set("Retry-After", "2")
+			case errors.Is(err, store.ErrUnknownOutcome):
+				apiErr = &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable,
+					Message: "the controller lost contact with its store (etcd) while committing and cannot tell whether the change took effect; retry (a retry is safe)"}
+				sw.Header().Set("Retry-After", "2")
+			case errors.Is(err, store.ErrNoSpace):
+				apiErr = &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable,
+					Message: "the controller's store is out of space; nothing was changed; an operator must free space"}
+				sw.Header().Set("Retry-After", "30")
 			}
 		}
 		if sw.code == 0 {

@@ -26,6 +26,8 @@ type metrics struct {
 	deltaNetmaps prometheus.Counter
 	connsOpen    prometheus.Gauge
 	connsRefused *prometheus.CounterVec
+	leader       prometheus.Gauge
+	swept        prometheus.Counter
 	limited      *prometheus.CounterVec
 }
 
@@ -96,6 +98,14 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 			Name: "rustynet_controller_connections_refused_total",
 			Help: "Connections to the control API closed on accept, by the limit they were over (total, per_ip).",
 		}, []string{"limit"}),
+		leader: f.NewGauge(prometheus.GaugeOpts{
+			Name: "rustynet_controller_leader",
+			Help: "1 while this controller runs the work that must happen once (the auth key sweep): always for a single controller, for one replica at a time over etcd.",
+		}),
+		swept: f.NewCounter(prometheus.CounterOpts{
+			Name: "rustynet_controller_auth_keys_swept_total",
+			Help: "Auth keys deleted by the sweep, expired or revoked more than the retention ago.",
+		}),
 		limited: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "rustynet_controller_rate_limited_total",
 			Help: "Requests refused 429 by a per-node limit, by limit (writes, polls, open_polls).",

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/certs"
+	"github.com/rustynet/rustynet/controller/store"
 	"github.com/rustynet/rustynet/controller/store/bolt"
 	"github.com/rustynet/rustynet/internal/insecure"
 	"github.com/rustynet/rustynet/internal/readyfile"
@@ -62,6 +64,17 @@ type RunConfig struct {
 	ReadyFile string
 	// Version is the build's version, for rustynet_controller_build_info.
 	Version string
+	// Etcd, when it has endpoints, puts the store on etcd: this
+	// controller is then one replica of several sharing it. Without, the
+	// store is the bbolt file in DataDir.
+	Etcd EtcdConfig
+	// AdvertiseURL is the URL nodes reach this replica at
+	// (https://HOST:PORT), announced to them in their netmaps; required
+	// with Etcd.
+	AdvertiseURL string
+	// ReplicaID names this replica in the election (default: the
+	// advertised URL's host and port).
+	ReplicaID string
 }
 
 // Timeouts of the node API. A request's headers have ReadHeader to
@@ -107,21 +120,48 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		return err
 	}
 	defer unlock()
-	st, err := bolt.Open(filepath.Join(cfg.DataDir, StoreFile))
-	if err != nil {
-		return err
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var (
+		st         store.Store
+		closeStore func() error
+		replicaID  = cfg.ReplicaID
+	)
+	if len(cfg.Etcd.Endpoints) > 0 {
+		u, uerr := url.Parse(cfg.AdvertiseURL)
+		if cfg.AdvertiseURL == "" || uerr != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("a replica on etcd needs --advertise-url https://HOST:PORT, the URL nodes reach it at (got %q)", cfg.AdvertiseURL)
+		}
+		if replicaID == "" {
+			replicaID = u.Host
+		}
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		est, closeEtcd, err := openEtcd(octx, cfg.Etcd, reg)
+		cancel()
+		if err != nil {
+			return err
+		}
+		for _, m := range est.Migrated() {
+			log.Info("store migrated", "migration", m)
+		}
+		st, closeStore = est, closeEtcd
+		log.Info("store on etcd", "endpoints", cfg.Etcd.Endpoints, "prefix", cfg.Etcd.Prefix, "replica", replicaID, "advertise_url", cfg.AdvertiseURL)
+	} else {
+		bst, err := bolt.Open(filepath.Join(cfg.DataDir, StoreFile))
+		if err != nil {
+			return err
+		}
+		for _, m := range bst.Migrated() {
+			log.Info("store migrated", "migration", m)
+		}
+		st, closeStore = bst, bst.Close
 	}
 	defer func() {
-		if cerr := st.Close(); cerr != nil && err == nil {
+		if cerr := closeStore(); cerr != nil && err == nil {
 			err = fmt.Errorf("close store: %w", cerr)
 		}
 	}()
-	for _, m := range st.Migrated() {
-		log.Info("store migrated", "migration", m)
-	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := New(Config{Store: st, IPv4: cfg.IPv4, IPv6: cfg.IPv6, Logger: log, Registerer: reg,
 		Version: cfg.Version, Limits: cfg.Limits, AllowLoopbackEndpoints: cfg.AllowLoopbackEndpoints})
 	if err != nil {
@@ -231,6 +271,17 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 			log.Error("writing the ready file", "path", cfg.ReadyFile, "err", err)
 		}
 	}
+
+	rctx, stopReplica := context.WithCancel(ctx)
+	replicaDone := make(chan struct{})
+	go func() {
+		defer close(replicaDone)
+		srv.RunReplica(rctx, ReplicaConfig{ID: replicaID, URL: cfg.AdvertiseURL})
+	}()
+	defer func() {
+		stopReplica()
+		<-replicaDone
+	}()
 
 	select {
 	case <-ctx.Done():

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -32,6 +33,7 @@ type state struct {
 	log       []change      // ascending by rev
 	logFrom   uint64        // the log holds every change with rev > logFrom
 	changed   chan struct{} // closed and replaced when a change is applied
+	advanced  chan struct{} // closed and replaced whenever rev advances
 }
 
 // change is one entry of the log: a node changed, or (node "") the policy.
@@ -66,6 +68,44 @@ func newState(rev uint64, nodes map[api.NodeID]*store.Node, policy *acl.Policy, 
 		policyRec: rec,
 		logFrom:   rev,
 		changed:   make(chan struct{}),
+		advanced:  make(chan struct{}),
+	}
+}
+
+// reset replaces the whole state (a replicated store's feed started over):
+// the log restarts at rev, so every node's next netmap is full.
+func (s *state) reset(rev uint64, nodes map[api.NodeID]*store.Node, policy *acl.Policy, rec *store.Policy) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rev, s.nodes, s.policy, s.policyRec = rev, nodes, policy, rec
+	s.log, s.logFrom = nil, rev
+	close(s.changed)
+	s.changed = make(chan struct{})
+	close(s.advanced)
+	s.advanced = make(chan struct{})
+}
+
+// revision returns the revision the state is at and a channel that closes
+// when it advances.
+func (s *state) revision() (uint64, <-chan struct{}) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev, s.advanced
+}
+
+// waitRev waits until the state has applied rev, or ctx is done; it reports
+// whether the state got there.
+func (s *state) waitRev(ctx context.Context, rev uint64) bool {
+	for {
+		cur, adv := s.revision()
+		if cur >= rev {
+			return true
+		}
+		select {
+		case <-adv:
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 
@@ -91,6 +131,8 @@ func (s *state) apply(rev uint64, at time.Time, effects []effect) {
 		}
 	}
 	s.rev = rev
+	close(s.advanced)
+	s.advanced = make(chan struct{})
 	if len(s.log) > maxLogEntries {
 		drop := len(s.log) - maxLogEntries
 		s.logFrom = s.log[drop-1].rev

@@ -185,8 +185,36 @@ func serve(args []string, stderr io.Writer) error {
 	maxConnsPerIP := fs.Int("max-conns-per-ip", controller.DefaultMaxConnsPerIP, "open API connections allowed from one IP address; 0 for no limit")
 	readyFile := fs.String("ready-file", "", "once serving, write this JSON file with the addresses served (for supervisors and tests)")
 	loopback := fs.Bool("allow-loopback-endpoints", false, "accept loopback endpoints: only for a test network where every node runs on this host")
+	storeKind := fs.String("store", "bolt", "where the state is kept: bolt (a file in the data dir; one controller) or etcd (shared by several replicas)")
+	etcdEndpoints := fs.String("etcd-endpoints", "", "with --store etcd: the etcd cluster's client URLs, comma-separated (http(s)://HOST:PORT)")
+	etcdCA := fs.String("etcd-ca", "", "with --store etcd: PEM file of the CA that signed the etcd members' certificates (for https endpoints)")
+	etcdCert := fs.String("etcd-cert", "", "with --store etcd: this replica's client certificate for etcd (PEM; needs --etcd-key)")
+	etcdKey := fs.String("etcd-key", "", "with --store etcd: the private key of --etcd-cert (PEM)")
+	etcdPrefix := fs.String("etcd-prefix", "/rustynet/", "with --store etcd: the prefix of every key the controller keeps (one per mesh)")
+	advertise := fs.String("advertise-url", "", "with --store etcd: the URL nodes reach this replica at, https://HOST:PORT, announced to them in their netmaps (required)")
+	replicaID := fs.String("replica-id", "", "with --store etcd: this replica's name in the election (default: the host and port of --advertise-url)")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	var etcdCfg controller.EtcdConfig
+	switch *storeKind {
+	case "bolt":
+		for name, v := range map[string]string{"etcd-endpoints": *etcdEndpoints, "etcd-ca": *etcdCA, "etcd-cert": *etcdCert, "etcd-key": *etcdKey, "advertise-url": *advertise, "replica-id": *replicaID} {
+			if v != "" {
+				return usageError{fmt.Sprintf("--%s is for --store etcd; the store is bolt", name)}
+			}
+		}
+	case "etcd":
+		eps, err := controller.ParseEndpoints(*etcdEndpoints)
+		if err != nil {
+			return usageError{"--etcd-endpoints: " + err.Error()}
+		}
+		if *advertise == "" {
+			return usageError{"--store etcd needs --advertise-url https://HOST:PORT, the URL nodes reach this replica at"}
+		}
+		etcdCfg = controller.EtcdConfig{Endpoints: eps, CA: *etcdCA, Cert: *etcdCert, Key: *etcdKey, Prefix: *etcdPrefix}
+	default:
+		return usageError{fmt.Sprintf("--store %q: want bolt or etcd", *storeKind)}
 	}
 	unlimited := func(n int) int {
 		if n <= 0 {
@@ -235,6 +263,9 @@ func serve(args []string, stderr io.Writer) error {
 		AllowLoopbackEndpoints: *loopback,
 		ReadyFile:              *readyFile,
 		Version:                version,
+		Etcd:                   etcdCfg,
+		AdvertiseURL:           *advertise,
+		ReplicaID:              *replicaID,
 	})
 }
 

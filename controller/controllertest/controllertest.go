@@ -406,3 +406,43 @@ func (c *Controller) DoAs(version api.CapabilityVersion, method, path, cred stri
 	}
 	return resp.StatusCode, raw
 }
+
+// StartReplica starts one controller replica over the etcd cluster at
+// etcdCfg, in a new data dir, announcing its relay's URL to the nodes.
+// caFrom is the data dir of a running replica whose CA this one takes (as
+// the README tells an operator to: its tls/ca.pem and tls/ca.key copied
+// into this data dir's tls/ before the first start), or "" for the first
+// replica, which creates the CA.
+func StartReplica(t testing.TB, etcdCfg controller.EtcdConfig, caFrom string) *Controller {
+	t.Helper()
+	dir := t.TempDir()
+	if caFrom != "" {
+		if err := os.MkdirAll(filepath.Join(dir, controller.TLSDir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for name, mode := range map[string]os.FileMode{"ca.pem": 0o644, "ca.key": 0o600} {
+			b, err := os.ReadFile(filepath.Join(caFrom, controller.TLSDir, name))
+			if err != nil {
+				t.Fatalf("copy the CA from %s: %v", caFrom, err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, controller.TLSDir, name), b, mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The relay's port is chosen now, so that the replica can announce it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	c := &Controller{t: t, DataDir: dir, listen: listen, configure: func(cfg *controller.RunConfig) {
+		cfg.AllowLoopbackEndpoints = true
+		cfg.Etcd = etcdCfg
+		cfg.AdvertiseURL = "https://" + listen
+	}}
+	c.start()
+	t.Cleanup(c.Stop)
+	return c
+}

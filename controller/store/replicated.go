@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
 )
@@ -39,6 +40,9 @@ type Replicated interface {
 type Change struct {
 	// Rev is the revision the Update committed as (Tx.Revision).
 	Rev uint64
+	// At is when the Update committed, by the clock of the replica that
+	// committed it (zero in a Reset).
+	At time.Time
 	// Reset: Nodes is every node and Policy the policy in force (nil:
 	// never set); the receiver replaces what it holds.
 	Reset bool

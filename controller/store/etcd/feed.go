@@ -196,6 +196,7 @@ func (s *Store) change(evs []*clientv3.Event) (*store.Change, time.Time, error) 
 	if !ours {
 		return nil, time.Time{}, nil
 	}
+	ch.At = committed
 	return ch, committed, nil
 }
 
