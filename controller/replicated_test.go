@@ -59,8 +59,10 @@ func TestReplicasServeOneMesh(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the registration through b did not reach the long-poll on b")
 	}
-	// And back to a, which learns of b's change from etcd's watch.
-	d := poll(t, a, r1.Credential, m.Revision-1, 0)
+	// And back to a, which learns of b's change from etcd's watch: a
+	// long-poll, as a node makes, since a may not have seen that
+	// revision yet (a netmap is never ahead of its replica's feed).
+	d := poll(t, a, r1.Credential, m.Revision-1, 20)
 	if d.Full || len(d.PeersChanged) != 1 || d.PeersChanged[0].ID != r2.Node.ID {
 		t.Fatalf("node one's delta on a from revision %d: %+v", m.Revision-1, d)
 	}
