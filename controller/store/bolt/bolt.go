@@ -198,6 +198,24 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return n, err
 }
 
+// Load implements store.Loader in one transaction.
+func (s *Store) Load(ctx context.Context, e *store.Exported) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(btx *bbolt.Tx) error {
+		meta := btx.Bucket(bucketMeta)
+		t := &tx{btx: btx, rev: getUint(meta, keyRevision)}
+		if err := store.CheckEmpty(t); err != nil {
+			return err
+		}
+		if err := store.LoadInto(t, e.Nodes, e.AuthKeys, e.Counters, e.Policy); err != nil {
+			return err
+		}
+		return putUint(meta, keyRevision, e.Revision+1)
+	})
+}
+
 // Close implements store.Store.
 func (s *Store) Close() error { return s.db.Close() }
 

@@ -33,6 +33,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -285,6 +287,55 @@ func (s *Store) update(ctx context.Context, bump bool, fn func(*tx) error) (uint
 		}
 		s.m.conflicts.Inc()
 	}
+}
+
+// loadChunk bounds the nodes (or keys, or counters) one transaction of
+// Load writes, under etcd's default --max-txn-ops of 128.
+const loadChunk = 12
+
+// Load implements store.Loader: the records in transactions of a few each,
+// which leave the revision at 0 (the change feed ignores them), then the
+// revision, e.Revision+1, in a last one. Run it with no replica serving
+// this prefix.
+func (s *Store) Load(ctx context.Context, e *store.Exported) error {
+	if err := s.View(ctx, store.CheckEmpty); err != nil {
+		return err
+	}
+	write := func(bump bool, fn func(*tx) error) error {
+		_, err := s.update(ctx, bump, func(t *tx) error {
+			if t.rev != 1 {
+				return fmt.Errorf("the store was written to during the restore (revision %d)", t.rev-1)
+			}
+			return fn(t)
+		})
+		return err
+	}
+	for i := 0; i < len(e.Nodes); i += loadChunk {
+		if err := write(false, func(t *tx) error { return store.LoadInto(t, e.Nodes[i:min(i+loadChunk, len(e.Nodes))], nil, nil, nil) }); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < len(e.AuthKeys); i += 5 * loadChunk {
+		if err := write(false, func(t *tx) error {
+			return store.LoadInto(t, nil, e.AuthKeys[i:min(i+5*loadChunk, len(e.AuthKeys))], nil, nil)
+		}); err != nil {
+			return err
+		}
+	}
+	names := slices.Sorted(maps.Keys(e.Counters))
+	for i := 0; i < len(names); i += 5 * loadChunk {
+		chunk := map[string]uint64{}
+		for _, n := range names[i:min(i+5*loadChunk, len(names))] {
+			chunk[n] = e.Counters[n]
+		}
+		if err := write(false, func(t *tx) error { return store.LoadInto(t, nil, nil, chunk, nil) }); err != nil {
+			return err
+		}
+	}
+	return write(true, func(t *tx) error {
+		t.rev = e.Revision + 1
+		return store.LoadInto(t, nil, nil, nil, e.Policy)
+	})
 }
 
 // Backup implements store.Store: an etcd snapshot of the whole member's
