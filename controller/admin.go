@@ -246,9 +246,21 @@ func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="controller.db"`)
-	n, err := s.store.Backup(r.Context(), w)
+	var n int64
+	var err error
+	switch f := r.URL.Query().Get("format"); f {
+	case "", "native":
+		// The engine's own: a bbolt file, or an etcd snapshot.
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="controller.db"`)
+		n, err = s.store.Backup(r.Context(), w)
+	case "logical":
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Disposition", `attachment; filename="controller-export.json"`)
+		n, err = store.Export(r.Context(), s.store, w)
+	default:
+		return badRequest("format=%q: want native or logical", truncate(f, 30))
+	}
 	if err != nil {
 		if n == 0 {
 			return err

@@ -137,9 +137,17 @@ func (c *AdminClient) SetPolicy(ctx context.Context, text string) (*api.Policy, 
 	return &out, c.do(ctx, http.MethodPut, api.AdminPathPolicy, api.SetPolicyRequest{Policy: text}, &out)
 }
 
-// Backup writes a consistent copy of the store to w.
+// Backup writes a consistent copy of the store to w, in the store's own
+// format (a bbolt file, or an etcd snapshot).
 func (c *AdminClient) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	resp, err := c.send(ctx, http.MethodGet, api.AdminPathBackup, nil)
+	return c.BackupAs(ctx, "native", w)
+}
+
+// BackupAs writes a consistent copy of the store to w in format: "native"
+// (Backup) or "logical" (store.Export's JSON, which restores into either
+// store).
+func (c *AdminClient) BackupAs(ctx context.Context, format string, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, http.MethodGet, api.AdminPathBackup+"?format="+url.QueryEscape(format), nil)
 	if err != nil {
 		return 0, err
 	}

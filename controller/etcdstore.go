@@ -55,8 +55,13 @@ func ParseEndpoints(list string) ([]string, error) {
 	return eps, nil
 }
 
-// openEtcd connects to etcd and opens the store on it. The returned close
-// function closes the store, then the client.
+// OpenEtcd connects to etcd and opens the store on it (for restore and
+// other offline work; a nil reg keeps its metrics private). The returned
+// close function closes the store, then the client.
+func OpenEtcd(ctx context.Context, cfg EtcdConfig, reg prometheus.Registerer) (*etcd.Store, func() error, error) {
+	return openEtcd(ctx, cfg, reg)
+}
+
 func openEtcd(ctx context.Context, cfg EtcdConfig, reg prometheus.Registerer) (*etcd.Store, func() error, error) {
 	cc := clientv3.Config{
 		Endpoints:   cfg.Endpoints,

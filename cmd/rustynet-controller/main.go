@@ -2,11 +2,13 @@
 // it through its admin socket.
 //
 //	rustynet-controller serve   --data-dir DIR [--listen :8443] [--metrics-listen 127.0.0.1:9469] [--tls-san NAME]... [--tls-cert FILE --tls-key FILE] [--ready-file FILE]
+//	                            [--store etcd --etcd-endpoints URL[,URL...] [--etcd-ca FILE --etcd-cert FILE --etcd-key FILE] [--etcd-prefix P] --advertise-url https://HOST:PORT]
 //	rustynet-controller authkey create|list|revoke ...
 //	rustynet-controller node    list|remove|rename ...
 //	rustynet-controller policy  set FILE | get
-//	rustynet-controller backup  --data-dir DIR --out FILE
-//	rustynet-controller restore --data-dir DIR FILE
+//	rustynet-controller backup  --data-dir DIR --out FILE [--format native|logical]
+//	rustynet-controller restore --data-dir DIR [--format native|logical] FILE
+//	rustynet-controller restore --format logical --store etcd --etcd-endpoints URL[,URL...] [--etcd-prefix P] FILE
 package main
 
 import (
@@ -29,6 +31,7 @@ import (
 	"github.com/rustynet/rustynet/controller"
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/ipam"
+	"github.com/rustynet/rustynet/controller/store"
 	"github.com/rustynet/rustynet/controller/store/bolt"
 	"github.com/rustynet/rustynet/internal/atomicfile"
 )
@@ -464,8 +467,12 @@ func policyGet(args []string, stdout, stderr io.Writer) error {
 func backup(args []string, stderr io.Writer) error {
 	fs, dir := flagSet("backup", stderr)
 	out := fs.String("out", "", "file to write the backup to (required)")
+	format := fs.String("format", "native", "native (the store's own: a bbolt file, or an etcd snapshot) or logical (JSON that restores into either store)")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *format != "native" && *format != "logical" {
+		return usageError{fmt.Sprintf("backup: --format %q: want native or logical", *format)}
 	}
 	if *out == "" {
 		return usageError{"backup: --out FILE is required"}
@@ -481,7 +488,7 @@ func backup(args []string, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	n, err := controller.NewAdminClient(*dir).Backup(ctx, tmp)
+	n, err := controller.NewAdminClient(*dir).BackupAs(ctx, *format, tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -513,16 +520,52 @@ var rename = atomicfile.Rename
 // then moved aside.
 func restore(args []string, stderr io.Writer) (err error) {
 	fs, dir := flagSet("restore", stderr)
-	force := fs.Bool("force", false, "move an existing store aside instead of refusing")
+	force := fs.Bool("force", false, "move an existing store aside instead of refusing (bolt only)")
+	format := fs.String("format", "native", "native (a bbolt file from `backup`) or logical (the JSON of `backup --format logical`, from either store)")
+	storeKind := fs.String("store", "bolt", "restore into: bolt (the data dir's store file) or etcd (an empty --etcd-prefix; logical format only)")
+	etcdEndpoints := fs.String("etcd-endpoints", "", "with --store etcd: the cluster's client URLs, comma-separated")
+	etcdCA := fs.String("etcd-ca", "", "with --store etcd: PEM file of the etcd members' CA")
+	etcdCert := fs.String("etcd-cert", "", "with --store etcd: client certificate (PEM)")
+	etcdKey := fs.String("etcd-key", "", "with --store etcd: client key (PEM)")
+	etcdPrefix := fs.String("etcd-prefix", "/rustynet/", "with --store etcd: the prefix to restore under (must hold nothing)")
 	pos, err := parse(fs, args, "FILE")
 	if err != nil {
 		return err
+	}
+	if *format != "native" && *format != "logical" {
+		return usageError{fmt.Sprintf("restore: --format %q: want native or logical", *format)}
 	}
 	f, err := os.Open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	switch *storeKind {
+	case "bolt":
+	case "etcd":
+		if *format != "logical" {
+			return usageError{"restore --store etcd takes a logical export (--format logical); an etcd snapshot restores with etcdutl snapshot restore"}
+		}
+		eps, err := controller.ParseEndpoints(*etcdEndpoints)
+		if err != nil {
+			return usageError{"--etcd-endpoints: " + err.Error()}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		st, closeStore, err := controller.OpenEtcd(ctx, controller.EtcdConfig{Endpoints: eps, CA: *etcdCA, Cert: *etcdCert, Key: *etcdKey, Prefix: *etcdPrefix}, nil)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		e, err := store.Import(ctx, st, f)
+		if err != nil {
+			return fmt.Errorf("restore into etcd %s: %w", *etcdPrefix, err)
+		}
+		fmt.Fprintf(stderr, "restored %s into etcd prefix %s: %d nodes, %d auth keys, revision %d\n", pos[0], *etcdPrefix, len(e.Nodes), len(e.AuthKeys), e.Revision+1)
+		return nil
+	default:
+		return usageError{fmt.Sprintf("restore: --store %q: want bolt or etcd", *storeKind)}
+	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
@@ -565,11 +608,43 @@ func restore(args []string, stderr io.Writer) (err error) {
 		}
 		fmt.Fprintf(stderr, "moved the existing store to %s\n", aside)
 	}
-	if err := bolt.Restore(f, dst); err != nil {
+	if *format == "logical" {
+		if err := restoreLogical(f, dst); err != nil {
+			return err
+		}
+	} else if err := bolt.Restore(f, dst); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "restored %s into %s\n", pos[0], dst)
 	return nil
+}
+
+// restoreLogical loads a logical export into a new bbolt store at dst,
+// built beside it and renamed into place only when whole.
+func restoreLogical(r io.Reader, dst string) (err error) {
+	e, err := store.ParseExport(r)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	tmp := dst + ".restore-logical"
+	os.Remove(tmp)
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	st, err := bolt.Open(tmp)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := st.Load(context.Background(), e); err != nil {
+		st.Close()
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	return rename(tmp, dst)
 }
 
 func printJSON(w io.Writer, v any) error {
