@@ -9,17 +9,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/node/control"
 	"github.com/rustynet/rustynet/node/localapi"
 )
 
 // metrics are the node's Prometheus metrics. No label carries a peer: the
 // per-peer figures are summed.
 type metrics struct {
-	reconnects  prometheus.Counter
-	netmaps     *prometheus.CounterVec
-	netmapApply prometheus.Histogram
-	routeApply  prometheus.Histogram
-	probes      *prometheus.CounterVec
+	reconnects      prometheus.Counter
+	replicaSwitches *prometheus.CounterVec
+	netmaps         *prometheus.CounterVec
+	netmapApply     prometheus.Histogram
+	routeApply      prometheus.Histogram
+	probes          *prometheus.CounterVec
 }
 
 var applyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
@@ -41,6 +43,10 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Name: "rustynet_node_control_reconnects_total",
 			Help: "Times the node lost the controller and tried again.",
 		}),
+		replicaSwitches: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_node_control_replica_switches_total",
+			Help: "Times the node moved from one controller replica to the next, by reason: network, tls, timeout, unavailable (503), server_error (another 5xx without an API error).",
+		}, []string{"reason"}),
 		netmaps: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "rustynet_node_netmaps_total",
 			Help: "Netmaps applied, by kind (full, delta, cache).",
@@ -65,6 +71,9 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 	for _, r := range []string{"ok", "lost", "error"} {
 		m.probes.WithLabelValues(r)
 	}
+	for _, r := range control.Reasons {
+		m.replicaSwitches.WithLabelValues(r)
+	}
 	return m
 }
 
@@ -75,6 +84,7 @@ var (
 	descTx         = prometheus.NewDesc("rustynet_node_sent_bytes_total", "Bytes sent to peers through the tunnel.", nil, nil)
 	descFiltered   = prometheus.NewDesc("rustynet_node_filtered_packets_total", "Packets dropped because the sending peer may not open connections to this node.", nil, nil)
 	descConnected  = prometheus.NewDesc("rustynet_node_control_connected", "1 while the node's last exchange with its controller succeeded, else 0.", nil, nil)
+	descReplica    = prometheus.NewDesc("rustynet_node_control_replica_info", "The controller replica the node sends its requests to now, by its URL (controller); always 1.", []string{"controller"}, nil)
 	descNetmapAge  = prometheus.NewDesc("rustynet_node_netmap_age_seconds", "Time since the controller last confirmed the netmap in force (its last answered poll); absent before the first.", nil, nil)
 	descPeerStates = prometheus.NewDesc("rustynet_node_peers_by_state", "Peers by state: up (a handshake completed), pending (none yet), unusable (in the netmap but not usable: another backend).", []string{"state"}, nil)
 )
@@ -112,6 +122,7 @@ func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descTx
 	ch <- descFiltered
 	ch <- descConnected
+	ch <- descReplica
 	ch <- descNetmapAge
 	ch <- descPeerStates
 }
@@ -127,6 +138,9 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	unusable := len(c.n.missing)
 	c.n.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
+	if c.n.client != nil {
+		ch <- prometheus.MustNewConstMetric(descReplica, prometheus.GaugeValue, 1, c.n.client.Current())
+	}
 	if !syncedAt.IsZero() {
 		ch <- prometheus.MustNewConstMetric(descNetmapAge, prometheus.GaugeValue, time.Since(syncedAt).Seconds())
 	}

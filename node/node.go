@@ -46,9 +46,15 @@ const (
 
 // Config configures a node.
 type Config struct {
-	StateDir      string
-	ControllerURL string
-	ControllerCA  string // PEM file of the controller's CA
+	StateDir string
+	// ControllerURLs are the controller's replicas, each https://HOST:PORT
+	// (control.ParseURLs reads rustynetd's --controller list), no two
+	// alike; the node fails over between them and the replicas the
+	// controller announces (node/control). ControllerURL is the same for
+	// one controller; set one or the other.
+	ControllerURLs []string
+	ControllerURL  string
+	ControllerCA   string // PEM file of the controller's CA, one for every replica
 	// AuthKey registers the node when the state dir holds no credential.
 	AuthKey  string
 	Hostname string
@@ -134,7 +140,13 @@ func New(cfg Config) (*Node, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("no state dir")
 	}
-	if cfg.ControllerURL == "" || cfg.ControllerCA == "" {
+	if cfg.ControllerURL != "" {
+		if len(cfg.ControllerURLs) > 0 {
+			return nil, errors.New("set ControllerURL or ControllerURLs, not both")
+		}
+		cfg.ControllerURLs = []string{cfg.ControllerURL}
+	}
+	if len(cfg.ControllerURLs) == 0 || cfg.ControllerCA == "" {
 		return nil, errors.New("a controller URL and its CA file are required")
 	}
 	if cfg.Registry == nil {
@@ -161,20 +173,27 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	client, err := control.New(cfg.ControllerURL, cfg.ControllerCA)
-	if err != nil {
-		return nil, err
-	}
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		client:   client,
-		bo:       backoff{min: 100 * time.Millisecond, max: 10 * time.Second},
+		bo:       backoff{min: retryMin, max: retryMax},
 		peers:    map[api.NodeID]api.Node{},
 		state:    localapi.StateStarting,
 		netReady: make(chan struct{}),
 		rotation: make(chan struct{}, 1),
 	}
+	client, err := control.NewReplicated(control.Config{
+		URLs:   cfg.ControllerURLs,
+		CAFile: cfg.ControllerCA,
+		Logger: cfg.Logger,
+		// Called only once Run has started, after the metrics exist.
+		OnSwitch: func(from, to, reason string) { n.metrics.replicaSwitches.WithLabelValues(reason).Inc() },
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.client = client
+	n.cfg.ControllerURLs = client.Replicas()
 	n.metrics = newMetrics(cfg.Registerer, n)
 	return n, nil
 }
@@ -194,9 +213,15 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if st.Controller != "" && st.Controller != n.cfg.ControllerURL && st.Credential != "" {
-		n.log.Warn("state was registered with another controller; registering again", "was", st.Controller, "now", n.cfg.ControllerURL)
+	switch {
+	case st.Credential == "":
+	case !sameController(st, n.cfg.ControllerURLs):
+		n.log.Warn("state was registered with another controller; registering again", "was", st.knownControllers(), "now", n.cfg.ControllerURLs)
 		st.Credential, st.NodeID = "", ""
+	default:
+		// The replicas the controller announced last time come first,
+		// as they did then; the configured ones stay the fallback.
+		n.client.Announce(st.Controllers)
 	}
 	if err := n.choosePort(st); err != nil {
 		return err
@@ -239,6 +264,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	for {
+		from, began := n.client.Current(), time.Now()
 		err := n.session(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -254,12 +280,21 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		n.metrics.reconnects.Inc()
 		d := n.bo.next()
-		if wait, ok := control.RetryAfter(err); ok {
+		wait, limited := control.RetryAfter(err)
+		switch {
+		case limited:
 			// The controller answers, but asks the node to wait.
 			d = max(d, wait)
 			n.setLastError(err)
 			n.log.Warn("the controller asks this node to wait; the last netmap stays in force", "err", err, "retry_in", d.Round(time.Millisecond))
-		} else {
+		case n.polledSince(began) && n.client.Current() != from:
+			// One replica failed and the client moved to the next: not
+			// an outage unless that one fails too. The next session
+			// polls it with the revision the node has.
+			n.setLastError(err)
+			n.log.Debug("the controller replica failed; following the netmap on the next one", "err", err,
+				"from", from, "to", n.client.Current(), "retry_in", d.Round(time.Millisecond))
+		default:
 			n.setOffline(err)
 			n.log.Warn("controller unreachable; the last netmap stays in force", "err", err, "retry_in", d.Round(time.Millisecond))
 		}
@@ -327,6 +362,7 @@ func (n *Node) session(ctx context.Context) error {
 		}
 		n.bo.reset()
 		n.setRunning()
+		n.saveReplicas()
 		if err := n.applyMap(m, false); err != nil {
 			n.log.Error("applying netmap", "revision", m.Revision, "err", err)
 			n.mu.Lock()
@@ -389,7 +425,8 @@ func (n *Node) register(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.updateStateLocked(func(p *persistent) {
-		p.Credential, p.NodeID, p.Controller = resp.Credential, resp.Node.ID, n.cfg.ControllerURL
+		p.Credential, p.NodeID = resp.Credential, resp.Node.ID
+		p.Controller, p.Controllers = n.client.Current(), n.client.Announced()
 		// The node registered with NodeKey: a rotation from before has
 		// nothing left to rotate.
 		p.PendingNodeKey = key.NodePrivate{}
@@ -714,6 +751,27 @@ func (n *Node) setLastError(err error) {
 	n.lastErr = err.Error()
 }
 
+// saveReplicas keeps the replicas the controller announced in the state
+// when they changed, so that the node tries them first after a restart.
+func (n *Node) saveReplicas() {
+	announced := n.client.Announced()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(announced) == 0 || slices.Equal(announced, n.st.Controllers) {
+		return
+	}
+	if err := n.updateStateLocked(func(p *persistent) { p.Controllers = announced }); err != nil {
+		n.log.Warn("saving the controller's replicas", "err", err)
+	}
+}
+
+// polledSince reports whether the controller answered a poll after t.
+func (n *Node) polledSince(t time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.syncedAt.After(t)
+}
+
 func (n *Node) setOffline(err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -763,7 +821,7 @@ func (n *Node) Status() *localapi.Status {
 	st := &localapi.Status{
 		State:      n.state,
 		Backend:    n.cfg.Backend,
-		Controller: n.cfg.ControllerURL,
+		Controller: n.client.Current(),
 		LastError:  n.lastErr,
 		Self:       n.self,
 		Revision:   n.rev,
@@ -809,6 +867,24 @@ func (n *Node) Status() *localapi.Status {
 	}
 	return st
 }
+
+// The schedule of attempts to reach the controller (backoff): the first
+// delay is drawn from [50 ms, 100 ms], and the cap from [0.5 s, 1 s].
+//
+// The cap is what a node takes to come back once a controller replica
+// answers again, after an outage of any length: at most one delay (1 s)
+// and one attempt, which tries every replica it knows once (a replica that
+// is down refuses at once), so under the 2 s reconnect target. The draw
+// spreads a fleet's attempts over half a second, so that nodes cut off
+// together do not return in step. A lower rate is not needed to protect a
+// returning controller from the herd: it bounds what a node may cost it by
+// itself, with connection limits and per-node rate limits that answer 429
+// with Retry-After, and the node holds back for as long as that asks
+// (Client's hold-back, and Run's wait).
+const (
+	retryMin = 100 * time.Millisecond
+	retryMax = time.Second
+)
 
 // backoff is exponential with jitter: each delay is drawn from [d/2, d]
 // where d doubles from min to max.

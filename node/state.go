@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/rustynet/rustynet/internal/atomicfile"
 
 	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/node/control"
 	"github.com/rustynet/rustynet/node/key"
 )
 
@@ -34,7 +36,14 @@ type persistent struct {
 	// registered and after the controller removed the node.
 	Credential string     `json:"credential,omitempty"`
 	NodeID     api.NodeID `json:"node_id,omitempty"`
-	Controller string     `json:"controller,omitempty"`
+	// Controller is the controller replica the node registered through
+	// (the one controller, in state files from before replicas), and
+	// Controllers the replicas the controller announced, as last saved.
+	// They name the controller the credential belongs to
+	// (sameController); the node tries the announced replicas first
+	// after a restart.
+	Controller  string   `json:"controller,omitempty"`
+	Controllers []string `json:"controllers,omitempty"`
 	// ListenPort is kept so that peers find the node where they last saw
 	// it after a restart, even with the controller down.
 	ListenPort uint16 `json:"listen_port,omitempty"`
@@ -65,6 +74,33 @@ func loadState(dir string) (*persistent, error) {
 		return nil, fmt.Errorf("state %s has no keys", filepath.Join(dir, stateFile))
 	}
 	return &p, nil
+}
+
+// knownControllers returns the controller URLs the state names, in
+// canonical form (control.CanonicalURL) where they have one.
+func (p *persistent) knownControllers() []string {
+	var out []string
+	for _, u := range append([]string{p.Controller}, p.Controllers...) {
+		if u == "" {
+			continue
+		}
+		if c, err := control.CanonicalURL(u); err == nil {
+			u = c
+		}
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// sameController reports whether the controller at urls (canonical) is
+// the one the state's credential belongs to: the state names no
+// controller, or one of urls is a replica it names. A node started with
+// another controller's URLs registers again.
+func sameController(p *persistent, urls []string) bool {
+	known := p.knownControllers()
+	return len(known) == 0 || slices.ContainsFunc(urls, func(u string) bool { return slices.Contains(known, u) })
 }
 
 // loadNetmap reads the cached netmap, or returns nil if there is none.

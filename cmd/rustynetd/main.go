@@ -1,7 +1,18 @@
 // Command rustynetd is the Rustynet node daemon.
 //
-//	rustynetd --state-dir DIR --controller URL --controller-ca FILE [--auth-key KEY]
+//	rustynetd --state-dir DIR --controller URL[,URL...] --controller-ca FILE [--auth-key KEY]
 //	          [--backend wireguard] [--interface rn0 | --netstack] [--metrics-listen 127.0.0.1:9470] [--probe-interval 10s] [--ready-file FILE]
+//
+// --controller takes the controller's URL, https://HOST:PORT, or the URLs
+// of its replicas separated by commas (no two alike), all with
+// certificates from the one CA of --controller-ca. The node uses one
+// replica at a time and moves to the next when it fails (no connection, a
+// TLS failure, a timeout, a 503, or another 5xx that is not the
+// controller's refusal); it follows the netmap from the revision it has,
+// and its dataplane stays up meanwhile. Replicas that the controller
+// announces are tried first; those given here stay the fallback. While no
+// replica answers, the node tries again about every second (with jitter),
+// so it is back within about 2 s of one answering.
 package main
 
 import (
@@ -26,6 +37,7 @@ import (
 	"github.com/rustynet/rustynet/node/backend"
 	"github.com/rustynet/rustynet/node/backend/quic"
 	"github.com/rustynet/rustynet/node/backend/wireguard"
+	"github.com/rustynet/rustynet/node/control"
 )
 
 var version = "dev"
@@ -48,8 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("rustynetd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", "/var/lib/rustynet", "directory for keys, the credential and the cached netmap (created 0700)")
-	controllerURL := fs.String("controller", "", "controller URL, https://HOST:PORT (required)")
-	controllerCA := fs.String("controller-ca", "", "PEM file of the controller's CA, DATA_DIR/tls/ca.pem on the controller (required)")
+	controllerURL := fs.String("controller", "", "controller URL, https://HOST:PORT, or the URLs of its replicas separated by commas, tried in turn when one fails (required)")
+	controllerCA := fs.String("controller-ca", "", "PEM file of the controller's CA, DATA_DIR/tls/ca.pem on the controller, one for every replica (required)")
 	authKey := fs.String("auth-key", "", "pre-auth key to register with, when the state dir holds no credential")
 	authKeyFile := fs.String("auth-key-file", "", "read the pre-auth key from this file instead (keeps it out of the process list)")
 	hostname := fs.String("hostname", "", "name to register as (default: the machine's hostname)")
@@ -91,6 +103,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *controllerURL == "" || *controllerCA == "" {
 		return usage("--controller and --controller-ca are required")
 	}
+	controllers, err := control.ParseURLs(*controllerURL)
+	if err != nil {
+		return usage("--controller: %v", err)
+	}
 	if *port > 65535 {
 		return usage("--listen-port %d is not a port", *port)
 	}
@@ -122,22 +138,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n, err := node.New(node.Config{
-		StateDir:      *stateDir,
-		ControllerURL: *controllerURL,
-		ControllerCA:  *controllerCA,
-		AuthKey:       *authKey,
-		Hostname:      *hostname,
-		Backend:       *backendName,
-		Registry:      reg,
-		Interface:     *iface,
-		Netstack:      *netstack,
-		ListenPort:    uint16(*port),
-		MTU:           *mtu,
-		ReadyFile:     *readyFile,
-		Logger:        log,
-		Registerer:    promReg,
-		Version:       version,
-		ProbeInterval: probeInterval0(*probeInterval),
+		StateDir:       *stateDir,
+		ControllerURLs: controllers,
+		ControllerCA:   *controllerCA,
+		AuthKey:        *authKey,
+		Hostname:       *hostname,
+		Backend:        *backendName,
+		Registry:       reg,
+		Interface:      *iface,
+		Netstack:       *netstack,
+		ListenPort:     uint16(*port),
+		MTU:            *mtu,
+		ReadyFile:      *readyFile,
+		Logger:         log,
+		Registerer:     promReg,
+		Version:        version,
+		ProbeInterval:  probeInterval0(*probeInterval),
 	})
 	if err != nil {
 		return usage("%v", err)

@@ -10,53 +10,148 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
 )
 
-// Client talks to one controller. Its methods may be called concurrently.
+// Client talks to a controller, which may run as several replicas: each
+// serves the whole node API over one store, with the same CA and the same
+// netmap revisions. Its methods may be called concurrently.
+//
+// The client sends every request to one replica, the current one. When a
+// replica fails a request (no connection, a TLS failure, a timeout, a 503,
+// or another 5xx that is not a refusal with an API error body), the client
+// moves on to the next replica, logs the switch and tells Config.OnSwitch.
+// A refusal (4xx, or a 5xx with an API error body) is the controller's
+// answer, which another replica would give too: the client stays. The
+// replicas are tried in order: those the controller last announced
+// (MapResponse.Controllers), then those the client was made with, which
+// stay the fallback.
+//
+// A failed request is sent again, at once, to the next replica, each
+// replica at most once per call, when that cannot apply it twice: it is
+// idempotent (a netmap poll that does not wait, an endpoints report, a
+// registration challenge), or the failure came before its headers were
+// written (no replica saw it). A long-poll is not sent again: its caller
+// polls again, with the revision it has, on the replica the client moved
+// to. A registration goes to the replica that issued its challenge (a
+// challenge holds at the process that issued it only), and neither a
+// registration nor a key rotation nor a logout that a replica may have
+// received is sent to another: the caller's own protocol settles them
+// (Register and RotateKey document how).
 //
 // When the controller answers a request 429 with Retry-After, the client
 // holds back that request (its path, whatever the query) until the time
-// has passed: it refuses it at once with the same kind of error, which
-// RetryAfter reads, without sending it.
+// has passed, whichever replica it would go to: it refuses it at once with
+// the same kind of error, which RetryAfter reads, without sending it. A
+// 429 does not move the client to another replica.
 type Client struct {
-	base string
-	hc   *http.Client
+	hc       *http.Client
+	log      *slog.Logger
+	onSwitch func(from, to, reason string)
+	started  []string // the URLs the client was made with: the fallback
 
 	mu        sync.Mutex
 	cred      string
 	notBefore map[string]time.Time // path -> when it may be sent again
+	announced []string             // the replicas the controller last announced
+	heard     []string             // the last announcement, as it came
+	cur       string               // the replica requests go to
+	challenge struct{ value, from string }
 }
+
+// Config configures a Client.
+type Config struct {
+	// URLs are the controller's replicas the client starts with, each
+	// https://HOST:PORT (see CanonicalURL), at least one and no two
+	// alike. The first is the current one at first. They stay the
+	// fallback once the controller announces its replicas.
+	URLs []string
+	// CAFile is the PEM file of the controller's CA, one for every
+	// replica; the client trusts it and nothing else.
+	CAFile string
+	// Logger logs the switches between replicas (info) and announced
+	// URLs that are not usable (warn); nil discards.
+	Logger *slog.Logger
+	// OnSwitch, if set, is called after the client moved from one replica
+	// to another, with the reason (one of Reasons). It must not call the
+	// client.
+	OnSwitch func(from, to, reason string)
+}
+
+// Why the client moved from one replica to another.
+const (
+	// ReasonNetwork: no connection to the replica, or the connection
+	// broke before the whole answer arrived.
+	ReasonNetwork = "network"
+	// ReasonTLS: the TLS handshake failed (a certificate not signed by
+	// the controller's CA, or for another name, or a TLS alert).
+	ReasonTLS = "tls"
+	// ReasonTimeout: no answer within the request's timeout.
+	ReasonTimeout = "timeout"
+	// ReasonUnavailable: the replica answered 503.
+	ReasonUnavailable = "unavailable"
+	// ReasonServerError: the replica answered another 5xx without an API
+	// error body (a proxy's or load balancer's answer, not the
+	// controller's refusal).
+	ReasonServerError = "server_error"
+)
+
+// Reasons lists every reason for a switch.
+var Reasons = []string{ReasonNetwork, ReasonTLS, ReasonTimeout, ReasonUnavailable, ReasonServerError}
+
+// dialTimeout bounds connecting to a replica, so that one that drops
+// packets (a host gone, a partition) holds a request for seconds, not for
+// the kernel's minutes, before the client moves on.
+const dialTimeout = 5 * time.Second
 
 // New returns a client for the controller at url (https://HOST:PORT) that
 // trusts the CA certificate in caFile (PEM) and nothing else.
 func New(url, caFile string) (*Client, error) {
-	if !strings.HasPrefix(url, "https://") {
-		return nil, fmt.Errorf("controller URL %q: want https://HOST:PORT", url)
+	return NewReplicated(Config{URLs: []string{url}, CAFile: caFile})
+}
+
+// NewReplicated returns a client for the controller replicas of cfg.
+func NewReplicated(cfg Config) (*Client, error) {
+	urls, err := checkURLs(cfg.URLs)
+	if err != nil {
+		return nil, err
 	}
-	pem, err := os.ReadFile(caFile)
+	pem, err := os.ReadFile(cfg.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("controller CA: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("controller CA %s holds no PEM certificate", caFile)
+		return nil, fmt.Errorf("controller CA %s holds no PEM certificate", cfg.CAFile)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &Client{
-		base: strings.TrimSuffix(url, "/"),
 		hc: &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
 			ForceAttemptHTTP2:   true,
 			TLSHandshakeTimeout: 10 * time.Second,
 			IdleConnTimeout:     api.MaxWait + time.Minute,
 		}},
+		log:       log,
+		onSwitch:  cfg.OnSwitch,
+		started:   urls,
+		cur:       urls[0],
 		notBefore: map[string]time.Time{},
 	}, nil
 }
@@ -71,31 +166,153 @@ func (c *Client) SetCredential(cred string) {
 // Close releases idle connections.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
-// do sends a request. A refusal comes back as an *api.Error with Status
-// set; a network failure as the transport's error.
-func (c *Client) do(ctx context.Context, method, path string, timeout time.Duration, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
+// Current returns the URL of the replica requests go to now.
+func (c *Client) Current() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// Replicas returns the replicas in the order the client tries them: those
+// the controller announced, then those it was made with.
+func (c *Client) Replicas() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.replicasLocked()
+}
+
+func (c *Client) replicasLocked() []string {
+	out := slices.Clone(c.announced)
+	for _, u := range c.started {
+		if !slices.Contains(out, u) {
+			out = append(out, u)
 		}
-		body = bytes.NewReader(b)
 	}
-	route, _, _ := strings.Cut(path, "?")
+	return out
+}
+
+// Announced returns the replicas the controller last announced, as the
+// client keeps them (canonical, the unusable ones left out), or nil.
+func (c *Client) Announced() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.announced)
+}
+
+// Announce sets the replicas the controller announces (Netmap does it
+// with every answer that names them; a node also sets those it saved).
+// Entries that are not controller URLs, and repeats, are left out and
+// logged; a list with no usable entry changes nothing. The current
+// replica stays current while it answers, announced or not. Announce
+// reports whether the announced replicas changed.
+func (c *Client) Announce(urls []string) bool {
+	if len(urls) == 0 {
+		return false
+	}
+	valid := make([]string, 0, len(urls))
+	var bad []string
+	for _, raw := range urls {
+		u, err := CanonicalURL(strings.TrimSpace(raw))
+		switch {
+		case err != nil:
+			bad = append(bad, err.Error())
+		case !slices.Contains(valid, u):
+			valid = append(valid, u)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(bad) > 0 && !slices.Equal(urls, c.heard) {
+		c.log.Warn("the controller announced replica URLs that are not usable; left out", "errs", bad)
+	}
+	c.heard = slices.Clone(urls)
+	if len(valid) == 0 || slices.Equal(valid, c.announced) {
+		return false
+	}
+	c.announced = valid
+	return true
+}
+
+// request is one API call.
+type request struct {
+	method, path string
+	timeout      time.Duration
+	in, out      any
+	retry        retry
+	// to, if set, is the only replica it may go to.
+	to string
+}
+
+// retry says when a request that a replica failed goes to the next one.
+type retry int
+
+const (
+	// retryUnsent: only if no replica can have received it (the failure
+	// came before its headers were written).
+	retryUnsent retry = iota
+	// retryAlways: it is idempotent; sending it twice does what sending
+	// it once does.
+	retryAlways
+	// retryNever: the caller sends it again itself (a long-poll).
+	retryNever
+)
+
+// do sends a request, to the next replica as the Client's comment says
+// when one fails, and returns the replica that answered. A refusal comes
+// back as an *api.Error with Status set; a network failure as the
+// transport's error.
+func (c *Client) do(ctx context.Context, r request) (string, error) {
+	var body []byte
+	if r.in != nil {
+		b, err := json.Marshal(r.in)
+		if err != nil {
+			return "", err
+		}
+		body = b
+	}
+	route, _, _ := strings.Cut(r.path, "?")
 	if wait := c.RetryIn(route); wait > 0 {
-		return &RateLimitedError{Err: &api.Error{Status: http.StatusTooManyRequests, Code: api.CodeRateLimited,
-			Message: fmt.Sprintf("not sent: the controller asked this node to wait %v more before the next %s %s", wait.Round(time.Millisecond), method, route)},
+		return "", &RateLimitedError{Err: &api.Error{Status: http.StatusTooManyRequests, Code: api.CodeRateLimited,
+			Message: fmt.Sprintf("not sent: the controller asked this node to wait %v more before the next %s %s", wait.Round(time.Millisecond), r.method, route)},
 			until: time.Now().Add(wait), NotSent: true}
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	var tried []string
+	for {
+		base := r.to
+		if base == "" {
+			base = c.Current()
+		}
+		tried = append(tried, base)
+		sent, reason, err := c.send(ctx, base, route, r, body)
+		if reason == "" {
+			return base, err
+		}
+		next := c.failed(base, reason, err)
+		if r.to != "" || r.retry == retryNever || (sent && r.retry != retryAlways) || slices.Contains(tried, next) || ctx.Err() != nil {
+			return base, err
+		}
+	}
+}
+
+// send sends r to the replica at base. It reports whether the request's
+// headers were written (a replica may have received it), and, when the
+// replica failed it, why (one of Reasons; "" for an answer, refusals
+// included).
+func (c *Client) send(ctx context.Context, base, route string, r request, body []byte) (sent bool, reason string, err error) {
+	rctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	var wrote atomic.Bool
+	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(rctx, r.method, base+r.path, rd)
 	if err != nil {
-		return err
+		return false, "", err
 	}
 	req.Header.Set(api.HeaderCapabilityVersion, api.CurrentCapabilityVersion.String())
-	if in != nil {
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	c.mu.Lock()
@@ -106,85 +323,177 @@ func (c *Client) do(ctx context.Context, method, path string, timeout time.Durat
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return err
+		return wrote.Load(), failure(ctx, err), err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
 		var eb api.ErrorBody
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if json.Unmarshal(raw, &eb) != nil || eb.Error == nil {
-			eb.Error = &api.Error{Code: "http", Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+		stable := json.Unmarshal(raw, &eb) == nil && eb.Error != nil && eb.Error.Code != ""
+		if !stable {
+			eb.Error = &api.Error{Code: "http", Message: fmt.Sprintf("%s %s: %s", r.method, r.path, resp.Status)}
 		}
 		eb.Error.Status = resp.StatusCode
-		if resp.StatusCode == http.StatusTooManyRequests {
+		switch {
+		case resp.StatusCode == http.StatusTooManyRequests:
 			until := time.Now().Add(retryAfter(resp.Header.Get("Retry-After")))
 			c.mu.Lock()
 			c.notBefore[route] = until
 			c.mu.Unlock()
-			return &RateLimitedError{Err: eb.Error, until: until}
+			return true, "", &RateLimitedError{Err: eb.Error, until: until}
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			return true, ReasonUnavailable, eb.Error
+		case resp.StatusCode >= 500 && !stable:
+			return true, ReasonServerError, eb.Error
 		}
-		return eb.Error
+		return true, "", eb.Error
 	}
-	if out == nil {
-		return nil
+	if r.out == nil {
+		return true, "", nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	if err := json.NewDecoder(resp.Body).Decode(r.out); err != nil {
+		err = fmt.Errorf("%s %s: decode answer: %w", r.method, r.path, err)
+		return true, failure(ctx, err), err
 	}
-	return nil
+	return true, "", nil
+}
+
+// failure says why a request failed without an answer, or "" if the
+// caller gave up on it (ctx is done): that says nothing of the replica.
+func failure(ctx context.Context, err error) string {
+	var (
+		verr  *tls.CertificateVerificationError
+		alert tls.AlertError
+		rec   tls.RecordHeaderError
+		ua    x509.UnknownAuthorityError
+		he    x509.HostnameError
+		ci    x509.CertificateInvalidError
+	)
+	switch {
+	case ctx.Err() != nil:
+		return ""
+	case errors.Is(err, context.DeadlineExceeded):
+		return ReasonTimeout
+	case errors.As(err, &verr), errors.As(err, &alert), errors.As(err, &rec), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
+		return ReasonTLS
+	}
+	return ReasonNetwork
+}
+
+// failed records that the replica at base failed a request for reason:
+// if it is still the current one, the next replica becomes current. It
+// returns the current replica.
+func (c *Client) failed(base, reason string, err error) string {
+	c.mu.Lock()
+	if c.cur != base {
+		// Another request moved on already.
+		cur := c.cur
+		c.mu.Unlock()
+		return cur
+	}
+	list := c.replicasLocked()
+	next := list[(slices.Index(list, base)+1)%len(list)] // Index is -1 for a replica no longer listed: the first
+	if next == base {
+		c.mu.Unlock()
+		return base
+	}
+	c.cur = next
+	c.mu.Unlock()
+	c.log.Info("controller replica switch", "from", base, "to", next, "reason", reason, "err", err)
+	if c.onSwitch != nil {
+		c.onSwitch(base, next, reason)
+	}
+	return next
 }
 
 const requestTimeout = 30 * time.Second
 
 // Challenge asks for a registration challenge (capability version 3).
+// Register sends the registration that carries it to the replica that
+// issued it.
 func (c *Client) Challenge(ctx context.Context) (*api.RegisterChallenge, error) {
 	var out api.RegisterChallenge
-	if err := c.do(ctx, http.MethodGet, api.PathRegisterChallenge, requestTimeout, nil, &out); err != nil {
+	from, err := c.do(ctx, request{method: http.MethodGet, path: api.PathRegisterChallenge, timeout: requestTimeout, out: &out, retry: retryAlways})
+	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	c.challenge.value, c.challenge.from = out.Challenge, from
+	c.mu.Unlock()
 	return &out, nil
 }
 
-// Register registers the node.
+// Register registers the node. A registration with the last challenge
+// goes to the replica that issued it, and only there: another replica
+// would refuse the challenge. It is never sent to a second replica: if the
+// first one failed, it may have registered the node; the caller asks for
+// a new challenge and registers again, proving its machine key, which gets
+// it the same node back.
 func (c *Client) Register(ctx context.Context, req *api.RegisterRequest) (*api.RegisterResponse, error) {
 	var out api.RegisterResponse
-	if err := c.do(ctx, http.MethodPost, api.PathRegister, requestTimeout, req, &out); err != nil {
+	c.mu.Lock()
+	to := ""
+	if req.Challenge != "" && req.Challenge == c.challenge.value {
+		to = c.challenge.from
+	}
+	c.mu.Unlock()
+	if _, err := c.do(ctx, request{method: http.MethodPost, path: api.PathRegister, timeout: requestTimeout, in: req, out: &out, to: to}); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
-// Netmap long-polls for the netmap after revision since, waiting up to wait.
+// Netmap polls for the netmap after revision since, waiting up to wait. A
+// poll that does not wait is sent to the next replica when one fails; a
+// long-poll is not: the caller polls again, with the revision it has, and
+// a replica that holds that revision answers with what changed since. The
+// replicas an answer names (MapResponse.Controllers) replace those the
+// controller announced before (see Announce).
 func (c *Client) Netmap(ctx context.Context, since uint64, wait time.Duration) (*api.MapResponse, error) {
 	var out api.MapResponse
 	path := fmt.Sprintf("%s?since=%d&wait=%d", api.PathNetmap, since, int(wait/time.Second))
-	if err := c.do(ctx, http.MethodGet, path, wait+requestTimeout, nil, &out); err != nil {
+	r := request{method: http.MethodGet, path: path, timeout: wait + requestTimeout, out: &out, retry: retryAlways}
+	if wait > 0 {
+		r.retry = retryNever
+	}
+	if _, err := c.do(ctx, r); err != nil {
 		return nil, err
+	}
+	if c.Announce(out.Controllers) {
+		c.log.Info("the controller announced its replicas", "replicas", c.Replicas(), "current", c.Current())
 	}
 	return &out, nil
 }
 
-// ReportEndpoints reports the node's local endpoints and listen port.
+// ReportEndpoints reports the node's local endpoints and listen port. The
+// report sets them, so it is sent to the next replica when one fails.
 func (c *Client) ReportEndpoints(ctx context.Context, req *api.EndpointsRequest) (*api.Node, error) {
 	var out api.Node
-	if err := c.do(ctx, http.MethodPost, api.PathEndpoints, requestTimeout, req, &out); err != nil {
+	if _, err := c.do(ctx, request{method: http.MethodPost, path: api.PathEndpoints, timeout: requestTimeout, in: req, out: &out, retry: retryAlways}); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
-// RotateKey replaces the node key at the controller.
+// RotateKey replaces the node key at the controller. It goes to a second
+// replica only when the first failed before it could receive it: one that
+// received it may have stored the key. The caller keeps the key pending
+// and sends it again later (the controller answers at once for a key it
+// holds), on the replica the client moved to.
 func (c *Client) RotateKey(ctx context.Context, k api.NodePublic, backendKeys map[string]string) (*api.Node, error) {
 	var out api.Node
-	if err := c.do(ctx, http.MethodPost, api.PathRotateKey, requestTimeout, api.RotateKeyRequest{NodeKey: k, BackendKeys: backendKeys}, &out); err != nil {
+	if _, err := c.do(ctx, request{method: http.MethodPost, path: api.PathRotateKey, timeout: requestTimeout,
+		in: api.RotateKeyRequest{NodeKey: k, BackendKeys: backendKeys}, out: &out}); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
-// Logout removes the node from the controller.
+// Logout removes the node from the controller. Like RotateKey, it goes to
+// a second replica only when the first could not have received it.
 func (c *Client) Logout(ctx context.Context) error {
-	return c.do(ctx, http.MethodPost, api.PathLogout, requestTimeout, nil, nil)
+	_, err := c.do(ctx, request{method: http.MethodPost, path: api.PathLogout, timeout: requestTimeout})
+	return err
 }
 
 // RetryIn returns how long the controller asked the node to wait before

@@ -44,8 +44,8 @@ type Status struct {
 	// State is one of the State constants.
 	State      string    `json:"state"`
 	Backend    string    `json:"backend"`
-	Interface  string    `json:"interface"` // "netstack" in userspace mode
-	Controller string    `json:"controller"`
+	Interface  string    `json:"interface"`  // "netstack" in userspace mode
+	Controller string    `json:"controller"` // the controller replica the node uses now
 	LastError  string    `json:"last_error,omitempty"`
 	Self       *api.Node `json:"self,omitempty"`
 	// NodeKey is the key the node uses; PendingNodeKey a new one it sent

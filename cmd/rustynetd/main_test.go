@@ -1,0 +1,31 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestControllerFlag: --controller takes one URL or a comma-separated list
+// of replicas, and refuses an empty entry, a URL that is not
+// https://HOST:PORT and a URL listed twice, saying which.
+func TestControllerFlag(t *testing.T) {
+	for _, tc := range []struct{ value, want string }{
+		{"https://a.example:8443,https://A.example:8443/", `"https://a.example:8443" is listed twice`},
+		{"https://a.example:8443,", "controller URL 2 of 2 is empty"},
+		{"http://a.example:8443", "not https://"},
+		{"https://a.example:8443/v1", "only a host and a port"},
+	} {
+		var stderr bytes.Buffer
+		code := run([]string{"--state-dir", t.TempDir(), "--controller", tc.value, "--controller-ca", "/nonexistent/ca.pem"}, &bytes.Buffer{}, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), "--controller: ") || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("rustynetd --controller %q: exit %d, %q; want exit 2 and an error about %q", tc.value, code, stderr.String(), tc.want)
+		}
+	}
+	// A good list gets past the flag, to the CA file.
+	var stderr bytes.Buffer
+	code := run([]string{"--state-dir", t.TempDir(), "--controller", "https://a.example:8443, https://b.example:8443", "--controller-ca", "/nonexistent/ca.pem"}, &bytes.Buffer{}, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "controller CA") {
+		t.Errorf("rustynetd with two replicas and a missing CA file: exit %d, %q; want exit 2 and an error about the CA", code, stderr.String())
+	}
+}
