@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -27,6 +29,10 @@ type Options struct {
 	// Fsync makes the members fsync as etcd does by default; without it
 	// they skip fsync (the tests' data are throwaway), which is faster.
 	Fsync bool
+	// Snapshot, if set, is an etcd snapshot file (Maintenance.Snapshot)
+	// every member of the new cluster is restored from before it starts,
+	// as `etcdutl snapshot restore` does.
+	Snapshot string
 }
 
 // Cluster is a running set of embedded members.
@@ -77,6 +83,22 @@ func NewCluster(t testing.TB, n int, o Options) *Cluster {
 	}
 	for _, m := range c.Members {
 		m.cfg.InitialCluster = strings.Join(initial, ",")
+		if o.Snapshot == "" {
+			continue
+		}
+		// Restore writes a new data dir that must not exist yet.
+		m.cfg.Dir = filepath.Join(m.cfg.Dir, "restored")
+		err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
+			SnapshotPath:        o.Snapshot,
+			Name:                m.Name,
+			OutputDataDir:       m.cfg.Dir,
+			PeerURLs:            []string{m.cfg.AdvertisePeerUrls[0].String()},
+			InitialCluster:      m.cfg.InitialCluster,
+			InitialClusterToken: m.cfg.InitialClusterToken,
+		})
+		if err != nil {
+			t.Fatalf("etcd: restore member %s from %s: %v", m.Name, o.Snapshot, err)
+		}
 	}
 	// Members of a new cluster wait for each other: start them together.
 	errc := make(chan error, n)
@@ -154,7 +176,7 @@ func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 // ends.
 func NewClient(t testing.TB, endpoints ...string) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: nopLogger})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
 	}
@@ -198,6 +220,8 @@ func (c *Cluster) MoveLeader(t testing.TB) *Member {
 	t.Fatal("etcd: no other running member to lead")
 	return nil
 }
+
+var nopLogger = zap.NewNop()
 
 // freeURL returns an http URL on a loopback port that was free a moment
 // ago.
