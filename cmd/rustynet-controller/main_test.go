@@ -17,9 +17,10 @@ import (
 
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/controllertest"
+	"github.com/rustynet/rustynet/controller/store/etcd/etcdtest"
 )
 
-var binary string
+var binary, etcdBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rustynet-controller-test")
@@ -33,6 +34,10 @@ func TestMain(m *testing.M) {
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build:", err)
+		os.Exit(2)
+	}
+	if etcdBinary, err = etcdtest.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	code := m.Run()

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/controllertest"
@@ -33,6 +40,25 @@ func startReplica(t *testing.T, dir, endpoints string) *controllertest.Process {
 	return controllertest.StartCommand(t, exec.Command(binary, args...), dir)
 }
 
+// copyCA gives the data dir to the CA of the replica in from, as the
+// README says: install -d -m 0700 DIR/tls; copy ca.pem and ca.key; chmod
+// 0600 ca.key.
+func copyCA(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(to, "tls"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ca.pem", "ca.key"} {
+		b, err := os.ReadFile(filepath.Join(from, "tls", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, "tls", f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestReplicasAsTheREADMESays follows the README: a first replica creates
 // the CA; the second gets its tls/ca.pem and tls/ca.key copied into its
 // data dir before its first start; both then serve one mesh with one CA,
@@ -44,19 +70,7 @@ func TestReplicasAsTheREADMESays(t *testing.T) {
 	d1, d2 := t.TempDir(), t.TempDir()
 	r1 := startReplica(t, d1, endpoints)
 
-	// install -d -m 0700 DIR/tls; copy ca.pem and ca.key; chmod 0600 ca.key
-	if err := os.MkdirAll(filepath.Join(d2, "tls"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"ca.pem", "ca.key"} {
-		b, err := os.ReadFile(filepath.Join(d1, "tls", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d2, "tls", f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	copyCA(t, d1, d2)
 	r2 := startReplica(t, d2, endpoints)
 
 	// Nodes trust one CA, the first replica's, for both.
@@ -133,6 +147,123 @@ func TestServeStoreFlags(t *testing.T) {
 		_, stderr, code := cli(t, "", append([]string{"serve", "--data-dir", dir}, c.args...)...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
 			t.Errorf("serve %q: exit %d %q, want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+}
+
+// TestKillReplicaAndEtcdLeaderDuringRegistrations runs two replicas over
+// a 3-member etcd cluster of real etcd processes (fsync on), with a
+// stream of registrations spread over both. It SIGKILLs one replica, then
+// the etcd leader, each while registrations are in flight, restarts both,
+// and checks that every acknowledged registration is present on both
+// replicas with no address given twice.
+func TestKillReplicaAndEtcdLeaderDuringRegistrations(t *testing.T) {
+	cluster := etcdtest.StartProcesses(t, etcdBinary, 3, etcdtest.ProcessOptions{})
+	endpoints := strings.Join(cluster.Endpoints(), ",")
+	d1, d2 := t.TempDir(), t.TempDir()
+	r1 := startReplica(t, d1, endpoints)
+	copyCA(t, d1, d2)
+	r2 := startReplica(t, d2, endpoints)
+	key, _, code := cli(t, "", "authkey", "create", "--reusable", "--data-dir", d1)
+	if code != 0 {
+		t.Fatal("authkey create failed")
+	}
+	key = strings.TrimSpace(key)
+	hc := controllertest.NewClient(t, filepath.Join(d1, "tls", "ca.pem"))
+
+	var (
+		mu       sync.Mutex
+		acked    []api.NodeID
+		failures = map[string]int{}
+		wg       sync.WaitGroup
+	)
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	urls := []string{r1.URL, r2.URL}
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; ctx.Err() == nil; i++ {
+				reg, status, err := register(hc, urls[i%2], key)
+				mu.Lock()
+				switch {
+				case err != nil:
+					failures["no answer"]++
+				case status == http.StatusOK:
+					acked = append(acked, reg.Node.ID)
+				default:
+					failures[fmt.Sprint(status)]++
+				}
+				mu.Unlock()
+				if err != nil || status != http.StatusOK {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	// waitFor waits until n more registrations are acknowledged.
+	waitFor := func(what string, n int) int {
+		t.Helper()
+		from := count()
+		deadline := time.Now().Add(60 * time.Second)
+		for count() < from+n {
+			if time.Now().After(deadline) {
+				cancel()
+				wg.Wait()
+				t.Fatalf("%s: only %d of %d registrations acknowledged in 60 s (failures %v)", what, count()-from, n, failures)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return count()
+	}
+	beforeReplica := waitFor("before any kill", 150)
+	r1.Cmd.Process.Signal(syscall.SIGKILL)
+	r1.Wait(15 * time.Second)
+	beforeEtcd := waitFor("after the replica's SIGKILL", 150)
+	leader := cluster.Leader(t)
+	leader.Kill()
+	afterEtcd := waitFor("after the etcd leader's SIGKILL", 150)
+	cancel()
+	wg.Wait()
+
+	// Both back: the member on its data, the replica on its data dir.
+	cluster.Restart(t, leader)
+	cluster.WaitHealthy(t, 60*time.Second)
+	startReplica(t, d1, endpoints)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, dir := range []string{d1, d2} {
+		out, stderr, code := cli(t, "", "node", "list", "--json", "--data-dir", dir)
+		if code != 0 {
+			t.Fatalf("node list on %s: exit %d %q", dir, code, stderr)
+		}
+		var nodes []api.AdminNode
+		if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+			t.Fatal(err)
+		}
+		present := map[api.NodeID]bool{}
+		addrs := map[string]api.NodeID{}
+		for _, n := range nodes {
+			present[n.ID] = true
+			for _, a := range n.Addresses {
+				if other, dup := addrs[a.String()]; dup {
+					t.Errorf("address %s held by %s and %s", a, other, n.ID)
+				}
+				addrs[a.String()] = n.ID
+			}
+		}
+		lost := 0
+		for _, id := range acked {
+			if !present[id] {
+				lost++
+			}
+		}
+		if lost > 0 {
+			t.Errorf("%d of %d acknowledged registrations missing on %s", lost, len(acked), dir)
+		}
+		if dir == d2 {
+			t.Logf("acknowledged: %d before the replica's SIGKILL, %d before the etcd leader's (%s), %d after; %d nodes stored; failed attempts %v",
+				beforeReplica, beforeEtcd, leader.Name, afterEtcd, len(nodes), failures)
 		}
 	}
 }
