@@ -57,8 +57,9 @@ commands:
   node rename      rename a node and bind the name, so policy "name:" rules match it
   policy set FILE  replace the ACL policy ("-" reads stdin)
   policy get       print the ACL policy in force
-  backup           write a consistent copy of the store to a file
-  restore FILE     restore a backup into a stopped controller's data dir
+  backup           write a consistent copy of the store to a file (--format native|logical)
+  restore FILE     restore a backup into a stopped controller's data dir, or a
+                   logical export into an empty etcd prefix (--store etcd)
   version          print the version
 
 Every command takes --data-dir DIR (default ` + defaultDataDir + `).
