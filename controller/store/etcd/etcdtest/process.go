@@ -17,12 +17,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Build builds the etcd server (the module's cmd/etcd, etcdmain at the
+// Build builds the etcd server (etcdtest/etcd, etcdmain at the
 // version go.mod names) statically into dir and returns its path. Tests
 // that run etcd as processes call it from TestMain.
 func Build(dir string) (string, error) {
 	bin := filepath.Join(dir, "etcd")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/rustynet/rustynet/cmd/etcd")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/rustynet/rustynet/controller/store/etcd/etcdtest/etcd")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
