@@ -40,25 +40,6 @@ func startReplica(t *testing.T, dir, endpoints string) *controllertest.Process {
 	return controllertest.StartCommand(t, exec.Command(binary, args...), dir)
 }
 
-// copyCA gives the data dir to the CA of the replica in from, as the
-// README says: install -d -m 0700 DIR/tls; copy ca.pem and ca.key; chmod
-// 0600 ca.key.
-func copyCA(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Join(to, "tls"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"ca.pem", "ca.key"} {
-		b, err := os.ReadFile(filepath.Join(from, "tls", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(to, "tls", f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestReplicasAsTheREADMESays follows the README: a first replica creates
 // the CA; the second gets its tls/ca.pem and tls/ca.key copied into its
 // data dir before its first start; both then serve one mesh with one CA,
@@ -70,7 +51,7 @@ func TestReplicasAsTheREADMESays(t *testing.T) {
 	d1, d2 := t.TempDir(), t.TempDir()
 	r1 := startReplica(t, d1, endpoints)
 
-	copyCA(t, d1, d2)
+	controllertest.CopyCA(t, d1, d2)
 	r2 := startReplica(t, d2, endpoints)
 
 	// Nodes trust one CA, the first replica's, for both.
@@ -162,7 +143,7 @@ func TestKillReplicaAndEtcdLeaderDuringRegistrations(t *testing.T) {
 	endpoints := strings.Join(cluster.Endpoints(), ",")
 	d1, d2 := t.TempDir(), t.TempDir()
 	r1 := startReplica(t, d1, endpoints)
-	copyCA(t, d1, d2)
+	controllertest.CopyCA(t, d1, d2)
 	r2 := startReplica(t, d2, endpoints)
 	key, _, code := cli(t, "", "authkey", "create", "--reusable", "--data-dir", d1)
 	if code != 0 {

@@ -137,3 +137,22 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// CopyCA gives the data dir to the CA of the controller whose data dir is
+// from, as the README says for a second replica: install -d -m 0700
+// DIR/tls; copy ca.pem and ca.key; chmod 0600 ca.key.
+func CopyCA(tb testing.TB, from, to string) {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Join(to, "tls"), 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range []string{"ca.pem", "ca.key"} {
+		b, err := os.ReadFile(filepath.Join(from, "tls", f))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, "tls", f), b, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 )
 
 // Build builds the etcd server (etcdtest/etcd, etcdmain at the
@@ -41,6 +42,10 @@ type ProcessOptions struct {
 	// Command, if set, makes the command that runs member i (for
 	// instance inside its network namespace); nil runs bin args...
 	Command func(i int, bin string, args []string) *exec.Cmd
+	// Dial, if set, is how the test reaches a member (for instance from
+	// inside a namespace on the members' network); nil dials from the
+	// test's own.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // ProcessCluster is a cluster of etcd server processes: each can be
@@ -229,7 +234,7 @@ func (c *ProcessCluster) leader() (*Process, error) {
 		if !m.Running() {
 			continue
 		}
-		st, err := status(m.ClientURL)
+		st, err := status(m.ClientURL, c.o.Dial)
 		if err != nil {
 			return nil, fmt.Errorf("member %s: %w", m.Name, err)
 		}
@@ -245,8 +250,12 @@ func (c *ProcessCluster) leader() (*Process, error) {
 	return nil, fmt.Errorf("leader %x is not a running member", leader)
 }
 
-func status(endpoint string) (*clientv3.StatusResponse, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, Logger: nopLogger})
+func status(endpoint string, dial func(context.Context, string) (net.Conn, error)) (*clientv3.StatusResponse, error) {
+	cfg := clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, Logger: nopLogger}
+	if dial != nil {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(dial)}
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, err
 	}
