@@ -24,6 +24,7 @@ import (
 	"github.com/rustynet/rustynet/controller"
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/controllertest"
+	"github.com/rustynet/rustynet/controller/store/etcd/etcdtest"
 )
 
 // register registers a node with fresh keys as a node of the current
@@ -59,68 +60,154 @@ func post(hc *http.Client, url string, body []byte, cred string) (int, []byte, e
 
 // BenchmarkRegister measures registrations per second through the whole
 // stack (a challenge, then the registration with its machine proof, as a
-// node of capability 3 registers): HTTPS, JSON, the group committer and an
-// fsynced bbolt store on disk, with the controller in its own process. The clients run on the same
-// cores, so the controller's own CPU time per registration is reported too:
-// cores divided by it bounds what the controller alone could take. With
-// conn=new each registration opens its own TLS connection, as a fleet of
-// nodes does; with conn=reused a few connections carry them all.
+// node of capability 3 registers): HTTPS, JSON, the group committer and the
+// store, with the controller in its own process. store=bolt is one
+// controller on an fsynced bbolt file; store=etcd3 is 3 replicas over a
+// 3-member cluster of etcd processes (fsync on, etcd's default), each
+// registration going to the next replica in turn. The clients run on the
+// same cores, so the controllers' own CPU time per registration is
+// reported too (etcd's is not counted in it): cores divided by it bounds
+// what the controllers alone could take. With conn=new each registration
+// opens its own TLS connection, as a fleet of nodes does; with conn=reused
+// a few connections carry them all.
 func BenchmarkRegister(b *testing.B) {
 	b.Logf("environment: %s", machine.Describe())
 	bin := controllertest.Build(b, b.TempDir(), "../cmd/rustynet-controller")
-	for _, mode := range []string{"new", "reused"} {
-		b.Run("conn="+mode, func(b *testing.B) {
-			p := controllertest.StartProcess(b, bin, b.TempDir())
-			ak, err := controller.NewAdminClient(p.DataDir).CreateAuthKey(context.Background(), api.CreateAuthKeyRequest{Reusable: true, TTLSeconds: 3600})
-			if err != nil {
-				b.Fatal(err)
-			}
-			hc := controllertest.NewClient(b, filepath.Join(p.DataDir, "tls", "ca.pem"))
-			hc.Transport.(*http.Transport).DisableKeepAlives = mode == "new"
-			b.SetParallelism(8)
-			cpu0, _ := p.CPUTime()
-			b.ResetTimer()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					status, body, err := register(hc, p.URL, ak.Key)
-					if err != nil || status != 200 {
-						b.Errorf("register: %d %s %v", status, body, err)
-						return
-					}
+	for _, st := range stores {
+		for _, mode := range []string{"new", "reused"} {
+			b.Run("store="+st+"/conn="+mode, func(b *testing.B) {
+				d := deploy(b, bin, st)
+				ak, err := controller.NewAdminClient(d.procs[0].DataDir).CreateAuthKey(context.Background(), api.CreateAuthKeyRequest{Reusable: true, TTLSeconds: 3600})
+				if err != nil {
+					b.Fatal(err)
 				}
+				hc := controllertest.NewClient(b, filepath.Join(d.procs[0].DataDir, "tls", "ca.pem"))
+				hc.Transport.(*http.Transport).DisableKeepAlives = mode == "new"
+				b.SetParallelism(8)
+				cpu0 := d.cpu(b)
+				var next atomic.Int64
+				b.ResetTimer()
+				start := time.Now()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						status, body, err := register(hc, d.url(int(next.Add(1))), ak.Key)
+						if err != nil || status != 200 {
+							b.Errorf("register: %d %s %v", status, body, err)
+							return
+						}
+					}
+				})
+				elapsed := time.Since(start)
+				b.StopTimer()
+				perReg := (d.cpu(b) - cpu0).Seconds() / float64(b.N)
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "registrations/s")
+				b.ReportMetric(perReg*1e3, "controller-cpu-ms/op")
+				b.ReportMetric(float64(runtime.NumCPU())/perReg, "controller-bound-registrations/s")
 			})
-			elapsed := time.Since(start)
-			b.StopTimer()
-			cpu1, _ := p.CPUTime()
-			perReg := (cpu1 - cpu0).Seconds() / float64(b.N)
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "registrations/s")
-			b.ReportMetric(perReg*1e3, "controller-cpu-ms/op")
-			b.ReportMetric(float64(runtime.NumCPU())/perReg, "controller-bound-registrations/s")
-		})
+		}
 	}
+}
+
+// stores are the deployments the controller benchmarks compare.
+var stores = []string{"bolt", "etcd3"}
+
+// deployment is the controller under measurement: one process on bbolt,
+// or 3 replica processes over a 3-member etcd cluster.
+type deployment struct {
+	procs []*controllertest.Process
+}
+
+// deploy starts the deployment named store; extra are serve flags for
+// every controller process.
+func deploy(b *testing.B, bin, store string, extra ...string) *deployment {
+	b.Helper()
+	switch store {
+	case "bolt":
+		return &deployment{procs: []*controllertest.Process{controllertest.StartProcess(b, bin, b.TempDir(), extra...)}}
+	case "etcd3":
+		etcdBin, err := etcdtest.Build(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		cluster := etcdtest.StartProcesses(b, etcdBin, 3, etcdtest.ProcessOptions{})
+		d := &deployment{}
+		for i := range 3 {
+			dir := b.TempDir()
+			if i > 0 {
+				controllertest.CopyCA(b, d.procs[0].DataDir, dir)
+			}
+			d.procs = append(d.procs, controllertest.StartReplicaProcess(b, bin, dir, strings.Join(cluster.Endpoints(), ","), extra...))
+		}
+		return d
+	}
+	b.Fatalf("no deployment %q", store)
+	return nil
+}
+
+// url is the API of the controller process i serves from (round robin).
+func (d *deployment) url(i int) string { return d.procs[i%len(d.procs)].URL }
+
+// memory sums the controller processes' RSS and peaks.
+func (d *deployment) memory(b *testing.B) (rss, peak int64) {
+	for _, p := range d.procs {
+		r, pk, err := p.Memory()
+		if err != nil {
+			b.Fatal(err)
+		}
+		rss, peak = rss+r, peak+pk
+	}
+	return rss, peak
+}
+
+// cpu sums the controller processes' CPU time.
+func (d *deployment) cpu(b *testing.B) time.Duration {
+	var sum time.Duration
+	for _, p := range d.procs {
+		c, err := p.CPUTime()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum += c
+	}
+	return sum
+}
+
+// scrape sums one unlabelled sample over the controller processes.
+func (d *deployment) scrape(b *testing.B, name string) float64 {
+	var sum float64
+	for _, p := range d.procs {
+		sum += scrape(b, p.MetricsURL, name)
+	}
+	return sum
 }
 
 // BenchmarkFanout measures how long one change takes to reach every
-// waiting node. The controller runs as its own process so that its memory
-// can be read; N nodes register, each holds a netmap long-poll open on its
-// own HTTP/1.1 TLS connection, and then one node reports a new endpoint,
-// which every other node may see. Each iteration is one such change; the
-// latency of a node is from just before the change is sent to the moment
-// its response is read. Reported: p50, p99 and max over all nodes and
-// iterations, and the controller's RSS and Go heap per node.
+// waiting node. The controllers run as their own processes so that their
+// memory can be read; N nodes register, each holds a netmap long-poll open
+// on its own HTTP/1.1 TLS connection, and then one node reports a new
+// endpoint, which every other node may see. Each iteration is one such
+// change; the latency of a node is from just before the change is sent to
+// the moment its response is read. Reported: p50, p99 and max over all
+// nodes and iterations, and the controllers' RSS and Go heap per node.
+// With store=etcd3 (see BenchmarkRegister) node i registers and polls on
+// replica i mod 3, and the change is made through the first replica: two
+// thirds of the nodes hear of it through etcd's watch. rss-MiB and
+// rss-KiB/node sum the replicas; replica-rss-KiB/node is per replica.
 func BenchmarkFanout(b *testing.B) {
 	b.Logf("environment: %s", machine.Describe())
 	bin := controllertest.Build(b, b.TempDir(), "../cmd/rustynet-controller")
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) { benchFanout(b, bin, n) })
+	for _, st := range stores {
+		for _, n := range []int{1000, 10000} {
+			b.Run(fmt.Sprintf("store=%s/clients=%d", st, n), func(b *testing.B) { benchFanout(b, bin, st, n) })
+		}
 	}
 }
 
-func benchFanout(b *testing.B, bin string, n int) {
+func benchFanout(b *testing.B, bin, st string, n int) {
 	// Every simulated node connects from 127.0.0.1.
-	p := controllertest.StartProcess(b, bin, b.TempDir(), "--max-conns-per-ip", "0")
-	rssStart, _, _ := p.Memory()
+	d := deploy(b, bin, st, "--max-conns-per-ip", "0")
+	p := d.procs[0]
+	rssStart, _ := d.memory(b)
 	caFile := filepath.Join(p.DataDir, "tls", "ca.pem")
 	hc := controllertest.NewClient(b, caFile)
 	hc.Transport.(*http.Transport).MaxIdleConnsPerHost = n + 16
@@ -143,7 +230,7 @@ func benchFanout(b *testing.B, bin string, n int) {
 				if i >= n {
 					return
 				}
-				status, body, err := register(hc, p.URL, ak.Key)
+				status, body, err := register(hc, d.url(i), ak.Key)
 				if err != nil || status != 200 {
 					b.Errorf("register: %d %s %v", status, body, err)
 					return
@@ -159,8 +246,8 @@ func benchFanout(b *testing.B, bin string, n int) {
 		return
 	}
 	b.Logf("registered %d nodes in %v (%.0f/s)", n, time.Since(regStart).Round(time.Millisecond), float64(n)/time.Since(regStart).Seconds())
-	rssRegistered, _, _ := p.Memory()
-	heapRegistered := scrape(b, p.MetricsURL, "go_memstats_heap_inuse_bytes")
+	rssRegistered, _ := d.memory(b)
+	heapRegistered := d.scrape(b, "go_memstats_heap_inuse_bytes")
 
 	// The current revision, from one full netmap.
 	rev := fetchRevision(b, hc, p.URL, creds[0])
@@ -177,7 +264,7 @@ func benchFanout(b *testing.B, bin string, n int) {
 		pollers.Go(func() {
 			since := rev
 			for iter := 0; ctx.Err() == nil; iter++ {
-				m, err := longPoll(ctx, hc, p.URL, creds[i], since)
+				m, err := longPoll(ctx, hc, d.url(i), creds[i], since)
 				if err != nil {
 					if ctx.Err() == nil {
 						b.Errorf("poll: %v", err)
@@ -185,16 +272,16 @@ func benchFanout(b *testing.B, bin string, n int) {
 					return
 				}
 				if m.Full || len(m.PeersChanged) != 1 {
-					b.Errorf("node %d got full=%v changed=%d, want a delta with one peer", i, m.Full, len(m.PeersChanged))
+					b.Errorf("node %d (since %d) got revision %d full=%v self=%v changed=%d removed=%d, want a delta with one peer", i, since, m.Revision, m.Full, m.Self != nil, len(m.PeersChanged), len(m.PeersRemoved))
 				}
 				since = m.Revision
 				results <- result{iter, time.Now()}
 			}
 		})
 	}
-	waitPolls(b, p.MetricsURL, n-1)
-	rssPolling, peakPolling, _ := p.Memory()
-	heapPolling := scrape(b, p.MetricsURL, "go_memstats_heap_inuse_bytes")
+	waitPolls(b, d, n-1)
+	rssPolling, peakPolling := d.memory(b)
+	heapPolling := d.scrape(b, "go_memstats_heap_inuse_bytes")
 
 	var lat []time.Duration
 	b.ResetTimer()
@@ -218,7 +305,7 @@ func benchFanout(b *testing.B, bin string, n int) {
 			}
 		}
 		b.StopTimer()
-		waitPolls(b, p.MetricsURL, n-1)
+		waitPolls(b, d, n-1)
 		b.StartTimer()
 	}
 	b.StopTimer()
@@ -233,6 +320,7 @@ func benchFanout(b *testing.B, bin string, n int) {
 	b.ReportMetric(q(1), "max-ms")
 	b.ReportMetric(float64(rssPolling)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(rssPolling-rssStart)/float64(n)/1024, "rss-KiB/node")
+	b.ReportMetric(float64(rssPolling-rssStart)/float64(n)/1024/float64(len(d.procs)), "replica-rss-KiB/node")
 	b.ReportMetric((heapPolling-heapRegistered)/float64(n)/1024, "poll-heap-KiB/node")
 	b.Logf("n=%d iterations=%d latencies=%d: p50 %.1fms p99 %.1fms max %.1fms", n, b.N, len(lat), q(0.5), q(0.99), q(1))
 	b.Logf("controller RSS: start %.1f MiB, %d nodes registered %.1f MiB (%.2f KiB/node; Go heap in use %.1f MiB), %d long-polls open %.1f MiB (peak %.1f MiB; heap %.1f MiB, %.2f KiB/poll)",
@@ -292,11 +380,11 @@ func scrape(b *testing.B, url, name string) float64 {
 	return 0
 }
 
-// waitPolls waits until the controller holds want long-polls open.
-func waitPolls(b *testing.B, metricsURL string, want int) {
+// waitPolls waits until the controllers hold want long-polls open.
+func waitPolls(b *testing.B, d *deployment, want int) {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		got := int(scrape(b, metricsURL, "rustynet_controller_netmap_polls_open"))
+		got := int(d.scrape(b, "rustynet_controller_netmap_polls_open"))
 		if got == want {
 			return
 		}

@@ -121,7 +121,7 @@ func hostileRun(b *testing.B, bin string) {
 			}
 		})
 	}
-	waitPolls(b, p.MetricsURL, nodes-1)
+	waitPolls(b, &deployment{procs: []*controllertest.Process{p}}, nodes-1)
 	g0 := scrape(b, p.MetricsURL, "go_goroutines")
 	rss0, _, _ := p.Memory()
 

@@ -34,10 +34,7 @@ func freeAddr(t *testing.T) string {
 // controllers" section does.
 func startReplica(t *testing.T, dir, endpoints string) *controllertest.Process {
 	t.Helper()
-	addr := freeAddr(t)
-	args := append(controllertest.ServeArgs(dir, addr, "127.0.0.1:0"),
-		"--store", "etcd", "--etcd-endpoints", endpoints, "--advertise-url", "https://"+addr)
-	return controllertest.StartCommand(t, exec.Command(binary, args...), dir)
+	return controllertest.StartReplicaProcess(t, binary, dir, endpoints)
 }
 
 // TestReplicasAsTheREADMESays follows the README: a first replica creates

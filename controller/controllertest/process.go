@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,22 @@ func ReadyFile(dataDir string) string { return filepath.Join(dataDir, "ready.jso
 func StartProcess(tb testing.TB, bin, dataDir string, extra ...string) *Process {
 	tb.Helper()
 	return StartCommand(tb, exec.Command(bin, append(ServeArgs(dataDir, "127.0.0.1:0", "127.0.0.1:0"), extra...)...), dataDir)
+}
+
+// StartReplicaProcess runs `bin serve --store etcd` on dataDir over the
+// etcd endpoints (comma-separated), listening on a 127.0.0.1 port it
+// advertises, with any extra serve flags, and waits until it serves. A
+// second replica needs the first's CA in its data dir first (CopyCA).
+func StartReplicaProcess(tb testing.TB, bin, dataDir, endpoints string, extra ...string) *Process {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	args := append(ServeArgs(dataDir, addr, "127.0.0.1:0"), "--store", "etcd", "--etcd-endpoints", endpoints, "--advertise-url", "https://"+addr)
+	return StartCommand(tb, exec.Command(bin, append(args, extra...)...), dataDir)
 }
 
 // ServeArgs are the arguments of `rustynet-controller serve` on dataDir
