@@ -263,9 +263,25 @@ func TestKillDuringRegistrations(t *testing.T) {
 	}
 
 	start(t, dir)
+	present, nodes := storedNodes(t, dir)
+	lost := 0
+	for _, id := range acked {
+		if !present[id] {
+			lost++
+			t.Errorf("acknowledged registration %s is missing after the restart", id)
+		}
+	}
+	t.Logf("%d registrations acknowledged before SIGKILL, %d nodes after restart, %d lost", len(acked), nodes, lost)
+}
+
+// storedNodes lists the nodes through the admin CLI on dir, fails the test
+// for any address held by two nodes, and returns the set of IDs and how
+// many nodes there are.
+func storedNodes(t *testing.T, dir string) (map[api.NodeID]bool, int) {
+	t.Helper()
 	out, stderr, code := cli(t, "", "node", "list", "--json", "--data-dir", dir)
 	if code != 0 {
-		t.Fatalf("node list after restart: exit %d %q", code, stderr)
+		t.Fatalf("node list on %s: exit %d %q", dir, code, stderr)
 	}
 	var nodes []api.AdminNode
 	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
@@ -282,12 +298,5 @@ func TestKillDuringRegistrations(t *testing.T) {
 			addrs[a.String()] = n.ID
 		}
 	}
-	lost := 0
-	for _, id := range acked {
-		if !present[id] {
-			lost++
-			t.Errorf("acknowledged registration %s is missing after the restart", id)
-		}
-	}
-	t.Logf("%d registrations acknowledged before SIGKILL, %d nodes after restart, %d lost", len(acked), len(nodes), lost)
+	return present, len(nodes)
 }

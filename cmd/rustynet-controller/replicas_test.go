@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -211,25 +210,7 @@ func TestKillReplicaAndEtcdLeaderDuringRegistrations(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for _, dir := range []string{d1, d2} {
-		out, stderr, code := cli(t, "", "node", "list", "--json", "--data-dir", dir)
-		if code != 0 {
-			t.Fatalf("node list on %s: exit %d %q", dir, code, stderr)
-		}
-		var nodes []api.AdminNode
-		if err := json.Unmarshal([]byte(out), &nodes); err != nil {
-			t.Fatal(err)
-		}
-		present := map[api.NodeID]bool{}
-		addrs := map[string]api.NodeID{}
-		for _, n := range nodes {
-			present[n.ID] = true
-			for _, a := range n.Addresses {
-				if other, dup := addrs[a.String()]; dup {
-					t.Errorf("address %s held by %s and %s", a, other, n.ID)
-				}
-				addrs[a.String()] = n.ID
-			}
-		}
+		present, nodes := storedNodes(t, dir)
 		lost := 0
 		for _, id := range acked {
 			if !present[id] {
@@ -241,7 +222,7 @@ func TestKillReplicaAndEtcdLeaderDuringRegistrations(t *testing.T) {
 		}
 		if dir == d2 {
 			t.Logf("acknowledged: %d before the replica's SIGKILL, %d before the etcd leader's (%s), %d after; %d nodes stored; failed attempts %v",
-				beforeReplica, beforeEtcd, leader.Name, afterEtcd, len(nodes), failures)
+				beforeReplica, beforeEtcd, leader.Name, afterEtcd, nodes, failures)
 		}
 	}
 }
