@@ -210,6 +210,10 @@ func benchFanout(b *testing.B, bin, st string, n int) {
 	rssStart, _ := d.memory(b)
 	caFile := filepath.Join(p.DataDir, "tls", "ca.pem")
 	hc := controllertest.NewClient(b, caFile)
+	// One connection per polling node: the controllers run with no
+	// per-address cap, and NewClient's own cap (half the default one)
+	// would hold all but 128 polls per replica back.
+	hc.Transport.(*http.Transport).MaxConnsPerHost = n + 16
 	hc.Transport.(*http.Transport).MaxIdleConnsPerHost = n + 16
 	hc.Transport.(*http.Transport).MaxIdleConns = n + 16
 
