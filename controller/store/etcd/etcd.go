@@ -38,6 +38,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,6 +84,11 @@ type Store struct {
 	migrated []string
 	m        *metrics
 	sess     *sessionHolder
+	cache    *cache
+	// lastAt is the etcd revision of the last commit this replica made, or
+	// saw win over one of its Updates: the next Update reads the cache
+	// once it has applied that revision.
+	lastAt atomic.Int64
 }
 
 var _ store.Replicated = (*Store)(nil)
@@ -108,8 +114,8 @@ func Open(ctx context.Context, cli *clientv3.Client, o Options) (*Store, error) 
 		o.Registerer = prometheus.NewRegistry()
 	}
 	s := &Store{cli: cli, prefix: o.Prefix, data: o.Prefix + "data/", timeout: o.Timeout, ttl: o.SessionTTL,
-		m: newMetrics(o.Registerer)}
-	s.sess = &sessionHolder{s: s}
+		m: newMetrics(o.Registerer), cache: newCache()}
+	s.sess = newSessionHolder(s)
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("open etcd store %s: %w", o.Prefix, err)
 	}
@@ -209,7 +215,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	t := &tx{s: s, ctx: ctx, rev: rev, at: resp.Header.Revision, readOnly: true}
+	t := &tx{s: s, ctx: ctx, rev: rev, at: resp.Header.Revision, revMod: modRevisionOf(resp), readOnly: true}
 	if err := fn(t); err != nil {
 		return s.txErr(err)
 	}
@@ -234,21 +240,43 @@ func (s *Store) update(ctx context.Context, bump bool, fn func(*tx) error) (uint
 	start := time.Now()
 	defer func() { s.m.latency.WithLabelValues("update").Observe(time.Since(start).Seconds()) }()
 	for {
-		resp, err := s.cli.Get(ctx, s.revisionKey())
-		if err != nil {
-			return 0, s.unavailable("read", err)
-		}
-		cur, err := revisionOf(resp)
-		if err != nil {
-			return 0, err
-		}
-		var modRev int64
-		if len(resp.Kvs) == 1 {
-			modRev = resp.Kvs[0].ModRevision
-		}
-		t := &tx{s: s, ctx: ctx, rev: cur + 1, at: resp.Header.Revision, writes: map[string]*string{}}
-		if err := fn(t); err != nil {
-			return 0, s.txErr(err)
+		var t *tx
+		if bump && s.cache.rlockAt(ctx, s.lastAt.Load()) {
+			// From this replica's copy of the data (see cache).
+			s.m.reads.WithLabelValues("cache").Inc()
+			c := s.cache
+			t = &tx{s: s, ctx: ctx, rev: c.rev + 1, at: c.at, revMod: c.revMod, writes: map[string]*string{}, c: c}
+			err := fn(t)
+			t.c = nil // the copy moves on once unlocked
+			c.mu.RUnlock()
+			if err != nil {
+				// A refusal stands only if the copy was current: a key
+				// another replica has just written may not be in it yet.
+				resp, gerr := s.cli.Get(ctx, s.revisionKey(), clientv3.WithKeysOnly())
+				if gerr != nil {
+					return 0, s.unavailable("read", gerr)
+				}
+				if mod := modRevisionOf(resp); mod != t.revMod {
+					s.saw(mod)
+					s.m.conflicts.Inc()
+					continue
+				}
+				return 0, s.txErr(err)
+			}
+		} else {
+			s.m.reads.WithLabelValues("etcd").Inc()
+			resp, err := s.cli.Get(ctx, s.revisionKey())
+			if err != nil {
+				return 0, s.unavailable("read", err)
+			}
+			cur, err := revisionOf(resp)
+			if err != nil {
+				return 0, err
+			}
+			t = &tx{s: s, ctx: ctx, rev: cur + 1, at: resp.Header.Revision, revMod: modRevisionOf(resp), writes: map[string]*string{}}
+			if err := fn(t); err != nil {
+				return 0, s.txErr(err)
+			}
 		}
 		id := randomID()
 		if bump {
@@ -268,7 +296,8 @@ func (s *Store) update(ctx context.Context, bump bool, fn func(*tx) error) (uint
 				ops = append(ops, clientv3.OpDelete(k))
 			}
 		}
-		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.revisionKey()), "=", modRev)).Then(ops...).Commit()
+		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.revisionKey()), "=", t.revMod)).Then(ops...).
+			Else(clientv3.OpGet(s.revisionKey(), clientv3.WithKeysOnly())).Commit()
 		if err != nil {
 			err = s.commitErr(err, len(ops))
 			if !bump || !errors.Is(err, store.ErrUnknownOutcome) {
@@ -283,9 +312,15 @@ func (s *Store) update(ctx context.Context, bump bool, fn func(*tx) error) (uint
 			return 0, err
 		}
 		if tr.Succeeded {
+			s.saw(tr.Header.Revision)
 			return t.rev, nil
 		}
 		s.m.conflicts.Inc()
+		if rs := tr.Responses; len(rs) == 1 {
+			if kvs := rs[0].GetResponseRange().GetKvs(); len(kvs) == 1 {
+				s.saw(kvs[0].ModRevision) // the commit that won
+			}
+		}
 	}
 }
 
@@ -400,6 +435,24 @@ func (s *Store) outcome(rev uint64, id string) result {
 	return unknown
 }
 
+// saw raises lastAt to at.
+func (s *Store) saw(at int64) {
+	for {
+		cur := s.lastAt.Load()
+		if at <= cur || s.lastAt.CompareAndSwap(cur, at) {
+			return
+		}
+	}
+}
+
+// modRevisionOf is the mod revision of the revision key in resp (0: none).
+func modRevisionOf(resp *clientv3.GetResponse) int64 {
+	if len(resp.Kvs) == 0 {
+		return 0
+	}
+	return resp.Kvs[0].ModRevision
+}
+
 func revisionOf(resp *clientv3.GetResponse) (uint64, error) {
 	if len(resp.Kvs) == 0 {
 		return 0, nil
@@ -503,8 +556,12 @@ type tx struct {
 	ctx      context.Context
 	rev      uint64
 	at       int64
+	revMod   int64 // mod revision of the revision key at at (0: none)
 	readOnly bool
-	writes   map[string]*string // nil value: delete
+	// c, when set, is the replica's copy of the data at at, read-locked
+	// for the transaction's reads (see cache).
+	c      *cache
+	writes map[string]*string // nil value: delete
 }
 
 func (t *tx) Revision() uint64 { return t.rev }
@@ -519,6 +576,21 @@ func (t *tx) writable() error {
 	return nil
 }
 
+// read is a range read at the transaction's revision. The revision is
+// history, the same on every member that has applied it, so the member the
+// client asks serves it from its own copy (a serializable read, no round
+// to the leader); a member that has not applied it yet refuses it as a
+// future revision, and the read goes through the leader instead.
+func (t *tx) read(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	opts = append(opts, clientv3.WithRev(t.at))
+	resp, err := t.s.cli.Get(t.ctx, key, append(opts, clientv3.WithSerializable())...)
+	if errors.Is(err, rpctypes.ErrFutureRev) {
+		t.s.m.behind.Inc()
+		resp, err = t.s.cli.Get(t.ctx, key, opts...)
+	}
+	return resp, err
+}
+
 // get reads one key: (nil, false) if it does not exist.
 func (t *tx) get(k string) ([]byte, bool, error) {
 	if v, ok := t.writes[k]; ok {
@@ -527,7 +599,11 @@ func (t *tx) get(k string) ([]byte, bool, error) {
 		}
 		return []byte(*v), true, nil
 	}
-	resp, err := t.s.cli.Get(t.ctx, k, clientv3.WithRev(t.at))
+	if t.c != nil {
+		v, ok := t.c.kv[k]
+		return v, ok, nil
+	}
+	resp, err := t.read(k)
 	if err != nil {
 		return nil, false, &etcdError{what: "read " + strings.TrimPrefix(k, t.s.data), err: err}
 	}
@@ -591,22 +667,30 @@ func (t *tx) forEach(prefix string, fn func(k string, v []byte) error) error {
 		}
 		return nil
 	}
+	visit := func(k string, v []byte) error {
+		if err := emit(k, false); err != nil {
+			return err
+		}
+		if _, written := t.writes[k]; written {
+			return nil // passed on (or deleted) from the writes
+		}
+		return fn(k, v)
+	}
+	if t.c != nil {
+		if err := t.c.ascend(prefix, visit); err != nil {
+			return err
+		}
+		return emit("", true)
+	}
 	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
 	for {
-		resp, err := t.s.cli.Get(t.ctx, from, clientv3.WithRange(end), clientv3.WithRev(t.at),
-			clientv3.WithLimit(pageSize), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+		resp, err := t.read(from, clientv3.WithRange(end), clientv3.WithLimit(pageSize),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 		if err != nil {
 			return &etcdError{what: "range " + strings.TrimPrefix(prefix, t.s.data), err: err}
 		}
 		for _, kv := range resp.Kvs {
-			k := string(kv.Key)
-			if err := emit(k, false); err != nil {
-				return err
-			}
-			if _, written := t.writes[k]; written {
-				continue // passed on (or deleted) from the writes
-			}
-			if err := fn(k, kv.Value); err != nil {
+			if err := visit(string(kv.Key), kv.Value); err != nil {
 				return err
 			}
 		}

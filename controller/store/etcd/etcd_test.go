@@ -40,6 +40,49 @@ func TestStore(t *testing.T) {
 	})
 }
 
+// TestStoreFollowing runs the suite on stores that follow their own
+// change feed, as a replica does: their Updates read from the copy the
+// feed keeps (see cache).
+func TestStoreFollowing(t *testing.T) {
+	cli := etcdtest.Start(t, etcdtest.Options{})
+	n := 0
+	var stores []*Store
+	storetest.Run(t, func(t *testing.T) store.Store {
+		n++
+		s := open(t, cli, fmt.Sprintf("/following/%d/", n))
+		follow(t, s)
+		stores = append(stores, s)
+		return s
+	})
+	var cached float64
+	for _, s := range stores {
+		cached += counterValue(s.m.reads.WithLabelValues("cache"))
+	}
+	if cached == 0 {
+		t.Error("no Update read from the cache")
+	}
+}
+
+// follow starts s following its change feed until the test ends, and
+// waits until its cache holds the data.
+func follow(t testing.TB, s *Store) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Follow(ctx, func(*store.Change) error { return nil })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); !s.cache.rlockAt(ctx, 1); {
+		if time.Now().After(deadline) {
+			t.Fatal("the cache did not fill within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.cache.mu.RUnlock()
+}
+
 func TestOpenRecordsSchemaOnce(t *testing.T) {
 	cli := etcdtest.Start(t, etcdtest.Options{})
 	s1 := open(t, cli, "/m/")
@@ -63,11 +106,31 @@ func TestOpenRecordsSchemaOnce(t *testing.T) {
 
 // TestSingleUseKeyRace: two replicas, each on its own etcd member, race to
 // redeem one single-use key, 1,000 times over: each key is redeemed
-// exactly once.
+// exactly once. The replicas read from etcd, and then from their copies
+// kept by their change feeds, as serving replicas do (one replica's copy
+// is behind the other's commit whenever it loses).
 func TestSingleUseKeyRace(t *testing.T) {
 	c := etcdtest.NewCluster(t, 3, etcdtest.Options{})
-	a := open(t, etcdtest.NewClient(t, c.Members[0].ClientURL), "/race/")
-	b := open(t, etcdtest.NewClient(t, c.Members[1].ClientURL), "/race/")
+	for _, following := range []bool{false, true} {
+		t.Run(fmt.Sprintf("following=%v", following), func(t *testing.T) {
+			prefix := fmt.Sprintf("/race/%v/", following)
+			a := open(t, etcdtest.NewClient(t, c.Members[0].ClientURL), prefix)
+			b := open(t, etcdtest.NewClient(t, c.Members[1].ClientURL), prefix)
+			if following {
+				follow(t, a)
+				follow(t, b)
+			}
+			singleUseKeyRace(t, a, b)
+			for _, s := range []*Store{a, b} {
+				if n := counterValue(s.m.reads.WithLabelValues("cache")); following && n == 0 || !following && n != 0 {
+					t.Errorf("following=%v: %v Update attempts read from the cache", following, n)
+				}
+			}
+		})
+	}
+}
+
+func singleUseKeyRace(t *testing.T, a, b *Store) {
 	ctx := context.Background()
 	const rounds = 1000
 	redeem := func(s *Store, id string) (bool, error) {

@@ -32,7 +32,11 @@ var errResync = errors.New("watch history compacted")
 // resumes from the last revision applied after any interruption (a lost
 // member, a leader election). Only when etcd has compacted that revision
 // does it start again with a new Reset.
+//
+// Follow also keeps the replica's copy of the data that Updates read (see
+// cache), from the same snapshot and events.
 func (s *Store) Follow(ctx context.Context, fn func(*store.Change) error) error {
+	defer s.cache.follow()()
 	delay := newRetry()
 	for {
 		ch, at, err := s.snapshot(ctx)
@@ -63,13 +67,24 @@ func (s *Store) Follow(ctx context.Context, fn func(*store.Change) error) error 
 	}
 }
 
-// snapshot reads every node and the policy at one etcd revision.
+// snapshot reads every data key at one etcd revision into the cache and
+// returns the nodes and the policy among them.
 func (s *Store) snapshot(ctx context.Context) (*store.Change, int64, error) {
 	ch := &store.Change{Reset: true}
 	var at int64
 	err := s.View(ctx, func(stx store.Tx) error {
 		t := stx.(*tx)
 		ch.Rev, at = t.rev, t.at
+		kv := map[string][]byte{}
+		if err := t.forEach(s.data, func(k string, v []byte) error {
+			kv[k] = v
+			return nil
+		}); err != nil {
+			return err
+		}
+		// Decoded from that copy, which nothing else sees yet.
+		t.c = &cache{kv: kv}
+		defer func() { t.c = nil }()
 		if err := t.ForEachNode(func(n *store.Node) error {
 			ch.Nodes = append(ch.Nodes, n)
 			return nil
@@ -84,6 +99,7 @@ func (s *Store) snapshot(ctx context.Context) (*store.Change, int64, error) {
 		default:
 			ch.Policy = p
 		}
+		s.cache.reset(kv, at, t.revMod, t.rev)
 		return nil
 	})
 	return ch, at, err
@@ -116,6 +132,7 @@ func (s *Store) watch(ctx context.Context, at int64, fn func(*store.Change) erro
 					for n < len(wr.Events) && wr.Events[n].Kv.ModRevision == rev {
 						n++
 					}
+					s.cache.apply(s, wr.Events[:n], rev)
 					ch, committed, err := s.change(wr.Events[:n])
 					if err != nil {
 						return err
@@ -207,8 +224,19 @@ type sessionHolder struct {
 	mu     sync.Mutex
 	sess   *concurrency.Session
 	closed bool
+	// life is the sessions' keep-alive context: close ends it.
+	life context.Context
+	end  context.CancelFunc
 }
 
+func newSessionHolder(s *Store) *sessionHolder {
+	life, end := context.WithCancel(context.Background())
+	return &sessionHolder{s: s, life: life, end: end}
+}
+
+// get returns the live session, or opens one: the lease is granted within
+// ctx and Options.Timeout (a lease that etcd cannot grant is
+// ErrUnavailable, never a wait that outlasts close).
 func (h *sessionHolder) get(ctx context.Context) (*concurrency.Session, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -224,7 +252,15 @@ func (h *sessionHolder) get(ctx context.Context) (*concurrency.Session, error) {
 		}
 	}
 	ttl := max(1, int(h.s.ttl/time.Second))
-	sess, err := concurrency.NewSession(h.s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(context.WithoutCancel(ctx)))
+	gctx, cancel := context.WithTimeout(ctx, h.s.timeout)
+	defer cancel()
+	stop := context.AfterFunc(h.life, cancel) // close does not wait for the grant
+	defer stop()
+	lease, err := h.s.cli.Grant(gctx, int64(ttl))
+	if err != nil {
+		return nil, h.s.unavailable("open a session", err)
+	}
+	sess, err := concurrency.NewSession(h.s.cli, concurrency.WithLease(lease.ID), concurrency.WithTTL(ttl), concurrency.WithContext(h.life))
 	if err != nil {
 		return nil, h.s.unavailable("open a session", err)
 	}
@@ -233,6 +269,7 @@ func (h *sessionHolder) get(ctx context.Context) (*concurrency.Session, error) {
 }
 
 func (h *sessionHolder) close() error {
+	h.end() // ends a grant in progress, and the keep-alive
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
@@ -241,9 +278,11 @@ func (h *sessionHolder) close() error {
 	}
 	// Revoking the lease removes the announcement and any leadership at
 	// once rather than after the TTL. If etcd is gone the lease lapses.
-	err := h.sess.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := h.s.cli.Revoke(ctx, h.sess.Lease())
 	h.sess = nil
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return fmt.Errorf("close etcd session: %w", err)
 	}
 	return nil
@@ -406,6 +445,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 type metrics struct {
 	latency   *prometheus.HistogramVec
 	conflicts prometheus.Counter
+	behind    prometheus.Counter
+	reads     *prometheus.CounterVec
 	errors    *prometheus.CounterVec
 	lag       prometheus.Histogram
 	applied   prometheus.Gauge
@@ -423,6 +464,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rustynet_controller_store_conflicts_total",
 			Help: "Updates retried because another Update (of any replica) committed first.",
 		}),
+		behind: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rustynet_controller_store_reads_behind_total",
+			Help: "Reads of a transaction the etcd member asked had not applied its revision yet, sent on to the leader.",
+		}),
+		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_controller_store_update_attempts_total",
+			Help: "Attempts of an Update, by where it read (cache: the replica's copy of the data, kept by its watch; etcd: a read per key).",
+		}, []string{"source"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rustynet_controller_etcd_errors_total",
 			Help: "Errors from etcd, by kind (timeout, unavailable, leader, no_space, compacted, too_large, other).",
@@ -441,9 +490,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Times this replica reloaded the whole state, by reason (compacted: the watch's history was compacted; snapshot_failed: a reload attempt failed).",
 		}, []string{"reason"}),
 	}
+	m.reads.WithLabelValues("cache")
+	m.reads.WithLabelValues("etcd")
 	for _, kind := range []string{"timeout", "unavailable", "leader", "no_space", "compacted", "too_large", "other"} {
 		m.errors.WithLabelValues(kind)
 	}
-	reg.MustRegister(m.latency, m.conflicts, m.errors, m.lag, m.applied, m.resets)
+	reg.MustRegister(m.latency, m.conflicts, m.behind, m.reads, m.errors, m.lag, m.applied, m.resets)
 	return m
 }
