@@ -1,36 +1,24 @@
 package etcdtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+
+	"github.com/rustynet/rustynet/internal/etcdproc"
 )
 
 // Build builds the etcd server (etcdtest/etcd, etcdmain at the
 // version go.mod names) statically into dir and returns its path. Tests
 // that run etcd as processes call it from TestMain.
 func Build(dir string) (string, error) {
-	bin := filepath.Join(dir, "etcd")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/rustynet/rustynet/controller/store/etcd/etcdtest/etcd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build etcd: %v\n%s", err, stderr.String())
-	}
-	return bin, nil
+	return etcdproc.Build(context.Background(), "", dir)
 }
 
 // ProcessOptions place the members of a ProcessCluster.
@@ -48,27 +36,15 @@ type ProcessOptions struct {
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
-// ProcessCluster is a cluster of etcd server processes: each can be
-// killed with SIGKILL and started again on its data.
+// ProcessCluster is a cluster of etcd server processes (etcdproc): each
+// can be killed with SIGKILL and started again on its data.
 type ProcessCluster struct {
-	t       testing.TB
-	bin     string
-	o       ProcessOptions
-	Members []*Process
+	*etcdproc.Cluster
+	o ProcessOptions
 }
 
 // Process is one etcd server process.
-type Process struct {
-	Name      string
-	ClientURL string
-	i         int
-	args      []string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs bytes.Buffer
-}
+type Process = etcdproc.Member
 
 // StartProcesses starts an n-member cluster of bin, with fsync on (etcd's
 // default), and waits until every member serves and agrees on a leader.
@@ -76,33 +52,11 @@ type Process struct {
 // printed if the test failed.
 func StartProcesses(t testing.TB, bin string, n int, o ProcessOptions) *ProcessCluster {
 	t.Helper()
-	if o.Hosts != nil && len(o.Hosts) != n {
-		t.Fatalf("etcd: %d hosts for %d members", len(o.Hosts), n)
+	ec, err := etcdproc.Start(bin, n, etcdproc.Options{Dir: t.TempDir(), Hosts: o.Hosts, Command: o.Command})
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := &ProcessCluster{t: t, bin: bin, o: o}
-	var initial []string
-	peers := make([]string, n)
-	for i := range n {
-		m := &Process{Name: fmt.Sprintf("m%d", i), i: i}
-		if o.Hosts != nil {
-			m.ClientURL = "http://" + net.JoinHostPort(o.Hosts[i], "2379")
-			peers[i] = "http://" + net.JoinHostPort(o.Hosts[i], "2380")
-		} else {
-			cu, pu := freeURL(t), freeURL(t)
-			m.ClientURL, peers[i] = cu.String(), pu.String()
-		}
-		initial = append(initial, m.Name+"="+peers[i])
-		c.Members = append(c.Members, m)
-	}
-	for i, m := range c.Members {
-		m.args = []string{
-			"--name", m.Name, "--data-dir", filepath.Join(t.TempDir(), m.Name),
-			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
-			"--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i],
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "rustynet-test",
-			"--log-level", "warn",
-		}
-	}
+	c := &ProcessCluster{Cluster: ec, o: o}
 	t.Cleanup(func() {
 		for _, m := range c.Members {
 			m.Kill()
@@ -111,85 +65,16 @@ func StartProcesses(t testing.TB, bin string, n int, o ProcessOptions) *ProcessC
 			}
 		}
 	})
-	for _, m := range c.Members {
-		if err := c.start(m, "new"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	c.WaitHealthy(t, 60*time.Second)
 	return c
-}
-
-func (c *ProcessCluster) start(m *Process, state string) error {
-	args := append(append([]string{}, m.args...), "--initial-cluster-state", state)
-	var cmd *exec.Cmd
-	if c.o.Command != nil {
-		cmd = c.o.Command(m.i, c.bin, args)
-	} else {
-		cmd = exec.Command(c.bin, args...)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cmd.Stdout, cmd.Stderr = &lockedWriter{m}, &lockedWriter{m}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("etcd member %s: %w", m.Name, err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	m.cmd, m.done = cmd, done
-	return nil
-}
-
-type lockedWriter struct{ m *Process }
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.m.mu.Lock()
-	defer w.m.mu.Unlock()
-	return w.m.logs.Write(p)
-}
-
-// Logs returns what the member has printed.
-func (m *Process) Logs() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.logs.String()
-}
-
-// Kill sends the member SIGKILL and waits for it to exit. Its data stay.
-func (m *Process) Kill() {
-	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	m.cmd = nil
-	m.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	<-done
-}
-
-// Running reports whether the member's process runs.
-func (m *Process) Running() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.cmd != nil
 }
 
 // Restart starts a killed member again on its data.
 func (c *ProcessCluster) Restart(t testing.TB, m *Process) {
 	t.Helper()
-	if err := c.start(m, "existing"); err != nil {
+	if err := c.Cluster.Restart(m); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// Endpoints lists every member's client URL.
-func (c *ProcessCluster) Endpoints() []string {
-	var eps []string
-	for _, m := range c.Members {
-		eps = append(eps, m.ClientURL)
-	}
-	return eps
 }
 
 // Leader returns the member that leads now, as the running members
