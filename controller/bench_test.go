@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"path/filepath"
 	"runtime"
@@ -264,11 +265,24 @@ func benchFanout(b *testing.B, bin, st string, n int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var pollers sync.WaitGroup
+	// The polls' connections are opened 64 at a time: 10,000 TLS
+	// handshakes at once outlast the controller's handshake timeout on 2
+	// cores (a fleet's nodes back off and retry; these would fail).
+	slots := make(chan struct{}, 64)
 	for i := 1; i < n; i++ {
 		pollers.Go(func() {
 			since := rev
+			slots <- struct{}{}
+			var once sync.Once
+			release := func() { once.Do(func() { <-slots }) }
+			defer release()
+			first := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { release() }})
 			for iter := 0; ctx.Err() == nil; iter++ {
-				m, err := longPoll(ctx, hc, d.url(i), creds[i], since)
+				pctx := ctx
+				if iter == 0 {
+					pctx = first
+				}
+				m, err := longPoll(pctx, hc, d.url(i), creds[i], since)
 				if err != nil {
 					if ctx.Err() == nil {
 						b.Errorf("poll: %v", err)
