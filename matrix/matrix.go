@@ -28,13 +28,21 @@ var Kinds = map[string][]string{
 	"handshake":          {"backend"},
 	"reconnect":          {"backend"},
 	"route-apply":        {"routes"},
-	"netmap-propagation": {"nodes"},
+	"netmap-propagation": {"nodes", "store"},
 }
+
+// Optional axes and their defaults: a suite may leave one out, and a cell
+// at the default value is named without it (netmap-propagation/nodes=1000
+// is the controller on bbolt, as it was before the store axis).
+var optionalAxes = map[string]string{"store": "bolt"}
 
 // Values an axis may take (numbers are checked for range instead).
 var axisValues = map[string][]string{
 	"backend": {"wireguard", "quic"},
 	"traffic": {"tcp-bulk", "udp-small", "request-response"},
+	// bolt: one controller on its bbolt file; etcd3: 3 controller
+	// replicas over a 3-member etcd cluster (fsync on).
+	"store": {"bolt", "etcd3"},
 }
 
 var numRange = map[string][2]int{
@@ -156,6 +164,9 @@ func Parse(file string, data []byte) (*File, []Cell, error) {
 			}
 		}
 		for _, a := range axes {
+			if _, optional := optionalAxes[a]; optional {
+				continue
+			}
 			if _, ok := s.Axes[a]; !ok {
 				return nil, nil, &Error{file, fmt.Sprintf("suite %d (%s): axis %s is missing", i+1, s.Kind, a)}
 			}
@@ -209,21 +220,37 @@ func checkValue(axis, v string) error {
 }
 
 // product expands axes (in order) into every combination.
+// An optional axis left out, or at its default, is not among a cell's
+// parameters.
 func product(order []string, axes map[string][]string) []map[string]string {
 	out := []map[string]string{{}}
 	for _, a := range order {
+		vs, ok := axes[a]
+		if !ok {
+			continue // an optional axis left out
+		}
 		var next []map[string]string
 		for _, partial := range out {
-			for _, v := range axes[a] {
+			for _, v := range vs {
 				m := map[string]string{}
 				for k, x := range partial {
 					m[k] = x
 				}
-				m[a] = v
+				if d, optional := optionalAxes[a]; !optional || v != d {
+					m[a] = v
+				}
 				next = append(next, m)
 			}
 		}
 		out = next
 	}
 	return out
+}
+
+// Param is the cell's value of axis a, or the axis's default.
+func (c Cell) Param(a string) string {
+	if v, ok := c.Params[a]; ok {
+		return v
+	}
+	return optionalAxes[a]
 }

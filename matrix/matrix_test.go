@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -60,10 +61,29 @@ func TestParseRefusals(t *testing.T) {
 		{"version: 1\nname: x\nrepetitions: 0\nsuites: []\n", "repetitions"},
 		{"version: 1\nname: x\nrepetitions: 3\nsuites:\n  - kind: handshake\n    axes: {backend: [quic]}\n  - kind: handshake\n    axes: {backend: [quic]}\n", "twice"},
 		{"version: 1\nname: x\nrepetitions: 3\nextra: 1\n", "extra"},
+		{"version: 1\nname: x\nrepetitions: 3\nsuites:\n  - kind: netmap-propagation\n    axes: {nodes: [\"10\"], store: [sqlite]}\n", "store"},
+		{"version: 1\nname: x\nrepetitions: 3\nsuites:\n  - kind: netmap-propagation\n    axes: {nodes: [\"10\"]}\n  - kind: netmap-propagation\n    axes: {nodes: [\"10\"], store: [bolt]}\n", "twice"},
 	} {
 		if _, _, err := Parse("m.yaml", []byte(c.yaml)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Parse(%q) = %v, want an error about %q", c.yaml, err, c.want)
 		}
+	}
+}
+
+// TestOptionalAxis: a suite may leave out the store axis, which then is
+// bolt, and a cell on bolt is named without it.
+func TestOptionalAxis(t *testing.T) {
+	_, cells, err := Parse("m.yaml", []byte("version: 1\nname: x\nrepetitions: 3\nsuites:\n  - kind: netmap-propagation\n    axes: {nodes: [\"10\"], store: [bolt, etcd3]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range cells {
+		got = append(got, c.Name()+" "+c.Param("store"))
+	}
+	want := []string{"netmap-propagation/nodes=10 bolt", "netmap-propagation/nodes=10/store=etcd3 etcd3"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("cells %q, want %q", got, want)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/internal/daemon"
+	"github.com/rustynet/rustynet/internal/etcdproc"
 	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/node/localapi"
@@ -38,6 +40,9 @@ type Env struct {
 	// ControllerBin and DaemonBin are the built rustynet-controller and
 	// rustynetd.
 	ControllerBin, DaemonBin string
+	// EtcdBin is the etcd server (etcdproc.Build), for the cells on
+	// store=etcd3.
+	EtcdBin string
 	// Work is a scratch directory.
 	Work string
 	Log  io.Writer
@@ -442,8 +447,11 @@ func reconnect(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, er
 	}, nil
 }
 
-// propagation registers nodes simulated by long-poll clients against a
-// controller on loopback, changes one, and times the change reaching each.
+// propagation registers nodes simulated by long-poll clients against the
+// controllers of the cell's store on loopback (store=bolt: one controller;
+// store=etcd3: 3 replicas over a 3-member etcd cluster, node i using
+// replica i mod 3), changes one node through the first controller, and
+// times the change reaching each.
 func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
 	n := atoi(c.Params["nodes"])
 	dir, err := os.MkdirTemp(env.Work, "propagation-")
@@ -451,21 +459,19 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	// Every simulated node connects from 127.0.0.1: no per-address limit.
-	ready := filepath.Join(dir, "controller.ready")
-	p, info, err := daemon.StartReady(ctx, exec.CommandContext(ctx, env.ControllerBin, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", "",
-		"--max-conns-per-ip", "0", "--ready-file", ready), ready, 30*time.Second)
+	cs, err := startControllers(ctx, env, c.Param("store"), dir)
 	if err != nil {
 		return nil, err
 	}
-	defer p.Stop(10 * time.Second)
-	base := "https://" + info.API
-	out, err := exec.CommandContext(ctx, env.ControllerBin, "authkey", "create", "--data-dir", dir, "--reusable").Output()
+	defer cs.stop()
+	base := cs.bases[0]
+	url := func(i int) string { return cs.bases[i%len(cs.bases)] }
+	out, err := exec.CommandContext(ctx, env.ControllerBin, "authkey", "create", "--data-dir", cs.dirs[0], "--reusable").Output()
 	if err != nil {
 		return nil, err
 	}
 	key := string(bytes.TrimSpace(out))
-	pem, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
+	pem, err := os.ReadFile(filepath.Join(cs.dirs[0], "tls", "ca.pem"))
 	if err != nil {
 		return nil, err
 	}
@@ -475,15 +481,15 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 		MaxIdleConnsPerHost: n + 16}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
-	rss0, _, err := p.Memory()
+	rss0, err := cs.memory()
 	if err != nil {
 		return nil, err
 	}
-	creds, err := registerMany(ctx, hc, base, key, n)
+	creds, err := registerMany(ctx, hc, url, key, n)
 	if err != nil {
 		return nil, err
 	}
-	rssReg, _, err := p.Memory()
+	rssReg, err := cs.memory()
 	if err != nil {
 		return nil, err
 	}
@@ -494,20 +500,48 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 	rev := uint64(first["revision"].(float64))
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	arrivals := make(chan time.Time, n)
+	// An arrival is a response and the endpoints it brought: only the
+	// one carrying a repetition's change counts for it (a replica's poll
+	// may also answer with the registrations it had not applied yet).
+	type arrival struct {
+		at        time.Time
+		endpoints []string
+	}
+	arrivals := make(chan arrival, 4*n)
 	var wg sync.WaitGroup
+	// The polls' connections are opened dialing at a time: thousands of
+	// TLS handshakes at once outlast the controller's handshake timeout
+	// on 2 cores, as a fleet's reconnect storm would without its backoff.
+	const dialing = 64
+	slots := make(chan struct{}, dialing)
 	for i := 1; i < n; i++ {
 		wg.Go(func() {
 			since := rev
-			for pctx.Err() == nil {
+			slots <- struct{}{}
+			var once sync.Once
+			release := func() { once.Do(func() { <-slots }) }
+			defer release()
+			first := httptrace.WithClientTrace(pctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { release() }})
+			for iter := 0; pctx.Err() == nil; iter++ {
 				var resp struct {
-					Revision uint64 `json:"revision"`
+					Revision     uint64 `json:"revision"`
+					PeersChanged []struct {
+						Endpoints []string `json:"endpoints"`
+					} `json:"peers_changed"`
 				}
-				if err := getJSON(pctx, hc, fmt.Sprintf("%s/v1/netmap?since=%d&wait=60", base, since), creds[i], &resp); err != nil {
+				rctx := pctx
+				if iter == 0 {
+					rctx = first
+				}
+				if err := getJSON(rctx, hc, fmt.Sprintf("%s/v1/netmap?since=%d&wait=60", url(i), since), creds[i], &resp); err != nil {
 					return
 				}
 				if resp.Revision != since {
-					arrivals <- time.Now()
+					a := arrival{at: time.Now()}
+					for _, p := range resp.PeersChanged {
+						a.endpoints = append(a.endpoints, p.Endpoints...)
+					}
+					arrivals <- a
 				}
 				since = resp.Revision
 			}
@@ -516,13 +550,16 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 	defer wg.Wait()
 	defer cancel()
 	var p50, p99 []float64
-	time.Sleep(2 * time.Second) // let the polls arrive
-	rssPoll, _, err := p.Memory()
+	if err := cs.waitPolls(ctx, n-1); err != nil {
+		return nil, err
+	}
+	rssPoll, err := cs.memory()
 	if err != nil {
 		return nil, err
 	}
 	for rep := range c.Repetitions {
-		body := fmt.Sprintf(`{"endpoints":["192.0.2.1:%d"]}`, 20000+rep)
+		ep := fmt.Sprintf("192.0.2.1:%d", 20000+rep)
+		body := fmt.Sprintf(`{"endpoints":[%q]}`, ep)
 		t0 := time.Now()
 		if err := postJSON(ctx, hc, base+"/v1/endpoints", creds[0], body); err != nil {
 			return nil, err
@@ -531,28 +568,184 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 		timeout := time.After(time.Minute)
 		for len(lat) < n-1 {
 			select {
-			case t := <-arrivals:
-				lat = append(lat, ms(t.Sub(t0)))
+			case a := <-arrivals:
+				if slices.Contains(a.endpoints, ep) {
+					lat = append(lat, ms(a.at.Sub(t0)))
+				}
 			case <-timeout:
 				return nil, fmt.Errorf("repetition %d: %d of %d nodes heard of the change within a minute", rep, len(lat), n-1)
 			}
 		}
 		p50 = append(p50, stats.Quantile(lat, 0.50))
 		p99 = append(p99, stats.Quantile(lat, 0.99))
-		time.Sleep(time.Second) // the polls re-arm
+		if err := cs.waitPolls(ctx, n-1); err != nil { // the polls re-arm
+			return nil, err
+		}
 	}
-	method := fmt.Sprintf("one endpoint change reaching %d long-polling clients (HTTP/1.1 over TLS, one connection each, in this process) from a controller process on loopback", n-1)
+	method := fmt.Sprintf("one endpoint change reaching %d long-polling clients (HTTP/1.1 over TLS, one connection each, in this process) from %s on loopback", n-1, cs.what)
 	kib := func(a, b int64) float64 { return (float64(b) - float64(a)) / 1024 / float64(n) }
 	return []evidence.Measurement{
 		{Name: "propagation_p50", Unit: "ms", Method: method + ", median (nearest rank) per repetition", Values: p50},
 		{Name: "propagation_p99", Unit: "ms", Method: method + ", 99th percentile (nearest rank) per repetition", Values: p99},
-		{Name: "controller_rss", Unit: "MiB", Method: fmt.Sprintf("VmRSS of the controller with %d nodes registered and %d long-polls open", n, n-1), Values: []float64{float64(rssPoll) / (1 << 20)}},
-		{Name: "controller_kib_per_node", Unit: "KiB", Method: fmt.Sprintf("growth of the controller's VmRSS from start to %d nodes registered (no poll open), per node", n), Values: []float64{kib(rss0, rssReg)}},
-		{Name: "controller_kib_per_polling_node", Unit: "KiB", Method: fmt.Sprintf("growth of the controller's VmRSS from start to %d nodes registered with %d long-polls open (TLS connection, handler), per node", n, n-1), Values: []float64{kib(rss0, rssPoll)}},
+		{Name: "controller_rss", Unit: "MiB", Method: fmt.Sprintf("VmRSS of %s with %d nodes registered and %d long-polls open", cs.whose, n, n-1), Values: []float64{float64(rssPoll) / (1 << 20)}},
+		{Name: "controller_kib_per_node", Unit: "KiB", Method: fmt.Sprintf("growth of %s VmRSS from start to %d nodes registered (no poll open), per node", cs.whose, n), Values: []float64{kib(rss0, rssReg)}},
+		{Name: "controller_kib_per_polling_node", Unit: "KiB", Method: fmt.Sprintf("growth of %s VmRSS from start to %d nodes registered with %d long-polls open (TLS connection, handler), per node", cs.whose, n, n-1), Values: []float64{kib(rss0, rssPoll)}},
 	}, nil
 }
 
-func registerMany(ctx context.Context, hc *http.Client, base, key string, n int) ([]string, error) {
+// controllers are the controller processes of a propagation cell.
+type controllers struct {
+	what, whose string // "a controller process", "the controller's"
+	dirs        []string
+	bases       []string
+	metrics     []string
+	procs       []*daemon.Process
+	etcd        *etcdproc.Cluster
+}
+
+// startControllers starts the controllers of store in dir: bolt, one
+// process; etcd3, a 3-member etcd cluster of env.EtcdBin and 3 replicas
+// sharing the first one's CA, as the README starts them.
+func startControllers(ctx context.Context, env Env, store, dir string) (*controllers, error) {
+	// Every simulated node connects from 127.0.0.1: no per-address limit.
+	cs := &controllers{}
+	start := func(d, listen string, extra ...string) error {
+		ready := filepath.Join(d, "controller.ready")
+		args := append([]string{"serve", "--data-dir", d, "--listen", listen, "--metrics-listen", "127.0.0.1:0", "--max-conns-per-ip", "0", "--ready-file", ready}, extra...)
+		p, info, err := daemon.StartReady(ctx, exec.CommandContext(ctx, env.ControllerBin, args...), ready, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		cs.dirs, cs.procs, cs.bases = append(cs.dirs, d), append(cs.procs, p), append(cs.bases, "https://"+info.API)
+		cs.metrics = append(cs.metrics, "http://"+info.Metrics+"/metrics")
+		return nil
+	}
+	switch store {
+	case "bolt":
+		cs.what, cs.whose = "a controller process", "the controller's"
+		if err := start(dir, "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		return cs, nil
+	case "etcd3":
+		cs.what, cs.whose = "3 controller replicas over a 3-member etcd cluster (processes, fsync on)", "the 3 replicas' summed"
+		if env.EtcdBin == "" {
+			return nil, errors.New("store etcd3: no etcd binary (Env.EtcdBin)")
+		}
+		ec, err := etcdproc.Start(env.EtcdBin, 3, etcdproc.Options{Dir: filepath.Join(dir, "etcd")})
+		if err != nil {
+			return nil, err
+		}
+		cs.etcd = ec
+		if err := ec.WaitHealthy(ctx, nil, time.Minute); err != nil {
+			cs.stop()
+			return nil, err
+		}
+		for i := range 3 {
+			d := filepath.Join(dir, fmt.Sprintf("replica%d", i))
+			if i > 0 {
+				// The second and third replicas take the first one's CA.
+				if err := copyCA(cs.dirs[0], d); err != nil {
+					cs.stop()
+					return nil, err
+				}
+			}
+			addr, err := freeAddr()
+			if err != nil {
+				cs.stop()
+				return nil, err
+			}
+			if err := start(d, addr, "--store", "etcd", "--etcd-endpoints", strings.Join(ec.Endpoints(), ","), "--advertise-url", "https://"+addr); err != nil {
+				cs.stop()
+				return nil, err
+			}
+		}
+		return cs, nil
+	}
+	return nil, fmt.Errorf("store %q has no runner", store)
+}
+
+// stop stops the controllers, then etcd.
+func (cs *controllers) stop() {
+	for _, p := range cs.procs {
+		p.Stop(10 * time.Second)
+	}
+	if cs.etcd != nil {
+		cs.etcd.Kill()
+	}
+}
+
+// waitPolls waits until the controllers hold want long-polls open between
+// them (their rustynet_controller_netmap_polls_open), for up to 5 minutes.
+func (cs *controllers) waitPolls(ctx context.Context, want int) error {
+	const gauge = "rustynet_controller_netmap_polls_open"
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		got := 0
+		for _, u := range cs.metrics {
+			v, err := testbed.ScrapeURL(ctx, hc, u, gauge)
+			if err != nil {
+				return fmt.Errorf("controller metrics: %w", err)
+			}
+			got += int(v[gauge])
+		}
+		if got == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d long-polls open after 5 minutes, want %d", got, want)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// memory sums the controllers' VmRSS.
+func (cs *controllers) memory() (int64, error) {
+	var sum int64
+	for _, p := range cs.procs {
+		rss, _, err := p.Memory()
+		if err != nil {
+			return 0, err
+		}
+		sum += rss
+	}
+	return sum, nil
+}
+
+// copyCA gives the controller data dir to the CA of the one in from.
+func copyCA(from, to string) error {
+	if err := os.MkdirAll(filepath.Join(to, "tls"), 0o700); err != nil {
+		return err
+	}
+	for _, f := range []string{"ca.pem", "ca.key"} {
+		b, err := os.ReadFile(filepath.Join(from, "tls", f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(to, "tls", f), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// freeAddr is a loopback address with a port the kernel chose.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func registerMany(ctx context.Context, hc *http.Client, url func(int) string, key string, n int) ([]string, error) {
 	creds := make([]string, n)
 	errs := make(chan error, 16)
 	var next sync.Mutex
@@ -576,7 +769,7 @@ func registerMany(ctx context.Context, hc *http.Client, base, key string, n int)
 				var out struct {
 					Credential string `json:"credential"`
 				}
-				if err := doJSON(ctx, hc, http.MethodPost, base+"/v1/register", "", string(body), &out); err != nil {
+				if err := doJSON(ctx, hc, http.MethodPost, url(j)+"/v1/register", "", string(body), &out); err != nil {
 					errs <- err
 					return
 				}

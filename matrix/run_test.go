@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rustynet/rustynet/internal/etcdproc"
 	"github.com/rustynet/rustynet/internal/require"
 )
 
@@ -36,15 +37,19 @@ suites:
     axes: {routes: ["100"]}
   - kind: netmap-propagation
     repetitions: 1
-    axes: {nodes: ["50"]}
+    axes: {nodes: ["50"], store: [bolt, etcd3]}
 `))
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd, err := etcdproc.Build(context.Background(), "", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var log strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	results := Run(ctx, Env{ControllerBin: filepath.Join(dir, "rustynet-controller"), DaemonBin: filepath.Join(dir, "rustynetd"), Work: t.TempDir(), Log: &log}, cells)
+	results := Run(ctx, Env{ControllerBin: filepath.Join(dir, "rustynet-controller"), DaemonBin: filepath.Join(dir, "rustynetd"), EtcdBin: etcd, Work: t.TempDir(), Log: &log}, cells)
 	if len(results) != len(cells) {
 		t.Fatalf("%d results for %d cells", len(results), len(cells))
 	}

@@ -8,13 +8,16 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/internal/etcdproc"
 	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/matrix"
 	"github.com/rustynet/rustynet/policies"
@@ -65,6 +68,18 @@ func run(ctx context.Context, r *gates.Run) error {
 	}
 	fmt.Fprintf(r.Log, "matrix %s: %d cells\n", mf.Name, len(cells))
 	cand := matrix.Env{ControllerBin: ctl, DaemonBin: node, Work: r.Work, Log: r.Log, Progress: r.Progress}
+	if slices.ContainsFunc(cells, func(c matrix.Cell) bool { return c.Param("store") == "etcd3" }) {
+		// The etcd server of the commit's go.mod, for the cells on etcd.
+		dir := filepath.Join(r.Work, "etcd-server")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		bin, err := etcdproc.Build(ctx, r.Root, dir)
+		if err != nil {
+			return err // could not run
+		}
+		cand.EtcdBin = bin
+	}
 	var results []matrix.Result
 	baseline := ""
 	if mf.PairedRounds > 0 {

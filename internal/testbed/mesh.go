@@ -139,7 +139,20 @@ func ScrapeAll(ctx context.Context, h *Host, names ...string) (map[string]float6
 		},
 	}}
 	defer hc.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+MetricsAddr+"/metrics", nil)
+	out, err := ScrapeURL(ctx, hc, "http://"+MetricsAddr+"/metrics", names...)
+	if err != nil {
+		return nil, fmt.Errorf("metrics of %s: %w", h.Name, err)
+	}
+	return out, nil
+}
+
+// ScrapeURL reads several unlabelled metrics from one scrape of a
+// Prometheus text exposition at url; a missing one is an error.
+func ScrapeURL(ctx context.Context, hc *http.Client, url string, names ...string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -155,7 +168,7 @@ func ScrapeAll(ctx context.Context, h *Host, names ...string) (map[string]float6
 			if v, ok := strings.CutPrefix(line, name+" "); ok {
 				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 				if err != nil {
-					return nil, fmt.Errorf("%s in the metrics of %s: %w", name, h.Name, err)
+					return nil, fmt.Errorf("%s: %w", name, err)
 				}
 				out[name] = f
 			}
@@ -163,7 +176,7 @@ func ScrapeAll(ctx context.Context, h *Host, names ...string) (map[string]float6
 	}
 	for _, name := range names {
 		if _, ok := out[name]; !ok {
-			return nil, fmt.Errorf("no %s in the metrics of %s", name, h.Name)
+			return nil, fmt.Errorf("no %s", name)
 		}
 	}
 	return out, nil
