@@ -7,7 +7,6 @@
 package device
 
 import (
-	"bytes"
 	"sync"
 	"testing"
 	"time"
@@ -109,90 +108,4 @@ func TestCrossedResponseKeepsIndex(t *testing.T) {
 		}
 	}
 	t.Logf("rounds where b refused the response because a's initiation came first: %d of 300", refused)
-}
-
-// TestCrossedInitiationsOneCompletes sends an initiation from each of two
-// devices at once, each crossing the other's on the wire. The device with
-// the lower static key keeps its own and drops the other's; the other
-// answers it; the answer completes a handshake, so a session exists at
-// once and nothing waits for the 5 s retry. Unpatched, each consumes the
-// other's initiation, each refuses the answer to its own, and neither
-// holds a session to send on.
-//
-// An initiation of its own sent longer ago than RekeyTimeout is not in
-// flight any more: then the lower device answers the other's as well.
-func TestCrossedInitiationsOneCompletes(t *testing.T) {
-	for _, inFlight := range []bool{true, false} {
-		a, b := randDevice(t), randDevice(t)
-		peerB, err := a.NewPeer(b.staticIdentity.privateKey.publicKey())
-		if err != nil {
-			t.Fatal(err)
-		}
-		peerA, err := b.NewPeer(a.staticIdentity.privateKey.publicKey())
-		if err != nil {
-			t.Fatal(err)
-		}
-		peerA.Start()
-		peerB.Start()
-		lo, hi, peerHi, peerLo := a, b, peerB, peerA // lo's peer hi, hi's peer lo
-		if bytes.Compare(a.staticIdentity.publicKey[:], b.staticIdentity.publicKey[:]) > 0 {
-			lo, hi, peerHi, peerLo = b, a, peerA, peerB
-		}
-		sent := time.Now()
-		if !inFlight {
-			sent = sent.Add(-RekeyTimeout - time.Second)
-		}
-		for _, p := range []*Peer{peerHi, peerLo} {
-			p.handshake.mutex.Lock()
-			p.handshake.lastSentHandshake = sent // as SendHandshakeInitiation does
-			p.handshake.mutex.Unlock()
-		}
-		initLo, err := lo.CreateMessageInitiation(peerHi)
-		if err != nil {
-			t.Fatal(err)
-		}
-		initHi, err := hi.CreateMessageInitiation(peerLo)
-		if err != nil {
-			t.Fatal(err)
-		}
-
-		// The initiations cross: each device receives the other's.
-		loTook := lo.ConsumeMessageInitiation(initHi) == peerHi
-		hiTook := hi.ConsumeMessageInitiation(initLo) == peerLo
-		if !hiTook {
-			t.Fatalf("in flight %v: the device with the higher key refused the crossing initiation", inFlight)
-		}
-		if loTook != !inFlight {
-			t.Fatalf("in flight %v: the device with the lower key consumed the crossing initiation: %v", inFlight, loTook)
-		}
-		if !inFlight {
-			a.Close()
-			b.Close()
-			continue
-		}
-		resp, err := hi.CreateMessageResponse(peerLo)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := peerLo.BeginSymmetricSession(); err != nil {
-			t.Fatal(err)
-		}
-		if lo.ConsumeMessageResponse(resp) != peerHi {
-			t.Fatal("the device with the lower key refused the answer to its own initiation")
-		}
-		if err := peerHi.BeginSymmetricSession(); err != nil {
-			t.Fatal(err)
-		}
-		peerHi.keypairs.RLock()
-		cur := peerHi.keypairs.current
-		peerHi.keypairs.RUnlock()
-		peerLo.keypairs.RLock()
-		next := peerLo.keypairs.next.Load()
-		peerLo.keypairs.RUnlock()
-		if cur == nil || !cur.isInitiator || next == nil || cur.remoteIndex != next.localIndex {
-			t.Fatalf("no matching session: initiator %+v, responder %+v", cur, next)
-		}
-		a.Close()
-		b.Close()
-	}
 }

@@ -6,7 +6,6 @@
 package device
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -338,12 +337,6 @@ func (device *Device) CreateMessageInitiation(peer *Peer) (*MessageInitiation, e
 	return &msg, nil
 }
 
-// crossedRetry is how long a peer that kept its own initiation over a
-// crossing one waits for the answer before it initiates again (Rustynet
-// patch): far above a round trip on the networks a mesh runs on, and above
-// HandshakeInitationRate, the rate the other peer accepts initiations at.
-const crossedRetry = 250 * time.Millisecond
-
 func (device *Device) ConsumeMessageInitiation(msg *MessageInitiation) *Peer {
 	var (
 		hash     [blake2s.Size]byte
@@ -426,37 +419,6 @@ func (device *Device) ConsumeMessageInitiation(msg *MessageInitiation) *Peer {
 	// update handshake state
 
 	handshake.mutex.Lock()
-
-	// Rustynet patch: crossed initiations. When both peers initiate at
-	// once, each consumes the other's initiation, which replaces its own,
-	// and refuses the response to its own: neither holds a session it may
-	// send on until a retry 5 s later. Break the tie the same way on both
-	// sides: while its own initiation is in flight (sent within
-	// RekeyTimeout), the peer with the lower static key keeps it and
-	// drops the other's, which the peer with the higher key answers as
-	// it always did. A peer without this patch still answers ours. Ours
-	// may have been lost, or sent to a key the peer did not hold yet (a
-	// key rotation): if no handshake completes within crossedRetry, send
-	// a new one then rather than after RekeyTimeout.
-	if handshake.state == handshakeInitiationCreated &&
-		time.Since(handshake.lastSentHandshake) < RekeyTimeout &&
-		bytes.Compare(device.staticIdentity.publicKey[:], peerPK[:]) < 0 {
-		handshake.mutex.Unlock()
-		setZero(hash[:])
-		setZero(chainKey[:])
-		device.log.Verbosef("%v - ConsumeMessageInitiation: crossed our own initiation; keeping ours (the lower key)", peer)
-		began := peer.lastHandshakeNano.Load()
-		time.AfterFunc(crossedRetry, func() {
-			if !peer.isRunning.Load() || peer.lastHandshakeNano.Load() != began {
-				return
-			}
-			peer.handshake.mutex.Lock()
-			peer.handshake.lastSentHandshake = time.Now().Add(-RekeyTimeout) // let this retry through
-			peer.handshake.mutex.Unlock()
-			peer.SendHandshakeInitiation(true)
-		})
-		return nil
-	}
 
 	handshake.hash = hash
 	handshake.chainKey = chainKey
