@@ -6,6 +6,7 @@
 package device
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -420,6 +421,11 @@ func (device *Device) ConsumeMessageInitiation(msg *MessageInitiation) *Peer {
 
 	handshake.mutex.Lock()
 
+	// Rustynet patch (crossed initiations): is our own initiation in
+	// flight, which this one is about to replace? See reinitiateIfCrossed.
+	crossed := handshake.state == handshakeInitiationCreated &&
+		time.Since(handshake.lastSentHandshake) < RekeyTimeout
+
 	handshake.hash = hash
 	handshake.chainKey = chainKey
 	handshake.remoteIndex = msg.Sender
@@ -438,7 +444,52 @@ func (device *Device) ConsumeMessageInitiation(msg *MessageInitiation) *Peer {
 	setZero(hash[:])
 	setZero(chainKey[:])
 
+	if crossed && bytes.Compare(device.staticIdentity.publicKey[:], peerPK[:]) < 0 {
+		peer.reinitiateIfCrossed()
+	}
+
 	return peer
+}
+
+// crossedRetry is how long the peer with the lower static key waits, after
+// a crossing, for a handshake to complete before it initiates again
+// (Rustynet patch). It is far above a round trip on the networks a mesh
+// runs on, so a crossing that completes on its own (the other side took
+// our answer) is not disturbed, and above HandshakeInitationRate, the
+// window in which the other side drops a second initiation as a flood.
+const crossedRetry = 100 * time.Millisecond
+
+// reinitiateIfCrossed is Rustynet's third patch. When both peers initiate
+// at once and both initiations arrive, each peer consumes the other's,
+// which replaces its own, and answers it; each then refuses the answer to
+// its own initiation, whose index it has just dropped. Both hold only a
+// responder session, which neither may send on before the other does:
+// traffic stops until the 5 s RekeyTimeout lets a new initiation out.
+// Unpatched, a key rotation under traffic stalled 5 s that way.
+//
+// The initiation path is unchanged: both peers still answer every
+// initiation. The peer with the lower static key, which has just seen its
+// own initiation crossed, initiates again after crossedRetry unless a
+// handshake completed in the meantime or another initiation of its own is
+// in flight. Its new initiation meets no crossing (the other peer's rate
+// limit, reset by the answer it sent, holds its own for RekeyTimeout) and
+// is answered.
+func (peer *Peer) reinitiateIfCrossed() {
+	began := peer.lastHandshakeNano.Load()
+	time.AfterFunc(crossedRetry, func() {
+		if !peer.isRunning.Load() || peer.lastHandshakeNano.Load() != began {
+			return
+		}
+		peer.handshake.mutex.Lock()
+		if peer.handshake.state == handshakeInitiationCreated {
+			peer.handshake.mutex.Unlock()
+			return
+		}
+		peer.handshake.lastSentHandshake = time.Now().Add(-RekeyTimeout) // let this one through the rate limit
+		peer.handshake.mutex.Unlock()
+		peer.device.log.Verbosef("%v - Crossed initiations and no handshake completed: initiating again (the lower key)", peer)
+		peer.SendHandshakeInitiation(true)
+	})
 }
 
 func (device *Device) CreateMessageResponse(peer *Peer) (*MessageResponse, error) {
