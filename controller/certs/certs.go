@@ -49,6 +49,8 @@ type Manager struct {
 	caCert *x509.Certificate
 	caKey  crypto.Signer
 
+	replica replicaCert // the client certificate replicas present to each other
+
 	mu   sync.Mutex
 	cert *tls.Certificate
 
@@ -108,8 +110,20 @@ func (m *Manager) CAFile() string {
 
 // TLSConfig returns the server's TLS configuration: TLS 1.3 only, and the
 // server certificate, reissued in place when it nears expiry.
+//
+// With the controller's own CA it also asks for an optional client
+// certificate from that CA, which only another replica holds (IsReplica);
+// nodes send none.
 func (m *Manager) TLSConfig() *tls.Config {
+	var clientAuth tls.ClientAuthType
+	var clientCAs *x509.CertPool
+	if !m.External() {
+		clientAuth, clientCAs = tls.VerifyClientCertIfGiven, x509.NewCertPool()
+		clientCAs.AddCert(m.caCert)
+	}
 	return &tls.Config{
+		ClientAuth: clientAuth,
+		ClientCAs:  clientCAs,
 		MinVersion: tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			c, err := m.current()
