@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/base32"
 	"encoding/hex"
 	"errors"
@@ -99,6 +100,11 @@ type Server struct {
 	stopFollow context.CancelFunc
 	followDone chan struct{}
 	replicas   atomic.Pointer[[]string] // announced replica URLs
+
+	// fwd, when set, hands registrations to the writer replica
+	// (forward.go); isReplica tells its requests from a node's.
+	fwd       *forwarder
+	isReplica func(*tls.ConnectionState) bool
 }
 
 // New loads the state from cfg.Store and starts the committer.
@@ -240,22 +246,30 @@ type mutation struct {
 
 type mutationResult struct {
 	result any
+	rev    uint64 // the revision the transaction committed as
 	err    error
 }
 
 // mutate runs fn through the committer and returns its result once the
 // transaction is durable and the in-memory state reflects it.
 func (s *Server) mutate(ctx context.Context, fn func(tx store.Tx) (effect, any, error)) (any, error) {
+	res, _, err := s.mutateRev(ctx, fn)
+	return res, err
+}
+
+// mutateRev is mutate that also returns the revision the transaction
+// committed as.
+func (s *Server) mutateRev(ctx context.Context, fn func(tx store.Tx) (effect, any, error)) (any, uint64, error) {
 	m := &mutation{fn: fn, done: make(chan mutationResult, 1)}
 	select {
 	case s.mutations <- m:
 	case <-s.committerDone:
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	}
 	r := <-m.done
-	return r.result, r.err
+	return r.result, r.rev, r.err
 }
 
 func (s *Server) commitLoop() {
@@ -291,7 +305,7 @@ func (s *Server) commit(batch []*mutation) {
 			var apiErr *api.Error
 			switch {
 			case err == nil:
-				effects[i], results[i] = eff, mutationResult{result: res}
+				effects[i], results[i] = eff, mutationResult{result: res} // rev set once committed
 			case errors.As(err, &apiErr):
 				effects[i], results[i] = effect{}, mutationResult{err: err}
 			default:
@@ -315,6 +329,11 @@ func (s *Server) commit(batch []*mutation) {
 			m.done <- mutationResult{err: fmt.Errorf("store: %w", err)}
 		}
 		return
+	}
+	for i := range results {
+		if results[i].err == nil {
+			results[i].rev = rev
+		}
 	}
 	if s.replicated != nil {
 		// The feed applies this commit, as it does the other replicas':

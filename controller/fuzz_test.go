@@ -3,6 +3,9 @@ package controller
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -12,11 +15,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/store"
 	"github.com/rustynet/rustynet/controller/store/bolt"
 )
 
@@ -160,6 +164,7 @@ func FuzzAPI(f *testing.F) {
 		{"POST", api.PathRegister, "3", "", false, `{"auth_key":"$KEY","node_key":"$NK","machine_key":"$MK"}`},
 		{"POST", api.PathEndpoints, "3", "", true, `{"endpoints":["169.254.169.254:80","[fe80::1%eth0]:5"]}`},
 		{"GET", api.PathNetmap, "+3", "", true, ""},
+		{"POST", PathReplicaCommit, "3", "", false, `{"register":{"machine_key":"$MK","node_key":"$NK","auth_key_id":"x","new_id":"n0123456789abcdef"}}`},
 	} {
 		f.Add(c.method, c.target, c.version, c.authz, c.useCred, []byte(c.body))
 	}
@@ -188,6 +193,44 @@ func FuzzAPI(f *testing.F) {
 		h.ServeHTTP(rec, req)
 		checkResponse(t, method+" "+target, rec)
 	})
+}
+
+// FuzzReplicaCommit hands arbitrary writes to a writer replica, as
+// another replica (its client certificate checked) would: whatever the
+// body, a refusal, never a 5xx, and nothing else changes.
+func FuzzReplicaCommit(f *testing.F) {
+	s, key, _ := testServer(f, nil)
+	s.isReplica = func(*tls.ConnectionState) bool { return true }
+	h := s.Handler()
+	keyID, keySecret, _ := splitToken(key, api.AuthKeyPrefix)
+	keyHash := store.Hash(sha256.Sum256([]byte(keySecret)))
+	for _, body := range []string{
+		`{"register":{"machine_key":"$MK","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"$KH","new_id":"n0123456789abcdef","proven":true,"new_credential_hash":"$KH"}}`,
+		`{"register":{"machine_key":"$MK","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"$KH","new_id":"n0123456789abcdef","credential_node":"n1","credential_hash":"$KH","endpoints":["192.0.2.1:1"],"observed":"192.0.2.7:41641"}}`,
+		`{"register":{"machine_key":"` + fuzzMK + `","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"00","new_id":"n0123456789abcdef"}}`,
+		`{"register":{"machine_key":"$MK","node_key":"$NK","auth_key_id":"x","new_id":"nzz"}}`,
+		`{"register":null}`, `{}`, `{"register":{"endpoints":["[fe80::1%eth0]:1"]}}`,
+	} {
+		f.Add([]byte(body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		body = bytes.ReplaceAll(body, []byte("$KID"), []byte(keyID))
+		body = bytes.ReplaceAll(body, []byte("$KH"), []byte(hex.EncodeToString(keyHash[:])))
+		body = bytes.ReplaceAll(body, []byte("$NK"), []byte(randomKey()))
+		body = bytes.ReplaceAll(body, []byte("$MK"), []byte(randomKey()))
+		req := httptest.NewRequest(http.MethodPost, "https://controller"+PathReplicaCommit, bytes.NewReader(body))
+		req.Header.Set(api.HeaderCapabilityVersion, "3")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		checkResponse(t, "POST "+PathReplicaCommit, rec)
+	})
+}
+
+func FuzzDecodeReplicaCommit(f *testing.F) {
+	fuzzDecode[replicaCommitRequest](f, api.MaxBodyBytes,
+		`{"register":{"machine_key":"`+fuzzMK+`","node_key":"`+fuzzNK+`","auth_key_id":"k","new_id":"n0123456789abcdef"}}`,
+		`{"register":{"machine_key":"`+fuzzMK+`","node_key":"`+fuzzNK+`","auth_key_id":"k","new_id":"n0123456789abcdef","credential_node":"n1"}}`,
+		`{"register":{}}`, `{}`)
 }
 
 // FuzzAdmin sends arbitrary requests to the admin API.

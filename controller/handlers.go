@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
-	"github.com/rustynet/rustynet/controller/ipam"
 	"github.com/rustynet/rustynet/controller/store"
 )
 
@@ -30,6 +28,7 @@ func (s *Server) Handler() http.Handler {
 	rt.handle(http.MethodPost, api.PathEndpoints, s.authed(s.endpoints))
 	rt.handle(http.MethodPost, api.PathRotateKey, s.authed(s.rotateKey))
 	rt.handle(http.MethodPost, api.PathLogout, s.authed(s.logout))
+	rt.handle(http.MethodPost, PathReplicaCommit, s.replicaCommit)
 	return rt
 }
 
@@ -145,146 +144,39 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 		return needProof()
 	}
 	secret, credHash := newSecret()
-	newID := api.NodeID("n" + randomHex(8))
-	observed := s.observedEndpoint(r, req.ListenPort)
 	if err := s.checkEndpoints(req.Endpoints); err != nil {
 		return err
 	}
-
-	res, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
-		now := s.now().UTC()
-		var old *store.Node
-		existing, err := tx.NodeIDBy(store.IndexMachineKey, req.MachineKey.String())
-		switch {
-		case err == nil:
-			if old, err = tx.Node(existing); err != nil {
-				return effect{}, nil, err
-			}
-		case !errors.Is(err, store.ErrNotFound):
-			return effect{}, nil, err
-		}
-		// A node may always come back with the key that registered it
-		// (a retry whose answer was lost, or a re-registration): a
-		// single-use key is not spent twice by the same node.
-		own := old != nil
-		k, err := checkAuthKey(tx, keyID, keyHash, now, func(k *store.AuthKey) bool { return own && k.ID == old.AuthKeyID })
-		if err != nil {
-			return effect{}, nil, err
-		}
-		var n *store.Node
-		var cursor uint64
-		counters := map[string]uint64{} // written after PutNode
-		var displaced []*store.Node     // nodes that give up a name to this one
-		if old != nil {
-			switch {
-			case hasCred && cred.id != old.ID:
-				return effect{}, nil, &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden,
-					Message: "the credential does not belong to the node that holds this machine key"}
-			case hasCred && !hashEqual(cred.hash, old.CredentialHash):
-				return effect{}, nil, unauthorized("unknown credential for this machine key: it was replaced by a later registration; register without it")
-			case !hasCred && !proven:
-				return effect{}, nil, conflict(api.CodeConflict,
-					"this machine key is already registered; a client of capability version 3 proves it holds the key (GET %s) and gets its node back, "+
-						"an older one re-registers with its credential, or the admin removes the node (`rustynet-controller node remove`)", api.PathRegisterChallenge)
-			}
-			n = old.Clone()
-		} else {
-			if _, err := tx.Node(newID); err == nil {
-				return effect{}, nil, fmt.Errorf("node ID %s collided; retry", newID)
-			}
-			n = &store.Node{ID: newID, MachineKey: req.MachineKey, CreatedAt: now}
-			if k.Name == "" {
-				base := api.Hostname(req.Hostname)
-				name, suffix, err := uniqueName(tx, base)
-				if err != nil {
-					return effect{}, nil, err
-				}
-				if suffix != 0 {
-					counters[nameCounter(base)] = suffix
-				}
-				n.Name = name
-			}
-			if cursor, err = tx.Counter(ipamCounter); err != nil {
-				return effect{}, nil, err
-			}
-			idx, v4, v6, err := s.pool.Allocate(cursor, func(a netip.Addr) (bool, error) {
-				_, err := tx.NodeIDBy(store.IndexAddress, a.String())
-				if errors.Is(err, store.ErrNotFound) {
-					return false, nil
-				}
-				return err == nil, err
-			})
-			if errors.Is(err, ipam.ErrExhausted) {
-				return effect{}, nil, conflict(api.CodePoolExhausted, "%s", err)
-			}
-			if err != nil {
-				return effect{}, nil, err
-			}
-			cursor = idx
-			n.Addresses = []netip.Prefix{netip.PrefixFrom(v4, 32), netip.PrefixFrom(v6, 128)}
-		}
-		if k.Name != "" && (n.Name != k.Name || !n.NameBound()) {
-			if displaced, err = bindName(tx, n, k.Name, api.NameFromAuthKey, counters); err != nil {
-				return effect{}, nil, err
-			}
-		}
-		// Refuse a node key conflict before anything is written.
-		if holder, err := tx.NodeIDBy(store.IndexNodeKey, req.NodeKey.String()); err == nil && holder != n.ID {
-			return effect{}, nil, nodeKeyInUse()
-		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return effect{}, nil, err
-		}
-		n.NodeKey = req.NodeKey
-		n.AuthKeyID = k.ID
-		n.Backends = req.Backends
-		n.BackendKeys = req.BackendKeys
-		n.Tags = k.Tags
-		n.Endpoints = req.Endpoints
-		n.ListenPort = req.ListenPort
-		n.Observed = observed
-		n.CredentialHash = credHash
-		n.UpdatedAt = now
-		// Displaced nodes first: they free the name this one takes.
-		for _, d := range displaced {
-			if err := putNode(tx, d); err != nil {
-				return effect{}, nil, err
-			}
-		}
-		if err := putNode(tx, n); err != nil {
-			return effect{}, nil, err
-		}
-		if cursor != 0 {
-			counters[ipamCounter] = cursor
-		}
-		for name, v := range counters {
-			if err := tx.SetCounter(name, v); err != nil {
-				return effect{}, nil, err
-			}
-		}
-		if old == nil || k.ID != old.AuthKeyID {
-			k.Uses++
-		}
-		if err := tx.PutAuthKey(k); err != nil {
-			return effect{}, nil, err
-		}
-		eff := effect{}
-		for _, d := range displaced {
-			eff.nodes = append(eff.nodes, nodeUpdate{d.ID, d})
-		}
-		eff.nodes = append(eff.nodes, nodeUpdate{n.ID, n})
-		return eff, n, nil
-	})
+	in := &registerIntent{
+		MachineKey: req.MachineKey, NodeKey: req.NodeKey, Hostname: req.Hostname,
+		Backends: req.Backends, BackendKeys: req.BackendKeys,
+		Endpoints: req.Endpoints, ListenPort: req.ListenPort,
+		Observed:  s.observedEndpoint(r, req.ListenPort),
+		AuthKeyID: keyID, AuthKeyHash: keyHash,
+		Proven: proven, NewID: api.NodeID("n" + randomHex(8)), NewCredentialHash: credHash,
+	}
+	if hasCred {
+		in.CredentialNode, in.CredentialHash = cred.id, &cred.hash
+	}
+	n, _, err := s.commitRegister(r.Context(), in, true)
 	if err != nil {
 		var apiErr *api.Error
-		if errors.As(err, &apiErr) {
+		var fu *forwardedUnavailable
+		switch {
+		case errors.As(err, &fu):
+			s.metrics.registered.WithLabelValues("error").Inc()
+			if fu.retryAfter != "" {
+				w.Header().Set("Retry-After", fu.retryAfter)
+			}
+			return fu.e
+		case errors.As(err, &apiErr):
 			s.metrics.registered.WithLabelValues("refused").Inc()
-		} else {
+		default:
 			s.metrics.registered.WithLabelValues("error").Inc()
 		}
 		return err
 	}
 	s.metrics.registered.WithLabelValues("ok").Inc()
-	n := res.(*store.Node)
 	s.log.Info("node registered", "node", n.ID, "name", n.Name, "addresses", n.Addresses, "auth_key", n.AuthKeyID, "machine_proof", proven)
 	return writeJSON(w, http.StatusOK, api.RegisterResponse{
 		Node:       nodeView(s.st.policyNow(), n),

@@ -29,6 +29,8 @@ type metrics struct {
 	leader       prometheus.Gauge
 	swept        prometheus.Counter
 	limited      *prometheus.CounterVec
+	forwarded    *prometheus.CounterVec
+	forWriters   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, version string) *metrics {
@@ -68,6 +70,14 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 			Name: "rustynet_controller_registrations_total",
 			Help: "Registration attempts, by result (ok, refused, error).",
 		}, []string{"result"}),
+		forwarded: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_controller_writes_forwarded_total",
+			Help: "Writes this replica handed to the writer replica, by result: ok, refused (the writer refused the request), error (no answer or the writer's store failed), committed_here (the writer could not be reached; this replica committed the write).",
+		}, []string{"result"}),
+		forWriters: f.NewCounter(prometheus.CounterOpts{
+			Name: "rustynet_controller_writes_for_replicas_total",
+			Help: "Writes other replicas handed to this one, as the writer, that it committed.",
+		}),
 		commitBatch: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "rustynet_controller_store_commit_batch_size",
 			Help:    "Mutations committed together in one store transaction.",

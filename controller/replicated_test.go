@@ -89,6 +89,95 @@ func TestReplicasServeOneMesh(t *testing.T) {
 	}
 }
 
+// TestRegistrationsGoThroughOneWriter: the replicas hand registrations to
+// one of them, the first announced URL, which commits them; each is
+// answered once the replica the node asked serves the new node, so the
+// node's next request there succeeds. Once the writer stops, the others
+// commit their own.
+func TestRegistrationsGoThroughOneWriter(t *testing.T) {
+	_, cs := replicas(t, 1, 3)
+	want := []string{cs[0].URL, cs[1].URL, cs[2].URL}
+	slices.Sort(want)
+	waitReplicas := func(c *controllertest.Controller, cred string, want []string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if d := poll(t, c, cred, 0, 0); slices.Equal(d.Controllers, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never listed the replicas %q", c.URL, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	seed := cs[0].Register(cs[0].AuthKey(false), "seed")
+	for _, c := range cs {
+		waitReplicas(c, seed.Credential, want)
+	}
+	var writer *controllertest.Controller
+	for _, c := range cs {
+		if c.URL == want[0] {
+			writer = c
+		}
+	}
+	scrape := func(c *controllertest.Controller, series string) float64 {
+		v, err := controllertest.Scrape(c.MetricsURL, series)
+		if err != nil {
+			return 0 // not exported until first counted
+		}
+		return v
+	}
+	// (The seed may have been handed on, or not, as the replicas were
+	// announcing themselves: count from here.)
+	before := map[*controllertest.Controller]float64{}
+	for _, c := range cs {
+		before[c] = scrape(c, `rustynet_controller_writes_forwarded_total{result="ok"}`)
+	}
+	taken := scrape(writer, "rustynet_controller_writes_for_replicas_total")
+	const perReplica = 5
+	for i, c := range cs {
+		key := c.AuthKey(true)
+		for j := range perReplica {
+			r := c.Register(key, fmt.Sprintf("w%d-%d", i, j))
+			// At once, on the same replica: it must know the node.
+			poll(t, c, r.Credential, 0, 0)
+		}
+	}
+	var forwarded float64
+	for _, c := range cs {
+		f := scrape(c, `rustynet_controller_writes_forwarded_total{result="ok"}`) - before[c]
+		if c == writer && f != 0 {
+			t.Errorf("the writer %s handed %v registrations on", c.URL, f)
+		}
+		forwarded += f
+	}
+	taken = scrape(writer, "rustynet_controller_writes_for_replicas_total") - taken
+	if want := float64(2 * perReplica); forwarded != want || taken != want {
+		t.Errorf("registrations handed to the writer: %v sent, %v taken; want %v", forwarded, taken, want)
+	}
+
+	// The writer goes; the others move on to the next writer or commit
+	// their own, and registrations go on.
+	writer.Stop()
+	var rest []*controllertest.Controller
+	for _, c := range cs {
+		if c != writer {
+			rest = append(rest, c)
+		}
+	}
+	for _, c := range rest {
+		r := c.Register(c.AuthKey(false), "after")
+		poll(t, c, r.Credential, 0, 0)
+	}
+	for _, c := range rest {
+		nodes, err := c.Admin.Nodes(ctx(t))
+		if err != nil || len(nodes) != 1+3*perReplica+len(rest) {
+			t.Errorf("admin node list on %s: %d nodes, %v; want %d", c.URL, len(nodes), err, 1+3*perReplica+len(rest))
+		}
+	}
+}
+
 // TestSingleUseKeyAcrossReplicas: two replicas race to register two
 // different machines with one single-use key, many times over: each key
 // registers exactly one node.

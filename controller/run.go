@@ -186,6 +186,13 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		return fmt.Errorf("tls: %w", err)
 	}
 	reg.MustRegister(certExpiry{cm})
+	if len(cfg.Etcd.Endpoints) > 0 {
+		if tlsConf, err := cm.ReplicaClientTLS(); err == nil {
+			srv.ForwardWrites(cfg.AdvertiseURL, tlsConf, cm.IsReplica)
+		} else {
+			log.Warn("each replica commits its own registrations: replicas hand them to one writer only when they share the controller's CA", "reason", err)
+		}
+	}
 
 	apiLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -1,0 +1,212 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/store"
+)
+
+// Writes through one replica. Over etcd every replica can commit, but
+// commits from several replicas at once conflict on the store's revision:
+// the losers read again and retry, and each replica's batches stay small.
+// So a replica hands the registrations it takes to one replica, the
+// writer, which commits them in its batches with its own: the first of the
+// announced replica URLs in sorted order, which every replica knows from
+// the announcements and which moves when that replica's announcement
+// lapses.
+//
+// Correctness does not rest on it. The writer commits with the same
+// optimistic transaction as any replica, so two replicas that disagree on
+// the writer for a moment cost a conflict, nothing else. A replica that
+// cannot hand a write over (the writer is unreachable, its announcement
+// not yet lapsed) commits it itself; one that handed it over and got no
+// answer cannot tell whether it committed and says so (503, retry: a
+// registration's retry is safe).
+//
+// Replicas authenticate each other with client certificates from their
+// shared CA (certs.Manager.IsReplica); the receiving replica checks
+// nothing else the node sent. The forwarding replica has checked the auth
+// key's form, the machine proof (its challenges are its own) and the
+// endpoints, and it sends what the transaction needs: the auth key's ID
+// and hash, never its secret, and the hash of the new credential, never
+// the credential.
+
+// PathReplicaCommit is where a replica hands a write to the writer.
+const PathReplicaCommit = "/v1/replica/commit"
+
+// forwardAvoid is how long a replica commits its writes itself after it
+// failed to reach the writer.
+const forwardAvoid = 2 * time.Second
+
+// replicaCommitRequest is one write handed to the writer.
+type replicaCommitRequest struct {
+	Register *registerIntent `json:"register,omitempty"`
+}
+
+// replicaCommitResponse is the writer's answer: the revision the write
+// committed as, and its result.
+type replicaCommitResponse struct {
+	Revision uint64      `json:"revision"`
+	Node     *store.Node `json:"node,omitempty"`
+}
+
+// forwarder hands writes to the writer replica.
+type forwarder struct {
+	self   string // this replica's URL
+	client *http.Client
+
+	mu        sync.Mutex
+	avoid     string // a writer not reached lately
+	avoidTill time.Time
+}
+
+// ForwardWrites makes this replica, announced at self, hand its
+// registrations to the writer replica, reached with tlsConf (the replica
+// client configuration of certs.Manager); isReplica tells another
+// replica's requests from a node's. Without it (a single controller, or
+// replicas with an operator's certificate and no shared CA) every replica
+// commits its own writes.
+func (s *Server) ForwardWrites(self string, tlsConf *tls.Config, isReplica func(*tls.ConnectionState) bool) {
+	tr := &http.Transport{
+		TLSClientConfig:     tlsConf,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     time.Minute,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}
+	s.fwd = &forwarder{self: self, client: &http.Client{Transport: tr}}
+	s.isReplica = isReplica
+}
+
+// writer returns the URL of the replica to hand writes to, or "" when
+// this one commits them.
+func (s *Server) writer() string {
+	f := s.fwd
+	if f == nil {
+		return ""
+	}
+	urls := s.replicas.Load()
+	if urls == nil || len(*urls) == 0 || (*urls)[0] == f.self {
+		return ""
+	}
+	w := (*urls)[0]
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if w == f.avoid && time.Now().Before(f.avoidTill) {
+		return ""
+	}
+	return w
+}
+
+// errNotSent says a write never reached the writer: commit it here.
+var errNotSent = errors.New("not sent")
+
+// forward hands req to the writer and returns its answer. errNotSent
+// means the writer never got the request; store.ErrUnknownOutcome that it
+// may have committed it.
+func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitRequest) (*replicaCommitResponse, error) {
+	f := s.fwd
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, feedWait)
+	defer cancel()
+	var sent bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { sent = i.Err == nil },
+	})
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, writer+PathReplicaCommit, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set(api.HeaderCapabilityVersion, api.CurrentCapabilityVersion.String())
+	resp, err := f.client.Do(hr)
+	if err != nil {
+		if !sent {
+			f.mu.Lock()
+			f.avoid, f.avoidTill = writer, time.Now().Add(forwardAvoid)
+			f.mu.Unlock()
+			s.log.Warn("the writer replica cannot be reached; committing here", "writer", writer, "err", err)
+			return nil, errNotSent
+		}
+		return nil, lostAnswer(writer, err)
+	}
+	defer resp.Body.Close()
+	lr := io.LimitReader(resp.Body, api.MaxBodyBytes)
+	if resp.StatusCode != http.StatusOK {
+		var eb api.ErrorBody
+		if err := json.NewDecoder(lr).Decode(&eb); err != nil || eb.Error == nil {
+			return nil, lostAnswer(writer, fmt.Errorf("it answered %s without an error", resp.Status))
+		}
+		eb.Error.Status = resp.StatusCode
+		if resp.StatusCode >= 500 {
+			// The writer's store, not the request: its message says
+			// whether anything was changed.
+			return nil, &forwardedUnavailable{e: eb.Error, retryAfter: resp.Header.Get("Retry-After")}
+		}
+		return nil, eb.Error
+	}
+	var out replicaCommitResponse
+	if err := json.NewDecoder(lr).Decode(&out); err != nil || out.Node == nil {
+		if err == nil {
+			err = errors.New("no node in it")
+		}
+		return nil, lostAnswer(writer, fmt.Errorf("its answer: %v", err))
+	}
+	return &out, nil
+}
+
+// forwardedUnavailable is a 503 for the node: the writer's own, or a
+// write whose answer from the writer was lost (cause
+// store.ErrUnknownOutcome).
+type forwardedUnavailable struct {
+	e          *api.Error
+	retryAfter string
+	cause      error
+}
+
+func (f *forwardedUnavailable) Error() string { return f.e.Error() }
+func (f *forwardedUnavailable) Unwrap() error { return f.cause }
+
+func lostAnswer(writer string, err error) error {
+	return &forwardedUnavailable{
+		e: &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable,
+			Message: fmt.Sprintf("this replica handed the registration to the writer replica %s and got no answer (%v): it cannot tell whether it took effect; retry (a retry is safe)", writer, err)},
+		retryAfter: "1",
+		cause:      store.ErrUnknownOutcome,
+	}
+}
+
+// replicaCommit is the writer's side: a write another replica handed over.
+func (s *Server) replicaCommit(w http.ResponseWriter, r *http.Request) error {
+	if s.isReplica == nil || !s.isReplica(r.TLS) {
+		return &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden,
+			Message: "only another replica of this controller, with a client certificate from its CA, may hand it writes"}
+	}
+	req, err := decode[replicaCommitRequest](r.Body, api.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	if err := s.checkEndpoints(req.Register.Endpoints); err != nil {
+		return err
+	}
+	n, rev, err := s.commitRegister(r.Context(), req.Register, false)
+	if err != nil {
+		return err
+	}
+	s.metrics.forWriters.Inc()
+	return writeJSON(w, http.StatusOK, replicaCommitResponse{Revision: rev, Node: n})
+}
