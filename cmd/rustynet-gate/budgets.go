@@ -55,9 +55,9 @@ func cmdBudgets(args []string, stdout, stderr io.Writer) error {
 			return fail(exitUsage, "budgets: %s holds no %s figures", dir, perfbudget.Name)
 		}
 		r := perfbudget.Run{Source: fmt.Sprintf("%s (commit %.12s, %s)", filepath.Base(dir), v.Manifest.Commit, v.Manifest.Created.Format("2006-01-02")),
-			Values: map[string][]float64{}}
+			Values: map[string][]float64{}, Units: map[string]string{}}
 		for _, m := range res.Measurements {
-			r.Values[m.Name] = m.Values
+			r.Values[m.Name], r.Units[m.Name] = m.Values, m.Unit
 		}
 		runs = append(runs, r)
 		fmt.Fprintf(stdout, "run %d: %s, %d measurements, on %s\n", len(runs), r.Source, len(r.Values), res.Environment)
@@ -82,6 +82,21 @@ func cmdBudgets(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+
+	// Measurements without a budget block the gate: the rule's bound for
+	// each, as entries to add to the file (the basis still names the runs'
+	// matrix and dates, which only whoever ran them knows).
+	if missing := perfbudget.SuggestMissing(b, runs); len(missing) > 0 {
+		fmt.Fprintf(stdout, "\nmeasurements with no budget (and not listed under reported), which block until they have one; by the rule:\n")
+		for _, s := range missing {
+			dir, bound := "max", s.Bound
+			if !s.Max {
+				dir = "min"
+			}
+			fmt.Fprintf(stdout, "  - cell: %s\n    metric: %s\n    %s: %s\n    basis: \"%s\"\n",
+				s.Entry.Cell.Value, s.Entry.Metric.Value, dir, strconv.FormatFloat(bound, 'f', -1, 64), s.Basis)
+		}
 	}
 
 	// The drift between these runs: what a baseline comparison of one

@@ -217,6 +217,34 @@ func TestSuggest(t *testing.T) {
 	}
 }
 
+// TestSuggestMissing: a measurement no budget bounds gets the rule's
+// bound, a min where higher is better and a max elsewhere; bounded and
+// reported measurements get none.
+func TestSuggestMissing(t *testing.T) {
+	b := budgets(t)
+	wg := "throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk"
+	small := "throughput/backend=wireguard/mtu=1280/peers=8/traffic=udp-small"
+	units := map[string]string{wg + ":tunnel_to_raw": "ratio", small + ":tunnel_pps": "packets/s", "route-apply/routes=10:route_apply_p99": "ms"}
+	runs := []Run{
+		{Source: "a", Units: units, Values: map[string][]float64{wg + ":tunnel_to_raw": {0.2}, small + ":tunnel_pps": {1000, 1200}, "route-apply/routes=10:route_apply_p99": {2}}},
+		{Source: "b", Units: units, Values: map[string][]float64{wg + ":tunnel_to_raw": {0.2}, small + ":tunnel_pps": {900, 1100}, "route-apply/routes=10:route_apply_p99": {3}}},
+	}
+	got := SuggestMissing(b, runs)
+	if len(got) != 2 {
+		t.Fatalf("%d suggestions, want the two unbudgeted measurements: %+v", len(got), got)
+	}
+	// route-apply/routes=10 (sorted first): means 2 and 3, spread 40%,
+	// headroom 80%: 3 * 1.8 = 5.4.
+	if s := got[0]; !s.Max || s.Entry.Cell.Value != "route-apply/routes=10" || s.Bound != 5.4 || s.Entry.Max == nil {
+		t.Errorf("route-apply p99: %+v", s)
+	}
+	// packets/s: a floor. Means 1100 and 1000, spread 9.5%, headroom 25%:
+	// 1000 * 0.75 = 750.
+	if s := got[1]; s.Max || s.Entry.Cell.Value != small || s.Bound != 750 || s.Entry.Min == nil {
+		t.Errorf("packets/s floor: %+v", s)
+	}
+}
+
 func TestRoundOut(t *testing.T) {
 	for _, c := range []struct {
 		x    float64

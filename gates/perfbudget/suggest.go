@@ -2,6 +2,7 @@ package perfbudget
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -23,6 +24,7 @@ const MinHeadroom = 0.25
 type Run struct {
 	Source string // the bundle, its commit and date
 	Values map[string][]float64
+	Units  map[string]string // each measurement's unit
 }
 
 // Suggestion is what the rule gives for one bound of a budget (or target)
@@ -49,6 +51,40 @@ func Suggest(b *policies.Budgets, runs []Run) []Suggestion {
 		if bu.Max != nil {
 			out = append(out, suggest(bu, i >= len(b.Budgets), true, runs))
 		}
+	}
+	return out
+}
+
+// SuggestMissing applies the rule to the measurements of runs that no
+// budget of b bounds and that b does not list as reported: the cells a
+// channel's matrix runs without budgets, which block until they have
+// them. A measurement whose unit is better higher gets a min, any other a
+// max. They come sorted by name.
+func SuggestMissing(b *policies.Budgets, runs []Run) []Suggestion {
+	units := map[string]string{}
+	for _, r := range runs {
+		for name := range r.Values {
+			if _, ok := units[name]; !ok {
+				units[name] = r.Units[name]
+			}
+		}
+	}
+	names := slices.Sorted(maps.Keys(units))
+	var out []Suggestion
+	for _, name := range names {
+		cell, metric, ok := strings.Cut(name, ":")
+		if !ok || len(b.For(cell, metric)) > 0 || b.IsReported(cell, metric) {
+			continue
+		}
+		bound := 0.0
+		entry := policies.Budget{Cell: policies.Str{Value: cell}, Metric: policies.Str{Value: metric}}
+		isMax := !higherIsBetter(units[name])
+		if isMax {
+			entry.Max = &bound
+		} else {
+			entry.Min = &bound
+		}
+		out = append(out, suggest(entry, false, isMax, runs))
 	}
 	return out
 }
