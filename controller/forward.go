@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
@@ -79,6 +80,10 @@ type forwarder struct {
 // commits its own writes.
 func (s *Server) ForwardWrites(self string, tlsConf *tls.Config, isReplica func(*tls.ConnectionState) bool) {
 	tr := &http.Transport{
+		// A writer that is gone without a word (its host down) must not
+		// hold a registration long: past the dial timeout this replica
+		// commits it itself.
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     tlsConf,
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 64,
