@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
@@ -47,8 +48,12 @@ import (
 const PathReplicaCommit = "/v1/replica/commit"
 
 // forwardAvoid is how long a replica commits its writes itself after it
-// failed to reach the writer.
-const forwardAvoid = 2 * time.Second
+// failed to reach the writer; forwardAvoidDeclined, after the writer
+// declined a write (it runs another version, or has another CA).
+const (
+	forwardAvoid         = 2 * time.Second
+	forwardAvoidDeclined = time.Minute
+)
 
 // replicaCommitRequest is one write handed to the writer.
 type replicaCommitRequest struct {
@@ -128,9 +133,9 @@ func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitR
 	}
 	ctx, cancel := context.WithTimeout(ctx, feedWait)
 	defer cancel()
-	var sent bool
+	var sent atomic.Bool // set by the transport's goroutine
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(i httptrace.WroteRequestInfo) { sent = i.Err == nil },
+		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
 	})
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, writer+PathReplicaCommit, bytes.NewReader(body))
 	if err != nil {
@@ -140,10 +145,11 @@ func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitR
 	hr.Header.Set(api.HeaderCapabilityVersion, api.CurrentCapabilityVersion.String())
 	resp, err := f.client.Do(hr)
 	if err != nil {
-		if !sent {
-			f.mu.Lock()
-			f.avoid, f.avoidTill = writer, time.Now().Add(forwardAvoid)
-			f.mu.Unlock()
+		if !sent.Load() {
+			if ctx.Err() != nil && context.Cause(ctx) != context.DeadlineExceeded {
+				return nil, ctx.Err() // the node gave up, not the writer
+			}
+			f.avoidFor(writer, forwardAvoid)
 			s.log.Warn("the writer replica cannot be reached; committing here", "writer", writer, "err", err)
 			return nil, errNotSent
 		}
@@ -157,6 +163,13 @@ func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitR
 			return nil, lostAnswer(writer, fmt.Errorf("it answered %s without an error", resp.Status))
 		}
 		eb.Error.Status = resp.StatusCode
+		if writerDeclined(eb.Error) {
+			// Nothing was committed: the writer does not take writes
+			// from this replica (another version, another CA).
+			f.avoidFor(writer, forwardAvoidDeclined)
+			s.log.Warn("the writer replica declined a write; committing here, and not handing it writes for a while", "writer", writer, "answer", eb.Error.Error(), "for", forwardAvoidDeclined)
+			return nil, errNotSent
+		}
 		if resp.StatusCode >= 500 {
 			// The writer's store, not the request: its message says
 			// whether anything was changed.
@@ -172,6 +185,31 @@ func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitR
 		return nil, lostAnswer(writer, fmt.Errorf("its answer: %v", err))
 	}
 	return &out, nil
+}
+
+func (f *forwarder) avoidFor(writer string, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.avoid, f.avoidTill = writer, time.Now().Add(d)
+}
+
+// codeNotReplica is the writer's refusal of a request without a replica
+// certificate.
+const codeNotReplica = "not_replica"
+
+// writerDeclined reports whether the writer refused a handed-over write
+// as a write, before committing anything (not a replica, no such route,
+// a request it cannot read or a version it does not serve), rather than
+// refusing the registration itself, which the node is told.
+func writerDeclined(e *api.Error) bool {
+	switch e.Status {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed,
+		http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUpgradeRequired:
+		return true
+	case http.StatusForbidden:
+		return e.Code == codeNotReplica
+	}
+	return false
 }
 
 // forwardedUnavailable is a 503 for the node: the writer's own, or a
@@ -198,7 +236,7 @@ func lostAnswer(writer string, err error) error {
 // replicaCommit is the writer's side: a write another replica handed over.
 func (s *Server) replicaCommit(w http.ResponseWriter, r *http.Request) error {
 	if s.isReplica == nil || !s.isReplica(r.TLS) {
-		return &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden,
+		return &api.Error{Status: http.StatusForbidden, Code: codeNotReplica,
 			Message: "only another replica of this controller, with a client certificate from its CA, may hand it writes"}
 	}
 	req, err := decode[replicaCommitRequest](r.Body, api.MaxBodyBytes)

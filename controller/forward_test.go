@@ -95,6 +95,33 @@ func TestForwardRefusalPassesOn(t *testing.T) {
 	}
 }
 
+// TestForwardDeclinedCommitsHere: a writer that declines the write itself
+// (another version without the route, another CA) committed nothing: the
+// replica commits it, and stops handing it writes for a while.
+func TestForwardDeclinedCommitsHere(t *testing.T) {
+	for _, e := range []*api.Error{
+		{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: "no route /v1/replica/commit"},
+		{Status: http.StatusForbidden, Code: codeNotReplica, Message: "only another replica"},
+	} {
+		writer := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			writeError(w, e)
+		}))
+		s, in := forwardingServer(t, writer, "")
+		n, _, err := s.commitRegister(context.Background(), in, true)
+		writer.Close()
+		if err != nil || n.ID != in.NewID {
+			t.Fatalf("writer answering %d %s: %v, want the registration committed here", e.Status, e.Code, err)
+		}
+		if got := testutil.ToFloat64(s.metrics.forwarded.WithLabelValues("committed_here")); got != 1 {
+			t.Errorf("forwarded{committed_here} = %v, want 1", got)
+		}
+		if w := s.writer(); w != "" {
+			t.Errorf("the replica still hands writes to a writer that declined them")
+		}
+	}
+}
+
 // TestForwardLostAnswerIsUnknown: a writer that took the write and never
 // answered may have committed it: the replica neither commits it again
 // nor claims it failed.
