@@ -134,49 +134,104 @@ func (c *endpointCoalescer) run() {
 	}
 }
 
-// flush stores the latest report of each node in one mutation; every
-// report of the node gets its answer.
+// flush stores the latest report of each node in one mutation (through
+// the writer replica, if there is one); every report of the node gets its
+// answer.
 func (c *endpointCoalescer) flush(batch map[api.NodeID][]*endpointReport) {
-	type outcome struct {
-		node *store.Node
-		err  error
+	ins := make([]endpointsIntent, 0, len(batch))
+	for id, reps := range batch {
+		last := reps[len(reps)-1]
+		ins = append(ins, endpointsIntent{Node: id, CredentialHash: last.cred.hash, Endpoints: last.eps, ListenPort: last.port, Observed: last.observed})
 	}
-	results := make(map[api.NodeID]outcome, len(batch))
-	_, err := c.s.mutate(context.Background(), func(tx store.Tx) (effect, any, error) {
+	outs, _, err := c.s.commitEndpoints(context.Background(), ins, true)
+	for i, in := range ins {
+		var r endpointResult
+		if err != nil {
+			r.err = err
+		} else {
+			r = endpointResult{outs[i].node, outs[i].err}
+		}
+		for _, rep := range batch[in.Node] {
+			rep.done <- r
+		}
+	}
+}
+
+// endpointsIntent is one node's endpoint report as its transaction needs
+// it: the node, the hash of the credential it sent, and what it reported
+// (checked by the replica it sent it to).
+type endpointsIntent struct {
+	Node           api.NodeID       `json:"node"`
+	CredentialHash store.Hash       `json:"credential_hash"`
+	Endpoints      []netip.AddrPort `json:"endpoints,omitempty"`
+	ListenPort     uint16           `json:"listen_port,omitempty"`
+	Observed       netip.AddrPort   `json:"observed"`
+}
+
+// endpointsOutcome is one report's result: the node as stored, or the
+// refusal.
+type endpointsOutcome struct {
+	node *store.Node
+	err  error
+}
+
+// endpointsChunk bounds the reports handed to the writer in one request,
+// under api.MaxBodyBytes at api.MaxEndpoints endpoints each.
+const endpointsChunk = 48
+
+// commitEndpoints stores endpoint reports, one outcome per report, in
+// order: handed to the writer replica when there is one and mayForward,
+// else here. It returns the revision they committed as (the last, when
+// handed over in several chunks); the error is for the whole batch.
+func (s *Server) commitEndpoints(ctx context.Context, ins []endpointsIntent, mayForward bool) ([]endpointsOutcome, uint64, error) {
+	if w := s.writer(); mayForward && w != "" {
+		outs := make([]endpointsOutcome, 0, len(ins))
+		var rev uint64
+		for i := 0; i < len(ins); i += endpointsChunk {
+			chunk := ins[i:min(i+endpointsChunk, len(ins))]
+			got, r, err := s.forwardEndpoints(ctx, w, chunk)
+			if errors.Is(err, errNotSent) {
+				// The writer did not take this chunk (nor the ones
+				// after it): commit the rest here.
+				rest, r, err := s.commitEndpoints(ctx, ins[i:], false)
+				return append(outs, rest...), r, err
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			outs, rev = append(outs, got...), r
+		}
+		return outs, rev, nil
+	}
+	outs := make([]endpointsOutcome, len(ins))
+	_, rev, err := s.mutateRev(ctx, func(tx store.Tx) (effect, any, error) {
 		var eff effect
-		clear(results)
-		for id, reps := range batch {
-			last := reps[len(reps)-1]
-			old, err := tx.Node(id)
-			if errors.Is(err, store.ErrNotFound) || (err == nil && !hashEqual(old.CredentialHash, last.cred.hash)) {
-				results[id] = outcome{err: unauthorized("node %s was removed, logged out or re-registered; register again", id)}
+		for i, in := range ins {
+			old, err := tx.Node(in.Node)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && !hashEqual(old.CredentialHash, in.CredentialHash)) {
+				outs[i] = endpointsOutcome{err: unauthorized("node %s was removed, logged out or re-registered; register again", in.Node)}
 				continue
 			}
 			if err != nil {
 				return effect{}, nil, err
 			}
-			if slices.Equal(old.Endpoints, last.eps) && old.ListenPort == last.port && old.Observed == last.observed {
-				results[id] = outcome{node: old}
+			if slices.Equal(old.Endpoints, in.Endpoints) && old.ListenPort == in.ListenPort && old.Observed == in.Observed {
+				outs[i] = endpointsOutcome{node: old}
 				continue
 			}
 			n := old.Clone()
-			n.Endpoints, n.ListenPort, n.Observed = last.eps, last.port, last.observed
-			n.UpdatedAt = c.s.now().UTC()
+			n.Endpoints, n.ListenPort, n.Observed = in.Endpoints, in.ListenPort, in.Observed
+			n.UpdatedAt = s.now().UTC()
 			if err := tx.PutNode(n); err != nil {
 				return effect{}, nil, err
 			}
-			results[id] = outcome{node: n}
-			eff.nodes = append(eff.nodes, nodeUpdate{id, n})
+			outs[i] = endpointsOutcome{node: n}
+			eff.nodes = append(eff.nodes, nodeUpdate{in.Node, n})
 		}
 		return eff, nil, nil
 	})
-	for id, reps := range batch {
-		r := results[id]
-		if err != nil {
-			r = outcome{err: err}
-		}
-		for _, rep := range reps {
-			rep.done <- endpointResult{r.node, r.err}
-		}
+	if err != nil {
+		return nil, 0, err
 	}
+	return outs, rev, nil
 }

@@ -22,8 +22,10 @@ import (
 // Writes through one replica. Over etcd every replica can commit, but
 // commits from several replicas at once conflict on the store's revision:
 // the losers read again and retry, and each replica's batches stay small.
-// So a replica hands the registrations it takes to one replica, the
-// writer, which commits them in its batches with its own: the first of the
+// So a replica hands the registrations and endpoint reports it takes (the
+// writes nodes make all the time; admin writes, key rotations and logouts
+// stay where they are made) to one replica, the writer, which commits them
+// in its batches with its own: the first of the
 // announced replica URLs in sorted order, which every replica knows from
 // the announcements and which moves when that replica's announcement
 // lapses.
@@ -55,17 +57,38 @@ const (
 	forwardAvoidDeclined = time.Minute
 )
 
-// replicaCommitRequest is one write handed to the writer.
+// replicaCommitRequest is one write handed to the writer: a registration,
+// or a batch of endpoint reports.
 type replicaCommitRequest struct {
-	Register *registerIntent `json:"register,omitempty"`
+	Register  *registerIntent   `json:"register,omitempty"`
+	Endpoints []endpointsIntent `json:"endpoints,omitempty"`
 }
 
 // replicaCommitResponse is the writer's answer: the revision the write
-// committed as, and its result.
+// committed as, and its result: the registered node, or each endpoint
+// report's node or refusal, in order.
 type replicaCommitResponse struct {
-	Revision uint64      `json:"revision"`
-	Node     *store.Node `json:"node,omitempty"`
+	Revision  uint64        `json:"revision"`
+	Node      *store.Node   `json:"node,omitempty"`
+	Endpoints []wireOutcome `json:"endpoints,omitempty"`
 }
+
+// wireOutcome is an endpointsOutcome on the wire.
+type wireOutcome struct {
+	Node  *store.Node `json:"node,omitempty"`
+	Error *wireError  `json:"error,omitempty"`
+}
+
+// wireError is an api.Error with its status, which api.Error leaves out
+// of its JSON.
+type wireError struct {
+	Status  int    `json:"status"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// maxReplicaAnswer bounds the writer's answer: a node per endpoint report.
+const maxReplicaAnswer = 4 << 20
 
 // forwarder hands writes to the writer replica.
 type forwarder struct {
@@ -78,7 +101,7 @@ type forwarder struct {
 }
 
 // ForwardWrites makes this replica, announced at self, hand its
-// registrations to the writer replica, reached with tlsConf (the replica
+// registrations and endpoint reports to the writer replica, reached with tlsConf (the replica
 // client configuration of certs.Manager); isReplica tells another
 // replica's requests from a node's. Without it (a single controller, or
 // replicas with an operator's certificate and no shared CA) every replica
@@ -156,7 +179,7 @@ func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitR
 		return nil, lostAnswer(writer, err)
 	}
 	defer resp.Body.Close()
-	lr := io.LimitReader(resp.Body, api.MaxBodyBytes)
+	lr := io.LimitReader(resp.Body, maxReplicaAnswer)
 	if resp.StatusCode != http.StatusOK {
 		var eb api.ErrorBody
 		if err := json.NewDecoder(lr).Decode(&eb); err != nil || eb.Error == nil {
@@ -178,13 +201,65 @@ func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitR
 		return nil, eb.Error
 	}
 	var out replicaCommitResponse
-	if err := json.NewDecoder(lr).Decode(&out); err != nil || out.Node == nil {
-		if err == nil {
-			err = errors.New("no node in it")
-		}
+	err = json.NewDecoder(lr).Decode(&out)
+	switch {
+	case err != nil:
+	case req.Register != nil && out.Node == nil:
+		err = errors.New("no node in it")
+	case req.Endpoints != nil && len(out.Endpoints) != len(req.Endpoints):
+		err = fmt.Errorf("%d outcomes for %d endpoint reports", len(out.Endpoints), len(req.Endpoints))
+	}
+	if err != nil {
 		return nil, lostAnswer(writer, fmt.Errorf("its answer: %v", err))
 	}
 	return &out, nil
+}
+
+// forwardEndpoints hands endpoint reports to the writer, and returns their
+// outcomes once this replica's state has them.
+func (s *Server) forwardEndpoints(ctx context.Context, writer string, ins []endpointsIntent) ([]endpointsOutcome, uint64, error) {
+	resp, err := s.forward(ctx, writer, &replicaCommitRequest{Endpoints: ins})
+	if err != nil {
+		s.countForward(err)
+		return nil, 0, err
+	}
+	s.metrics.forwarded.WithLabelValues("ok").Inc()
+	s.waitWriter(ctx, resp.Revision)
+	outs := make([]endpointsOutcome, len(resp.Endpoints))
+	for i, o := range resp.Endpoints {
+		switch {
+		case o.Error != nil:
+			outs[i].err = &api.Error{Status: o.Error.Status, Code: o.Error.Code, Message: o.Error.Message}
+		case o.Node != nil:
+			outs[i].node = o.Node
+		default:
+			return nil, 0, lostAnswer(writer, fmt.Errorf("endpoint report %d has neither a node nor an error", i))
+		}
+	}
+	return outs, resp.Revision, nil
+}
+
+// countForward counts a hand-over that did not succeed.
+func (s *Server) countForward(err error) {
+	var apiErr *api.Error
+	switch {
+	case errors.Is(err, errNotSent):
+		s.metrics.forwarded.WithLabelValues("committed_here").Inc()
+	case errors.As(err, &apiErr):
+		s.metrics.forwarded.WithLabelValues("refused").Inc()
+	default:
+		s.metrics.forwarded.WithLabelValues("error").Inc()
+	}
+}
+
+// waitWriter waits until this replica's state has what the writer
+// committed at rev: the node's next request may come here.
+func (s *Server) waitWriter(ctx context.Context, rev uint64) {
+	wctx, cancel := context.WithTimeout(ctx, feedWait)
+	defer cancel()
+	if !s.st.waitRev(wctx, rev) {
+		s.log.Warn("the store's change feed has not delivered a commit the writer replica made; answering anyway", "revision", rev, "waited", feedWait)
+	}
 }
 
 func (f *forwarder) avoidFor(writer string, d time.Duration) {
@@ -227,7 +302,7 @@ func (f *forwardedUnavailable) Unwrap() error { return f.cause }
 func lostAnswer(writer string, err error) error {
 	return &forwardedUnavailable{
 		e: &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable,
-			Message: fmt.Sprintf("this replica handed the registration to the writer replica %s and got no answer (%v): it cannot tell whether it took effect; retry (a retry is safe)", writer, err)},
+			Message: fmt.Sprintf("this replica handed the write to the writer replica %s and got no answer (%v): it cannot tell whether it took effect; retry (a retry is safe)", writer, err)},
 		retryAfter: "1",
 		cause:      store.ErrUnknownOutcome,
 	}
@@ -243,13 +318,38 @@ func (s *Server) replicaCommit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.checkEndpoints(req.Register.Endpoints); err != nil {
-		return err
+	if req.Register != nil {
+		if err := s.checkEndpoints(req.Register.Endpoints); err != nil {
+			return err
+		}
+		n, rev, err := s.commitRegister(r.Context(), req.Register, false)
+		if err != nil {
+			return err
+		}
+		s.metrics.forWriters.Inc()
+		return writeJSON(w, http.StatusOK, replicaCommitResponse{Revision: rev, Node: n})
 	}
-	n, rev, err := s.commitRegister(r.Context(), req.Register, false)
+	for _, in := range req.Endpoints {
+		if err := s.checkEndpoints(in.Endpoints); err != nil {
+			return err
+		}
+	}
+	outs, rev, err := s.commitEndpoints(r.Context(), req.Endpoints, false)
 	if err != nil {
 		return err
 	}
+	resp := replicaCommitResponse{Revision: rev, Endpoints: make([]wireOutcome, len(outs))}
+	for i, o := range outs {
+		var apiErr *api.Error
+		switch {
+		case o.err == nil:
+			resp.Endpoints[i].Node = o.node
+		case errors.As(o.err, &apiErr):
+			resp.Endpoints[i].Error = &wireError{Status: apiErr.Status, Code: apiErr.Code, Message: apiErr.Message}
+		default:
+			return o.err
+		}
+	}
 	s.metrics.forWriters.Inc()
-	return writeJSON(w, http.StatusOK, replicaCommitResponse{Revision: rev, Node: n})
+	return writeJSON(w, http.StatusOK, resp)
 }

@@ -210,6 +210,10 @@ func FuzzReplicaCommit(f *testing.F) {
 		`{"register":{"machine_key":"` + fuzzMK + `","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"00","new_id":"n0123456789abcdef"}}`,
 		`{"register":{"machine_key":"$MK","node_key":"$NK","auth_key_id":"x","new_id":"nzz"}}`,
 		`{"register":null}`, `{}`, `{"register":{"endpoints":["[fe80::1%eth0]:1"]}}`,
+		`{"endpoints":[{"node":"n0123456789abcdef","credential_hash":"$KH","endpoints":["192.0.2.1:1"],"listen_port":9,"observed":"192.0.2.7:9"}]}`,
+		`{"endpoints":[{"node":"n0123456789abcdef"},{"node":"n0123456789abcdef"}]}`,
+		`{"endpoints":[{"node":"x","endpoints":["127.0.0.1:1"]}],"register":{}}`,
+		`{"endpoints":[]}`,
 	} {
 		f.Add([]byte(body))
 	}
@@ -230,7 +234,8 @@ func FuzzDecodeReplicaCommit(f *testing.F) {
 	fuzzDecode[replicaCommitRequest](f, api.MaxBodyBytes,
 		`{"register":{"machine_key":"`+fuzzMK+`","node_key":"`+fuzzNK+`","auth_key_id":"k","new_id":"n0123456789abcdef"}}`,
 		`{"register":{"machine_key":"`+fuzzMK+`","node_key":"`+fuzzNK+`","auth_key_id":"k","new_id":"n0123456789abcdef","credential_node":"n1"}}`,
-		`{"register":{}}`, `{}`)
+		`{"register":{}}`, `{}`,
+		`{"endpoints":[{"node":"n0123456789abcdef","credential_hash":"00","endpoints":["192.0.2.1:1"]}]}`)
 }
 
 // FuzzAdmin sends arbitrary requests to the admin API.

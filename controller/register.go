@@ -54,7 +54,7 @@ func (in *registerIntent) Validate() error {
 		return err
 	}
 	in.Backends = req.Backends
-	if len(in.NewID) != 17 || !strings.HasPrefix(string(in.NewID), "n") || strings.Trim(string(in.NewID[1:]), "0123456789abcdef") != "" {
+	if !validNodeID(in.NewID) {
 		return fmt.Errorf("new_id %q is not a node ID (n and 16 hex digits)", truncate(string(in.NewID), 40))
 	}
 	if (in.CredentialNode == "") != (in.CredentialHash == nil) {
@@ -65,10 +65,36 @@ func (in *registerIntent) Validate() error {
 
 // Validate checks a write handed over by another replica.
 func (r *replicaCommitRequest) Validate() error {
-	if r.Register == nil {
-		return errors.New("the write is empty: nothing to commit")
+	switch {
+	case r.Register != nil && r.Endpoints != nil:
+		return errors.New("register and endpoints are two writes: send one")
+	case r.Register != nil:
+		return r.Register.Validate()
+	case len(r.Endpoints) > endpointsChunk:
+		return fmt.Errorf("at most %d endpoint reports at once, got %d", endpointsChunk, len(r.Endpoints))
+	case len(r.Endpoints) > 0:
+		seen := make(map[api.NodeID]bool, len(r.Endpoints))
+		for i, in := range r.Endpoints {
+			if !validNodeID(in.Node) {
+				return fmt.Errorf("endpoints[%d]: node %q is not a node ID (n and 16 hex digits)", i, truncate(string(in.Node), 40))
+			}
+			if seen[in.Node] {
+				return fmt.Errorf("endpoints[%d]: a second report for node %s", i, in.Node)
+			}
+			seen[in.Node] = true
+			if len(in.Endpoints) > api.MaxEndpoints {
+				return fmt.Errorf("endpoints[%d]: at most %d endpoints, got %d", i, api.MaxEndpoints, len(in.Endpoints))
+			}
+		}
+		return nil
 	}
-	return r.Register.Validate()
+	return errors.New("the write is empty: nothing to commit")
+}
+
+// validNodeID reports whether id has the form of the IDs the controller
+// hands out: n and 16 hex digits.
+func validNodeID(id api.NodeID) bool {
+	return len(id) == 17 && id[0] == 'n' && strings.Trim(string(id[1:]), "0123456789abcdef") == ""
 }
 
 // commitRegister commits a registration: handed to the writer replica
@@ -80,23 +106,12 @@ func (s *Server) commitRegister(ctx context.Context, in *registerIntent, mayForw
 		switch {
 		case err == nil:
 			s.metrics.forwarded.WithLabelValues("ok").Inc()
-			// Answer once this replica serves what the writer committed:
-			// the node's next request may come here.
-			wctx, cancel := context.WithTimeout(ctx, feedWait)
-			defer cancel()
-			if !s.st.waitRev(wctx, resp.Revision) {
-				s.log.Warn("the store's change feed has not delivered a commit the writer replica made; answering anyway", "revision", resp.Revision, "waited", feedWait)
-			}
+			s.waitWriter(ctx, resp.Revision)
 			return resp.Node, resp.Revision, nil
 		case errors.Is(err, errNotSent):
-			s.metrics.forwarded.WithLabelValues("committed_here").Inc()
+			s.countForward(err)
 		default:
-			var apiErr *api.Error
-			if errors.As(err, &apiErr) {
-				s.metrics.forwarded.WithLabelValues("refused").Inc()
-			} else {
-				s.metrics.forwarded.WithLabelValues("error").Inc()
-			}
+			s.countForward(err)
 			return nil, 0, err
 		}
 	}

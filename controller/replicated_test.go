@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -142,6 +143,18 @@ func TestRegistrationsGoThroughOneWriter(t *testing.T) {
 			r := c.Register(key, fmt.Sprintf("w%d-%d", i, j))
 			// At once, on the same replica: it must know the node.
 			poll(t, c, r.Credential, 0, 0)
+			if j == 0 {
+				// An endpoint report, handed over too: the answer and
+				// the replica's netmap have it at once.
+				ep := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i)}), 41641)
+				var v api.Node
+				if status, body := c.Do(http.MethodPost, api.PathEndpoints, r.Credential, api.EndpointsRequest{Endpoints: []netip.AddrPort{ep}}, &v); status != http.StatusOK || !slices.Contains(v.Endpoints, ep) {
+					t.Fatalf("endpoint report through %s: %d %s", c.URL, status, body)
+				}
+				if m := poll(t, c, r.Credential, 0, 0); !slices.Contains(m.Self.Endpoints, ep) {
+					t.Errorf("%s's netmap right after the report: endpoints %v, want %v", c.URL, m.Self.Endpoints, ep)
+				}
+			}
 		}
 	}
 	var forwarded float64
@@ -153,7 +166,7 @@ func TestRegistrationsGoThroughOneWriter(t *testing.T) {
 		forwarded += f
 	}
 	taken = scrape(writer, "rustynet_controller_writes_for_replicas_total") - taken
-	if want := float64(2 * perReplica); forwarded != want || taken != want {
+	if want := float64(2*perReplica + 2); forwarded != want || taken != want { // and 2 endpoint reports
 		t.Errorf("registrations handed to the writer: %v sent, %v taken; want %v", forwarded, taken, want)
 	}
 
