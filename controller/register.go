@@ -103,15 +103,13 @@ func validNodeID(id api.NodeID) bool {
 func (s *Server) commitRegister(ctx context.Context, in *registerIntent, mayForward bool) (*store.Node, uint64, error) {
 	if w := s.writer(); mayForward && w != "" {
 		resp, err := s.forward(ctx, w, &replicaCommitRequest{Register: in})
-		switch {
-		case err == nil:
+		if err == nil {
 			s.metrics.forwarded.WithLabelValues("ok").Inc()
 			s.waitWriter(ctx, resp.Revision)
 			return resp.Node, resp.Revision, nil
-		case errors.Is(err, errNotSent):
-			s.countForward(err)
-		default:
-			s.countForward(err)
+		}
+		s.countForward(err)
+		if !errors.Is(err, errNotSent) {
 			return nil, 0, err
 		}
 	}
