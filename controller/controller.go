@@ -305,7 +305,7 @@ func (s *Server) commit(batch []*mutation) {
 			var apiErr *api.Error
 			switch {
 			case err == nil:
-				effects[i], results[i] = eff, mutationResult{result: res} // rev set once committed
+				effects[i], results[i] = eff, mutationResult{result: res}
 			case errors.As(err, &apiErr):
 				effects[i], results[i] = effect{}, mutationResult{err: err}
 			default:
