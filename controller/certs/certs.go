@@ -112,18 +112,16 @@ func (m *Manager) CAFile() string {
 // server certificate, reissued in place when it nears expiry.
 //
 // With the controller's own CA it also asks for an optional client
-// certificate from that CA, which only another replica holds (IsReplica);
-// nodes send none.
+// certificate, which IsReplica checks: only another replica holds one from
+// the CA. Nodes send none, and a client certificate from elsewhere fails
+// nothing (the handshake does not verify it).
 func (m *Manager) TLSConfig() *tls.Config {
-	var clientAuth tls.ClientAuthType
-	var clientCAs *x509.CertPool
+	clientAuth := tls.NoClientCert
 	if !m.External() {
-		clientAuth, clientCAs = tls.VerifyClientCertIfGiven, x509.NewCertPool()
-		clientCAs.AddCert(m.caCert)
+		clientAuth = tls.RequestClientCert
 	}
 	return &tls.Config{
 		ClientAuth: clientAuth,
-		ClientCAs:  clientCAs,
 		MinVersion: tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			c, err := m.current()

@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 )
@@ -84,22 +83,26 @@ func (m *Manager) ReplicaCertificate() (*tls.Certificate, error) {
 }
 
 // IsReplica reports whether a TLS peer is another replica of this
-// controller: its certificate, verified against the CA (the server's
-// ClientCAs) for client authentication, is a replica certificate.
+// controller: the certificate it presented (the server asks for one and
+// does not verify it) verifies against the CA for client authentication
+// and is a replica certificate.
 func (m *Manager) IsReplica(cs *tls.ConnectionState) bool {
-	if m.External() || cs == nil || len(cs.VerifiedChains) == 0 {
+	if m.External() || cs == nil || len(cs.PeerCertificates) == 0 {
 		return false
 	}
-	for _, chain := range cs.VerifiedChains {
-		if len(chain) < 2 || !chain[len(chain)-1].Equal(m.caCert) {
-			continue
-		}
-		leaf := chain[0]
-		if leaf.Subject.CommonName == ReplicaName && slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
-			return true
-		}
+	leaf := cs.PeerCertificates[0]
+	if leaf.Subject.CommonName != ReplicaName {
+		return false
 	}
-	return false
+	roots := x509.NewCertPool()
+	roots.AddCert(m.caCert)
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: m.now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err == nil
 }
 
 // ReplicaClientTLS is the TLS configuration a replica reaches the others

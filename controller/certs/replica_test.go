@@ -99,23 +99,34 @@ func TestReplicaCertificate(t *testing.T) {
 		t.Error("a replica with a certificate from the shared CA was not recognised")
 	}
 
-	// A server certificate from the right CA is not a client certificate.
+	// A server certificate from the right CA is not a client certificate,
+	// though it does not fail the handshake: the server only asks.
 	srvCert := m2.cert
 	asServer := node.Clone()
 	asServer.Certificates = []tls.Certificate{*srvCert}
-	if cs, err := handshake(t, m, asServer); err == nil {
-		t.Errorf("a server certificate was accepted as a client certificate (replica: %v)", m.IsReplica(cs))
+	if cs, err := handshake(t, m, asServer); err != nil || m.IsReplica(cs) {
+		t.Errorf("a client presenting a server certificate: handshake %v, passed as a replica: %v", err, err == nil && m.IsReplica(cs))
 	}
 
-	// A replica certificate from another CA fails the handshake.
+	// A replica certificate from another CA is not a replica's.
 	stranger, err := other.ReplicaClientTLS()
 	if err != nil {
 		t.Fatal(err)
 	}
 	stranger.RootCAs = roots
 	stranger.ServerName = "localhost"
-	if cs, err := handshake(t, m, stranger); err == nil {
-		t.Errorf("a replica certificate from another CA was accepted (replica: %v)", m.IsReplica(cs))
+	if cs, err := handshake(t, m, stranger); err != nil || m.IsReplica(cs) {
+		t.Errorf("a replica certificate from another CA: handshake %v, passed as a replica: %v", err, err == nil && m.IsReplica(cs))
+	}
+
+	// Nor is an expired one from the right CA.
+	late := &Manager{caCert: m.caCert, caKey: m.caKey, now: func() time.Time { return time.Now().Add(replicaValidity + time.Hour) }}
+	cs, err = handshake(t, m2, peer)
+	if err != nil || !m2.IsReplica(cs) {
+		t.Fatalf("replica to replica: %v", err)
+	}
+	if late.IsReplica(cs) {
+		t.Error("an expired replica certificate passed")
 	}
 
 	// Renewed near its expiry; the same certificate until then.
