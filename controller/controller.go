@@ -242,6 +242,10 @@ func (s *Server) Close() error {
 type mutation struct {
 	fn   func(tx store.Tx) (effect, any, error)
 	done chan mutationResult // buffered; the committer always answers
+	// durable: answer once the commit is durable, without waiting for
+	// this replica's feed to apply it (a write another replica handed
+	// over: that replica waits for its own feed).
+	durable bool
 }
 
 type mutationResult struct {
@@ -260,7 +264,16 @@ func (s *Server) mutate(ctx context.Context, fn func(tx store.Tx) (effect, any, 
 // mutateRev is mutate that also returns the revision the transaction
 // committed as.
 func (s *Server) mutateRev(ctx context.Context, fn func(tx store.Tx) (effect, any, error)) (any, uint64, error) {
-	m := &mutation{fn: fn, done: make(chan mutationResult, 1)}
+	return s.submit(ctx, &mutation{fn: fn, done: make(chan mutationResult, 1)})
+}
+
+// mutateDurable is mutateRev answered once the commit is durable, before
+// this replica's state has it (mutation.durable).
+func (s *Server) mutateDurable(ctx context.Context, fn func(tx store.Tx) (effect, any, error)) (any, uint64, error) {
+	return s.submit(ctx, &mutation{fn: fn, done: make(chan mutationResult, 1), durable: true})
+}
+
+func (s *Server) submit(ctx context.Context, m *mutation) (any, uint64, error) {
 	select {
 	case s.mutations <- m:
 	case <-s.committerDone:
@@ -339,14 +352,25 @@ func (s *Server) commit(batch []*mutation) {
 		// The feed applies this commit, as it does the other replicas':
 		// answer once the state has it, without holding up the next
 		// batch.
+		var waiting []int
+		for i, m := range batch {
+			if m.durable {
+				m.done <- results[i]
+			} else {
+				waiting = append(waiting, i)
+			}
+		}
+		if len(waiting) == 0 {
+			return
+		}
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), feedWait)
 			defer cancel()
 			if !s.st.waitRev(ctx, rev) {
 				s.log.Warn("the store's change feed has not delivered a commit yet; answering anyway", "revision", rev, "waited", feedWait)
 			}
-			for i, m := range batch {
-				m.done <- results[i]
+			for _, i := range waiting {
+				batch[i].done <- results[i]
 			}
 		}()
 		return

@@ -27,6 +27,8 @@ func (s *Server) endpointProblem(a netip.Addr) string {
 	a = a.Unmap()
 	v4, v6 := s.pool.Prefixes()
 	switch {
+	case a.Zone() != "":
+		return "an address with a zone (%IFACE) names an interface of the node's host, which its peers do not have"
 	case a.IsLoopback() && !s.allowLoopback:
 		return "loopback addresses cannot be endpoints (they point every peer at itself)"
 	case a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast():
@@ -175,63 +177,110 @@ type endpointsOutcome struct {
 	err  error
 }
 
-// endpointsChunk bounds the reports handed to the writer in one request,
-// under api.MaxBodyBytes at api.MaxEndpoints endpoints each.
-const endpointsChunk = 48
+// endpointsChunk bounds the reports handed to the writer in one request
+// (under maxReplicaRequest at api.MaxEndpoints endpoints each), and
+// endpointsPerTx the reports committed in one transaction: a changed node
+// is 6 etcd operations (its record and 5 index entries), and etcd's
+// default --max-txn-ops is 128.
+const (
+	endpointsChunk = 48
+	endpointsPerTx = 18
+)
 
 // commitEndpoints stores endpoint reports, one outcome per report, in
 // order: handed to the writer replica when there is one and mayForward,
-// else here. It returns the revision they committed as (the last, when
-// handed over in several chunks); the error is for the whole batch.
+// else here. It returns once this replica's state has them. An error is
+// for the whole batch.
 func (s *Server) commitEndpoints(ctx context.Context, ins []endpointsIntent, mayForward bool) ([]endpointsOutcome, uint64, error) {
-	if w := s.writer(); mayForward && w != "" {
-		outs := make([]endpointsOutcome, 0, len(ins))
-		var rev uint64
-		for i := 0; i < len(ins); i += endpointsChunk {
-			chunk := ins[i:min(i+endpointsChunk, len(ins))]
-			got, r, err := s.forwardEndpoints(ctx, w, chunk)
-			if errors.Is(err, errNotSent) {
-				// The writer did not take this chunk (nor the ones
-				// after it): commit the rest here.
-				rest, r, err := s.commitEndpoints(ctx, ins[i:], false)
-				return append(outs, rest...), r, err
-			}
-			if err != nil {
-				return nil, 0, err
-			}
-			outs, rev = append(outs, got...), r
-		}
-		return outs, rev, nil
+	w := s.writer()
+	if !mayForward || w == "" {
+		return s.commitEndpointsHere(ctx, ins, false)
 	}
-	outs := make([]endpointsOutcome, len(ins))
-	_, rev, err := s.mutateRev(ctx, func(tx store.Tx) (effect, any, error) {
-		var eff effect
-		for i, in := range ins {
-			old, err := tx.Node(in.Node)
-			if errors.Is(err, store.ErrNotFound) || (err == nil && !hashEqual(old.CredentialHash, in.CredentialHash)) {
-				outs[i] = endpointsOutcome{err: unauthorized("node %s was removed, logged out or re-registered; register again", in.Node)}
-				continue
-			}
+	outs := make([]endpointsOutcome, 0, len(ins))
+	var rev uint64
+	for i := 0; i < len(ins); i += endpointsChunk {
+		chunk := ins[i:min(i+endpointsChunk, len(ins))]
+		got, r, err := s.forwardEndpoints(ctx, w, chunk)
+		if errors.Is(err, errNotSent) {
+			// The writer did not take this chunk: commit the rest
+			// here.
+			rest, r, err := s.commitEndpointsHere(ctx, ins[i:], false)
 			if err != nil {
-				return effect{}, nil, err
+				rest = failed(len(ins)-i, err)
 			}
-			if slices.Equal(old.Endpoints, in.Endpoints) && old.ListenPort == in.ListenPort && old.Observed == in.Observed {
-				outs[i] = endpointsOutcome{node: old}
-				continue
-			}
-			n := old.Clone()
-			n.Endpoints, n.ListenPort, n.Observed = in.Endpoints, in.ListenPort, in.Observed
-			n.UpdatedAt = s.now().UTC()
-			if err := tx.PutNode(n); err != nil {
-				return effect{}, nil, err
-			}
-			outs[i] = endpointsOutcome{node: n}
-			eff.nodes = append(eff.nodes, nodeUpdate{in.Node, n})
+			outs = append(outs, rest...)
+			rev = max(rev, r)
+			break
 		}
-		return eff, nil, nil
-	})
-	if err != nil {
-		return nil, 0, err
+		if err != nil {
+			// This chunk's outcome is unknown, and the rest were not
+			// sent; the chunks before it stand.
+			outs = append(outs, failed(len(ins)-i, err)...)
+			break
+		}
+		outs, rev = append(outs, got...), max(rev, r)
+	}
+	s.waitWriter(ctx, rev)
+	return outs, rev, nil
+}
+
+func failed(n int, err error) []endpointsOutcome {
+	out := make([]endpointsOutcome, n)
+	for i := range out {
+		out[i].err = err
+	}
+	return out
+}
+
+// commitEndpointsHere commits endpoint reports on this replica, in
+// transactions of at most endpointsPerTx reports; durable answers once
+// they are durable rather than once this replica's state has them.
+func (s *Server) commitEndpointsHere(ctx context.Context, ins []endpointsIntent, durable bool) ([]endpointsOutcome, uint64, error) {
+	outs := make([]endpointsOutcome, len(ins))
+	var rev uint64
+	for i := 0; i < len(ins); i += endpointsPerTx {
+		part := ins[i:min(i+endpointsPerTx, len(ins))]
+		got := outs[i : i+len(part)]
+		fn := func(tx store.Tx) (effect, any, error) { return s.endpointsTx(tx, part, got) }
+		var r uint64
+		var err error
+		if durable {
+			_, r, err = s.mutateDurable(ctx, fn)
+		} else {
+			_, r, err = s.mutateRev(ctx, fn)
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		rev = max(rev, r)
 	}
 	return outs, rev, nil
+}
+
+// endpointsTx stores endpoint reports, each outcome in outs.
+func (s *Server) endpointsTx(tx store.Tx, ins []endpointsIntent, outs []endpointsOutcome) (effect, any, error) {
+	var eff effect
+	for i, in := range ins {
+		old, err := tx.Node(in.Node)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !hashEqual(old.CredentialHash, in.CredentialHash)) {
+			outs[i] = endpointsOutcome{err: unauthorized("node %s was removed, logged out or re-registered; register again", in.Node)}
+			continue
+		}
+		if err != nil {
+			return effect{}, nil, err
+		}
+		if slices.Equal(old.Endpoints, in.Endpoints) && old.ListenPort == in.ListenPort && old.Observed == in.Observed {
+			outs[i] = endpointsOutcome{node: old}
+			continue
+		}
+		n := old.Clone()
+		n.Endpoints, n.ListenPort, n.Observed = in.Endpoints, in.ListenPort, in.Observed
+		n.UpdatedAt = s.now().UTC()
+		if err := tx.PutNode(n); err != nil {
+			return effect{}, nil, err
+		}
+		outs[i] = endpointsOutcome{node: n}
+		eff.nodes = append(eff.nodes, nodeUpdate{in.Node, n})
+	}
+	return eff, nil, nil
 }

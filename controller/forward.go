@@ -34,9 +34,14 @@ import (
 // optimistic transaction as any replica, so two replicas that disagree on
 // the writer for a moment cost a conflict, nothing else. A replica that
 // cannot hand a write over (the writer is unreachable, its announcement
-// not yet lapsed) commits it itself; one that handed it over and got no
-// answer cannot tell whether it committed and says so (503, retry: a
-// registration's retry is safe).
+// not yet lapsed, or it declines: another version, another CA) commits it
+// itself. One that handed a registration over and got no answer commits
+// it itself too: a registration's intent is idempotent (it carries the
+// hash of the credential it gives, and a node that already holds that
+// credential is the intent applied), so whichever of the two commits
+// lands first, the other changes nothing. An endpoint report whose answer
+// was lost is answered 503, retry: committed here, it could land after a
+// newer report and undo it.
 //
 // Replicas authenticate each other with client certificates from their
 // shared CA (certs.Manager.IsReplica); the receiving replica checks
@@ -87,8 +92,13 @@ type wireError struct {
 	Message string `json:"message"`
 }
 
-// maxReplicaAnswer bounds the writer's answer: a node per endpoint report.
-const maxReplicaAnswer = 4 << 20
+// maxReplicaAnswer bounds the writer's answer: a node per endpoint report;
+// maxReplicaRequest a handed-over write, which re-encodes what a node sent
+// within api.MaxBodyBytes, or up to endpointsChunk reports.
+const (
+	maxReplicaAnswer  = 4 << 20
+	maxReplicaRequest = 1 << 20
+)
 
 // forwarder hands writes to the writer replica.
 type forwarder struct {
@@ -109,14 +119,16 @@ type forwarder struct {
 func (s *Server) ForwardWrites(self string, tlsConf *tls.Config, isReplica func(*tls.ConnectionState) bool) {
 	tr := &http.Transport{
 		// A writer that is gone without a word (its host down) must not
-		// hold a registration long: past the dial timeout this replica
-		// commits it itself.
+		// hold a write long: past the dial and handshake timeouts this
+		// replica commits it itself, and a connection that stops
+		// answering pings is dropped.
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     tlsConf,
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     time.Minute,
-		TLSHandshakeTimeout: 5 * time.Second,
+		TLSHandshakeTimeout: 2 * time.Second,
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: 2 * time.Second, PingTimeout: 2 * time.Second},
 	}
 	s.fwd = &forwarder{self: self, client: &http.Client{Transport: tr}}
 	s.isReplica = isReplica
@@ -142,23 +154,29 @@ func (s *Server) writer() string {
 	return w
 }
 
-// errNotSent says a write never reached the writer: commit it here.
+// errNotSent says the writer did not commit a write (it never got it, or
+// declined it): commit it here.
 var errNotSent = errors.New("not sent")
 
+// forwardBudget bounds a hand-over: the writer's etcd transaction has 5 s,
+// and it answers a handed-over write once that is durable.
+const forwardBudget = 8 * time.Second
+
 // forward hands req to the writer and returns its answer. errNotSent
-// means the writer never got the request; store.ErrUnknownOutcome that it
-// may have committed it.
+// means the writer did not commit it; an error wrapping
+// store.ErrUnknownOutcome that it may have.
 func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitRequest) (*replicaCommitResponse, error) {
 	f := s.fwd
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, feedWait)
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, forwardBudget)
 	defer cancel()
 	var sent atomic.Bool // set by the transport's goroutine
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
+		WroteHeaders: func() { sent.Store(true) },
 	})
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, writer+PathReplicaCommit, bytes.NewReader(body))
 	if err != nil {
@@ -168,29 +186,44 @@ func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitR
 	hr.Header.Set(api.HeaderCapabilityVersion, api.CurrentCapabilityVersion.String())
 	resp, err := f.client.Do(hr)
 	if err != nil {
-		if !sent.Load() {
-			if ctx.Err() != nil && context.Cause(ctx) != context.DeadlineExceeded {
-				return nil, ctx.Err() // the node gave up, not the writer
-			}
+		if parent.Err() != nil {
+			return nil, parent.Err() // the node gave up, not the writer
+		}
+		var cve *tls.CertificateVerificationError
+		switch {
+		case errors.As(err, &cve):
+			// Another CA: the writer cannot take writes from here.
+			f.avoidFor(writer, forwardAvoidDeclined)
+			s.log.Warn("the writer replica's certificate is not from this replica's CA; committing here, and not handing it writes for a while", "writer", writer, "err", err, "for", forwardAvoidDeclined)
+			return nil, errNotSent
+		case !sent.Load():
 			f.avoidFor(writer, forwardAvoid)
 			s.log.Warn("the writer replica cannot be reached; committing here", "writer", writer, "err", err)
 			return nil, errNotSent
 		}
-		return nil, lostAnswer(writer, err)
+		f.avoidFor(writer, forwardAvoid)
+		return nil, s.lostAnswer(writer, err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxReplicaAnswer))
+		resp.Body.Close()
+	}()
 	lr := io.LimitReader(resp.Body, maxReplicaAnswer)
 	if resp.StatusCode != http.StatusOK {
 		var eb api.ErrorBody
 		if err := json.NewDecoder(lr).Decode(&eb); err != nil || eb.Error == nil {
-			return nil, lostAnswer(writer, fmt.Errorf("it answered %s without an error", resp.Status))
+			return nil, s.lostAnswer(writer, fmt.Errorf("it answered %s without an error", resp.Status))
 		}
 		eb.Error.Status = resp.StatusCode
-		if writerDeclined(eb.Error) {
+		switch declined(eb.Error) {
+		case declinedAll:
 			// Nothing was committed: the writer does not take writes
 			// from this replica (another version, another CA).
 			f.avoidFor(writer, forwardAvoidDeclined)
 			s.log.Warn("the writer replica declined a write; committing here, and not handing it writes for a while", "writer", writer, "answer", eb.Error.Error(), "for", forwardAvoidDeclined)
+			return nil, errNotSent
+		case declinedThis:
+			s.log.Warn("the writer replica could not read a write; committing it here", "writer", writer, "answer", eb.Error.Error())
 			return nil, errNotSent
 		}
 		if resp.StatusCode >= 500 {
@@ -210,21 +243,19 @@ func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitR
 		err = fmt.Errorf("%d outcomes for %d endpoint reports", len(out.Endpoints), len(req.Endpoints))
 	}
 	if err != nil {
-		return nil, lostAnswer(writer, fmt.Errorf("its answer: %v", err))
+		return nil, s.lostAnswer(writer, fmt.Errorf("its answer: %v", err))
 	}
 	return &out, nil
 }
 
-// forwardEndpoints hands endpoint reports to the writer, and returns their
-// outcomes once this replica's state has them.
+// forwardEndpoints hands endpoint reports to the writer and returns their
+// outcomes and the revision they committed as.
 func (s *Server) forwardEndpoints(ctx context.Context, writer string, ins []endpointsIntent) ([]endpointsOutcome, uint64, error) {
 	resp, err := s.forward(ctx, writer, &replicaCommitRequest{Endpoints: ins})
 	if err != nil {
-		s.countForward(err)
+		s.countForward(err, len(ins))
 		return nil, 0, err
 	}
-	s.metrics.forwarded.WithLabelValues("ok").Inc()
-	s.waitWriter(ctx, resp.Revision)
 	outs := make([]endpointsOutcome, len(resp.Endpoints))
 	for i, o := range resp.Endpoints {
 		switch {
@@ -233,23 +264,28 @@ func (s *Server) forwardEndpoints(ctx context.Context, writer string, ins []endp
 		case o.Node != nil:
 			outs[i].node = o.Node
 		default:
-			return nil, 0, lostAnswer(writer, fmt.Errorf("endpoint report %d has neither a node nor an error", i))
+			err := s.lostAnswer(writer, fmt.Errorf("endpoint report %d has neither a node nor an error", i))
+			s.countForward(err, len(ins))
+			return nil, 0, err
 		}
 	}
+	s.metrics.forwarded.WithLabelValues("ok").Add(float64(len(ins)))
 	return outs, resp.Revision, nil
 }
 
-// countForward counts a hand-over that did not succeed.
-func (s *Server) countForward(err error) {
+// countForward counts n writes whose hand-over did not succeed.
+func (s *Server) countForward(err error, n int) {
 	var apiErr *api.Error
+	result := "error"
 	switch {
 	case errors.Is(err, errNotSent):
-		s.metrics.forwarded.WithLabelValues("committed_here").Inc()
+		result = "committed_here"
+	case errors.Is(err, store.ErrUnknownOutcome):
+		result = "unanswered"
 	case errors.As(err, &apiErr):
-		s.metrics.forwarded.WithLabelValues("refused").Inc()
-	default:
-		s.metrics.forwarded.WithLabelValues("error").Inc()
+		result = "refused"
 	}
+	s.metrics.forwarded.WithLabelValues(result).Add(float64(n))
 }
 
 // waitWriter waits until this replica's state has what the writer
@@ -272,19 +308,28 @@ func (f *forwarder) avoidFor(writer string, d time.Duration) {
 // certificate.
 const codeNotReplica = "not_replica"
 
-// writerDeclined reports whether the writer refused a handed-over write
-// as a write, before committing anything (not a replica, no such route,
-// a request it cannot read or a version it does not serve), rather than
-// refusing the registration itself, which the node is told.
-func writerDeclined(e *api.Error) bool {
+// How the writer declined a handed-over write, before committing anything.
+const (
+	notDeclined  = iota
+	declinedThis // it could not read this one (too large, malformed)
+	declinedAll  // it takes no writes from this replica (not a replica to it, another version)
+)
+
+// declined tells the writer's refusals of a handed-over write as a write
+// from its refusals of the write's content (an unknown auth key, a name
+// conflict), which the node is told.
+func declined(e *api.Error) int {
 	switch e.Status {
-	case http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed,
-		http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUpgradeRequired:
-		return true
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return declinedThis
+	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType, http.StatusUpgradeRequired:
+		return declinedAll
 	case http.StatusForbidden:
-		return e.Code == codeNotReplica
+		if e.Code == codeNotReplica {
+			return declinedAll
+		}
 	}
-	return false
+	return notDeclined
 }
 
 // forwardedUnavailable is a 503 for the node: the writer's own, or a
@@ -299,10 +344,13 @@ type forwardedUnavailable struct {
 func (f *forwardedUnavailable) Error() string { return f.e.Error() }
 func (f *forwardedUnavailable) Unwrap() error { return f.cause }
 
-func lostAnswer(writer string, err error) error {
+// lostAnswer is a write the writer may have committed: logged with its
+// cause, and answered to the node without the replicas' addresses.
+func (s *Server) lostAnswer(writer string, err error) error {
+	s.log.Warn("the writer replica took a write and did not answer; its outcome is unknown", "writer", writer, "err", err)
 	return &forwardedUnavailable{
 		e: &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable,
-			Message: fmt.Sprintf("this replica handed the write to the writer replica %s and got no answer (%v): it cannot tell whether it took effect; retry (a retry is safe)", writer, err)},
+			Message: "the controller replica that commits writes did not answer, and this one cannot tell whether the change took effect; retry (a retry is safe)"},
 		retryAfter: "1",
 		cause:      store.ErrUnknownOutcome,
 	}
@@ -314,7 +362,7 @@ func (s *Server) replicaCommit(w http.ResponseWriter, r *http.Request) error {
 		return &api.Error{Status: http.StatusForbidden, Code: codeNotReplica,
 			Message: "only another replica of this controller, with a client certificate from its CA, may hand it writes"}
 	}
-	req, err := decode[replicaCommitRequest](r.Body, api.MaxBodyBytes)
+	req, err := decode[replicaCommitRequest](r.Body, maxReplicaRequest)
 	if err != nil {
 		return err
 	}
@@ -322,7 +370,7 @@ func (s *Server) replicaCommit(w http.ResponseWriter, r *http.Request) error {
 		if err := s.checkEndpoints(req.Register.Endpoints); err != nil {
 			return err
 		}
-		n, rev, err := s.commitRegister(r.Context(), req.Register, false)
+		n, rev, err := s.commitRegisterEarly(r.Context(), req.Register)
 		if err != nil {
 			return err
 		}
@@ -334,7 +382,7 @@ func (s *Server) replicaCommit(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	outs, rev, err := s.commitEndpoints(r.Context(), req.Endpoints, false)
+	outs, rev, err := s.commitEndpointsHere(r.Context(), req.Endpoints, true)
 	if err != nil {
 		return err
 	}
@@ -350,6 +398,6 @@ func (s *Server) replicaCommit(w http.ResponseWriter, r *http.Request) error {
 			return o.err
 		}
 	}
-	s.metrics.forWriters.Inc()
+	s.metrics.forWriters.Add(float64(len(outs)))
 	return writeJSON(w, http.StatusOK, resp)
 }

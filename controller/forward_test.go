@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,26 +125,51 @@ func TestForwardDeclinedCommitsHere(t *testing.T) {
 	}
 }
 
-// TestForwardLostAnswerIsUnknown: a writer that took the write and never
-// answered may have committed it: the replica neither commits it again
-// nor claims it failed.
-func TestForwardLostAnswerIsUnknown(t *testing.T) {
-	writer := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// TestForwardLostAnswer: a writer that took a write and never answered
+// may have committed it. A registration is committed here too (its intent
+// is idempotent: applied twice, it is one registration); an endpoint
+// report, which could land after a newer one, is answered 503, retry.
+func TestForwardLostAnswer(t *testing.T) {
+	var got atomic.Int32
+	writer := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-		panic(http.ErrAbortHandler) // the connection drops with no answer
+		got.Add(1)
+		panic(http.ErrAbortHandler) // the stream or connection drops with no answer
 	}))
+	writer.EnableHTTP2 = true
+	writer.StartTLS()
 	defer writer.Close()
 	s, in := forwardingServer(t, writer, "")
-	_, _, err := s.commitRegister(context.Background(), in, true)
-	if !errors.Is(err, store.ErrUnknownOutcome) {
-		t.Fatalf("a lost answer came back as %v, want ErrUnknownOutcome", err)
+	n, _, err := s.commitRegister(context.Background(), in, true)
+	if err != nil || n.ID != in.NewID {
+		t.Fatalf("a registration whose answer was lost: %v, want it committed here", err)
+	}
+	if got.Load() != 1 || testutil.ToFloat64(s.metrics.forwarded.WithLabelValues("unanswered")) != 1 {
+		t.Errorf("writer took %d requests, forwarded{unanswered} = %v; want 1 and 1", got.Load(), testutil.ToFloat64(s.metrics.forwarded.WithLabelValues("unanswered")))
+	}
+
+	// The writer had committed it as well: the second application is the
+	// same registration (even unproven, with a single-use key spent).
+	in.Proven = false
+	n2, _, err := s.commitRegister(context.Background(), in, false)
+	if err != nil || n2.ID != n.ID || n2.CredentialHash != in.NewCredentialHash {
+		t.Fatalf("the same intent applied again: %v, %+v", err, n2)
+	}
+
+	// An endpoint report: 503 with Retry-After, through the router.
+	s.fwd.avoidFor("", 0) // the writer is tried again
+	cred := in.NewCredentialHash
+	outs, _, err := s.commitEndpoints(context.Background(), []endpointsIntent{{Node: n.ID, CredentialHash: cred,
+		Endpoints: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.9:41641")}}}, true)
+	if err != nil || len(outs) != 1 {
+		t.Fatalf("endpoint report: %v, %d outcomes", err, len(outs))
 	}
 	var fu *forwardedUnavailable
-	if !errors.As(err, &fu) || fu.e.Status != http.StatusServiceUnavailable || fu.retryAfter == "" {
-		t.Errorf("the node would not get a 503 with Retry-After: %#v", err)
+	if !errors.As(outs[0].err, &fu) || !errors.Is(outs[0].err, store.ErrUnknownOutcome) || fu.e.Status != http.StatusServiceUnavailable || fu.retryAfter == "" {
+		t.Errorf("an endpoint report whose answer was lost: %#v, want a 503 with Retry-After", outs[0].err)
 	}
-	if got := testutil.ToFloat64(s.metrics.forwarded.WithLabelValues("committed_here")); got != 0 {
-		t.Error("the replica committed a write the writer may have committed")
+	if strings.Contains(fu.e.Message, writer.URL) || strings.Contains(fu.e.Message, strings.TrimPrefix(writer.URL, "https://")) {
+		t.Errorf("the node is told the writer's address: %s", fu.e.Message)
 	}
 }
 

@@ -28,7 +28,7 @@ func (s *Server) Handler() http.Handler {
 	rt.handle(http.MethodPost, api.PathEndpoints, s.authed(s.endpoints))
 	rt.handle(http.MethodPost, api.PathRotateKey, s.authed(s.rotateKey))
 	rt.handle(http.MethodPost, api.PathLogout, s.authed(s.logout))
-	rt.handle(http.MethodPost, PathReplicaCommit, s.replicaCommit)
+	rt.handleLimit(http.MethodPost, PathReplicaCommit, maxReplicaRequest, s.replicaCommit)
 	return rt
 }
 
@@ -162,16 +162,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		var apiErr *api.Error
 		var fu *forwardedUnavailable
-		switch {
-		case errors.As(err, &fu):
-			s.metrics.registered.WithLabelValues("error").Inc()
-			if fu.retryAfter != "" {
-				w.Header().Set("Retry-After", fu.retryAfter)
-			}
-			return fu.e
-		case errors.As(err, &apiErr):
+		if !errors.As(err, &fu) && errors.As(err, &apiErr) {
 			s.metrics.registered.WithLabelValues("refused").Inc()
-		default:
+		} else {
 			s.metrics.registered.WithLabelValues("error").Inc()
 		}
 		return err

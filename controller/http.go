@@ -179,7 +179,18 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := rte.h(sw, r); err != nil {
 		var apiErr *api.Error
-		if !errors.As(err, &apiErr) {
+		var fu *forwardedUnavailable
+		switch {
+		case errors.As(err, &fu):
+			// The writer replica's 503, or its lost answer.
+			apiErr = fu.e
+			if fu.retryAfter != "" {
+				sw.Header().Set("Retry-After", fu.retryAfter)
+			}
+		case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+			// The client went away; nobody reads the answer.
+			apiErr = &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "the request was canceled"}
+		case !errors.As(err, &apiErr):
 			rt.s.log.Error("request failed", "route", route, "err", err)
 			apiErr = &api.Error{Status: http.StatusInternalServerError, Code: api.CodeInternal, Message: "internal error; the controller log has details"}
 			switch {

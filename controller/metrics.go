@@ -72,7 +72,7 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 		}, []string{"result"}),
 		forwarded: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "rustynet_controller_writes_forwarded_total",
-			Help: "Writes this replica handed to the writer replica, by result: ok, refused (the writer refused the request), error (no answer or the writer's store failed), committed_here (the writer could not be reached; this replica committed the write).",
+			Help: "Writes this replica handed to the writer replica, by result: ok, refused (the writer refused the write), error (the writer's store failed), unanswered (the writer took it and did not answer), committed_here (the writer could not be reached or declined it; this replica committed the write).",
 		}, []string{"result"}),
 		forWriters: f.NewCounter(prometheus.CounterOpts{
 			Name: "rustynet_controller_writes_for_replicas_total",

@@ -108,12 +108,24 @@ func (s *Server) commitRegister(ctx context.Context, in *registerIntent, mayForw
 			s.waitWriter(ctx, resp.Revision)
 			return resp.Node, resp.Revision, nil
 		}
-		s.countForward(err)
-		if !errors.Is(err, errNotSent) {
+		s.countForward(err, 1)
+		// Not committed by the writer, or perhaps committed: the
+		// intent is idempotent (registerTx), so commit it here.
+		if !errors.Is(err, errNotSent) && !errors.Is(err, store.ErrUnknownOutcome) {
 			return nil, 0, err
 		}
 	}
 	res, rev, err := s.mutateRev(ctx, func(tx store.Tx) (effect, any, error) { return s.registerTx(tx, in) })
+	if err != nil {
+		return nil, 0, err
+	}
+	return res.(*store.Node), rev, nil
+}
+
+// commitRegisterEarly commits a registration another replica handed over,
+// answered once it is durable.
+func (s *Server) commitRegisterEarly(ctx context.Context, in *registerIntent) (*store.Node, uint64, error) {
+	res, rev, err := s.mutateDurable(ctx, func(tx store.Tx) (effect, any, error) { return s.registerTx(tx, in) })
 	if err != nil {
 		return nil, 0, err
 	}
@@ -132,6 +144,11 @@ func (s *Server) registerTx(tx store.Tx, in *registerIntent) (effect, any, error
 		}
 	case !errors.Is(err, store.ErrNotFound):
 		return effect{}, nil, err
+	}
+	// This very intent, applied already (a replica that handed it to the
+	// writer and got no answer commits it too): nothing to do.
+	if old != nil && hashEqual(old.CredentialHash, in.NewCredentialHash) {
+		return effect{}, old, nil
 	}
 	// A node may always come back with the key that registered it
 	// (a retry whose answer was lost, or a re-registration): a
