@@ -226,6 +226,9 @@ func (s *Server) Close() error {
 	s.Shutdown()
 	s.closeOnce.Do(func() { close(s.stopCommitter) })
 	<-s.committerDone
+	if s.fwd != nil {
+		s.fwd.client.CloseIdleConnections()
+	}
 	if s.replicated != nil {
 		s.stopFollow()
 		<-s.followDone

@@ -116,6 +116,14 @@ func TestRegistrationsGoThroughOneWriter(t *testing.T) {
 	for _, c := range cs {
 		waitReplicas(c, seed.Credential, want)
 	}
+	// A node, credential and all, cannot hand a replica a write.
+	for _, c := range cs {
+		forged := map[string]any{"register": map[string]any{"machine_key": controllertest.Key[api.MachinePublic](), "node_key": controllertest.Key[api.NodePublic](),
+			"auth_key_id": "x", "new_id": "n0123456789abcdef"}}
+		if status, body := c.Do(http.MethodPost, controller.PathReplicaCommit, seed.Credential, forged, nil); status != http.StatusForbidden {
+			t.Fatalf("a node handing %s a write: %d %s, want 403", c.URL, status, body)
+		}
+	}
 	var writer *controllertest.Controller
 	for _, c := range cs {
 		if c.URL == want[0] {
