@@ -226,7 +226,8 @@ func TestSuggestMissing(t *testing.T) {
 	small := "throughput/backend=wireguard/mtu=1280/peers=8/traffic=udp-small"
 	units := map[string]string{wg + ":tunnel_to_raw": "ratio", small + ":tunnel_pps": "packets/s", "route-apply/routes=10:route_apply_p99": "ms"}
 	runs := []Run{
-		{Source: "a", Units: units, Values: map[string][]float64{wg + ":tunnel_to_raw": {0.2}, small + ":tunnel_pps": {1000, 1200}, "route-apply/routes=10:route_apply_p99": {2}}},
+		{Source: "a", Units: units, Values: map[string][]float64{wg + ":tunnel_to_raw": {0.2}, small + ":tunnel_pps": {1000, 1200}, "route-apply/routes=10:route_apply_p99": {2},
+			small + ":tunnel_pps:vs_baseline": {1.01, 0.98}}}, // the paired rule's
 		{Source: "b", Units: units, Values: map[string][]float64{wg + ":tunnel_to_raw": {0.2}, small + ":tunnel_pps": {900, 1100}, "route-apply/routes=10:route_apply_p99": {3}}},
 	}
 	got := SuggestMissing(b, runs)

@@ -73,8 +73,8 @@ func SuggestMissing(b *policies.Budgets, runs []Run) []Suggestion {
 	var out []Suggestion
 	for _, name := range names {
 		cell, metric, ok := strings.Cut(name, ":")
-		if !ok || len(b.For(cell, metric)) > 0 || b.IsReported(cell, metric) {
-			continue
+		if !ok || strings.Contains(metric, ":") || len(b.For(cell, metric)) > 0 || b.IsReported(cell, metric) {
+			continue // a paired run's CELL:METRIC:vs_baseline is the paired rule's to judge
 		}
 		bound := 0.0
 		entry := policies.Budget{Cell: policies.Str{Value: cell}, Metric: policies.Str{Value: metric}}
