@@ -90,6 +90,22 @@ func TestReplicasServeOneMesh(t *testing.T) {
 	}
 }
 
+// waitReplicas waits until c's netmap for the node with cred lists the
+// replicas want.
+func waitReplicas(t *testing.T, c *controllertest.Controller, cred string, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if d := poll(t, c, cred, 0, 0); slices.Equal(d.Controllers, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never listed the replicas %q", c.URL, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestRegistrationsGoThroughOneWriter: the replicas hand registrations to
 // one of them, the first announced URL, which commits them; each is
 // answered once the replica the node asked serves the new node, so the
@@ -99,22 +115,9 @@ func TestRegistrationsGoThroughOneWriter(t *testing.T) {
 	_, cs := replicas(t, 1, 3)
 	want := []string{cs[0].URL, cs[1].URL, cs[2].URL}
 	slices.Sort(want)
-	waitReplicas := func(c *controllertest.Controller, cred string, want []string) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			if d := poll(t, c, cred, 0, 0); slices.Equal(d.Controllers, want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never listed the replicas %q", c.URL, want)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 	seed := cs[0].Register(cs[0].AuthKey(false), "seed")
 	for _, c := range cs {
-		waitReplicas(c, seed.Credential, want)
+		waitReplicas(t, c, seed.Credential, want)
 	}
 	// A node, credential and all, cannot hand a replica a write.
 	for _, c := range cs {
@@ -217,13 +220,7 @@ func TestManyEndpointReportsAtOnce(t *testing.T) {
 	seed := cs[0].Register(cs[0].AuthKey(false), "seed")
 	want := []string{cs[0].URL, cs[1].URL}
 	slices.Sort(want)
-	deadline := time.Now().Add(15 * time.Second)
-	for !slices.Equal(poll(t, cs[1], seed.Credential, 0, 0).Controllers, want) {
-		if time.Now().After(deadline) {
-			t.Fatal("the replicas never listed each other")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReplicas(t, cs[1], seed.Credential, want)
 	for _, c := range cs { // through the writer, and through the other
 		key := c.AuthKey(true)
 		const n = 60
