@@ -50,6 +50,7 @@ type Manager struct {
 	caKey  crypto.Signer
 
 	replica replicaCert // the client certificate replicas present to each other
+	seen    replicaSeen // replica certificates that verified (IsReplica)
 
 	mu   sync.Mutex
 	cert *tls.Certificate

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -86,6 +87,11 @@ func (m *Manager) ReplicaCertificate() (*tls.Certificate, error) {
 // controller: the certificate it presented (the server asks for one and
 // does not verify it) verifies against the CA for client authentication
 // and is a replica certificate.
+//
+// A replica hands the writer a write per request over a few long-lived
+// connections, and a chain verification (an ECDSA signature check) costs
+// more than the rest of the request: a certificate that verified is
+// remembered (replicaSeen) until it or the CA expires.
 func (m *Manager) IsReplica(cs *tls.ConnectionState) bool {
 	if m.External() || cs == nil || len(cs.PeerCertificates) == 0 {
 		return false
@@ -94,15 +100,59 @@ func (m *Manager) IsReplica(cs *tls.ConnectionState) bool {
 	if leaf.Subject.CommonName != ReplicaName {
 		return false
 	}
+	now := m.now()
+	sum := sha256.Sum256(leaf.Raw)
+	if m.seen.valid(sum, now) {
+		return true
+	}
 	roots := x509.NewCertPool()
 	roots.AddCert(m.caCert)
 	inter := x509.NewCertPool()
 	for _, c := range cs.PeerCertificates[1:] {
 		inter.AddCert(c)
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: m.now(),
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-	return err == nil
+	if err != nil {
+		return false
+	}
+	until := leaf.NotAfter
+	for _, c := range chains[0] {
+		if c.NotAfter.Before(until) {
+			until = c.NotAfter
+		}
+	}
+	m.seen.add(sum, now, until)
+	return true
+}
+
+// replicaSeen remembers the replica certificates that verified, by the
+// SHA-256 of their DER, with the time they verified at and the first
+// expiry in their chain. Replicas are few and each renews its certificate
+// daily, so it stays small; at maxSeen it forgets all.
+type replicaSeen struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]seenSpan
+}
+
+type seenSpan struct{ from, until time.Time }
+
+const maxSeen = 64
+
+func (r *replicaSeen) valid(sum [sha256.Size]byte, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.m[sum]
+	return ok && !now.Before(s.from) && now.Before(s.until)
+}
+
+func (r *replicaSeen) add(sum [sha256.Size]byte, now, until time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil || len(r.m) >= maxSeen {
+		r.m = make(map[[sha256.Size]byte]seenSpan)
+	}
+	r.m[sum] = seenSpan{from: now, until: until}
 }
 
 // ReplicaClientTLS is the TLS configuration a replica reaches the others

@@ -17,7 +17,7 @@ import (
 // TLS 1.3 the client is done before the server has checked its
 // certificate, and learns of a refusal on its first read: it reads until
 // the server's alert or the end.
-func handshake(t *testing.T, m *Manager, client *tls.Config) (*tls.ConnectionState, error) {
+func handshake(t testing.TB, m *Manager, client *tls.Config) (*tls.ConnectionState, error) {
 	t.Helper()
 	a, b := net.Pipe()
 	defer b.Close()
@@ -138,6 +138,104 @@ func TestReplicaCertificate(t *testing.T) {
 	if got := c1.Leaf.NotAfter.Sub(c1.Leaf.NotBefore); got > replicaValidity+2*time.Hour {
 		t.Errorf("replica certificate valid for %v", got)
 	}
+}
+
+// A replica certificate that verified is remembered, not verified on
+// every request, but only while it is valid: past its expiry it is
+// refused, and a forged one (the right name, signed by another CA) is
+// never remembered.
+func TestIsReplicaRemembersUntilExpiry(t *testing.T) {
+	hosts := Hosts{Names: []string{"localhost"}}
+	m, err := Open(t.TempDir(), hosts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(t.TempDir(), hosts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := m.ReplicaClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(m.CA())
+	peer.ServerName = "localhost"
+	cs, err := handshake(t, m, peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	m.now = func() time.Time { return clock }
+	for i := range 3 {
+		if !m.IsReplica(cs) {
+			t.Fatalf("request %d from a replica was refused", i)
+		}
+	}
+	if len(m.seen.m) != 1 {
+		t.Errorf("%d certificates remembered after 3 requests over one connection, want 1", len(m.seen.m))
+	}
+	clock = clock.Add(replicaValidity + time.Hour)
+	if m.IsReplica(cs) {
+		t.Error("a remembered replica certificate passed after its expiry")
+	}
+	clock = time.Now().Add(-2 * time.Hour) // before it was remembered, and before its NotBefore
+	if m.IsReplica(cs) {
+		t.Error("a remembered replica certificate passed before its validity")
+	}
+
+	m.now = time.Now
+	stranger, err := other.ReplicaClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger.RootCAs, stranger.ServerName = roots, "localhost"
+	cs, err = handshake(t, m, stranger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if m.IsReplica(cs) {
+			t.Fatal("a replica certificate from another CA passed")
+		}
+	}
+	if len(m.seen.m) != 1 {
+		t.Errorf("%d certificates remembered, want only the first replica's", len(m.seen.m))
+	}
+}
+
+// BenchmarkIsReplica is the writer's check of each handed-over write:
+// verify=every verifies the chain each time (as before replicaSeen),
+// verify=remembered is a certificate that verified before.
+func BenchmarkIsReplica(b *testing.B) {
+	m, err := Open(b.TempDir(), Hosts{Names: []string{"localhost"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	peer, err := m.ReplicaClientTLS()
+	if err != nil {
+		b.Fatal(err)
+	}
+	peer.ServerName = "localhost"
+	cs, err := handshake(b, m, peer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("verify=every", func(b *testing.B) {
+		for b.Loop() {
+			m.seen = replicaSeen{}
+			if !m.IsReplica(cs) {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("verify=remembered", func(b *testing.B) {
+		for b.Loop() {
+			if !m.IsReplica(cs) {
+				b.Fatal("refused")
+			}
+		}
+	})
 }
 
 func TestReplicaCertificateNeedsCA(t *testing.T) {
