@@ -213,10 +213,6 @@ func (s *Server) handOverRegister(ctx context.Context, in *registerIntent) (*sto
 	case <-ctx.Done():
 		// The node gave up; the sender may have handed it over already.
 		return nil, 0, ctx.Err()
-	case <-s.fwd.stop:
-		// Closing: the senders may be gone (the committer is, and
-		// refuses it here).
-		return nil, 0, errNotSent
 	}
 }
 

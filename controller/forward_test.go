@@ -266,55 +266,6 @@ func TestHandOverBatches(t *testing.T) {
 	}
 }
 
-// TestHandOverClose: closing the server answers every registration in a
-// hand-over or waiting for one (the committer is stopped: ErrClosed), with
-// the writer still holding its requests.
-func TestHandOverClose(t *testing.T) {
-	hold := make(chan struct{})
-	defer close(hold)
-	var held atomic.Int32
-	writer := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		held.Add(1)
-		select {
-		case <-hold:
-		case <-r.Context().Done():
-		}
-	}))
-	writer.EnableHTTP2 = true
-	writer.StartTLS()
-	defer writer.Close()
-	s, _ := forwardingServer(t, writer, "")
-	const n = handOverSenders + 3
-	errs := make(chan error, n)
-	for i := range n {
-		go func() {
-			in := &registerIntent{MachineKey: randomKeyOf[api.MachinePublic](), NodeKey: randomKeyOf[api.NodePublic](), Hostname: "closing",
-				AuthKeyID: "k", NewID: api.NodeID("n" + randomHex(8))}
-			_, _, err := s.commitRegister(context.Background(), in, true)
-			errs <- err
-		}()
-		if i < handOverSenders {
-			for held.Load() <= int32(i) {
-				time.Sleep(time.Millisecond)
-			}
-		}
-	}
-	for len(s.fwd.regs) < n-handOverSenders {
-		time.Sleep(time.Millisecond)
-	}
-	s.Close()
-	for range n {
-		select {
-		case err := <-errs:
-			if !errors.Is(err, ErrClosed) {
-				t.Errorf("a registration in hand at Close: %v, want ErrClosed", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("a registration in hand at Close was not answered")
-		}
-	}
-}
-
 // TestReplicaCommitNeedsReplica: a node (no replica certificate) cannot
 // hand writes to a replica.
 func TestReplicaCommitNeedsReplica(t *testing.T) {
