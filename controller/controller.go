@@ -227,7 +227,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() { close(s.stopCommitter) })
 	<-s.committerDone
 	if s.fwd != nil {
-		s.fwd.close()
+		s.fwd.client.CloseIdleConnections()
 	}
 	if s.replicated != nil {
 		s.stopFollow()
@@ -277,23 +277,15 @@ func (s *Server) mutateDurable(ctx context.Context, fn func(tx store.Tx) (effect
 }
 
 func (s *Server) submit(ctx context.Context, m *mutation) (any, uint64, error) {
-	if err := s.enqueue(ctx, m); err != nil {
-		return nil, 0, err
+	select {
+	case s.mutations <- m:
+	case <-s.committerDone:
+		return nil, 0, ErrClosed
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
 	}
 	r := <-m.done
 	return r.result, r.rev, r.err
-}
-
-// enqueue hands m to the committer, which answers on m.done.
-func (s *Server) enqueue(ctx context.Context, m *mutation) error {
-	select {
-	case s.mutations <- m:
-		return nil
-	case <-s.committerDone:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 func (s *Server) commitLoop() {

@@ -62,19 +62,19 @@ const (
 	forwardAvoidDeclined = time.Minute
 )
 
-// replicaCommitRequest is writes handed to the writer: registrations, or
-// endpoint reports.
+// replicaCommitRequest is one write handed to the writer: a registration,
+// or a batch of endpoint reports.
 type replicaCommitRequest struct {
-	Registers []registerIntent  `json:"registers,omitempty"`
+	Register  *registerIntent   `json:"register,omitempty"`
 	Endpoints []endpointsIntent `json:"endpoints,omitempty"`
 }
 
-// replicaCommitResponse is the writer's answer: the revision the writes
-// committed as (the last, when they took more than one transaction), and
-// each one's result in order: the node, or its refusal.
+// replicaCommitResponse is the writer's answer: the revision the write
+// committed as, and its result: the registered node, or each endpoint
+// report's node or refusal, in order.
 type replicaCommitResponse struct {
 	Revision  uint64        `json:"revision"`
-	Registers []wireOutcome `json:"registers,omitempty"`
+	Node      *store.Node   `json:"node,omitempty"`
 	Endpoints []wireOutcome `json:"endpoints,omitempty"`
 }
 
@@ -92,22 +92,12 @@ type wireError struct {
 	Message string `json:"message"`
 }
 
-// maxReplicaAnswer bounds the writer's answer: a node per registration or
-// endpoint report; maxReplicaRequest the handed-over writes: up to
-// registerChunk registrations, each of which re-encodes what a node sent
-// within api.MaxBodyBytes (a sender stops adding to a hand-over at
-// handOverBytes), or up to endpointsChunk endpoint reports.
+// maxReplicaAnswer bounds the writer's answer: a node per endpoint report;
+// maxReplicaRequest a handed-over write, which re-encodes what a node sent
+// within api.MaxBodyBytes, or up to endpointsChunk reports.
 const (
 	maxReplicaAnswer  = 4 << 20
-	maxReplicaRequest = 2 << 20
-	handOverBytes     = 1 << 20
-)
-
-// registerChunk bounds the registrations of one hand-over; handOverSenders
-// is how many hand-overs a replica has in flight at once.
-const (
-	registerChunk   = 32
-	handOverSenders = 2
+	maxReplicaRequest = 1 << 20
 )
 
 // forwarder hands writes to the writer replica.
@@ -115,32 +105,9 @@ type forwarder struct {
 	self   string // this replica's URL
 	client *http.Client
 
-	// Registrations waiting for a hand-over, taken by handOverSenders
-	// senders until stop is closed.
-	regs      chan *handOver
-	stop      chan struct{}
-	closeOnce sync.Once
-	wg        sync.WaitGroup
-
 	mu        sync.Mutex
 	avoid     string // a writer not reached lately
 	avoidTill time.Time
-}
-
-// handOver is a registration waiting to be handed to the writer.
-type handOver struct {
-	ctx  context.Context // the node's request
-	in   *registerIntent
-	size int // its encoded size
-	done chan handOverResult
-}
-
-// handOverResult is a hand-over's outcome for one registration: the node,
-// or the writer's refusal, or an error from handOverError.
-type handOverResult struct {
-	node *store.Node
-	rev  uint64
-	err  error
 }
 
 // ForwardWrites makes this replica, announced at self, hand its
@@ -163,153 +130,8 @@ func (s *Server) ForwardWrites(self string, tlsConf *tls.Config, isReplica func(
 		TLSHandshakeTimeout: 2 * time.Second,
 		HTTP2:               &http.HTTP2Config{SendPingTimeout: 2 * time.Second, PingTimeout: 2 * time.Second},
 	}
-	s.fwd = &forwarder{self: self, client: &http.Client{Transport: tr},
-		regs: make(chan *handOver, maxBatch), stop: make(chan struct{})}
+	s.fwd = &forwarder{self: self, client: &http.Client{Transport: tr}}
 	s.isReplica = isReplica
-	for range handOverSenders {
-		s.fwd.wg.Add(1)
-		go s.sendRegistrations()
-	}
-}
-
-// close stops the senders, answers what they left with
-// errNotSent (Close has stopped the committer: those fail with
-// ErrClosed), and closes the connections to the writer.
-func (f *forwarder) close() {
-	f.closeOnce.Do(func() { close(f.stop) })
-	f.wg.Wait()
-	for {
-		select {
-		case h := <-f.regs:
-			h.done <- handOverResult{err: errNotSent}
-		default:
-			f.client.CloseIdleConnections()
-			return
-		}
-	}
-}
-
-// handOverRegister hands a registration to the writer, with others this
-// replica has in hand: a node's registration costs the writer a share of
-// one request instead of one. errNotSent means the writer did not commit
-// it; an error wrapping store.ErrUnknownOutcome that it may have: commit
-// it here (registerTx).
-func (s *Server) handOverRegister(ctx context.Context, in *registerIntent) (*store.Node, uint64, error) {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return nil, 0, err
-	}
-	h := &handOver{ctx: ctx, in: in, size: len(b), done: make(chan handOverResult, 1)}
-	select {
-	case s.fwd.regs <- h:
-	case <-s.fwd.stop:
-		return nil, 0, errNotSent
-	case <-ctx.Done():
-		return nil, 0, ctx.Err()
-	}
-	select {
-	case r := <-h.done:
-		return r.node, r.rev, r.err
-	case <-ctx.Done():
-		// The node gave up; the sender may have handed it over already.
-		return nil, 0, ctx.Err()
-	}
-}
-
-// sendRegistrations is a sender: it takes the registrations waiting (up
-// to registerChunk and handOverBytes), hands them to the writer in one
-// request, and answers each.
-func (s *Server) sendRegistrations() {
-	f := s.fwd
-	defer f.wg.Done()
-	var carry *handOver // did not fit in the last hand-over
-	for {
-		first := carry
-		carry = nil
-		if first == nil {
-			select {
-			case first = <-f.regs:
-			case <-f.stop:
-				return
-			}
-		}
-		batch, size := []*handOver{first}, first.size
-	drain:
-		for len(batch) < registerChunk {
-			select {
-			case h := <-f.regs:
-				if size+h.size > handOverBytes {
-					carry = h
-					break drain
-				}
-				batch, size = append(batch, h), size+h.size
-			default:
-				break drain
-			}
-		}
-		s.handOver(batch)
-	}
-}
-
-// handOver hands batch to the writer (or, when there is none now, answers
-// errNotSent) and answers each registration.
-func (s *Server) handOver(batch []*handOver) {
-	live := batch[:0]
-	for _, h := range batch {
-		if err := h.ctx.Err(); err != nil {
-			h.done <- handOverResult{err: err} // the node gave up waiting
-			continue
-		}
-		live = append(live, h)
-	}
-	if len(live) == 0 {
-		return
-	}
-	s.metrics.handOverBatch.Observe(float64(len(live)))
-	fail := func(err error) {
-		for _, h := range live {
-			h.done <- handOverResult{err: err}
-		}
-	}
-	w := s.writer()
-	if w == "" {
-		fail(errNotSent) // this replica is the writer now, or avoids it
-		return
-	}
-	req := &replicaCommitRequest{Registers: make([]registerIntent, len(live))}
-	for i, h := range live {
-		req.Registers[i] = *h.in
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.fwd.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	resp, err := s.forward(ctx, w, req)
-	if err != nil {
-		if ctx.Err() != nil {
-			// Closing: what the writer did is not known, and the
-			// registrations are committed here, as a lost answer's are
-			// (where the stopped committer refuses them).
-			err = errNotSent
-		}
-		fail(err)
-		return
-	}
-	for i, o := range resp.Registers {
-		switch {
-		case o.Error != nil:
-			live[i].done <- handOverResult{err: &api.Error{Status: o.Error.Status, Code: o.Error.Code, Message: o.Error.Message}}
-		case o.Node != nil:
-			live[i].done <- handOverResult{node: o.Node, rev: resp.Revision}
-		default:
-			live[i].done <- handOverResult{err: s.lostAnswer(w, fmt.Errorf("registration %d has neither a node nor an error", i))}
-		}
-	}
 }
 
 // writer returns the URL of the replica to hand writes to, or "" when
@@ -415,8 +237,8 @@ func (s *Server) forward(ctx context.Context, writer string, req *replicaCommitR
 	err = json.NewDecoder(lr).Decode(&out)
 	switch {
 	case err != nil:
-	case req.Registers != nil && len(out.Registers) != len(req.Registers):
-		err = fmt.Errorf("%d outcomes for %d registrations", len(out.Registers), len(req.Registers))
+	case req.Register != nil && out.Node == nil:
+		err = errors.New("no node in it")
 	case req.Endpoints != nil && len(out.Endpoints) != len(req.Endpoints):
 		err = fmt.Errorf("%d outcomes for %d endpoint reports", len(out.Endpoints), len(req.Endpoints))
 	}
@@ -544,8 +366,16 @@ func (s *Server) replicaCommit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if req.Registers != nil {
-		return s.commitHandedOver(w, r.Context(), req.Registers)
+	if req.Register != nil {
+		if err := s.checkEndpoints(req.Register.Endpoints); err != nil {
+			return err
+		}
+		n, rev, err := s.commitRegisterEarly(r.Context(), req.Register)
+		if err != nil {
+			return err
+		}
+		s.metrics.forWriters.Inc()
+		return writeJSON(w, http.StatusOK, replicaCommitResponse{Revision: rev, Node: n})
 	}
 	for _, in := range req.Endpoints {
 		if err := s.checkEndpoints(in.Endpoints); err != nil {
@@ -569,41 +399,5 @@ func (s *Server) replicaCommit(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	s.metrics.forWriters.Add(float64(len(outs)))
-	return writeJSON(w, http.StatusOK, resp)
-}
-
-// commitHandedOver commits registrations another replica handed over, each
-// its own mutation (the committer takes them into one transaction when it
-// can), and answers once they are durable.
-func (s *Server) commitHandedOver(w http.ResponseWriter, ctx context.Context, ins []registerIntent) error {
-	for i := range ins {
-		if err := s.checkEndpoints(ins[i].Endpoints); err != nil {
-			return err
-		}
-	}
-	ms := make([]*mutation, len(ins))
-	for i := range ins {
-		in := &ins[i]
-		ms[i] = &mutation{fn: func(tx store.Tx) (effect, any, error) { return s.registerTx(tx, in) },
-			done: make(chan mutationResult, 1), durable: true}
-		if err := s.enqueue(ctx, ms[i]); err != nil {
-			return err // those already in go through; their nodes retry
-		}
-	}
-	resp := replicaCommitResponse{Registers: make([]wireOutcome, len(ins))}
-	for i, m := range ms {
-		r := <-m.done
-		var apiErr *api.Error
-		switch {
-		case r.err == nil:
-			resp.Registers[i].Node = r.result.(*store.Node)
-			resp.Revision = max(resp.Revision, r.rev)
-		case errors.As(r.err, &apiErr):
-			resp.Registers[i].Error = &wireError{Status: apiErr.Status, Code: apiErr.Code, Message: apiErr.Message}
-		default:
-			return r.err
-		}
-	}
-	s.metrics.forWriters.Add(float64(len(ins)))
 	return writeJSON(w, http.StatusOK, resp)
 }

@@ -4,19 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -174,95 +170,6 @@ func TestForwardLostAnswer(t *testing.T) {
 	}
 	if strings.Contains(fu.e.Message, writer.URL) || strings.Contains(fu.e.Message, strings.TrimPrefix(writer.URL, "https://")) {
 		t.Errorf("the node is told the writer's address: %s", fu.e.Message)
-	}
-}
-
-// TestHandOverBatches: registrations that queue while the hand-overs in
-// flight wait for the writer go to it together, and each gets its own
-// outcome from the writer's answer, a refusal included.
-func TestHandOverBatches(t *testing.T) {
-	release := make(chan struct{})
-	var requests, held atomic.Int32
-	var mu sync.Mutex
-	var sizes []int
-	writer := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req replicaCommitRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeError(w, badRequest("%v", err))
-			return
-		}
-		requests.Add(1)
-		mu.Lock()
-		sizes = append(sizes, len(req.Registers))
-		mu.Unlock()
-		if held.Add(1) <= handOverSenders {
-			<-release // every sender has one in flight
-		}
-		resp := replicaCommitResponse{Registers: make([]wireOutcome, len(req.Registers))}
-		for i, in := range req.Registers {
-			if in.Hostname == "refused" {
-				resp.Registers[i].Error = &wireError{Status: http.StatusConflict, Code: api.CodeConflict, Message: "no"}
-				continue
-			}
-			resp.Registers[i].Node = &store.Node{ID: in.NewID, MachineKey: in.MachineKey, NodeKey: in.NodeKey, Name: in.Hostname}
-		}
-		writeJSON(w, http.StatusOK, resp)
-	}))
-	writer.EnableHTTP2 = true
-	writer.StartTLS()
-	defer writer.Close()
-	s, _ := forwardingServer(t, writer, "")
-
-	const n = 12
-	type result struct {
-		host string
-		node *store.Node
-		err  error
-	}
-	results := make(chan result, n+handOverSenders)
-	register := func(host string) {
-		in := &registerIntent{MachineKey: randomKeyOf[api.MachinePublic](), NodeKey: randomKeyOf[api.NodePublic](), Hostname: host,
-			AuthKeyID: "k", NewID: api.NodeID("n" + randomHex(8))}
-		n, _, err := s.commitRegister(context.Background(), in, true)
-		results <- result{host, n, err}
-	}
-	for i := range handOverSenders {
-		go register(fmt.Sprintf("first-%d", i))
-		for held.Load() <= int32(i) { // one at a time: each its own sender
-			time.Sleep(time.Millisecond)
-		}
-	}
-	for i := range n {
-		host := fmt.Sprintf("queued-%d", i)
-		if i == 5 {
-			host = "refused"
-		}
-		go register(host)
-	}
-	for len(s.fwd.regs) < n {
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
-	for range n + handOverSenders {
-		r := <-results
-		switch {
-		case r.host == "refused":
-			var apiErr *api.Error
-			if !errors.As(r.err, &apiErr) || apiErr.Status != http.StatusConflict {
-				t.Errorf("the registration the writer refused: %v, want its 409", r.err)
-			}
-		case r.err != nil || r.node == nil || r.node.Name != r.host:
-			t.Errorf("registration %s: %+v, %v", r.host, r.node, r.err)
-		}
-	}
-	if got := requests.Load(); got > 2*handOverSenders {
-		t.Errorf("%d registrations took %d hand-overs (%v); the %d queued should go in at most %d", n+handOverSenders, got, sizes, n, handOverSenders)
-	}
-	if got := testutil.ToFloat64(s.metrics.forwarded.WithLabelValues("ok")); got != n+handOverSenders-1 {
-		t.Errorf("forwarded{ok} = %v, want %d", got, n+handOverSenders-1)
-	}
-	if got := testutil.ToFloat64(s.metrics.forwarded.WithLabelValues("refused")); got != 1 {
-		t.Errorf("forwarded{refused} = %v, want 1", got)
 	}
 }
 

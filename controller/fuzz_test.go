@@ -164,7 +164,7 @@ func FuzzAPI(f *testing.F) {
 		{"POST", api.PathRegister, "3", "", false, `{"auth_key":"$KEY","node_key":"$NK","machine_key":"$MK"}`},
 		{"POST", api.PathEndpoints, "3", "", true, `{"endpoints":["169.254.169.254:80","[fe80::1%eth0]:5"]}`},
 		{"GET", api.PathNetmap, "+3", "", true, ""},
-		{"POST", PathReplicaCommit, "3", "", false, `{"registers":[{"machine_key":"$MK","node_key":"$NK","auth_key_id":"x","new_id":"n0123456789abcdef"}]}`},
+		{"POST", PathReplicaCommit, "3", "", false, `{"register":{"machine_key":"$MK","node_key":"$NK","auth_key_id":"x","new_id":"n0123456789abcdef"}}`},
 	} {
 		f.Add(c.method, c.target, c.version, c.authz, c.useCred, []byte(c.body))
 	}
@@ -205,17 +205,14 @@ func FuzzReplicaCommit(f *testing.F) {
 	keyID, keySecret, _ := splitToken(key, api.AuthKeyPrefix)
 	keyHash := store.Hash(sha256.Sum256([]byte(keySecret)))
 	for _, body := range []string{
-		`{"registers":[{"machine_key":"$MK","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"$KH","new_id":"n0123456789abcdef","proven":true,"new_credential_hash":"$KH"}]}`,
-		`{"registers":[{"machine_key":"$MK","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"$KH","new_id":"n0123456789abcdef","credential_node":"n1","credential_hash":"$KH","endpoints":["192.0.2.1:1"],"observed":"192.0.2.7:41641"}]}`,
-		`{"registers":[{"machine_key":"` + fuzzMK + `","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"00","new_id":"n0123456789abcdef"}]}`,
-		`{"registers":[{"machine_key":"$MK","node_key":"$NK","auth_key_id":"x","new_id":"nzz"}]}`,
-		`{"registers":null}`, `{"registers":[]}`, `{}`, `{"registers":[{"endpoints":["[fe80::1%eth0]:1"]}]}`,
-		// Two at once: the same machine twice, and one the auth key refuses.
-		`{"registers":[{"machine_key":"$MK","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"$KH","new_id":"n0123456789abcdef","proven":true,"new_credential_hash":"$KH"},{"machine_key":"$MK","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"$KH","new_id":"n0123456789abcdee","proven":true,"new_credential_hash":"$KH"}]}`,
-		`{"registers":[{"machine_key":"$MK","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"$KH","new_id":"n0123456789abcdef","proven":true},{"machine_key":"$MK","node_key":"$NK","auth_key_id":"nokey","auth_key_hash":"00","new_id":"n0123456789abcde1"}]}`,
+		`{"register":{"machine_key":"$MK","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"$KH","new_id":"n0123456789abcdef","proven":true,"new_credential_hash":"$KH"}}`,
+		`{"register":{"machine_key":"$MK","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"$KH","new_id":"n0123456789abcdef","credential_node":"n1","credential_hash":"$KH","endpoints":["192.0.2.1:1"],"observed":"192.0.2.7:41641"}}`,
+		`{"register":{"machine_key":"` + fuzzMK + `","node_key":"$NK","auth_key_id":"$KID","auth_key_hash":"00","new_id":"n0123456789abcdef"}}`,
+		`{"register":{"machine_key":"$MK","node_key":"$NK","auth_key_id":"x","new_id":"nzz"}}`,
+		`{"register":null}`, `{}`, `{"register":{"endpoints":["[fe80::1%eth0]:1"]}}`,
 		`{"endpoints":[{"node":"n0123456789abcdef","credential_hash":"$KH","endpoints":["192.0.2.1:1"],"listen_port":9,"observed":"192.0.2.7:9"}]}`,
 		`{"endpoints":[{"node":"n0123456789abcdef"},{"node":"n0123456789abcdef"}]}`,
-		`{"endpoints":[{"node":"x","endpoints":["127.0.0.1:1"]}],"registers":[{}]}`,
+		`{"endpoints":[{"node":"x","endpoints":["127.0.0.1:1"]}],"register":{}}`,
 		`{"endpoints":[]}`,
 	} {
 		f.Add([]byte(body))
@@ -235,9 +232,9 @@ func FuzzReplicaCommit(f *testing.F) {
 
 func FuzzDecodeReplicaCommit(f *testing.F) {
 	fuzzDecode[replicaCommitRequest](f, api.MaxBodyBytes,
-		`{"registers":[{"machine_key":"`+fuzzMK+`","node_key":"`+fuzzNK+`","auth_key_id":"k","new_id":"n0123456789abcdef"}]}`,
-		`{"registers":[{"machine_key":"`+fuzzMK+`","node_key":"`+fuzzNK+`","auth_key_id":"k","new_id":"n0123456789abcdef","credential_node":"n1"}]}`,
-		`{"registers":[{}]}`, `{}`,
+		`{"register":{"machine_key":"`+fuzzMK+`","node_key":"`+fuzzNK+`","auth_key_id":"k","new_id":"n0123456789abcdef"}}`,
+		`{"register":{"machine_key":"`+fuzzMK+`","node_key":"`+fuzzNK+`","auth_key_id":"k","new_id":"n0123456789abcdef","credential_node":"n1"}}`,
+		`{"register":{}}`, `{}`,
 		`{"endpoints":[{"node":"n0123456789abcdef","credential_hash":"00","endpoints":["192.0.2.1:1"]}]}`)
 }
 

@@ -13,25 +13,24 @@ import (
 // injects. Labels are bounded: route is a registered pattern or
 // "unmatched", code a status code.
 type metrics struct {
-	requests      *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
-	nodes         prometheus.Gauge
-	polls         prometheus.Gauge
-	pushLatency   prometheus.Histogram
-	registered    *prometheus.CounterVec
-	commitBatch   prometheus.Histogram
-	commitTime    prometheus.Histogram
-	storeErrors   prometheus.Counter
-	fullNetmaps   prometheus.Counter
-	deltaNetmaps  prometheus.Counter
-	connsOpen     prometheus.Gauge
-	connsRefused  *prometheus.CounterVec
-	leader        prometheus.Gauge
-	swept         prometheus.Counter
-	limited       *prometheus.CounterVec
-	forwarded     *prometheus.CounterVec
-	forWriters    prometheus.Counter
-	handOverBatch prometheus.Histogram
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	nodes        prometheus.Gauge
+	polls        prometheus.Gauge
+	pushLatency  prometheus.Histogram
+	registered   *prometheus.CounterVec
+	commitBatch  prometheus.Histogram
+	commitTime   prometheus.Histogram
+	storeErrors  prometheus.Counter
+	fullNetmaps  prometheus.Counter
+	deltaNetmaps prometheus.Counter
+	connsOpen    prometheus.Gauge
+	connsRefused *prometheus.CounterVec
+	leader       prometheus.Gauge
+	swept        prometheus.Counter
+	limited      *prometheus.CounterVec
+	forwarded    *prometheus.CounterVec
+	forWriters   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, version string) *metrics {
@@ -78,11 +77,6 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 		forWriters: f.NewCounter(prometheus.CounterOpts{
 			Name: "rustynet_controller_writes_for_replicas_total",
 			Help: "Writes other replicas handed to this one, as the writer, that it committed.",
-		}),
-		handOverBatch: f.NewHistogram(prometheus.HistogramOpts{
-			Name:    "rustynet_controller_handover_batch_size",
-			Help:    "Registrations this replica handed to the writer replica together, in one request.",
-			Buckets: []float64{1, 2, 4, 8, 16, 32},
 		}),
 		commitBatch: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "rustynet_controller_store_commit_batch_size",

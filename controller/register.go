@@ -66,17 +66,10 @@ func (in *registerIntent) Validate() error {
 // Validate checks a write handed over by another replica.
 func (r *replicaCommitRequest) Validate() error {
 	switch {
-	case r.Registers != nil && r.Endpoints != nil:
-		return errors.New("registers and endpoints are two kinds of write: send one")
-	case len(r.Registers) > registerChunk:
-		return fmt.Errorf("at most %d registrations at once, got %d", registerChunk, len(r.Registers))
-	case len(r.Registers) > 0:
-		for i := range r.Registers {
-			if err := r.Registers[i].Validate(); err != nil {
-				return fmt.Errorf("registers[%d]: %w", i, err)
-			}
-		}
-		return nil
+	case r.Register != nil && r.Endpoints != nil:
+		return errors.New("register and endpoints are two writes: send one")
+	case r.Register != nil:
+		return r.Register.Validate()
 	case len(r.Endpoints) > endpointsChunk:
 		return fmt.Errorf("at most %d endpoint reports at once, got %d", endpointsChunk, len(r.Endpoints))
 	case len(r.Endpoints) > 0:
@@ -108,12 +101,12 @@ func validNodeID(id api.NodeID) bool {
 // when there is one and mayForward, else here. It returns the node and the
 // revision, once this replica's state has it.
 func (s *Server) commitRegister(ctx context.Context, in *registerIntent, mayForward bool) (*store.Node, uint64, error) {
-	if mayForward && s.writer() != "" {
-		n, rev, err := s.handOverRegister(ctx, in)
+	if w := s.writer(); mayForward && w != "" {
+		resp, err := s.forward(ctx, w, &replicaCommitRequest{Register: in})
 		if err == nil {
 			s.metrics.forwarded.WithLabelValues("ok").Inc()
-			s.waitWriter(ctx, rev)
-			return n, rev, nil
+			s.waitWriter(ctx, resp.Revision)
+			return resp.Node, resp.Revision, nil
 		}
 		s.countForward(err, 1)
 		// Not committed by the writer, or perhaps committed: the
@@ -123,6 +116,16 @@ func (s *Server) commitRegister(ctx context.Context, in *registerIntent, mayForw
 		}
 	}
 	res, rev, err := s.mutateRev(ctx, func(tx store.Tx) (effect, any, error) { return s.registerTx(tx, in) })
+	if err != nil {
+		return nil, 0, err
+	}
+	return res.(*store.Node), rev, nil
+}
+
+// commitRegisterEarly commits a registration another replica handed over,
+// answered once it is durable.
+func (s *Server) commitRegisterEarly(ctx context.Context, in *registerIntent) (*store.Node, uint64, error) {
+	res, rev, err := s.mutateDurable(ctx, func(tx store.Tx) (effect, any, error) { return s.registerTx(tx, in) })
 	if err != nil {
 		return nil, 0, err
 	}

@@ -121,8 +121,8 @@ func TestRegistrationsGoThroughOneWriter(t *testing.T) {
 	}
 	// A node, credential and all, cannot hand a replica a write.
 	for _, c := range cs {
-		forged := map[string]any{"registers": []map[string]any{{"machine_key": controllertest.Key[api.MachinePublic](), "node_key": controllertest.Key[api.NodePublic](),
-			"auth_key_id": "x", "new_id": "n0123456789abcdef"}}}
+		forged := map[string]any{"register": map[string]any{"machine_key": controllertest.Key[api.MachinePublic](), "node_key": controllertest.Key[api.NodePublic](),
+			"auth_key_id": "x", "new_id": "n0123456789abcdef"}}
 		if status, body := c.Do(http.MethodPost, controller.PathReplicaCommit, seed.Credential, forged, nil); status != http.StatusForbidden {
 			t.Fatalf("a node handing %s a write: %d %s, want 403", c.URL, status, body)
 		}
