@@ -24,6 +24,7 @@ import (
 	"github.com/rustynet/rustynet/controller/certs"
 	"github.com/rustynet/rustynet/controller/store"
 	"github.com/rustynet/rustynet/controller/store/bolt"
+	"github.com/rustynet/rustynet/internal/gometrics"
 	"github.com/rustynet/rustynet/internal/insecure"
 	"github.com/rustynet/rustynet/internal/readyfile"
 )
@@ -121,7 +122,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	}
 	defer unlock()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(gometrics.Collector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var (
 		st         store.Store
 		closeStore func() error

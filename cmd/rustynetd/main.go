@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rustynet/rustynet/internal/gometrics"
 	"github.com/rustynet/rustynet/node"
 	"github.com/rustynet/rustynet/node/backend"
 	"github.com/rustynet/rustynet/node/backend/quic"
@@ -136,7 +137,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(h).With("component", "rustynetd", "version", version)
 
 	promReg := prometheus.NewRegistry()
-	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	promReg.MustRegister(gometrics.Collector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n, err := node.New(node.Config{
 		StateDir:       *stateDir,
 		ControllerURLs: controllers,
