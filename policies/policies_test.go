@@ -291,7 +291,7 @@ budgets:
     min: 0.1
     basis: measured 0.17
 regression: {alpha: 0.05, min_change: 0.05}
-soak: {duration: {nightly: 10m, beta: 2h, ga: 24h}, sample_every: 10s, warmup: 1m, rate_mbps: 10, max_rss_mib_per_hour: 1, max_goroutines_per_hour: 1, max_fds_per_hour: 1, max_rss_mib: 100}
+soak: {duration: {nightly: 10m, beta: 2h, ga: 24h}, sample_every: 10s, warmup: 1m, rate_mbps: 10, max_rss_mib_per_hour: 1, max_heap_live_mib_per_hour: 1, max_goroutines_per_hour: 1, max_fds_per_hour: 1, max_rss_mib: 100}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -322,7 +322,7 @@ soak: {duration: {nightly: 10m, beta: 2h, ga: 24h}, sample_every: 10s, warmup: 1
 var budgetsForTest = []byte(`version: 1
 matrix: {nightly: n.yaml, beta: r.yaml, ga: r.yaml}
 regression: {alpha: 0.05, min_change: 0.05}
-soak: {duration: {nightly: 10m, beta: 2h, ga: 24h}, sample_every: 10s, warmup: 1m, rate_mbps: 10, max_rss_mib_per_hour: 1, max_goroutines_per_hour: 1, max_fds_per_hour: 1, max_rss_mib: 100}
+soak: {duration: {nightly: 10m, beta: 2h, ga: 24h}, sample_every: 10s, warmup: 1m, rate_mbps: 10, max_rss_mib_per_hour: 1, max_heap_live_mib_per_hour: 1, max_goroutines_per_hour: 1, max_fds_per_hour: 1, max_rss_mib: 100}
 `)
 
 func TestMatchCell(t *testing.T) {

@@ -41,6 +41,7 @@ soak:
   warmup: 2m
   rate_mbps: 50
   max_rss_mib_per_hour: 64
+  max_heap_live_mib_per_hour: 30
   max_goroutines_per_hour: 60
   max_fds_per_hour: 30
   max_rss_mib: 512

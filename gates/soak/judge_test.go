@@ -13,7 +13,7 @@ import (
 // testConfig is a nightly soak with the shipped bounds: 10 minutes,
 // sampled every 10 s, a 4-minute warm-up.
 func testConfig() *config {
-	return &config{channel: "nightly", duration: 10 * time.Minute, every: 10 * time.Second, warmup: 4 * time.Minute, bounds: policies.Soak{RateMbps: 50, MaxRSSSlope: 160, MaxGoroutineSlope: 60, MaxFDSlope: 30, MaxRSS: 256}}
+	return &config{channel: "nightly", duration: 10 * time.Minute, every: 10 * time.Second, warmup: 4 * time.Minute, bounds: policies.Soak{RateMbps: 50, MaxRSSSlope: 160, MaxHeapLiveSlope: 30, MaxGoroutineSlope: 60, MaxFDSlope: 30, MaxRSS: 256}}
 }
 
 // flat is what a healthy soak observes: n samples every 10 s of three
@@ -26,7 +26,7 @@ func flat(n int, edit func(i int, d string, s *dsample)) *observed {
 		at := time.Duration(i) * 10 * time.Second
 		s := sample{At: start.Add(at), Elapsed: at.Seconds(), Bytes: int64(at.Seconds() * 50e6 / 8), Daemons: map[string]dsample{}}
 		for _, d := range o.daemons {
-			ds := dsample{RSSMiB: 40, Goroutines: 30, FDs: 20, HeapMiB: 10}
+			ds := dsample{RSSMiB: 40, Goroutines: 30, FDs: 20, HeapMiB: 10, HeapLiveMiB: 6}
 			if edit != nil {
 				edit(i, d, &ds)
 			}

@@ -32,8 +32,9 @@ type backendDetails struct {
 	BytesVerified int64     `json:"bytes_verified"`
 }
 
-// slopeMetrics are the slopes every daemon of a soak is held to.
-var slopeMetrics = []string{"rss", "goroutines", "fds"}
+// slopeMetrics are the slopes every daemon of a soak is held to (RSS's in
+// soaks of policies.RSSSlopeFrom or longer: judgesSlope).
+var slopeMetrics = []string{"rss", "heap_live", "goroutines", "fds"}
 
 // recheck is what verify checks of a signed soak pass: that it is the
 // channel's soak (not a variant), and that for every backend the channel
@@ -75,6 +76,9 @@ func recheck(st *evidence.GateStatement, channel string) error {
 		}
 		for _, daemon := range daemons {
 			for _, metric := range slopeMetrics {
+				if !judgesSlope(metric, need) {
+					continue
+				}
 				name := backend + "/" + daemon + "_" + metric + "_slope"
 				m, ok := measured[name]
 				switch {

@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -34,7 +35,7 @@ func signedSoak(t *testing.T, channel, variant string, duration time.Duration, s
 		for backend, span := range spans {
 			backends[backend] = map[string]any{"first_sample": start, "last_sample": start.Add(span), "samples": int(span/(10*time.Second)) + 1}
 			for _, daemon := range []string{"controller", "node1", "node2"} {
-				for _, metric := range []string{"rss", "goroutines", "fds"} {
+				for _, metric := range slopeMetrics {
 					mx := 1000.0
 					r.Measure(evidence.Measurement{Name: backend + "/" + daemon + "_" + metric + "_slope", Unit: "/h", Method: "test",
 						Values: []float64{1}, Budget: &evidence.Budget{Max: &mx}})
@@ -115,5 +116,55 @@ func TestRecheckSpan(t *testing.T) {
 				t.Errorf("verify: passed=%v, re-checked %q (%s); want a block saying %q", v.Passed, why, v.Gates[0].Reason, c.want)
 			}
 		})
+	}
+}
+
+// TestRecheckRSSSlope: verify holds the RSS slope to its bound in soaks of
+// policies.RSSSlopeFrom or more (beta, GA), where the RSS has settled; in
+// a nightly soak it is reported, and the live heap's is the one held.
+func TestRecheckRSSSlope(t *testing.T) {
+	statement := func(channel string, duration time.Duration, bounded map[string]bool) *evidence.GateStatement {
+		start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		st := &evidence.GateStatement{}
+		soaked := map[string]any{}
+		for _, backend := range backends {
+			soaked[backend] = map[string]any{"first_sample": start, "last_sample": start.Add(duration), "samples": 100}
+			for _, daemon := range daemons {
+				for _, metric := range slopeMetrics {
+					m := evidence.Measurement{Name: backend + "/" + daemon + "_" + metric + "_slope", Unit: "/h", Method: "test", Values: []float64{1}, Mean: 1}
+					if bounded[metric] {
+						mx, within := 1000.0, true
+						m.Budget, m.WithinBudget = &evidence.Budget{Max: &mx}, &within
+					}
+					st.Result.Measurements = append(st.Result.Measurements, m)
+				}
+			}
+		}
+		st.Result.Details, _ = json.Marshal(map[string]any{"duration": duration.String(), "sample_every": "10s", "warmup": "4m0s", "backends": soaked})
+		return st
+	}
+	all := map[string]bool{"rss": true, "heap_live": true, "goroutines": true, "fds": true}
+	noRSS := map[string]bool{"heap_live": true, "goroutines": true, "fds": true}
+	noLive := map[string]bool{"rss": true, "goroutines": true, "fds": true}
+	for _, c := range []struct {
+		channel  string
+		duration time.Duration
+		bounded  map[string]bool
+		want     string
+	}{
+		{policies.Nightly, 10 * time.Minute, all, ""},
+		{policies.Nightly, 10 * time.Minute, noRSS, ""},
+		{policies.Nightly, 10 * time.Minute, noLive, "wireguard/controller_heap_live_slope (1.0) is not within its bound"},
+		{policies.Beta, 2 * time.Hour, all, ""},
+		{policies.Beta, 2 * time.Hour, noRSS, "wireguard/controller_rss_slope (1.0) is not within its bound"},
+		{policies.GA, 24 * time.Hour, noRSS, "wireguard/controller_rss_slope (1.0) is not within its bound"},
+	} {
+		err := recheck(statement(c.channel, c.duration, c.bounded), c.channel)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s soak of %v, bounded %v: %v, want it to hold", c.channel, c.duration, c.bounded, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s soak of %v, bounded %v: %v, want %q", c.channel, c.duration, c.bounded, err, c.want)
+		}
 	}
 }

@@ -44,7 +44,7 @@ func TestSoakGate(t *testing.T) {
 	// The short soak (RUSTYNET_SOAK=short), shortened further.
 	t.Setenv(EnvVariant, VariantShort)
 	head, tail, ok := strings.Cut(string(shipped), "\nsoak:\n")
-	r := regexp.MustCompile(`(?m)^(\s+)(max_rss_mib_per_hour|max_goroutines_per_hour|max_fds_per_hour): \S+$`)
+	r := regexp.MustCompile(`(?m)^(\s+)(max_rss_mib_per_hour|max_heap_live_mib_per_hour|max_goroutines_per_hour|max_fds_per_hour): \S+$`)
 	n := 0
 	tail = r.ReplaceAllStringFunc(tail, func(line string) string {
 		n++
@@ -95,8 +95,8 @@ func TestSoakGate(t *testing.T) {
 		}
 		first, last := samples[0], samples[len(samples)-1]
 		for _, d := range daemons {
-			if s := last.Daemons[d]; s.RSSMiB <= 0 || s.Goroutines <= 0 || s.FDs <= 0 || s.HeapMiB <= 0 {
-				t.Errorf("%s: last sample of %s: %+v; want RSS, goroutines and fds observed", backend, d, s)
+			if s := last.Daemons[d]; s.RSSMiB <= 0 || s.Goroutines <= 0 || s.FDs <= 0 || s.HeapMiB <= 0 || s.HeapLiveMiB <= 0 {
+				t.Errorf("%s: last sample of %s: %+v; want RSS, goroutines, fds, heap and live heap observed", backend, d, s)
 			}
 		}
 		if last.Bytes <= 0 {
@@ -111,7 +111,7 @@ func TestSoakGate(t *testing.T) {
 		if span := last.At.Sub(first.At); span < 15*time.Second {
 			t.Errorf("%s: the samples span %v of a 15 s soak", backend, span)
 		}
-		for _, n := range []string{"bytes_verified", "stream_rate", "sample_span", "node1_rss_slope", "node2_goroutines_slope", "controller_fds_slope", "node2_heap"} {
+		for _, n := range []string{"bytes_verified", "stream_rate", "sample_span", "node1_rss_slope", "node1_heap_live_slope", "node2_goroutines_slope", "controller_fds_slope", "node2_heap", "node2_heap_live"} {
 			if !names[backend+"/"+n] {
 				t.Errorf("no measurement %s/%s among %v", backend, n, names)
 			}

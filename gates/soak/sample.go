@@ -27,8 +27,12 @@ type dsample struct {
 	// also counts memory the runtime freed but has not returned yet, so
 	// the two tell a leak from a heap that settles.
 	HeapMiB float64 `json:"heap_inuse_mib"`
-	// ScrapeError says why its metrics could not be read; Goroutines and
-	// HeapMiB are then not observed (zero here, left out of the series),
+	// HeapLiveMiB is what the last GC found live (go_gc_heap_live_bytes):
+	// the heap without its garbage, which a leak grows and a GC cycle
+	// does not.
+	HeapLiveMiB float64 `json:"heap_live_mib"`
+	// ScrapeError says why its metrics could not be read; Goroutines,
+	// HeapMiB and HeapLiveMiB are then not observed (zero here, left out of the series),
 	// and the soak fails. RSSError and FDError say the same of its VmRSS
 	// (/proc/PID/status) and its descriptors (/proc/PID/fd).
 	ScrapeError string `json:"scrape_error,omitempty"`
@@ -158,10 +162,10 @@ func observe(ctx context.Context, d watched) dsample {
 	} else {
 		obs.FDs = float64(n)
 	}
-	if vs, err := testbed.ScrapeAll(ctx, d.host, "go_goroutines", "go_memstats_heap_inuse_bytes"); err != nil {
+	if vs, err := testbed.ScrapeAll(ctx, d.host, "go_goroutines", "go_memstats_heap_inuse_bytes", "go_gc_heap_live_bytes"); err != nil {
 		obs.ScrapeError = err.Error()
 	} else {
-		obs.Goroutines, obs.HeapMiB = vs["go_goroutines"], vs["go_memstats_heap_inuse_bytes"]/(1<<20)
+		obs.Goroutines, obs.HeapMiB, obs.HeapLiveMiB = vs["go_goroutines"], vs["go_memstats_heap_inuse_bytes"]/(1<<20), vs["go_gc_heap_live_bytes"]/(1<<20)
 	}
 	return obs
 }

@@ -53,7 +53,8 @@ func Register(r *gates.Registry) {
 		Run:      run,
 		Recheck:  recheck,
 		// A paced stream at a few percent of what the tunnel carries,
-		// judged on RSS, goroutine and descriptor slopes: a light neighbour
+		// judged on live-heap, goroutine, descriptor (and, in long
+		// soaks, RSS) slopes: a light neighbour
 		// (the slo gate) cannot tip it.
 		Concurrent: true,
 	})
@@ -112,9 +113,6 @@ func configure(b *policies.Budgets, channel, variant string) (*config, error) {
 			return nil, fmt.Errorf("budgets: soak.short.duration: %w", err)
 		}
 		c.duration, every, warmup = d, s.SampleEvery, s.Warmup
-		if s.MaxRSSSlope > 0 {
-			c.bounds.MaxRSSSlope = s.MaxRSSSlope
-		}
 	default:
 		return nil, fmt.Errorf("%s=%q: want %q or unset", EnvVariant, variant, VariantShort)
 	}
