@@ -159,6 +159,9 @@ type ShortSoak struct {
 	Duration    string `yaml:"duration"`
 	SampleEvery string `yaml:"sample_every"`
 	Warmup      string `yaml:"warmup"`
+	// MaxHeapLiveSlope, if set, bounds the live heap's slope in the short
+	// soak instead of the soak's: its slope is fitted to fewer GC cycles.
+	MaxHeapLiveSlope float64 `yaml:"max_heap_live_mib_per_hour"`
 }
 
 // ParseBudgets decodes and checks budgets.yaml.
@@ -265,6 +268,9 @@ func ParseBudgets(file string, data []byte) (*Budgets, error) {
 	}
 	if b.Soak.RateMbps <= 0 || b.Soak.MaxRSSSlope <= 0 || b.Soak.MaxHeapLiveSlope <= 0 || b.Soak.MaxGoroutineSlope <= 0 || b.Soak.MaxFDSlope <= 0 || b.Soak.MaxRSS <= 0 {
 		return nil, &Error{File: file, Msg: "soak: rate_mbps and every bound must be positive"}
+	}
+	if b.Soak.Short.MaxHeapLiveSlope < 0 {
+		return nil, &Error{File: file, Msg: "soak.short.max_heap_live_mib_per_hour: want a positive bound, or none for the soak's"}
 	}
 	return &b, nil
 }

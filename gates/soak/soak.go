@@ -113,6 +113,9 @@ func configure(b *policies.Budgets, channel, variant string) (*config, error) {
 			return nil, fmt.Errorf("budgets: soak.short.duration: %w", err)
 		}
 		c.duration, every, warmup = d, s.SampleEvery, s.Warmup
+		if s.MaxHeapLiveSlope > 0 {
+			c.bounds.MaxHeapLiveSlope = s.MaxHeapLiveSlope
+		}
 	default:
 		return nil, fmt.Errorf("%s=%q: want %q or unset", EnvVariant, variant, VariantShort)
 	}
