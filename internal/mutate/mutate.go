@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/rustynet/rustynet/policies"
 )
 
 // File is one gate's mutants.yaml.
@@ -53,6 +55,11 @@ type Mutant struct {
 	Patch string `yaml:"patch"`
 	// Env is added to the gate's environment (RUSTYNET_SOAK=short).
 	Env []string `yaml:"env"`
+	// Channel is the channel whose gate must block it: nightly when
+	// empty, or beta for what only the release matrix measures (a beta
+	// run takes most of an hour). The mutant is committed in the
+	// snapshot first: beta and GA judge a commit, never a dirty tree.
+	Channel string `yaml:"channel"`
 	// Expect is ExpectGateFails when empty.
 	Expect string `yaml:"expect"`
 	// BlockedBy are texts the gate's reason or log must hold: why it
@@ -142,6 +149,12 @@ func (m *Mutant) check() error {
 	if m.Name == "" || m.What == "" {
 		return errors.New("a mutant has a name and says what it seeds")
 	}
+	if m.Channel != "" && !slices.Contains(policies.Channels, m.Channel) {
+		return fmt.Errorf("channel %q: want one of %s, or none for %s", m.Channel, strings.Join(policies.Channels, ", "), policies.Nightly)
+	}
+	if m.Channel != "" && m.Expect == ExpectVerifyInvalid {
+		return errors.New("a verify-invalid mutant tampers with a nightly bundle: it takes no channel")
+	}
 	for _, e := range m.Edits {
 		if e.File == "" || filepath.IsAbs(e.File) || strings.Contains(e.File, "..") {
 			return fmt.Errorf("edit of %q: want a path inside the tree", e.File)
@@ -157,6 +170,14 @@ func (m *Mutant) check() error {
 		}
 	}
 	return nil
+}
+
+// RunChannel is the channel the mutant's gate runs on.
+func (m *Mutant) RunChannel() string {
+	if m.Channel == "" {
+		return policies.Nightly
+	}
+	return m.Channel
 }
 
 // Apply makes the mutant's changes to the tree at dir; "<yesterday>" in

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/policies"
 )
 
 // Options configures a mutation run.
@@ -113,8 +114,13 @@ func runOne(ctx context.Context, o Options, f *File, m *Mutant) (bool, string) {
 	if err := f.Apply(m, snap.Dir, now); err != nil {
 		return false, "the mutant does not apply: " + err.Error()
 	}
+	if m.RunChannel() != policies.Nightly {
+		if err := commitMutant(ctx, snap.Dir, m); err != nil {
+			return false, "could not commit the mutant for a " + m.RunChannel() + " run: " + err.Error()
+		}
+	}
 	out := filepath.Join(work, "bundle")
-	vj, log, code, err := runGate(ctx, o, gate, snap.Dir, f.Gate, out, m.Env)
+	vj, log, code, err := runGate(ctx, o, gate, snap.Dir, f.Gate, m.RunChannel(), out, m.Env)
 	if err != nil {
 		return false, err.Error()
 	}
@@ -158,10 +164,26 @@ type verdictJSON struct {
 	Gates   []gateJSON `json:"gates"`
 }
 
-// runGate runs one gate of the nightly channel on the tree at dir, and
-// returns the verdict, the gate's log and the exit status.
-func runGate(ctx context.Context, o Options, gate, dir, name, out string, env []string) (*verdictJSON, string, int, error) {
-	cmd := exec.CommandContext(ctx, gate, "run", "--policy", "policies/release.yaml", "--channel", "nightly", "--gates", name, "--out", out, "--json")
+// commitMutant commits the mutant's changes in the snapshot at dir (a git
+// worktree), so that a beta or GA run judges a clean commit.
+func commitMutant(ctx context.Context, dir string, m *Mutant) error {
+	for _, args := range [][]string{
+		{"add", "--all"},
+		{"-c", "user.name=rustynet-gate mutate", "-c", "user.email=mutate@rustynet.invalid", "commit", "--quiet", "--no-verify", "-m", "mutant " + m.Name + ": " + m.What},
+	} {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("git %s: %v: %s", args[len(args)-1], err, bytes.TrimSpace(out))
+		}
+	}
+	return nil
+}
+
+// runGate runs one gate of a channel on the tree at dir, and returns the
+// verdict, the gate's log and the exit status.
+func runGate(ctx context.Context, o Options, gate, dir, name, channel, out string, env []string) (*verdictJSON, string, int, error) {
+	cmd := exec.CommandContext(ctx, gate, "run", "--policy", "policies/release.yaml", "--channel", channel, "--gates", name, "--out", out, "--json")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var stdout bytes.Buffer
@@ -189,7 +211,7 @@ func runGate(ctx context.Context, o Options, gate, dir, name, out string, env []
 // every copy invalid (exit 3).
 func verifyInvalid(ctx context.Context, o Options, f *File, gate, dir, work string) (bool, string) {
 	out := filepath.Join(work, "bundle")
-	vj, _, _, err := runGate(ctx, o, gate, dir, f.Gate, out, nil)
+	vj, _, _, err := runGate(ctx, o, gate, dir, f.Gate, policies.Nightly, out, nil)
 	if err != nil {
 		return false, err.Error()
 	}
