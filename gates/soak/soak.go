@@ -2,8 +2,10 @@
 // two nodes in namespaces) carries steady, bounded, verified traffic for
 // the channel's duration (policies/budgets.yaml, never under the floor in
 // policies.SoakFloor: 10 minutes nightly, 2 hours beta, 24 hours GA) while
-// every daemon's RSS, goroutines and file descriptors are sampled. It
-// fails on growth beyond the set slopes (fitted after a warm-up), on too
+// every daemon's RSS, live heap, goroutines and file descriptors are
+// sampled. It fails on growth beyond the set slopes (fitted after a
+// warm-up; the RSS slope only in soaks of policies.RSSSlopeFrom or
+// more), on too
 // few samples after the warm-up or a sample that could not be read, on
 // any lost or corrupted byte, on a stalled stream, or on a budget breach
 // during the run. The samples go into the bundle, and verify re-checks a
