@@ -167,14 +167,17 @@ type verdictJSON struct {
 // commitMutant commits the mutant's changes in the snapshot at dir (a git
 // worktree), so that a beta or GA run judges a clean commit.
 func commitMutant(ctx context.Context, dir string, m *Mutant) error {
-	for _, args := range [][]string{
-		{"add", "--all"},
-		{"-c", "user.name=rustynet-gate mutate", "-c", "user.email=mutate@rustynet.invalid", "commit", "--quiet", "--no-verify", "-m", "mutant " + m.Name + ": " + m.What},
+	for _, step := range []struct {
+		what string
+		args []string
+	}{
+		{"add", []string{"add", "--all"}},
+		{"commit", []string{"-c", "user.name=rustynet-gate mutate", "-c", "user.email=mutate@rustynet.invalid", "commit", "--quiet", "--no-verify", "-m", "mutant " + m.Name + ": " + m.What}},
 	} {
-		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd := exec.CommandContext(ctx, "git", step.args...)
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("git %s: %v: %s", args[len(args)-1], err, bytes.TrimSpace(out))
+			return fmt.Errorf("git %s: %v: %s", step.what, err, bytes.TrimSpace(out))
 		}
 	}
 	return nil
