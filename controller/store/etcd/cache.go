@@ -104,33 +104,6 @@ func (c *cache) apply(s *Store, evs []*clientv3.Event, at int64) {
 	c.advanced()
 }
 
-// applyCommit adds an Update's own writes, committed as etcd revision at
-// and store revision rev, when the copy is complete to the revision just
-// before (at-1) and still holds the data the Update read (the revision
-// key's mod revision it read, revMod): the copy plus these writes is then
-// the data at at. (A copy further behind is left to the watch: a write
-// that does not bump the revision key, a migration's, may lie between.)
-// The replica's next Update then reads from the copy at once instead of
-// waiting for the watch to bring this commit, whose events apply then
-// skips. It reports whether the copy took the writes.
-func (c *cache) applyCommit(s *Store, writes map[string]*string, revMod, at int64, rev uint64) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.kv == nil || at != c.at+1 || c.revMod != revMod {
-		return false
-	}
-	for k, v := range writes {
-		if v == nil {
-			delete(c.kv, k)
-			continue
-		}
-		c.kv[k] = []byte(*v)
-	}
-	c.at, c.revMod, c.rev = at, at, rev
-	c.advanced()
-	return true
-}
-
 // rlockAt waits until the copy is in use and has applied etcd revision at
 // (within cacheWait and ctx), and returns true with the read lock held.
 func (c *cache) rlockAt(ctx context.Context, at int64) bool {

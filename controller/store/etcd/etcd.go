@@ -312,9 +312,6 @@ func (s *Store) update(ctx context.Context, bump bool, fn func(*tx) error) (uint
 			return 0, err
 		}
 		if tr.Succeeded {
-			if bump && s.cache.applyCommit(s, t.writes, t.revMod, tr.Header.Revision, t.rev) {
-				s.m.ownCommits.Inc()
-			}
 			s.saw(tr.Header.Revision)
 			return t.rev, nil
 		}

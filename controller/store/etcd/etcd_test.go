@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rustynet/rustynet/controller/api"
@@ -556,75 +555,5 @@ func TestSnapshotRestoresIntoFreshCluster(t *testing.T) {
 	})
 	if err != nil || rev != x.Revision+1 {
 		t.Fatalf("a write after the restore: revision %d, %v; want %d", rev, err, x.Revision+1)
-	}
-}
-
-// TestOwnCommitInCopy: a replica's Update puts its writes into its copy of
-// the data as it commits, so its next Update does not wait for the watch;
-// a copy that no longer holds what the Update read refuses them, and the
-// watch's events for a revision already in the copy are skipped. Two
-// replicas committing in turn end with copies equal to etcd's data.
-func TestOwnCommitInCopy(t *testing.T) {
-	s := &Store{data: "/p/data/"}
-	c := &cache{kv: map[string][]byte{"/p/data/a": []byte("1")}, at: 10, revMod: 9, rev: 4, moved: make(chan struct{})}
-	two, gone := "2", (*string)(nil)
-	if c.applyCommit(s, map[string]*string{"/p/data/a": &two}, 8, 11, 5) {
-		t.Error("a commit that read another revision key went into the copy")
-	}
-	if c.applyCommit(s, map[string]*string{"/p/data/a": &two}, 9, 12, 5) {
-		t.Error("a commit two revisions past the copy went into it: a write between is missing")
-	}
-	if !c.applyCommit(s, map[string]*string{"/p/data/a": &two, "/p/data/b": gone}, 9, 11, 5) || string(c.kv["/p/data/a"]) != "2" || c.at != 11 || c.revMod != 11 || c.rev != 5 {
-		t.Errorf("the replica's own commit: copy %v at %d (revision key at %d, store revision %d)", c.kv, c.at, c.revMod, c.rev)
-	}
-	c.apply(s, []*clientv3.Event{{Type: clientv3.EventTypePut, Kv: &mvccpb.KeyValue{Key: []byte("/p/data/a"), Value: []byte("stale"), ModRevision: 11}}}, 11)
-	if string(c.kv["/p/data/a"]) != "2" {
-		t.Errorf("the watch's events for a revision the copy holds were applied again: %q", c.kv["/p/data/a"])
-	}
-	if c.applyCommit(s, map[string]*string{"/p/data/a": &two}, 11, 11, 6) {
-		t.Error("a commit at a revision the copy already holds went into it")
-	}
-
-	cli := etcdtest.Start(t, etcdtest.Options{})
-	a, b := open(t, cli, "/own/"), open(t, cli, "/own/")
-	follow(t, a)
-	follow(t, b)
-	ctx := context.Background()
-	for i := range 40 {
-		st := []*Store{a, b}[i%2]
-		if _, err := st.Update(ctx, func(tx store.Tx) error {
-			v, err := tx.Counter("n")
-			if err != nil {
-				return err
-			}
-			return tx.SetCounter(fmt.Sprintf("c%d", i%5), v+1)
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	own := counterValue(a.m.ownCommits) + counterValue(b.m.ownCommits)
-	if own == 0 {
-		t.Error("no Update's writes went into its copy at once")
-	}
-	resp, err := cli.Get(ctx, a.data, clientv3.WithPrefix())
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{}
-	for _, kv := range resp.Kvs {
-		want[string(kv.Key)] = string(kv.Value)
-	}
-	for _, st := range []*Store{a, b} {
-		if !st.cache.rlockAt(ctx, resp.Header.Revision) {
-			t.Fatalf("a copy did not reach etcd revision %d", resp.Header.Revision)
-		}
-		got := map[string]string{}
-		for k, v := range st.cache.kv {
-			got[k] = string(v)
-		}
-		st.cache.mu.RUnlock()
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("a replica's copy after 40 Updates in turn (%v of them its own at once):\n got %v\nwant %v", own, got, want)
-		}
 	}
 }

@@ -451,9 +451,6 @@ type metrics struct {
 	lag       prometheus.Histogram
 	applied   prometheus.Gauge
 	resets    *prometheus.CounterVec
-	// ownCommits counts Updates whose writes went into the copy at once
-	// (cache.applyCommit).
-	ownCommits prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -488,10 +485,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rustynet_controller_store_applied_revision",
 			Help: "The store revision this replica serves netmaps from.",
 		}),
-		ownCommits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "rustynet_controller_store_own_commits_applied_total",
-			Help: "This replica's Updates whose writes went into its copy of the data at once, without waiting for the watch to bring them.",
-		}),
 		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rustynet_controller_store_watch_resets_total",
 			Help: "Times this replica reloaded the whole state, by reason (compacted: the watch's history was compacted; snapshot_failed: a reload attempt failed).",
@@ -502,6 +495,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, kind := range []string{"timeout", "unavailable", "leader", "no_space", "compacted", "too_large", "other"} {
 		m.errors.WithLabelValues(kind)
 	}
-	reg.MustRegister(m.latency, m.conflicts, m.behind, m.reads, m.errors, m.lag, m.applied, m.resets, m.ownCommits)
+	reg.MustRegister(m.latency, m.conflicts, m.behind, m.reads, m.errors, m.lag, m.applied, m.resets)
 	return m
 }
