@@ -105,14 +105,11 @@ func (c *config) judge(o *observed) ([]evidence.Measurement, []string) {
 			}
 			if !judgesSlope(g.metric, c.duration) {
 				ms = append(ms, evidence.Measurement{Name: name + "_" + g.metric + "_slope", Unit: g.unit,
-					Method: fmt.Sprintf("least-squares slope of the samples after the warm-up (reported, not bounded: a soak under %v judges the live heap instead, policies.RSSSlopeFrom)", policies.RSSSlopeFrom),
+					Method: fmt.Sprintf("least-squares slope of the samples after the warm-up (reported, not bounded: a soak under %v judges memory by the RSS ceiling, policies.MemorySlopeFrom)", policies.MemorySlopeFrom),
 					Values: []float64{slope}})
 				continue
 			}
 			mx, src := g.max, "policies/budgets.yaml soak"
-			if g.metric == "heap_live" && c.variant == VariantShort && c.bounds.Short.MaxHeapLiveSlope > 0 {
-				src += ".short"
-			}
 			m := gates.Summarize(evidence.Measurement{Name: name + "_" + g.metric + "_slope", Unit: g.unit,
 				Method: "least-squares slope of the samples after the warm-up", Values: []float64{slope},
 				Budget: &evidence.Budget{Max: &mx, Source: src}})
@@ -129,9 +126,10 @@ func (c *config) judge(o *observed) ([]evidence.Measurement, []string) {
 }
 
 // judgesSlope reports whether a soak of duration holds metric's slope to
-// its bound: every slope but RSS's always, RSS's from policies.RSSSlopeFrom.
+// its bound: goroutines' and descriptors' always, the memory slopes (RSS,
+// live heap) from policies.MemorySlopeFrom.
 func judgesSlope(metric string, duration time.Duration) bool {
-	return metric != "rss" || duration >= policies.RSSSlopeFrom
+	return (metric != "rss" && metric != "heap_live") || duration >= policies.MemorySlopeFrom
 }
 
 // minSlopeSamples is the fewest samples after the warm-up a slope is

@@ -58,35 +58,36 @@ func TestJudge(t *testing.T) {
 	if got, want := judged(leak), "node2 goroutines grows 119.8 goroutines/h, over the 60.0 allowed"; got != want {
 		t.Errorf("judge(node2 leaking two goroutines a minute) = %q, want %q", got, want)
 	}
-	// A node keeping 1 KiB of every 64 KiB it sends at 50 Mbit/s: 340
-	// MiB/h of live heap, under a heap-in-use sawtooth and RSS steps.
+	// A healthy WireGuard node over a nightly soak's minutes: its RSS
+	// steps up to the heap's next high-water mark 7 minutes in (as in the
+	// nightly run of 9261d9f, 2026-12-03, where 9.4 MiB and the climb
+	// before it read as 160.5 MiB/h), and what its GCs find live jumps
+	// by 10-20 MiB with the buffers in flight. Reported, not judged, in a
+	// soak under an hour.
+	noisy := func(i int, d string, s *dsample) {
+		if d == "node2" && i >= 42 {
+			s.RSSMiB += 12
+			s.HeapLiveMiB += 15
+		}
+	}
+	if got := judged(flat(61, noisy)); got != "" {
+		t.Errorf("judge(a nightly soak whose memory steps once) = %q, want no problem", got)
+	}
+	// The same samples in a soak set to run 2 hours are judged; so is a
+	// node keeping 1 KiB of every 64 KiB it sends at 50 Mbit/s (340 MiB/h
+	// of live heap).
+	long := testConfig()
+	long.duration = 2 * time.Hour
+	if _, problems := long.judge(flat(61, noisy)); len(problems) != 2 || !strings.Contains(problems[0], "node2 rss grows") || !strings.Contains(problems[1], "node2 heap_live grows") {
+		t.Errorf("judge(a 2-hour soak whose memory steps) = %q, want its RSS and live-heap slopes over their bounds", problems)
+	}
 	kept := flat(61, func(i int, d string, s *dsample) {
 		if d == "node1" {
 			s.HeapLiveMiB += 340 * float64(i) * 10 / 3600
-			s.HeapMiB = s.HeapLiveMiB + float64(i%9)*4
-			s.RSSMiB = 60 + float64(i/30)*9
 		}
 	})
-	if got, want := judged(kept), "node1 heap_live grows 340.0 MiB/h, over the 170.0 allowed"; got != want {
-		t.Errorf("judge(node1 keeping 340 MiB/h) = %q, want %q", got, want)
-	}
-	// A healthy node's RSS stepping up to its heap's next high-water mark
-	// 7 minutes in (as in the nightly run of 9261d9f, 2026-12-03, where
-	// 9.4 MiB and the climb before it read as 160.5 MiB/h): reported, not
-	// judged, in a soak under an hour; the same samples in a soak set to
-	// run 2 hours are judged.
-	step := func(i int, d string, s *dsample) {
-		if d == "node2" && i >= 42 {
-			s.RSSMiB += 12
-		}
-	}
-	if got := judged(flat(61, step)); got != "" {
-		t.Errorf("judge(a nightly soak whose RSS steps once) = %q, want no problem", got)
-	}
-	long := testConfig()
-	long.duration = 2 * time.Hour
-	if _, problems := long.judge(flat(61, step)); len(problems) != 1 || !strings.Contains(problems[0], "node2 rss grows") {
-		t.Errorf("judge(a 2-hour soak whose RSS steps 12 MiB) = %q, want its RSS slope over the bound", problems)
+	if _, problems := long.judge(kept); len(problems) != 1 || problems[0] != "node1 heap_live grows 340.0 MiB/h, over the 170.0 allowed" {
+		t.Errorf("judge(a 2-hour soak, node1 keeping 340 MiB/h) = %q", problems)
 	}
 }
 

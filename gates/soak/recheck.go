@@ -32,8 +32,9 @@ type backendDetails struct {
 	BytesVerified int64     `json:"bytes_verified"`
 }
 
-// slopeMetrics are the slopes every daemon of a soak is held to (RSS's in
-// soaks of policies.RSSSlopeFrom or longer: judgesSlope).
+// slopeMetrics are the slopes every daemon of a soak is held to (the
+// memory slopes in soaks of policies.MemorySlopeFrom or longer:
+// judgesSlope).
 var slopeMetrics = []string{"rss", "heap_live", "goroutines", "fds"}
 
 // recheck is what verify checks of a signed soak pass: that it is the

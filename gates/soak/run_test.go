@@ -57,8 +57,8 @@ func TestSoakGate(t *testing.T) {
 		tail = shortRE.ReplaceAllString(tail, "  short:\n    duration: 15s\n    sample_every: 1s\n    warmup: 5s")
 	}
 	short := head + "\nsoak:\n" + tail
-	if !ok || n != 6 || !strings.Contains(short, "max_rss_mib: 256") {
-		t.Fatalf("policies/budgets.yaml's soak settings changed (%d of 6 found): update what this test shortens", n)
+	if !ok || n != 5 || !strings.Contains(short, "max_rss_mib: 256") {
+		t.Fatalf("policies/budgets.yaml's soak settings changed (%d of 5 found): update what this test shortens", n)
 	}
 
 	// Every goroutine the gate starts has ended when it returns.

@@ -4,7 +4,7 @@
 // policies.SoakFloor: 10 minutes nightly, 2 hours beta, 24 hours GA) while
 // every daemon's RSS, live heap, goroutines and file descriptors are
 // sampled. It fails on growth beyond the set slopes (fitted after a
-// warm-up; the RSS slope only in soaks of policies.RSSSlopeFrom or
+// warm-up; the memory slopes only in soaks of policies.MemorySlopeFrom or
 // more), on too
 // few samples after the warm-up or a sample that could not be read, on
 // any lost or corrupted byte, on a stalled stream, or on a budget breach
@@ -115,9 +115,6 @@ func configure(b *policies.Budgets, channel, variant string) (*config, error) {
 			return nil, fmt.Errorf("budgets: soak.short.duration: %w", err)
 		}
 		c.duration, every, warmup = d, s.SampleEvery, s.Warmup
-		if s.MaxHeapLiveSlope > 0 {
-			c.bounds.MaxHeapLiveSlope = s.MaxHeapLiveSlope
-		}
 	default:
 		return nil, fmt.Errorf("%s=%q: want %q or unset", EnvVariant, variant, VariantShort)
 	}

@@ -85,13 +85,8 @@ func TestConfigure(t *testing.T) {
 			if short, _ := time.ParseDuration(b.Soak.Short.Duration); cfg.duration != short || cfg.duration >= 10*time.Minute {
 				t.Errorf("configure(%s, short) runs %v; want soak.short.duration (%v), shorter than the nightly soak", c.channel, cfg.duration, short)
 			}
-			// Its slopes are fitted to fewer GC cycles: a live-heap
-			// bound of its own.
-			if want := b.Soak.Short.MaxHeapLiveSlope; want <= b.Soak.MaxHeapLiveSlope || cfg.bounds.MaxHeapLiveSlope != want {
-				t.Errorf("configure(%s, short) bounds the live heap's slope at %v; want soak.short.max_heap_live_mib_per_hour (%v), above the soak's %v", c.channel, cfg.bounds.MaxHeapLiveSlope, want, b.Soak.MaxHeapLiveSlope)
-			}
-			if cfg.bounds.MaxRSSSlope != b.Soak.MaxRSSSlope || cfg.bounds.MaxRSS != b.Soak.MaxRSS {
-				t.Errorf("configure(%s, short) bounds RSS at %v/h and %v MiB; want the soak's", c.channel, cfg.bounds.MaxRSSSlope, cfg.bounds.MaxRSS)
+			if cfg.bounds.MaxRSSSlope != b.Soak.MaxRSSSlope || cfg.bounds.MaxHeapLiveSlope != b.Soak.MaxHeapLiveSlope || cfg.bounds.MaxRSS != b.Soak.MaxRSS {
+				t.Errorf("configure(%s, short) bounds RSS at %v/h, the live heap at %v/h, RSS at %v MiB; want the soak's", c.channel, cfg.bounds.MaxRSSSlope, cfg.bounds.MaxHeapLiveSlope, cfg.bounds.MaxRSS)
 			}
 			if cfg.bounds.MaxGoroutineSlope != b.Soak.MaxGoroutineSlope || cfg.bounds.MaxFDSlope != b.Soak.MaxFDSlope {
 				t.Errorf("configure(%s, short) bounds goroutines at %v/h and fds at %v/h; want the soak's", c.channel, cfg.bounds.MaxGoroutineSlope, cfg.bounds.MaxFDSlope)
