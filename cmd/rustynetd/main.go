@@ -78,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	readyFile := fs.String("ready-file", "", "once the dataplane is up, write this JSON file with the local API socket, device and port (for supervisors and tests)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	listBackends := fs.Bool("list-backends", false, "print the backends this build has, one per line, and exit")
+	measureRoutes := fs.Int("measure-route-apply", 0, "time the router installing this many routes (in 198.18.0.0/15, the block set aside for benchmarks) on a new TUN named by --interface, from none, --measure-repetitions times; print the latencies as JSON and exit (needs CAP_NET_ADMIN; the release gate runs it in a namespace of its own)")
+	measureReps := fs.Int("measure-repetitions", 100, "repetitions for --measure-route-apply")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -100,6 +102,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		return usage("unexpected arguments %q", fs.Args())
+	}
+	if *measureRoutes != 0 {
+		return measureRouteApply(*iface, *mtu, *measureRoutes, *measureReps, stdout, stderr)
 	}
 	if *controllerURL == "" || *controllerCA == "" {
 		return usage("--controller and --controller-ca are required")

@@ -29,3 +29,19 @@ func TestControllerFlag(t *testing.T) {
 		t.Errorf("rustynetd with two replicas and a missing CA file: exit %d, %q; want exit 2 and an error about the CA", code, stderr.String())
 	}
 }
+
+func TestMeasureRouteApplyFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--measure-route-apply", "-1"}, "--measure-route-apply -1: want 1 to 131072 routes"},
+		{[]string{"--measure-route-apply", "200000"}, "--measure-route-apply 200000"},
+		{[]string{"--measure-route-apply", "10", "--measure-repetitions", "0"}, "--measure-repetitions 0: want 1 to 100000"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(tc.args, &bytes.Buffer{}, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("rustynetd %q: exit %d, %q; want exit 2 and an error about %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
