@@ -71,9 +71,15 @@ type Suite struct {
 	// Duration of each timed run (throughput).
 	Duration string              `yaml:"duration"`
 	Axes     map[string][]string `yaml:"axes"`
-	// Repetitions overrides the file's.
+	// Repetitions overrides the file's, up to MaxSuiteRepetitions.
 	Repetitions int `yaml:"repetitions"`
 }
+
+// MaxSuiteRepetitions bounds a suite's repetitions. It is higher than a
+// file's (100) for the cells that judge a 99th percentile: of 100 values
+// the nearest-rank p99 is the second slowest, so two stalls of the
+// machine anywhere in the cell decide it; of 1,000 it is the tenth.
+const MaxSuiteRepetitions = 1000
 
 // Cell is one point of the matrix.
 type Cell struct {
@@ -138,6 +144,9 @@ func Parse(file string, data []byte) (*File, []Cell, error) {
 		}
 		reps := f.Repetitions
 		if s.Repetitions != 0 {
+			if s.Repetitions < 1 || s.Repetitions > MaxSuiteRepetitions {
+				return nil, nil, &Error{file, fmt.Sprintf("suite %d: repetitions %d: want 1 to %d (or none, for the file's)", i+1, s.Repetitions, MaxSuiteRepetitions)}
+			}
 			reps = s.Repetitions
 		}
 		var dur time.Duration

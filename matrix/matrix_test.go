@@ -59,6 +59,8 @@ func TestParseRefusals(t *testing.T) {
 		{"version: 1\nname: x\nrepetitions: 3\nsuites:\n  - kind: throughput\n    axes: {backend: [wireguard], mtu: [\"1420\"], peers: [\"2\"], traffic: [tcp-bulk]}\n", "duration"},
 		{"version: 1\nname: x\nrepetitions: 3\nsuites:\n  - kind: handshake\n    axes: {backend: [gre]}\n", "backend"},
 		{"version: 1\nname: x\nrepetitions: 0\nsuites: []\n", "repetitions"},
+		{"version: 1\nname: x\nrepetitions: 3\nsuites:\n  - kind: route-apply\n    repetitions: 1001\n    axes: {routes: [\"10\"]}\n", "repetitions 1001: want 1 to 1000"},
+		{"version: 1\nname: x\nrepetitions: 3\nsuites:\n  - kind: route-apply\n    repetitions: -1\n    axes: {routes: [\"10\"]}\n", "repetitions -1"},
 		{"version: 1\nname: x\nrepetitions: 3\nsuites:\n  - kind: handshake\n    axes: {backend: [quic]}\n  - kind: handshake\n    axes: {backend: [quic]}\n", "twice"},
 		{"version: 1\nname: x\nrepetitions: 3\nextra: 1\n", "extra"},
 		{"version: 1\nname: x\nrepetitions: 3\nsuites:\n  - kind: netmap-propagation\n    axes: {nodes: [\"10\"], store: [sqlite]}\n", "store"},

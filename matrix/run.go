@@ -31,8 +31,6 @@ import (
 	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/node/localapi"
-	"github.com/rustynet/rustynet/node/router"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // Env is what running the matrix needs.
@@ -828,7 +826,9 @@ func postJSON(ctx context.Context, hc *http.Client, url, cred, body string) erro
 }
 
 // routeApply times installing N routes on a TUN in a fresh namespace with
-// the node's router, from none, Repetitions times.
+// the node's router, from none, Repetitions times: the candidate's
+// rustynetd does it (--measure-route-apply), so that what is measured is
+// the commit's router, not the one this runner was built with.
 func routeApply(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
 	n := atoi(c.Params["routes"])
 	nw, err := testbed.Create(ctx, testbed.Options{Hosts: 1})
@@ -836,37 +836,28 @@ func routeApply(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, e
 		return nil, err
 	}
 	defer nw.Close()
-	h := nw.Hosts[0]
-	var dev tun.Device
-	var r *router.Linux
-	if err := h.Do(func() error {
-		var err error
-		if dev, err = tun.CreateTUN("rtm0", 1420); err != nil {
-			return err
-		}
-		r, err = router.NewLinux("rtm0")
-		return err
-	}); err != nil {
-		return nil, err
+	cmd := nw.Hosts[0].Command(ctx, env.DaemonBin, "--measure-route-apply", strconv.Itoa(n), "--measure-repetitions", strconv.Itoa(c.Repetitions), "--interface", "rtm0", "--mtu", "1420")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("rustynetd --measure-route-apply: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	defer dev.Close()
-	defer r.Close()
-	routes := make([]netip.Prefix, n)
-	for i := range routes {
-		routes[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64 + byte(i>>16), byte(i >> 8), byte(i)}), 32)
+	var rep struct {
+		Routes  int     `json:"routes"`
+		ApplyNS []int64 `json:"apply_ns"`
 	}
-	var lat []float64
-	for range c.Repetitions {
-		t0 := time.Now()
-		if err := r.Set(&router.Config{Routes: routes}); err != nil {
-			return nil, err
-		}
-		lat = append(lat, ms(time.Since(t0)))
-		if err := r.Set(&router.Config{}); err != nil {
-			return nil, err
-		}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return nil, fmt.Errorf("rustynetd --measure-route-apply printed %q: %w", out, err)
 	}
-	method := fmt.Sprintf("node/router Set of %d routes from none on a TUN in a namespace (netlink), %d repetitions", n, c.Repetitions)
+	if rep.Routes != n || len(rep.ApplyNS) != c.Repetitions {
+		return nil, fmt.Errorf("rustynetd --measure-route-apply reported %d repetitions of %d routes, want %d of %d", len(rep.ApplyNS), rep.Routes, c.Repetitions, n)
+	}
+	lat := make([]float64, len(rep.ApplyNS))
+	for i, ns := range rep.ApplyNS {
+		lat[i] = float64(ns) / 1e6
+	}
+	method := fmt.Sprintf("the candidate's rustynetd --measure-route-apply: node/router Set of %d routes from none on a TUN in a namespace (netlink), %d repetitions", n, c.Repetitions)
 	return []evidence.Measurement{
 		{Name: "route_apply", Unit: "ms", Method: method, Values: lat},
 		{Name: "route_apply_p50", Unit: "ms", Method: method + ", median", Values: []float64{stats.Quantile(lat, 0.50)}},
