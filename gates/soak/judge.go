@@ -109,10 +109,10 @@ func (c *config) judge(o *observed) ([]evidence.Measurement, []string) {
 					Values: []float64{slope}})
 				continue
 			}
-			mx, src := g.max, "policies/budgets.yaml soak"
+			mx := g.max
 			m := gates.Summarize(evidence.Measurement{Name: name + "_" + g.metric + "_slope", Unit: g.unit,
 				Method: "least-squares slope of the samples after the warm-up", Values: []float64{slope},
-				Budget: &evidence.Budget{Max: &mx, Source: src}})
+				Budget: &evidence.Budget{Max: &mx, Source: "policies/budgets.yaml soak"}})
 			ms = append(ms, m)
 			if !*m.WithinBudget {
 				problems = append(problems, fmt.Sprintf("%s %s grows %.1f %s, over the %.1f allowed", name, g.metric, slope, g.unit, g.max))
