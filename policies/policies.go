@@ -82,7 +82,13 @@ var (
 	nameRE  = regexp.MustCompile(`^[a-z][a-z0-9-]*(/[a-z0-9=._-]+)*$`)
 	ownerRE = regexp.MustCompile(`^\S+@\S+$|^[a-z][a-z0-9-]*$`)
 	lineRE  = regexp.MustCompile(`line (\d+)`)
+	typeRE  = regexp.MustCompile(`(in type|into) \[?\]?\*?\w+\.\w+`)
 )
+
+// Decode reads one YAML document strictly into v (unknown fields refused),
+// as the policies are read: a refusal is an *Error with the file and, where
+// the YAML says, the line. Other packages' YAML files use it too.
+func Decode(file string, data []byte, v any) error { return decode(file, data, v) }
 
 // decode reads one YAML document strictly into v.
 func decode(file string, data []byte, v any) error {
@@ -119,8 +125,7 @@ func yamlError(file string, err error) error {
 		msg = te.Errors[0]
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	msg = regexp.MustCompile(`in type policies\.\w+`).ReplaceAllString(msg, "here")
-	msg = regexp.MustCompile(`into policies\.\w+`).ReplaceAllString(msg, "here")
+	msg = typeRE.ReplaceAllString(msg, "here")
 	line := 0
 	if m := lineRE.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
