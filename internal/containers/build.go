@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -57,7 +56,7 @@ var (
 // stripped) and returns its path. It builds each package once per test
 // process; the binary lives in the user's cache directory, one per package,
 // replaced atomically by each build.
-func Binary(t testing.TB, pkg string) string {
+func Binary(t T, pkg string) string {
 	t.Helper()
 	v, _ := binaries.LoadOrStore(pkg, new(once))
 	p, err := v.(*once).do(func() (string, error) { return goBuild(pkg) })
@@ -144,7 +143,7 @@ var imageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 // ImageRepoPrefix+name+":"+a hash of the contents, so the image is built
 // once per process per set of inputs, and not at all when the Docker engine
 // already has it.
-func Image(t testing.TB, name string, files map[string]string) string {
+func Image(t T, name string, files map[string]string) string {
 	t.Helper()
 	setup(t)
 	ref, err := image(name, files)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
@@ -65,7 +64,7 @@ type Controller struct {
 // on n and waits until it answers GET /healthz through HostURL with a
 // certificate that verifies against its CA. The container is removed when
 // the test ends.
-func StartController(ctx context.Context, t testing.TB, n *Network) *Controller {
+func StartController(ctx context.Context, t T, n *Network) *Controller {
 	t.Helper()
 	img := Image(t, "controller", map[string]string{controllerBin: Binary(t, ControllerPackage)})
 	ctr := startContainer(ctx, t, "controller", testcontainers.ContainerRequest{
@@ -104,7 +103,7 @@ func (c *Controller) Client() *http.Client {
 // AuthKey creates a pre-auth key with `rustynet-controller authkey create
 // --data-dir /data [--reusable] [--tags TAG,...]` in the container and
 // returns it. The test fails if the command does.
-func (c *Controller) AuthKey(ctx context.Context, t testing.TB, reusable bool, tags ...string) string {
+func (c *Controller) AuthKey(ctx context.Context, t T, reusable bool, tags ...string) string {
 	t.Helper()
 	args := []string{"authkey", "create", "--data-dir", DataDir}
 	if reusable {

@@ -23,13 +23,16 @@
 //     testcontainers-go directly before this package must set it itself.
 //
 //   - Cleanup is explicit instead: every network and container is removed
-//     in the t.Cleanup of the test that created it, containers before their
+//     in the Cleanup of the test (or drill) that created it, containers before their
 //     network, and a failed test gets each container's log. Everything
 //     carries the label LabelSession with a value unique to the test
 //     process, and Remaining lists what of it is still there, so a test (or
 //     TestMain) can check that nothing leaked. Images are kept, labelled
 //     LabelImage; remove them with
 //     `docker image prune -af --filter label=org.rustynet.containers.image`.
+//
+// Its functions take a T: a test's testing.TB, or a Drill (RunDrill), for
+// a gate that runs containers outside go test, with the same cleanup.
 //
 // Containers reach each other by network alias on their own Docker network
 // ("controller", or the node's name) and are reachable from the test process

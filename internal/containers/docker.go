@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
@@ -61,7 +60,7 @@ var (
 
 // setup prepares the package for its first Docker call (see start), and
 // fails the test if it cannot.
-func setup(t testing.TB) {
+func setup(t T) {
 	t.Helper()
 	if err := start(); err != nil {
 		t.Fatalf("containers: %v", err)
@@ -91,7 +90,7 @@ func start() error {
 }
 
 // labels are the labels of a container or network t creates.
-func labels(t testing.TB) map[string]string {
+func labels(t T) map[string]string {
 	return map[string]string{LabelSession: session, LabelTest: t.Name()}
 }
 
@@ -175,12 +174,12 @@ func Remaining(ctx context.Context) ([]string, error) {
 
 // startContainer creates and starts a container and registers its removal
 // with t. On failure the test fails, with the container's log if it ran.
-func startContainer(ctx context.Context, t testing.TB, what string, req testcontainers.ContainerRequest) testcontainers.Container {
+func startContainer(ctx context.Context, t T, what string, req testcontainers.ContainerRequest) testcontainers.Container {
 	t.Helper()
 	ctr, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
 		ContainerRequest: req,
 		Started:          true,
-		Logger:           tclog.TestLogger(t),
+		Logger:           printfLogger{t},
 	})
 	if ctr != nil {
 		t.Cleanup(func() { removeContainer(t, what, ctr) })
@@ -193,7 +192,7 @@ func startContainer(ctx context.Context, t testing.TB, what string, req testcont
 
 // removeContainer removes ctr at the end of a test, first logging what it
 // wrote if the test failed.
-func removeContainer(t testing.TB, what string, ctr testcontainers.Container) {
+func removeContainer(t T, what string, ctr testcontainers.Container) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()

@@ -2,7 +2,6 @@ package containers
 
 import (
 	"context"
-	"testing"
 
 	"github.com/testcontainers/testcontainers-go/network"
 )
@@ -15,7 +14,7 @@ type Network struct {
 }
 
 // NewNetwork creates a network and registers its removal with t.
-func NewNetwork(ctx context.Context, t testing.TB) *Network {
+func NewNetwork(ctx context.Context, t T) *Network {
 	t.Helper()
 	setup(t)
 	nw, err := network.New(ctx, network.WithLabels(labels(t)))

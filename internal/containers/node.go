@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"testing"
 
 	"github.com/testcontainers/testcontainers-go"
 )
@@ -36,7 +35,7 @@ type Node struct {
 // rustynet), starts a node named name that registers with c using authKey,
 // and waits until it is ready: until `rustynet ip -4` succeeds and prints
 // an address. The container is removed when the test ends.
-func StartNode(ctx context.Context, t testing.TB, n *Network, c *Controller, authKey, name string) *Node {
+func StartNode(ctx context.Context, t T, n *Network, c *Controller, authKey, name string) *Node {
 	t.Helper()
 	img := Image(t, "node", map[string]string{
 		daemonBin: Binary(t, DaemonPackage),
