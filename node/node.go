@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -87,15 +88,25 @@ type Config struct {
 	// of the peers (node/prober.go); 0 takes ProbeInterval, a negative
 	// value turns the prober off.
 	ProbeInterval time.Duration
+	// ProbePeers is how many peers each round probes, chosen at random;
+	// 0 takes ProbePeers, a negative value probes every peer.
+	ProbePeers int
+	// ProbeLog, when set, gets one JSON line per probe (ProbeRecord), for
+	// drills that measure the longest gap between two nodes.
+	ProbeLog io.Writer
 }
 
 // Node is a running node agent.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
-	client  *control.Client
-	bo      backoff
+	cfg Config
+	log *slog.Logger
+	// probeLogMu serializes the probe log's lines; probeLogFailed is set
+	// once a write failed (logged once).
+	probeLogMu     sync.Mutex
+	probeLogFailed bool
+	metrics        *metrics
+	client         *control.Client
+	bo             backoff
 
 	// rotation holds a token while a key rotation is under way (the
 	// user's, or the node's own completion or repair of one): one at a

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -48,40 +49,87 @@ func (n *Node) runProber(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// ProbeRecord is one line of the probe log (Config.ProbeLog): a probe
+// sent at At to the peer ID (named Name), its Result ("ok", "lost" or
+// "error"), and its round trip when answered.
+type ProbeRecord struct {
+	At     time.Time  `json:"at"`
+	Peer   api.NodeID `json:"peer"`
+	Name   string     `json:"name"`
+	Result string     `json:"result"`
+	RTTMS  float64    `json:"rtt_ms,omitempty"`
+	Error  string     `json:"error,omitempty"`
+}
+
 // probeRound probes a sample of the peers, at the same time, and counts
 // the results.
 func (n *Node) probeRound(ctx context.Context) {
-	targets := n.probeTargets(ProbePeers)
+	k := n.cfg.ProbePeers
+	if k == 0 {
+		k = ProbePeers
+	}
+	targets := n.probeTargets(k)
 	var wg sync.WaitGroup
 	for _, peer := range targets {
 		wg.Go(func() {
-			_, err := n.Ping(ctx, string(peer), ProbeTimeout)
+			start := time.Now()
+			res, err := n.Ping(ctx, string(peer.ID), ProbeTimeout)
+			rec := ProbeRecord{At: start.UTC(), Peer: peer.ID, Name: peer.Name}
 			switch {
 			case ctx.Err() != nil:
-				// Shutting down: not a result.
+				return // shutting down: not a result
 			case err == nil:
-				n.metrics.probes.WithLabelValues("ok").Inc()
+				rec.Result, rec.RTTMS = "ok", float64(res.RTT.Microseconds())/1000
 			case errors.Is(err, errNoReply):
-				n.metrics.probes.WithLabelValues("lost").Inc()
+				rec.Result = "lost"
 			default:
-				n.metrics.probes.WithLabelValues("error").Inc()
+				rec.Result, rec.Error = "error", err.Error()
 			}
+			n.metrics.probes.WithLabelValues(rec.Result).Inc()
+			n.logProbe(rec)
 		})
 	}
 	wg.Wait()
 }
 
-// probeTargets picks up to k peers at random among those the node may open
-// connections to (AllowOut) and can use (not a stub, with an address).
-func (n *Node) probeTargets(k int) []api.NodeID {
+// logProbe writes rec to the probe log, if there is one.
+func (n *Node) logProbe(rec ProbeRecord) {
+	if n.cfg.ProbeLog == nil {
+		return
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return // a ProbeRecord always marshals
+	}
+	n.probeLogMu.Lock()
+	defer n.probeLogMu.Unlock()
+	if _, err := n.cfg.ProbeLog.Write(append(b, '\n')); err != nil && !n.probeLogFailed {
+		n.probeLogFailed = true
+		n.log.Error("writing the probe log; later probes are not logged", "err", err)
+	}
+}
+
+// probeTarget is a peer to probe.
+type probeTarget struct {
+	ID   api.NodeID
+	Name string
+}
+
+// probeTargets picks up to k peers (every one for a negative k) at random
+// among those the node may open connections to (AllowOut) and can use (not
+// a stub, with an address).
+func (n *Node) probeTargets(k int) []probeTarget {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var ids []api.NodeID
+	var ts []probeTarget
 	for id, p := range n.peers {
 		if p.AllowOut && p.Unreachable == "" && len(p.Addresses) > 0 {
-			ids = append(ids, id)
+			ts = append(ts, probeTarget{id, p.Name})
 		}
 	}
-	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
-	return ids[:min(k, len(ids))]
+	rand.Shuffle(len(ts), func(i, j int) { ts[i], ts[j] = ts[j], ts[i] })
+	if k < 0 {
+		return ts
+	}
+	return ts[:min(k, len(ts))]
 }

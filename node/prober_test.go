@@ -1,13 +1,17 @@
 package node_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rustynet/rustynet/controller/controllertest"
+	"github.com/rustynet/rustynet/node"
 )
 
 // gathered returns the value of metric name whose label (if any) is
@@ -49,7 +53,8 @@ func TestProberAndHealthMetrics(t *testing.T) {
 	key := m.AuthKey()
 	reg := prometheus.NewRegistry()
 	cfg := m.config("alpha", key)
-	cfg.Registerer, cfg.ProbeInterval = reg, 100*time.Millisecond
+	probeLog := &lockedBuffer{}
+	cfg.Registerer, cfg.ProbeInterval, cfg.ProbePeers, cfg.ProbeLog = reg, 100*time.Millisecond, -1, probeLog
 	startNetstackNode(t, cfg)
 	cfg = m.config("bravo", key)
 	cfg.ProbeInterval = -1
@@ -85,4 +90,42 @@ func TestProberAndHealthMetrics(t *testing.T) {
 	if errs, _ := gathered(t, reg, "rustynet_node_peer_probes_total", "result", "error"); errs != 0 {
 		t.Errorf("%v probes could not be sent", errs)
 	}
+
+	// The probe log has a line for each probe counted (the counter goes
+	// first, and is read after the log), each naming bravo.
+	results := map[string]int{}
+	for line := range strings.Lines(probeLog.String()) {
+		var rec node.ProbeRecord
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("probe log line %q: %v", line, err)
+		}
+		if rec.Name != "bravo" || rec.Peer == "" || rec.At.IsZero() || (rec.Result == "ok") != (rec.RTTMS > 0) {
+			t.Errorf("probe log line %q", line)
+		}
+		results[rec.Result]++
+	}
+	for _, r := range []string{"ok", "lost"} {
+		if n, _ := gathered(t, reg, "rustynet_node_peer_probes_total", "result", r); results[r] == 0 || float64(results[r]) > n {
+			t.Errorf("the probe log has %d %s probes, the metric %v", results[r], r, n)
+		}
+	}
+}
+
+// lockedBuffer is an io.Writer whose contents can be read while it is
+// written to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

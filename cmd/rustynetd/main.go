@@ -73,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	mtu := fs.Int("mtu", node.DefaultMTU, "MTU of the packet device")
 	metricsListen := fs.String("metrics-listen", "127.0.0.1:9470", "address to serve Prometheus metrics on (HTTP; loopback by default); empty disables")
 	probeInterval := fs.Duration("probe-interval", node.ProbeInterval, fmt.Sprintf("how often to probe a sample of up to %d peers through the tunnel (the peer reachability SLI); 0 disables", node.ProbePeers))
+	probePeers := fs.Int("probe-peers", node.ProbePeers, "how many peers each probe round probes, at random; 0 probes every peer")
+	probeLog := fs.String("probe-log", "", "append one JSON line per probe to this file (time, peer, result, round trip), for drills")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	readyFile := fs.String("ready-file", "", "once the dataplane is up, write this JSON file with the local API socket, device and port (for supervisors and tests)")
@@ -126,6 +128,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *hostname == "" {
 		*hostname, _ = os.Hostname()
 	}
+	if *probePeers < 0 {
+		return usage("--probe-peers %d: want 0 (every peer) or more", *probePeers)
+	}
+	var probeLogW io.Writer
+	if *probeLog != "" {
+		f, err := os.OpenFile(*probeLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return usage("--probe-log: %v", err)
+		}
+		defer f.Close()
+		probeLogW = f
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usage("--log-level: %v", err)
@@ -160,6 +174,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Registerer:     promReg,
 		Version:        version,
 		ProbeInterval:  probeInterval0(*probeInterval),
+		ProbePeers:     probePeers0(*probePeers),
+		ProbeLog:       probeLogW,
 	})
 	if err != nil {
 		return usage("%v", err)
@@ -201,4 +217,13 @@ func probeInterval0(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// probePeers0 maps the flag's 0 ("every peer") to node.Config's negative
+// value (0 there takes the default).
+func probePeers0(k int) int {
+	if k == 0 {
+		return -1
+	}
+	return k
 }

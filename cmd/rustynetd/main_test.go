@@ -45,3 +45,19 @@ func TestMeasureRouteApplyFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestProbeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--probe-peers", "-1"}, "--probe-peers -1: want 0 (every peer) or more"},
+		{[]string{"--probe-log", "/nonexistent/dir/probes.jsonl"}, "--probe-log: open /nonexistent/dir/probes.jsonl"},
+	} {
+		var stderr bytes.Buffer
+		args := append([]string{"--state-dir", t.TempDir(), "--controller", "https://a.example:8443", "--controller-ca", "/nonexistent/ca.pem"}, tc.args...)
+		if code := run(args, &bytes.Buffer{}, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("rustynetd %q: exit %d, %q; want exit 2 and an error about %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
