@@ -1,0 +1,57 @@
+package drload
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/controllertest"
+)
+
+// TestRun writes through a live controller and one that is not there, in
+// turn: the live one acknowledges registrations and endpoint reports, the
+// other's writes are logged as failed, and every line is a Record.
+func TestRun(t *testing.T) {
+	c := controllertest.Start(t)
+	ca, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cfg := Config{Controllers: []string{c.URL, "https://127.0.0.1:1"}, CAPEM: ca, AuthKey: c.AuthKey(true), Prefix: "drill-",
+		Duration: 3 * time.Second, RegistrationsPerMinute: 600, EndpointReportsPerMinute: 600, Timeout: time.Second}
+	if err := Run(context.Background(), cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var r Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		if r.At.IsZero() || r.Done.Before(r.At) {
+			t.Errorf("times of %q", sc.Text())
+		}
+		switch {
+		case r.OK && r.Replica != c.URL, !r.OK && r.Replica == c.URL:
+			t.Errorf("%q: the live controller's writes succeed, the other's fail", sc.Text())
+		case r.OK && r.Op == OpRegister && (r.Node == "" || r.Hostname == ""):
+			t.Errorf("a registration without its node: %q", sc.Text())
+		case !r.OK && r.Error == "":
+			t.Errorf("a failed write without why: %q", sc.Text())
+		}
+		key := r.Op
+		if !r.OK {
+			key += " failed"
+		}
+		count[key]++
+	}
+	if count[OpRegister] < 5 || count[OpEndpoints] < 5 || count[OpRegister+" failed"] < 5 {
+		t.Errorf("writes %v: want at least 5 registrations and reports acknowledged, and 5 failed", count)
+	}
+}
