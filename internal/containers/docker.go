@@ -315,14 +315,23 @@ func hostAddr(ctx context.Context, ctr testcontainers.Container, port string) (s
 
 // copyFrom returns the contents of a file in the container (at most 1 MiB).
 func copyFrom(ctx context.Context, ctr testcontainers.Container, file string) ([]byte, error) {
+	return CopyFile(ctx, ctr, file, 1<<20)
+}
+
+// CopyFile returns the contents of a file in the container (running or
+// stopped), refusing one of more than max bytes.
+func CopyFile(ctx context.Context, ctr testcontainers.Container, file string, max int64) ([]byte, error) {
 	rc, err := ctr.CopyFileFromContainer(ctx, file)
 	if err != nil {
 		return nil, fmt.Errorf("copy %s out of the container: %w", file, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("copy %s out of the container: %w", file, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("copy %s out of the container: more than %d bytes", file, max)
 	}
 	return b, nil
 }

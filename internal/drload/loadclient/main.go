@@ -3,7 +3,7 @@
 // JSON line per write on stdout.
 //
 //	loadclient --controllers URL,URL,... --ca FILE --auth-key-file FILE --duration D
-//	           [--registrations-per-minute R] [--endpoint-reports-per-minute E] [--prefix P]
+//	           [--registrations-per-minute R] [--endpoint-reports-per-minute E] [--prefix P] [--out FILE]
 package main
 
 import (
@@ -22,7 +22,7 @@ import (
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("loadclient", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	controllers := fs.String("controllers", "", "the replicas' URLs, comma-separated (required)")
@@ -32,6 +32,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	regs := fs.Float64("registrations-per-minute", 60, "registrations a minute")
 	reports := fs.Float64("endpoint-reports-per-minute", 60, "endpoint reports a minute, of the nodes registered")
 	prefix := fs.String("prefix", "load-", "hostname prefix of the nodes registered")
+	outFile := fs.String("out", "", "write the records to this file instead of stdout")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -57,7 +58,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	cfg := drload.Config{Controllers: strings.Split(*controllers, ","), CAPEM: ca, AuthKey: strings.TrimSpace(string(key)),
 		Prefix: *prefix, Duration: *duration, RegistrationsPerMinute: *regs, EndpointReportsPerMinute: *reports}
-	if err := drload.Run(ctx, cfg, stdout); err != nil {
+	out := stdout
+	if *outFile != "" {
+		f, err := os.Create(*outFile)
+		if err != nil {
+			return usage("--out: %v", err)
+		}
+		out = f
+		defer func() {
+			if err := f.Close(); err != nil && code == 0 {
+				fmt.Fprintf(stderr, "loadclient: %v\n", err)
+				code = 1
+			}
+		}()
+	}
+	if err := drload.Run(ctx, cfg, out); err != nil {
 		fmt.Fprintf(stderr, "loadclient: %v\n", err)
 		return 1
 	}
