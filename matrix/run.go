@@ -28,6 +28,7 @@ import (
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/internal/daemon"
 	"github.com/rustynet/rustynet/internal/etcdproc"
+	"github.com/rustynet/rustynet/internal/ports"
 	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/node/localapi"
@@ -599,6 +600,7 @@ type controllers struct {
 	metrics     []string
 	procs       []*daemon.Process
 	etcd        *etcdproc.Cluster
+	releases    []func() // ports reserved for the replicas
 }
 
 // startControllers starts the controllers of store in dir: bolt, one
@@ -648,11 +650,13 @@ func startControllers(ctx context.Context, env Env, store, dir string) (*control
 					return nil, err
 				}
 			}
-			addr, err := freeAddr()
+			port, release, err := ports.Reserve()
 			if err != nil {
 				cs.stop()
 				return nil, err
 			}
+			cs.releases = append(cs.releases, release)
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 			if err := start(d, addr, "--store", "etcd", "--etcd-endpoints", strings.Join(ec.Endpoints(), ","), "--advertise-url", "https://"+addr); err != nil {
 				cs.stop()
 				return nil, err
@@ -671,6 +675,10 @@ func (cs *controllers) stop() {
 	if cs.etcd != nil {
 		cs.etcd.Kill()
 	}
+	for _, release := range cs.releases {
+		release()
+	}
+	cs.releases = nil
 }
 
 // waitPolls waits until the controllers hold want long-polls open between
@@ -731,16 +739,6 @@ func copyCA(from, to string) error {
 		}
 	}
 	return nil
-}
-
-// freeAddr is a loopback address with a port the kernel chose.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 func registerMany(ctx context.Context, hc *http.Client, url func(int) string, key string, n int) ([]string, error) {

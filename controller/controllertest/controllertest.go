@@ -25,6 +25,7 @@ import (
 
 	"github.com/rustynet/rustynet/controller"
 	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/internal/ports"
 )
 
 // Controller is a running controller. Its clients reach it through a relay
@@ -431,12 +432,7 @@ func StartReplica(t testing.TB, etcdCfg controller.EtcdConfig, caFrom string) *C
 		}
 	}
 	// The relay's port is chosen now, so that the replica can announce it.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := ln.Addr().String()
-	ln.Close()
+	listen := ports.Addr(t)
 	c := &Controller{t: t, DataDir: dir, listen: listen, configure: func(cfg *controller.RunConfig) {
 		cfg.AllowLoopbackEndpoints = true
 		cfg.Etcd = etcdCfg

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rustynet/rustynet/internal/ports"
 	"github.com/rustynet/rustynet/internal/proc"
 	"github.com/rustynet/rustynet/internal/readyfile"
 )
@@ -64,12 +64,7 @@ func StartProcess(tb testing.TB, bin, dataDir string, extra ...string) *Process 
 // second replica needs the first's CA in its data dir first (CopyCA).
 func StartReplicaProcess(tb testing.TB, bin, dataDir, endpoints string, extra ...string) *Process {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := ports.Addr(tb)
 	args := append(ServeArgs(dataDir, addr, "127.0.0.1:0"), "--store", "etcd", "--etcd-endpoints", endpoints, "--advertise-url", "https://"+addr)
 	return StartCommand(tb, exec.Command(bin, append(args, extra...)...), dataDir)
 }

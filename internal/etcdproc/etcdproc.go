@@ -17,10 +17,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rustynet/rustynet/internal/ports"
 )
 
 // Package is the import path of the etcd server's main package.
@@ -56,9 +59,10 @@ type Options struct {
 
 // Cluster is a cluster of etcd server processes.
 type Cluster struct {
-	bin     string
-	o       Options
-	Members []*Member
+	bin      string
+	o        Options
+	Members  []*Member
+	releases []func() // the ports reserved for the members
 }
 
 // Member is one etcd server process.
@@ -93,12 +97,14 @@ func Start(bin string, n int, o Options) (*Cluster, error) {
 			m.ClientURL = "http://" + net.JoinHostPort(o.Hosts[i], "2379")
 			peers[i] = "http://" + net.JoinHostPort(o.Hosts[i], "2380")
 		} else {
-			cu, err := freeURL()
+			cu, err := c.freeURL()
 			if err != nil {
+				c.Kill()
 				return nil, err
 			}
-			pu, err := freeURL()
+			pu, err := c.freeURL()
 			if err != nil {
+				c.Kill()
 				return nil, err
 			}
 			m.ClientURL, peers[i] = cu, pu
@@ -124,14 +130,15 @@ func Start(bin string, n int, o Options) (*Cluster, error) {
 	return c, nil
 }
 
-// freeURL is an http URL on 127.0.0.1 with a port the kernel chose.
-func freeURL() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// freeURL is an http URL on 127.0.0.1 with a port reserved for the
+// cluster (internal/ports) until Kill.
+func (c *Cluster) freeURL() (string, error) {
+	p, release, err := ports.Reserve()
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
-	return "http://" + ln.Addr().String(), nil
+	c.releases = append(c.releases, release)
+	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), nil
 }
 
 func (c *Cluster) start(m *Member, state string) error {
@@ -162,6 +169,10 @@ func (c *Cluster) Kill() {
 	for _, m := range c.Members {
 		m.Kill()
 	}
+	for _, release := range c.releases {
+		release()
+	}
+	c.releases = nil
 }
 
 // Endpoints lists every member's client URL.

@@ -7,7 +7,6 @@ package etcdtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/rustynet/rustynet/internal/ports"
 )
 
 // Options change a member's configuration.
@@ -223,15 +224,9 @@ func (c *Cluster) MoveLeader(t testing.TB) *Member {
 
 var nopLogger = zap.NewNop()
 
-// freeURL returns an http URL on a loopback port that was free a moment
-// ago.
+// freeURL returns an http URL on a loopback port reserved for the test
+// (internal/ports: no other process or test takes it meanwhile).
 func freeURL(t testing.TB) url.URL {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return url.URL{Scheme: "http", Host: addr}
+	return url.URL{Scheme: "http", Host: ports.Addr(t)}
 }
