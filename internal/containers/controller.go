@@ -1,6 +1,7 @@
 package containers
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -27,6 +28,7 @@ const (
 	apiPort        = "8443/tcp"
 	metricsPort    = "9469/tcp"
 	caPath         = DataDir + "/tls/ca.pem"
+	caKeyPath      = DataDir + "/tls/ca.key"
 	requestTimeout = 10 * time.Second
 	// clientTimeout bounds a request of Controller.Client, long enough for
 	// the longest netmap long-poll (120 s).
@@ -66,23 +68,84 @@ type Controller struct {
 // the test ends.
 func StartController(ctx context.Context, t T, n *Network) *Controller {
 	t.Helper()
-	img := Image(t, "controller", map[string]string{controllerBin: Binary(t, ControllerPackage)})
-	ctr := startContainer(ctx, t, "controller", testcontainers.ContainerRequest{
+	return startController(ctx, t, ControllerAlias, Binary(t, ControllerPackage), []*Network{n}, nil, nil)
+}
+
+// Replica is how StartReplica runs a controller replica on etcd.
+type Replica struct {
+	// Name is its network alias on every network it joins, and its
+	// replica ID; it advertises https://NAME:8443.
+	Name     string
+	Networks []*Network
+	// Bin is the rustynet-controller binary (empty: Binary builds it).
+	Bin           string
+	EtcdEndpoints []string
+	// CAPEM and CAKey are the replicas' shared CA (DATA/tls/ca.pem and
+	// ca.key of the first replica; see Controller.CA), copied into DATA/tls
+	// before the replica first starts (the key with mode 0600). Nil for
+	// the first replica, which creates the CA.
+	CAPEM, CAKey []byte
+	// Args are more flags for serve.
+	Args []string
+}
+
+// StartReplica starts a controller replica over etcd as the README's
+// "Several controllers on etcd" says to, and waits until it serves as
+// StartController does. The container is removed when t ends.
+func StartReplica(ctx context.Context, t T, r Replica) *Controller {
+	t.Helper()
+	bin := r.Bin
+	if bin == "" {
+		bin = Binary(t, ControllerPackage)
+	}
+	args := append([]string{"--store", "etcd", "--etcd-endpoints", strings.Join(r.EtcdEndpoints, ","),
+		"--advertise-url", "https://" + r.Name + ":8443", "--replica-id", r.Name}, r.Args...)
+	var files []testcontainers.ContainerFile
+	if r.CAPEM != nil {
+		files = []testcontainers.ContainerFile{
+			{Reader: bytes.NewReader(r.CAPEM), ContainerFilePath: caPath, FileMode: 0o644},
+			{Reader: bytes.NewReader(r.CAKey), ContainerFilePath: caKeyPath, FileMode: 0o600},
+		}
+	}
+	return startController(ctx, t, r.Name, bin, r.Networks, args, files)
+}
+
+func startController(ctx context.Context, t T, name, bin string, networks []*Network, args []string, files []testcontainers.ContainerFile) *Controller {
+	t.Helper()
+	img := Image(t, "controller", map[string]string{controllerBin: bin})
+	var nets []string
+	aliases := map[string][]string{}
+	for _, n := range networks {
+		nets = append(nets, n.Name)
+		aliases[n.Name] = []string{name}
+	}
+	ctr := startContainer(ctx, t, "controller "+name, testcontainers.ContainerRequest{
 		Image:      img,
 		Entrypoint: []string{controllerBin},
-		Cmd: []string{"serve", "--data-dir", DataDir, "--listen", ":8443", "--metrics-listen", ":9469",
-			"--tls-san", ControllerAlias, "--tls-san", "127.0.0.1"},
+		Cmd: append([]string{"serve", "--data-dir", DataDir, "--listen", ":8443", "--metrics-listen", ":9469",
+			"--tls-san", name, "--tls-san", "127.0.0.1"}, args...),
 		ExposedPorts:       []string{apiPort, metricsPort},
 		HostConfigModifier: loopbackPorts(apiPort, metricsPort),
-		Networks:           []string{n.Name},
-		NetworkAliases:     map[string][]string{n.Name: {ControllerAlias}},
+		Networks:           nets,
+		NetworkAliases:     aliases,
 		Labels:             labels(t),
+		Files:              files,
 	})
-	c := &Controller{Container: ctr, URL: "https://" + ControllerAlias + ":8443"}
+	c := &Controller{Container: ctr, URL: "https://" + name + ":8443"}
 	if err := c.waitServing(ctx); err != nil {
-		t.Fatalf("containers.StartController: %v", err)
+		t.Fatalf("containers: controller %s: %v", name, err)
 	}
 	return c
+}
+
+// CA returns the controller's CA certificate and key (DATA/tls/ca.pem and
+// ca.key), for the replicas that join it.
+func (c *Controller) CA(ctx context.Context) (certPEM, keyPEM []byte, err error) {
+	key, err := copyFrom(ctx, c.Container, caKeyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.CAPEM, key, nil
 }
 
 // Client returns an HTTP client that trusts only the controller's CA and

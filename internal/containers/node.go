@@ -37,24 +37,54 @@ type Node struct {
 // an address. The container is removed when the test ends.
 func StartNode(ctx context.Context, t T, n *Network, c *Controller, authKey, name string) *Node {
 	t.Helper()
-	img := Image(t, "node", map[string]string{
-		daemonBin: Binary(t, DaemonPackage),
-		cliBin:    Binary(t, CLIPackage),
-	})
-	ctr := startContainer(ctx, t, "node "+name, testcontainers.ContainerRequest{
+	return StartNodeWith(ctx, t, NodeOptions{Name: name, Networks: []*Network{n}, Controllers: []string{c.URL}, CAPEM: c.CAPEM, AuthKey: authKey})
+}
+
+// NodeOptions is how StartNodeWith runs a node.
+type NodeOptions struct {
+	// Name is its hostname, and its alias on every network it joins.
+	Name     string
+	Networks []*Network
+	// Controllers are the URLs it is given (--controller), CAPEM their CA.
+	Controllers []string
+	CAPEM       []byte
+	AuthKey     string
+	// DaemonBin and CLIBin are the binaries (empty: Binary builds them).
+	DaemonBin, CLIBin string
+	// Args are more rustynetd flags.
+	Args []string
+}
+
+// StartNodeWith starts a node as StartNode does, with the options given.
+func StartNodeWith(ctx context.Context, t T, o NodeOptions) *Node {
+	t.Helper()
+	if o.DaemonBin == "" {
+		o.DaemonBin = Binary(t, DaemonPackage)
+	}
+	if o.CLIBin == "" {
+		o.CLIBin = Binary(t, CLIPackage)
+	}
+	img := Image(t, "node", map[string]string{daemonBin: o.DaemonBin, cliBin: o.CLIBin})
+	var nets []string
+	aliases := map[string][]string{}
+	for _, n := range o.Networks {
+		nets = append(nets, n.Name)
+		aliases[n.Name] = []string{o.Name}
+	}
+	ctr := startContainer(ctx, t, "node "+o.Name, testcontainers.ContainerRequest{
 		Image:      img,
 		Entrypoint: []string{daemonBin},
-		Cmd: []string{"--state-dir", DataDir, "--controller", c.URL, "--controller-ca", NodeCAPath,
-			"--auth-key", authKey, "--netstack", "--hostname", name},
-		Networks:       []string{n.Name},
-		NetworkAliases: map[string][]string{n.Name: {name}},
+		Cmd: append([]string{"--state-dir", DataDir, "--controller", strings.Join(o.Controllers, ","), "--controller-ca", NodeCAPath,
+			"--auth-key", o.AuthKey, "--netstack", "--hostname", o.Name}, o.Args...),
+		Networks:       nets,
+		NetworkAliases: aliases,
 		Labels:         labels(t),
 		// Copied in after the container is created, before it starts.
-		Files: []testcontainers.ContainerFile{{Reader: bytes.NewReader(c.CAPEM), ContainerFilePath: NodeCAPath, FileMode: 0o644}},
+		Files: []testcontainers.ContainerFile{{Reader: bytes.NewReader(o.CAPEM), ContainerFilePath: NodeCAPath, FileMode: 0o644}},
 	})
-	nd := &Node{Container: ctr, Name: name}
+	nd := &Node{Container: ctr, Name: o.Name}
 	if err := nd.waitReady(ctx); err != nil {
-		t.Fatalf("containers.StartNode(%q): %v", name, err)
+		t.Fatalf("containers.StartNode(%q): %v", o.Name, err)
 	}
 	return nd
 }
