@@ -1,0 +1,78 @@
+package dr
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/internal/containers"
+	"github.com/rustynet/rustynet/internal/etcdproc"
+	"github.com/rustynet/rustynet/internal/require"
+	"github.com/rustynet/rustynet/node"
+)
+
+func testBins(t *testing.T) Bins {
+	t.Helper()
+	etcd, err := etcdproc.Build(t.Context(), "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Bins{
+		Controller: containers.Binary(t, containers.ControllerPackage),
+		Daemon:     containers.Binary(t, containers.DaemonPackage),
+		CLI:        containers.Binary(t, containers.CLIPackage),
+		Etcd:       etcd,
+		Relay:      containers.Binary(t, "github.com/rustynet/rustynet/internal/relay/relayd"),
+		Load:       containers.Binary(t, "github.com/rustynet/rustynet/internal/drload/loadclient"),
+	}
+}
+
+// TestUp brings up the nightly drill's topology: three regions, etcd
+// over the relays, a replica each on one CA, two nodes each; every node
+// then reaches every other through the tunnel (its probe log says so).
+func TestUp(t *testing.T) {
+	require.Docker(t)
+	data, err := os.ReadFile("../../" + Dir + "/region-loss-short.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse(Dir+"/region-loss-short.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	m := up(ctx, t, s, testBins(t))
+	var all []*containers.Node
+	for _, r := range s.Live() {
+		all = append(all, m.nodes[r.Name.Value]...)
+	}
+	if len(all) != 6 || len(m.relays) != 6 || len(m.ctl) != 3 {
+		t.Fatalf("%d nodes, %d relays, %d replicas; want 6, 6, 3", len(all), len(m.relays), len(m.ctl))
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, n := range all {
+		for {
+			b, err := containers.CopyFile(ctx, n.Container, containers.DataDir+"/probes.jsonl", 16<<20)
+			reached := map[string]bool{}
+			if err == nil {
+				sc := bufio.NewScanner(bytes.NewReader(b))
+				for sc.Scan() {
+					var rec node.ProbeRecord
+					if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Result == "ok" {
+						reached[rec.Name] = true
+					}
+				}
+			}
+			if len(reached) == len(all)-1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s reached %v through the tunnel, want the other %d nodes (%v)", n.Name, reached, len(all)-1, err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+}
