@@ -13,8 +13,9 @@ import (
 
 // The prober's defaults: every ProbeInterval it sends one ICMP echo
 // through the tunnel to each of up to ProbePeers peers, chosen at random
-// among those this node may open connections to, and counts each as
-// answered (result "ok") or not within ProbeTimeout ("lost"). A probe the
+// among those this node may open connections to (skipping a peer whose
+// last probe still waits for its answer), and counts each as answered
+// (result "ok") or not within ProbeTimeout ("lost"). A probe the
 // node could not send at all (no dataplane yet, no ICMP socket) counts as
 // "error": it says nothing of the peer. The counts feed the peer
 // reachability SLO (slos/rustynet-node.yaml), summed over peers: no
@@ -39,13 +40,17 @@ func (n *Node) runProber(ctx context.Context, interval time.Duration) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	inFlight := map[api.NodeID]bool{} // guarded by mu
+	var mu sync.Mutex
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		n.probeRound(ctx)
+		n.probeRound(ctx, &wg, &mu, inFlight)
 	}
 }
 
@@ -62,16 +67,30 @@ type ProbeRecord struct {
 }
 
 // probeRound probes a sample of the peers, at the same time, and counts
-// the results.
-func (n *Node) probeRound(ctx context.Context) {
+// the results. It does not wait for the answers: a peer that does not
+// answer holds up its own next probe (one is in flight to a peer at a
+// time, inFlight, guarded by mu), never the probes of the others, so a
+// dead peer does not stretch the interval at which the live ones are
+// probed (by ProbeTimeout, when every round waited for its slowest).
+func (n *Node) probeRound(ctx context.Context, wg *sync.WaitGroup, mu *sync.Mutex, inFlight map[api.NodeID]bool) {
 	k := n.cfg.ProbePeers
 	if k == 0 {
 		k = ProbePeers
 	}
-	targets := n.probeTargets(k)
-	var wg sync.WaitGroup
-	for _, peer := range targets {
+	for _, peer := range n.probeTargets(k) {
+		mu.Lock()
+		busy := inFlight[peer.ID]
+		inFlight[peer.ID] = true
+		mu.Unlock()
+		if busy {
+			continue
+		}
 		wg.Go(func() {
+			defer func() {
+				mu.Lock()
+				delete(inFlight, peer.ID)
+				mu.Unlock()
+			}()
 			start := time.Now()
 			res, err := n.Ping(ctx, string(peer.ID), ProbeTimeout)
 			rec := ProbeRecord{At: start.UTC(), Peer: peer.ID, Name: peer.Name}
@@ -89,7 +108,6 @@ func (n *Node) probeRound(ctx context.Context) {
 			n.logProbe(rec)
 		})
 	}
-	wg.Wait()
 }
 
 // logProbe writes rec to the probe log, if there is one.
