@@ -29,10 +29,13 @@ type DRTarget struct {
 	// PropagationRTO: from the fault to the moment a change made after it
 	// has reached every surviving node.
 	PropagationRTO *Duration `yaml:"propagation_rto"`
-	// MaxProbeGap: the longest gap in successful probes between two nodes
-	// outside the failed region, beyond the probe interval. Zero means no
-	// probe may be lost.
+	// MaxProbeGap: the longest gap in answered probes between two nodes
+	// outside the failed region, beyond the probe interval (the data
+	// plane's interruption).
 	MaxProbeGap *Duration `yaml:"max_probe_gap"`
+	// MaxLostProbes: probes between two nodes outside the failed region
+	// that went unanswered (0: the data plane never dropped one).
+	MaxLostProbes *int `yaml:"max_lost_probes"`
 	// MaxLostWrites: acknowledged writes missing after the drill (the RPO
 	// in writes).
 	MaxLostWrites *int `yaml:"max_lost_writes"`
@@ -137,10 +140,16 @@ func ParseResilience(file string, data []byte, drills []string) (*Resilience, er
 				return nil, bad(d.v.Line, "targets[%d].%s: %v; want 0 to %v", i, d.name, d.v.D, d.max)
 			}
 		}
-		if t.MaxLostWrites != nil {
+		for _, c := range []struct {
+			name string
+			v    *int
+		}{{"max_lost_writes", t.MaxLostWrites}, {"max_lost_probes", t.MaxLostProbes}} {
+			if c.v == nil {
+				continue
+			}
 			set++
-			if *t.MaxLostWrites < 0 {
-				return nil, bad(t.Drill.Line, "targets[%d].max_lost_writes: %d; want 0 or more", i, *t.MaxLostWrites)
+			if *c.v < 0 {
+				return nil, bad(t.Drill.Line, "targets[%d].%s: %d; want 0 or more", i, c.name, *c.v)
 			}
 		}
 		if c := t.MinRestoreConfidence; c != nil {

@@ -76,3 +76,30 @@ func TestUp(t *testing.T) {
 		}
 	}
 }
+
+// TestRegionLossShort runs the nightly drill: the region's loss must cost
+// no acknowledged write, and the surviving regions must accept writes
+// again (the figures are judged by the gate against the policy).
+func TestRegionLossShort(t *testing.T) {
+	require.Docker(t)
+	data, err := os.ReadFile("../../" + Dir + "/region-loss-short.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse(Dir+"/region-loss-short.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Run(t.Context(), t, s, testBins(t))
+	t.Logf("control-plane RTO %v, %d writes failed after the fault; probe gap %v, %d probes lost; %d of %d acknowledged writes lost %v",
+		res.ControlPlaneRTO, res.FailedWritesAfter, res.MaxProbeGap, res.LostProbes, res.LostWrites, res.AckedWrites, res.Lost)
+	if res.ControlPlaneRTO == nil {
+		t.Error("no write was acknowledged through a surviving region after the fault")
+	}
+	if res.AckedWrites < 50 || res.LostWrites != 0 {
+		t.Errorf("%d acknowledged writes, %d lost: %v", res.AckedWrites, res.LostWrites, res.Lost)
+	}
+	if len(res.Probes) != 4 {
+		t.Errorf("probe logs of %d surviving nodes, want 4", len(res.Probes))
+	}
+}
