@@ -67,9 +67,14 @@ type Record struct {
 }
 
 type node struct {
-	id   api.NodeID
-	cred string
+	id       api.NodeID
+	cred     string
+	reported time.Time // last endpoint report sent
 }
+
+// NodeReportEvery is the least time between two endpoint reports of one
+// node the load sends.
+const NodeReportEvery = 1500 * time.Millisecond
 
 // Run writes until ctx ends or Duration passes, one Record per write to
 // out (lines written whole, in the order the writes ended).
@@ -107,12 +112,13 @@ type load struct {
 	cfg Config
 	hc  *http.Client
 
-	mu    sync.Mutex
-	out   io.Writer
-	werr  error
-	next  int // replica of the next write
-	seq   int // registrations sent
-	nodes []node
+	mu       sync.Mutex
+	out      io.Writer
+	werr     error
+	next     int // replica of the next write
+	nextNode int // node of the next endpoint report
+	seq      int // registrations sent
+	nodes    []node
 }
 
 // paced calls op every minute/perMinute until ctx ends; a write that
@@ -165,7 +171,7 @@ func (l *load) register(parent context.Context) {
 	if r.Error == "" {
 		r.OK, r.Node = true, resp.Node.ID
 		l.mu.Lock()
-		l.nodes = append(l.nodes, node{resp.Node.ID, resp.Credential})
+		l.nodes = append(l.nodes, node{id: resp.Node.ID, cred: resp.Credential})
 		l.mu.Unlock()
 	}
 	l.logUnlessEnded(parent, r)
@@ -202,14 +208,21 @@ func (l *load) registerOn(ctx context.Context, base, host string, out *api.Regis
 }
 
 func (l *load) report(parent context.Context) {
+	// The nodes in turn, none more than once a NodeReportEvery: the
+	// controller allows a node about one endpoint report a second (429
+	// beyond), and a node keeps to that.
 	l.mu.Lock()
 	if len(l.nodes) == 0 {
 		l.mu.Unlock()
 		return
 	}
-	var b [1]byte
-	rand.Read(b[:])
-	n := l.nodes[int(b[0])%len(l.nodes)]
+	n := &l.nodes[l.nextNode%len(l.nodes)]
+	if !n.reported.IsZero() && time.Since(n.reported) < NodeReportEvery {
+		l.mu.Unlock()
+		return // every node reported within the second: skip this tick
+	}
+	l.nextNode++
+	n.reported = time.Now()
 	l.mu.Unlock()
 	base := l.replica()
 	// An address of the benchmarking block (RFC 2544) and a port that
