@@ -16,7 +16,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -217,4 +219,31 @@ func isChannel(ch string) bool {
 		}
 	}
 	return false
+}
+
+// LoadDir reads every root/dir/*.yaml with parse, sorted by name (each file
+// named dir/NAME.yaml to parse). A directory with none is an error: a gate
+// reading it would prove nothing.
+func LoadDir[T any](root, dir string, parse func(file string, data []byte) (T, error)) ([]T, error) {
+	files, err := filepath.Glob(filepath.Join(root, dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no files (*.yaml) in %s", dir)
+	}
+	sort.Strings(files)
+	var out []T
+	for _, f := range files {
+		data, err := readFile(f)
+		if err != nil {
+			return nil, err
+		}
+		v, err := parse(filepath.ToSlash(filepath.Join(dir, filepath.Base(f))), data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

@@ -14,6 +14,20 @@ import (
 	"github.com/rustynet/rustynet/node"
 )
 
+// loadDrill reads scenarios/dr/NAME.yaml.
+func loadDrill(t *testing.T, name string) *Scenario {
+	t.Helper()
+	data, err := os.ReadFile("../../" + Dir + "/" + name + ".yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse(Dir+"/"+name+".yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func testBins(t *testing.T) Bins {
 	t.Helper()
 	etcd, err := etcdproc.Build(t.Context(), "", t.TempDir())
@@ -35,14 +49,7 @@ func testBins(t *testing.T) Bins {
 // then reaches every other through the tunnel (its probe log says so).
 func TestUp(t *testing.T) {
 	require.Docker(t)
-	data, err := os.ReadFile("../../" + Dir + "/region-loss-short.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Parse(Dir+"/region-loss-short.yaml", data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := loadDrill(t, "region-loss-short")
 	ctx := t.Context()
 	m := up(ctx, t, s, testBins(t))
 	var all []*containers.Node
@@ -82,14 +89,7 @@ func TestUp(t *testing.T) {
 // again (the figures are judged by the gate against the policy).
 func TestRegionLossShort(t *testing.T) {
 	require.Docker(t)
-	data, err := os.ReadFile("../../" + Dir + "/region-loss-short.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Parse(Dir+"/region-loss-short.yaml", data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := loadDrill(t, "region-loss-short")
 	res := Run(t.Context(), t, s, testBins(t))
 	t.Logf("control-plane RTO %v, %d writes failed after the fault; probe gap %v, %d probes lost; %d of %d acknowledged writes lost %v",
 		res.ControlPlaneRTO, res.FailedWritesAfter, res.MaxProbeGap, res.LostProbes, res.LostWrites, res.AckedWrites, res.Lost)

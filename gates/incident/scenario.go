@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -278,30 +277,10 @@ func trunc(s string) string {
 	return s
 }
 
-// Load reads every drill in root/Dir, sorted by name. A directory with
+// LoadAll reads every drill in root/Dir, sorted by name. A directory with
 // none is an error: the gate would prove nothing.
 func LoadAll(root string) ([]*Scenario, error) {
-	files, err := filepath.Glob(filepath.Join(root, Dir, "*.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no drills (*.yaml) in %s", Dir)
-	}
-	sort.Strings(files)
-	var out []*Scenario
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		s, err := Parse(filepath.ToSlash(filepath.Join(Dir, filepath.Base(f))), data)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
+	return policies.LoadDir(root, Dir, Parse)
 }
 
 // Coverage holds the drills to the rules: every alert a drill names
