@@ -3,6 +3,7 @@ package dr
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -129,7 +130,7 @@ func up(ctx context.Context, t containers.T, s *Scenario, b Bins) *mesh {
 			// (the spare's too: a restore brings one up there).
 			var ctls []string
 			for k := range all {
-				ctls = append(ctls, ctlURL(all[(k+indexOf(all, region))%len(all)]))
+				ctls = append(ctls, ctlURL(all[(k+slices.Index(all, region))%len(all)]))
 			}
 			m.nodes[region] = append(m.nodes[region], containers.StartNodeWith(ctx, t, containers.NodeOptions{
 				Name: nodeName(region, i), Networks: []*containers.Network{m.wan}, Controllers: ctls, CAPEM: m.caPEM, AuthKey: m.key,
@@ -139,13 +140,4 @@ func up(ctx context.Context, t containers.T, s *Scenario, b Bins) *mesh {
 		}
 	}
 	return m
-}
-
-func indexOf(xs []string, x string) int {
-	for i, v := range xs {
-		if v == x {
-			return i
-		}
-	}
-	return -1
 }
