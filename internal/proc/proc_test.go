@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"fmt"
 	"os"
 	"testing"
 )
@@ -23,4 +24,55 @@ func TestSelf(t *testing.T) {
 	if _, err := CPUTime(-1); err == nil {
 		t.Error("CPUTime(-1) succeeded")
 	}
+}
+
+func TestIdentity(t *testing.T) {
+	id, err := Identity(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Running(id) {
+		t.Errorf("Running(%q) = false for this very process", id)
+	}
+	st, err := ReadStat(os.Getpid())
+	if err != nil || st.State == 'Z' || st.Command == "" {
+		t.Fatalf("ReadStat(self) = %+v, %v", st, err)
+	}
+	// The same pid with another start time is another process.
+	other := fmt.Sprintf("%d@%d", os.Getpid(), st.Start+1)
+	for _, id := range []string{other, "", "x@1", "0@1", "-1@1", "99999999@1", "12"} {
+		if Running(id) {
+			t.Errorf("Running(%q) = true", id)
+		}
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	// A command may hold spaces and parentheses: the fields start after
+	// the last ')'.
+	line := "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 90118 1000 10 18446744073709551615\n"
+	st, ok := parseStat([]byte(line))
+	if !ok {
+		t.Fatalf("parseStat(%q) failed", line)
+	}
+	want := Stat{Command: "a (b) c", State: 'S', PGrp: 4242, Start: 90118, UTime: 7, STime: 3}
+	if *st != want {
+		t.Errorf("parseStat = %+v, want %+v", *st, want)
+	}
+	for _, bad := range []string{"", "4242 a) S", "4242 (a S 1", "4242 (a) S 1 2 3", "4242 (a) SS 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 90118"} {
+		if st, ok := parseStat([]byte(bad)); ok {
+			t.Errorf("parseStat(%q) = %+v, want a refusal", bad, st)
+		}
+	}
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add([]byte("1 (init) S 0 1 1 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5 1000 10\n"))
+	f.Add([]byte("9 ()) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 77 0 0"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, ok := parseStat(data)
+		if ok && (st == nil || st.State == 0) {
+			t.Fatalf("parseStat(%q) = %+v, true", data, st)
+		}
+	})
 }
