@@ -1,14 +1,17 @@
 package gates
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -381,4 +384,56 @@ func testSigner(t *testing.T) *evidence.Signer {
 		t.Fatal(err)
 	}
 	return signer
+}
+
+// TestInterruptEndsWhatGatesStarted: an interrupted run (its context
+// cancelled, as by SIGINT) leaves no process behind, however deep: the
+// grandchild here stands for a test binary under `go test`, or a daemon
+// under a test binary.
+func TestInterruptEndsWhatGatesStarted(t *testing.T) {
+	var r Registry
+	pids := make(chan int, 1)
+	r.Register(Spec{Name: "spawns", Owner: "sre", Timeout: time.Minute, Run: func(ctx context.Context, run *Run) error {
+		cmd := run.Command(ctx, "sh", "-c", "sleep 300 >/dev/null & echo $!; wait")
+		cmd.Stdout = nil
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(line))
+		if err != nil {
+			return err
+		}
+		pids <- pid
+		return cmd.Wait()
+	}})
+	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [spawns]\n", r.Has)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		pid := <-pids
+		pids <- pid
+		cancel()
+	}()
+	_, err := Execute(ctx, Options{Registry: &r, Policy: p, Channel: "nightly", Out: filepath.Join(t.TempDir(), "b"), Signer: testSigner(t),
+		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test", Grace: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := <-pids
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	for range 200 {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(data), ") Z ") {
+			return // gone, or a zombie not yet reaped: it runs nothing
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("the gate's grandchild %d still runs after the run was interrupted", pid)
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/internal/machine"
+	"github.com/rustynet/rustynet/internal/procgroup"
 	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/policies"
 )
@@ -669,9 +670,12 @@ func HasNeed(n Need) (bool, string) {
 }
 
 // Command returns a command that runs in the repository root with its
-// output in the gate's log; it is killed when ctx ends.
+// output in the gate's log. It leads its own process group, and when ctx
+// ends (the gate timed out, or the run was interrupted) the whole group is
+// killed: a `go test`, its test binaries and the daemons they started.
 func (r *Run) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
+	procgroup.Set(cmd)
 	cmd.Dir = r.Root
 	cmd.Stdout, cmd.Stderr = r.Log, r.Log
 	cmd.WaitDelay = 10 * time.Second

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"github.com/rustynet/rustynet/internal/procgroup"
 )
 
 // quicPackage is the QUIC backend, relative to the repository root.
@@ -30,6 +32,7 @@ func probeQUICPin(ctx context.Context, rep *report, root string) error {
 	}
 	args := []string{"test", "-count=1", "-json", "-run", "^(" + strings.Join(names, "|") + ")$", quicPackage}
 	cmd := exec.CommandContext(ctx, "go", args...)
+	procgroup.Set(cmd) // the test binary dies with it
 	cmd.Dir = root
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/internal/procgroup"
 )
 
 // Event is one line of `go test -json`.
@@ -64,6 +65,12 @@ func Run(ctx context.Context, r *gates.Run, env []string, total int, args ...str
 		}
 	}()
 	runErr := cmd.Run()
+	// A test that started a process and did not stop it leaves it in the
+	// command's process group: say so, and end it.
+	if left := procgroup.Left(cmd); len(left) > 0 {
+		fmt.Fprintf(r.Log, "go test left %d processes running; killed: %s\n", len(left), strings.Join(left, ", "))
+		procgroup.Kill(cmd)
+	}
 	pw.Close()
 	<-done
 	res := Parse(out.Bytes())

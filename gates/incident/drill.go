@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/rustynet/rustynet/internal/meshload"
+	"github.com/rustynet/rustynet/internal/procgroup"
 	"github.com/rustynet/rustynet/internal/promstack"
 	slospec "github.com/rustynet/rustynet/internal/slo"
 	"github.com/rustynet/rustynet/internal/testbed"
@@ -315,6 +316,7 @@ func Run(ctx context.Context, env Env, s *Scenario) (res *Result, err error) {
 	// namespace only, and sees the machine's /sys (its cgroups) as an
 	// operator's shell would.
 	cmd := exec.CommandContext(mctx, "nsenter", "--net="+host.NSPath, "sh", "-eu", "-c", res.Script)
+	procgroup.Set(cmd) // what the script started ends with it
 	cmd.Env = append(os.Environ(), scriptEnv...)
 	out, err := cmd.CombinedOutput()
 	stopM()

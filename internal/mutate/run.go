@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rustynet/rustynet/gates"
@@ -191,7 +192,11 @@ func runGate(ctx context.Context, o Options, gate, dir, name, channel, out strin
 	cmd.Env = append(os.Environ(), env...)
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, o.Log
-	cmd.WaitDelay = 10 * time.Second
+	// Interrupted, the gate CLI is asked to stop as a user would ask it
+	// (it kills the process groups of its gates), and killed if it has
+	// not exited 30 s later.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
+	cmd.WaitDelay = 30 * time.Second
 	err := cmd.Run()
 	code := 0
 	var ee *exec.ExitError
