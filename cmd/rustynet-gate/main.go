@@ -43,6 +43,7 @@ import (
 	"github.com/rustynet/rustynet/gates/slo"
 	"github.com/rustynet/rustynet/gates/soak"
 	"github.com/rustynet/rustynet/gates/unit"
+	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/policies"
 	"github.com/rustynet/rustynet/report"
 )
@@ -275,6 +276,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	defer snap.Close()
 	sha, dirty := snap.Commit, snap.Dirty
+	sweepTestNetworks(stderr)
 	var bkey *evidence.Verifier
 	if *baseline != "" {
 		if *baselineKey != "" {
@@ -652,4 +654,20 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 		return fail(exitBlocked, "")
 	}
 	return nil
+}
+
+// sweepTestNetworks removes the test networks that killed processes left
+// (an earlier run interrupted while a test binary held its namespaces), so
+// that a run does not start beside them. It needs root, as they do.
+func sweepTestNetworks(stderr io.Writer) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	swept, err := testbed.Sweep()
+	if len(swept) > 0 {
+		fmt.Fprintf(stderr, "removed %d test networks left by processes that were killed: %s\n", len(swept), strings.Join(swept, ", "))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "rustynet-gate: could not remove every test network left behind: %v\n", err)
+	}
 }

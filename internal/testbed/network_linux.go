@@ -199,6 +199,17 @@ func build(t scope, opts Options) (*Network, error) {
 	}
 	n := &Network{Name: "rntb-" + suffix, Subnet: subnet}
 	n.Switch = n.Name + "-sw"
+	// What killed processes left is removed first; this network is
+	// recorded as this process's before it has anything to leave.
+	_, _ = Sweep() // best effort: what it cannot remove does not stop this network
+	if err := claim(n.Name); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() {
+		if err := unclaim(n.Name); err != nil {
+			t.Errorf("testbed: %v", err)
+		}
+	})
 
 	swPath, err := addNS(t, n.Switch)
 	if err != nil {

@@ -3,6 +3,7 @@
 package testbed_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -12,6 +13,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,9 +31,69 @@ import (
 	"github.com/rustynet/rustynet/internal/testbed"
 )
 
-// TestMain fails the package if a test leaves a goroutine running.
+// TestMain fails the package if a test leaves a goroutine running. Run
+// with sweepChildEnv set, the binary is instead the process that
+// TestSweep kills: it builds a network, prints its name and waits.
 func TestMain(m *testing.M) {
+	if os.Getenv(sweepChildEnv) != "" {
+		n, err := testbed.Create(context.Background(), testbed.Options{Hosts: 2})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println(n.Name)
+		time.Sleep(time.Minute) // killed long before
+		os.Exit(1)
+	}
 	goleak.VerifyTestMain(m)
+}
+
+const sweepChildEnv = "RUSTYNET_TESTBED_SWEEP_CHILD"
+
+// TestSweep: a process killed before its cleanup ran (as a test binary is
+// when a gate run is interrupted) leaves its namespaces; Sweep removes
+// them, and leaves those of live processes alone.
+func TestSweep(t *testing.T) {
+	require.Root(t)
+	live := testbed.New(t, testbed.Options{Hosts: 1})
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), sweepChildEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	name := strings.TrimSpace(line)
+	if err != nil || !strings.HasPrefix(name, "rntb-") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the child said %q, %v; want its network's name", line, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	left, _ := filepath.Glob("/var/run/netns/" + name + "-*")
+	if len(left) != 3 {
+		t.Fatalf("the killed child left %q, want its switch and 2 hosts", left)
+	}
+	swept, err := testbed.Sweep()
+	if err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if !slices.Contains(swept, name) {
+		t.Errorf("Sweep removed %q, want %s among them", swept, name)
+	}
+	if slices.Contains(swept, live.Name) {
+		t.Errorf("Sweep removed %s, a network of this live process", live.Name)
+	}
+	if left, _ := filepath.Glob("/var/run/netns/" + name + "-*"); len(left) != 0 {
+		t.Errorf("after Sweep, %q remain", left)
+	}
+	if _, err := os.Stat("/var/run/netns/" + live.Switch); err != nil {
+		t.Errorf("the live network's switch: %v", err)
+	}
 }
 
 // dialTimeout bounds dials that are expected to fail. It is not a
