@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -25,8 +26,14 @@ import (
 )
 
 // TestMain fails the run if a goroutine outlives the tests: the package
-// must not leave Docker connections or waiters behind.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// must not leave Docker connections or waiters behind. Run with
+// sweepChildEnv set, the binary is TestSweep's child instead.
+func TestMain(m *testing.M) {
+	if os.Getenv(sweepChildEnv) != "" {
+		sweepChild()
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestControllerServesHealthz(t *testing.T) {
 	require.Docker(t)

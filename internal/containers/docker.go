@@ -23,6 +23,8 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
+
+	"github.com/rustynet/rustynet/internal/proc"
 )
 
 // Labels on everything the package creates.
@@ -32,6 +34,9 @@ const (
 	LabelSession = "org.rustynet.containers.session"
 	// LabelTest names the test that created a container or network.
 	LabelTest = "org.rustynet.containers.test"
+	// LabelOwner names the process that created a container or network
+	// (proc.Identity); Sweep removes those whose owner is gone.
+	LabelOwner = "org.rustynet.containers.owner"
 	// LabelImage is on every image Image builds; its value is the image's
 	// name ("controller", "node").
 	LabelImage = "org.rustynet.containers.image"
@@ -55,6 +60,7 @@ var (
 	setupOnce sync.Once
 	setupErr  error
 	session   string
+	owner     string // proc.Identity of this process
 	provider  *testcontainers.DockerProvider
 )
 
@@ -81,17 +87,79 @@ func start() error {
 		var b [8]byte
 		rand.Read(b[:])
 		session = hex.EncodeToString(b[:])
+		if owner, setupErr = proc.Identity(os.Getpid()); setupErr != nil {
+			return
+		}
 		provider, setupErr = testcontainers.NewDockerProvider(testcontainers.WithLogger(tclog.NewNoopLogger()))
 		if setupErr != nil {
 			setupErr = fmt.Errorf("docker provider: %w", setupErr)
+			return
+		}
+		// What killed processes left (there is no Ryuk) goes first.
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		swept, err := sweep(ctx)
+		if len(swept) > 0 {
+			fmt.Fprintf(os.Stderr, "containers: removed what processes that were killed left: %s\n", strings.Join(swept, "; "))
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "containers: could not remove everything killed processes left: %v\n", err)
 		}
 	})
 	return setupErr
 }
 
+// Sweep removes the containers, then the networks, whose creating process
+// (LabelOwner) no longer runs: what a test binary killed before its
+// cleanup (under an interrupted gate, say) left behind. Every process
+// sweeps before its first container; those of running processes are not
+// touched. It returns what it removed, one line each.
+func Sweep(ctx context.Context) ([]string, error) {
+	if err := start(); err != nil {
+		return nil, err
+	}
+	return sweep(ctx)
+}
+
+func sweep(ctx context.Context) ([]string, error) {
+	defer provider.Close() // its idle connections; the provider stays usable
+	f := make(client.Filters).Add("label", LabelOwner)
+	cs, err := provider.Client().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var swept []string
+	var errs []error
+	for _, c := range cs.Items {
+		if proc.Running(c.Labels[LabelOwner]) {
+			continue
+		}
+		if _, err := provider.Client().ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			errs = append(errs, fmt.Errorf("remove container %.12s: %w", c.ID, err))
+			continue
+		}
+		swept = append(swept, fmt.Sprintf("container %s (test %s)", strings.Join(c.Names, ","), c.Labels[LabelTest]))
+	}
+	ns, err := provider.Client().NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		return swept, errors.Join(append(errs, fmt.Errorf("list networks: %w", err))...)
+	}
+	for _, n := range ns.Items {
+		if proc.Running(n.Labels[LabelOwner]) {
+			continue
+		}
+		if _, err := provider.Client().NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+			continue
+		}
+		swept = append(swept, fmt.Sprintf("network %s (test %s)", n.Name, n.Labels[LabelTest]))
+	}
+	return swept, errors.Join(errs...)
+}
+
 // labels are the labels of a container or network t creates.
 func labels(t T) map[string]string {
-	return map[string]string{LabelSession: session, LabelTest: t.Name()}
+	return map[string]string{LabelSession: session, LabelTest: t.Name(), LabelOwner: owner}
 }
 
 // Result is what a command run in a container did.
