@@ -94,19 +94,32 @@ type Config struct {
 	// ProbeLog, when set, gets one JSON line per probe (ProbeRecord), for
 	// drills that measure the longest gap between two nodes.
 	ProbeLog io.Writer
+	// NetmapLog, when set, gets one JSON line per netmap applied
+	// (NetmapRecord), for drills that measure how long a change takes to
+	// reach every node.
+	NetmapLog io.Writer
+}
+
+// NetmapRecord is one line of the netmap log (Config.NetmapLog): at At,
+// the dataplane took the netmap of Revision, of Kind "full", "delta" or
+// "cache" (as rustynet_node_netmaps_total counts them); Peers are the
+// peers it added or changed, Removed those it removed.
+type NetmapRecord struct {
+	At       time.Time    `json:"at"`
+	Revision uint64       `json:"revision"`
+	Kind     string       `json:"kind"`
+	Peers    []api.NodeID `json:"peers,omitempty"`
+	Removed  []api.NodeID `json:"removed,omitempty"`
 }
 
 // Node is a running node agent.
 type Node struct {
-	cfg Config
-	log *slog.Logger
-	// probeLogMu serializes the probe log's lines; probeLogFailed is set
-	// once a write failed (logged once).
-	probeLogMu     sync.Mutex
-	probeLogFailed bool
-	metrics        *metrics
-	client         *control.Client
-	bo             backoff
+	cfg                 Config
+	log                 *slog.Logger
+	probeLog, netmapLog *jsonLog // nil without Config.ProbeLog, NetmapLog
+	metrics             *metrics
+	client              *control.Client
+	bo                  backoff
 
 	// rotation holds a token while a key rotation is under way (the
 	// user's, or the node's own completion or repair of one): one at a
@@ -185,13 +198,15 @@ func New(cfg Config) (*Node, error) {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		bo:       backoff{min: retryMin, max: retryMax},
-		peers:    map[api.NodeID]api.Node{},
-		state:    localapi.StateStarting,
-		netReady: make(chan struct{}),
-		rotation: make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		bo:        backoff{min: retryMin, max: retryMax},
+		peers:     map[api.NodeID]api.Node{},
+		state:     localapi.StateStarting,
+		netReady:  make(chan struct{}),
+		rotation:  make(chan struct{}, 1),
+		probeLog:  newJSONLog("probe log", cfg.ProbeLog),
+		netmapLog: newJSONLog("netmap log", cfg.NetmapLog),
 	}
 	client, err := control.NewReplicated(control.Config{
 		URLs:   cfg.ControllerURLs,
@@ -565,17 +580,25 @@ func (n *Node) applyMap(m *api.MapResponse, fromCache bool) error {
 		return nil
 	}
 	n.updatedAt = time.Now()
-	if fromCache {
-		n.metrics.netmaps.WithLabelValues("cache").Inc()
-	} else if m.Full {
-		n.metrics.netmaps.WithLabelValues("full").Inc()
-	} else {
-		n.metrics.netmaps.WithLabelValues("delta").Inc()
+	kind := "delta"
+	switch {
+	case fromCache:
+		kind = "cache"
+	case m.Full:
+		kind = "full"
 	}
+	n.metrics.netmaps.WithLabelValues(kind).Inc()
 	if err := n.applyLocked(); err != nil {
 		return err
 	}
 	n.metrics.netmapApply.Observe(time.Since(start).Seconds())
+	if n.netmapLog != nil {
+		rec := NetmapRecord{At: time.Now().UTC(), Revision: n.rev, Kind: kind, Removed: m.PeersRemoved}
+		for _, p := range append(m.Peers, m.PeersChanged...) {
+			rec.Peers = append(rec.Peers, p.ID)
+		}
+		n.netmapLog.write(n.log, rec)
+	}
 	if !fromCache {
 		if err := n.save(netmapFile, n.viewLocked()); err != nil {
 			n.log.Warn("caching the netmap", "err", err)

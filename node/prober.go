@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -105,25 +104,8 @@ func (n *Node) probeRound(ctx context.Context, wg *sync.WaitGroup, mu *sync.Mute
 				rec.Result, rec.Error = "error", err.Error()
 			}
 			n.metrics.probes.WithLabelValues(rec.Result).Inc()
-			n.logProbe(rec)
+			n.probeLog.write(n.log, rec)
 		})
-	}
-}
-
-// logProbe writes rec to the probe log, if there is one.
-func (n *Node) logProbe(rec ProbeRecord) {
-	if n.cfg.ProbeLog == nil {
-		return
-	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return // a ProbeRecord always marshals
-	}
-	n.probeLogMu.Lock()
-	defer n.probeLogMu.Unlock()
-	if _, err := n.cfg.ProbeLog.Write(append(b, '\n')); err != nil && !n.probeLogFailed {
-		n.probeLogFailed = true
-		n.log.Error("writing the probe log; later probes are not logged", "err", err)
 	}
 }
 

@@ -3,6 +3,7 @@ package node_test
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/controllertest"
 	"github.com/rustynet/rustynet/node"
 )
@@ -53,8 +55,9 @@ func TestProberAndHealthMetrics(t *testing.T) {
 	key := m.AuthKey()
 	reg := prometheus.NewRegistry()
 	cfg := m.config("alpha", key)
-	probeLog := &lockedBuffer{}
+	probeLog, netmapLog := &lockedBuffer{}, &lockedBuffer{}
 	cfg.Registerer, cfg.ProbeInterval, cfg.ProbePeers, cfg.ProbeLog = reg, 100*time.Millisecond, -1, probeLog
+	cfg.NetmapLog = netmapLog
 	startNetstackNode(t, cfg)
 	cfg = m.config("bravo", key)
 	cfg.ProbeInterval = -1
@@ -94,6 +97,7 @@ func TestProberAndHealthMetrics(t *testing.T) {
 	// The probe log has a line for each probe counted (the counter goes
 	// first, and is read after the log), each naming bravo.
 	results := map[string]int{}
+	var bravo api.NodeID
 	for line := range strings.Lines(probeLog.String()) {
 		var rec node.ProbeRecord
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
@@ -103,11 +107,40 @@ func TestProberAndHealthMetrics(t *testing.T) {
 			t.Errorf("probe log line %q", line)
 		}
 		results[rec.Result]++
+		bravo = rec.Peer
 	}
 	for _, r := range []string{"ok", "lost"} {
 		if n, _ := gathered(t, reg, "rustynet_node_peer_probes_total", "result", r); results[r] == 0 || float64(results[r]) > n {
 			t.Errorf("the probe log has %d %s probes, the metric %v", results[r], r, n)
 		}
+	}
+
+	// The netmap log has a line for netmaps applied (each counted before
+	// its line is written; the log is read first), one of them adding
+	// bravo.
+	logged := netmapLog.String()
+	counted := 0.0
+	for _, kind := range []string{"full", "delta", "cache"} {
+		n, _ := gathered(t, reg, "rustynet_node_netmaps_total", "kind", kind)
+		counted += n
+	}
+	lines, sawBravo := 0, false
+	for line := range strings.Lines(logged) {
+		var rec node.NetmapRecord
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("netmap log line %q: %v", line, err)
+		}
+		if rec.At.IsZero() || rec.Revision == 0 || (rec.Kind != "full" && rec.Kind != "delta") {
+			t.Errorf("netmap log line %q", line)
+		}
+		sawBravo = sawBravo || slices.Contains(rec.Peers, bravo)
+		lines++
+	}
+	if lines == 0 || float64(lines) > counted {
+		t.Errorf("the netmap log has %d lines, the metric counts %v netmaps", lines, counted)
+	}
+	if !sawBravo {
+		t.Errorf("no line of the netmap log adds bravo (%s):\n%s", bravo, logged)
 	}
 }
 

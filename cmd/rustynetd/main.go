@@ -75,6 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	probeInterval := fs.Duration("probe-interval", node.ProbeInterval, fmt.Sprintf("how often to probe a sample of up to %d peers through the tunnel (the peer reachability SLI); 0 disables", node.ProbePeers))
 	probePeers := fs.Int("probe-peers", node.ProbePeers, "how many peers each probe round probes, at random; 0 probes every peer")
 	probeLog := fs.String("probe-log", "", "append one JSON line per probe to this file (time, peer, result, round trip), for drills")
+	netmapLog := fs.String("netmap-log", "", "append one JSON line per netmap applied to this file (time, revision, peers added or changed, removed), for drills")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	readyFile := fs.String("ready-file", "", "once the dataplane is up, write this JSON file with the local API socket, device and port (for supervisors and tests)")
@@ -131,14 +132,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *probePeers < 0 {
 		return usage("--probe-peers %d: want 0 (every peer) or more", *probePeers)
 	}
-	var probeLogW io.Writer
-	if *probeLog != "" {
-		f, err := os.OpenFile(*probeLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	var drillLogs [2]io.Writer // --probe-log, --netmap-log
+	for i, l := range []struct{ flag, path string }{{"--probe-log", *probeLog}, {"--netmap-log", *netmapLog}} {
+		if l.path == "" {
+			continue
+		}
+		f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
-			return usage("--probe-log: %v", err)
+			return usage("%s: %v", l.flag, err)
 		}
 		defer f.Close()
-		probeLogW = f
+		drillLogs[i] = f
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -175,7 +179,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Version:        version,
 		ProbeInterval:  probeInterval0(*probeInterval),
 		ProbePeers:     probePeers0(*probePeers),
-		ProbeLog:       probeLogW,
+		ProbeLog:       drillLogs[0],
+		NetmapLog:      drillLogs[1],
 	})
 	if err != nil {
 		return usage("%v", err)

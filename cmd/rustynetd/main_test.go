@@ -53,6 +53,7 @@ func TestProbeFlags(t *testing.T) {
 	}{
 		{[]string{"--probe-peers", "-1"}, "--probe-peers -1: want 0 (every peer) or more"},
 		{[]string{"--probe-log", "/nonexistent/dir/probes.jsonl"}, "--probe-log: open /nonexistent/dir/probes.jsonl"},
+		{[]string{"--netmap-log", "/nonexistent/dir/netmaps.jsonl"}, "--netmap-log: open /nonexistent/dir/netmaps.jsonl"},
 	} {
 		var stderr bytes.Buffer
 		args := append([]string{"--state-dir", t.TempDir(), "--controller", "https://a.example:8443", "--controller-ca", "/nonexistent/ca.pem"}, tc.args...)
