@@ -37,6 +37,7 @@ import (
 	"github.com/rustynet/rustynet/gates/build"
 	"github.com/rustynet/rustynet/gates/conformance"
 	"github.com/rustynet/rustynet/gates/cryptopolicy"
+	"github.com/rustynet/rustynet/gates/dr"
 	"github.com/rustynet/rustynet/gates/incident"
 	"github.com/rustynet/rustynet/gates/perfbudget"
 	"github.com/rustynet/rustynet/gates/publish"
@@ -77,6 +78,7 @@ func registry() *gates.Registry {
 	soak.Register(&r)
 	slo.Register(&r)
 	incident.Register(&r)
+	dr.Register(&r)
 	return &r
 }
 

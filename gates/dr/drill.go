@@ -6,10 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
@@ -29,8 +29,13 @@ type Result struct {
 	Drill   string  `json:"drill"`
 	Latency string  `json:"latency_method"`
 	Events  []Event `json:"timeline"`
-	// Failed names the regions a fault took out for good.
-	Failed []string `json:"failed_regions"`
+	// Failed names the regions a fault took out for good; Partitioned
+	// those cut off for a while. Neither's nodes are measured.
+	Failed      []string `json:"failed_regions"`
+	Partitioned []string `json:"partitioned_regions,omitempty"`
+	// Down are the times replicas were down or cut off: writes sent to
+	// them then are not held against the surviving ones.
+	Down []Window `json:"replicas_down,omitempty"`
 
 	// ControlPlaneRTO: the first fault until the first write sent after
 	// it that a surviving region's replica acknowledged; nil when none was.
@@ -38,6 +43,14 @@ type Result struct {
 	// FailedWritesAfter counts writes to surviving replicas after the
 	// first fault that were not acknowledged.
 	FailedWritesAfter int `json:"failed_writes_after_fault"`
+	// PropagationRTO: the first fault until the last surviving node
+	// applied a netmap holding the change of PropagatedWrite, the first
+	// write sent after the fault that a surviving replica acknowledged;
+	// nil when some surviving node never did.
+	PropagationRTO  *time.Duration `json:"propagation_rto_ns"`
+	PropagatedWrite string         `json:"propagated_write,omitempty"`
+	// NotPropagated names the surviving nodes that never applied it.
+	NotPropagated []string `json:"not_propagated,omitempty"`
 	// MaxProbeGap is the longest time, beyond the probe interval, between
 	// two answered probes of one pair of surviving nodes, in the steady
 	// state (from the moment every pair had been answered); LostProbes
@@ -51,27 +64,21 @@ type Result struct {
 	LostWrites  int      `json:"lost_writes"`
 	Lost        []string `json:"lost,omitempty"`
 
-	Writes []drload.Record               `json:"-"`
-	Probes map[string][]node.ProbeRecord `json:"-"`
+	Writes  []drload.Record                `json:"-"`
+	Probes  map[string][]node.ProbeRecord  `json:"-"`
+	Netmaps map[string][]node.NetmapRecord `json:"-"`
+
+	logf func(format string, args ...any)
 }
 
 // Run runs the drill: its topology, its workload, its faults at their
-// times; then it collects the logs and measures. Only lose-region is
-// injected yet; a drill with another fault kind is refused.
+// times (a fault whose injection is not built fails the drill); then it
+// collects the logs and measures.
 func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 	t.Helper()
-	for _, f := range s.Faults {
-		if f.Kind.Value != LoseRegion {
-			t.Fatalf("drill %s: fault %s: its injection is not built yet", s.Name, f.Kind.Value)
-		}
-	}
-	res := &Result{Drill: s.Name, Latency: LatencyMethod(s.Topology.Latency.D)}
-	event := func(what string) {
-		res.Events = append(res.Events, Event{At: time.Now().UTC(), What: what})
-		t.Logf("%s", what)
-	}
+	res := &Result{Drill: s.Name, Latency: LatencyMethod(s.Topology.Latency.D), logf: t.Logf}
 	m := up(ctx, t, s, b)
-	event("topology up")
+	res.event("topology up")
 	var urls []string
 	for _, r := range s.Live() {
 		urls = append(urls, ctlURL(r.Name.Value))
@@ -87,22 +94,20 @@ func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 		Files:    map[string][]byte{"/ca.pem": m.caPEM, "/key": []byte(m.key)},
 	})
 	start := time.Now()
-	event("workload started")
+	res.event("workload started")
 	var first time.Time
-	for _, f := range s.Faults {
-		if err := sleepUntil(ctx, start.Add(f.At.D)); err != nil {
+	for _, st := range m.schedule(res) {
+		if err := sleepUntil(ctx, start.Add(st.at)); err != nil {
 			t.Fatalf("drill %s: %v", s.Name, err)
 		}
-		region := f.Region.Value
 		if first.IsZero() {
 			first = time.Now()
 		}
-		event(fmt.Sprintf("fault: %s %s", f.Kind.Value, region))
-		if err := m.loseRegion(ctx, region); err != nil {
-			t.Fatalf("drill %s: %v", s.Name, err)
+		res.event("fault: " + st.what)
+		if err := st.do(ctx); err != nil {
+			t.Fatalf("drill %s: %s: %v", s.Name, st.what, err)
 		}
-		res.Failed = append(res.Failed, region)
-		event(fmt.Sprintf("region %s: every container killed", region))
+		res.event("done: " + st.what)
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.Duration.D+time.Minute)
 	defer cancel()
@@ -110,7 +115,7 @@ func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 		l, _ := load.Logs(ctx)
 		t.Fatalf("load client: exit %d, %v\n%s", code, err, l)
 	}
-	event("workload ended")
+	res.event("workload ended")
 
 	raw, err := containers.CopyFile(ctx, load.Container, acks, 64<<20)
 	if err != nil {
@@ -119,30 +124,30 @@ func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 	if res.Writes, err = parseLines[drload.Record](raw); err != nil {
 		t.Fatalf("the load client's log: %v", err)
 	}
-	res.Probes = map[string][]node.ProbeRecord{}
+	res.Probes, res.Netmaps = map[string][]node.ProbeRecord{}, map[string][]node.NetmapRecord{}
 	for _, r := range s.Live() {
-		if slices.Contains(res.Failed, r.Name.Value) {
+		if !res.survived(r.Name.Value) {
 			continue
 		}
 		for _, n := range m.nodes[r.Name.Value] {
-			raw, err := containers.CopyFile(ctx, n.Container, containers.DataDir+"/probes.jsonl", 256<<20)
+			raw, err := containers.CopyFile(ctx, n.Container, probeLog, 256<<20)
+			if err == nil {
+				res.Probes[n.Name], err = parseLines[node.ProbeRecord](raw)
+			}
 			if err != nil {
 				t.Fatalf("%s's probe log: %v", n.Name, err)
 			}
-			if res.Probes[n.Name], err = parseLines[node.ProbeRecord](raw); err != nil {
-				t.Fatalf("%s's probe log: %v", n.Name, err)
+			raw, err = containers.CopyFile(ctx, n.Container, netmapLog, 64<<20)
+			if err == nil {
+				res.Netmaps[n.Name], err = parseLines[node.NetmapRecord](raw)
+			}
+			if err != nil {
+				t.Fatalf("%s's netmap log: %v", n.Name, err)
 			}
 		}
 	}
-	surviving := func(url string) bool {
-		for _, r := range res.Failed {
-			if url == ctlURL(r) {
-				return false
-			}
-		}
-		return true
-	}
-	res.measureWrites(first, surviving)
+	res.measureWrites(first)
+	res.measurePropagation(first)
 	res.measureProbes(s.Workload.ProbeEvery.D)
 	if err := res.checkStore(ctx, m); err != nil {
 		t.Fatalf("drill %s: %v", s.Name, err)
@@ -150,34 +155,28 @@ func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 	return res
 }
 
-// loseRegion kills every container of the region at once.
-func (m *mesh) loseRegion(ctx context.Context, region string) error {
-	var kills []func(context.Context) error
-	for _, n := range m.nodes[region] {
-		kills = append(kills, n.Kill)
+// event adds a moment to the drill's timeline, and logs it.
+func (r *Result) event(what string) {
+	r.Events = append(r.Events, Event{At: time.Now().UTC(), What: what})
+	if r.logf != nil {
+		r.logf("%s", what)
 	}
-	kills = append(kills, m.ctl[region].Kill, m.etcd[region].Kill)
-	var wg sync.WaitGroup
-	errs := make([]error, len(kills))
-	for i, k := range kills {
-		wg.Go(func() { errs[i] = k(ctx) })
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return fmt.Errorf("lose region %s: %w", region, err)
-		}
-	}
-	return nil
 }
 
-// measureWrites takes the control-plane RTO from the write log.
-func (r *Result) measureWrites(fault time.Time, surviving func(string) bool) {
+// survived reports whether a region's nodes are measured: it was neither
+// lost nor cut off.
+func (r *Result) survived(region string) bool {
+	return !slices.Contains(r.Failed, region) && !slices.Contains(r.Partitioned, region)
+}
+
+// measureWrites takes the control-plane RTO from the write log: writes
+// sent to a replica while it was down or cut off are not counted.
+func (r *Result) measureWrites(fault time.Time) {
 	if fault.IsZero() {
 		return
 	}
 	for _, w := range r.Writes {
-		if w.At.Before(fault) || !surviving(w.Replica) {
+		if w.At.Before(fault) || !r.reachable(w.Replica, w.At) {
 			continue
 		}
 		if !w.OK {
@@ -188,6 +187,41 @@ func (r *Result) measureWrites(fault time.Time, surviving func(string) bool) {
 			d := w.Done.Sub(fault)
 			r.ControlPlaneRTO = &d
 		}
+	}
+}
+
+// measurePropagation times the first change acknowledged after the fault
+// by a surviving replica until every surviving node has applied it (a
+// netmap line, after the change was sent, adding or changing its node).
+func (r *Result) measurePropagation(fault time.Time) {
+	if fault.IsZero() {
+		return
+	}
+	i := slices.IndexFunc(r.Writes, func(w drload.Record) bool {
+		return w.OK && !w.At.Before(fault) && r.reachable(w.Replica, w.At)
+	})
+	if i < 0 {
+		return
+	}
+	w := r.Writes[i]
+	r.PropagatedWrite = fmt.Sprintf("%s of %s sent at %s through %s", w.Op, w.Node, w.At.Format(time.RFC3339Nano), w.Replica)
+	var last time.Time
+	names := slices.Sorted(maps.Keys(r.Netmaps))
+	for _, name := range names {
+		j := slices.IndexFunc(r.Netmaps[name], func(rec node.NetmapRecord) bool {
+			return !rec.At.Before(w.At) && slices.Contains(rec.Peers, w.Node)
+		})
+		if j < 0 {
+			r.NotPropagated = append(r.NotPropagated, name)
+			continue
+		}
+		if at := r.Netmaps[name][j].At; at.After(last) {
+			last = at
+		}
+	}
+	if len(r.NotPropagated) == 0 && !last.IsZero() {
+		d := last.Sub(fault)
+		r.PropagationRTO = &d
 	}
 }
 
@@ -243,7 +277,7 @@ func (r *Result) measureProbes(interval time.Duration) {
 func (r *Result) checkStore(ctx context.Context, m *mesh) error {
 	var ctl *containers.Controller
 	for region, c := range m.ctl {
-		if !slices.Contains(r.Failed, region) {
+		if r.survived(region) {
 			ctl = c
 			break
 		}

@@ -27,6 +27,12 @@ func nodeName(r string, i int) string {
 }
 func relayName(a, b string) string { return "relay-" + a + "-" + b }
 
+// Where each node logs its probes and its netmaps.
+const (
+	probeLog  = containers.DataDir + "/probes.jsonl"
+	netmapLog = containers.DataDir + "/netmaps.jsonl"
+)
+
 // The relays' ingress ports: a relay takes what its peer relay sends on
 // these, and hands it to its region's etcd member on 2379 and 2380.
 const (
@@ -135,7 +141,8 @@ func up(ctx context.Context, t containers.T, s *Scenario, b Bins) *mesh {
 			m.nodes[region] = append(m.nodes[region], containers.StartNodeWith(ctx, t, containers.NodeOptions{
 				Name: nodeName(region, i), Networks: []*containers.Network{m.wan}, Controllers: ctls, CAPEM: m.caPEM, AuthKey: m.key,
 				DaemonBin: b.Daemon, CLIBin: b.CLI,
-				Args: []string{"--probe-interval", s.Workload.ProbeEvery.D.String(), "--probe-peers", "0", "--probe-log", containers.DataDir + "/probes.jsonl"},
+				Args: []string{"--probe-interval", s.Workload.ProbeEvery.D.String(), "--probe-peers", "0",
+					"--probe-log", probeLog, "--netmap-log", netmapLog},
 			}))
 		}
 	}

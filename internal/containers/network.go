@@ -2,7 +2,11 @@ package containers
 
 import (
 	"context"
+	"fmt"
 
+	mobynet "github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/network"
 )
 
@@ -29,4 +33,33 @@ func NewNetwork(ctx context.Context, t T) *Network {
 		}
 	})
 	return &Network{Name: nw.Name}
+}
+
+// Disconnect takes ctr off network n, as a cut cable would: its other
+// networks stay, and so does everything it runs. Connect puts it back.
+func Disconnect(ctx context.Context, ctr testcontainers.Container, n *Network) error {
+	if err := start(); err != nil {
+		return err
+	}
+	defer provider.Close() // its idle connections; the provider stays usable
+	_, err := provider.Client().NetworkDisconnect(ctx, n.Name, client.NetworkDisconnectOptions{Container: ctr.GetContainerID(), Force: true})
+	if err != nil {
+		return fmt.Errorf("disconnect %.12s from %s: %w", ctr.GetContainerID(), n.Name, err)
+	}
+	return nil
+}
+
+// Connect attaches ctr to network n with aliases (those it had there, to
+// undo a Disconnect: Docker forgets them).
+func Connect(ctx context.Context, ctr testcontainers.Container, n *Network, aliases ...string) error {
+	if err := start(); err != nil {
+		return err
+	}
+	defer provider.Close()
+	_, err := provider.Client().NetworkConnect(ctx, n.Name, client.NetworkConnectOptions{Container: ctr.GetContainerID(),
+		EndpointConfig: &mobynet.EndpointSettings{Aliases: aliases}})
+	if err != nil {
+		return fmt.Errorf("connect %.12s to %s: %w", ctr.GetContainerID(), n.Name, err)
+	}
+	return nil
 }

@@ -1,0 +1,170 @@
+package dr
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/internal/drload"
+	"github.com/rustynet/rustynet/node"
+	"github.com/rustynet/rustynet/policies"
+)
+
+// TestMeasurePropagation: the change timed is the first acknowledged by a
+// surviving replica after the fault, and it has reached a node only when a
+// netmap applied after it was sent adds or changes its node.
+func TestMeasurePropagation(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	lost := []Window{{Replica: ctlURL("ap"), From: t0}}
+	writes := []drload.Record{
+		{At: at(-500), Done: at(-450), Op: drload.OpEndpoints, Replica: ctlURL("eu"), OK: true, Node: "n1"}, // before the fault
+		{At: at(100), Done: at(150), Op: drload.OpEndpoints, Replica: ctlURL("ap"), OK: true, Node: "n2"},   // the lost region's
+		{At: at(200), Done: at(2200), Op: drload.OpRegister, Replica: ctlURL("us"), OK: false},              // not acknowledged
+		{At: at(300), Done: at(400), Op: drload.OpEndpoints, Replica: ctlURL("us"), OK: true, Node: "n3"},   // the one timed
+		{At: at(500), Done: at(600), Op: drload.OpEndpoints, Replica: ctlURL("eu"), OK: true, Node: "n4"},
+	}
+	rec := func(ms int, peers ...string) node.NetmapRecord {
+		r := node.NetmapRecord{At: at(ms), Revision: uint64(ms), Kind: "delta"}
+		for _, p := range peers {
+			r.Peers = append(r.Peers, api.NodeID(p))
+		}
+		return r
+	}
+	r := &Result{Writes: writes, Down: lost, Netmaps: map[string][]node.NetmapRecord{
+		// n3 changed before the write was sent (an earlier report): not it.
+		"node-eu-1": {rec(250, "n3"), rec(700, "n4"), rec(900, "n1", "n3")},
+		"node-us-1": {rec(450, "n3")},
+	}}
+	r.measurePropagation(t0)
+	if r.PropagationRTO == nil || *r.PropagationRTO != 900*time.Millisecond {
+		t.Errorf("propagation RTO = %v (%s), want 900ms: node-eu-1 applied n3's change at +900ms", r.PropagationRTO, r.PropagatedWrite)
+	}
+	if !strings.HasPrefix(r.PropagatedWrite, "endpoints of n3 ") || !strings.Contains(r.PropagatedWrite, ctlURL("us")) {
+		t.Errorf("propagated write %q, want n3's endpoints through ctl-us", r.PropagatedWrite)
+	}
+
+	// A node that never applies it: no RTO, and its name.
+	r = &Result{Writes: writes, Down: lost, Netmaps: map[string][]node.NetmapRecord{
+		"node-eu-1": {rec(900, "n3")},
+		"node-us-1": {rec(250, "n3"), rec(700, "n4")},
+	}}
+	r.measurePropagation(t0)
+	if r.PropagationRTO != nil || len(r.NotPropagated) != 1 || r.NotPropagated[0] != "node-us-1" {
+		t.Errorf("propagation RTO %v, not propagated to %v; want none, and node-us-1", r.PropagationRTO, r.NotPropagated)
+	}
+
+	// No fault, or no write acknowledged after it: nothing to time.
+	r = &Result{Writes: writes[:3], Down: lost, Netmaps: map[string][]node.NetmapRecord{"node-eu-1": {rec(900, "n3")}}}
+	r.measurePropagation(t0)
+	if r.PropagationRTO != nil || r.PropagatedWrite != "" {
+		t.Errorf("with no write acknowledged after the fault: %v, %q", r.PropagationRTO, r.PropagatedWrite)
+	}
+	r.measurePropagation(time.Time{})
+	if r.PropagationRTO != nil {
+		t.Errorf("with no fault: %v", r.PropagationRTO)
+	}
+}
+
+// TestJudge: each target set is held, a figure that was not measured
+// misses its target, and an unmeasurable target is never passed.
+func TestJudge(t *testing.T) {
+	s := loadDrill(t, "region-loss-short")
+	dur := func(d time.Duration) *policies.Duration { return &policies.Duration{D: d} }
+	zero := 0
+	target := &policies.DRTarget{ControlPlaneRTO: dur(3 * time.Second), PropagationRTO: dur(5 * time.Second),
+		MaxLostProbes: &zero, MaxLostWrites: &zero, MaxProbeGap: dur(time.Second)}
+	rto, prop := 200*time.Millisecond, 800*time.Millisecond
+	good := Result{ControlPlaneRTO: &rto, PropagationRTO: &prop, PropagatedWrite: "endpoints of n3", AckedWrites: 100, MaxProbeGap: 300 * time.Millisecond}
+	if got := Judge(&good, target, s); len(got) != 0 {
+		t.Errorf("a drill within its targets: %q", got)
+	}
+	slow, never := 4*time.Second, 6*time.Second
+	for _, c := range []struct {
+		name string
+		edit func(*Result)
+		want string
+	}{
+		{"slow control plane", func(r *Result) { r.ControlPlaneRTO = &slow }, "control-plane RTO 4s, over the target of 3s"},
+		{"no write after the fault", func(r *Result) { r.ControlPlaneRTO, r.FailedWritesAfter = nil, 40 }, "no write sent after the fault was acknowledged through a surviving region (40 refused)"},
+		{"slow propagation", func(r *Result) { r.PropagationRTO = &never }, "propagation RTO 6s, over the target of 5s"},
+		{"never propagated", func(r *Result) { r.PropagationRTO, r.NotPropagated = nil, []string{"node-us-1"} }, "endpoints of n3 never reached node-us-1"},
+		{"nothing to propagate", func(r *Result) { r.PropagationRTO, r.PropagatedWrite = nil, "" }, "no change was acknowledged after the fault"},
+		{"a lost probe", func(r *Result) { r.LostProbes = 1 }, "1 probes lost"},
+		{"a long gap", func(r *Result) { r.MaxProbeGap = 2 * time.Second }, "longest probe gap 2s, over the target of 1s"},
+		{"a lost write", func(r *Result) { r.LostWrites, r.Lost = 1, []string{"register of n9"} }, "1 of 100 acknowledged writes lost, over the target of 0: register of n9"},
+		{"no write at all", func(r *Result) { r.AckedWrites = 0 }, "no write was acknowledged in the whole drill"},
+	} {
+		r := good
+		c.edit(&r)
+		got := Judge(&r, target, s)
+		if len(got) != 1 || !strings.Contains(got[0], c.want) {
+			t.Errorf("%s: %q, want one miss saying %q", c.name, got, c.want)
+		}
+	}
+	one := 1.0
+	restore := &policies.DRTarget{MinRestoreConfidence: &one}
+	if got := Judge(&good, restore, s); len(got) != 1 || !strings.Contains(got[0], "min_restore_confidence: this build's drills do not measure it yet") {
+		t.Errorf("a target no drill measures: %q, want it missed", got)
+	}
+}
+
+// TestSchedule: every fault of every drill becomes its steps in time order,
+// a fault that lasts ending at its time plus its duration; a kind not
+// built yet is a step that fails.
+func TestSchedule(t *testing.T) {
+	for _, c := range []struct {
+		drill string
+		want  []string
+	}{
+		{"region-loss-short", []string{"40s lose region eu"}},
+		{"region-partition", []string{"1m0s partition region ap", "2m0s heal region ap"}},
+		{"etcd-leader-kill", []string{"1m0s SIGKILL the etcd leader", "1m30s start the killed etcd member"}},
+		{"controller-kill", []string{"1m0s SIGKILL controller ctl-eu", "1m30s start controller ctl-eu"}},
+		{"restore", nil},
+	} {
+		s := loadDrill(t, c.drill)
+		steps := (&mesh{s: s}).schedule(&Result{})
+		var got []string
+		for _, st := range steps {
+			got = append(got, st.at.String()+" "+st.what)
+		}
+		for i := 1; i < len(steps); i++ {
+			if steps[i].at < steps[i-1].at {
+				t.Errorf("%s: steps out of order: %q", c.drill, got)
+			}
+		}
+		if c.want != nil && strings.Join(got, "; ") != strings.Join(c.want, "; ") {
+			t.Errorf("%s: steps %q, want %q", c.drill, got, c.want)
+		}
+		if len(steps) == 0 {
+			t.Errorf("%s: no step", c.drill)
+		}
+		if c.drill == "restore" {
+			if err := steps[0].do(t.Context()); err == nil || !strings.Contains(err.Error(), "not built yet") {
+				t.Errorf("restore's step: %v, want a refusal", err)
+			}
+		}
+	}
+}
+
+func TestReachable(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	r := &Result{Down: []Window{
+		{Replica: ctlURL("eu"), From: t0, To: t0.Add(time.Minute)},
+		{Replica: ctlURL("us"), From: t0.Add(time.Minute)},
+	}}
+	for _, c := range []struct {
+		url  string
+		at   time.Duration
+		want bool
+	}{
+		{ctlURL("eu"), -time.Second, true}, {ctlURL("eu"), 0, false}, {ctlURL("eu"), 59 * time.Second, false}, {ctlURL("eu"), time.Minute, true},
+		{ctlURL("us"), 0, true}, {ctlURL("us"), time.Hour, false}, {ctlURL("ap"), 0, true},
+	} {
+		if got := r.reachable(c.url, t0.Add(c.at)); got != c.want {
+			t.Errorf("reachable(%s, +%v) = %v, want %v", c.url, c.at, got, c.want)
+		}
+	}
+}

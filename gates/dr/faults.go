@@ -1,0 +1,204 @@
+package dr
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+
+	"github.com/rustynet/rustynet/internal/containers"
+)
+
+// Window is a time a replica could not be reached, or was down: writes
+// sent to it then are not held against the surviving replicas. A zero To
+// is the end of the drill.
+type Window struct {
+	Replica string    `json:"replica"`
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to,omitzero"`
+}
+
+// step is one action of a drill's schedule: a fault, or its end.
+type step struct {
+	at   time.Duration // from the start of the workload
+	what string
+	do   func(context.Context) error
+}
+
+// schedule turns the drill's faults into its steps, in time order: each
+// fault at its time, and the end of each fault that lasts at its time plus
+// its duration.
+func (m *mesh) schedule(res *Result) []step {
+	var steps []step
+	for _, f := range m.s.Faults {
+		f := f
+		region := f.Region.Value
+		switch f.Kind.Value {
+		case LoseRegion:
+			steps = append(steps, step{f.At.D, "lose region " + region, func(ctx context.Context) error {
+				res.down(ctlURL(region))
+				res.Failed = append(res.Failed, region)
+				return m.loseRegion(ctx, region)
+			}})
+		case KillController:
+			steps = append(steps,
+				step{f.At.D, "SIGKILL controller " + ctlName(region), func(ctx context.Context) error {
+					res.down(ctlURL(region))
+					return m.ctl[region].Kill(ctx)
+				}},
+				step{f.At.D + f.For.D, "start controller " + ctlName(region), func(ctx context.Context) error {
+					err := m.ctl[region].Start(ctx)
+					res.up(ctlURL(region)) // serving again (Start waits for it)
+					return err
+				}})
+		case KillEtcdLeader:
+			var killed string
+			steps = append(steps,
+				step{f.At.D, "SIGKILL the etcd leader", func(ctx context.Context) error {
+					r, err := m.etcdLeader(ctx)
+					if err != nil {
+						return err
+					}
+					killed = r
+					res.event("etcd leader is " + etcdName(r) + ": killed")
+					return m.etcd[r].Kill(ctx)
+				}},
+				step{f.At.D + f.For.D, "start the killed etcd member", func(ctx context.Context) error {
+					if killed == "" {
+						return fmt.Errorf("no member was killed")
+					}
+					return m.etcd[killed].Start(ctx)
+				}})
+		case PartitionRegion:
+			steps = append(steps,
+				step{f.At.D, "partition region " + region, func(ctx context.Context) error {
+					res.down(ctlURL(region))
+					res.Partitioned = append(res.Partitioned, region)
+					return m.partition(ctx, region, true)
+				}},
+				step{f.At.D + f.For.D, "heal region " + region, func(ctx context.Context) error {
+					err := m.partition(ctx, region, false)
+					res.up(ctlURL(region))
+					return err
+				}})
+		default:
+			steps = append(steps, step{f.At.D, f.Kind.Value, func(context.Context) error {
+				return fmt.Errorf("fault %s: its injection is not built yet", f.Kind.Value)
+			}})
+		}
+	}
+	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at < steps[j].at })
+	return steps
+}
+
+// down opens a window of replica url from now; up closes it.
+func (r *Result) down(url string) {
+	r.Down = append(r.Down, Window{Replica: url, From: time.Now().UTC()})
+}
+
+func (r *Result) up(url string) {
+	for i := len(r.Down) - 1; i >= 0; i-- {
+		if r.Down[i].Replica == url && r.Down[i].To.IsZero() {
+			r.Down[i].To = time.Now().UTC()
+			return
+		}
+	}
+}
+
+// reachable reports whether the replica at url was neither down nor cut
+// off at t.
+func (r *Result) reachable(url string, t time.Time) bool {
+	for _, w := range r.Down {
+		if w.Replica == url && !t.Before(w.From) && (w.To.IsZero() || t.Before(w.To)) {
+			return false
+		}
+	}
+	return true
+}
+
+// etcdLeader returns the region whose etcd member leads, as the members
+// that answer say.
+func (m *mesh) etcdLeader(ctx context.Context) (string, error) {
+	ids := map[uint64]string{}
+	var leader uint64
+	var errs []error
+	for r, em := range m.etcd {
+		st, err := em.Status(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ids[st.ID] = r
+		if st.Leader != 0 {
+			leader = st.Leader
+		}
+	}
+	if r, ok := ids[leader]; ok {
+		return r, nil
+	}
+	return "", fmt.Errorf("no etcd member names a leader that answers (leader %x; %v)", leader, errs)
+}
+
+// loseRegion kills every container of the region at once.
+func (m *mesh) loseRegion(ctx context.Context, region string) error {
+	var kills []func(context.Context) error
+	for _, n := range m.nodes[region] {
+		kills = append(kills, n.Kill)
+	}
+	kills = append(kills, m.ctl[region].Kill, m.etcd[region].Kill)
+	return all(ctx, kills, "lose region "+region)
+}
+
+// partition cuts the region off from the wan, or (cut false) puts it back:
+// its relays (so its etcd member reaches no other), its replica (which the
+// nodes and the load client reach over the wan) and its nodes. What is on
+// the region's own network (its etcd member, its replica) still reaches
+// each other.
+func (m *mesh) partition(ctx context.Context, region string, cut bool) error {
+	type attach struct {
+		ctr   testcontainers.Container
+		alias string
+	}
+	var on []attach
+	for _, other := range m.s.Live() {
+		if name := relayName(region, other.Name.Value); m.relays[name] != nil {
+			on = append(on, attach{m.relays[name].Container, name})
+		}
+	}
+	on = append(on, attach{m.ctl[region].Container, ctlName(region)})
+	for _, n := range m.nodes[region] {
+		on = append(on, attach{n.Container, n.Name})
+	}
+	var fns []func(context.Context) error
+	for _, a := range on {
+		if cut {
+			fns = append(fns, func(ctx context.Context) error { return containers.Disconnect(ctx, a.ctr, m.wan) })
+		} else {
+			fns = append(fns, func(ctx context.Context) error { return containers.Connect(ctx, a.ctr, m.wan, a.alias) })
+		}
+	}
+	what := "partition region "
+	if !cut {
+		what = "heal region "
+	}
+	return all(ctx, fns, what+region)
+}
+
+// all runs fns at once and returns the first error.
+func all(ctx context.Context, fns []func(context.Context) error, what string) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(fns))
+	for i, f := range fns {
+		wg.Go(func() { errs[i] = f(ctx) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	return nil
+}

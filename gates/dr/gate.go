@@ -1,0 +1,252 @@
+package dr
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/internal/containers"
+	"github.com/rustynet/rustynet/internal/etcdproc"
+	"github.com/rustynet/rustynet/policies"
+)
+
+// Name is the gate's name.
+const Name = "dr"
+
+// Owner owns the gate: the on-call SRE team, who run the drills' faults
+// for real.
+const Owner = "sre"
+
+// The drill tools the gate builds from the commit under test, beside the
+// build gate's controller, daemon and CLI.
+const (
+	relayPackage = "github.com/rustynet/rustynet/internal/relay/relayd"
+	loadPackage  = "github.com/rustynet/rustynet/internal/drload/loadclient"
+)
+
+// Register adds the dr gate.
+func Register(r *gates.Registry) {
+	r.Register(gates.Spec{
+		Name:     Name,
+		Owner:    Owner,
+		Timeout:  90 * time.Minute,
+		Channels: gates.Channels,
+		Needs:    []gates.Need{gates.NeedDocker},
+		Run:      run,
+		// Beside the soak, slo and incident gates (light, steady loads):
+		// its figures are RTOs judged in seconds (measured in tenths) and
+		// probes lost after 2 s without an answer, which those loads
+		// cannot tip; it keeps the nightly channel under 30 minutes.
+		Concurrent: true,
+	})
+}
+
+func run(ctx context.Context, r *gates.Run) error {
+	drills, err := LoadAll(r.Root)
+	if err != nil {
+		return err // could not run
+	}
+	var names []string
+	for _, d := range drills {
+		names = append(names, d.Name)
+	}
+	pol, err := policies.LoadResilience(filepath.Join(r.Root, PolicyFile), names)
+	if err != nil {
+		return err
+	}
+	bins, err := buildBins(ctx, r)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	var summaries []map[string]any
+	run := pol.Drills(r.Channel)
+	for i, name := range run {
+		s := drills[slices.IndexFunc(drills, func(d *Scenario) bool { return d.Name == name })]
+		target := pol.Target(name, r.Channel)
+		if r.Channel == policies.Nightly && s.Duration.D > NightlyMaxDuration {
+			problems = append(problems, fmt.Sprintf("%s: lasts %v, over the nightly channel's %v (%s)", name, s.Duration.D, NightlyMaxDuration, s.File))
+			continue
+		}
+		fmt.Fprintf(r.Log, "== drill %s (%s): %s\n", name, s.File, s.Summary)
+		var res *Result
+		err := containers.RunDrill(name, r.Log, func(t *containers.Drill) { res = Run(ctx, t, s, bins) })
+		r.Progress(float64(i+1) / float64(len(run)))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil || res == nil {
+			problems = append(problems, fmt.Sprintf("%s: the drill did not complete: %v", name, err))
+			continue
+		}
+		if err := record(r, s, res); err != nil {
+			return err
+		}
+		ps := Judge(res, target, s)
+		for _, p := range ps {
+			problems = append(problems, name+": "+p)
+		}
+		fmt.Fprintf(r.Log, "drill %s: %s\n", name, res.Summary())
+		summaries = append(summaries, map[string]any{"drill": name, "file": s.File, "passed": len(ps) == 0, "problems": ps,
+			"targets_basis": target.Basis.Value, "result": res})
+	}
+	sort.Strings(problems)
+	if err := r.Details(map[string]any{"channel": r.Channel, "policy": PolicyFile, "policy_digest": pol.Digest,
+		"drills": summaries, "problems": problems}); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return gates.Fail("%d problems; %s", len(problems), strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// buildBins takes the controller, daemon and CLI the build gate built (the
+// commit's own, static), and builds etcd and the drill tools from the
+// commit, static too.
+func buildBins(ctx context.Context, r *gates.Run) (Bins, error) {
+	b := Bins{Controller: r.Binaries["rustynet-controller"], Daemon: r.Binaries["rustynetd"], CLI: r.Binaries["rustynet"]}
+	if b.Controller == "" || b.Daemon == "" || b.CLI == "" {
+		return b, fmt.Errorf("no binaries: the build gate did not run or failed")
+	}
+	dir := filepath.Join(r.Work, "dr-bin")
+	var err error
+	if b.Etcd, err = etcdproc.Build(ctx, r.Root, dir); err != nil {
+		return b, err
+	}
+	for _, t := range []struct {
+		pkg string
+		out *string
+	}{{relayPackage, &b.Relay}, {loadPackage, &b.Load}} {
+		*t.out = filepath.Join(dir, filepath.Base(t.pkg))
+		cmd := r.Command(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-o", *t.out, t.pkg)
+		cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
+		if err := cmd.Run(); err != nil {
+			return b, fmt.Errorf("go build %s: %w (the log has the compiler's output)", t.pkg, err)
+		}
+	}
+	return b, nil
+}
+
+// Judge holds a drill's result to its targets and returns what missed,
+// each saying by how much. A target whose figure was not measured (no
+// write acknowledged after the fault, a change that never reached a
+// node, a fault this build cannot measure) is missed.
+func Judge(res *Result, t *policies.DRTarget, s *Scenario) []string {
+	var out []string
+	miss := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	if t.ControlPlaneRTO != nil {
+		switch {
+		case res.ControlPlaneRTO == nil:
+			miss("control-plane RTO: no write sent after the fault was acknowledged through a surviving region (%d refused); target %v", res.FailedWritesAfter, t.ControlPlaneRTO.D)
+		case *res.ControlPlaneRTO > t.ControlPlaneRTO.D:
+			miss("control-plane RTO %v, over the target of %v", res.ControlPlaneRTO.Round(time.Millisecond), t.ControlPlaneRTO.D)
+		}
+	}
+	if t.PropagationRTO != nil {
+		switch {
+		case res.PropagatedWrite == "":
+			miss("propagation RTO: no change was acknowledged after the fault to time; target %v", t.PropagationRTO.D)
+		case res.PropagationRTO == nil:
+			miss("propagation RTO: %s never reached %s; target %v", res.PropagatedWrite, strings.Join(res.NotPropagated, ", "), t.PropagationRTO.D)
+		case *res.PropagationRTO > t.PropagationRTO.D:
+			miss("propagation RTO %v, over the target of %v (%s)", res.PropagationRTO.Round(time.Millisecond), t.PropagationRTO.D, res.PropagatedWrite)
+		}
+	}
+	if t.MaxProbeGap != nil && res.MaxProbeGap > t.MaxProbeGap.D {
+		miss("longest probe gap %v, over the target of %v", res.MaxProbeGap.Round(time.Millisecond), t.MaxProbeGap.D)
+	}
+	if t.MaxLostProbes != nil && res.LostProbes > *t.MaxLostProbes {
+		miss("%d probes lost between nodes outside the failed regions, over the target of %d", res.LostProbes, *t.MaxLostProbes)
+	}
+	if t.MaxLostWrites != nil {
+		switch {
+		case res.AckedWrites == 0:
+			miss("no write was acknowledged in the whole drill: nothing to lose, nothing proven")
+		case res.LostWrites > *t.MaxLostWrites:
+			miss("%d of %d acknowledged writes lost, over the target of %d: %s", res.LostWrites, res.AckedWrites, *t.MaxLostWrites, strings.Join(first(res.Lost, 3), "; "))
+		}
+	}
+	for _, name := range []struct {
+		set  bool
+		what string
+	}{{t.MaxBackupAge != nil, "max_backup_age"}, {t.TimeToRestore != nil, "time_to_restore"}, {t.MinRestoreConfidence != nil, "min_restore_confidence"}} {
+		if name.set {
+			miss("%s: this build's drills do not measure it yet (%s)", name.what, s.File)
+		}
+	}
+	return out
+}
+
+func first(s []string, n int) []string { return s[:min(n, len(s))] }
+
+// Summary is a line of a drill's figures, for the log.
+func (r *Result) Summary() string {
+	d := func(p *time.Duration) string {
+		if p == nil {
+			return "none"
+		}
+		return p.Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("control-plane RTO %s (%d writes refused after the fault), propagation RTO %s, longest probe gap %v, %d probes lost, %d of %d acknowledged writes lost",
+		d(r.ControlPlaneRTO), r.FailedWritesAfter, d(r.PropagationRTO), r.MaxProbeGap.Round(time.Millisecond), r.LostProbes, r.LostWrites, r.AckedWrites)
+}
+
+// record writes a drill's evidence: its result (figures and timeline),
+// the raw logs the figures come from, and a measurement per figure.
+func record(r *gates.Run, s *Scenario, res *Result) error {
+	dir := "drills/" + s.Name + "/"
+	if err := r.ArtifactJSON(dir+"result.json", res); err != nil {
+		return err
+	}
+	if err := r.Artifact(dir+"writes.jsonl", jsonLines(res.Writes)); err != nil {
+		return err
+	}
+	for _, n := range slices.Sorted(maps.Keys(res.Probes)) {
+		if err := r.Artifact(dir+"probes/"+n+".jsonl", jsonLines(res.Probes[n])); err != nil {
+			return err
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(res.Netmaps)) {
+		if err := r.Artifact(dir+"netmaps/"+n+".jsonl", jsonLines(res.Netmaps[n])); err != nil {
+			return err
+		}
+	}
+	method := fmt.Sprintf("drill %s (%s): %d regions in containers (etcd member, controller replica, nodes each), a paced load client logging every write, faults at their stated times; %s; one run",
+		s.Name, s.File, len(s.Live()), res.Latency)
+	seconds := func(name string, d *time.Duration, what string) {
+		if d == nil {
+			return
+		}
+		r.Measure(evidence.Measurement{Name: s.Name + ":" + name, Unit: "s", Method: method + "; " + what, Values: []float64{d.Seconds()}})
+	}
+	seconds("control_plane_rto", res.ControlPlaneRTO, "the first fault to the first write sent after it that a surviving region's replica acknowledged (the load client's log)")
+	seconds("propagation_rto", res.PropagationRTO, "the first fault to the last surviving node applying a netmap with that write's change (the nodes' netmap logs)")
+	gap := res.MaxProbeGap
+	seconds("max_probe_gap", &gap, "the longest time, beyond the probe interval, between answered probes of one pair of surviving nodes (the nodes' probe logs)")
+	count := func(name string, v int, what string) {
+		r.Measure(evidence.Measurement{Name: s.Name + ":" + name, Unit: "count", Method: method + "; " + what, Values: []float64{float64(v)}})
+	}
+	count("lost_probes", res.LostProbes, "probes between surviving nodes not answered, once every pair had been answered")
+	count("lost_writes", res.LostWrites, fmt.Sprintf("acknowledged writes (%d) the store does not hold afterwards, read through a surviving replica", res.AckedWrites))
+	return nil
+}
+
+// jsonLines encodes records one per line, as the logs were.
+func jsonLines[T any](recs []T) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, rec := range recs {
+		enc.Encode(rec) // the record types always encode
+	}
+	return b.Bytes()
+}
