@@ -4,16 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/rustynet/rustynet/evidence"
 )
 
-// The operations gates' details, as the slo and incident gates sign them
-// (gates/slo, gates/incident): the report reads only what it shows.
+// The operations gates' details, as the slo, incident and dr gates sign
+// them (gates/slo, gates/incident, gates/dr): the report reads only what
+// it shows.
 const (
 	sloGate      = "slo"
 	incidentGate = "incident"
+	drGate       = "dr"
 )
 
 // sloRow is one SLO over the slo gate's run.
@@ -23,13 +26,15 @@ type sloRow struct {
 	Class                                                   string
 }
 
-// drillView is one incident drill's measured timeline.
+// drillView is one drill's measured timeline: an incident drill's (Detect,
+// Mitigate) or a DR drill's (Figures).
 type drillView struct {
 	Name     string
 	Passed   bool
 	Class    string
 	Detect   string // time to detect
 	Mitigate string // time to mitigate
+	Figures  string // a DR drill's RTOs and losses
 	Events   []drillEvent
 	Problems []string
 }
@@ -152,6 +157,69 @@ func drillViews(results map[string]evidence.GateResult) ([]drillView, error) {
 				if x.Injected != nil {
 					de.From = fmt.Sprintf("+%.0f s", e.t.Sub(*x.Injected).Seconds())
 				}
+			}
+			dv.Events = append(dv.Events, de)
+		}
+		out = append(out, dv)
+	}
+	return out, nil
+}
+
+// drDrillViews reads the dr gate's drills, if it ran. The timeline's
+// offsets count from the first fault.
+func drDrillViews(results map[string]evidence.GateResult) ([]drillView, error) {
+	r, ok := results[drGate]
+	if !ok || len(r.Details) == 0 {
+		return nil, nil
+	}
+	var d struct {
+		Drills []struct {
+			Drill    string   `json:"drill"`
+			Passed   bool     `json:"passed"`
+			Problems []string `json:"problems"`
+			Result   struct {
+				Timeline []struct {
+					At   time.Time `json:"at"`
+					What string    `json:"what"`
+				} `json:"timeline"`
+				ControlPlaneRTO *int64 `json:"control_plane_rto_ns"`
+				PropagationRTO  *int64 `json:"propagation_rto_ns"`
+				MaxProbeGap     int64  `json:"max_probe_gap_ns"`
+				LostProbes      int    `json:"lost_probes"`
+				AckedWrites     int    `json:"acked_writes"`
+				LostWrites      int    `json:"lost_writes"`
+			} `json:"result"`
+		} `json:"drills"`
+	}
+	if err := json.Unmarshal(r.Details, &d); err != nil {
+		return nil, fmt.Errorf("the dr gate's details: %w", err)
+	}
+	dur := func(ns *int64) string {
+		if ns == nil {
+			return "not reached"
+		}
+		return fmtSeconds(time.Duration(*ns).Seconds())
+	}
+	var out []drillView
+	for _, x := range d.Drills {
+		res := x.Result
+		dv := drillView{Name: x.Drill, Passed: x.Passed, Class: "good", Problems: x.Problems,
+			Figures: fmt.Sprintf("control-plane RTO %s; propagation RTO %s; longest probe gap %s; %d probes lost; %d of %d acknowledged writes lost",
+				dur(res.ControlPlaneRTO), dur(res.PropagationRTO), dur(&res.MaxProbeGap), res.LostProbes, res.LostWrites, res.AckedWrites)}
+		if !x.Passed {
+			dv.Class = "bad"
+		}
+		var fault *time.Time
+		for _, e := range res.Timeline {
+			if strings.HasPrefix(e.What, "fault: ") {
+				fault = &e.At
+				break
+			}
+		}
+		for _, e := range res.Timeline {
+			de := drillEvent{At: e.At.UTC().Format("15:04:05.000"), What: e.What}
+			if fault != nil {
+				de.From = fmt.Sprintf("%+.1f s", e.At.Sub(*fault).Seconds())
 			}
 			dv.Events = append(dv.Events, de)
 		}

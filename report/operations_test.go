@@ -65,3 +65,49 @@ func TestOperationsSections(t *testing.T) {
 		t.Log(md.String())
 	}
 }
+
+// The dr gate's drills have their own section: figures, and the timeline
+// counted from the first fault.
+func TestDRSection(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 19, 13, 0, 0, time.UTC)
+	rto := (183 * time.Millisecond).Nanoseconds()
+	details, _ := json.Marshal(map[string]any{"drills": []map[string]any{{
+		"drill": "region-loss-short", "passed": false, "problems": []string{"propagation RTO: endpoints of n1 never reached node-us-1; target 5s"},
+		"result": map[string]any{
+			"timeline": []map[string]any{{"at": t0, "what": "workload started"}, {"at": t0.Add(40 * time.Second), "what": "fault: lose region eu"},
+				{"at": t0.Add(41200 * time.Millisecond), "what": "done: lose region eu"}},
+			"control_plane_rto_ns": rto, "propagation_rto_ns": nil, "max_probe_gap_ns": (40 * time.Millisecond).Nanoseconds(),
+			"lost_probes": 0, "acked_writes": 115, "lost_writes": 0,
+		},
+	}}})
+	in := fakeInput("dr", "", nil)
+	in.Results["dr"] = evidence.GateResult{Gate: "dr", Status: evidence.StatusFail, Details: details}
+	var md, html bytes.Buffer
+	if err := WriteMarkdown(&md, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHTML(&html, in); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"## Disaster-recovery drills",
+		"### region-loss-short: **FAILED**",
+		"control-plane RTO 183ms; propagation RTO not reached; longest probe gap 40ms; 0 probes lost; 0 of 115 acknowledged writes lost.",
+		"| 19:13:00.000 | -40.0 s | workload started |",
+		"| 19:13:40.000 | +0.0 s | fault: lose region eu |",
+		"| 19:13:41.200 | +1.2 s | done: lose region eu |",
+		"- propagation RTO: endpoints of n1 never reached node-us-1; target 5s",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("the Markdown report lacks %q", want)
+		}
+	}
+	for _, want := range []string{`<h2 id="dr-drills">`, "region-loss-short", "fault: lose region eu"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("the HTML report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(md.String())
+	}
+}

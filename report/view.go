@@ -45,6 +45,7 @@ type view struct {
 	Measured       []measuredGate
 	SLOs           []sloRow    // the slo gate's SLOs, when it ran
 	Drills         []drillView // the incident gate's drills, when it ran
+	DRDrills       []drillView // the dr gate's drills, when it ran
 	Artifacts      []artifactView
 	Statements     []artifactView
 	Notes          []string
@@ -222,6 +223,9 @@ func buildView(in *Input) (*view, error) {
 		rv.Notes = append(rv.Notes, err.Error())
 	}
 	if rv.Drills, err = drillViews(results); err != nil {
+		rv.Notes = append(rv.Notes, err.Error())
+	}
+	if rv.DRDrills, err = drDrillViews(results); err != nil {
 		rv.Notes = append(rv.Notes, err.Error())
 	}
 
