@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +75,69 @@ func TestEveryFailureLogged(t *testing.T) {
 	for _, name := range failing {
 		if !strings.Contains(string(log), "FAIL "+name+"\n") {
 			t.Errorf("the log does not name %s", name)
+		}
+	}
+}
+
+// TestCoveredTestsAreWhereTheGateRunsThem: every test the unit gate skips
+// is defined only where its covering gate runs it, that gate is a gate of
+// every channel, and the skip pattern names exactly those tests.
+func TestCoveredTestsAreWhereTheGateRunsThem(t *testing.T) {
+	root := "../.."
+	rel, err := policies.LoadRelease(filepath.Join(root, "policies/release.yaml"), func(string) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]int{}
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "third_party" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		dir, _ := filepath.Rel(root, filepath.Dir(path))
+		for _, c := range Covered {
+			if !strings.Contains(string(data), "\nfunc "+c.Test+"(") {
+				continue
+			}
+			found[c.Test]++
+			if !strings.HasPrefix(filepath.ToSlash(dir)+"/", strings.TrimSuffix(c.Dir, "/")+"/") {
+				t.Errorf("%s is defined in %s, outside %s where the %s gate runs it: the unit gate would skip it unseen", c.Test, path, c.Dir, c.Gate)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range Covered {
+		if found[c.Test] == 0 {
+			t.Errorf("%s (covered by %s) is defined nowhere: drop it from Covered", c.Test, c.Gate)
+		}
+		for _, ch := range policies.Channels {
+			gs, err := rel.Gates(ch)
+			if err != nil || !slices.Contains(gs, c.Gate) {
+				t.Errorf("channel %s does not run %s, which the unit gate leaves %s to", ch, c.Gate, c.Test)
+			}
+		}
+	}
+	re := regexp.MustCompile(skipPattern())
+	for _, name := range []string{"TestConformance", "TestDRRegionLossShort", "TestDrills"} {
+		if !re.MatchString(name) {
+			t.Errorf("the skip pattern %s misses %s", skipPattern(), name)
+		}
+	}
+	for _, name := range []string{"TestConformanceX", "TestDR", "TestDrillsOf", "XTestDrills"} {
+		if re.MatchString(name) {
+			t.Errorf("the skip pattern %s matches %s", skipPattern(), name)
 		}
 	}
 }
