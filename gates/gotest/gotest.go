@@ -73,11 +73,13 @@ func Run(ctx context.Context, r *gates.Run, env []string, total int, args ...str
 	}
 	pw.Close()
 	<-done
+	if ctx.Err() != nil {
+		// Interrupted or out of time: the tests killed mid-run say
+		// nothing of the code (a failure among them is the kill's).
+		return nil, ctx.Err()
+	}
 	res := Parse(out.Bytes())
 	if runErr != nil && res.OK() {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
 		return nil, fmt.Errorf("go test: %v", runErr)
 	}
 	return res, nil
