@@ -19,7 +19,7 @@ import (
 func TestInterruptedRunIsNotAFailure(t *testing.T) {
 	root := t.TempDir()
 	for name, data := range map[string]string{
-		"go.mod":    "module example.com/m\n\ngo 1.26\n",
+		"go.mod": "module example.com/m\n\ngo 1.26\n",
 		// A subtest fails at once (its event is out before the kill),
 		// standing for a test that fails because its helper process was
 		// killed first; the parent is still running when the kill comes.
