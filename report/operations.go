@@ -55,12 +55,22 @@ func num(v *float64) string {
 	return fmtNum(*v)
 }
 
+// readDetails decodes the details gate signed into v. It reports false,
+// with no error, when the gate did not run or signed none, and false with
+// the error when they do not decode.
+func readDetails(results map[string]evidence.GateResult, gate string, v any) (bool, error) {
+	r, ok := results[gate]
+	if !ok || len(r.Details) == 0 {
+		return false, nil
+	}
+	if err := json.Unmarshal(r.Details, v); err != nil {
+		return false, fmt.Errorf("the %s gate's details: %w", gate, err)
+	}
+	return true, nil
+}
+
 // sloRows reads the slo gate's SLO summaries, if it ran.
 func sloRows(results map[string]evidence.GateResult) ([]sloRow, error) {
-	r, ok := results[sloGate]
-	if !ok || len(r.Details) == 0 {
-		return nil, nil
-	}
 	var d struct {
 		SLOs []struct {
 			ID            string   `json:"id"`
@@ -72,8 +82,8 @@ func sloRows(results map[string]evidence.GateResult) ([]sloRow, error) {
 			Passed        bool     `json:"passed"`
 		} `json:"slos"`
 	}
-	if err := json.Unmarshal(r.Details, &d); err != nil {
-		return nil, fmt.Errorf("the slo gate's details: %w", err)
+	if ok, err := readDetails(results, sloGate, &d); !ok {
+		return nil, err
 	}
 	var out []sloRow
 	for _, s := range d.SLOs {
@@ -89,10 +99,6 @@ func sloRows(results map[string]evidence.GateResult) ([]sloRow, error) {
 
 // drillViews reads the incident gate's drills, if it ran.
 func drillViews(results map[string]evidence.GateResult) ([]drillView, error) {
-	r, ok := results[incidentGate]
-	if !ok || len(r.Details) == 0 {
-		return nil, nil
-	}
 	var d struct {
 		Drills []struct {
 			Drill     string     `json:"drill"`
@@ -113,8 +119,8 @@ func drillViews(results map[string]evidence.GateResult) ([]drillView, error) {
 			Problems []string `json:"problems"`
 		} `json:"drills"`
 	}
-	if err := json.Unmarshal(r.Details, &d); err != nil {
-		return nil, fmt.Errorf("the incident gate's details: %w", err)
+	if ok, err := readDetails(results, incidentGate, &d); !ok {
+		return nil, err
 	}
 	secs := func(v *float64) string {
 		if v == nil {
@@ -168,10 +174,6 @@ func drillViews(results map[string]evidence.GateResult) ([]drillView, error) {
 // drDrillViews reads the dr gate's drills, if it ran. The timeline's
 // offsets count from the first fault.
 func drDrillViews(results map[string]evidence.GateResult) ([]drillView, error) {
-	r, ok := results[drGate]
-	if !ok || len(r.Details) == 0 {
-		return nil, nil
-	}
 	var d struct {
 		Drills []struct {
 			Drill    string   `json:"drill"`
@@ -191,8 +193,8 @@ func drDrillViews(results map[string]evidence.GateResult) ([]drillView, error) {
 			} `json:"result"`
 		} `json:"drills"`
 	}
-	if err := json.Unmarshal(r.Details, &d); err != nil {
-		return nil, fmt.Errorf("the dr gate's details: %w", err)
+	if ok, err := readDetails(results, drGate, &d); !ok {
+		return nil, err
 	}
 	dur := func(ns *int64) string {
 		if ns == nil {

@@ -32,13 +32,7 @@ func TestOperationsSections(t *testing.T) {
 	in.Results["incident"] = evidence.GateResult{Gate: "incident", Status: evidence.StatusFail, Details: incDetails}
 	in.Verdict.Gates = append(in.Verdict.Gates, gates.GateVerdict{Gate: "incident", Status: evidence.StatusFail, Blocking: true})
 
-	var md, html bytes.Buffer
-	if err := WriteMarkdown(&md, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteHTML(&html, in); err != nil {
-		t.Fatal(err)
-	}
+	md, html := render(t, in)
 	for _, want := range []string{
 		"## Service level objectives",
 		"| rustynet-controller-api-availability | 99.9% | 99.995% | 0.05 | 0.4 | 1234 | yes |",
@@ -52,17 +46,17 @@ func TestOperationsSections(t *testing.T) {
 		"| not reached |  | paged: RustynetControllerStoreErrors to oncall-pager |",
 		"- RustynetControllerStoreErrors did not fire within 4m0s",
 	} {
-		if !strings.Contains(md.String(), want) {
+		if !strings.Contains(md, want) {
 			t.Errorf("the Markdown report lacks %q", want)
 		}
 	}
 	for _, want := range []string{`<h2 id="slos">`, `<h2 id="drills">`, "controller-killed", "99.995%", "paged: RustynetControllerDown to oncall-pager"} {
-		if !strings.Contains(html.String(), want) {
+		if !strings.Contains(html, want) {
 			t.Errorf("the HTML report lacks %q", want)
 		}
 	}
 	if t.Failed() {
-		t.Log(md.String())
+		t.Log(md)
 	}
 }
 
@@ -82,13 +76,7 @@ func TestDRSection(t *testing.T) {
 	}}})
 	in := fakeInput("dr", "", nil)
 	in.Results["dr"] = evidence.GateResult{Gate: "dr", Status: evidence.StatusFail, Details: details}
-	var md, html bytes.Buffer
-	if err := WriteMarkdown(&md, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteHTML(&html, in); err != nil {
-		t.Fatal(err)
-	}
+	md, html := render(t, in)
 	for _, want := range []string{
 		"## Disaster-recovery drills",
 		"### region-loss-short: **FAILED**",
@@ -98,16 +86,29 @@ func TestDRSection(t *testing.T) {
 		"| 19:13:41.200 | +1.2 s | done: lose region eu |",
 		"- propagation RTO: endpoints of n1 never reached node-us-1; target 5s",
 	} {
-		if !strings.Contains(md.String(), want) {
+		if !strings.Contains(md, want) {
 			t.Errorf("the Markdown report lacks %q", want)
 		}
 	}
 	for _, want := range []string{`<h2 id="dr-drills">`, "region-loss-short", "fault: lose region eu"} {
-		if !strings.Contains(html.String(), want) {
+		if !strings.Contains(html, want) {
 			t.Errorf("the HTML report lacks %q", want)
 		}
 	}
 	if t.Failed() {
-		t.Log(md.String())
+		t.Log(md)
 	}
+}
+
+// render writes the report of in in both formats.
+func render(t *testing.T, in *Input) (md, html string) {
+	t.Helper()
+	var m, h bytes.Buffer
+	if err := WriteMarkdown(&m, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHTML(&h, in); err != nil {
+		t.Fatal(err)
+	}
+	return m.String(), h.String()
 }

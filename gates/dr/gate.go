@@ -50,18 +50,28 @@ func Register(r *gates.Registry) {
 	})
 }
 
-func run(ctx context.Context, r *gates.Run) error {
-	drills, err := LoadAll(r.Root)
+// Load reads every drill of root and the policy that holds them to their
+// targets, checked against each other.
+func Load(root string) ([]*Scenario, *policies.Resilience, error) {
+	drills, err := LoadAll(root)
 	if err != nil {
-		return err // could not run
+		return nil, nil, err
 	}
 	var names []string
 	for _, d := range drills {
 		names = append(names, d.Name)
 	}
-	pol, err := policies.LoadResilience(filepath.Join(r.Root, PolicyFile), names)
+	pol, err := policies.LoadResilience(filepath.Join(root, PolicyFile), names)
 	if err != nil {
-		return err
+		return nil, nil, err
+	}
+	return drills, pol, nil
+}
+
+func run(ctx context.Context, r *gates.Run) error {
+	drills, pol, err := Load(r.Root)
+	if err != nil {
+		return err // could not run
 	}
 	bins, err := buildBins(ctx, r)
 	if err != nil {

@@ -116,15 +116,7 @@ func FuzzParse(f *testing.F) {
 // TestResiliencePolicy: the repository's policy names only drills that
 // exist, runs every one, and judges each wherever it runs.
 func TestResiliencePolicy(t *testing.T) {
-	drills, err := LoadAll("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, d := range drills {
-		names = append(names, d.Name)
-	}
-	p, err := policies.LoadResilience("../../"+PolicyFile, names)
+	drills, p, err := Load("../..")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,15 +119,7 @@ func TestDRDrills(t *testing.T) {
 		t.Skip("RUSTYNET_DR_DRILLS names no drill (the nightly one runs in TestDRRegionLossShort)")
 	}
 	require.Docker(t)
-	drills, err := LoadAll("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, d := range drills {
-		names = append(names, d.Name)
-	}
-	pol, err := policies.LoadResilience("../../"+PolicyFile, names)
+	drills, pol, err := Load("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
