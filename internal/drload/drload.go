@@ -70,6 +70,9 @@ type node struct {
 	id       api.NodeID
 	cred     string
 	reported time.Time // last endpoint report sent
+	// sending is set while a report of the node waits for its answer: a
+	// second one could land first, and the earlier overwrite it.
+	sending bool
 }
 
 // NodeReportEvery is the least time between two endpoint reports of one
@@ -96,7 +99,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	}}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	l := &load{cfg: cfg, hc: hc, out: out}
+	l := &load{cfg: cfg, hc: hc, out: out, slots: make(chan struct{}, MaxInFlight)}
 	var wg sync.WaitGroup
 	if cfg.RegistrationsPerMinute > 0 {
 		wg.Go(func() { l.paced(ctx, cfg.RegistrationsPerMinute, l.register) })
@@ -105,12 +108,19 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		wg.Go(func() { l.paced(ctx, cfg.EndpointReportsPerMinute, l.report) })
 	}
 	wg.Wait()
+	l.writes.Wait() // every write logged, or ended with the run
 	return l.werr
 }
 
+// MaxInFlight bounds the writes waiting for an answer at once; at the
+// drills' rates and Timeout a handful are.
+const MaxInFlight = 64
+
 type load struct {
-	cfg Config
-	hc  *http.Client
+	cfg    Config
+	hc     *http.Client
+	slots  chan struct{}  // MaxInFlight
+	writes sync.WaitGroup // the writes in flight
 
 	mu       sync.Mutex
 	out      io.Writer
@@ -121,8 +131,11 @@ type load struct {
 	nodes    []node
 }
 
-// paced calls op every minute/perMinute until ctx ends; a write that
-// outlasts its interval delays the next, never doubles it up.
+// paced starts op every minute/perMinute until ctx ends, whether or not
+// the writes it started earlier have been answered: a replica that holds
+// a write until its Timeout (one that is dead, or cut off) must not delay
+// the writes to the others, or the drill would time the load client, not
+// the control plane. At most MaxInFlight wait at once.
 func (l *load) paced(ctx context.Context, perMinute float64, op func(context.Context)) {
 	t := time.NewTicker(time.Duration(float64(time.Minute) / perMinute))
 	defer t.Stop()
@@ -132,7 +145,15 @@ func (l *load) paced(ctx context.Context, perMinute float64, op func(context.Con
 			return
 		case <-t.C:
 		}
-		op(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case l.slots <- struct{}{}:
+		}
+		l.writes.Go(func() {
+			defer func() { <-l.slots }()
+			op(ctx)
+		})
 	}
 }
 
@@ -216,14 +237,20 @@ func (l *load) report(parent context.Context) {
 		l.mu.Unlock()
 		return
 	}
-	n := &l.nodes[l.nextNode%len(l.nodes)]
-	if !n.reported.IsZero() && time.Since(n.reported) < NodeReportEvery {
+	i := l.nextNode % len(l.nodes)
+	n := l.nodes[i]
+	if n.sending || !n.reported.IsZero() && time.Since(n.reported) < NodeReportEvery {
 		l.mu.Unlock()
-		return // every node reported within the second: skip this tick
+		return // the node's last report is recent, or unanswered: skip this tick
 	}
 	l.nextNode++
-	n.reported = time.Now()
+	l.nodes[i].reported, l.nodes[i].sending = time.Now(), true
 	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.nodes[i].sending = false
+		l.mu.Unlock()
+	}()
 	base := l.replica()
 	// An address of the benchmarking block (RFC 2544) and a port that
 	// changes with every report, so that each is a change.
