@@ -414,17 +414,25 @@ func TestInterruptEndsWhatGatesStarted(t *testing.T) {
 		pids <- pid
 		return cmd.Wait()
 	}})
-	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [spawns]\n", r.Has)
+	r.Register(Spec{Name: "after", Owner: "sre", Timeout: time.Minute, Run: func(ctx context.Context, run *Run) error { return nil }})
+	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [spawns, after]\n", r.Has)
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
 		pid := <-pids
 		pids <- pid
 		cancel()
 	}()
-	_, err := Execute(ctx, Options{Registry: &r, Policy: p, Channel: "nightly", Out: filepath.Join(t.TempDir(), "b"), Signer: testSigner(t),
+	o, err := Execute(ctx, Options{Registry: &r, Policy: p, Channel: "nightly", Out: filepath.Join(t.TempDir(), "b"), Signer: testSigner(t),
 		Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test", Grace: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The gate after the interruption did not run, and says so (it would
+	// pass if it had run).
+	for _, res := range o.Results {
+		if res.Gate == "after" && (res.Status != evidence.StatusNotRun || !strings.Contains(res.Reason, "interrupted")) {
+			t.Errorf("the gate after the interruption: %s (%s), want not run, interrupted", res.Status, res.Reason)
+		}
 	}
 	pid := <-pids
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })

@@ -490,6 +490,14 @@ func runOne(ctx context.Context, spec Spec, r *Run, o Options) (res evidence.Gat
 		fmt.Fprintf(o.Progress, "  - %-16s not run: needs %s\n", spec.Name, strings.Join(missing, ", "))
 		return res
 	}
+	if err := ctx.Err(); err != nil {
+		// Interrupted before its turn: nothing of it ran, so it says
+		// nothing (not an error of its own, nor a pass).
+		res.Status = evidence.StatusNotRun
+		res.Reason = "not run: the run was interrupted before its turn (" + err.Error() + ")"
+		fmt.Fprintf(o.Progress, "  - %-16s not run: interrupted\n", spec.Name)
+		return res
+	}
 	var logBuf lockedBuffer
 	r.Log = &logBuf
 	fmt.Fprintf(o.Progress, "  > %-16s running (timeout %v)\n", spec.Name, spec.Timeout)
