@@ -71,11 +71,20 @@ type Result struct {
 	logf func(format string, args ...any)
 }
 
+// Injected are the fault kinds a drill can inject today.
+var Injected = []string{LoseRegion, PartitionRegion, KillEtcdLeader, KillController}
+
 // Run runs the drill: its topology, its workload, its faults at their
 // times (a fault whose injection is not built fails the drill); then it
 // collects the logs and measures.
 func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 	t.Helper()
+	for _, f := range s.Faults {
+		if !slices.Contains(Injected, f.Kind.Value) {
+			// Refused before minutes of topology and workload.
+			t.Fatalf("drill %s: fault %s: its injection is not built yet", s.Name, f.Kind.Value)
+		}
+	}
 	res := &Result{Drill: s.Name, Latency: LatencyMethod(s.Topology.Latency.D), logf: t.Logf}
 	m := up(ctx, t, s, b)
 	res.event("topology up")
