@@ -270,6 +270,24 @@ func (m *Member) Kill() {
 	<-done
 }
 
+// Pause stops the member's process (SIGSTOP) without closing anything:
+// its connections stay open and its peers' and clients' requests go
+// unanswered, as they do when a member stalls on its disk or a network
+// drops its packets. Resume lets it go on.
+func (m *Member) Pause() error { return m.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused member (SIGCONT).
+func (m *Member) Resume() error { return m.signal(syscall.SIGCONT) }
+
+func (m *Member) signal(sig syscall.Signal) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return fmt.Errorf("etcd member %s does not run", m.Name)
+	}
+	return m.cmd.Process.Signal(sig)
+}
+
 // Running reports whether the member's process runs.
 func (m *Member) Running() bool {
 	m.mu.Lock()
