@@ -92,7 +92,10 @@ func openEtcd(ctx context.Context, cfg EtcdConfig, reg prometheus.Registerer) (*
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd client: %w", err)
 	}
-	st, err := etcd.Open(ctx, cli, etcd.Options{Prefix: cfg.Prefix, Timeout: cfg.Timeout, Registerer: reg})
+	// Each member is also probed on a connection of its own, so that one
+	// that stops answering leaves the client's rotation within a second
+	// rather than at the keepalive's 15 s (see etcd.Options.Probe).
+	st, err := etcd.Open(ctx, cli, etcd.Options{Prefix: cfg.Prefix, Timeout: cfg.Timeout, Probe: &cc, Registerer: reg})
 	if err != nil {
 		cli.Close()
 		return nil, nil, err

@@ -38,6 +38,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,19 @@ type Options struct {
 	// leadership (default 10 s): a replica that dies is forgotten, and
 	// its leadership moves, within it.
 	SessionTTL time.Duration
+	// Attempt bounds one request to etcd (default 1 s). A request that
+	// gets no answer in time is sent again, to another member when the
+	// client has one, until Timeout: a commit only once it is known not to
+	// have landed (see update).
+	Attempt time.Duration
+	// Probe, if set, is the client configuration to probe each of its
+	// Endpoints with (see prober): the Store then keeps the client's
+	// endpoints to the members that answer. Nil leaves the choice of
+	// member to the client.
+	Probe *clientv3.Config
+	// ProbeEvery and ProbeTimeout pace the probes (DefaultProbeEvery,
+	// DefaultProbeTimeout).
+	ProbeEvery, ProbeTimeout time.Duration
 	// Registerer receives the store's metrics; nil keeps them private.
 	Registerer prometheus.Registerer
 }
@@ -80,7 +94,11 @@ type Store struct {
 	prefix   string
 	data     string
 	timeout  time.Duration
+	attempt  time.Duration
 	ttl      time.Duration
+	probe    *prober
+	watches  atomic.Uint64
+	stop     context.CancelFunc
 	migrated []string
 	m        *metrics
 	sess     *sessionHolder
@@ -107,16 +125,37 @@ func Open(ctx context.Context, cli *clientv3.Client, o Options) (*Store, error) 
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
+	if o.Attempt <= 0 {
+		o.Attempt = time.Second
+	}
 	if o.SessionTTL <= 0 {
 		o.SessionTTL = 10 * time.Second
+	}
+	if o.ProbeEvery <= 0 {
+		o.ProbeEvery = DefaultProbeEvery
+	}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = DefaultProbeTimeout
 	}
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
-	s := &Store{cli: cli, prefix: o.Prefix, data: o.Prefix + "data/", timeout: o.Timeout, ttl: o.SessionTTL,
-		m: newMetrics(o.Registerer), cache: newCache()}
+	s := &Store{cli: cli, prefix: o.Prefix, data: o.Prefix + "data/", timeout: o.Timeout, attempt: min(o.Attempt, o.Timeout),
+		ttl: o.SessionTTL, m: newMetrics(o.Registerer), cache: newCache(), stop: func() {}}
 	s.sess = newSessionHolder(s)
+	if o.Probe != nil && len(o.Probe.Endpoints) > 1 {
+		p, err := newProber(cli, *o.Probe, s.revisionKey(), o.ProbeEvery, o.ProbeTimeout, s.m)
+		if err != nil {
+			return nil, fmt.Errorf("open etcd store %s: probe clients: %w", o.Prefix, err)
+		}
+		pctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); p.run(pctx) }()
+		s.probe = p
+		s.stop = sync.OnceFunc(func() { stop(); <-done; p.close() })
+	}
 	if err := s.migrate(ctx); err != nil {
+		s.stop()
 		return nil, fmt.Errorf("open etcd store %s: %w", o.Prefix, err)
 	}
 	return s, nil
@@ -150,7 +189,7 @@ var migrations = []migration{
 func (s *Store) SchemaVersion(ctx context.Context) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	resp, err := s.cli.Get(ctx, s.key("meta", "schema"))
+	resp, err := s.get(ctx, s.key("meta", "schema"))
 	if err != nil {
 		return 0, s.unavailable("read the schema version", err)
 	}
@@ -207,7 +246,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	defer cancel()
 	start := time.Now()
 	defer func() { s.m.latency.WithLabelValues("view").Observe(time.Since(start).Seconds()) }()
-	resp, err := s.cli.Get(ctx, s.revisionKey())
+	resp, err := s.get(ctx, s.revisionKey())
 	if err != nil {
 		return s.unavailable("read", err)
 	}
@@ -231,97 +270,194 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) (uint64, er
 	return s.update(ctx, true, func(t *tx) error { return fn(t) })
 }
 
+// errConflict: another Update took the revision a transaction read at.
+var errConflict = errors.New("conflict")
+
 // update runs fn in an optimistic transaction. With bump (every Update) it
 // commits as the next store revision; without (migrations) it leaves the
 // revision as it is, and the change feed does not see it.
+//
+// Every request has Options.Attempt to answer (see get). A commit whose
+// answer was lost may still land, so fn does not run again until the
+// commit is known not to have landed: until then update sends the same
+// Txn again (every send has the one condition, so at most one applies),
+// and reads meta/txn to learn which Update took the revision (outcome).
 func (s *Store) update(ctx context.Context, bump bool, fn func(*tx) error) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	start := time.Now()
 	defer func() { s.m.latency.WithLabelValues("update").Observe(time.Since(start).Seconds()) }()
 	for {
-		var t *tx
-		if bump && s.cache.rlockAt(ctx, s.lastAt.Load()) {
-			// From this replica's copy of the data (see cache).
-			s.m.reads.WithLabelValues("cache").Inc()
-			c := s.cache
-			t = &tx{s: s, ctx: ctx, rev: c.rev + 1, at: c.at, revMod: c.revMod, writes: map[string]*string{}, c: c}
-			err := fn(t)
-			t.c = nil // the copy moves on once unlocked
-			c.mu.RUnlock()
-			if err != nil {
-				// A refusal stands only if the copy was current: a key
-				// another replica has just written may not be in it yet.
-				resp, gerr := s.cli.Get(ctx, s.revisionKey(), clientv3.WithKeysOnly())
-				if gerr != nil {
-					return 0, s.unavailable("read", gerr)
-				}
-				if mod := modRevisionOf(resp); mod != t.revMod {
-					s.saw(mod)
-					s.m.conflicts.Inc()
-					continue
-				}
-				return 0, s.txErr(err)
-			}
-		} else {
-			s.m.reads.WithLabelValues("etcd").Inc()
-			resp, err := s.cli.Get(ctx, s.revisionKey())
-			if err != nil {
-				return 0, s.unavailable("read", err)
-			}
-			cur, err := revisionOf(resp)
-			if err != nil {
-				return 0, err
-			}
-			t = &tx{s: s, ctx: ctx, rev: cur + 1, at: resp.Header.Revision, revMod: modRevisionOf(resp), writes: map[string]*string{}}
-			if err := fn(t); err != nil {
-				return 0, s.txErr(err)
-			}
+		t, err := s.prepare(ctx, bump, fn)
+		if errors.Is(err, errConflict) {
+			s.m.conflicts.Inc()
+			continue
 		}
-		id := randomID()
-		if bump {
-			t.put(s.revisionKey(), strconv.FormatUint(t.rev, 10))
-			t.put(s.key("meta", "txn"), fmt.Sprintf("%d %s %d", t.rev, id, time.Now().UnixNano()))
-		}
-		ops := make([]clientv3.Op, 0, len(t.writes))
-		keys := make([]string, 0, len(t.writes))
-		for k := range t.writes {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if v := t.writes[k]; v != nil {
-				ops = append(ops, clientv3.OpPut(k, *v))
-			} else {
-				ops = append(ops, clientv3.OpDelete(k))
-			}
-		}
-		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.revisionKey()), "=", t.revMod)).Then(ops...).
-			Else(clientv3.OpGet(s.revisionKey(), clientv3.WithKeysOnly())).Commit()
 		if err != nil {
-			err = s.commitErr(err, len(ops))
-			if !bump || !errors.Is(err, store.ErrUnknownOutcome) {
-				return 0, err
-			}
-			switch s.outcome(t.rev, id) {
-			case committed:
-				return t.rev, nil
-			case notCommitted:
-				continue // another Update took this revision; ours cannot commit
-			}
 			return 0, err
 		}
-		if tr.Succeeded {
+		rev, err := s.commit(ctx, bump, t)
+		if errors.Is(err, errConflict) {
+			s.m.conflicts.Inc()
+			continue
+		}
+		return rev, err
+	}
+}
+
+// prepare reads the state and runs fn on it: from the replica's copy of
+// the data when it is current, else from etcd.
+func (s *Store) prepare(ctx context.Context, bump bool, fn func(*tx) error) (*tx, error) {
+	if bump && s.cache.rlockAt(ctx, s.lastAt.Load()) {
+		s.m.reads.WithLabelValues("cache").Inc()
+		c := s.cache
+		t := &tx{s: s, ctx: ctx, rev: c.rev + 1, at: c.at, revMod: c.revMod, writes: map[string]*string{}, c: c}
+		err := fn(t)
+		t.c = nil // the copy moves on once unlocked
+		c.mu.RUnlock()
+		if err != nil {
+			// A refusal stands only if the copy was current: a key
+			// another replica has just written may not be in it yet.
+			resp, gerr := s.get(ctx, s.revisionKey(), clientv3.WithKeysOnly())
+			if gerr != nil {
+				return nil, s.unavailable("read", gerr)
+			}
+			if mod := modRevisionOf(resp); mod != t.revMod {
+				s.saw(mod)
+				return nil, errConflict
+			}
+			return nil, s.txErr(err)
+		}
+		return t, nil
+	}
+	s.m.reads.WithLabelValues("etcd").Inc()
+	resp, err := s.get(ctx, s.revisionKey())
+	if err != nil {
+		return nil, s.unavailable("read", err)
+	}
+	cur, err := revisionOf(resp)
+	if err != nil {
+		return nil, err
+	}
+	t := &tx{s: s, ctx: ctx, rev: cur + 1, at: resp.Header.Revision, revMod: modRevisionOf(resp), writes: map[string]*string{}}
+	if err := fn(t); err != nil {
+		return nil, s.txErr(err)
+	}
+	return t, nil
+}
+
+// commit commits t's writes on condition that the revision key is as t
+// read it: t.rev, or errConflict when another Update took the revision.
+func (s *Store) commit(ctx context.Context, bump bool, t *tx) (uint64, error) {
+	id := randomID()
+	if bump {
+		t.put(s.revisionKey(), strconv.FormatUint(t.rev, 10))
+		t.put(s.key("meta", "txn"), fmt.Sprintf("%d %s %d", t.rev, id, time.Now().UnixNano()))
+	}
+	ops := make([]clientv3.Op, 0, len(t.writes))
+	for _, k := range slices.Sorted(maps.Keys(t.writes)) {
+		if v := t.writes[k]; v != nil {
+			ops = append(ops, clientv3.OpPut(k, *v))
+		} else {
+			ops = append(ops, clientv3.OpDelete(k))
+		}
+	}
+	delay := newRetry()
+	sent := false // a send whose answer was lost
+	for {
+		actx, acancel := s.attemptCtx(ctx)
+		tr, err := s.cli.Txn(actx).If(clientv3.Compare(clientv3.ModRevision(s.revisionKey()), "=", t.revMod)).Then(ops...).
+			Else(clientv3.OpGet(s.revisionKey(), clientv3.WithKeysOnly())).Commit()
+		acancel()
+		if err == nil && tr.Succeeded {
 			s.saw(tr.Header.Revision)
 			return t.rev, nil
 		}
-		s.m.conflicts.Inc()
-		if rs := tr.Responses; len(rs) == 1 {
-			if kvs := rs[0].GetResponseRange().GetKvs(); len(kvs) == 1 {
-				s.saw(kvs[0].ModRevision) // the commit that won
+		if err == nil {
+			if rs := tr.Responses; len(rs) == 1 {
+				if kvs := rs[0].GetResponseRange().GetKvs(); len(kvs) == 1 {
+					s.saw(kvs[0].ModRevision) // the commit that won
+				}
 			}
+			if !sent {
+				return 0, errConflict
+			}
+			// The revision is taken: perhaps by an earlier send.
+			return s.settle(ctx, t, id, store.ErrUnknownOutcome)
+		}
+		err = s.commitErr(err, len(ops))
+		if !bump || !errors.Is(err, store.ErrUnknownOutcome) {
+			return 0, err
+		}
+		sent = true
+		switch s.outcome(ctx, t, id) {
+		case committed:
+			return t.rev, nil
+		case notCommitted:
+			return 0, errConflict
+		}
+		// No Update has taken the revision yet, or etcd did not say:
+		// send the same Txn again.
+		if ctx.Err() != nil || !sleep(ctx, delay.next()) {
+			return 0, err
+		}
+		s.m.resent.WithLabelValues("commit").Inc()
+	}
+}
+
+// settle learns whether t's commit (one of whose sends had its answer
+// lost) took its revision, now that the revision is taken; err if it
+// cannot tell by the deadline.
+func (s *Store) settle(ctx context.Context, t *tx, id string, err error) (uint64, error) {
+	delay := newRetry()
+	for {
+		switch s.outcome(ctx, t, id) {
+		case committed:
+			return t.rev, nil
+		case notCommitted:
+			return 0, errConflict
+		}
+		if !sleep(ctx, delay.next()) {
+			return 0, err
 		}
 	}
+}
+
+// get is one read, sent again while etcd does not answer within
+// Options.Attempt, or answers with an error that another member (or the
+// same, after a new leader) may not give, until ctx is done. A read
+// changes nothing, so sending it twice is safe.
+func (s *Store) get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	delay := newRetry()
+	for {
+		actx, cancel := s.attemptCtx(ctx)
+		resp, err := s.cli.Get(actx, key, opts...)
+		cancel()
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return resp, err
+		}
+		s.m.errors.WithLabelValues(errKind(err)).Inc()
+		if !sleep(ctx, delay.next()) {
+			return nil, err
+		}
+		s.m.resent.WithLabelValues("read").Inc()
+	}
+}
+
+// attemptCtx bounds one request: Options.Attempt, and the member must
+// have a leader (a member cut off from the others says so at once rather
+// than waiting for one).
+func (s *Store) attemptCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(clientv3.WithRequireLeader(ctx), s.attempt)
+}
+
+// retryable: errors another attempt may not meet.
+func retryable(err error) bool {
+	switch errKind(err) {
+	case "timeout", "unavailable", "leader":
+		return true
+	}
+	return false
 }
 
 // loadChunk bounds the nodes (or keys, or counters) one transaction of
@@ -395,7 +531,11 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 
 // Close implements store.Store: it ends the replica's session (its
 // announcement and any leadership go at once). The client stays open.
-func (s *Store) Close() error { return s.sess.close() }
+func (s *Store) Close() error {
+	err := s.sess.close()
+	s.stop()
+	return err
+}
 
 type result int
 
@@ -403,36 +543,55 @@ const (
 	unknown result = iota
 	committed
 	notCommitted
+	pending // no Update has taken the revision yet
 )
 
-// outcome learns, after a commit whose answer was lost, whether the
-// Update that would have committed as rev with id did: meta/txn names the
-// last Update. If it names another Update of the same revision, ours can
-// never commit (its condition no longer holds); if it names an older one,
-// ours may still be in flight, and if a later one, ours may have been the
-// Update before it: both are unknown.
-func (s *Store) outcome(rev uint64, id string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+// outcome learns whether t's commit, a send of which had its answer
+// lost, took t's revision. meta/txn names the Update that wrote it last,
+// and every Update is conditional on the revision key it read, so the
+// first write of meta/txn after t.revMod is the one Update that took
+// t.rev: if there is none yet, ours has not landed (and may still);
+// otherwise it is ours (committed) or another's (ours never can).
+func (s *Store) outcome(ctx context.Context, t *tx, id string) result {
+	actx, cancel := s.attemptCtx(ctx)
 	defer cancel()
-	resp, err := s.cli.Get(ctx, s.key("meta", "txn"))
-	if err != nil || len(resp.Kvs) == 0 {
+	resp, err := s.cli.Get(actx, s.key("meta", "txn"))
+	if err != nil {
 		return unknown
 	}
-	f := strings.Fields(string(resp.Kvs[0].Value))
-	if len(f) < 2 {
+	if len(resp.Kvs) == 0 || resp.Kvs[0].ModRevision <= t.revMod {
+		return pending
+	}
+	rev, by, ok := parseTxn(resp.Kvs[0].Value)
+	if !ok {
 		return unknown
 	}
-	last, err := strconv.ParseUint(f[0], 10, 64)
-	switch {
-	case err != nil || last < rev:
-		return unknown
-	case last == rev && f[1] == id:
+	if rev != t.rev {
+		// Later Updates followed the one that took t.rev: read it
+		// from the history.
+		wch := s.cli.Watch(actx, s.key("meta", "txn"), clientv3.WithRev(t.revMod+1))
+		wr, open := <-wch
+		if !open || wr.Err() != nil || len(wr.Events) == 0 {
+			return unknown
+		}
+		if rev, by, ok = parseTxn(wr.Events[0].Kv.Value); !ok || rev != t.rev {
+			return unknown
+		}
+	}
+	if by == id {
 		return committed
-	case last == rev:
-		return notCommitted
 	}
-	// A later Update committed; ours may have been the one before it.
-	return unknown
+	return notCommitted
+}
+
+// parseTxn reads meta/txn: "<revision> <id> <commit time>".
+func parseTxn(v []byte) (uint64, string, bool) {
+	f := strings.Fields(string(v))
+	if len(f) < 2 {
+		return 0, "", false
+	}
+	rev, err := strconv.ParseUint(f[0], 10, 64)
+	return rev, f[1], err == nil
 }
 
 // saw raises lastAt to at.
@@ -583,10 +742,10 @@ func (t *tx) writable() error {
 // future revision, and the read goes through the leader instead.
 func (t *tx) read(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
 	opts = append(opts, clientv3.WithRev(t.at))
-	resp, err := t.s.cli.Get(t.ctx, key, append(opts, clientv3.WithSerializable())...)
+	resp, err := t.s.get(t.ctx, key, append(opts, clientv3.WithSerializable())...)
 	if errors.Is(err, rpctypes.ErrFutureRev) {
 		t.s.m.behind.Inc()
-		resp, err = t.s.cli.Get(t.ctx, key, opts...)
+		resp, err = t.s.get(t.ctx, key, opts...)
 	}
 	return resp, err
 }

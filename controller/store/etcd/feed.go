@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/store"
@@ -111,52 +112,51 @@ func (s *Store) watch(ctx context.Context, at int64, fn func(*store.Change) erro
 	next := at + 1
 	delay := newRetry()
 	for {
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.cli.Watch(wctx, s.data, clientv3.WithPrefix(), clientv3.WithRev(next), clientv3.WithProgressNotify())
-		err := func() error {
-			for wr := range wch {
-				if wr.CompactRevision != 0 {
+		wctx, cancel, wch, err := s.startWatch(ctx, s.data, clientv3.WithPrefix(), clientv3.WithRev(next), clientv3.WithProgressNotify())
+		err = s.readWatch(wctx, wch, err, func(wr clientv3.WatchResponse) error {
+			if wr.CompactRevision != 0 {
+				return errResync
+			}
+			if err := wr.Err(); err != nil {
+				if errors.Is(err, rpctypes.ErrCompacted) {
 					return errResync
 				}
-				if err := wr.Err(); err != nil {
-					if errors.Is(err, rpctypes.ErrCompacted) {
-						return errResync
-					}
-					s.m.errors.WithLabelValues(errKind(err)).Inc()
-					return nil // resume from next
+				s.m.errors.WithLabelValues(errKind(err)).Inc()
+				return errWatchEnded // resume from next
+			}
+			delay.reset()
+			for len(wr.Events) > 0 {
+				rev := wr.Events[0].Kv.ModRevision
+				n := 1
+				for n < len(wr.Events) && wr.Events[n].Kv.ModRevision == rev {
+					n++
 				}
-				delay.reset()
-				for len(wr.Events) > 0 {
-					rev := wr.Events[0].Kv.ModRevision
-					n := 1
-					for n < len(wr.Events) && wr.Events[n].Kv.ModRevision == rev {
-						n++
-					}
-					s.cache.apply(s, wr.Events[:n], rev)
-					ch, committed, err := s.change(wr.Events[:n])
-					if err != nil {
+				s.cache.apply(s, wr.Events[:n], rev)
+				ch, committed, err := s.change(wr.Events[:n])
+				if err != nil {
+					return err
+				}
+				wr.Events = wr.Events[n:]
+				if ch != nil {
+					if err := fn(ch); err != nil {
 						return err
 					}
-					wr.Events = wr.Events[n:]
-					if ch != nil {
-						if err := fn(ch); err != nil {
-							return err
-						}
-						s.m.applied.Set(float64(ch.Rev))
-						if !committed.IsZero() {
-							s.m.lag.Observe(max(0, time.Since(committed).Seconds()))
-						}
+					s.m.applied.Set(float64(ch.Rev))
+					if !committed.IsZero() {
+						s.m.lag.Observe(max(0, time.Since(committed).Seconds()))
 					}
-					next = rev + 1
 				}
-				if wr.Header.Revision >= next {
-					next = max(next, wr.Header.Revision+1)
-				}
+				next = rev + 1
+			}
+			if wr.Header.Revision >= next {
+				next = max(next, wr.Header.Revision+1)
 			}
 			return nil
-		}()
+		})
 		cancel()
-		if err != nil {
+		if errors.Is(err, errStalled) {
+			delay.reset()
+		} else if err != nil && !errors.Is(err, errWatchEnded) {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -164,6 +164,59 @@ func (s *Store) watch(ctx context.Context, at int64, fn func(*store.Change) erro
 		}
 		if !sleep(ctx, delay.next()) {
 			return ctx.Err()
+		}
+	}
+}
+
+// errWatchEnded: etcd ended the watch (or its stream); start it again.
+// errStalled: the watch may ride a member that stopped answering (see
+// readWatch); start it again, on another.
+var (
+	errWatchEnded = errors.New("watch ended")
+	errStalled    = errors.New("watch stalled")
+)
+
+// readWatch hands fn each response of wch (the watch of wctx) until fn
+// fails or the watch ends (errWatchEnded). A watch can stall unseen: its
+// stream rides one connection, and a member that stops answering with its
+// connections open sends nothing more, which from here looks like a quiet
+// store. So a watch quiet for Options.Attempt asks etcd for a progress
+// notification, and one that has no answer within another Attempt is
+// given up (errStalled), as is any watch when the probes find a member
+// lost. A watch that did not start (started) is given up at once.
+func (s *Store) readWatch(wctx context.Context, wch clientv3.WatchChan, started error, fn func(clientv3.WatchResponse) error) error {
+	if started != nil {
+		return started
+	}
+	lost := s.probe.lostMember()
+	tick := time.NewTicker(s.attempt / 2)
+	defer tick.Stop()
+	heard := time.Now()
+	var asked time.Time
+	for {
+		select {
+		case <-lost:
+			s.m.resent.WithLabelValues("watch").Inc()
+			return errStalled
+		case <-tick.C:
+			switch {
+			case !asked.IsZero() && time.Since(asked) >= s.attempt:
+				s.m.resent.WithLabelValues("watch").Inc()
+				return errStalled
+			case asked.IsZero() && time.Since(heard) >= s.attempt:
+				asked = time.Now()
+				pctx, cancel := context.WithTimeout(wctx, s.attempt)
+				s.cli.RequestProgress(pctx) // an error leaves asked set: the watch stalls
+				cancel()
+			}
+		case wr, ok := <-wch:
+			if !ok {
+				return errWatchEnded
+			}
+			heard, asked = time.Now(), time.Time{}
+			if err := fn(wr); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -369,7 +422,7 @@ func (s *Store) Replicas(ctx context.Context) ([]string, error) {
 func (s *Store) replicas(ctx context.Context) ([]string, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	resp, err := s.cli.Get(ctx, s.replicaPrefix(), clientv3.WithPrefix())
+	resp, err := s.get(ctx, s.replicaPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, 0, s.unavailable("list replicas", err)
 	}
@@ -392,20 +445,18 @@ func (s *Store) WatchReplicas(ctx context.Context, fn func([]string)) error {
 				fn(urls)
 				last = urls
 			}
-			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-			wch := s.cli.Watch(wctx, s.replicaPrefix(), clientv3.WithPrefix(), clientv3.WithRev(at+1))
-			changed := false
-			for wr := range wch {
-				if wr.Err() != nil || wr.CompactRevision != 0 {
-					break
+			wctx, cancel, wch, err := s.startWatch(ctx, s.replicaPrefix(), clientv3.WithPrefix(), clientv3.WithRev(at+1))
+			err = s.readWatch(wctx, wch, err, func(wr clientv3.WatchResponse) error {
+				switch {
+				case wr.Err() != nil || wr.CompactRevision != 0:
+					return errWatchEnded
+				case len(wr.Events) > 0:
+					return errChanged
 				}
-				if len(wr.Events) > 0 {
-					changed = true
-					break
-				}
-			}
+				return nil
+			})
 			cancel()
-			if changed {
+			if errors.Is(err, errChanged) {
 				delay.reset()
 				continue
 			}
@@ -418,6 +469,34 @@ func (s *Store) WatchReplicas(ctx context.Context, fn func([]string)) error {
 		}
 	}
 }
+
+// startWatch starts a watch of key. The client's Watch returns once etcd
+// has confirmed the watch, and waits for that as long as its context
+// lasts: a watch whose stream went to a member that does not answer is
+// given up after Options.Attempt (errStalled), to be started again.
+func (s *Store) startWatch(ctx context.Context, key string, opts ...clientv3.OpOption) (context.Context, context.CancelFunc, clientv3.WatchChan, error) {
+	wctx, cancel := s.watchCtx(ctx)
+	timer := time.AfterFunc(s.attempt, cancel)
+	wch := s.cli.Watch(wctx, key, opts...)
+	if !timer.Stop() && ctx.Err() == nil {
+		s.m.resent.WithLabelValues("watch").Inc()
+		return wctx, cancel, wch, errStalled
+	}
+	return wctx, cancel, wch, nil
+}
+
+// watchCtx is the context of one watch: etcd ends it when its member
+// loses the leader, and it rides a gRPC stream of its own. (The client
+// puts the watches whose contexts carry the same metadata on one stream:
+// a watch started again after its member stopped answering would join
+// the old stream while any other watch kept it open.)
+func (s *Store) watchCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx = metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), "rustynet-watch", strconv.FormatUint(s.watches.Add(1), 10))
+	return context.WithCancel(ctx)
+}
+
+// errChanged: the replicas changed; read them again.
+var errChanged = errors.New("replicas changed")
 
 // retry is a jittered exponential delay from 50 ms to 2 s.
 type retry struct{ cur time.Duration }
@@ -451,6 +530,10 @@ type metrics struct {
 	lag       prometheus.Histogram
 	applied   prometheus.Gauge
 	resets    *prometheus.CounterVec
+	resent    *prometheus.CounterVec
+	// memberUp and endpointChanges: see prober.
+	memberUp        *prometheus.GaugeVec
+	endpointChanges prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -489,12 +572,27 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rustynet_controller_store_watch_resets_total",
 			Help: "Times this replica reloaded the whole state, by reason (compacted: the watch's history was compacted; snapshot_failed: a reload attempt failed).",
 		}, []string{"reason"}),
+		resent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_controller_store_requests_resent_total",
+			Help: "Requests to etcd sent again after an attempt got no answer in time or a retryable error, by what (read, commit, watch: a watch started again because a member stopped answering).",
+		}, []string{"what"}),
+		memberUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rustynet_controller_etcd_member_up",
+			Help: "1 if the etcd member at this endpoint answered its last linearizable probe, else 0 (only with probing on: several endpoints).",
+		}, []string{"endpoint"}),
+		endpointChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rustynet_controller_etcd_endpoint_changes_total",
+			Help: "Times the set of etcd members this replica sends requests to changed, after probes.",
+		}),
+	}
+	for _, what := range []string{"read", "commit", "watch"} {
+		m.resent.WithLabelValues(what)
 	}
 	m.reads.WithLabelValues("cache")
 	m.reads.WithLabelValues("etcd")
 	for _, kind := range []string{"timeout", "unavailable", "leader", "no_space", "compacted", "too_large", "other"} {
 		m.errors.WithLabelValues(kind)
 	}
-	reg.MustRegister(m.latency, m.conflicts, m.behind, m.reads, m.errors, m.lag, m.applied, m.resets)
+	reg.MustRegister(m.latency, m.conflicts, m.behind, m.reads, m.errors, m.lag, m.applied, m.resets, m.resent, m.memberUp, m.endpointChanges)
 	return m
 }

@@ -1,0 +1,183 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/rustynet/rustynet/controller/store"
+	"github.com/rustynet/rustynet/controller/store/etcd/etcdtest"
+)
+
+var (
+	etcdOnce sync.Once
+	etcdBin  string
+	etcdErr  error
+	etcdDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if etcdDir != "" {
+		os.RemoveAll(etcdDir)
+	}
+	os.Exit(code)
+}
+
+// etcdBinary builds the etcd server once for the tests that run it as
+// processes.
+func etcdBinary(t *testing.T) string {
+	t.Helper()
+	etcdOnce.Do(func() {
+		if etcdDir, etcdErr = os.MkdirTemp("", "rustynet-etcd-test"); etcdErr == nil {
+			etcdBin, etcdErr = etcdtest.Build(etcdDir)
+		}
+	})
+	if etcdErr != nil {
+		t.Fatal(etcdErr)
+	}
+	return etcdBin
+}
+
+// TestStalledMember stops each member of a 3-member cluster of etcd
+// processes in turn (SIGSTOP: its connections stay open, nothing it is
+// sent is answered, as when it stalls on its disk or a partition drops its
+// packets) and checks that the store goes on without it: every Update
+// commits, exactly once, and the change feed delivers every revision. The
+// client's keepalive is set far beyond the test, so it is not what notices
+// the stalled member: the probes and the attempt deadline are. Before
+// them, an Update sent to the stalled member waited out its whole timeout
+// and failed, and a watch riding it delivered nothing until the keepalive
+// (at least 15 s) closed its connection.
+func TestStalledMember(t *testing.T) {
+	c := etcdtest.StartProcesses(t, etcdBinary(t), 3, etcdtest.ProcessOptions{})
+	cfg := clientv3.Config{
+		Endpoints:            c.Endpoints(),
+		DialTimeout:          2 * time.Second,
+		DialKeepAliveTime:    time.Hour,
+		DialKeepAliveTimeout: time.Hour,
+		Logger:               zap.NewNop(),
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	reg := prometheus.NewRegistry()
+	ctx := context.Background()
+	s, err := Open(ctx, cli, Options{Prefix: "/stall/", Timeout: 10 * time.Second, Probe: &cfg, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		mu       sync.Mutex
+		followed uint64
+	)
+	followErr := make(chan error, 1)
+	go func() {
+		followErr <- s.Follow(fctx, func(ch *store.Change) error {
+			mu.Lock()
+			followed = ch.Rev
+			mu.Unlock()
+			return nil
+		})
+	}()
+	commits := 0
+	incr := func(what string) uint64 {
+		t.Helper()
+		rev, err := s.Update(ctx, func(tx store.Tx) error {
+			v, err := tx.Counter("n")
+			if err != nil {
+				return err
+			}
+			return tx.SetCounter("n", v+1)
+		})
+		if err != nil {
+			t.Fatalf("%s: update %d: %v", what, commits+1, err)
+		}
+		commits++
+		return rev
+	}
+	for range 5 {
+		incr("before any stall")
+	}
+	for _, m := range c.Members {
+		what := "member " + m.Name + " stalled"
+		if err := m.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		var last uint64
+		for range 20 {
+			last = incr(what)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			got := followed
+			mu.Unlock()
+			if got >= last {
+				break
+			}
+			if time.Now().After(deadline) {
+				var ended error
+				select {
+				case ended = <-followErr:
+				default:
+				}
+				if f, err := os.Create("/tmp/stall-stacks.txt"); err == nil {
+					pprof.Lookup("goroutine").WriteTo(f, 2)
+					f.Close()
+				}
+				t.Fatalf("%s: the change feed is at revision %d, 30 s after revision %d committed (Follow ended: %v; client endpoints %q; %s)",
+					what, got, last, ended, cli.Endpoints(), s.counters())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := m.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		c.WaitHealthy(t, 30*time.Second)
+		// The member answers its probes again before the next one stalls.
+		for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(s.m.memberUp.WithLabelValues(m.ClientURL)) != 1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("member %s answers again, but its probe gauge is still 0 after 10 s", m.Name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var n uint64
+	if err := s.View(ctx, func(tx store.Tx) error {
+		var err error
+		n, err = tx.Counter("n")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != uint64(commits) {
+		t.Errorf("counter = %d after %d acknowledged increments: want each applied exactly once", n, commits)
+	}
+	if got := testutil.ToFloat64(s.m.endpointChanges); got < 6 {
+		t.Errorf("endpoint changes = %v, want at least 6 (each of 3 members out and back in)", got)
+	}
+	t.Log(s.counters())
+}
+
+// counters sums up how the store got past the stalls.
+func (s *Store) counters() string {
+	return fmt.Sprintf("resent: read %v, commit %v, watch %v; endpoint changes %v", testutil.ToFloat64(s.m.resent.WithLabelValues("read")),
+		testutil.ToFloat64(s.m.resent.WithLabelValues("commit")), testutil.ToFloat64(s.m.resent.WithLabelValues("watch")),
+		testutil.ToFloat64(s.m.endpointChanges))
+}
