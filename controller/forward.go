@@ -62,6 +62,13 @@ const (
 	forwardAvoidDeclined = time.Minute
 )
 
+// The hand-over connection's timeouts (see ForwardWrites).
+const (
+	forwardDial        = time.Second
+	forwardPingIdle    = 500 * time.Millisecond
+	forwardPingTimeout = time.Second
+)
+
 // replicaCommitRequest is one write handed to the writer: a registration,
 // or a batch of endpoint reports.
 type replicaCommitRequest struct {
@@ -118,17 +125,21 @@ type forwarder struct {
 // commits its own writes.
 func (s *Server) ForwardWrites(self string, tlsConf *tls.Config, isReplica func(*tls.ConnectionState) bool) {
 	tr := &http.Transport{
-		// A writer that is gone without a word (its host down) must not
-		// hold a write long: past the dial and handshake timeouts this
-		// replica commits it itself, and a connection that stops
-		// answering pings is dropped.
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		// A writer that is gone without a word (its host down, its
+		// region cut off) must not hold a write long: past the dial and
+		// handshake timeouts this replica commits it itself, and a
+		// connection quiet for forwardPingIdle is pinged and dropped if
+		// the ping is not answered within forwardPingTimeout, so that a
+		// write in flight to a writer cut off is given up within 1.5 s
+		// (the region-loss RTO is 3 s). Pings cost one frame each way per
+		// idle half second on one connection per pair of replicas.
+		DialContext:         (&net.Dialer{Timeout: forwardDial, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     tlsConf,
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     time.Minute,
 		TLSHandshakeTimeout: 2 * time.Second,
-		HTTP2:               &http.HTTP2Config{SendPingTimeout: 2 * time.Second, PingTimeout: 2 * time.Second},
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: forwardPingIdle, PingTimeout: forwardPingTimeout},
 	}
 	s.fwd = &forwarder{self: self, client: &http.Client{Transport: tr}}
 	s.isReplica = isReplica
