@@ -185,6 +185,7 @@ func drDrillViews(results map[string]evidence.GateResult) ([]drillView, error) {
 					What string    `json:"what"`
 				} `json:"timeline"`
 				ControlPlaneRTO *int64 `json:"control_plane_rto_ns"`
+				Outage          int64  `json:"control_plane_outage_ns"`
 				PropagationRTO  *int64 `json:"propagation_rto_ns"`
 				MaxProbeGap     int64  `json:"max_probe_gap_ns"`
 				LostProbes      int    `json:"lost_probes"`
@@ -206,8 +207,8 @@ func drDrillViews(results map[string]evidence.GateResult) ([]drillView, error) {
 	for _, x := range d.Drills {
 		res := x.Result
 		dv := drillView{Name: x.Drill, Passed: x.Passed, Class: "good", Problems: x.Problems,
-			Figures: fmt.Sprintf("control-plane RTO %s; propagation RTO %s; longest probe gap %s; %d probes lost; %d of %d acknowledged writes lost",
-				dur(res.ControlPlaneRTO), dur(res.PropagationRTO), dur(&res.MaxProbeGap), res.LostProbes, res.LostWrites, res.AckedWrites)}
+			Figures: fmt.Sprintf("control-plane RTO %s; longest outage after it %s; propagation RTO %s; longest probe gap %s; %d probes lost; %d of %d acknowledged writes lost",
+				dur(res.ControlPlaneRTO), dur(&res.Outage), dur(res.PropagationRTO), dur(&res.MaxProbeGap), res.LostProbes, res.LostWrites, res.AckedWrites)}
 		if !x.Passed {
 			dv.Class = "bad"
 		}

@@ -80,7 +80,7 @@ func TestDRSection(t *testing.T) {
 	for _, want := range []string{
 		"## Disaster-recovery drills",
 		"### region-loss-short: **FAILED**",
-		"control-plane RTO 183ms; propagation RTO not reached; longest probe gap 40ms; 0 probes lost; 0 of 115 acknowledged writes lost.",
+		"control-plane RTO 183ms; longest outage after it 0s; propagation RTO not reached; longest probe gap 40ms; 0 probes lost; 0 of 115 acknowledged writes lost.",
 		"| 19:13:00.000 | -40.0 s | workload started |",
 		"| 19:13:40.000 | +0.0 s | fault: lose region eu |",
 		"| 19:13:41.200 | +1.2 s | done: lose region eu |",

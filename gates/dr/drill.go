@@ -43,6 +43,16 @@ type Result struct {
 	// FailedWritesAfter counts writes to surviving replicas after the
 	// first fault that were not acknowledged.
 	FailedWritesAfter int `json:"failed_writes_after_fault"`
+	// ControlPlaneOutage is the longest time, after the first fault, from
+	// sending a write that a surviving replica refused (or left
+	// unanswered) to the acknowledgement of the next write sent after it
+	// (to the drill's end if none was): the control plane must not only
+	// come back within its RTO but stay back. 0 when none was refused.
+	// OutageFrom is when that write was sent.
+	ControlPlaneOutage time.Duration `json:"control_plane_outage_ns"`
+	OutageFrom         time.Time     `json:"control_plane_outage_from,omitzero"`
+	// FirstFault is when the first fault was injected.
+	FirstFault time.Time `json:"first_fault,omitzero"`
 	// PropagationRTO: the first fault until the last surviving node
 	// applied a netmap holding the change of PropagatedWrite, the first
 	// write sent after the fault that a surviving replica acknowledged;
@@ -178,25 +188,48 @@ func (r *Result) survived(region string) bool {
 	return !slices.Contains(r.Failed, region) && !slices.Contains(r.Partitioned, region)
 }
 
-// measureWrites takes the control-plane RTO from the write log: writes
-// sent to a replica while it was down or cut off are not counted.
+// measureWrites takes the control-plane RTO and the longest outage after
+// it from the write log, in the order the writes were sent (an outage
+// that lasts to the end of the log ends at its last answer): writes sent
+// to a replica while it was down or cut off are not counted.
 func (r *Result) measureWrites(fault time.Time) {
 	if fault.IsZero() {
 		return
 	}
-	for _, w := range r.Writes {
+	r.FirstFault = fault
+	writes := slices.Clone(r.Writes)
+	slices.SortStableFunc(writes, func(a, b drload.Record) int { return a.At.Compare(b.At) })
+	var end time.Time
+	for _, w := range writes {
+		if w.Done.After(end) {
+			end = w.Done
+		}
+	}
+	var refused time.Time // the first refused write since the last acknowledged one
+	outage := func(until time.Time) {
+		if !refused.IsZero() && until.Sub(refused) > r.ControlPlaneOutage {
+			r.ControlPlaneOutage, r.OutageFrom = until.Sub(refused), refused
+		}
+		refused = time.Time{}
+	}
+	for _, w := range writes {
 		if w.At.Before(fault) || !r.reachable(w.Replica, w.At) {
 			continue
 		}
 		if !w.OK {
 			r.FailedWritesAfter++
+			if refused.IsZero() {
+				refused = w.At
+			}
 			continue
 		}
+		outage(w.Done)
 		if r.ControlPlaneRTO == nil {
 			d := w.Done.Sub(fault)
 			r.ControlPlaneRTO = &d
 		}
 	}
+	outage(end)
 }
 
 // measurePropagation times the first change acknowledged after the fault

@@ -67,6 +67,46 @@ func TestMeasurePropagation(t *testing.T) {
 	}
 }
 
+// TestMeasureWrites: the RTO is the first write sent after the fault that
+// a surviving replica acknowledged, and the outage the longest run of
+// refusals after it, from the first refused write's sending to the next
+// acknowledgement: a control plane that comes back and then refuses
+// writes for 10 s has a short RTO and a 10 s outage.
+func TestMeasureWrites(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	w := func(ms, took int, region string, ok bool) drload.Record {
+		return drload.Record{At: at(ms), Done: at(ms + took), Op: drload.OpRegister, Replica: ctlURL(region), OK: ok}
+	}
+	lost := []Window{{Replica: ctlURL("ap"), From: t0}}
+	r := &Result{Down: lost, Writes: []drload.Record{
+		w(-1000, 50, "us", false), // before the fault
+		w(1300, 50, "eu", true),   // logged in the order answered: sent after the next
+		w(100, 1900, "us", true),  // the first sent after the fault: the RTO, 2 s
+		w(1500, 100, "ap", false), // the lost region's: not counted
+		w(3000, 100, "us", false), // the outage: from +3 s
+		w(4000, 100, "eu", false),
+		w(13000, 200, "us", true),  // to +13.2 s
+		w(14000, 100, "eu", false), // one more at the end, unanswered to the end of the log
+		w(14500, 500, "us", false),
+	}}
+	r.measureWrites(t0)
+	if r.ControlPlaneRTO == nil || *r.ControlPlaneRTO != 2*time.Second {
+		t.Errorf("control-plane RTO = %v, want 2s", r.ControlPlaneRTO)
+	}
+	if r.ControlPlaneOutage != 10200*time.Millisecond || !r.OutageFrom.Equal(at(3000)) {
+		t.Errorf("outage = %v from %v, want 10.2s from +3s", r.ControlPlaneOutage, r.OutageFrom.Sub(t0))
+	}
+	if r.FailedWritesAfter != 4 {
+		t.Errorf("%d refused after the fault, want 4", r.FailedWritesAfter)
+	}
+	r = &Result{Down: lost, Writes: []drload.Record{w(100, 100, "us", true), w(500, 100, "eu", true)}}
+	r.measureWrites(t0)
+	if r.ControlPlaneOutage != 0 || !r.OutageFrom.IsZero() {
+		t.Errorf("with nothing refused: outage %v from %v, want none", r.ControlPlaneOutage, r.OutageFrom)
+	}
+}
+
 // TestJudge: each target set is held, a figure that was not measured
 // misses its target, and an unmeasurable target is never passed.
 func TestJudge(t *testing.T) {
@@ -88,6 +128,10 @@ func TestJudge(t *testing.T) {
 	}{
 		{"slow control plane", func(r *Result) { r.ControlPlaneRTO = &slow }, "control-plane RTO 4s, over the target of 3s"},
 		{"no write after the fault", func(r *Result) { r.ControlPlaneRTO, r.FailedWritesAfter = nil, 40 }, "no write sent after the fault was acknowledged through a surviving region (40 refused)"},
+		{"an outage after the RTO", func(r *Result) {
+			r.FirstFault = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+			r.ControlPlaneOutage, r.OutageFrom = 10*time.Second, r.FirstFault.Add(time.Second)
+		}, "surviving replicas refused writes for 10s from 2026-12-03T12:00:01Z (the fault +1s), over the control-plane RTO of 3s"},
 		{"slow propagation", func(r *Result) { r.PropagationRTO = &never }, "propagation RTO 6s, over the target of 5s"},
 		{"never propagated", func(r *Result) { r.PropagationRTO, r.NotPropagated = nil, []string{"node-us-1"} }, "endpoints of n3 never reached node-us-1"},
 		{"nothing to propagate", func(r *Result) { r.PropagationRTO, r.PropagatedWrite = nil, "" }, "no change was acknowledged after the fault"},

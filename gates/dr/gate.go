@@ -161,6 +161,11 @@ func Judge(res *Result, t *policies.DRTarget, s *Scenario) []string {
 		case *res.ControlPlaneRTO > t.ControlPlaneRTO.D:
 			miss("control-plane RTO %v, over the target of %v", res.ControlPlaneRTO.Round(time.Millisecond), t.ControlPlaneRTO.D)
 		}
+		// Back within the RTO, and no outage as long after it.
+		if res.ControlPlaneOutage > t.ControlPlaneRTO.D {
+			miss("control-plane outage: surviving replicas refused writes for %v from %s (the fault +%v), over the control-plane RTO of %v",
+				res.ControlPlaneOutage.Round(time.Millisecond), res.OutageFrom.Format(time.RFC3339Nano), res.OutageFrom.Sub(res.FirstFault).Round(time.Millisecond), t.ControlPlaneRTO.D)
+		}
 	}
 	if t.PropagationRTO != nil {
 		switch {
@@ -207,8 +212,8 @@ func (r *Result) Summary() string {
 		}
 		return p.Round(time.Millisecond).String()
 	}
-	return fmt.Sprintf("control-plane RTO %s (%d writes refused after the fault), propagation RTO %s, longest probe gap %v, %d probes lost, %d of %d acknowledged writes lost",
-		d(r.ControlPlaneRTO), r.FailedWritesAfter, d(r.PropagationRTO), r.MaxProbeGap.Round(time.Millisecond), r.LostProbes, r.LostWrites, r.AckedWrites)
+	return fmt.Sprintf("control-plane RTO %s (%d writes refused after the fault, longest outage %v), propagation RTO %s, longest probe gap %v, %d probes lost, %d of %d acknowledged writes lost",
+		d(r.ControlPlaneRTO), r.FailedWritesAfter, r.ControlPlaneOutage.Round(time.Millisecond), d(r.PropagationRTO), r.MaxProbeGap.Round(time.Millisecond), r.LostProbes, r.LostWrites, r.AckedWrites)
 }
 
 // record writes a drill's evidence: its result (figures and timeline),
@@ -241,6 +246,8 @@ func record(r *gates.Run, s *Scenario, res *Result) error {
 	}
 	seconds("control_plane_rto", res.ControlPlaneRTO, "the first fault to the first write sent after it that a surviving region's replica acknowledged (the load client's log)")
 	seconds("propagation_rto", res.PropagationRTO, "the first fault to the last surviving node applying a netmap with that write's change (the nodes' netmap logs)")
+	outage := res.ControlPlaneOutage
+	seconds("control_plane_outage", &outage, "the longest time after the fault from sending a write a surviving replica refused to the acknowledgement of the next write sent after it (the load client's log); 0: none refused")
 	gap := res.MaxProbeGap
 	seconds("max_probe_gap", &gap, "the longest time, beyond the probe interval, between answered probes of one pair of surviving nodes (the nodes' probe logs)")
 	count := func(name string, v int, what string) {
