@@ -33,6 +33,17 @@ func startTree(t *testing.T, cmd *exec.Cmd) int {
 		t.Fatalf("grandchild pid %q: %v", line, err)
 	}
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	// sh prints $! once it has forked the grandchild, which may not have
+	// exec'd sleep yet (it is named sh until then): wait until it has.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if err == nil && strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %d has not exec'd sleep after 10 s (%q, %v)", pid, comm, err)
+		}
+	}
 	return pid
 }
 
