@@ -383,7 +383,7 @@ func (s *Store) commit(ctx context.Context, bump bool, t *tx) (uint64, error) {
 				return 0, errConflict
 			}
 			// The revision is taken: perhaps by an earlier send.
-			return s.settle(ctx, t, id, store.ErrUnknownOutcome)
+			return s.settle(ctx, t, id, fmt.Errorf("%w: etcd commit: an earlier send's answer was lost, and which Update took revision %d could not be read in time", store.ErrUnknownOutcome, t.rev))
 		}
 		err = s.commitErr(err, len(ops))
 		if !bump || !errors.Is(err, store.ErrUnknownOutcome) {

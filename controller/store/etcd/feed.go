@@ -112,8 +112,7 @@ func (s *Store) watch(ctx context.Context, at int64, fn func(*store.Change) erro
 	next := at + 1
 	delay := newRetry()
 	for {
-		wctx, cancel, wch, err := s.startWatch(ctx, s.data, clientv3.WithPrefix(), clientv3.WithRev(next), clientv3.WithProgressNotify())
-		err = s.readWatch(wctx, wch, err, func(wr clientv3.WatchResponse) error {
+		err := s.runWatch(ctx, s.data, func(wr clientv3.WatchResponse) error {
 			if wr.CompactRevision != 0 {
 				return errResync
 			}
@@ -152,8 +151,7 @@ func (s *Store) watch(ctx context.Context, at int64, fn func(*store.Change) erro
 				next = max(next, wr.Header.Revision+1)
 			}
 			return nil
-		})
-		cancel()
+		}, clientv3.WithPrefix(), clientv3.WithRev(next), clientv3.WithProgressNotify())
 		if errors.Is(err, errStalled) {
 			delay.reset()
 		} else if err != nil && !errors.Is(err, errWatchEnded) {
@@ -176,17 +174,23 @@ var (
 	errStalled    = errors.New("watch stalled")
 )
 
-// readWatch hands fn each response of wch (the watch of wctx) until fn
-// fails or the watch ends (errWatchEnded). A watch can stall unseen: its
-// stream rides one connection, and a member that stops answering with its
-// connections open sends nothing more, which from here looks like a quiet
-// store. So a watch quiet for Options.Attempt asks etcd for a progress
-// notification, and one that has no answer within another Attempt is
-// given up (errStalled), as is any watch when the probes find a member
-// lost. A watch that did not start (started) is given up at once.
-func (s *Store) readWatch(wctx context.Context, wch clientv3.WatchChan, started error, fn func(clientv3.WatchResponse) error) error {
-	if started != nil {
-		return started
+// runWatch watches key and hands fn each response until fn fails or the
+// watch ends (errWatchEnded). A watch can stall unseen: its stream rides
+// one connection, and a member that stops answering with its connections
+// open sends nothing more, which from here looks like a quiet store. So
+// the watch is given up (errStalled) when etcd does not confirm it within
+// Options.Attempt (the client's Watch waits for that as long as its
+// context lasts), when it has been quiet for an Attempt and a progress
+// request has no answer within another, and when the probes find a
+// member lost.
+func (s *Store) runWatch(ctx context.Context, key string, fn func(clientv3.WatchResponse) error, opts ...clientv3.OpOption) error {
+	wctx, cancel := s.watchCtx(ctx)
+	defer cancel()
+	timer := time.AfterFunc(s.attempt, cancel)
+	wch := s.cli.Watch(wctx, key, opts...)
+	if !timer.Stop() && ctx.Err() == nil {
+		s.m.resent.WithLabelValues("watch").Inc()
+		return errStalled
 	}
 	lost := s.probe.lostMember()
 	tick := time.NewTicker(s.attempt / 2)
@@ -445,8 +449,7 @@ func (s *Store) WatchReplicas(ctx context.Context, fn func([]string)) error {
 				fn(urls)
 				last = urls
 			}
-			wctx, cancel, wch, err := s.startWatch(ctx, s.replicaPrefix(), clientv3.WithPrefix(), clientv3.WithRev(at+1))
-			err = s.readWatch(wctx, wch, err, func(wr clientv3.WatchResponse) error {
+			err := s.runWatch(ctx, s.replicaPrefix(), func(wr clientv3.WatchResponse) error {
 				switch {
 				case wr.Err() != nil || wr.CompactRevision != 0:
 					return errWatchEnded
@@ -454,8 +457,7 @@ func (s *Store) WatchReplicas(ctx context.Context, fn func([]string)) error {
 					return errChanged
 				}
 				return nil
-			})
-			cancel()
+			}, clientv3.WithPrefix(), clientv3.WithRev(at+1))
 			if errors.Is(err, errChanged) {
 				delay.reset()
 				continue
@@ -468,21 +470,6 @@ func (s *Store) WatchReplicas(ctx context.Context, fn func([]string)) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// startWatch starts a watch of key. The client's Watch returns once etcd
-// has confirmed the watch, and waits for that as long as its context
-// lasts: a watch whose stream went to a member that does not answer is
-// given up after Options.Attempt (errStalled), to be started again.
-func (s *Store) startWatch(ctx context.Context, key string, opts ...clientv3.OpOption) (context.Context, context.CancelFunc, clientv3.WatchChan, error) {
-	wctx, cancel := s.watchCtx(ctx)
-	timer := time.AfterFunc(s.attempt, cancel)
-	wch := s.cli.Watch(wctx, key, opts...)
-	if !timer.Stop() && ctx.Err() == nil {
-		s.m.resent.WithLabelValues("watch").Inc()
-		return wctx, cancel, wch, errStalled
-	}
-	return wctx, cancel, wch, nil
 }
 
 // watchCtx is the context of one watch: etcd ends it when its member

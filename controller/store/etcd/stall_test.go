@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"sync"
 	"testing"
 	"time"
@@ -136,10 +135,6 @@ func TestStalledMember(t *testing.T) {
 				select {
 				case ended = <-followErr:
 				default:
-				}
-				if f, err := os.Create("/tmp/stall-stacks.txt"); err == nil {
-					pprof.Lookup("goroutine").WriteTo(f, 2)
-					f.Close()
 				}
 				t.Fatalf("%s: the change feed is at revision %d, 30 s after revision %d committed (Follow ended: %v; client endpoints %q; %s)",
 					what, got, last, ended, cli.Endpoints(), s.counters())
