@@ -29,8 +29,9 @@ type Exported struct {
 	// Schema is the schema version of the records.
 	Schema uint64 `json:"schema"`
 	// Revision is the store's revision when it was exported; Import
-	// leaves the new store past it, so that no node's netmap revision
-	// from before is mistaken for the restored state.
+	// leaves the new store at RestoredRevision, far past it, so that no
+	// node's netmap revision from before is mistaken for the restored
+	// state.
 	Revision uint64            `json:"revision"`
 	Nodes    []*Node           `json:"nodes"`
 	AuthKeys []*AuthKey        `json:"auth_keys"`
@@ -38,9 +39,24 @@ type Exported struct {
 	Counters map[string]uint64 `json:"counters"`
 }
 
+// RestoreGap is how far past an export's revision a restore leaves the
+// store. The nodes run on while the control plane is lost, and some saw
+// revisions newer than the backup (up to the moment of the loss). Had the
+// restored store gone on from Revision+1, a revision a node holds could
+// fall inside the restored replica's own history and be answered with a
+// delta from the wrong history: peers that the backup never held kept,
+// changes made since missed. No store writes 2^32 revisions between a
+// backup and its restore, so every revision a node holds is below the
+// restored one, and a replica answers it with a full netmap. (etcd's
+// `snapshot restore --bump-revision` does the same for its watchers.)
+const RestoreGap = 1 << 32
+
+// RestoredRevision is the store's revision after e is restored.
+func RestoredRevision(e *Exported) uint64 { return e.Revision + RestoreGap }
+
 // Loader is a store that can take a whole export: Load writes it into the
 // store, which must be empty, and leaves the store's revision at
-// e.Revision+1. Both stores implement it.
+// RestoredRevision(e). Both stores implement it.
 type Loader interface {
 	Load(ctx context.Context, e *Exported) error
 }
