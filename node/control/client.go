@@ -3,6 +3,7 @@ package control
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -88,6 +89,9 @@ type Config struct {
 	// to another, with the reason (one of Reasons). It must not call the
 	// client.
 	OnSwitch func(from, to, reason string)
+	// PingAfter and PingTimeout set the connections' health check (zero:
+	// PingAfter and PingTimeout below; tests shorten them).
+	PingAfter, PingTimeout time.Duration
 }
 
 // Why the client moved from one replica to another.
@@ -116,6 +120,21 @@ var Reasons = []string{ReasonNetwork, ReasonTLS, ReasonTimeout, ReasonUnavailabl
 // the kernel's minutes, before the client moves on.
 const dialTimeout = 5 * time.Second
 
+// A replica that dies without closing its connections (a host lost, a
+// partition, a container killed) answers nothing, not even a reset: a
+// long-poll on it would wait its whole wait (up to api.MaxWait) plus
+// requestTimeout before the client moved on, and the node would not know
+// its netmap had gone stale. The client sends an HTTP/2 ping on a
+// connection that has been silent for PingAfter and closes it when no
+// answer comes within PingTimeout: a long-poll learns of a silent replica
+// within their sum (15 s) and the client moves on. A live replica answers
+// at once, whatever it is doing; 10,000 nodes cost it 1,000 pings a
+// second at most, and only while their connections are idle.
+const (
+	PingAfter   = 10 * time.Second
+	PingTimeout = 5 * time.Second
+)
+
 // New returns a client for the controller at url (https://HOST:PORT) that
 // trusts the CA certificate in caFile (PEM) and nothing else.
 func New(url, caFile string) (*Client, error) {
@@ -140,11 +159,13 @@ func NewReplicated(cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	ping := &http.HTTP2Config{SendPingTimeout: cmp.Or(cfg.PingAfter, PingAfter), PingTimeout: cmp.Or(cfg.PingTimeout, PingTimeout)}
 	return &Client{
 		hc: &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
 			ForceAttemptHTTP2:   true,
+			HTTP2:               ping,
 			TLSHandshakeTimeout: 10 * time.Second,
 			IdleConnTimeout:     api.MaxWait + time.Minute,
 		}},

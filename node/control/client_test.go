@@ -584,3 +584,101 @@ func TestNewRefusesBadURLs(t *testing.T) {
 		}
 	}
 }
+
+// freezer is a TCP proxy in front of a replica that can go silent, as a
+// host that is lost does: it stops passing bytes either way and closes
+// nothing.
+type freezer struct {
+	ln     net.Listener
+	to     string
+	frozen chan struct{}
+	once   sync.Once
+}
+
+func startFreezer(t *testing.T, to string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln, to: to, frozen: make(chan struct{})}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.pass(t, c)
+		}
+	}()
+	return f
+}
+
+func (f *freezer) pass(t *testing.T, c net.Conn) {
+	up, err := net.Dial("tcp", f.to)
+	if err != nil {
+		c.Close()
+		return
+	}
+	copy := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			select {
+			case <-f.frozen:
+				return // swallow it, and everything after
+			default:
+			}
+			if err != nil {
+				dst.Close()
+				return
+			}
+			dst.Write(buf[:n])
+		}
+	}
+	go copy(up, c)
+	go copy(c, up)
+	t.Cleanup(func() { c.Close(); up.Close() })
+}
+
+func (f *freezer) freeze() { f.once.Do(func() { close(f.frozen) }) }
+
+// TestSilentReplicaLeft: a replica that goes silent mid long-poll (no
+// answer, no reset) is found by the connection's health check, and the
+// long-poll fails long before its wait ends, so the node moves on.
+func TestSilentReplicaLeft(t *testing.T) {
+	rs, ca := startReplicas(t, 2)
+	a, b := rs[0], rs[1]
+	arrived := make(chan struct{}, 1)
+	a.handle(api.PathNetmap, func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-r.Context().Done()
+	})
+	f := startFreezer(t, strings.TrimPrefix(a.URL, "https://"))
+	var l switchLog
+	c, err := control.NewReplicated(control.Config{URLs: []string{"https://" + f.ln.Addr().String(), b.URL}, CAFile: ca, OnSwitch: l.record,
+		PingAfter: 200 * time.Millisecond, PingTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	polled := make(chan error, 1)
+	go func() {
+		_, err := c.Netmap(ctxT(t), 5, time.Duration(api.MaxWait))
+		polled <- err
+	}()
+	<-arrived
+	f.freeze()
+	select {
+	case err := <-polled:
+		if err == nil {
+			t.Fatal("a long-poll on a replica gone silent succeeded")
+		}
+	case <-time.After(api.MaxWait / 2):
+		t.Fatalf("a long-poll on a replica gone silent was still waiting after %v: the health check did not find it", api.MaxWait/2)
+	}
+	if c.Current() != b.URL {
+		t.Errorf("current replica %s after the silent one, want %s", c.Current(), b.URL)
+	}
+}
