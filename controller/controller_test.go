@@ -22,6 +22,8 @@ import (
 	"github.com/rustynet/rustynet/controller"
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/controllertest"
+	"github.com/rustynet/rustynet/controller/store"
+	"github.com/rustynet/rustynet/controller/store/bolt"
 )
 
 func ctx(t *testing.T) context.Context {
@@ -741,6 +743,71 @@ func TestBackupAndRestore(t *testing.T) {
 	if err != nil || len(nodes) != 1 || nodes[0].ID != a.Node.ID {
 		t.Errorf("nodes after restoring the backup = %v, %v; want [%s]", nodes, err, a.Node.ID)
 	}
+}
+
+// TestLogicalRestoreAnswersAnotherHistoryInFull: the nodes run on while
+// the control plane is lost, and hold revisions newer than the backup (or
+// of an earlier restore's history). However far the restored controller
+// has written since, such a revision gets a full netmap of the restored
+// state, never a delta computed from the restored history as if it were
+// the node's (which would keep the nodes the backup never held, and miss
+// the changes made since).
+func TestLogicalRestoreAnswersAnotherHistoryInFull(t *testing.T) {
+	c := controllertest.Start(t)
+	key := c.AuthKey(true)
+	a, b := c.Register(key, "a"), c.Register(key, "b")
+	var buf bytes.Buffer
+	if _, err := c.Admin.BackupAs(ctx(t), "logical", &buf); err != nil {
+		t.Fatal(err)
+	}
+	exported, err := store.ParseExport(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written after the backup: lost with the control plane.
+	lost := []api.NodeID{c.Register(key, "lost1").Node.ID, c.Register(key, "lost2").Node.ID}
+	seen := poll(t, c, a.Credential, 0, 0).Revision // what node a holds at the loss
+	restore := func(prefix string) {
+		c.Stop()
+		dir := t.TempDir()
+		controllertest.CopyCA(t, c.DataDir, dir)
+		st, err := bolt.Open(filepath.Join(dir, controller.StoreFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Import(ctx(t), st, bytes.NewReader(buf.Bytes())); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		c.DataDir = dir
+		c.Restart()
+		// The restored controller writes, as far as the revision node a
+		// holds would be under a restore that went on from the backup's.
+		want := []api.NodeID{b.Node.ID}
+		n := min(seen-exported.Revision, 40)
+		if seen > exported.Revision+store.RestoreGap {
+			n = min(seen-exported.Revision-store.RestoreGap+1, 40)
+		}
+		for i := uint64(0); i < n; i++ {
+			want = append(want, c.Register(key, fmt.Sprintf("%s%d", prefix, i)).Node.ID)
+		}
+		m := poll(t, c, a.Credential, seen, 0)
+		got := peerIDs(m.Peers)
+		slices.Sort(got)
+		slices.Sort(want)
+		if !m.Full || !slices.Equal(got, want) || m.Revision <= seen {
+			t.Errorf("node a, at revision %d of another history, after restoring the backup (%s): full=%v revision %d peers %v changed %d removed %v; want a full netmap past it with %v (not %v)",
+				seen, prefix, m.Full, m.Revision, got, len(m.PeersChanged), m.PeersRemoved, want, lost)
+		}
+		seen = m.Revision
+		// More writes, which the next restore of the backup will not hold.
+		lost = append(lost, c.Register(key, prefix+"-lost").Node.ID)
+		seen = poll(t, c, a.Credential, seen, 0).Revision
+	}
+	restore("first")
+	// The same backup again: node a now holds a revision of the first
+	// restore's history, which the second must not take for its own.
+	restore("second")
 }
 
 func TestAdminSocketIsPrivate(t *testing.T) {

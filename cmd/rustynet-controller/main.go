@@ -562,7 +562,11 @@ func restore(args []string, stderr io.Writer) (err error) {
 		if err != nil {
 			return fmt.Errorf("restore into etcd %s: %w", *etcdPrefix, err)
 		}
-		fmt.Fprintf(stderr, "restored %s into etcd prefix %s: %d nodes, %d auth keys, revision %d\n", pos[0], *etcdPrefix, len(e.Nodes), len(e.AuthKeys), store.RestoredRevision(e))
+		var rev uint64
+		if err := st.View(ctx, func(tx store.Tx) error { rev = tx.Revision(); return nil }); err != nil {
+			return fmt.Errorf("restore into etcd %s: reading the revision back: %w", *etcdPrefix, err)
+		}
+		fmt.Fprintf(stderr, "restored %s into etcd prefix %s: %d nodes, %d auth keys, revision %d\n", pos[0], *etcdPrefix, len(e.Nodes), len(e.AuthKeys), rev)
 		return nil
 	default:
 		return usageError{fmt.Sprintf("restore: --store %q: want bolt or etcd", *storeKind)}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
 )
@@ -39,24 +40,31 @@ type Exported struct {
 	Counters map[string]uint64 `json:"counters"`
 }
 
-// RestoreGap is how far past an export's revision a restore leaves the
-// store. The nodes run on while the control plane is lost, and some saw
-// revisions newer than the backup (up to the moment of the loss). Had the
-// restored store gone on from Revision+1, a revision a node holds could
-// fall inside the restored replica's own history and be answered with a
-// delta from the wrong history: peers that the backup never held kept,
-// changes made since missed. No store writes 2^32 revisions between a
-// backup and its restore, so every revision a node holds is below the
-// restored one, and a replica answers it with a full netmap. (etcd's
-// `snapshot restore --bump-revision` does the same for its watchers.)
+// RestoreGap and RestoredRevision set the store's revision after a
+// restore. The nodes run on while the control plane is lost, and hold
+// revisions of the lost history, newer than the backup; after an earlier
+// restore (of this backup or another), revisions of that history too. Had
+// the restored store gone on from the backup's revision, a revision a node
+// holds could fall inside the restored replica's own history and be
+// answered with a delta from the wrong one: peers the backup never held
+// kept, changes made since missed. So the restored revision is past both:
+// the backup's plus a gap no store writes between a backup and its
+// restore (2^32), and the restore's time in microseconds since 1970, which
+// no history restored earlier can have reached (that would take more
+// than one write a microsecond since it was restored; it needs a clock not
+// set back by more than the gap's worth). A replica answers every
+// revision below its own history with a full netmap. (etcd's `snapshot
+// restore --bump-revision` does the same for its watchers.)
 const RestoreGap = 1 << 32
 
-// RestoredRevision is the store's revision after e is restored.
-func RestoredRevision(e *Exported) uint64 { return e.Revision + RestoreGap }
+// RestoredRevision is the store's revision after e is restored at now.
+func RestoredRevision(e *Exported, now time.Time) uint64 {
+	return max(e.Revision+RestoreGap, uint64(max(now.UnixMicro(), 0)))
+}
 
 // Loader is a store that can take a whole export: Load writes it into the
 // store, which must be empty, and leaves the store's revision at
-// RestoredRevision(e). Both stores implement it.
+// RestoredRevision(e, the time of the load). Both stores implement it.
 type Loader interface {
 	Load(ctx context.Context, e *Exported) error
 }

@@ -212,7 +212,7 @@ func (s *Store) Load(ctx context.Context, e *store.Exported) error {
 		if err := store.LoadInto(t, e.Nodes, e.AuthKeys, e.Counters, e.Policy); err != nil {
 			return err
 		}
-		return putUint(meta, keyRevision, store.RestoredRevision(e))
+		return putUint(meta, keyRevision, store.RestoredRevision(e, time.Now()))
 	})
 }
 

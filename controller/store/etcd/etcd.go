@@ -466,7 +466,7 @@ const loadChunk = 12
 
 // Load implements store.Loader: the records in transactions of a few each,
 // which leave the revision at 0 (the change feed ignores them), then the
-// revision, store.RestoredRevision(e), in a last one. Run it with no replica serving
+// revision, store.RestoredRevision(e, now), in a last one. Run it with no replica serving
 // this prefix.
 func (s *Store) Load(ctx context.Context, e *store.Exported) error {
 	if err := s.View(ctx, store.CheckEmpty); err != nil {
@@ -504,7 +504,7 @@ func (s *Store) Load(ctx context.Context, e *store.Exported) error {
 		}
 	}
 	return write(true, func(t *tx) error {
-		t.rev = store.RestoredRevision(e)
+		t.rev = store.RestoredRevision(e, time.Now())
 		return store.LoadInto(t, nil, nil, nil, e.Policy)
 	})
 }
