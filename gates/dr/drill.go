@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -74,6 +75,18 @@ type Result struct {
 	LostWrites  int      `json:"lost_writes"`
 	Lost        []string `json:"lost,omitempty"`
 
+	// Backups are the backups the drill took; Restore what its
+	// restore-from-backup fault measured; Confidence the restores of the
+	// random backups, one by one, after the drill. Seed drew the random
+	// backups' moments.
+	Backups    []*Backup         `json:"backups,omitempty"`
+	Restore    *RestoreResult    `json:"restore,omitempty"`
+	Confidence *ConfidenceResult `json:"restore_confidence,omitempty"`
+	AtScale    *ScaleResult      `json:"restore_at_scale,omitempty"`
+	Seed       uint64            `json:"seed,omitempty"`
+	// Policies are the policy changes the runner made (in Writes too).
+	Policies []drload.Record `json:"-"`
+
 	Writes  []drload.Record                `json:"-"`
 	Probes  map[string][]node.ProbeRecord  `json:"-"`
 	Netmaps map[string][]node.NetmapRecord `json:"-"`
@@ -82,7 +95,7 @@ type Result struct {
 }
 
 // Injected are the fault kinds a drill can inject today.
-var Injected = []string{LoseRegion, PartitionRegion, KillEtcdLeader, KillController}
+var Injected = []string{LoseRegion, PartitionRegion, KillEtcdLeader, KillController, RestoreFromBackup}
 
 // Run runs the drill: its topology, its workload, its faults at their
 // times (a fault whose injection is not built fails the drill); then it
@@ -95,12 +108,19 @@ func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 			t.Fatalf("drill %s: fault %s: its injection is not built yet", s.Name, f.Kind.Value)
 		}
 	}
-	res := &Result{Drill: s.Name, Latency: LatencyMethod(s.Topology.Latency.D), logf: t.Logf}
+	res := &Result{Drill: s.Name, Latency: LatencyMethod(s.Topology.Latency.D), logf: t.Logf, Seed: rand.Uint64()}
 	m := up(ctx, t, s, b)
 	res.event("topology up")
 	var urls []string
 	for _, r := range s.Live() {
 		urls = append(urls, ctlURL(r.Name.Value))
+	}
+	spare := s.spare()
+	if s.restoreAt() > 0 {
+		// The load writes to the spare's replica too: refused until a
+		// restore brings it up, which the write log then times.
+		urls = append(urls, ctlURL(spare))
+		res.down(ctlURL(spare))
 	}
 	const acks = containers.DataDir + "/writes.jsonl"
 	w := s.Workload
@@ -115,9 +135,15 @@ func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 	start := time.Now()
 	res.event("workload started")
 	var first time.Time
-	for _, st := range m.schedule(res) {
+	steps := append(append(m.schedule(res), m.backupSteps(res, res.Seed)...), m.policySteps(res)...)
+	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at < steps[j].at })
+	for _, st := range steps {
 		if err := sleepUntil(ctx, start.Add(st.at)); err != nil {
 			t.Fatalf("drill %s: %v", s.Name, err)
+		}
+		if st.aside {
+			st.do(ctx) // records what it did, and logs it
+			continue
 		}
 		if first.IsZero() {
 			first = time.Now()
@@ -143,6 +169,8 @@ func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 	if res.Writes, err = parseLines[drload.Record](raw); err != nil {
 		t.Fatalf("the load client's log: %v", err)
 	}
+	res.Writes = append(res.Writes, res.Policies...)
+	sort.SliceStable(res.Writes, func(i, j int) bool { return res.Writes[i].At.Before(res.Writes[j].At) })
 	res.Probes, res.Netmaps = map[string][]node.ProbeRecord{}, map[string][]node.NetmapRecord{}
 	for _, r := range s.Live() {
 		if !res.survived(r.Name.Value) {
@@ -168,8 +196,22 @@ func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 	res.measureWrites(first)
 	res.measurePropagation(first)
 	res.measureProbes(s.Workload.ProbeEvery.D)
+	res.measureRestore(spare)
 	if err := res.checkStore(ctx, m); err != nil {
 		t.Fatalf("drill %s: %v", s.Name, err)
+	}
+	if s.Confidence != nil {
+		res.Confidence = m.confidence(ctx, t, res)
+		c := res.Confidence
+		res.event(fmt.Sprintf("restore confidence %d/%d, 95%% interval [%.3f, %.3f]", c.Complete, len(c.Restores), c.Lo, c.Hi))
+	}
+	if a := s.AtScale; a != nil {
+		res.AtScale = m.atScale(ctx, t, res, a.Nodes)
+		if sr := res.AtScale; sr.Error != "" {
+			res.event(fmt.Sprintf("restore at scale (%d nodes) failed: %s", sr.Nodes, sr.Error))
+		} else {
+			res.event(fmt.Sprintf("restore at scale: %d nodes (%d bytes) restored and served in %v", sr.Nodes, sr.Bytes, sr.Took.Round(time.Millisecond)))
+		}
 	}
 	return res
 }
@@ -239,8 +281,10 @@ func (r *Result) measurePropagation(fault time.Time) {
 	if fault.IsZero() {
 		return
 	}
+	// A change of a node (a policy change names none, and reaches every
+	// node as a full netmap).
 	i := slices.IndexFunc(r.Writes, func(w drload.Record) bool {
-		return w.OK && !w.At.Before(fault) && r.reachable(w.Replica, w.At)
+		return w.OK && w.Node != "" && !w.At.Before(fault) && r.reachable(w.Replica, w.At)
 	})
 	if i < 0 {
 		return
@@ -315,7 +359,9 @@ func (r *Result) measureProbes(interval time.Duration) {
 }
 
 // checkStore counts the acknowledged writes the store does not hold,
-// read from a surviving replica.
+// read from a surviving replica (after a restore, the restored one; the
+// writes acknowledged after the restored backup began, before the loss,
+// are its age, not a loss).
 func (r *Result) checkStore(ctx context.Context, m *mesh) error {
 	var ctl *containers.Controller
 	for region, c := range m.ctl {
@@ -323,6 +369,9 @@ func (r *Result) checkStore(ctx context.Context, m *mesh) error {
 			ctl = c
 			break
 		}
+	}
+	if r.Restore != nil {
+		ctl = m.ctl[m.s.spare()]
 	}
 	if ctl == nil {
 		return fmt.Errorf("no surviving replica to read the store from")
@@ -349,11 +398,36 @@ func (r *Result) checkStore(ctx context.Context, m *mesh) error {
 			}
 		}
 	}
+	// The policy in force: the last change sent, acknowledged or not (an
+	// unanswered one may have landed).
+	var lastPolicy drload.Record
+	var policy api.Policy
 	for _, w := range r.Writes {
-		if !w.OK {
+		if w.Op == drload.OpPolicy && w.At.After(lastPolicy.At) {
+			lastPolicy = w
+		}
+	}
+	if lastPolicy.OK {
+		code, out, err := ctl.Admin(ctx, "policy", "get", "--data-dir", containers.DataDir, "--json")
+		if err != nil || code != 0 {
+			return fmt.Errorf("policy get: exit %d, %v: %s", code, err, out)
+		}
+		if err := json.Unmarshal([]byte(out), &policy); err != nil {
+			return fmt.Errorf("policy get --json: %w", err)
+		}
+	}
+	for _, w := range r.Writes {
+		if !w.OK || !r.expectedInStore(w) {
 			continue
 		}
 		r.AckedWrites++
+		if w.Op == drload.OpPolicy {
+			if lastPolicy.At.Equal(w.At) && policy.Policy != w.Policy {
+				r.LostWrites++
+				r.Lost = append(r.Lost, fmt.Sprintf("the policy set through %s at %s, the last sent: the store holds another (%d bytes)", w.Replica, w.Done.Format(time.RFC3339Nano), len(policy.Policy)))
+			}
+			continue
+		}
 		n, ok := byID[w.Node]
 		switch {
 		case !ok:

@@ -1,6 +1,7 @@
 package dr
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -148,9 +149,48 @@ func TestJudge(t *testing.T) {
 		}
 	}
 	one := 1.0
-	restore := &policies.DRTarget{MinRestoreConfidence: &one}
-	if got := Judge(&good, restore, s); len(got) != 1 || !strings.Contains(got[0], "min_restore_confidence: this build's drills do not measure it yet") {
-		t.Errorf("a target no drill measures: %q, want it missed", got)
+	rs := loadDrill(t, "restore")
+	restore := &policies.DRTarget{MinRestoreConfidence: &one, MaxBackupAge: dur(20 * time.Second), TimeToRestore: dur(time.Minute), MaxLostProbes: &zero}
+	if got := Judge(&good, restore, rs); len(got) != 4 {
+		t.Errorf("a drill that made no restore: %q, want the three restore targets missed, and the restore at scale", got)
+	}
+	took := 5 * time.Second
+	complete := make([]Restore, 20)
+	for i := range complete {
+		complete[i] = Restore{Backup: i + 1, Complete: true}
+	}
+	scale, slowScale := 20*time.Second, 70*time.Second
+	restored := Result{Restore: &RestoreResult{Backup: 6, BackupAge: 10 * time.Second, TimeToRestore: &took},
+		AtScale:    &ScaleResult{Nodes: 10000, Took: &scale},
+		Confidence: &ConfidenceResult{Restores: complete, Complete: 20, Figure: 1, Lo: 0.83, Hi: 1}}
+	if got := Judge(&restored, restore, rs); len(got) != 0 {
+		t.Errorf("a restore within its targets: %q", got)
+	}
+	slowRestore := 61 * time.Second
+	for _, c := range []struct {
+		name string
+		edit func(*Result)
+		want string
+	}{
+		{"an old backup", func(r *Result) { r.Restore.BackupAge = 25 * time.Second }, "the backup restored (6) was 25s old at the loss, over the target of 20s"},
+		{"a slow restore", func(r *Result) { r.Restore.TimeToRestore = &slowRestore }, "time to restore 1m1s, over the target of 1m0s"},
+		{"never restored", func(r *Result) { r.Restore.TimeToRestore = nil }, "no write was acknowledged through the restored replica"},
+		{"a slow restore at scale", func(r *Result) { r.AtScale = &ScaleResult{Nodes: 10000, Took: &slowScale} }, "time to restore 10000 nodes 1m10s, over the target of 1m0s"},
+		{"a failed restore at scale", func(r *Result) { r.AtScale = &ScaleResult{Nodes: 10000, Error: "exit 1"} }, "the restore of 10000 nodes did not complete: exit 1"},
+		{"an incomplete restore", func(r *Result) {
+			r.Confidence.Complete, r.Confidence.Figure = 19, 0.95
+			r.Confidence.Restores[3] = Restore{Backup: 9, RecordsOK: 99, RecordsTotal: 100, NodesBack: 6, NodesTotal: 6, PairsOK: 30, PairsTotal: 30}
+		}, "restore confidence 0.950 (19 of 20 restores complete, 95% interval [0.830, 1.000]), under the target of 1: backup 9: records 99/100"},
+	} {
+		r := restored
+		rr, cr := *restored.Restore, *restored.Confidence
+		cr.Restores = slices.Clone(cr.Restores)
+		r.Restore, r.Confidence = &rr, &cr
+		c.edit(&r)
+		got := Judge(&r, restore, rs)
+		if len(got) != 1 || !strings.Contains(got[0], c.want) {
+			t.Errorf("%s: %q, want one miss saying %q", c.name, got, c.want)
+		}
 	}
 }
 
@@ -166,7 +206,7 @@ func TestSchedule(t *testing.T) {
 		{"region-partition", []string{"1m0s partition region ap", "2m0s heal region ap"}},
 		{"etcd-leader-kill", []string{"1m0s SIGKILL the etcd leader", "1m30s start the killed etcd member"}},
 		{"controller-kill", []string{"1m0s SIGKILL controller ctl-eu", "1m30s start controller ctl-eu"}},
-		{"restore", nil},
+		{"restore", []string{"1m30s lose the control plane and restore the newest backup into region dr"}},
 	} {
 		s := loadDrill(t, c.drill)
 		steps := (&mesh{s: s}).schedule(&Result{})
@@ -185,10 +225,8 @@ func TestSchedule(t *testing.T) {
 		if len(steps) == 0 {
 			t.Errorf("%s: no step", c.drill)
 		}
-		if c.drill == "restore" {
-			if err := steps[0].do(t.Context()); err == nil || !strings.Contains(err.Error(), "not built yet") {
-				t.Errorf("restore's step: %v, want a refusal", err)
-			}
+		if c.drill == "restore" && (len(steps) != 1 || !strings.Contains(steps[0].what, "lose the control plane and restore the newest backup into region dr")) {
+			t.Errorf("restore: steps %q, want the loss and the restore", got)
 		}
 	}
 }

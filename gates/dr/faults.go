@@ -26,6 +26,10 @@ type step struct {
 	at   time.Duration // from the start of the workload
 	what string
 	do   func(context.Context) error
+	// aside: a backup or a policy change, not a fault (a drill is timed
+	// from its first fault); it logs its own event, and its failure is
+	// recorded, not fatal.
+	aside bool
 }
 
 // schedule turns the drill's faults into its steps, in time order: each
@@ -38,18 +42,18 @@ func (m *mesh) schedule(res *Result) []step {
 		region := f.Region.Value
 		switch f.Kind.Value {
 		case LoseRegion:
-			steps = append(steps, step{f.At.D, "lose region " + region, func(ctx context.Context) error {
+			steps = append(steps, step{at: f.At.D, what: "lose region " + region, do: func(ctx context.Context) error {
 				res.down(ctlURL(region))
 				res.Failed = append(res.Failed, region)
 				return m.loseRegion(ctx, region)
 			}})
 		case KillController:
 			steps = append(steps,
-				step{f.At.D, "SIGKILL controller " + ctlName(region), func(ctx context.Context) error {
+				step{at: f.At.D, what: "SIGKILL controller " + ctlName(region), do: func(ctx context.Context) error {
 					res.down(ctlURL(region))
 					return m.ctl[region].Kill(ctx)
 				}},
-				step{f.At.D + f.For.D, "start controller " + ctlName(region), func(ctx context.Context) error {
+				step{at: f.At.D + f.For.D, what: "start controller " + ctlName(region), do: func(ctx context.Context) error {
 					err := m.ctl[region].Start(ctx)
 					res.up(ctlURL(region)) // serving again (Start waits for it)
 					return err
@@ -57,7 +61,7 @@ func (m *mesh) schedule(res *Result) []step {
 		case KillEtcdLeader:
 			var killed string
 			steps = append(steps,
-				step{f.At.D, "SIGKILL the etcd leader", func(ctx context.Context) error {
+				step{at: f.At.D, what: "SIGKILL the etcd leader", do: func(ctx context.Context) error {
 					r, err := m.etcdLeader(ctx)
 					if err != nil {
 						return err
@@ -66,7 +70,7 @@ func (m *mesh) schedule(res *Result) []step {
 					res.event("etcd leader is " + etcdName(r) + ": killed")
 					return m.etcd[r].Kill(ctx)
 				}},
-				step{f.At.D + f.For.D, "start the killed etcd member", func(ctx context.Context) error {
+				step{at: f.At.D + f.For.D, what: "start the killed etcd member", do: func(ctx context.Context) error {
 					if killed == "" {
 						return fmt.Errorf("no member was killed")
 					}
@@ -74,18 +78,22 @@ func (m *mesh) schedule(res *Result) []step {
 				}})
 		case PartitionRegion:
 			steps = append(steps,
-				step{f.At.D, "partition region " + region, func(ctx context.Context) error {
+				step{at: f.At.D, what: "partition region " + region, do: func(ctx context.Context) error {
 					res.down(ctlURL(region))
 					res.Partitioned = append(res.Partitioned, region)
 					return m.partition(ctx, region, true)
 				}},
-				step{f.At.D + f.For.D, "heal region " + region, func(ctx context.Context) error {
+				step{at: f.At.D + f.For.D, what: "heal region " + region, do: func(ctx context.Context) error {
 					err := m.partition(ctx, region, false)
 					res.up(ctlURL(region))
 					return err
 				}})
+		case RestoreFromBackup:
+			steps = append(steps, step{at: f.At.D, what: "lose the control plane and restore the newest backup into region " + m.s.spare(), do: func(ctx context.Context) error {
+				return m.loseAndRestore(ctx, m.t, res)
+			}})
 		default:
-			steps = append(steps, step{f.At.D, f.Kind.Value, func(context.Context) error {
+			steps = append(steps, step{at: f.At.D, what: f.Kind.Value, do: func(context.Context) error {
 				return fmt.Errorf("fault %s: its injection is not built yet", f.Kind.Value)
 			}})
 		}

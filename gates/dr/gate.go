@@ -191,18 +191,60 @@ func Judge(res *Result, t *policies.DRTarget, s *Scenario) []string {
 			miss("%d of %d acknowledged writes lost, over the target of %d: %s", res.LostWrites, res.AckedWrites, *t.MaxLostWrites, strings.Join(first(res.Lost, 3), "; "))
 		}
 	}
-	for _, name := range []struct {
-		set  bool
-		what string
-	}{{t.MaxBackupAge != nil, "max_backup_age"}, {t.TimeToRestore != nil, "time_to_restore"}, {t.MinRestoreConfidence != nil, "min_restore_confidence"}} {
-		if name.set {
-			miss("%s: this build's drills do not measure it yet (%s)", name.what, s.File)
+	rr := res.Restore
+	if t.MaxBackupAge != nil {
+		switch {
+		case rr == nil:
+			miss("backup age: no restore was made (%s has no %s fault that completed); target %v", s.File, RestoreFromBackup, t.MaxBackupAge.D)
+		case rr.BackupAge > t.MaxBackupAge.D:
+			miss("the backup restored (%d) was %v old at the loss, over the target of %v", rr.Backup, rr.BackupAge.Round(time.Millisecond), t.MaxBackupAge.D)
+		}
+	}
+	if t.TimeToRestore != nil {
+		switch {
+		case rr == nil:
+			miss("time to restore: no restore was made; target %v", t.TimeToRestore.D)
+		case rr.TimeToRestore == nil:
+			miss("time to restore: no write was acknowledged through the restored replica; target %v", t.TimeToRestore.D)
+		case *rr.TimeToRestore > t.TimeToRestore.D:
+			miss("time to restore %v, over the target of %v", rr.TimeToRestore.Round(time.Millisecond), t.TimeToRestore.D)
+		}
+		if sr := res.AtScale; s.AtScale != nil {
+			switch {
+			case sr == nil || sr.Took == nil:
+				miss("time to restore at scale: the restore of %d nodes did not complete: %s; target %v", s.AtScale.Nodes, orNone(sr), t.TimeToRestore.D)
+			case *sr.Took > t.TimeToRestore.D:
+				miss("time to restore %d nodes %v, over the target of %v", sr.Nodes, sr.Took.Round(time.Millisecond), t.TimeToRestore.D)
+			}
+		}
+	}
+	if t.MinRestoreConfidence != nil {
+		c := res.Confidence
+		switch {
+		case c == nil || len(c.Restores) == 0:
+			miss("restore confidence: no backup was restored to measure it (%s has no restore_confidence); target %g", s.File, *t.MinRestoreConfidence)
+		case c.Figure < *t.MinRestoreConfidence:
+			var failed []string
+			for _, r := range c.Restores {
+				if !r.Complete {
+					failed = append(failed, fmt.Sprintf("backup %d: %s", r.Backup, r.summary()))
+				}
+			}
+			miss("restore confidence %.3f (%d of %d restores complete, 95%% interval [%.3f, %.3f]), under the target of %g: %s",
+				c.Figure, c.Complete, len(c.Restores), c.Lo, c.Hi, *t.MinRestoreConfidence, strings.Join(first(failed, 3), "; "))
 		}
 	}
 	return out
 }
 
 func first(s []string, n int) []string { return s[:min(n, len(s))] }
+
+func orNone(sr *ScaleResult) string {
+	if sr == nil {
+		return "not run"
+	}
+	return sr.Error
+}
 
 // Summary is a line of a drill's figures, for the log.
 func (r *Result) Summary() string {
@@ -212,8 +254,20 @@ func (r *Result) Summary() string {
 		}
 		return p.Round(time.Millisecond).String()
 	}
-	return fmt.Sprintf("control-plane RTO %s (%d writes refused after the fault, longest outage %v), propagation RTO %s, longest probe gap %v, %d probes lost, %d of %d acknowledged writes lost",
+	out := fmt.Sprintf("control-plane RTO %s (%d writes refused after the fault, longest outage %v), propagation RTO %s, longest probe gap %v, %d probes lost, %d of %d acknowledged writes lost",
 		d(r.ControlPlaneRTO), r.FailedWritesAfter, r.ControlPlaneOutage.Round(time.Millisecond), d(r.PropagationRTO), r.MaxProbeGap.Round(time.Millisecond), r.LostProbes, r.LostWrites, r.AckedWrites)
+	if rr := r.Restore; rr != nil {
+		out += fmt.Sprintf("; restored backup %d, %v old at the loss (%d writes acknowledged after it began), time to restore %s, serving after %v",
+			rr.Backup, rr.BackupAge.Round(time.Millisecond), rr.WritesAfterBackup, d(rr.TimeToRestore), rr.Serving.Sub(rr.Started).Round(time.Millisecond))
+	}
+	if sr := r.AtScale; sr != nil && sr.Took != nil {
+		out += fmt.Sprintf("; %d nodes restored and served in %v", sr.Nodes, sr.Took.Round(time.Millisecond))
+	}
+	if c := r.Confidence; c != nil {
+		out += fmt.Sprintf("; restore confidence %d/%d = %.3f, 95%% interval [%.3f, %.3f] (records mean %.4f min %.4f, credentials mean %.4f min %.4f, tunnels mean %.4f min %.4f)",
+			c.Complete, len(c.Restores), c.Figure, c.Lo, c.Hi, c.MeanRecords, c.MinRecords, c.MeanCredentials, c.MinCredentials, c.MeanTunnels, c.MinTunnels)
+	}
+	return out
 }
 
 // record writes a drill's evidence: its result (figures and timeline),
@@ -255,6 +309,27 @@ func record(r *gates.Run, s *Scenario, res *Result) error {
 	}
 	count("lost_probes", res.LostProbes, "probes between surviving nodes not answered, once every pair had been answered")
 	count("lost_writes", res.LostWrites, fmt.Sprintf("acknowledged writes (%d) the store does not hold afterwards, read through a surviving replica", res.AckedWrites))
+	if rr := res.Restore; rr != nil {
+		age := rr.BackupAge
+		seconds("backup_age", &age, fmt.Sprintf("the age at the loss of the control plane of the newest backup, the one restored (backup %d, %d writes acknowledged after it began): the restore's RPO", rr.Backup, rr.WritesAfterBackup))
+		if sr := res.AtScale; sr != nil {
+			seconds("time_to_restore_at_scale", sr.Took, fmt.Sprintf("the restored backup grown to %d nodes (%d bytes; synthetic copies of a registered node, each with its own ID, keys and address), restored after the drill: a fresh etcd member started, `rustynet-controller restore --store etcd`, the replica started on it until it answered /healthz (it loads every node first)", sr.Nodes, sr.Bytes))
+		}
+		seconds("time_to_restore", rr.TimeToRestore, "the restore's start (right after the loss of every etcd member and replica) to the first write acknowledged through the replica restored in the spare region (the load client's log): a fresh etcd member, `rustynet-controller restore --store etcd`, the replica started on it")
+	}
+	if c := res.Confidence; c != nil && len(c.Restores) > 0 {
+		var took []float64
+		for _, rs := range c.Restores {
+			if rs.Error == "" {
+				took = append(took, rs.Took.Seconds())
+			}
+		}
+		cm := fmt.Sprintf("%s; %d backups at moments drawn uniformly (seed %d) over the workload before the restore, each restored after the drill into a fresh etcd member and replica of the spare region (documents/resilience/restore-confidence.md)", method, len(c.Restores), c.Seed)
+		r.Measure(evidence.Measurement{Name: s.Name + ":restore_confidence", Unit: "ratio", Method: fmt.Sprintf("%s; complete restores / restores = %d/%d, two-sided 95%% Clopper-Pearson interval [%.4f, %.4f]", cm, c.Complete, len(c.Restores), c.Lo, c.Hi), Values: []float64{c.Figure}})
+		if len(took) > 0 {
+			r.Measure(evidence.Measurement{Name: s.Name + ":confidence_restore_time", Unit: "s", Method: cm + "; per restore: the etcd member started, the backup restored, the replica serving", Values: took})
+		}
+	}
 	return nil
 }
 

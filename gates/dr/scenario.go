@@ -82,7 +82,22 @@ type Scenario struct {
 	// after the drill's faults, and checked against the acknowledged
 	// writes, the nodes' credentials and the tunnels.
 	Confidence *Confidence `yaml:"restore_confidence"`
+	// AtScale, when set, restores a backup grown to Nodes nodes into
+	// the spare region after the drill, and times it against the
+	// restore target.
+	AtScale *AtScale `yaml:"restore_at_scale"`
 }
+
+// AtScale is the size of the state a drill restores at scale.
+type AtScale struct {
+	Nodes int `yaml:"nodes"`
+}
+
+// Bounds of AtScale.Nodes.
+const (
+	MinScaleNodes = 1000
+	MaxScaleNodes = 100000
+)
 
 // Confidence is how many backups a drill restores to measure restore
 // confidence (documents/resilience/restore-confidence.md).
@@ -289,6 +304,14 @@ func Parse(file string, data []byte) (*Scenario, error) {
 		}
 		if spares == 0 {
 			return nil, bad(at("restore_confidence"), "restore_confidence: backups are restored into the spare region; the topology has none")
+		}
+	}
+	if a := s.AtScale; a != nil {
+		if a.Nodes < MinScaleNodes || a.Nodes > MaxScaleNodes {
+			return nil, bad(at("restore_at_scale", "nodes"), "restore_at_scale.nodes: %d; want %d to %d", a.Nodes, MinScaleNodes, MaxScaleNodes)
+		}
+		if restores == 0 {
+			return nil, bad(at("restore_at_scale"), "restore_at_scale: it grows the backup a %s fault restored; this drill has none", RestoreFromBackup)
 		}
 	}
 	if spares > 0 && restores == 0 && s.Confidence == nil {

@@ -58,6 +58,11 @@ type mesh struct {
 	caPEM  []byte
 	caKey  []byte
 	key    string // reusable pre-auth key
+	bins   Bins
+	t      containers.T
+	// spareEtcd is the spare region's etcd member, once a restore
+	// started one.
+	spareEtcd *containers.EtcdMember
 }
 
 // up starts the scenario's topology: networks, relays, etcd, replicas
@@ -66,7 +71,7 @@ type mesh struct {
 func up(ctx context.Context, t containers.T, s *Scenario, b Bins) *mesh {
 	t.Helper()
 	m := &mesh{s: s, nets: map[string]*containers.Network{}, etcd: map[string]*containers.EtcdMember{},
-		relays: map[string]*containers.Proc{}, ctl: map[string]*containers.Controller{}, nodes: map[string][]*containers.Node{}}
+		relays: map[string]*containers.Proc{}, ctl: map[string]*containers.Controller{}, nodes: map[string][]*containers.Node{}, bins: b, t: t}
 	m.wan = containers.NewNetwork(ctx, t)
 	var live []string
 	for _, r := range s.Topology.Regions {

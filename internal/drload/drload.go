@@ -46,6 +46,10 @@ type Config struct {
 const (
 	OpRegister  = "register"
 	OpEndpoints = "endpoints"
+	// OpPolicy is a policy change: an admin write, which the DR drills'
+	// runner makes on a replica's admin socket and logs beside the load
+	// client's writes (this client makes none).
+	OpPolicy = "policy"
 )
 
 // Record is one write: sent At to Replica, answered (or failed) at Done.
@@ -64,6 +68,8 @@ type Record struct {
 	Node      api.NodeID       `json:"node,omitempty"`
 	Hostname  string           `json:"hostname,omitempty"`
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	// Policy is the text a policy change set.
+	Policy string `json:"policy,omitempty"`
 }
 
 type node struct {
