@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean agility-report deps gate mutate rules
+.PHONY: all build test race lint fuzz bench clean agility-report dr-report deps gate mutate rules
 
 all: lint build test
 
@@ -81,6 +81,22 @@ rules:
 # report from it.
 agility-report:
 	$(GO) run ./internal/agility/agilityreport -out documents/agility/backend-agility.md
+
+# Run the dr gate (the drills of DR_CHANNEL, beta by default: the full set,
+# about 45 minutes) and write documents/resilience/dr-validation.md from
+# its signed evidence, passed or not (the report says which). With
+# DR_BUNDLE=DIR, write it from that bundle instead (DR_PUBKEY: its key).
+DR_CHANNEL ?= beta
+DR_OUT ?= out/dr-$(shell date -u +%Y%m%dT%H%M%SZ)
+dr-report: deps
+	@set -e; bundle="$(DR_BUNDLE)"; \
+	if [ -z "$$bundle" ]; then \
+	  bundle="$(DR_OUT)"; \
+	  TESTCONTAINERS_RYUK_DISABLED=true $(GO) run ./cmd/rustynet-gate run --policy policies/release.yaml \
+	    --channel $(DR_CHANNEL) --gates build,dr --out "$$bundle" || rc=$$?; \
+	  case "$${rc:-0}" in 0|1|4) ;; *) exit $$rc;; esac; \
+	fi; \
+	$(GO) run ./gates/dr/drreport -bundle "$$bundle" $(if $(DR_PUBKEY),-pubkey $(DR_PUBKEY))
 
 clean:
 	rm -rf bin

@@ -1,0 +1,62 @@
+// Command drreport writes the disaster-recovery validation report
+// (documents/resilience/dr-validation.md) from a bundle of a run of the dr
+// gate, once its signatures and digests verify (make dr-report).
+//
+//	go run ./gates/dr/drreport -bundle DIR [-pubkey FILE] [-out FILE]
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/gates/dr"
+	"github.com/rustynet/rustynet/internal/atomicfile"
+)
+
+func main() {
+	bundle := flag.String("bundle", "", "the bundle of a run that includes the dr gate (required)")
+	pubkey := flag.String("pubkey", "", "the public key the bundle is signed with (default: the bundle's own development key, .gate-dev/gate.pub)")
+	out := flag.String("out", dr.ReportFile, "where to write the report")
+	flag.Parse()
+	if err := run(*bundle, *pubkey, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "drreport:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bundle, pubkey, out string) error {
+	if bundle == "" {
+		return fmt.Errorf("-bundle DIR is required: the output directory of rustynet-gate run with the dr gate")
+	}
+	if pubkey == "" {
+		pubkey = filepath.Join(".gate-dev", evidence.PublicKeyFile)
+	}
+	pub, err := evidence.LoadVerifier(pubkey)
+	if err != nil {
+		return fmt.Errorf("%w (give the key the bundle was signed with: -pubkey FILE)", err)
+	}
+	v, err := evidence.Verify(bundle, pub, "")
+	if err != nil {
+		return fmt.Errorf("the bundle does not verify: %w", err)
+	}
+	drills, pol, err := dr.Load(".")
+	if err != nil {
+		return err
+	}
+	var doc bytes.Buffer
+	if err := dr.WriteReport(&doc, v, drills, pol); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(out, doc.Bytes(), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s from %s\n", out, bundle)
+	return nil
+}
