@@ -354,17 +354,8 @@ func (m *mesh) confidence(ctx context.Context, t containers.T, res *Result) *Con
 			continue
 		}
 		n++
-		// Out with the previous restore (or the drill's): stopped, its
-		// aliases leave the networks' DNS.
-		if old := m.ctl[spare]; old != nil {
-			if err := old.Kill(ctx); err != nil {
-				t.Fatalf("confidence restore %d: %v", n, err)
-			}
-		}
-		if m.spareEtcd != nil {
-			if err := m.spareEtcd.Kill(ctx); err != nil {
-				t.Fatalf("confidence restore %d: %v", n, err)
-			}
+		if err := m.clearSpare(ctx); err != nil {
+			t.Fatalf("confidence restore %d: %v", n, err)
 		}
 		rs := m.restoreOne(ctx, t, res, b, fmt.Sprintf("%s-%d", etcdName(spare), n))
 		res.event(fmt.Sprintf("confidence restore %d (backup %d): %s", n, b.Index, rs.summary()))
@@ -372,6 +363,21 @@ func (m *mesh) confidence(ctx context.Context, t containers.T, res *Result) *Con
 	}
 	c.compute()
 	return c
+}
+
+// clearSpare stops the spare region's replica and etcd member, the last
+// restore's: stopped, their aliases leave the networks' DNS, and the next
+// restore's take them.
+func (m *mesh) clearSpare(ctx context.Context) error {
+	if old := m.ctl[m.s.spare()]; old != nil {
+		if err := old.Kill(ctx); err != nil {
+			return err
+		}
+	}
+	if m.spareEtcd != nil {
+		return m.spareEtcd.Kill(ctx)
+	}
+	return nil
 }
 
 func (rs Restore) summary() string {
@@ -677,15 +683,8 @@ func (m *mesh) atScale(ctx context.Context, t containers.T, res *Result, nodes i
 		return sr
 	}
 	spare := m.s.spare()
-	if old := m.ctl[spare]; old != nil {
-		if err := old.Kill(ctx); err != nil {
-			t.Fatalf("restore at scale: %v", err)
-		}
-	}
-	if m.spareEtcd != nil {
-		if err := m.spareEtcd.Kill(ctx); err != nil {
-			t.Fatalf("restore at scale: %v", err)
-		}
+	if err := m.clearSpare(ctx); err != nil {
+		t.Fatalf("restore at scale: %v", err)
 	}
 	start := time.Now()
 	if _, err := m.restoreSpare(ctx, t, b, etcdName(spare)+"-scale", false); err != nil {
