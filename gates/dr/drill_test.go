@@ -85,6 +85,9 @@ func TestMeasureWrites(t *testing.T) {
 		w(1300, 50, "eu", true),   // logged in the order answered: sent after the next
 		w(100, 1900, "us", true),  // the first sent after the fault: the RTO, 2 s
 		w(1500, 100, "ap", false), // the lost region's: not counted
+		// A policy change, through docker exec: checked for loss, not timed.
+		{At: at(50), Done: at(60), Op: drload.OpPolicy, Replica: ctlURL("us"), OK: true},
+		{At: at(2500), Done: at(3500), Op: drload.OpPolicy, Replica: ctlURL("us")},
 		w(3000, 100, "us", false), // the outage: from +3 s
 		w(4000, 100, "eu", false),
 		w(13000, 200, "us", true),  // to +13.2 s
