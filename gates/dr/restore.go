@@ -167,6 +167,9 @@ func (m *mesh) backupSteps(res *Result, seed uint64) []step {
 		// From a few seconds in (the workload has begun writing) to a
 		// second before the restore.
 		from, to := 5*time.Second, until-time.Second
+		if to <= from { // a drill whose restore comes that early
+			from, to = 0, until
+		}
 		for range c.Backups {
 			add(from+time.Duration(rng.Int64N(int64(to-from))), "random")
 		}
