@@ -78,7 +78,7 @@ func run(ctx context.Context, r *gates.Run) error {
 		return err
 	}
 	var problems []string
-	var summaries []map[string]any
+	var summaries []drillDetail
 	run := pol.Drills(r.Channel)
 	for i, name := range run {
 		s := drills[slices.IndexFunc(drills, func(d *Scenario) bool { return d.Name == name })]
@@ -106,12 +106,14 @@ func run(ctx context.Context, r *gates.Run) error {
 			problems = append(problems, name+": "+p)
 		}
 		fmt.Fprintf(r.Log, "drill %s: %s\n", name, res.Summary())
-		summaries = append(summaries, map[string]any{"drill": name, "file": s.File, "passed": len(ps) == 0, "problems": ps,
-			"targets_basis": target.Basis.Value, "result": res})
+		summaries = append(summaries, drillDetail{Drill: name, File: s.File, Passed: len(ps) == 0, Problems: ps,
+			Basis: target.Basis.Value, Result: *res})
 	}
 	sort.Strings(problems)
-	if err := r.Details(map[string]any{"channel": r.Channel, "policy": PolicyFile, "policy_digest": pol.Digest,
-		"drills": summaries, "problems": problems}); err != nil {
+	// The struct WriteReport reads: the report and the evidence cannot
+	// drift apart.
+	if err := r.Details(details{Channel: string(r.Channel), Policy: PolicyFile, PolicyDigest: pol.Digest,
+		Drills: summaries, Problems: problems}); err != nil {
 		return err
 	}
 	if len(problems) > 0 {
