@@ -5,10 +5,12 @@
 package etcdtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
 	"go.uber.org/zap"
 
 	"github.com/rustynet/rustynet/internal/ports"
@@ -115,8 +118,37 @@ func NewCluster(t testing.TB, n int, o Options) *Cluster {
 		for _, m := range c.Members {
 			m.Stop()
 		}
+		if n > 1 {
+			waitPeerConns(t)
+		}
 	})
 	return c
+}
+
+// waitPeerConns waits, up to rafthttp's read timeout and a second, for the
+// peer connections the stopped members leave open to close. Close shuts
+// a member's peer server down for at most a second and does not close a
+// connection whose request has just finished: its pending read, which
+// the server aborts with a read deadline in the past, runs through etcd's
+// timeoutConn, which sets its own deadline before each read, so it ends
+// only at rafthttp's read timeout (5 s). Until then that connection and
+// the other member's client end of it are goroutines a leak check
+// (goleak, in the controller's tests) would report.
+func waitPeerConns(t testing.TB) {
+	const inRead = "go.etcd.io/etcd/client/pkg/v3/transport.timeoutConn.Read"
+	deadline := time.Now().Add(rafthttp.ConnReadTimeout + time.Second)
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if !bytes.Contains(buf[:n], []byte(inRead)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("etcd: peer connections still open %v after the members stopped", rafthttp.ConnReadTimeout+time.Second)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (m *Member) start() error {
