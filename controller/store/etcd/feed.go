@@ -276,15 +276,35 @@ func (s *Store) change(evs []*clientv3.Event) (*store.Change, time.Time, error) 
 
 // sessionHolder keeps one live etcd session (a lease kept alive) for the
 // replica's announcement and leadership, and replaces it when it lapses.
+//
+// The lease is kept alive here, not by the session: clientv3 keeps every
+// lease alive on one long-lived stream, which stays on the member it was
+// opened to even when the prober takes that member out of the client's
+// rotation (gRPC lets a removed connection's streams run on). A member
+// that stalls (its connection open, nothing answered) then holds the
+// keep-alive until the lease lapses, and the replica loses its leadership
+// although every other member answers. Each keep-alive here is a request
+// of its own, bounded by Options.Attempt and sent again, to another
+// member, when it gets no answer.
 type sessionHolder struct {
 	s      *Store
 	mu     sync.Mutex
-	sess   *concurrency.Session
+	sess   *session
 	closed bool
 	// life is the sessions' keep-alive context: close ends it.
 	life context.Context
 	end  context.CancelFunc
 }
+
+// session is a concurrency.Session (for concurrency.Election) whose
+// liveness is the holder's keep-alive: done is closed once the lease may
+// have lapsed. The session's own keep-alive runs too, and is ignored.
+type session struct {
+	*concurrency.Session
+	done chan struct{}
+}
+
+func (s *session) Done() <-chan struct{} { return s.done }
 
 func newSessionHolder(s *Store) *sessionHolder {
 	life, end := context.WithCancel(context.Background())
@@ -294,7 +314,7 @@ func newSessionHolder(s *Store) *sessionHolder {
 // get returns the live session, or opens one: the lease is granted within
 // ctx and Options.Timeout (a lease that etcd cannot grant is
 // ErrUnavailable, never a wait that outlasts close).
-func (h *sessionHolder) get(ctx context.Context) (*concurrency.Session, error) {
+func (h *sessionHolder) get(ctx context.Context) (*session, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -302,7 +322,7 @@ func (h *sessionHolder) get(ctx context.Context) (*concurrency.Session, error) {
 	}
 	if h.sess != nil {
 		select {
-		case <-h.sess.Done():
+		case <-h.sess.done:
 			h.sess = nil
 		default:
 			return h.sess, nil
@@ -313,16 +333,57 @@ func (h *sessionHolder) get(ctx context.Context) (*concurrency.Session, error) {
 	defer cancel()
 	stop := context.AfterFunc(h.life, cancel) // close does not wait for the grant
 	defer stop()
+	sent := time.Now()
 	lease, err := h.s.cli.Grant(gctx, int64(ttl))
 	if err != nil {
 		return nil, h.s.unavailable("open a session", err)
 	}
-	sess, err := concurrency.NewSession(h.s.cli, concurrency.WithLease(lease.ID), concurrency.WithTTL(ttl), concurrency.WithContext(h.life))
+	cs, err := concurrency.NewSession(h.s.cli, concurrency.WithLease(lease.ID), concurrency.WithTTL(ttl), concurrency.WithContext(h.life))
 	if err != nil {
 		return nil, h.s.unavailable("open a session", err)
 	}
-	h.sess = sess
-	return sess, nil
+	h.sess = &session{Session: cs, done: make(chan struct{})}
+	go h.keepAlive(h.sess, sent.Add(time.Duration(lease.TTL)*time.Second), time.Duration(ttl)*time.Second/3)
+	return h.sess, nil
+}
+
+// keepAlive renews sess's lease every interval until the holder closes,
+// and closes sess.done once the lease may have lapsed: etcd no longer
+// knows it, or no renewal was answered before the time the last one
+// granted (counted from when it was sent). A renewal that gets no answer
+// within Options.Attempt is sent again at once: the client's balancer
+// gives each its own stream on the next member in rotation.
+func (h *sessionHolder) keepAlive(sess *session, expires time.Time, interval time.Duration) {
+	defer close(sess.done)
+	id := sess.Lease()
+	for {
+		if !sleep(h.life, time.Until(expires.Add(-2*interval))) {
+			return
+		}
+		for {
+			sent := time.Now()
+			if !sent.Before(expires) {
+				return // lapsed, as far as this replica can tell
+			}
+			deadline := sent.Add(h.s.attempt)
+			if deadline.After(expires) {
+				deadline = expires
+			}
+			actx, cancel := context.WithDeadline(h.life, deadline)
+			resp, err := h.s.cli.KeepAliveOnce(actx, id)
+			cancel()
+			if err == nil {
+				expires = sent.Add(time.Duration(resp.TTL) * time.Second)
+				break
+			}
+			if h.life.Err() != nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				return
+			}
+			if !sleep(h.life, 50*time.Millisecond) {
+				return
+			}
+		}
+	}
 }
 
 func (h *sessionHolder) close() error {
@@ -351,7 +412,7 @@ func (s *Store) Campaign(ctx context.Context, id string) (context.Context, func(
 	if err != nil {
 		return nil, nil, err
 	}
-	e := concurrency.NewElection(sess, s.prefix+"election/")
+	e := concurrency.NewElection(sess.Session, s.prefix+"election/")
 	if err := e.Campaign(ctx, id); err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()

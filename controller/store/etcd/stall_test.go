@@ -56,7 +56,11 @@ func etcdBinary(t *testing.T) string {
 // the stalled member: the probes and the attempt deadline are. Before
 // them, an Update sent to the stalled member waited out its whole timeout
 // and failed, and a watch riding it delivered nothing until the keepalive
-// (at least 15 s) closed its connection.
+// (at least 15 s) closed its connection. The store's session (the lease
+// behind a replica's announcement and its leadership) outlives each stall,
+// held longer than its TTL: its keep-alive, which may ride the stalled
+// member's connection, moves with the probes too, so a replica does not
+// lose its leadership to a member that stalls.
 func TestStalledMember(t *testing.T) {
 	c := etcdtest.StartProcesses(t, etcdBinary(t), 3, etcdtest.ProcessOptions{})
 	cfg := clientv3.Config{
@@ -78,6 +82,12 @@ func TestStalledMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+
+	leading, resign, err := s.Campaign(ctx, "stall-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resign()
 
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -118,6 +128,7 @@ func TestStalledMember(t *testing.T) {
 		if err := m.Pause(); err != nil {
 			t.Fatal(err)
 		}
+		paused := time.Now()
 		var last uint64
 		for range 20 {
 			last = incr(what)
@@ -140,6 +151,15 @@ func TestStalledMember(t *testing.T) {
 					what, got, last, ended, cli.Endpoints(), s.counters())
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+		// Stalled for longer than the session's TTL: a lease whose
+		// keep-alive stayed on this member has lapsed by then.
+		for time.Since(paused) < s.ttl+2*time.Second && leading.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if leading.Err() != nil {
+			t.Fatalf("%s: the store lost its leadership %v into the stall (session TTL %v): its lease lapsed",
+				what, time.Since(paused).Round(time.Millisecond), s.ttl)
 		}
 		if err := m.Resume(); err != nil {
 			t.Fatal(err)
