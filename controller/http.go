@@ -167,6 +167,11 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r = r.WithContext(context.WithValue(r.Context(), versionKey{}, v))
+		rt.s.metrics.capability.WithLabelValues(capabilityLabel(v)).Inc()
+		if dep, sunset, ok := api.DeprecationHeaders(v, rt.s.now()); ok {
+			h.Set(api.HeaderDeprecation, dep)
+			h.Set(api.HeaderSunset, sunset)
+		}
 		if v < api.MinSupportedCapabilityVersion {
 			// No Upgrade header: HTTP/2 forbids it, and the
 			// Rustynet-Min-Capability-Version header says the same.
@@ -377,4 +382,13 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// capabilityLabel is a client's capability version as a metric label,
+// bounded: the versions up to this build's, and "newer" past it.
+func capabilityLabel(v api.CapabilityVersion) string {
+	if v > api.CurrentCapabilityVersion {
+		return "newer"
+	}
+	return v.String()
 }

@@ -31,6 +31,7 @@ type metrics struct {
 	limited      *prometheus.CounterVec
 	forwarded    *prometheus.CounterVec
 	forWriters   prometheus.Counter
+	capability   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, version string) *metrics {
@@ -74,6 +75,10 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 			Name: "rustynet_controller_writes_forwarded_total",
 			Help: "Writes this replica handed to the writer replica, by result: ok, refused (the writer refused the write), error (the writer's store failed), unanswered (the writer took it and did not answer), committed_here (the writer could not be reached or declined it; this replica committed the write).",
 		}, []string{"result"}),
+		capability: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rustynet_controller_requests_by_capability_total",
+			Help: "Node API requests by the client's capability version (\"newer\" past this build's), those refused 426 included: who a removal would break.",
+		}, []string{"capability"}),
 		forWriters: f.NewCounter(prometheus.CounterOpts{
 			Name: "rustynet_controller_writes_for_replicas_total",
 			Help: "Writes other replicas handed to this one, as the writer, that it committed.",

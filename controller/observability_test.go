@@ -126,3 +126,48 @@ func TestCertExpiryMetric(t *testing.T) {
 		t.Errorf("server expiry %v: want the renewed certificate's %v (the old one expired at %v)", got["server"], cm.Leaf().NotAfter.Unix(), old.Unix())
 	}
 }
+
+// TestDeprecatedVersionHeaders: an answer to a client whose capability
+// version is announced for removal carries Deprecation and Sunset (a
+// refusal too: the headers are about the client, not the request); the
+// current version's answers do not; every request is counted by its
+// client's version, a 426 too, with the label bounded.
+func TestDeprecatedVersionHeaders(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2027, 1, 15, 12, 0, 0, 0, time.UTC)
+	s, err := New(Config{Store: st, Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tc := range []struct {
+		version, label string
+		status         int
+		deprecated     bool
+	}{
+		{"1", "1", 401, true},
+		{"2", "2", 401, true},
+		{api.CurrentCapabilityVersion.String(), api.CurrentCapabilityVersion.String(), 401, false},
+		{"0", "0", 426, false},
+		{"999999", "newer", 401, false},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", api.PathNetmap, nil)
+		req.Header.Set(api.HeaderCapabilityVersion, tc.version)
+		s.Handler().ServeHTTP(rec, req)
+		dep, sunset := rec.Header().Get(api.HeaderDeprecation), rec.Header().Get(api.HeaderSunset)
+		if rec.Code != tc.status || (dep != "") != tc.deprecated || (sunset != "") != tc.deprecated {
+			t.Errorf("version %s: %d, Deprecation %q, Sunset %q; want %d, deprecated %v", tc.version, rec.Code, dep, sunset, tc.status, tc.deprecated)
+		}
+		if tc.deprecated && (dep != "@1796342400" || sunset != "Thu, 02 Dec 2027 00:00:00 GMT") {
+			t.Errorf("version %s: Deprecation %q, Sunset %q; want compat.yaml's 2026-12-04 and 2027-12-02", tc.version, dep, sunset)
+		}
+		if got := testutil.ToFloat64(s.metrics.capability.WithLabelValues(tc.label)); got != 1 {
+			t.Errorf("rustynet_controller_requests_by_capability_total{capability=%q} = %v, want 1", tc.label, got)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseNodePublic(t *testing.T) {
@@ -105,5 +106,30 @@ func TestPolicyBodyFitsLargestPolicy(t *testing.T) {
 	over := SetPolicyRequest{Policy: strings.Repeat("a", MaxPolicyBytes+1)}
 	if err := over.Validate(); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("at most %d allowed", MaxPolicyBytes)) {
 		t.Errorf("Validate(%d bytes) = %v, want a refusal naming %d", MaxPolicyBytes+1, err, MaxPolicyBytes)
+	}
+}
+
+// TestDeprecationHeaders: a version whose removal is announced gets the
+// Deprecation and Sunset headers from the announcement on, in their RFCs'
+// formats; the current version and a version before its announcement get
+// none.
+func TestDeprecationHeaders(t *testing.T) {
+	for _, d := range Deprecations {
+		announced, err1 := time.Parse(time.DateOnly, d.Announced)
+		sunset, err2 := time.Parse(time.DateOnly, d.Sunset)
+		if err1 != nil || err2 != nil || !sunset.After(announced) || d.Version >= CurrentCapabilityVersion || ReleaseFor(d.Version) == "" {
+			t.Errorf("deprecation %+v: want dates YYYY-MM-DD, the sunset after the announcement, of an earlier version in History", d)
+		}
+	}
+	at := time.Date(2027, 1, 15, 12, 0, 0, 0, time.UTC)
+	dep, sunset, ok := DeprecationHeaders(1, at)
+	if !ok || dep != "@1796342400" || sunset != "Thu, 02 Dec 2027 00:00:00 GMT" {
+		t.Errorf("DeprecationHeaders(1, %v) = %q, %q, %v; want @1796342400 (2026-12-04) and Thu, 02 Dec 2027 00:00:00 GMT", at, dep, sunset, ok)
+	}
+	if _, _, ok := DeprecationHeaders(1, time.Date(2026, 12, 3, 23, 59, 0, 0, time.UTC)); ok {
+		t.Error("version 1 is deprecated before its announcement")
+	}
+	if _, _, ok := DeprecationHeaders(CurrentCapabilityVersion, at); ok {
+		t.Error("the current version is deprecated")
 	}
 }

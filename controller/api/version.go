@@ -10,7 +10,9 @@ package api
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
+	"time"
 )
 
 // CapabilityVersion identifies what a client or controller understands. It
@@ -69,12 +71,51 @@ const (
 
 	// MinSupportedCapabilityVersion is the oldest client the controller
 	// serves. Raising it follows a deprecation process: announce, keep
-	// serving for the support window, then raise. The process and the
-	// window are not written down yet; the compatibility policy that will
-	// set them is to be added under documents/ and listed in
-	// documents/README.md. Older clients get 426 Upgrade Required.
+	// serving until its sunset (Deprecations), then raise. The windows
+	// are policies/compat.yaml's, and the compat gate blocks a raise
+	// past a version whose sunset has not come. Older clients get 426
+	// Upgrade Required.
 	MinSupportedCapabilityVersion CapabilityVersion = 1
 )
+
+// Deprecation announces the removal of a capability version. From
+// Announced the controller answers every request of a client of that
+// version with the Deprecation (RFC 9745) and Sunset (RFC 8594) headers,
+// and it serves that version until Sunset at least. These are the
+// announcements of policies/compat.yaml, which sets the notice and the
+// support window they must respect (a test keeps the two equal).
+type Deprecation struct {
+	Version   CapabilityVersion
+	Announced string // YYYY-MM-DD (UTC)
+	Sunset    string // YYYY-MM-DD (UTC)
+}
+
+// Deprecations lists every announced removal. Like History, entries are
+// never removed: a version dropped (MinSupportedCapabilityVersion raised
+// past it) keeps its entry.
+var Deprecations = []Deprecation{
+	{Version: 1, Announced: "2026-12-04", Sunset: "2027-12-02"},
+	{Version: 2, Announced: "2026-12-04", Sunset: "2027-12-02"},
+}
+
+// DeprecationHeaders returns the Deprecation and Sunset header values for
+// a client of version v at time now, or ok false when no removal of v has
+// been announced by then. Deprecation is a structured-field date (@ and
+// Unix seconds, RFC 9745), Sunset an HTTP date (RFC 8594).
+func DeprecationHeaders(v CapabilityVersion, now time.Time) (deprecation, sunset string, ok bool) {
+	for _, d := range Deprecations {
+		if d.Version != v {
+			continue
+		}
+		announced, err1 := time.Parse(time.DateOnly, d.Announced)
+		end, err2 := time.Parse(time.DateOnly, d.Sunset)
+		if err1 != nil || err2 != nil || now.Before(announced) {
+			return "", "", false
+		}
+		return "@" + strconv.FormatInt(announced.Unix(), 10), end.UTC().Format(http.TimeFormat), true
+	}
+	return "", "", false
+}
 
 // Header names used by the API.
 const (
@@ -84,6 +125,12 @@ const (
 	// HeaderMinCapabilityVersion carries the controller's
 	// MinSupportedCapabilityVersion on every response.
 	HeaderMinCapabilityVersion = "Rustynet-Min-Capability-Version"
+	// HeaderDeprecation (RFC 9745) and HeaderSunset (RFC 8594) are set on
+	// answers to a client whose capability version is to be removed:
+	// when the removal was announced, and the date from which that
+	// version may no longer be served.
+	HeaderDeprecation = "Deprecation"
+	HeaderSunset      = "Sunset"
 )
 
 // ParseCapabilityVersion parses a HeaderCapabilityVersion value.
