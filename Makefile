@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean agility-report dr-report deps gate mutate rules
+.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report deps gate mutate rules
 
 all: lint build test
 
@@ -81,6 +81,12 @@ rules:
 # report from it.
 agility-report:
 	$(GO) run ./internal/agility/agilityreport -out documents/agility/backend-agility.md
+
+# Regenerate documents/compatibility/support-policy.md from
+# policies/compat.yaml and the capability history (a test fails when it is
+# stale).
+compat-docs:
+	$(GO) run ./gates/compat/supportdoc
 
 # Run the dr gate (the drills of DR_CHANNEL, beta by default: the full set,
 # about 45 minutes) and write documents/resilience/dr-validation.md from
