@@ -86,6 +86,7 @@ var (
 	descConnected  = prometheus.NewDesc("rustynet_node_control_connected", "1 while the node's last exchange with its controller succeeded, else 0.", nil, nil)
 	descReplica    = prometheus.NewDesc("rustynet_node_control_replica_info", "The controller replica the node sends its requests to now, by its URL (controller); always 1.", []string{"controller"}, nil)
 	descNetmapAge  = prometheus.NewDesc("rustynet_node_netmap_age_seconds", "Time since the controller last confirmed the netmap in force (its last answered poll); absent before the first.", nil, nil)
+	descSunset     = prometheus.NewDesc("rustynet_node_control_capability_sunset_timestamp_seconds", "The sunset (Unix time) the controller announced for the node's capability version: from then it may stop serving this rustynetd, which must be upgraded before. Absent while no removal is announced; 0 when one is, without a date the node reads.", nil, nil)
 	descPeerStates = prometheus.NewDesc("rustynet_node_peers_by_state", "Peers by state: up (a handshake completed), pending (none yet), unusable (in the netmap but not usable: another backend).", []string{"state"}, nil)
 )
 
@@ -124,6 +125,7 @@ func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descConnected
 	ch <- descReplica
 	ch <- descNetmapAge
+	ch <- descSunset
 	ch <- descPeerStates
 }
 
@@ -140,6 +142,13 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
 	if c.n.client != nil {
 		ch <- prometheus.MustNewConstMetric(descReplica, prometheus.GaugeValue, 1, c.n.client.Current())
+		if d, ok := c.n.client.Deprecation(); ok {
+			sunset := 0.0
+			if !d.Sunset.IsZero() {
+				sunset = float64(d.Sunset.Unix())
+			}
+			ch <- prometheus.MustNewConstMetric(descSunset, prometheus.GaugeValue, sunset)
+		}
 	}
 	if !syncedAt.IsZero() {
 		ch <- prometheus.MustNewConstMetric(descNetmapAge, prometheus.GaugeValue, time.Since(syncedAt).Seconds())

@@ -877,6 +877,15 @@ func (n *Node) Status() *localapi.Status {
 		t := n.updatedAt
 		st.UpdatedAt = &t
 	}
+	if d, ok := n.client.Deprecation(); ok {
+		st.Deprecation = &localapi.Deprecation{CapabilityVersion: int(api.CurrentCapabilityVersion)}
+		if !d.Since.IsZero() {
+			st.Deprecation.Since = &d.Since
+		}
+		if !d.Sunset.IsZero() {
+			st.Deprecation.Sunset = &d.Sunset
+		}
+	}
 	stats := map[api.NodePublic]backend.PeerStats{}
 	if n.dp != nil {
 		st.Interface, st.Backend = n.dp.name, n.dp.kind

@@ -159,6 +159,17 @@ func printStatus(w io.Writer, st *localapi.Status) {
 	if st.LastError != "" {
 		fmt.Fprintf(w, "last error: %s\n", st.LastError)
 	}
+	if d := st.Deprecation; d != nil {
+		fmt.Fprintf(w, "warning:    the controller deprecates this rustynetd's capability version %d", d.CapabilityVersion)
+		if d.Since != nil {
+			fmt.Fprintf(w, " (since %s)", d.Since.UTC().Format(time.DateOnly))
+		}
+		if d.Sunset != nil {
+			fmt.Fprintf(w, "; it may stop serving it from %s: upgrade rustynetd before then\n", d.Sunset.UTC().Format(time.DateOnly))
+		} else {
+			fmt.Fprintf(w, "; upgrade rustynetd\n")
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nPEER\tADDRESS\tENDPOINT\tHANDSHAKE\tRX\tTX")
 	for _, p := range st.Peers {

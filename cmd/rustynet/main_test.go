@@ -102,3 +102,28 @@ func TestStatusShowsAPendingKey(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusWarnsOfDeprecation: `rustynet status` warns when the controller
+// announces the removal of the node's capability version, with its sunset,
+// and says nothing of it otherwise.
+func TestStatusWarnsOfDeprecation(t *testing.T) {
+	since, sunset := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC), time.Date(2027, 12, 2, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		dep  *localapi.Deprecation
+		want string
+	}{
+		{&localapi.Deprecation{CapabilityVersion: 2, Since: &since, Sunset: &sunset},
+			"warning:    the controller deprecates this rustynetd's capability version 2 (since 2026-12-04); it may stop serving it from 2027-12-02: upgrade rustynetd before then\n"},
+		{&localapi.Deprecation{CapabilityVersion: 2}, "warning:    the controller deprecates this rustynetd's capability version 2; upgrade rustynetd\n"},
+		{nil, ""},
+	} {
+		dir := serve(t, &agent{status: &localapi.Status{State: "running", Peers: []localapi.Peer{}, Deprecation: tc.dep}})
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"status", "--state-dir", dir}, &stdout, &stderr); code != 0 {
+			t.Fatalf("rustynet status exited %d: %s", code, stderr.String())
+		}
+		if got := stdout.String(); (tc.want == "" && strings.Contains(got, "warning:")) || !strings.Contains(got, tc.want) {
+			t.Errorf("rustynet status printed %q, want %q in it", got, tc.want)
+		}
+	}
+}

@@ -70,6 +70,10 @@ type Client struct {
 	heard     []string             // the last announcement, as it came
 	cur       string               // the replica requests go to
 	challenge struct{ value, from string }
+	// deprecation is what the controller's last answer said of this
+	// client's capability version (zero: nothing).
+	deprecation Deprecation
+	deprecated  bool
 }
 
 // Config configures a Client.
@@ -186,6 +190,45 @@ func (c *Client) SetCredential(cred string) {
 
 // Close releases idle connections.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Deprecation is the controller's announcement that this client's
+// capability version is to be removed: since when it is deprecated
+// (RFC 9745's Deprecation header) and the date from which the controller
+// may stop serving it (RFC 8594's Sunset). Either time is zero when the
+// controller did not send it or sent it in a form this client cannot read.
+type Deprecation struct {
+	Since  time.Time
+	Sunset time.Time
+}
+
+// Deprecation returns what the controller's last answer announced of this
+// client's capability version; ok is false when it announced nothing.
+func (c *Client) Deprecation() (d Deprecation, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deprecation, c.deprecated
+}
+
+// noteDeprecation records the Deprecation and Sunset headers of an answer
+// (a refusal's too: they are about the client, not the request). An
+// answer without them clears them: the controller answering is the one
+// that counts, and a newer one may have withdrawn the removal.
+func (c *Client) noteDeprecation(h http.Header) {
+	var d Deprecation
+	if v, ok := strings.CutPrefix(h.Get(api.HeaderDeprecation), "@"); ok {
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 && secs < 1<<40 {
+			d.Since = time.Unix(secs, 0).UTC()
+		}
+	}
+	if v := h.Get(api.HeaderSunset); v != "" {
+		if t, err := http.ParseTime(v); err == nil {
+			d.Sunset = t.UTC()
+		}
+	}
+	c.mu.Lock()
+	c.deprecation, c.deprecated = d, h.Get(api.HeaderDeprecation) != "" || h.Get(api.HeaderSunset) != ""
+	c.mu.Unlock()
+}
 
 // Current returns the URL of the replica requests go to now.
 func (c *Client) Current() string {
@@ -347,6 +390,7 @@ func (c *Client) send(ctx context.Context, base, route string, r request, body [
 		return wrote.Load(), failure(ctx, err), err
 	}
 	defer resp.Body.Close()
+	c.noteDeprecation(resp.Header)
 	if resp.StatusCode >= 300 {
 		var eb api.ErrorBody
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))

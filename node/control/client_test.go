@@ -682,3 +682,49 @@ func TestSilentReplicaLeft(t *testing.T) {
 		t.Errorf("current replica %s after the silent one, want %s", c.Current(), b.URL)
 	}
 }
+
+// TestDeprecationHeard: the Deprecation and Sunset of the controller's last
+// answer are what the client reports, a refusal's included; an answer
+// without them clears them; an unreadable Deprecation still says the
+// version is deprecated.
+func TestDeprecationHeard(t *testing.T) {
+	rs, ca := startReplicas(t, 1)
+	a := rs[0]
+	headers := func(dep, sunset string, h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if dep != "" {
+				w.Header().Set(api.HeaderDeprecation, dep)
+			}
+			if sunset != "" {
+				w.Header().Set(api.HeaderSunset, sunset)
+			}
+			h(w, r)
+		}
+	}
+	c, _ := newClient(t, ca, a)
+	if _, ok := c.Deprecation(); ok {
+		t.Fatal("deprecated before any answer")
+	}
+	a.handle(api.PathNetmap, headers("@1796342400", "Thu, 02 Dec 2027 00:00:00 GMT", answer(http.StatusOK, api.MapResponse{Revision: 1})))
+	if _, err := c.Netmap(ctxT(t), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	d, ok := c.Deprecation()
+	if !ok || !d.Since.Equal(time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)) || !d.Sunset.Equal(time.Date(2027, 12, 2, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("after an answer with both headers: %+v, %v", d, ok)
+	}
+	a.handle(api.PathEndpoints, headers("true", "", answer(http.StatusBadRequest, refusal(api.CodeBadRequest))))
+	if _, err := c.ReportEndpoints(ctxT(t), &api.EndpointsRequest{}); err == nil {
+		t.Fatal("the refusal was not returned")
+	}
+	if d, ok := c.Deprecation(); !ok || !d.Since.IsZero() || !d.Sunset.IsZero() {
+		t.Errorf("after a refusal with an unreadable Deprecation and no Sunset: %+v, %v; want deprecated, no dates", d, ok)
+	}
+	a.handle(api.PathNetmap, answer(http.StatusOK, api.MapResponse{Revision: 2}))
+	if _, err := c.Netmap(ctxT(t), 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := c.Deprecation(); ok {
+		t.Errorf("after an answer without the headers: %+v, still deprecated", d)
+	}
+}

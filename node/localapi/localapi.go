@@ -64,6 +64,20 @@ type Status struct {
 	// match Peers once a netmap is applied.
 	DataplanePeers []api.NodePublic `json:"dataplane_peers"`
 	UpdatedAt      *time.Time       `json:"netmap_updated_at,omitempty"`
+	// Deprecation is set while the controller announces that the node's
+	// capability version is to be removed: upgrade rustynetd before its
+	// sunset.
+	Deprecation *Deprecation `json:"deprecation,omitempty"`
+}
+
+// Deprecation is the controller's announcement of the removal of the
+// node's capability version (the Deprecation and Sunset headers of its
+// answers). A time is absent when the controller did not give it in a
+// form the node reads.
+type Deprecation struct {
+	CapabilityVersion int        `json:"capability_version"`
+	Since             *time.Time `json:"since,omitempty"`
+	Sunset            *time.Time `json:"sunset,omitempty"`
 }
 
 // Peer is one peer in the status.
