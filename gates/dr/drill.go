@@ -90,6 +90,10 @@ type Result struct {
 	Writes  []drload.Record                `json:"-"`
 	Probes  map[string][]node.ProbeRecord  `json:"-"`
 	Netmaps map[string][]node.NetmapRecord `json:"-"`
+	// Logs are the control plane's own logs (each replica's and etcd
+	// member's, by container name), so that a missed target can be
+	// traced to what the replicas did.
+	Logs map[string]string `json:"-"`
 
 	logf func(format string, args ...any)
 }
@@ -193,6 +197,7 @@ func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 			}
 		}
 	}
+	res.Logs = m.controlPlaneLogs(ctx)
 	res.measureWrites(first)
 	res.measurePropagation(first)
 	res.measureProbes(s.Workload.ProbeEvery.D)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,9 +44,10 @@ func (m *mesh) schedule(res *Result) []step {
 		switch f.Kind.Value {
 		case LoseRegion:
 			steps = append(steps, step{at: f.At.D, what: "lose region " + region, do: func(ctx context.Context) error {
+				m.noteLeader(ctx, res)
 				res.down(ctlURL(region))
 				res.Failed = append(res.Failed, region)
-				return m.loseRegion(ctx, region)
+				return m.loseRegion(ctx, region, res)
 			}})
 		case KillController:
 			steps = append(steps,
@@ -79,6 +81,7 @@ func (m *mesh) schedule(res *Result) []step {
 		case PartitionRegion:
 			steps = append(steps,
 				step{at: f.At.D, what: "partition region " + region, do: func(ctx context.Context) error {
+					m.noteLeader(ctx, res)
 					res.down(ctlURL(region))
 					res.Partitioned = append(res.Partitioned, region)
 					return m.partition(ctx, region, true)
@@ -150,14 +153,71 @@ func (m *mesh) etcdLeader(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("no etcd member names a leader that answers (leader %x; %v)", leader, errs)
 }
 
-// loseRegion kills every container of the region at once.
-func (m *mesh) loseRegion(ctx context.Context, region string) error {
-	var kills []func(context.Context) error
-	for _, n := range m.nodes[region] {
-		kills = append(kills, n.Kill)
+// noteLeader records in the timeline which etcd member leads, just before
+// a fault: a region that holds the leader costs an election.
+func (m *mesh) noteLeader(ctx context.Context, res *Result) {
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if r, err := m.etcdLeader(lctx); err == nil {
+		res.event("etcd leader before the fault: " + etcdName(r))
+	} else {
+		res.event("etcd leader before the fault: unknown (" + err.Error() + ")")
 	}
-	kills = append(kills, m.ctl[region].Kill, m.etcd[region].Kill)
-	return all(ctx, kills, "lose region "+region)
+}
+
+// loseRegion kills every container of the region at once, and records in
+// the timeline when each kill was done (Docker takes its time under load).
+func (m *mesh) loseRegion(ctx context.Context, region string, res *Result) error {
+	type kill struct {
+		name string
+		do   func(context.Context) error
+	}
+	var kills []kill
+	for _, n := range m.nodes[region] {
+		kills = append(kills, kill{n.Name, n.Kill})
+	}
+	kills = append(kills, kill{ctlName(region), m.ctl[region].Kill}, kill{etcdName(region), m.etcd[region].Kill})
+	start := time.Now()
+	took := make([]time.Duration, len(kills))
+	var fns []func(context.Context) error
+	for i, k := range kills {
+		fns = append(fns, func(ctx context.Context) error {
+			err := k.do(ctx)
+			took[i] = time.Since(start)
+			return err
+		})
+	}
+	err := all(ctx, fns, "lose region "+region)
+	var done []string
+	for i, k := range kills {
+		done = append(done, fmt.Sprintf("%s +%v", k.name, took[i].Round(time.Millisecond)))
+	}
+	res.event("killed: " + strings.Join(done, ", "))
+	return err
+}
+
+// controlPlaneLogs returns the logs of every replica and etcd member the
+// drill started, by container name; one that cannot be read says why in
+// its place.
+func (m *mesh) controlPlaneLogs(ctx context.Context) map[string]string {
+	out := map[string]string{}
+	read := func(name string, ctr testcontainers.Container) {
+		l, err := containers.Logs(ctx, ctr)
+		if err != nil {
+			l += fmt.Sprintf("\n(the log could not be read whole: %v)\n", err)
+		}
+		out[name] = l
+	}
+	for r, c := range m.ctl {
+		read(ctlName(r), c.Container)
+	}
+	for r, e := range m.etcd {
+		read(etcdName(r), e.Container)
+	}
+	if m.spareEtcd != nil {
+		read(m.spareEtcd.Name, m.spareEtcd.Container)
+	}
+	return out
 }
 
 // partition cuts the region off from the wan, or (cut false) puts it back:

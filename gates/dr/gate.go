@@ -292,6 +292,11 @@ func record(r *gates.Run, s *Scenario, res *Result) error {
 			return err
 		}
 	}
+	for _, n := range slices.Sorted(maps.Keys(res.Logs)) {
+		if err := r.Artifact(dir+"logs/"+n+".log", []byte(res.Logs[n])); err != nil {
+			return err
+		}
+	}
 	method := fmt.Sprintf("drill %s (%s): %d regions in containers (etcd member, controller replica, nodes each), a paced load client logging every write, faults at their stated times; %s; one run",
 		s.Name, s.File, len(s.Live()), res.Latency)
 	seconds := func(name string, d *time.Duration, what string) {
