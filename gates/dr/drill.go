@@ -142,6 +142,12 @@ func Run(ctx context.Context, t containers.T, s *Scenario, b Bins) *Result {
 	steps := append(append(m.schedule(res), m.backupSteps(res, res.Seed)...), m.policySteps(res)...)
 	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at < steps[j].at })
 	for _, st := range steps {
+		if st.before != nil {
+			if err := sleepUntil(ctx, start.Add(st.at-prepareAhead)); err != nil {
+				t.Fatalf("drill %s: %v", s.Name, err)
+			}
+			st.before(ctx)
+		}
 		if err := sleepUntil(ctx, start.Add(st.at)); err != nil {
 			t.Fatalf("drill %s: %v", s.Name, err)
 		}

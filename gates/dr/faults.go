@@ -31,7 +31,13 @@ type step struct {
 	// from its first fault); it logs its own event, and its failure is
 	// recorded, not fatal.
 	aside bool
+	// before, if set, runs up to prepareAhead before the step, so that
+	// what it records (the etcd leader) takes none of the fault's time.
+	before func(context.Context)
 }
+
+// prepareAhead is how long before its fault a step's before runs.
+const prepareAhead = time.Second
 
 // schedule turns the drill's faults into its steps, in time order: each
 // fault at its time, and the end of each fault that lasts at its time plus
@@ -43,12 +49,12 @@ func (m *mesh) schedule(res *Result) []step {
 		region := f.Region.Value
 		switch f.Kind.Value {
 		case LoseRegion:
-			steps = append(steps, step{at: f.At.D, what: "lose region " + region, do: func(ctx context.Context) error {
-				m.noteLeader(ctx, res)
-				res.down(ctlURL(region))
-				res.Failed = append(res.Failed, region)
-				return m.loseRegion(ctx, region, res)
-			}})
+			steps = append(steps, step{at: f.At.D, what: "lose region " + region, before: func(ctx context.Context) { m.noteLeader(ctx, res) },
+				do: func(ctx context.Context) error {
+					res.down(ctlURL(region))
+					res.Failed = append(res.Failed, region)
+					return m.loseRegion(ctx, region, res)
+				}})
 		case KillController:
 			steps = append(steps,
 				step{at: f.At.D, what: "SIGKILL controller " + ctlName(region), do: func(ctx context.Context) error {
@@ -80,8 +86,7 @@ func (m *mesh) schedule(res *Result) []step {
 				}})
 		case PartitionRegion:
 			steps = append(steps,
-				step{at: f.At.D, what: "partition region " + region, do: func(ctx context.Context) error {
-					m.noteLeader(ctx, res)
+				step{at: f.At.D, what: "partition region " + region, before: func(ctx context.Context) { m.noteLeader(ctx, res) }, do: func(ctx context.Context) error {
 					res.down(ctlURL(region))
 					res.Partitioned = append(res.Partitioned, region)
 					return m.partition(ctx, region, true)
@@ -153,8 +158,8 @@ func (m *mesh) etcdLeader(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("no etcd member names a leader that answers (leader %x; %v)", leader, errs)
 }
 
-// noteLeader records in the timeline which etcd member leads, just before
-// a fault: a region that holds the leader costs an election.
+// noteLeader records in the timeline which etcd member leads, a moment
+// before a fault: a region that holds the leader costs an election.
 func (m *mesh) noteLeader(ctx context.Context, res *Result) {
 	lctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
