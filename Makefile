@@ -38,7 +38,7 @@ gate: deps
 
 # Prove the gates can fail: apply every seeded regression (gates/*/mutants.yaml)
 # to a snapshot of the tree, run the gate that must block it, and print the
-# mutation score. Exit 1 below 100%. Long (about 100 minutes on two cores): a scheduled CI
+# mutation score. Exit 1 below 100%. Long (about two and a half hours on two cores): a scheduled CI
 # workflow runs it, not make test.
 mutate: deps
 	$(GO) run ./cmd/rustynet-gate mutate
