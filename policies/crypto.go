@@ -13,7 +13,13 @@ import (
 // compatibility modes the code has, all off by default; and the exceptions
 // that turn one on for a while.
 type Crypto struct {
-	Version       int            `yaml:"version"`
+	Version int `yaml:"version"`
+	// Cadence bounds how long an algorithm stays deprecated: each is
+	// removed at most MaxDeprecatedMonths after its deprecation, on the
+	// removal date it states.
+	Cadence struct {
+		MaxDeprecatedMonths Int `yaml:"max_deprecated_months"`
+	} `yaml:"cadence"`
 	Algorithms    []Algorithm    `yaml:"algorithms"`
 	InsecureModes []InsecureMode `yaml:"insecure_modes"`
 	Exceptions    []Exception    `yaml:"exceptions"`
@@ -30,6 +36,10 @@ type Algorithm struct {
 	// Since is when a deprecated or removed algorithm became so (or
 	// becomes so: a future date is a schedule).
 	Since Time `yaml:"since"`
+	// Removal is when a deprecated algorithm becomes removed: required
+	// for every deprecated one, at most Cadence.MaxDeprecatedMonths after
+	// Since. From it on the algorithm is judged as removed.
+	Removal *Time `yaml:"removal"`
 	// GoPackages are the Go import paths that implement it; the
 	// crypto-policy gate maps every crypto import in the shipped binaries'
 	// dependency graph onto algorithms with them.
@@ -88,6 +98,10 @@ func ParseCrypto(file string, data []byte) (*Crypto, error) {
 	if c.Version != 1 {
 		return nil, &Error{File: file, Line: 1, Msg: fmt.Sprintf("version %d: this build reads version 1", c.Version)}
 	}
+	months := c.Cadence.MaxDeprecatedMonths
+	if months.Value < 1 {
+		return nil, &Error{File: file, Line: months.Line, Msg: fmt.Sprintf("cadence.max_deprecated_months: %d; want at least 1: every deprecated algorithm is removed within that many months", months.Value)}
+	}
 	names := map[string]bool{}
 	pkgs := map[string]string{}
 	for _, a := range c.Algorithms {
@@ -106,6 +120,18 @@ func ParseCrypto(file string, data []byte) (*Crypto, error) {
 			}
 		default:
 			return nil, &Error{File: file, Line: a.Status.Line, Msg: fmt.Sprintf("status %q: want allowed, deprecated or removed", trunc(a.Status.Value))}
+		}
+		switch {
+		case a.Status.Value == Deprecated && a.Removal == nil:
+			return nil, &Error{File: file, Line: a.Status.Line, Msg: fmt.Sprintf("algorithm %s is deprecated but has no removal date: the cadence wants one at most %d months after %s",
+				a.Name.Value, months.Value, day(a.Since.Time))}
+		case a.Status.Value != Deprecated && a.Removal != nil:
+			return nil, &Error{File: file, Line: a.Removal.Line, Msg: fmt.Sprintf("algorithm %s is %s: only a deprecated algorithm has a removal date", a.Name.Value, a.Status.Value)}
+		case a.Removal != nil && !a.Removal.After(a.Since.Time):
+			return nil, &Error{File: file, Line: a.Removal.Line, Msg: fmt.Sprintf("algorithm %s: removal %s is not after its deprecation %s", a.Name.Value, day(a.Removal.Time), day(a.Since.Time))}
+		case a.Removal != nil && a.Removal.After(a.Since.AddDate(0, months.Value, 0)):
+			return nil, &Error{File: file, Line: a.Removal.Line, Msg: fmt.Sprintf("algorithm %s: removal %s is more than %d months after its deprecation %s (cadence.max_deprecated_months): the latest is %s",
+				a.Name.Value, day(a.Removal.Time), months.Value, day(a.Since.Time), day(a.Since.AddDate(0, months.Value, 0)))}
 		}
 		if a.Use.Value == "" {
 			return nil, &Error{File: file, Line: a.Name.Line, Msg: fmt.Sprintf("algorithm %s says nothing of its use", a.Name.Value)}
@@ -213,8 +239,12 @@ func (c *Crypto) Algorithm(name string) (*Algorithm, bool) {
 }
 
 // StatusAt is the algorithm's effective status at t: a deprecation or
-// removal dated in the future is not yet in force.
+// removal dated in the future is not yet in force, and a deprecated
+// algorithm is removed from its removal date.
 func (a *Algorithm) StatusAt(t time.Time) string {
+	if a.Status.Value == Deprecated && a.Removal != nil && !t.Before(a.Removal.Time) {
+		return Removed // its removal date has come
+	}
 	if a.Status.Value != Allowed && t.Before(a.Since.Time) {
 		if a.Status.Value == Removed {
 			return Deprecated // scheduled for removal: warn until the date
@@ -222,6 +252,19 @@ func (a *Algorithm) StatusAt(t time.Time) string {
 		return Allowed
 	}
 	return a.Status.Value
+}
+
+// RemovedOn is when the algorithm is, or is to be, removed: the removal
+// date of a deprecated algorithm, the date of a removed one; zero for an
+// allowed one.
+func (a *Algorithm) RemovedOn() time.Time {
+	switch {
+	case a.Status.Value == Deprecated && a.Removal != nil:
+		return a.Removal.Time
+	case a.Status.Value == Removed:
+		return a.Since.Time
+	}
+	return time.Time{}
 }
 
 // CheckHorizon refuses a policy with an exception that expires more than

@@ -107,21 +107,24 @@ func TestCryptoRefusalsAndSchedule(t *testing.T) {
 		yaml     string
 		contains string
 	}{
-		{"version: 1\nalgorithms:\n  - name: md5\n    use: x\n    status: removed\n", "no date"},
-		{"version: 1\nalgorithms:\n  - name: md5\n    use: x\n    status: banned\n    since: 2026-01-01\n", "want allowed"},
-		{"version: 1\ninsecure_modes:\n  - name: tls12\n    default: on\n", "default must be off"},
-		{"version: 1\nexceptions:\n  - mode: tls12\n    owner: a@b.c\n    reason: r\n    expires: 2027-01-01\n", "not an insecure mode"},
-		{"version: 1\nalgorithms:\n  - name: a\n    use: x\n    status: allowed\n    go_packages: [crypto/sha1]\n  - name: b\n    use: x\n    status: allowed\n    go_packages: [crypto/sha1]\n", "mapped to both"},
+		{"version: 1\ncadence: {max_deprecated_months: 12}\nalgorithms:\n  - name: md5\n    use: x\n    status: removed\n", "no date"},
+		{"version: 1\ncadence: {max_deprecated_months: 12}\nalgorithms:\n  - name: md5\n    use: x\n    status: banned\n    since: 2026-01-01\n", "want allowed"},
+		{"version: 1\ncadence: {max_deprecated_months: 12}\ninsecure_modes:\n  - name: tls12\n    default: on\n", "default must be off"},
+		{"version: 1\ncadence: {max_deprecated_months: 12}\nexceptions:\n  - mode: tls12\n    owner: a@b.c\n    reason: r\n    expires: 2027-01-01\n", "not an insecure mode"},
+		{"version: 1\ncadence: {max_deprecated_months: 12}\nalgorithms:\n  - name: a\n    use: x\n    status: allowed\n    go_packages: [crypto/sha1]\n  - name: b\n    use: x\n    status: allowed\n    go_packages: [crypto/sha1]\n", "mapped to both"},
 	} {
 		if _, err := ParseCrypto("crypto.yaml", []byte(c.yaml)); err == nil || !strings.Contains(err.Error(), c.contains) {
 			t.Errorf("ParseCrypto(%q) = %v, want an error containing %q", c.yaml, err, c.contains)
 		}
 	}
-	c, err := ParseCrypto("crypto.yaml", []byte("version: 1\nalgorithms:\n  - name: x25519-tls-kex\n    use: x\n    status: removed\n    since: 2027-07-01\n"))
+	c, err := ParseCrypto("crypto.yaml", []byte("version: 1\ncadence: {max_deprecated_months: 12}\nalgorithms:\n  - name: x25519-tls-kex\n    use: x\n    status: removed\n    since: 2027-07-01\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, _ := c.Algorithm("x25519-tls-kex")
+	if a.Removal != nil {
+		t.Error("a removed algorithm has a removal date")
+	}
 	if got := a.StatusAt(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)); got != Deprecated {
 		t.Errorf("a removal scheduled for later: status %s before the date, want deprecated", got)
 	}
@@ -130,27 +133,66 @@ func TestCryptoRefusalsAndSchedule(t *testing.T) {
 	}
 }
 
+// TestCryptoCadence: every deprecated algorithm states its removal, at
+// most cadence.max_deprecated_months after its deprecation, and is judged
+// removed from then; anything else is refused with its line.
+func TestCryptoCadence(t *testing.T) {
+	const head = "version: 1\ncadence: {max_deprecated_months: 6}\nalgorithms:\n  - name: x25519-tls-kex\n    use: x\n"
+	for _, c := range []struct {
+		yaml     string
+		line     int
+		contains string
+	}{
+		{"version: 1\nalgorithms: []\n", 0, "cadence.max_deprecated_months: 0; want at least 1"},
+		{"version: 1\ncadence: {max_deprecated_months: 0}\nalgorithms: []\n", 2, "want at least 1"},
+		{head + "    status: deprecated\n    since: 2027-01-01\n", 6, "deprecated but has no removal date: the cadence wants one at most 6 months after 2027-01-01"},
+		{head + "    status: deprecated\n    since: 2027-01-01\n    removal: 2027-07-02\n", 8, "removal 2027-07-02 is more than 6 months after its deprecation 2027-01-01 (cadence.max_deprecated_months): the latest is 2027-07-01"},
+		{head + "    status: deprecated\n    since: 2027-01-01\n    removal: 2027-01-01\n", 8, "is not after its deprecation"},
+		{head + "    status: allowed\n    removal: 2027-01-01\n", 7, "only a deprecated algorithm has a removal date"},
+	} {
+		_, err := ParseCrypto("crypto.yaml", []byte(c.yaml))
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Line != c.line || !strings.Contains(pe.Msg, c.contains) {
+			t.Errorf("ParseCrypto(%q) = %v, want line %d containing %q", c.yaml, err, c.line, c.contains)
+		}
+	}
+	c, err := ParseCrypto("crypto.yaml", []byte(head+"    status: deprecated\n    since: 2027-01-01\n    removal: 2027-07-01\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := c.Algorithm("x25519-tls-kex")
+	for at, want := range map[time.Time]string{
+		time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC): Allowed,
+		time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC):   Deprecated,
+		time.Date(2027, 7, 1, 0, 0, 0, 0, time.UTC):   Removed,
+	} {
+		if got := a.StatusAt(at); got != want {
+			t.Errorf("status at %s = %s, want %s", at.Format(time.DateOnly), got, want)
+		}
+	}
+}
+
 // TestCryptoLinkedBy: a linked_by entry names a third-party package and a
 // reason, once, under a deprecated or removed algorithm that maps a Go
 // package; anything else is refused with its line.
 func TestCryptoLinkedBy(t *testing.T) {
-	const head = "version: 1\nalgorithms:\n  - name: md5\n    use: none\n"
+	const head = "version: 1\ncadence: {max_deprecated_months: 12}\nalgorithms:\n  - name: md5\n    use: none\n"
 	removed := head + "    status: removed\n    since: 2026-11-25\n    go_packages: [crypto/md5]\n    linked_by:\n"
 	for _, c := range []struct {
 		yaml     string
 		line     int
 		contains string
 	}{
-		{head + "    status: allowed\n    go_packages: [crypto/md5]\n    linked_by:\n      - package: example.com/x\n        reason: r\n", 8, "allowed: linked_by is for deprecated and removed"},
-		{head + "    status: removed\n    since: 2026-11-25\n    linked_by:\n      - package: example.com/x\n        reason: r\n", 8, "maps no Go package"},
-		{removed + "      - reason: r\n", 9, "names no package"},
-		{removed + "      - package: crypto/tls\n        reason: r\n", 9, "third-party import path"},
-		{removed + "      - package: example.com/x y\n        reason: r\n", 9, "third-party import path"},
-		{removed + "      - package: example.com/x\n", 9, "has no reason"},
-		{removed + "      - package: example.com/x\n        reason: \"  \"\n", 9, "has no reason"},
-		{removed + "      - package: example.com/x\n        reason: r\n      - package: example.com/x\n        reason: s\n", 11, "listed twice"},
-		{removed + "      - package: example.com/x\n        reason: r\n        owner: me\n", 11, "field owner not found"},
-		{removed + "      - example.com/x\n", 9, "cannot unmarshal"},
+		{head + "    status: allowed\n    go_packages: [crypto/md5]\n    linked_by:\n      - package: example.com/x\n        reason: r\n", 9, "allowed: linked_by is for deprecated and removed"},
+		{head + "    status: removed\n    since: 2026-11-25\n    linked_by:\n      - package: example.com/x\n        reason: r\n", 9, "maps no Go package"},
+		{removed + "      - reason: r\n", 10, "names no package"},
+		{removed + "      - package: crypto/tls\n        reason: r\n", 10, "third-party import path"},
+		{removed + "      - package: example.com/x y\n        reason: r\n", 10, "third-party import path"},
+		{removed + "      - package: example.com/x\n", 10, "has no reason"},
+		{removed + "      - package: example.com/x\n        reason: \"  \"\n", 10, "has no reason"},
+		{removed + "      - package: example.com/x\n        reason: r\n      - package: example.com/x\n        reason: s\n", 12, "listed twice"},
+		{removed + "      - package: example.com/x\n        reason: r\n        owner: me\n", 12, "field owner not found"},
+		{removed + "      - example.com/x\n", 10, "cannot unmarshal"},
 	} {
 		_, err := ParseCrypto("crypto.yaml", []byte(c.yaml))
 		var pe *Error
@@ -163,8 +205,8 @@ func TestCryptoLinkedBy(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, _ := c.AlgorithmFor("crypto/md5")
-	if l, ok := a.Linked("example.com/x/ssh"); !ok || l.Reason.Value != "linked, never called" || l.Package.Line != 9 {
-		t.Errorf("Linked(example.com/x/ssh) = %+v, %v; want the entry on line 9 with its reason", l, ok)
+	if l, ok := a.Linked("example.com/x/ssh"); !ok || l.Reason.Value != "linked, never called" || l.Package.Line != 10 {
+		t.Errorf("Linked(example.com/x/ssh) = %+v, %v; want the entry on line 10 with its reason", l, ok)
 	}
 	if _, ok := a.Linked("example.com/x"); ok {
 		t.Error("Linked matched a package the entry does not name")
@@ -193,9 +235,9 @@ func FuzzParseRelease(f *testing.F) {
 }
 
 func FuzzParseCrypto(f *testing.F) {
-	f.Add([]byte("version: 1\nalgorithms:\n  - name: a\n    use: b\n    status: allowed\n"))
-	f.Add([]byte("version: 1\ninsecure_modes: [{name: m, default: off}]\nexceptions: [{mode: m, owner: o, reason: r, ticket: t, expires: 2020-01-01}]\n"))
-	f.Add([]byte("version: 1\nalgorithms:\n  - {name: md5, use: none, status: removed, since: 2026-11-25, go_packages: [crypto/md5], linked_by: [{package: golang.org/x/crypto/ssh, reason: never called}]}\n"))
+	f.Add([]byte("version: 1\ncadence: {max_deprecated_months: 12}\nalgorithms:\n  - name: a\n    use: b\n    status: allowed\n"))
+	f.Add([]byte("version: 1\ncadence: {max_deprecated_months: 12}\ninsecure_modes: [{name: m, default: off}]\nexceptions: [{mode: m, owner: o, reason: r, ticket: t, expires: 2020-01-01}]\n"))
+	f.Add([]byte("version: 1\ncadence: {max_deprecated_months: 12}\nalgorithms:\n  - {name: md5, use: none, status: removed, since: 2026-11-25, go_packages: [crypto/md5], linked_by: [{package: golang.org/x/crypto/ssh, reason: never called}]}\n"))
 	shipped, err := os.ReadFile("crypto.yaml")
 	if err != nil {
 		f.Fatal(err)
@@ -401,7 +443,7 @@ func TestHorizon(t *testing.T) {
 		}
 	}
 	cry := func(expires, ticket string) string {
-		return "version: 1\ninsecure_modes: [{name: m, default: off}]\nexceptions:\n  - mode: m\n    owner: a@b.c\n    reason: r\n" + ticket + "    expires: " + expires + "\n"
+		return "version: 1\ncadence: {max_deprecated_months: 12}\ninsecure_modes: [{name: m, default: off}]\nexceptions:\n  - mode: m\n    owner: a@b.c\n    reason: r\n" + ticket + "    expires: " + expires + "\n"
 	}
 	c, err := ParseCrypto("crypto.yaml", []byte(cry("2027-06-01", "    ticket: RN-2\n")))
 	if err != nil {

@@ -120,7 +120,7 @@ func TestRunCouldNotRun(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(broken, "policies"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(broken, PolicyFile), []byte("version: 1\nalgorithms: [{name: md5, use: x, status: banned}]\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(broken, PolicyFile), []byte("version: 1\ncadence: {max_deprecated_months: 12}\nalgorithms: [{name: md5, use: x, status: banned}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for name, r := range map[string]*gates.Run{
@@ -137,7 +137,7 @@ func TestRunCouldNotRun(t *testing.T) {
 }
 
 func TestCheckModes(t *testing.T) {
-	pol, err := policies.ParseCrypto("crypto.yaml", []byte("version: 1\ninsecure_modes: [{name: other-mode, default: off}]\n"))
+	pol, err := policies.ParseCrypto("crypto.yaml", []byte("version: 1\ncadence: {max_deprecated_months: 12}\ninsecure_modes: [{name: other-mode, default: off}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

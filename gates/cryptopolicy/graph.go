@@ -131,7 +131,7 @@ func checkGraph(rep *report, pol *policies.Crypto, edges []Edge, now time.Time) 
 					why = fmt.Sprintf("; its linked_by entry (%s:%d) cannot excuse the module's own package", pol.File, l.Package.Line)
 				}
 				rep.add("code", false, "%s (%s, removed on %s) is imported by the module's own %s: a removed algorithm the module imports always blocks%s",
-					pkg, a.Name.Value, a.Since.Format(time.DateOnly), e.By, why)
+					pkg, a.Name.Value, a.RemovedOn().Format(time.DateOnly), e.By, why)
 			case e.Own:
 				rep.add("code", true, "%s (%s, %s) is imported by the module's own %s: reported; once removed it blocks",
 					pkg, a.Name.Value, statusSince(a, st), e.By)
@@ -140,10 +140,10 @@ func checkGraph(rep *report, pol *policies.Crypto, edges []Edge, now time.Time) 
 					pkg, a.Name.Value, statusSince(a, st), e.By, pol.File, l.Package.Line, oneLine(l.Reason.Value))
 			case st == policies.Removed:
 				rep.add("linked", false, "%s (%s, removed on %s) is imported by %s, which the linked_by of %s does not list: list it with why the product does not depend on it, or drop the dependency",
-					pkg, a.Name.Value, a.Since.Format(time.DateOnly), e.By, a.Name.Value)
+					pkg, a.Name.Value, a.RemovedOn().Format(time.DateOnly), e.By, a.Name.Value)
 			default:
 				rep.add("linked", true, "%s (%s, %s) is imported by %s, which the linked_by of %s does not list: it will block from %s",
-					pkg, a.Name.Value, statusSince(a, st), e.By, a.Name.Value, a.Since.Format(time.DateOnly))
+					pkg, a.Name.Value, statusSince(a, st), e.By, a.Name.Value, a.RemovedOn().Format(time.DateOnly))
 			}
 		}
 	}
@@ -159,11 +159,13 @@ func checkGraph(rep *report, pol *policies.Crypto, edges []Edge, now time.Time) 
 }
 
 func statusSince(a *policies.Algorithm, st string) string {
-	if st == policies.Removed {
-		return "removed on " + a.Since.Format(time.DateOnly)
-	}
-	if a.Status.Value == policies.Removed {
+	switch {
+	case st == policies.Removed:
+		return "removed on " + a.RemovedOn().Format(time.DateOnly)
+	case a.Status.Value == policies.Removed:
 		return "to be removed on " + a.Since.Format(time.DateOnly)
+	case a.Removal != nil:
+		return "deprecated from " + a.Since.Format(time.DateOnly) + ", to be removed on " + a.Removal.Format(time.DateOnly)
 	}
 	return "deprecated from " + a.Since.Format(time.DateOnly)
 }

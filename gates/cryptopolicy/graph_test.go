@@ -47,6 +47,7 @@ func TestScanError(t *testing.T) {
 func fixturePolicy(t *testing.T, since string, linkedBy ...string) *policies.Crypto {
 	t.Helper()
 	y := `version: 1
+cadence: {max_deprecated_months: 12}
 algorithms:
   - name: tls-1.3
     use: x
@@ -97,9 +98,9 @@ func TestCheckGraph(t *testing.T) {
 		{name: "removed algorithm linked by a third party, not listed", pattern: "./cmd/linked", since: "2026-01-01",
 			fail: []string{"crypto/md5 (md5, removed on 2026-01-01) is imported by example.com/thirdparty/weak, which the linked_by of md5 does not list"}},
 		{name: "removed algorithm linked by a third party, listed", pattern: "./cmd/linked", since: "2026-01-01", linkedBy: []string{"example.com/thirdparty/weak"},
-			ok: "is linked by example.com/thirdparty/weak, listed in crypto.yaml:17: linked, never called"},
+			ok: "is linked by example.com/thirdparty/weak, listed in crypto.yaml:18: linked, never called"},
 		{name: "a linked_by entry that matches nothing", pattern: "./cmd/clean", since: "2026-01-01", linkedBy: []string{"example.com/thirdparty/weak"},
-			fail: []string{"the linked_by entry for example.com/thirdparty/weak under md5 (crypto.yaml:17) matches no import"}},
+			fail: []string{"the linked_by entry for example.com/thirdparty/weak under md5 (crypto.yaml:18) matches no import"}},
 		{name: "removal scheduled", pattern: "./cmd/linked", since: "2027-01-01", ok: "it will block from 2027-01-01"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -152,4 +153,36 @@ func TestShippedGraph(t *testing.T) {
 	if !hasFinding(rep, true, "crypto/md5 (md5, removed on 2026-11-25) is linked by golang.org/x/crypto/ssh") {
 		t.Errorf("the linked_by entry of md5 for x/crypto/ssh is not reported")
 	}
+}
+
+// TestCheckGraphDeprecatedPastRemoval: a deprecated algorithm is reported
+// until its removal date, with that date, and judged removed from it: the
+// module's own import of it then blocks.
+func TestCheckGraphDeprecatedPastRemoval(t *testing.T) {
+	pol, err := policies.ParseCrypto("crypto.yaml", []byte(`version: 1
+cadence: {max_deprecated_months: 6}
+algorithms:
+  - name: md5
+    use: none
+    status: deprecated
+    since: 2026-06-01
+    removal: 2026-12-01
+    go_packages: [crypto/md5]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edges, err := scan(context.Background(), fixture, "./cmd/md5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := testReport(t)
+	checkGraph(rep, pol, edges, time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC))
+	wantFailures(t, rep)
+	if want := "crypto/md5 (md5, deprecated from 2026-06-01, to be removed on 2026-12-01) is imported by the module's own example.com/scanmod/cmd/md5: reported; once removed it blocks"; !hasFinding(rep, true, want) {
+		t.Errorf("before the removal: no passing finding says %q: %+v", want, rep.findings)
+	}
+	rep = testReport(t)
+	checkGraph(rep, pol, edges, time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	wantFailures(t, rep, "crypto/md5 (md5, removed on 2026-12-01) is imported by the module's own example.com/scanmod/cmd/md5")
 }
