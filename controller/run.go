@@ -12,11 +12,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sys/unix"
 
@@ -76,6 +78,9 @@ type RunConfig struct {
 	// ReplicaID names this replica in the election (default: the
 	// advertised URL's host and port).
 	ReplicaID string
+	// Now is the clock insecure modes' exceptions are judged by (nil:
+	// time.Now): one lapses in a running controller at its expiry.
+	Now func() time.Time
 }
 
 // Timeouts of the node API. A request's headers have ReadHeader to
@@ -213,14 +218,31 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		}
 	}
 
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
 	tlsConf := cm.TLSConfig()
-	switch tls12 := insecure.Get("controller-tls12"); {
+	tls12 := insecure.Lookup(os.Getenv(insecure.Env), "controller-tls12", now())
+	switch {
 	case tls12.Enabled:
-		tlsConf.MinVersion = tls.VersionTLS12
 		log.Warn("INSECURE: accepting TLS 1.2 clients by exception", "mode", tls12.Mode, "expires", tls12.Expires.Format(time.DateOnly))
+		var stop func() bool
+		tlsConf, stop = acceptTLS12Until(tlsConf, tls12.Expires, now, log)
+		defer stop()
 	case tls12.Problem != "":
 		log.Error("insecure mode refused; TLS 1.3 only", "mode", tls12.Mode, "reason", tls12.Problem)
 	}
+	promauto.With(reg).NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "rustynet_controller_insecure_mode_enabled",
+		Help:        "1 while an insecure compatibility mode is on by an exception in force (RUSTYNET_INSECURE), else 0: it turns 0 by itself at the exception's expiry.",
+		ConstLabels: prometheus.Labels{"mode": tls12.Mode},
+	}, func() float64 {
+		if tls12.Enabled && now().Before(tls12.Expires) {
+			return 1
+		}
+		return 0
+	})
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	to := cfg.Timeouts.withDefaults()
 	apiSrv := &http.Server{
@@ -399,4 +421,31 @@ func (c certExpiry) Collect(ch chan<- prometheus.Metric) {
 	if ca := c.cm.CA(); ca != nil { // none for an operator's certificate
 		ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(ca.NotAfter.Unix()), "ca")
 	}
+}
+
+// acceptTLS12Until returns conf accepting TLS 1.2 clients too until the
+// exception's expiry, and TLS 1.3 only from then on, by itself: the
+// running controller logs the lapse once (at the expiry, or at the first
+// handshake after it by now's clock). stop ends the expiry's timer.
+func acceptTLS12Until(conf *tls.Config, until time.Time, now func() time.Time, log *slog.Logger) (*tls.Config, func() bool) {
+	// The configurations a handshake gets replace the server's, whose
+	// ALPN list http.Server fills in: they carry it themselves.
+	lax, strict := conf.Clone(), conf.Clone()
+	lax.MinVersion = tls.VersionTLS12
+	lax.NextProtos, strict.NextProtos = []string{"h2", "http/1.1"}, []string{"h2", "http/1.1"}
+	var lapsed sync.Once
+	lapse := func() {
+		lapsed.Do(func() {
+			log.Warn("the exception for controller-tls12 has expired: TLS 1.3 only from now on", "mode", "controller-tls12", "expired", until.Format(time.DateOnly))
+		})
+	}
+	out := conf.Clone()
+	out.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		if now().Before(until) {
+			return lax, nil
+		}
+		lapse()
+		return strict, nil
+	}
+	return out, time.AfterFunc(until.Sub(now()), lapse).Stop
 }
