@@ -82,11 +82,13 @@ rules:
 agility-report:
 	$(GO) run ./internal/agility/agilityreport -out documents/agility/backend-agility.md
 
-# Regenerate documents/compatibility/support-policy.md from
-# policies/compat.yaml and the capability history (a test fails when it is
-# stale).
+# Regenerate documents/compatibility/support-policy.md (from
+# policies/compat.yaml and the capability history) and
+# documents/security/crypto-deprecation-schedule.md (from
+# policies/crypto.yaml); a test fails when either is stale.
 compat-docs:
 	$(GO) run ./gates/compat/supportdoc
+	$(GO) run ./gates/cryptopolicy/scheduledoc
 
 # Run the dr gate (the drills of DR_CHANNEL, beta by default: the full set,
 # about 45 minutes) and write documents/resilience/dr-validation.md from
