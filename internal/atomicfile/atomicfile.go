@@ -5,7 +5,9 @@
 package atomicfile
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -72,4 +74,18 @@ func Rename(oldpath, newpath string) error {
 		}
 	}
 	return nil
+}
+
+// WriteDocument writes what gen generates to path (mode 0644), creating
+// path's directory if need be, whole or not at all: a generator that fails
+// leaves the old document in place.
+func WriteDocument(path string, gen func(w io.Writer) error) error {
+	var doc bytes.Buffer
+	if err := gen(&doc); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return WriteFile(path, doc.Bytes(), 0o644)
 }

@@ -2,6 +2,7 @@ package atomicfile
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -106,5 +107,23 @@ func TestRename(t *testing.T) {
 
 	if err := Rename(filepath.Join(dir, "missing"), path); err == nil {
 		t.Error("Rename of a missing file = nil error, want one")
+	}
+}
+
+// TestWriteDocument: the document's directory is made; a generator that
+// fails leaves the old document as it was.
+func TestWriteDocument(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "documents", "x", "doc.md")
+	if err := WriteDocument(path, func(w io.Writer) error { _, err := io.WriteString(w, "one\n"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteDocument(path, func(w io.Writer) error { io.WriteString(w, "half"); return errors.New("the generator failed") }); err == nil || err.Error() != "the generator failed" {
+		t.Fatalf("a failing generator: %v, want its error", err)
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != "one\n" {
+		t.Errorf("after a failed generation: %q, %v; want the old document", got, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("mode: %v, %v; want 0644", fi.Mode(), err)
 	}
 }

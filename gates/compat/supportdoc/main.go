@@ -6,11 +6,10 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/rustynet/rustynet/gates/compat"
 	"github.com/rustynet/rustynet/internal/atomicfile"
@@ -30,14 +29,7 @@ func run(out string) error {
 	if err != nil {
 		return err
 	}
-	var doc bytes.Buffer
-	if err := compat.WriteSupportPolicy(&doc, pol); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(out, doc.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteDocument(out, func(w io.Writer) error { return compat.WriteSupportPolicy(w, pol) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s\n", out)

@@ -6,9 +6,9 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -47,14 +47,7 @@ func run(bundle, pubkey, out string) error {
 	if err != nil {
 		return err
 	}
-	var doc bytes.Buffer
-	if err := dr.WriteReport(&doc, v, drills, pol); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(out, doc.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteDocument(out, func(w io.Writer) error { return dr.WriteReport(w, v, drills, pol) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s from %s\n", out, bundle)
