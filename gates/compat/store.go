@@ -1,0 +1,272 @@
+package compat
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/internal/ports"
+)
+
+// StoreUpgrade is what opening an earlier release's real data dir with the
+// new controller showed.
+type StoreUpgrade struct {
+	From       string `json:"from"`
+	Capability int    `json:"capability"`
+	// Nodes the earlier release registered; Kept those the new controller
+	// lists with the same ID, name and addresses.
+	Nodes int `json:"nodes"`
+	Kept  int `json:"kept"`
+	// Credentials of the earlier release's nodes the new controller
+	// accepts (a netmap long-poll answered 200 at their capability
+	// version), and the peers each such netmap carried.
+	Credentials int `json:"credentials_accepted"`
+	Peers       int `json:"peers_in_first_netmap"`
+	// Start is how long the new controller took to serve on the upgraded
+	// data dir.
+	Start    time.Duration `json:"start_ns"`
+	Problems []string      `json:"problems,omitempty"`
+}
+
+// upgradeNodes is how many nodes the earlier release registers.
+const upgradeNodes = 3
+
+// CheckStoreUpgrade runs rel's controller on a fresh data dir under work,
+// registers nodes through its API as nodes of its capability version do,
+// stops it, and starts newController on the same data dir: every node must
+// be there, unchanged, and its credential still good. The data dir is the
+// earlier release's own, never written by hand. An error means the check
+// could not run; what it found wrong is in Problems.
+func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work string, log io.Writer) (*StoreUpgrade, error) {
+	res := &StoreUpgrade{From: rel.Release, Capability: rel.Capability}
+	dir, err := os.MkdirTemp(work, "store-"+rel.Release+"-")
+	if err != nil {
+		return nil, err
+	}
+	old, err := startController(ctx, rel.Controller, dir, log)
+	if err != nil {
+		return nil, fmt.Errorf("%s's controller: %w", rel.Release, err)
+	}
+	type registered struct {
+		ID, Name, Credential string
+		Addresses            []string
+	}
+	var regs []registered
+	err = func() error {
+		defer old.stop()
+		out, err := exec.CommandContext(ctx, rel.Controller, "authkey", "create", "--data-dir", dir, "--reusable").Output()
+		if err != nil {
+			return fmt.Errorf("%s's authkey create: %w", rel.Release, err)
+		}
+		key := strings.TrimSpace(string(out))
+		for i := range upgradeNodes {
+			name := fmt.Sprintf("%s-node-%d", strings.ReplaceAll(rel.Release, ".", "-"), i)
+			body, err := json.Marshal(map[string]string{"auth_key": key, "node_key": randomKey(), "machine_key": randomKey(), "hostname": name})
+			if err != nil {
+				return err
+			}
+			var rr struct {
+				Node struct {
+					ID        string   `json:"id"`
+					Name      string   `json:"name"`
+					Addresses []string `json:"addresses"`
+				} `json:"node"`
+				Credential string `json:"credential"`
+			}
+			status, raw, err := old.do(ctx, http.MethodPost, api.PathRegister, rel.Capability, "", body)
+			if err != nil {
+				return err
+			}
+			if status != http.StatusOK || json.Unmarshal(raw, &rr) != nil || rr.Credential == "" {
+				return fmt.Errorf("%s refused a registration of its own capability version %d: %d %s", rel.Release, rel.Capability, status, truncate(raw))
+			}
+			regs = append(regs, registered{ID: rr.Node.ID, Name: rr.Node.Name, Credential: rr.Credential, Addresses: rr.Node.Addresses})
+		}
+		return nil
+	}()
+	if err != nil {
+		return nil, err
+	}
+	res.Nodes = len(regs)
+
+	start := time.Now()
+	cur, err := startController(ctx, newController, dir, log)
+	if err != nil {
+		res.Problems = append(res.Problems, fmt.Sprintf("the new controller does not start on %s's data dir: %v", rel.Release, err))
+		return res, nil
+	}
+	defer cur.stop()
+	res.Start = time.Since(start)
+	out, err := exec.CommandContext(ctx, newController, "node", "list", "--json", "--data-dir", dir).Output()
+	if err != nil {
+		return nil, fmt.Errorf("node list on the upgraded data dir: %w", err)
+	}
+	var listed []api.AdminNode
+	if err := json.Unmarshal(out, &listed); err != nil {
+		return nil, fmt.Errorf("node list --json: %w", err)
+	}
+	for _, r := range regs {
+		i := slices.IndexFunc(listed, func(n api.AdminNode) bool { return string(n.ID) == r.ID })
+		if i < 0 {
+			res.Problems = append(res.Problems, fmt.Sprintf("node %s (%s), registered by %s, is missing after the upgrade", r.ID, r.Name, rel.Release))
+			continue
+		}
+		var addrs []string
+		for _, a := range listed[i].Addresses {
+			addrs = append(addrs, a.String())
+		}
+		if listed[i].Name != r.Name || !slices.Equal(addrs, r.Addresses) {
+			res.Problems = append(res.Problems, fmt.Sprintf("node %s changed in the upgrade: %s %v, was %s %v", r.ID, listed[i].Name, addrs, r.Name, r.Addresses))
+			continue
+		}
+		res.Kept++
+	}
+	for _, r := range regs {
+		status, raw, err := cur.do(ctx, http.MethodGet, api.PathNetmap+"?since=0&wait=0", rel.Capability, r.Credential, nil)
+		if err != nil {
+			return nil, err
+		}
+		var m struct {
+			Peers []json.RawMessage `json:"peers"`
+		}
+		if status != http.StatusOK || json.Unmarshal(raw, &m) != nil {
+			res.Problems = append(res.Problems, fmt.Sprintf("node %s's credential from %s, at capability version %d: %d %s", r.ID, rel.Release, rel.Capability, status, truncate(raw)))
+			continue
+		}
+		res.Credentials++
+		res.Peers = len(m.Peers)
+	}
+	return res, nil
+}
+
+// controller is a controller process serving on loopback.
+type controller struct {
+	cmd  *exec.Cmd
+	done chan error
+	url  string
+	hc   *http.Client
+}
+
+// startController runs `bin serve` on dir at a reserved loopback port and
+// waits, up to 30 s, until it answers /healthz over TLS with its CA. It
+// reads no ready file: earlier releases did not write one.
+func startController(ctx context.Context, bin, dir string, log io.Writer) (*controller, error) {
+	// Held until the controller serves on them (or gives up).
+	port, release, err := ports.Reserve()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	mport, mrelease, err := ports.Reserve()
+	if err != nil {
+		return nil, err
+	}
+	defer mrelease()
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--listen", listen, "--metrics-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(mport)))
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.WaitDelay = 5 * time.Second
+	fmt.Fprintf(log, "$ %s\n", strings.Join(cmd.Args, " "))
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &controller{cmd: cmd, done: make(chan error, 1), url: "https://" + listen}
+	go func() { c.done <- cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c.hc == nil {
+			if pem, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem")); err == nil {
+				pool := x509.NewCertPool()
+				if pool.AppendCertsFromPEM(pem) {
+					c.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
+				}
+			}
+		}
+		if c.hc != nil {
+			if resp, err := c.hc.Get(c.url + api.PathHealthz); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return c, nil
+				}
+			}
+		}
+		select {
+		case err := <-c.done:
+			return nil, fmt.Errorf("%s exited before it served: %v", bin, err)
+		case <-ctx.Done():
+			c.stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.stop()
+			return nil, fmt.Errorf("%s did not answer %s within 30 s", bin, api.PathHealthz)
+		}
+	}
+}
+
+// do sends one API request as a client of capability version v.
+func (c *controller) do(ctx context.Context, method, path string, v int, cred string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.url+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if body == nil {
+		req.Body, req.ContentLength = nil, 0
+	}
+	req.Header.Set(api.HeaderCapabilityVersion, strconv.Itoa(v))
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, raw, err
+}
+
+// stop ends the controller with SIGTERM (SIGKILL after 10 s) and waits.
+func (c *controller) stop() {
+	if c.hc != nil {
+		c.hc.CloseIdleConnections()
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+func randomKey() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func truncate(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "..."
+	}
+	return string(b)
+}
