@@ -408,6 +408,10 @@ func classify(err error) error {
 	return err
 }
 
+// challengeSince is the capability version from which a controller issues
+// registration challenges (GET /v1/register/challenge).
+const challengeSince api.CapabilityVersion = 3
+
 func (n *Node) register(ctx context.Context) error {
 	if n.cfg.AuthKey == "" {
 		return fatalError{errors.New("not registered: start with --auth-key (create one with `rustynet-controller authkey create`)")}
@@ -429,13 +433,22 @@ func (n *Node) register(ctx context.Context) error {
 	// Prove the machine key, so that a retry after a lost answer gets
 	// this node back rather than a refusal.
 	ch, err := n.client.Challenge(ctx)
-	if err != nil {
+	switch {
+	case err == nil:
+		if req.MachineProof, err = mk.Prove(ch, req.NodeKey); err != nil {
+			return fmt.Errorf("register: %w", err)
+		}
+		req.Challenge = ch.Challenge
+	case control.IsStatus(err, http.StatusNotFound) && n.client.ControllerVersion() > 0 && n.client.ControllerVersion() < challengeSince:
+		// A controller of an earlier release (capability 1 or 2, as its
+		// own answer over the verified TLS connection says) has no
+		// challenge: it registers a node without the proof, as it
+		// always did.
+		n.log.Warn("the controller predates registration proofs; registering without one (upgrade the controller)",
+			"controller_capability_version", n.client.ControllerVersion())
+	default:
 		return fmt.Errorf("register: challenge: %w", err)
 	}
-	if req.MachineProof, err = mk.Prove(ch, req.NodeKey); err != nil {
-		return fmt.Errorf("register: %w", err)
-	}
-	req.Challenge = ch.Challenge
 	resp, err := n.client.Register(ctx, req)
 	if err != nil {
 		// A refusal is final, but for 429 (wait, then retry). A network

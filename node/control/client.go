@@ -74,6 +74,9 @@ type Client struct {
 	// client's capability version (zero: nothing).
 	deprecation Deprecation
 	deprecated  bool
+	// peer is the capability version the controller's last answer
+	// carried (0: none yet, or unreadable).
+	peer api.CapabilityVersion
 }
 
 // Config configures a Client.
@@ -225,9 +228,26 @@ func (c *Client) noteDeprecation(h http.Header) {
 			d.Sunset = t.UTC()
 		}
 	}
+	peer, err := api.ParseCapabilityVersion(h.Get(api.HeaderCapabilityVersion))
+	if err != nil {
+		peer = 0
+	}
 	c.mu.Lock()
 	c.deprecation, c.deprecated = d, h.Get(api.HeaderDeprecation) != "" || h.Get(api.HeaderSunset) != ""
+	if peer > 0 {
+		c.peer = peer
+	}
 	c.mu.Unlock()
+}
+
+// ControllerVersion returns the capability version the controller's last
+// answer carried, or 0 before any. It comes over the TLS connection to a
+// controller the client verified with its CA: a third party cannot lower
+// it.
+func (c *Client) ControllerVersion() api.CapabilityVersion {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peer
 }
 
 // Current returns the URL of the replica requests go to now.
