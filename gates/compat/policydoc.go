@@ -200,3 +200,6 @@ func WriteSupportPolicy(w io.Writer, pol *policies.Compat) error {
 }
 
 func day(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+
+// CurrentCapability is the capability version this tree speaks.
+func CurrentCapability() api.CapabilityVersion { return api.CurrentCapabilityVersion }

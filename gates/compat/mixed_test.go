@@ -1,0 +1,93 @@
+package compat
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rustynet/rustynet/internal/require"
+)
+
+// TestMixedVersions: nodes of every supported earlier release and of this
+// tree, on one controller of this tree, pass traffic between every pair,
+// both ways; and so do this tree's nodes with an N-1 node, on the N-1
+// controller.
+func TestMixedVersions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the earlier releases and runs meshes in namespaces: not in -short")
+	}
+	require.Root(t)
+	pol := load(t)
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rels := pol.SupportedReleases(time.Now(), int(CurrentCapability()))
+	if len(rels) == 0 {
+		t.Fatal("no supported earlier release to run")
+	}
+	for _, r := range rels {
+		err := exec.Command("git", "-C", repo, "cat-file", "-e", r.Commit.Value+"^{commit}").Run()
+		require.Need(t, "git-history", err == nil, "the checkout has no commit "+r.Commit.Value+" ("+r.Name.Value+"): a shallow clone? (git fetch --unshallow)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	work := t.TempDir()
+	logf, err := os.Create(filepath.Join(work, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("log:\n%s", b)
+		}
+	})
+	this := map[string]string{}
+	for _, name := range []string{"rustynet-controller", "rustynetd"} {
+		p := filepath.Join(work, name)
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", p, "./cmd/"+name)
+		build.Dir, build.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build this tree's %s: %v\n%s", name, err, out)
+		}
+		this[name] = p
+	}
+	var built []Built
+	for _, r := range rels {
+		b, err := BuildRelease(ctx, repo, filepath.Join(work, "releases"), r, logf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		built = append(built, b)
+	}
+	newest := built[len(built)-1]
+	check := func(name string, ctl Binary, cli string, nodes []Binary) {
+		t.Run(name, func(t *testing.T) {
+			res, err := CheckMixed(ctx, ctl, cli, nodes, work, logf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range res.Problems {
+				t.Error(p)
+			}
+			if want := len(nodes) * (len(nodes) - 1); len(res.Pairs) != want && len(res.Problems) == 0 {
+				t.Errorf("%d pairs tried, want %d", len(res.Pairs), want)
+			}
+			for _, p := range res.Pairs {
+				t.Logf("%s -> %s: ok %v in %v", p.From, p.To, p.OK, p.Took.Round(time.Millisecond))
+			}
+		})
+	}
+	nodes := []Binary{{Release: "this tree", Path: this["rustynetd"]}}
+	for _, b := range built {
+		nodes = append(nodes, Binary{Release: b.Release, Path: b.Daemon})
+	}
+	check("old nodes on this controller", Binary{Release: "this tree", Path: this["rustynet-controller"]}, this["rustynet-controller"], nodes)
+	check("this tree's nodes on the N-1 controller", Binary{Release: newest.Release, Path: newest.Controller}, newest.Controller,
+		[]Binary{{Release: "this tree", Path: this["rustynetd"]}, {Release: "this tree", Path: this["rustynetd"]}, {Release: newest.Release, Path: newest.Daemon}})
+}
