@@ -91,3 +91,73 @@ func TestMixedVersions(t *testing.T) {
 	check("this tree's nodes on the N-1 controller", Binary{Release: newest.Release, Path: newest.Controller}, newest.Controller,
 		[]Binary{{Release: "this tree", Path: this["rustynetd"]}, {Release: "this tree", Path: this["rustynetd"]}, {Release: newest.Release, Path: newest.Daemon}})
 }
+
+// TestRollingUpgrade: a mesh of the N-1 release is upgraded to this tree
+// under traffic, the controller first, then each node: the controller's
+// restart costs no probe, and each node's its own restart only.
+func TestRollingUpgrade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the N-1 release and runs a mesh in namespaces: not in -short")
+	}
+	require.Root(t)
+	pol := load(t)
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rels := pol.SupportedReleases(time.Now(), int(CurrentCapability()))
+	prev := rels[len(rels)-1]
+	err = exec.Command("git", "-C", repo, "cat-file", "-e", prev.Commit.Value+"^{commit}").Run()
+	require.Need(t, "git-history", err == nil, "the checkout has no commit "+prev.Commit.Value+" ("+prev.Name.Value+"): a shallow clone? (git fetch --unshallow)")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	work := t.TempDir()
+	logf, err := os.Create(filepath.Join(work, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("log:\n%s", b)
+		}
+	})
+	this := map[string]string{}
+	for _, name := range []string{"rustynet-controller", "rustynetd"} {
+		p := filepath.Join(work, name)
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", p, "./cmd/"+name)
+		build.Dir, build.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build this tree's %s: %v\n%s", name, err, out)
+		}
+		this[name] = p
+	}
+	b, err := BuildRelease(ctx, repo, filepath.Join(work, "releases"), prev, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := CheckRolling(ctx, b, this["rustynet-controller"], this["rustynetd"], 3, work, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Problems {
+		t.Error(p)
+	}
+	if len(res.Steps) != 4 {
+		t.Fatalf("%d steps, want the controller and 3 nodes", len(res.Steps))
+	}
+	for i, s := range res.Steps {
+		t.Logf("%s: took %v, interruption %v, %d probes lost %v (pairs dead before it: %v)", s.What, s.Took.Round(time.Millisecond), s.Interruption.Round(time.Millisecond), s.Lost, s.LostBy, s.DeadBefore)
+		if i == 0 && len(s.DeadBefore) == res.Nodes*(res.Nodes-1) {
+			t.Errorf("%s: no pair passed traffic before it", s.What)
+		}
+		if i == 0 && s.Lost > 0 {
+			t.Errorf("%s: %d probes lost (longest gap %v): the data plane must not depend on the controller", s.What, s.Lost, s.Interruption)
+		}
+		if s.Interruption > 10*time.Second {
+			t.Errorf("%s: an interruption of %v", s.What, s.Interruption)
+		}
+	}
+	t.Logf("%d probes sent, %d lost", res.Sent, res.Lost)
+}
