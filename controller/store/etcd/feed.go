@@ -294,6 +294,8 @@ type sessionHolder struct {
 	// life is the sessions' keep-alive context: close ends it.
 	life context.Context
 	end  context.CancelFunc
+	// ended says why the last session that ended did.
+	ended string
 }
 
 // session is a concurrency.Session (for concurrency.Election) whose
@@ -302,6 +304,8 @@ type sessionHolder struct {
 type session struct {
 	*concurrency.Session
 	done chan struct{}
+	// why says why done was closed, once it is.
+	why string
 }
 
 func (s *session) Done() <-chan struct{} { return s.done }
@@ -354,15 +358,23 @@ func (h *sessionHolder) get(ctx context.Context) (*session, error) {
 // within Options.Attempt is sent again at once: the client's balancer
 // gives each its own stream on the next member in rotation.
 func (h *sessionHolder) keepAlive(sess *session, expires time.Time, interval time.Duration) {
-	defer close(sess.done)
+	var why string
+	defer func() {
+		h.mu.Lock()
+		sess.why, h.ended = why, why
+		h.mu.Unlock()
+		close(sess.done)
+	}()
 	id := sess.Lease()
 	for {
 		if !sleep(h.life, time.Until(expires.Add(-2*interval))) {
+			why = "the store closed"
 			return
 		}
 		for {
 			sent := time.Now()
 			if !sent.Before(expires) {
+				why = fmt.Sprintf("no renewal answered before the lease's time ran out at %s", expires.Format("15:04:05.000"))
 				return // lapsed, as far as this replica can tell
 			}
 			deadline := sent.Add(h.s.attempt)
@@ -376,10 +388,16 @@ func (h *sessionHolder) keepAlive(sess *session, expires time.Time, interval tim
 				expires = sent.Add(time.Duration(resp.TTL) * time.Second)
 				break
 			}
-			if h.life.Err() != nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			if h.life.Err() != nil {
+				why = "the store closed"
+				return
+			}
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				why = fmt.Sprintf("a renewal sent at %s: %v", sent.Format("15:04:05.000"), err)
 				return
 			}
 			if !sleep(h.life, 50*time.Millisecond) {
+				why = "the store closed"
 				return
 			}
 		}

@@ -158,8 +158,11 @@ func TestStalledMember(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		if leading.Err() != nil {
-			t.Fatalf("%s: the store lost its leadership %v into the stall (session TTL %v): its lease lapsed",
-				what, time.Since(paused).Round(time.Millisecond), s.ttl)
+			s.sess.mu.Lock()
+			why := s.sess.ended
+			s.sess.mu.Unlock()
+			t.Fatalf("%s: the store lost its leadership %v into the stall (session TTL %v): its session ended: %s",
+				what, time.Since(paused).Round(time.Millisecond), s.ttl, why)
 		}
 		if err := m.Resume(); err != nil {
 			t.Fatal(err)
