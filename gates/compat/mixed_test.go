@@ -1,10 +1,6 @@
 package compat
 
 import (
-	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,55 +16,20 @@ func TestMixedVersions(t *testing.T) {
 		t.Skip("builds the earlier releases and runs meshes in namespaces: not in -short")
 	}
 	require.Root(t)
-	pol := load(t)
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rels := pol.SupportedReleases(time.Now(), int(CurrentCapability()))
+	rels := load(t).SupportedReleases(time.Now(), int(CurrentCapability()))
 	if len(rels) == 0 {
 		t.Fatal("no supported earlier release to run")
 	}
-	for _, r := range rels {
-		err := exec.Command("git", "-C", repo, "cat-file", "-e", r.Commit.Value+"^{commit}").Run()
-		require.Need(t, "git-history", err == nil, "the checkout has no commit "+r.Commit.Value+" ("+r.Name.Value+"): a shallow clone? (git fetch --unshallow)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	work := t.TempDir()
-	logf, err := os.Create(filepath.Join(work, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("log:\n%s", b)
-		}
-	})
-	this := map[string]string{}
-	for _, name := range []string{"rustynet-controller", "rustynetd"} {
-		p := filepath.Join(work, name)
-		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", p, "./cmd/"+name)
-		build.Dir, build.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build this tree's %s: %v\n%s", name, err, out)
-		}
-		this[name] = p
-	}
+	e := newEnv(t, 15*time.Minute, rels, "rustynet-controller", "rustynetd")
+	this := e.this
 	var built []Built
 	for _, r := range rels {
-		b, err := BuildRelease(ctx, repo, filepath.Join(work, "releases"), r, logf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		built = append(built, b)
+		built = append(built, e.build(t, r))
 	}
 	newest := built[len(built)-1]
 	check := func(name string, ctl Binary, cli string, nodes []Binary) {
 		t.Run(name, func(t *testing.T) {
-			res, err := CheckMixed(ctx, ctl, cli, nodes, work, logf)
+			res, err := CheckMixed(e.ctx, ctl, cli, nodes, e.work, e.log)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,44 +61,11 @@ func TestRollingUpgrade(t *testing.T) {
 		t.Skip("builds the N-1 release and runs a mesh in namespaces: not in -short")
 	}
 	require.Root(t)
-	pol := load(t)
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rels := pol.SupportedReleases(time.Now(), int(CurrentCapability()))
+	rels := load(t).SupportedReleases(time.Now(), int(CurrentCapability()))
 	prev := rels[len(rels)-1]
-	err = exec.Command("git", "-C", repo, "cat-file", "-e", prev.Commit.Value+"^{commit}").Run()
-	require.Need(t, "git-history", err == nil, "the checkout has no commit "+prev.Commit.Value+" ("+prev.Name.Value+"): a shallow clone? (git fetch --unshallow)")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	work := t.TempDir()
-	logf, err := os.Create(filepath.Join(work, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("log:\n%s", b)
-		}
-	})
-	this := map[string]string{}
-	for _, name := range []string{"rustynet-controller", "rustynetd"} {
-		p := filepath.Join(work, name)
-		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", p, "./cmd/"+name)
-		build.Dir, build.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build this tree's %s: %v\n%s", name, err, out)
-		}
-		this[name] = p
-	}
-	b, err := BuildRelease(ctx, repo, filepath.Join(work, "releases"), prev, logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := CheckRolling(ctx, b, this["rustynet-controller"], this["rustynetd"], 3, work, logf)
+	e := newEnv(t, 10*time.Minute, rels[len(rels)-1:], "rustynet-controller", "rustynetd")
+	b := e.build(t, prev)
+	res, err := CheckRolling(e.ctx, b, e.this["rustynet-controller"], e.this["rustynetd"], 3, e.work, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}

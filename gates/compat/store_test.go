@@ -1,14 +1,8 @@
 package compat
 
 import (
-	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/rustynet/rustynet/internal/require"
 )
 
 // TestStoreUpgrade: each release the policy says the store upgrades from
@@ -20,43 +14,12 @@ func TestStoreUpgrade(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two earlier releases and runs three controllers: not in -short")
 	}
-	pol := load(t)
-	rels := pol.StoreUpgradeReleases()
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rels {
-		err := exec.Command("git", "-C", repo, "cat-file", "-e", r.Commit.Value+"^{commit}").Run()
-		require.Need(t, "git-history", err == nil, "the checkout has no commit "+r.Commit.Value+" ("+r.Name.Value+"): a shallow clone? (git fetch --unshallow)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	work := t.TempDir()
-	logf, err := os.Create(filepath.Join(work, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("log:\n%s", b)
-		}
-	})
-	cur := filepath.Join(work, "rustynet-controller")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", cur, "./cmd/rustynet-controller")
-	build.Dir, build.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build this tree's controller: %v\n%s", err, out)
-	}
+	rels := load(t).StoreUpgradeReleases()
+	e := newEnv(t, 10*time.Minute, rels, "rustynet-controller")
+	cur := e.this["rustynet-controller"]
 	for _, r := range rels {
 		t.Run(r.Name.Value, func(t *testing.T) {
-			b, err := BuildRelease(ctx, repo, filepath.Join(work, "releases"), r, logf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := CheckStoreUpgrade(ctx, b, cur, work, logf)
+			res, err := CheckStoreUpgrade(e.ctx, e.build(t, r), cur, e.work, e.log)
 			if err != nil {
 				t.Fatal(err)
 			}
