@@ -223,10 +223,14 @@ type proc struct {
 }
 
 func startIn(ctx context.Context, h *testbed.Host, bin string, log io.Writer, args ...string) (*proc, error) {
-	cmd := h.Command(context.WithoutCancel(ctx), bin, args...)
+	fmt.Fprintf(log, "$ (in %s) %s %s\n", h.Name, bin, strings.Join(args, " "))
+	return start(h.Command(context.WithoutCancel(ctx), bin, args...), log)
+}
+
+// start starts cmd, its output to log.
+func start(cmd *exec.Cmd, log io.Writer) (*proc, error) {
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.WaitDelay = 5 * time.Second
-	fmt.Fprintf(log, "$ (in %s) %s %s\n", h.Name, bin, strings.Join(args, " "))
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

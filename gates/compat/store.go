@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
@@ -158,10 +157,9 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 
 // controller is a controller process serving on loopback.
 type controller struct {
-	cmd  *exec.Cmd
-	done chan error
-	url  string
-	hc   *http.Client
+	*proc
+	url string
+	hc  *http.Client
 }
 
 // startController runs `bin serve` on dir at a reserved loopback port and
@@ -181,14 +179,12 @@ func startController(ctx context.Context, bin, dir string, log io.Writer) (*cont
 	defer mrelease()
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--listen", listen, "--metrics-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(mport)))
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.WaitDelay = 5 * time.Second
 	fmt.Fprintf(log, "$ %s\n", strings.Join(cmd.Args, " "))
-	if err := cmd.Start(); err != nil {
+	p, err := start(cmd, log)
+	if err != nil {
 		return nil, err
 	}
-	c := &controller{cmd: cmd, done: make(chan error, 1), url: "https://" + listen}
-	go func() { c.done <- cmd.Wait() }()
+	c := &controller{proc: p, url: "https://" + listen}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if c.hc == nil {
@@ -208,8 +204,8 @@ func startController(ctx context.Context, bin, dir string, log io.Writer) (*cont
 			}
 		}
 		select {
-		case err := <-c.done:
-			return nil, fmt.Errorf("%s exited before it served: %v", bin, err)
+		case <-c.exited:
+			return nil, fmt.Errorf("%s exited before it served: %v", bin, c.err)
 		case <-ctx.Done():
 			c.stop()
 			return nil, ctx.Err()
@@ -249,13 +245,7 @@ func (c *controller) stop() {
 	if c.hc != nil {
 		c.hc.CloseIdleConnections()
 	}
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		c.cmd.Process.Kill()
-		<-c.done
-	}
+	c.proc.stop()
 }
 
 func randomKey() string {
