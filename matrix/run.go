@@ -29,6 +29,7 @@ import (
 	"github.com/rustynet/rustynet/internal/daemon"
 	"github.com/rustynet/rustynet/internal/etcdproc"
 	"github.com/rustynet/rustynet/internal/ports"
+	"github.com/rustynet/rustynet/internal/promtext"
 	"github.com/rustynet/rustynet/internal/stats"
 	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/node/localapi"
@@ -691,7 +692,7 @@ func (cs *controllers) waitPolls(ctx context.Context, want int) error {
 	for {
 		got := 0
 		for _, u := range cs.metrics {
-			v, err := testbed.ScrapeURL(ctx, hc, u, gauge)
+			v, err := promtext.Read(ctx, hc, u, gauge)
 			if err != nil {
 				return fmt.Errorf("controller metrics: %w", err)
 			}

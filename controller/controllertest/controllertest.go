@@ -17,8 +17,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +24,7 @@ import (
 	"github.com/rustynet/rustynet/controller"
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/internal/ports"
+	"github.com/rustynet/rustynet/internal/promtext"
 )
 
 // Controller is a running controller. Its clients reach it through a relay
@@ -231,21 +230,7 @@ func (c *Controller) pollsOpen() (int, error) {
 // named as the exposition writes it, labels included
 // (`name{label="value"}`).
 func Scrape(url, series string) (float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			return strconv.ParseFloat(v, 64)
-		}
-	}
-	return 0, fmt.Errorf("no %s in the metrics", series)
+	return promtext.One(context.Background(), nil, url, series)
 }
 
 // NamedAuthKey creates a single-use pre-auth key, valid for an hour, that

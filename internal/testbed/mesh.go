@@ -13,12 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/rustynet/rustynet/internal/daemon"
+	"github.com/rustynet/rustynet/internal/promtext"
 	"github.com/rustynet/rustynet/node/localapi"
 )
 
@@ -139,45 +139,9 @@ func ScrapeAll(ctx context.Context, h *Host, names ...string) (map[string]float6
 		},
 	}}
 	defer hc.CloseIdleConnections()
-	out, err := ScrapeURL(ctx, hc, "http://"+MetricsAddr+"/metrics", names...)
+	out, err := promtext.Read(ctx, hc, "http://"+MetricsAddr+"/metrics", names...)
 	if err != nil {
 		return nil, fmt.Errorf("metrics of %s: %w", h.Name, err)
-	}
-	return out, nil
-}
-
-// ScrapeURL reads several unlabelled metrics from one scrape of a
-// Prometheus text exposition at url; a missing one is an error.
-func ScrapeURL(ctx context.Context, hc *http.Client, url string, names ...string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		for _, name := range names {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", name, err)
-				}
-				out[name] = f
-			}
-		}
-	}
-	for _, name := range names {
-		if _, ok := out[name]; !ok {
-			return nil, fmt.Errorf("no %s", name)
-		}
 	}
 	return out, nil
 }
