@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/internal/ports"
+	"github.com/rustynet/rustynet/internal/promtext"
 )
 
 // Package is the import path of the etcd server's main package.
@@ -268,6 +269,16 @@ func (m *Member) Kill() {
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-done
+}
+
+// Metric reads one sample from the member's own metrics (/metrics on its
+// client URL), named as the exposition writes it.
+func (m *Member) Metric(ctx context.Context, hc *http.Client, series string) (float64, error) {
+	v, err := promtext.One(ctx, hc, m.ClientURL+"/metrics", series)
+	if err != nil {
+		return 0, fmt.Errorf("etcd member %s: %w", m.Name, err)
+	}
+	return v, nil
 }
 
 // Pause stops the member's process (SIGSTOP) without closing anything:

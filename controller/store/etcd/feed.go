@@ -286,6 +286,13 @@ func (s *Store) change(evs []*clientv3.Event) (*store.Change, time.Time, error) 
 // although every other member answers. Each keep-alive here is a request
 // of its own, bounded by Options.Attempt and sent again, to another
 // member, when it gets no answer.
+//
+// No renewal saves a lease that etcd revokes: a member that led the
+// cluster when it stalled for longer than the TTL may revoke it as it
+// resumes (etcd-io/etcd#15247), although every renewal was answered by
+// the new leader. The session then ends ("requested lease not found"),
+// the next get opens another, and a replica campaigns again on it
+// (controller.Server's election loop; TestStalledMember).
 type sessionHolder struct {
 	s      *Store
 	mu     sync.Mutex

@@ -2,8 +2,10 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,6 +63,16 @@ func etcdBinary(t *testing.T) string {
 // held longer than its TTL: its keep-alive, which may ride the stalled
 // member's connection, moves with the probes too, so a replica does not
 // lose its leadership to a member that stalls.
+//
+// One way of losing it is etcd's, not the store's (etcd-io/etcd#15247,
+// #12528): a member that led the cluster when it stalled comes back with
+// its lessor still primary and the lease's expiry where it left it, more
+// than a TTL ago. Its check that it still leads passes because its raft
+// clock ticked as it resumed, and its revocation, forwarded to the new
+// leader, commits. When the lease goes that way, and only then (the
+// member led before its stall and its etcd_debugging_server_lease_expired_total
+// went up), the test asks what a controller replica does: campaign again,
+// and lead again.
 func TestStalledMember(t *testing.T) {
 	c := etcdtest.StartProcesses(t, etcdBinary(t), 3, etcdtest.ProcessOptions{})
 	cfg := clientv3.Config{
@@ -87,7 +99,12 @@ func TestStalledMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resign()
+	defer func() { resign() }()
+	ended := func() string {
+		s.sess.mu.Lock()
+		defer s.sess.mu.Unlock()
+		return s.sess.ended
+	}
 
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -125,6 +142,8 @@ func TestStalledMember(t *testing.T) {
 	}
 	for _, m := range c.Members {
 		what := "member " + m.Name + " stalled"
+		led := c.Leader(t) == m
+		expired := leasesExpired(t, m)
 		if err := m.Pause(); err != nil {
 			t.Fatal(err)
 		}
@@ -158,16 +177,42 @@ func TestStalledMember(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		if leading.Err() != nil {
-			s.sess.mu.Lock()
-			why := s.sess.ended
-			s.sess.mu.Unlock()
 			t.Fatalf("%s: the store lost its leadership %v into the stall (session TTL %v): its session ended: %s",
-				what, time.Since(paused).Round(time.Millisecond), s.ttl, why)
+				what, time.Since(paused).Round(time.Millisecond), s.ttl, ended())
 		}
 		if err := m.Resume(); err != nil {
 			t.Fatal(err)
 		}
+		resumed := time.Now()
 		c.WaitHealthy(t, 30*time.Second)
+		// A resumed member's lessor looks for expired leases every 500 ms:
+		// whatever it revokes, it has revoked within a few seconds.
+		for time.Since(resumed) < 3*time.Second && leading.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if leading.Err() != nil {
+			why := ended()
+			revoked := leasesExpired(t, m) - expired
+			if !led || revoked <= 0 || !strings.Contains(why, "requested lease not found") {
+				t.Fatalf("%s: the store lost its leadership %v after the member resumed: its session ended: %s (the member led before its stall: %v; leases it expired as it resumed: %v)",
+					what, time.Since(resumed).Round(time.Millisecond), why, led, revoked)
+			}
+			t.Logf("%s: it led the cluster before its stall, and revoked %v lease(s) as it resumed (etcd-io/etcd#15247); the store's session ended: %s. Campaigning again.", what, revoked, why)
+			resign()
+			// Bounded without a deadline on the leadership it returns.
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			giveUp := time.AfterFunc(3*s.timeout, cancel)
+			leading, resign, err = s.Campaign(cctx, "stall-test")
+			giveUp.Stop()
+			if err == nil && leading.Err() != nil {
+				err = errors.New("elected on a session that had already ended: " + ended())
+			}
+			if err != nil {
+				t.Fatalf("%s: the store did not lead again after etcd revoked its session: %v", what, err)
+			}
+			t.Logf("%s: the store leads again, %v after the member resumed", what, time.Since(resumed).Round(time.Millisecond))
+		}
 		// The member answers its probes again before the next one stalls.
 		for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(s.m.memberUp.WithLabelValues(m.ClientURL)) != 1; {
 			if time.Now().After(deadline) {
@@ -191,6 +236,20 @@ func TestStalledMember(t *testing.T) {
 		t.Errorf("endpoint changes = %v, want at least 6 (each of 3 members out and back in)", got)
 	}
 	t.Log(s.counters())
+}
+
+// leasesExpired is how many leases member m has expired (revoked as their
+// time ran out, as the cluster's leader or believing it is) since it
+// started.
+func leasesExpired(t *testing.T, m *etcdtest.Process) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := m.Metric(ctx, nil, "etcd_debugging_server_lease_expired_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // counters sums up how the store got past the stalls.
