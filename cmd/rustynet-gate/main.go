@@ -35,6 +35,7 @@ import (
 	"github.com/rustynet/rustynet/gates"
 	"github.com/rustynet/rustynet/gates/architecture"
 	"github.com/rustynet/rustynet/gates/build"
+	"github.com/rustynet/rustynet/gates/compat"
 	"github.com/rustynet/rustynet/gates/conformance"
 	"github.com/rustynet/rustynet/gates/cryptopolicy"
 	"github.com/rustynet/rustynet/gates/dr"
@@ -74,6 +75,7 @@ func registry() *gates.Registry {
 	conformance.Register(&r)
 	cryptopolicy.Register(&r)
 	architecture.Register(&r)
+	compat.Register(&r)
 	perfbudget.Register(&r)
 	soak.Register(&r)
 	slo.Register(&r)

@@ -40,8 +40,13 @@ type StoreUpgrade struct {
 	Peers       int `json:"peers_in_first_netmap"`
 	// Start is how long the new controller took to serve on the upgraded
 	// data dir.
-	Start    time.Duration `json:"start_ns"`
-	Problems []string      `json:"problems,omitempty"`
+	Start time.Duration `json:"start_ns"`
+	// TooOld is how the new controller answered a client older than the
+	// oldest capability version it serves (one of the nodes, at
+	// MinSupportedCapabilityVersion-1): 426 with a message that says
+	// what to upgrade to.
+	TooOld   TooOld   `json:"too_old_client"`
+	Problems []string `json:"problems,omitempty"`
 }
 
 // upgradeNodes is how many nodes the earlier release registers.
@@ -152,7 +157,29 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 		res.Credentials++
 		res.Peers = len(m.Peers)
 	}
+	if len(regs) > 0 {
+		res.TooOld.Version = int(api.MinSupportedCapabilityVersion) - 1
+		status, raw, err := cur.do(ctx, http.MethodGet, api.PathNetmap+"?since=0&wait=0", res.TooOld.Version, regs[0].Credential, nil)
+		if err != nil {
+			return nil, err
+		}
+		var e struct {
+			Error api.Error `json:"error"`
+		}
+		json.Unmarshal(raw, &e)
+		res.TooOld.Status, res.TooOld.Message = status, e.Error.Message
+		if res.TooOld.Message == "" {
+			res.TooOld.Message = truncate(raw)
+		}
+	}
 	return res, nil
+}
+
+// TooOld is a controller's answer to a client older than it serves.
+type TooOld struct {
+	Version int    `json:"capability"`
+	Status  int    `json:"status"`
+	Message string `json:"message"`
 }
 
 // controller is a controller process serving on loopback.

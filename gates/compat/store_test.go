@@ -23,11 +23,8 @@ func TestStoreUpgrade(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range res.Problems {
+			for _, p := range JudgeStore(res) {
 				t.Error(p)
-			}
-			if res.Nodes != upgradeNodes || res.Kept != res.Nodes || res.Credentials != res.Nodes || res.Peers != res.Nodes-1 {
-				t.Errorf("upgrade from %s: %+v; want all %d nodes kept, each credential accepted, each netmap with the %d others", r.Name.Value, res, upgradeNodes, upgradeNodes-1)
 			}
 			t.Logf("from %s (capability %d): %d nodes kept, %d credentials accepted; the new controller served after %v",
 				r.Name.Value, res.Capability, res.Kept, res.Credentials, res.Start.Round(time.Millisecond))
