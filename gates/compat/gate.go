@@ -1,7 +1,9 @@
 package compat
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates"
 	"github.com/rustynet/rustynet/policies"
@@ -85,10 +86,17 @@ func run(ctx context.Context, r *gates.Run) error {
 	if ctl == "" || daemon == "" {
 		return errors.New("no binaries: the build gate did not run or failed")
 	}
-	current := int(api.CurrentCapabilityVersion)
+	// The API judged is the tree's under test, built from it: this
+	// binary's own may be another's (a mutation run's gate is built
+	// once, from the unmutated tree).
+	a, err := treeAPI(ctx, r, now)
+	if err != nil {
+		return err
+	}
+	current := a.Capability
 	d := Details{Policy: PolicyFile, PolicyDigest: pol.Digest, AsOf: now.UTC().Format(time.RFC3339), Capability: current,
-		Supported: pol.SupportedCapabilities(now, current), Served: int(api.MinSupportedCapabilityVersion)}
-	d.Problems = append(d.Problems, CheckAnnouncements(pol, now)...)
+		Supported: a.Supported, Served: a.Served}
+	d.Problems = append(d.Problems, a.Problems...)
 
 	rels := pol.SupportedReleases(now, current)
 	if len(rels) == 0 {
@@ -194,6 +202,22 @@ func run(ctx context.Context, r *gates.Run) error {
 		Values: []float64{float64(roll.Lost)}})
 	progress()
 	return finish(r, &d)
+}
+
+// treeAPI runs gates/compat/apicheck, built from the tree under test.
+func treeAPI(ctx context.Context, r *gates.Run, now time.Time) (API, error) {
+	var out bytes.Buffer
+	cmd := r.Command(ctx, "go", "run", "./gates/compat/apicheck", "-at", now.UTC().Format(time.RFC3339))
+	cmd.Stdout = &out
+	var a API
+	if err := cmd.Run(); err != nil {
+		return a, fmt.Errorf("go run ./gates/compat/apicheck: %w (the log has its output)", err)
+	}
+	if err := json.Unmarshal(out.Bytes(), &a); err != nil {
+		return a, fmt.Errorf("gates/compat/apicheck printed no verdict: %w: %q", err, out.String())
+	}
+	fmt.Fprintf(r.Log, "capability %d, oldest served %d, supported on %s: %v\n", a.Capability, a.Served, day(now), a.Supported)
+	return a, nil
 }
 
 func finish(r *gates.Run, d *Details) error {

@@ -85,6 +85,25 @@ func CheckAnnouncements(pol *policies.Compat, now time.Time) []string {
 	return problems
 }
 
+// API is what the compat gate judges of this build's control API as of a
+// time (gates/compat/apicheck prints it for the tree under test).
+type API struct {
+	// Capability is the current capability version; Served the oldest
+	// the controller serves; Supported those the policy's window covers.
+	Capability int   `json:"capability"`
+	Served     int   `json:"min_served_capability"`
+	Supported  []int `json:"supported_capabilities"`
+	// Problems are CheckAnnouncements's.
+	Problems []string `json:"problems"`
+}
+
+// CheckAPI judges this build's control API against pol as of now.
+func CheckAPI(pol *policies.Compat, now time.Time) API {
+	cur := int(api.CurrentCapabilityVersion)
+	return API{Capability: cur, Served: int(api.MinSupportedCapabilityVersion), Supported: pol.SupportedCapabilities(now, cur),
+		Problems: CheckAnnouncements(pol, now)}
+}
+
 // AsOf is the date the published policy describes: the newest date among
 // its inputs (the policy's releases and announcements, the API's
 // history), so that the document changes only when they do.
