@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -90,12 +91,12 @@ func CheckMixed(ctx context.Context, ctl Binary, ctlCLI string, nodes []Binary, 
 	}
 	key := strings.TrimSpace(string(out))
 	type started struct {
-		b     Binary
-		h     *testbed.Host
-		state string
-		addr  netip.Addr
+		b Binary
+		h *testbed.Host
+		*member
 	}
 	var ns []*started
+	var ms []*member
 	for i, b := range nodes {
 		h := tb.Hosts[1+i]
 		state := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
@@ -106,37 +107,13 @@ func CheckMixed(ctx context.Context, ctl Binary, ctlCLI string, nodes []Binary, 
 			return nil, err
 		}
 		defer p.stop()
-		ns = append(ns, &started{b: b, h: h, state: state})
+		m := &member{name: fmt.Sprintf("%s (%s)", state, b.Release), state: state}
+		ns = append(ns, &started{b: b, h: h, member: m})
+		ms = append(ms, m)
 	}
-	// Every node running, with every other as a peer.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ready := 0
-		var last string
-		for _, n := range ns {
-			st, err := localapi.NewClient(n.state).Status(ctx)
-			switch {
-			case err != nil:
-				last = fmt.Sprintf("%s (%s): %v", n.state, n.b.Release, err)
-			case st.State != localapi.StateRunning || len(st.DataplanePeers) < len(ns)-1 || st.Self == nil:
-				last = fmt.Sprintf("%s (%s): %s, %d peers, %s", n.state, n.b.Release, st.State, len(st.DataplanePeers), st.LastError)
-			default:
-				for _, a := range st.Self.Addresses {
-					if a.Addr().Is4() {
-						n.addr = a.Addr()
-					}
-				}
-				ready++
-			}
-		}
-		if ready == len(ns) {
-			break
-		}
-		if time.Now().After(deadline) {
-			res.Problems = append(res.Problems, fmt.Sprintf("the mesh did not come up in 60 s: %s", last))
-			return res, nil
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := waitMesh(ctx, ms, 60*time.Second); err != nil {
+		res.Problems = append(res.Problems, err.Error())
+		return res, nil
 	}
 	for _, a := range ns {
 		for _, b := range ns {
@@ -156,6 +133,53 @@ func CheckMixed(ctx context.Context, ctl Binary, ctlCLI string, nodes []Binary, 
 		}
 	}
 	return res, nil
+}
+
+// member is one node of a mesh the compatibility checks run: where its
+// daemon keeps its state, and its IPv4 mesh address once it is up.
+type member struct {
+	name  string // for messages
+	state string
+	addr  netip.Addr
+}
+
+// waitMesh waits, up to timeout, until every member's daemon runs with
+// every other as a peer, asking each on its local API (daemons of earlier
+// releases write no ready file), and records each one's IPv4 mesh
+// address. The error names a member not yet up, and why.
+func waitMesh(ctx context.Context, ms []*member, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		up := 0
+		var last string
+		for _, m := range ms {
+			st, err := localapi.NewClient(m.state).Status(ctx)
+			switch {
+			case err != nil:
+				last = fmt.Sprintf("%s: %v", m.name, err)
+			case st.State != localapi.StateRunning || len(st.DataplanePeers) < len(ms)-1 || st.Self == nil:
+				last = fmt.Sprintf("%s: %s, %d peers, %s", m.name, st.State, len(st.DataplanePeers), st.LastError)
+			default:
+				for _, a := range st.Self.Addresses {
+					if a.Addr().Is4() {
+						m.addr = a.Addr()
+					}
+				}
+				up++
+			}
+		}
+		if up == len(ms) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the mesh is not up after %v: %s", timeout, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // exchange opens a TCP connection from host a to b's mesh address (a
@@ -260,17 +284,34 @@ func (p *proc) stop() {
 // waitHealthy waits, up to 30 s, until the controller at url answers
 // /healthz over TLS with the CA in caFile, dialled from host h.
 func waitHealthy(ctx context.Context, h *testbed.Host, url, caFile string, exited <-chan struct{}) error {
+	hc, err := healthyClient(ctx, h.DialContext, url, caFile, exited)
+	if hc != nil {
+		hc.CloseIdleConnections()
+	}
+	return err
+}
+
+// healthyClient waits, up to 30 s, until the controller at url answers
+// /healthz over TLS 1.3 with the CA in caFile (which the controller writes
+// as it starts), dialling with dial (nil: from this network namespace),
+// and returns the client that reached it. It stops early when exited is
+// closed (the controller's process ended).
+func healthyClient(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), url, caFile string, exited <-chan struct{}) (*http.Client, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	var hc *http.Client
+	fail := func(err error) (*http.Client, error) {
+		if hc != nil {
+			hc.CloseIdleConnections()
+		}
+		return nil, err
+	}
 	for {
 		if hc == nil {
 			if pem, err := os.ReadFile(caFile); err == nil {
 				pool := x509.NewCertPool()
 				if pool.AppendCertsFromPEM(pem) {
-					hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-						return h.DialContext(ctx, network, addr)
-					}, TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
-					defer hc.CloseIdleConnections()
+					hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial,
+						TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
 				}
 			}
 		}
@@ -278,19 +319,19 @@ func waitHealthy(ctx context.Context, h *testbed.Host, url, caFile string, exite
 			if resp, err := hc.Get(url + api.PathHealthz); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
-					return nil
+					return hc, nil
 				}
 			}
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("exited before it served")
+			return fail(errors.New("exited before it served"))
 		case <-ctx.Done():
-			return ctx.Err()
+			return fail(ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer on %s within 30 s", api.PathHealthz)
+			return fail(fmt.Errorf("no answer on %s within 30 s", api.PathHealthz))
 		}
 	}
 }

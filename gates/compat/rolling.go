@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/internal/testbed"
-	"github.com/rustynet/rustynet/node/localapi"
 )
 
 // Rolling is a rolling upgrade under traffic, from one release to this
@@ -93,15 +92,17 @@ func CheckRolling(ctx context.Context, rel Built, curController, curDaemon strin
 	}
 	key := strings.TrimSpace(string(out))
 	type node struct {
-		h     *testbed.Host
-		state string
-		args  []string
-		p     *proc
-		addr  netip.Addr
+		h    *testbed.Host
+		args []string
+		p    *proc
+		*member
 	}
 	ns := make([]*node, nodes)
+	ms := make([]*member, nodes)
 	for i := range ns {
-		n := &node{h: tb.Hosts[1+i], state: filepath.Join(dir, fmt.Sprintf("node%d", i+1))}
+		state := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
+		n := &node{h: tb.Hosts[1+i], member: &member{name: state, state: state}}
+		ms[i] = n.member
 		n.args = []string{"--state-dir", n.state, "--controller", "https://" + listen, "--controller-ca", caFile,
 			"--auth-key", key, "--backend", "wireguard", "--interface", fmt.Sprintf("rnr%d", i+1), "--hostname", fmt.Sprintf("n%d", i+1),
 			"--metrics-listen", "127.0.0.1:9470"}
@@ -111,37 +112,7 @@ func CheckRolling(ctx context.Context, rel Built, curController, curDaemon strin
 		defer func() { n.p.stop() }()
 		ns[i] = n
 	}
-	meshUp := func(timeout time.Duration) error {
-		deadline := time.Now().Add(timeout)
-		for {
-			up := 0
-			var last string
-			for _, n := range ns {
-				st, err := localapi.NewClient(n.state).Status(ctx)
-				switch {
-				case err != nil:
-					last = err.Error()
-				case st.State != localapi.StateRunning || len(st.DataplanePeers) < len(ns)-1 || st.Self == nil:
-					last = fmt.Sprintf("%s: %s, %d peers, %s", n.state, st.State, len(st.DataplanePeers), st.LastError)
-				default:
-					for _, a := range st.Self.Addresses {
-						if a.Addr().Is4() {
-							n.addr = a.Addr()
-						}
-					}
-					up++
-				}
-			}
-			if up == len(ns) {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("the mesh is not up after %v: %s", timeout, last)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	if err := meshUp(60 * time.Second); err != nil {
+	if err := waitMesh(ctx, ms, 60*time.Second); err != nil {
 		res.Problems = append(res.Problems, fmt.Sprintf("%s's mesh: %v", rel.Release, err))
 		return res, nil
 	}
@@ -204,7 +175,7 @@ func CheckRolling(ctx context.Context, rel Built, curController, curDaemon strin
 			if n.p, err = startIn(ctx, n.h, curDaemon, log, n.args...); err != nil {
 				return err
 			}
-			return meshUp(30 * time.Second)
+			return waitMesh(ctx, ms, 30*time.Second)
 		})
 	}
 	time.Sleep(settle)

@@ -4,10 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -212,37 +211,17 @@ func startController(ctx context.Context, bin, dir string, log io.Writer) (*cont
 		return nil, err
 	}
 	c := &controller{proc: p, url: "https://" + listen}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c.hc == nil {
-			if pem, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem")); err == nil {
-				pool := x509.NewCertPool()
-				if pool.AppendCertsFromPEM(pem) {
-					c.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
-				}
-			}
+	if c.hc, err = healthyClient(ctx, nil, c.url, filepath.Join(dir, "tls", "ca.pem"), c.exited); err != nil {
+		c.stop()
+		if errors.Is(err, ctx.Err()) {
+			return nil, err
 		}
-		if c.hc != nil {
-			if resp, err := c.hc.Get(c.url + api.PathHealthz); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return c, nil
-				}
-			}
+		if c.err != nil {
+			return nil, fmt.Errorf("%s: %w (%v)", bin, err, c.err)
 		}
-		select {
-		case <-c.exited:
-			return nil, fmt.Errorf("%s exited before it served: %v", bin, c.err)
-		case <-ctx.Done():
-			c.stop()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			c.stop()
-			return nil, fmt.Errorf("%s did not answer %s within 30 s", bin, api.PathHealthz)
-		}
+		return nil, fmt.Errorf("%s: %w", bin, err)
 	}
+	return c, nil
 }
 
 // do sends one API request as a client of capability version v.
