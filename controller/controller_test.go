@@ -24,6 +24,7 @@ import (
 	"github.com/rustynet/rustynet/controller/controllertest"
 	"github.com/rustynet/rustynet/controller/store"
 	"github.com/rustynet/rustynet/controller/store/bolt"
+	"github.com/rustynet/rustynet/internal/insecure"
 )
 
 func ctx(t *testing.T) context.Context {
@@ -848,6 +849,9 @@ func TestTLS12(t *testing.T) {
 		}
 		return err
 	}
+	// The crypto policy grants the mode for 3 days.
+	grants := []insecure.Grant{{Mode: "controller-tls12", Owner: "ops@example.com", Ticket: "OPS-1",
+		Expires: time.Now().UTC().Add(72 * time.Hour).Truncate(24 * time.Hour), Source: "test"}}
 	for _, tc := range []struct {
 		env    string
 		accept bool
@@ -858,7 +862,7 @@ func TestTLS12(t *testing.T) {
 	} {
 		t.Run(tc.env, func(t *testing.T) {
 			t.Setenv("RUSTYNET_INSECURE", tc.env)
-			c := controllertest.Start(t)
+			c := controllertest.StartWith(t, func(cfg *controller.RunConfig) { cfg.Exceptions, cfg.CryptoPolicy = grants, "test" })
 			if err := dial(c); (err == nil) != tc.accept {
 				t.Errorf("RUSTYNET_INSECURE=%q: a TLS 1.2 handshake gave %v, want accepted=%v", tc.env, err, tc.accept)
 			}

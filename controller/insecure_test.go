@@ -3,8 +3,11 @@ package controller_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"net"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +29,8 @@ func TestTLS12ExceptionLapses(t *testing.T) {
 	clock.Store(start.UnixNano())
 	c := controllertest.StartWith(t, func(cfg *controller.RunConfig) {
 		cfg.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+		cfg.Exceptions = []insecure.Grant{{Mode: "controller-tls12", Owner: "ops@example.com", Ticket: "OPS-1", Expires: expires, Source: "test"}}
+		cfg.CryptoPolicy = "test"
 	})
 	pem, err := os.ReadFile(c.CAFile)
 	if err != nil {
@@ -66,4 +71,54 @@ func TestTLS12ExceptionLapses(t *testing.T) {
 	if got := enabled(); got != 0 {
 		t.Errorf("the mode's gauge after the expiry = %v, want 0", got)
 	}
+}
+
+// TestTLS12NeedsAGrant: an exception in the environment that the crypto
+// policy does not grant leaves the mode off: TLS 1.2 refused, the gauge 0,
+// and the log says why.
+func TestTLS12NeedsAGrant(t *testing.T) {
+	expires := time.Now().UTC().Add(10 * 24 * time.Hour)
+	t.Setenv(insecure.Env, "controller-tls12@"+expires.Format(time.DateOnly))
+	var logs lockedLog
+	c := controllertest.StartWith(t, func(cfg *controller.RunConfig) {
+		cfg.CryptoPolicy = "policies/crypto.yaml (built in)"
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", c.APIAddr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12})
+	if err == nil {
+		conn.Close()
+		t.Error("TLS 1.2 with an exception in the environment that the policy does not grant: accepted, want refused")
+	}
+	v, err := controllertest.Scrape(c.MetricsURL, `rustynet_controller_insecure_mode_enabled{mode="controller-tls12"}`)
+	if err != nil || v != 0 {
+		t.Errorf("the mode's gauge = %v, %v; want 0", v, err)
+	}
+	if !strings.Contains(logs.String(), "grants no exception for it") {
+		t.Errorf("the log does not say why the mode is off:\n%s", logs.String())
+	}
+}
+
+// lockedLog is a log the controller's goroutines write while the test
+// reads it.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -81,6 +81,12 @@ type RunConfig struct {
 	// Now is the clock insecure modes' exceptions are judged by (nil:
 	// time.Now): one lapses in a running controller at its expiry.
 	Now func() time.Time
+	// Exceptions are the crypto policy's exceptions (CryptoPolicy names
+	// the policy): an insecure mode the environment asks for
+	// (RUSTYNET_INSECURE) is on only if one of them grants it. None:
+	// every mode stays off.
+	Exceptions   []insecure.Grant
+	CryptoPolicy string
 }
 
 // Timeouts of the node API. A request's headers have ReadHeader to
@@ -223,10 +229,14 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		now = time.Now
 	}
 	tlsConf := cm.TLSConfig()
-	tls12 := insecure.Lookup(os.Getenv(insecure.Env), "controller-tls12", now())
+	tls12 := insecure.Lookup(os.Getenv(insecure.Env), "controller-tls12", now()).Authorize(cfg.Exceptions, cfg.CryptoPolicy, now())
 	switch {
 	case tls12.Enabled:
-		log.Warn("INSECURE: accepting TLS 1.2 clients by exception", "mode", tls12.Mode, "expires", tls12.Expires.Format(time.DateOnly))
+		args := []any{"mode", tls12.Mode, "expires", tls12.Expires.Format(time.DateOnly)}
+		if g := tls12.Grant; g != nil {
+			args = append(args, "owner", g.Owner, "ticket", g.Ticket, "granted_at", g.Source)
+		}
+		log.Warn("INSECURE: accepting TLS 1.2 clients by exception", args...)
 		var stop func() bool
 		tlsConf, stop = acceptTLS12Until(tlsConf, tls12.Expires, now, log)
 		defer stop()

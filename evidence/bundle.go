@@ -58,9 +58,15 @@ type Manifest struct {
 	Dirty bool `json:"dirty"`
 	// Scope lists the gates a partial run (rustynet-gate run --gates) was
 	// limited to; it is empty for a run of the whole channel.
-	Scope     []string      `json:"scope,omitempty"`
-	Artifacts []ArtifactRef `json:"artifacts"`
-	Sizes     []int64       `json:"sizes"`
+	Scope []string `json:"scope,omitempty"`
+	// EffectiveTime, when set, is the time a what-if run (rustynet-gate
+	// run --effective-time) judged its dated rules at instead of when it
+	// ran: algorithms' removals, insecure-mode exceptions, the support
+	// window, waivers. Its verdict says what would block then; it is no
+	// verdict on the commit today, and cannot be published.
+	EffectiveTime *time.Time    `json:"effective_time,omitempty"`
+	Artifacts     []ArtifactRef `json:"artifacts"`
+	Sizes         []int64       `json:"sizes"`
 }
 
 // Writer builds a bundle in a new directory. Its methods may be called

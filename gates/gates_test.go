@@ -445,3 +445,72 @@ func TestInterruptEndsWhatGatesStarted(t *testing.T) {
 	}
 	t.Errorf("the gate's grandchild %d still runs after the run was interrupted", pid)
 }
+
+// TestEffectiveTime: a what-if run (Options.EffectiveTime) hands its gates
+// that time to judge dated rules at and judges the waivers at it: a
+// waiver that lapses before then no longer holds. The manifest records
+// the time, and verify judges the bundle at it, as a what-if; and verify
+// judges any bundle's waivers at an effective time of its own.
+func TestEffectiveTime(t *testing.T) {
+	var r Registry
+	var mu sync.Mutex
+	var judgedAt []time.Time
+	r.Register(Spec{Name: "dated", Owner: "security", Timeout: 2 * time.Second, Run: func(ctx context.Context, run *Run) error {
+		mu.Lock()
+		judgedAt = append(judgedAt, run.At)
+		mu.Unlock()
+		return Fail("an algorithm the policy removes is still in use")
+	}})
+	now := time.Now().UTC()
+	expires := now.AddDate(0, 0, 30).Format(time.DateOnly)
+	p := policy(t, "version: 1\nchannels:\n  nightly:\n    gates: [dated]\nwaivers:\n  - gate: dated\n    owner: security\n    reason: the removal ships next release\n    ticket: RN-12\n    expires: "+expires+"\n", r.Has)
+	keys := t.TempDir()
+	evidence.Keygen(keys, evidence.ECDSAP256)
+	signer, _ := evidence.LoadSigner(filepath.Join(keys, evidence.PrivateKeyFile))
+	verifier, _ := evidence.LoadVerifier(filepath.Join(keys, evidence.PublicKeyFile))
+	run := func(effective time.Time) (*Outcome, string) {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "bundle")
+		o, err := Execute(context.Background(), Options{Registry: &r, Policy: p, Channel: "nightly", Out: out, Signer: signer,
+			Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test", EffectiveTime: effective})
+		if err != nil {
+			t.Fatalf("Execute: %v", err)
+		}
+		return o, out
+	}
+
+	today, todayDir := run(time.Time{})
+	if !today.Verdict.Passed || today.Verdict.WhatIf() {
+		t.Errorf("today: %+v; want a pass by the waiver, not a what-if", today.Verdict)
+	}
+	later := now.AddDate(0, 0, 60).Truncate(time.Second)
+	whatIf, whatIfDir := run(later)
+	if whatIf.Verdict.Passed || !whatIf.Verdict.WhatIf() || !whatIf.Verdict.EffectiveTime.Equal(later) {
+		t.Errorf("as of %s: %+v; want blocked (the waiver lapsed), a what-if", later, whatIf.Verdict)
+	}
+	if len(judgedAt) != 2 || judgedAt[0].Sub(now).Abs() > time.Minute || !judgedAt[1].Equal(later) {
+		t.Errorf("the gate judged its dated rules at %v; want now, then %s", judgedAt, later)
+	}
+
+	res, err := VerifyBundle(whatIfDir, verifier, VerifyOptions{Registry: &r})
+	if err != nil {
+		t.Fatalf("verify the what-if bundle: %v", err)
+	}
+	if et := res.Evidence.Manifest.EffectiveTime; et == nil || !et.Equal(later) {
+		t.Errorf("the manifest's effective time = %v, want %s", et, later)
+	}
+	if res.Verdict.Passed || !res.Verdict.WhatIf() || !res.Recorded.WhatIf() || !res.Verdict.At.Equal(later) {
+		t.Errorf("verified what-if: %+v; want blocked, a what-if, judged at %s", res.Verdict, later)
+	}
+
+	res, err = VerifyBundle(todayDir, verifier, VerifyOptions{Registry: &r, EffectiveTime: later})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict.Passed || !res.Verdict.WhatIf() || !res.Recorded.Passed || res.Recorded.WhatIf() {
+		t.Errorf("today's bundle verified as of %s: %+v (recorded %+v); want blocked as a what-if, its recorded verdict a pass", later, res.Verdict, res.Recorded)
+	}
+	if !strings.Contains(res.Verdict.Gates[0].Reason, "expired on "+expires) {
+		t.Errorf("the block does not say the waiver lapsed: %q", res.Verdict.Gates[0].Reason)
+	}
+}

@@ -56,6 +56,12 @@ type Run struct {
 	// Dirty says the tree under test (Root) holds uncommitted changes on
 	// top of Commit.
 	Dirty bool
+	// At is the time the gate judges dated rules at (algorithms'
+	// deprecations and removals, insecure-mode exceptions, the support
+	// window): when the run started, or its effective time (a what-if
+	// run, Options.EffectiveTime). What the gate measures is measured
+	// now, whatever At says.
+	At time.Time
 
 	w            *evidence.Writer
 	mu           sync.Mutex
@@ -234,6 +240,11 @@ type Options struct {
 	// Has checks a need of the machine; nil checks the real machine.
 	Has func(Need) (bool, string)
 	Now func() time.Time
+	// EffectiveTime, if set, makes the run a what-if: its gates judge
+	// their dated rules (Run.At) and the verdict its waivers as of this
+	// time instead of now. The manifest records it; such a bundle cannot
+	// be published.
+	EffectiveTime time.Time
 	// Grace is how long a gate past its timeout has to return before it
 	// is abandoned (default 10 s); what it records after that is refused.
 	Grace time.Duration
@@ -297,6 +308,10 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	}
 	env := machine.Describe()
 	start := o.Now()
+	judgeAt := start
+	if !o.EffectiveTime.IsZero() {
+		judgeAt = o.EffectiveTime
+	}
 	fmt.Fprintf(o.Progress, "rustynet-gate: channel %s, commit %s, %d gates, on %s\n", o.Channel, short(o.Commit), len(names), env)
 
 	subjects := []evidence.Subject{{Name: "git+commit", Digest: map[string]string{"gitCommit": o.Commit}}}
@@ -314,7 +329,7 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	runGate := func(name string) pending {
 		spec, _ := o.Registry.Get(name)
 		r := &Run{Gate: name, Channel: o.Channel, Commit: o.Commit, Root: o.Root, Work: filepath.Join(work, name),
-			Binaries: binaries, Env: env, Baseline: o.Baseline, BaselineKey: o.BaselineKey, BaselineRef: o.BaselineRef, Dirty: o.Dirty, w: w}
+			Binaries: binaries, Env: env, Baseline: o.Baseline, BaselineKey: o.BaselineKey, BaselineRef: o.BaselineRef, Dirty: o.Dirty, At: judgeAt, w: w}
 		var res evidence.GateResult
 		if err := os.MkdirAll(r.Work, 0o755); err != nil {
 			res = evidence.GateResult{Gate: name, Owner: spec.Owner, Channel: o.Channel, Started: o.Now(), Environment: env,
@@ -403,13 +418,19 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	// The verdict applies each gate's Recheck, as verify will.
 	rechecked := applyRechecks(o.Registry, signed, statuses, o.Channel)
 	at := o.Now()
+	var effective *time.Time
+	if !o.EffectiveTime.IsZero() {
+		at = o.EffectiveTime
+		effective = &at
+	}
 	verdict, err := Evaluate(o.Policy, o.Channel, statuses, at, scope)
 	if err != nil {
 		return nil, err
 	}
 	annotate(verdict, rechecked)
+	verdict.EffectiveTime = o.EffectiveTime
 	mref, err := w.SignManifest(evidence.Manifest{Commit: o.Commit, Channel: o.Channel, Created: start, Policy: pol.Path,
-		PolicySHA: pol.SHA256, DevelopmentKey: o.DevelopmentKey, Dirty: o.Dirty, Scope: scope})
+		PolicySHA: pol.SHA256, DevelopmentKey: o.DevelopmentKey, Dirty: o.Dirty, Scope: scope, EffectiveTime: effective})
 	if err != nil {
 		return nil, err
 	}

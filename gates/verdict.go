@@ -33,10 +33,18 @@ type Verdict struct {
 	// says whether those gates passed; it is not a verdict on the channel,
 	// and it cannot be published as one.
 	Scope []string
+	// EffectiveTime is set for a what-if run (rustynet-gate run
+	// --effective-time): At is that time, the gates judged their dated
+	// rules as of it, and the verdict says what would block then. It is
+	// not a verdict on the commit today, and it cannot be published.
+	EffectiveTime time.Time
 }
 
 // Partial reports whether v judges only some gates.
 func (v *Verdict) Partial() bool { return v.Scope != nil }
+
+// WhatIf reports whether v is a what-if run's (EffectiveTime).
+func (v *Verdict) WhatIf() bool { return !v.EffectiveTime.IsZero() }
 
 // StatusMissing is the status of a required gate that did not run at all
 // (a run of some gates only): it blocks.

@@ -26,6 +26,12 @@ type VerifyOptions struct {
 	// At, when set, is the time waivers are judged at instead of the time
 	// the bundle records.
 	At time.Time
+	// EffectiveTime, when set, judges the waivers as of that time, as a
+	// what-if (rustynet-gate verify --effective-time): the verdict says
+	// what would block then and is marked so (Verdict.EffectiveTime).
+	// The gates' own findings are the run's: a run with --effective-time
+	// judges their dated rules too.
+	EffectiveTime time.Time
 }
 
 // Verification is a bundle whose signatures and digests hold, judged.
@@ -90,11 +96,20 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 	// the recorded time: a bundle whose statements and verdict disagree
 	// is invalid, whatever policy it is judged under next.
 	recordedAt := v.Verdict.GetTimeVerified().AsTime()
+	var effective time.Time
+	if et := v.Manifest.EffectiveTime; et != nil {
+		// A what-if run's verdict is judged at its effective time.
+		if !et.Equal(recordedAt) {
+			return nil, invalid("the manifest's effective time %s is not the time the verdict was judged at (%s)", et.Format(time.RFC3339), recordedAt.Format(time.RFC3339))
+		}
+		effective = *et
+	}
 	recorded, err := Evaluate(own, channel, statuses, recordedAt, scope)
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
 	annotate(recorded, rechecked)
+	recorded.EffectiveTime = effective
 	if claimed := v.Verdict.GetVerificationResult() == evidence.Passed; claimed != recorded.Passed {
 		return nil, invalid("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), recorded.Passed)
 	}
@@ -103,6 +118,9 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 	at := recordedAt
 	if !o.At.IsZero() {
 		at = o.At
+	}
+	if !o.EffectiveTime.IsZero() {
+		at = o.EffectiveTime
 	}
 	if o.Policy != nil {
 		if err := o.Policy.CheckHorizon(at); err != nil {
@@ -116,6 +134,12 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 		return nil, fmt.Errorf("%w: %w", ErrVerifierPolicy, err)
 	}
 	annotate(verdict, rechecked)
+	// A what-if run's bundle stays a what-if, judged again at any time;
+	// a bundle judged at an effective time becomes one.
+	verdict.EffectiveTime = effective
+	if !o.EffectiveTime.IsZero() {
+		verdict.EffectiveTime = o.EffectiveTime
+	}
 	out.Verdict = verdict
 	return out, nil
 }

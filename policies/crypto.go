@@ -1,6 +1,7 @@
 package policies
 
 import (
+	_ "embed"
 	"fmt"
 	"regexp"
 	"slices"
@@ -206,6 +207,20 @@ func (a *Algorithm) Linked(importer string) (*Link, bool) {
 		}
 	}
 	return nil, false
+}
+
+//go:embed crypto.yaml
+var shippedCrypto []byte
+
+// ShippedCryptoFile names the crypto policy built into the binaries.
+const ShippedCryptoFile = "policies/crypto.yaml"
+
+// ShippedCrypto is the crypto policy this build was made with
+// (policies/crypto.yaml, embedded): a daemon honours an insecure mode
+// only by an exception it grants, or one of the operator's own policy
+// file (rustynet-controller serve --crypto-policy).
+func ShippedCrypto() (*Crypto, error) {
+	return ParseCrypto(ShippedCryptoFile+" (built in)", shippedCrypto)
 }
 
 // LoadCrypto reads and checks a crypto policy file.

@@ -162,6 +162,9 @@ func buildView(in *Input) (*view, error) {
 	if verdict.Partial() {
 		rv.Verdict += " (partial run)"
 	}
+	if verdict.WhatIf() {
+		rv.Verdict += " as of " + fmtTime(verdict.EffectiveTime)
+	}
 	if m.KeyID != "" && m.KeyID != rv.KeyID {
 		rv.ManifestKeyID = m.KeyID
 	}
@@ -337,6 +340,14 @@ func recorded(v *evidence.Verified, passed bool) (string, bool) {
 
 // why explains the verdict: a lead sentence and the gates it rests on.
 func why(verdict *gates.Verdict, results map[string]evidence.GateResult, channel string) (string, []string) {
+	lead, items := whyVerdict(verdict, results, channel)
+	if verdict.WhatIf() {
+		lead = fmt.Sprintf("A what-if run, judged as of %s (--effective-time): what would block then, with this tree as it is. It is not a verdict on the commit today and cannot be published. ", fmtTime(verdict.EffectiveTime)) + lead
+	}
+	return lead, items
+}
+
+func whyVerdict(verdict *gates.Verdict, results map[string]evidence.GateResult, channel string) (string, []string) {
 	var blocking, waived []string
 	for _, g := range verdict.Gates {
 		w, expired := waiver(g)

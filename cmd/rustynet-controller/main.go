@@ -34,6 +34,8 @@ import (
 	"github.com/rustynet/rustynet/controller/store"
 	"github.com/rustynet/rustynet/controller/store/bolt"
 	"github.com/rustynet/rustynet/internal/atomicfile"
+	"github.com/rustynet/rustynet/internal/insecure"
+	"github.com/rustynet/rustynet/policies"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -197,7 +199,12 @@ func serve(args []string, stderr io.Writer) error {
 	etcdPrefix := fs.String("etcd-prefix", "/rustynet/", "with --store etcd: the prefix of every key the controller keeps (one per mesh)")
 	advertise := fs.String("advertise-url", "", "with --store etcd: the URL nodes reach this replica at, https://HOST:PORT, announced to them in their netmaps (required)")
 	replicaID := fs.String("replica-id", "", "with --store etcd: this replica's name in the election (default: the host and port of --advertise-url)")
+	cryptoPolicy := fs.String("crypto-policy", "", "the crypto policy whose exceptions may turn an insecure mode on (RUSTYNET_INSECURE): a copy of policies/crypto.yaml with the operator's exception added (default: the policy built in)")
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	grants, policyName, err := insecureGrants(*cryptoPolicy, time.Now())
+	if err != nil {
 		return err
 	}
 	var etcdCfg controller.EtcdConfig
@@ -270,7 +277,32 @@ func serve(args []string, stderr io.Writer) error {
 		Etcd:                   etcdCfg,
 		AdvertiseURL:           *advertise,
 		ReplicaID:              *replicaID,
+		Exceptions:             grants,
+		CryptoPolicy:           policyName,
 	})
+}
+
+// insecureGrants reads the exceptions of the crypto policy the controller
+// runs under: the operator's file, whose every exception must name an
+// owner and a ticket and expire at most 90 days from now (refused at
+// start otherwise, with its line), or the one built in.
+func insecureGrants(file string, now time.Time) ([]insecure.Grant, string, error) {
+	var pol *policies.Crypto
+	var err error
+	if file == "" {
+		pol, err = policies.ShippedCrypto()
+		if err != nil {
+			return nil, "", fmt.Errorf("the built-in crypto policy: %w", err)
+		}
+	} else {
+		if pol, err = policies.LoadCrypto(file); err != nil {
+			return nil, "", usageError{"--crypto-policy: " + err.Error()}
+		}
+		if err := pol.CheckHorizon(now); err != nil {
+			return nil, "", usageError{"--crypto-policy: " + err.Error()}
+		}
+	}
+	return insecure.GrantsOf(pol), pol.File, nil
 }
 
 func adminContext() (context.Context, context.CancelFunc) {

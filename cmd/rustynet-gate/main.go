@@ -244,11 +244,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	baselineKey := fs.String("baseline-pubkey", "", "the key the baseline must verify with (default: this run's key)")
 	baselineRef := fs.String("baseline-ref", "", "the git revision perf-budget measures beside this tree, cell by cell (default: HEAD for a tree with changes, else HEAD~1; CI passes the last passing nightly or the previous release)")
 	asJSON := fs.Bool("json", false, "print the verdict as JSON on stdout (progress stays on stderr)")
+	effective := fs.String("effective-time", "", "judge dated rules (algorithms' removals, insecure-mode exceptions, the support window, waivers) as of this date (YYYY-MM-DD, or RFC 3339), after now: a what-if run, which cannot be published")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *channel == "" || *out == "" {
 		return fail(exitUsage, "run: --channel and --out are required")
+	}
+	effectiveAt, err := parseEffectiveTime(*effective, time.Now())
+	if err != nil {
+		return err
 	}
 	root, err := repoRoot()
 	if err != nil {
@@ -294,7 +299,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	o, err := gates.Execute(ctx, gates.Options{Registry: reg, Policy: pol, Channel: *channel, Gates: names, Out: *out,
 		Signer: signer, DevelopmentKey: dev, Root: snap.Dir, Commit: sha, Dirty: dirty, Version: version, Progress: stderr,
-		Baseline: *baseline, BaselineKey: bkey, BaselineRef: *baselineRef})
+		Baseline: *baseline, BaselineKey: bkey, BaselineRef: *baselineRef, EffectiveTime: effectiveAt})
 	if err != nil {
 		return err // usage (unknown gate or channel) or internal: exit 2
 	}
@@ -323,6 +328,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if o.Verdict.Partial() {
 		fmt.Fprintln(stdout, partialNote(o.Verdict))
 	}
+	if o.Verdict.WhatIf() {
+		fmt.Fprintln(stdout, whatIfNote(o.Verdict))
+	}
 	for _, g := range o.Verdict.Gates {
 		if g.Blocking {
 			fmt.Fprintf(stdout, "  blocking: %s: %s\n", g.Gate, g.Reason)
@@ -338,7 +346,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// verdictWord is PASSED or BLOCKED, marked when the run was partial.
+// verdictWord is PASSED or BLOCKED, marked when the run was partial or a
+// what-if.
 func verdictWord(v *gates.Verdict) string {
 	w := "PASSED"
 	if !v.Passed {
@@ -347,7 +356,34 @@ func verdictWord(v *gates.Verdict) string {
 	if v.Partial() {
 		w += " (partial run)"
 	}
+	if v.WhatIf() {
+		w += " as of " + v.EffectiveTime.UTC().Format(time.RFC3339)
+	}
 	return w
+}
+
+// whatIfNote says what a what-if verdict is.
+func whatIfNote(v *gates.Verdict) string {
+	return fmt.Sprintf("note: judged as of %s (--effective-time): what would block then, with this tree as it is; not a verdict on channel %s today, and it cannot be published",
+		v.EffectiveTime.UTC().Format(time.RFC3339), v.Channel)
+}
+
+// parseEffectiveTime reads --effective-time: a date (midnight UTC) or an
+// RFC 3339 time, which must be after now. Empty is none.
+func parseEffectiveTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		if t, err = time.Parse(time.RFC3339, s); err != nil {
+			return time.Time{}, fail(exitUsage, "--effective-time %q: want a date (2027-07-01) or an RFC 3339 time (2027-07-01T00:00:00Z)", s)
+		}
+	}
+	if !t.After(now) {
+		return time.Time{}, fail(exitUsage, "--effective-time %s is not after now (%s): it judges what would block later; a past time would judge today's tree by rules it was not made under", t.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return t.UTC(), nil
 }
 
 // partialNote says what a partial verdict does not cover.
@@ -394,11 +430,13 @@ type judgement struct {
 	// of the copy in the bundle: the verifier's own, so that a bundle made
 	// under a lenient policy of its author's cannot pass by it.
 	Policy string
+	// Effective, when set, judges the waivers as of that time: a what-if.
+	Effective time.Time
 }
 
 // verified verifies a bundle and judges it under j (gates.VerifyBundle).
 func verified(dir string, pub *evidence.Verifier, commit string, reg *gates.Registry, j judgement) (*gates.Verification, error) {
-	o := gates.VerifyOptions{Registry: reg, Commit: commit}
+	o := gates.VerifyOptions{Registry: reg, Commit: commit, EffectiveTime: j.Effective}
 	if j.Now {
 		o.At = time.Now()
 	}
@@ -441,6 +479,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
 	pubkey := fs.String("pubkey", "", "public key (PKIX PEM) the bundle must be signed with (required)")
 	commitSHA := fs.String("commit", "", "the commit the evidence must be about")
 	at := fs.String("at", "", `"now" evaluates waivers at the current time instead of the evaluation time recorded in the bundle`)
+	effective := fs.String("effective-time", "", "judge the waivers as of this date (YYYY-MM-DD, or RFC 3339), after now: what would block then (the gates' findings are the run's; run --effective-time judges their dated rules too)")
 	policyFile := fs.String("policy", "", "judge under this release policy instead of the copy in the bundle (a release's verifier passes its own)")
 	asJSON := fs.Bool("json", false, "print the outcome as JSON on stdout")
 	pos, err := parse(fs, args, "DIR")
@@ -463,11 +502,18 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
 	if *at != "" && *at != "now" {
 		return fail(exitUsage, `verify: --at takes only "now"`)
 	}
+	if *at != "" && *effective != "" {
+		return fail(exitUsage, "verify: --at now and --effective-time: give one")
+	}
+	effectiveAt, err := parseEffectiveTime(*effective, time.Now())
+	if err != nil {
+		return err
+	}
 	pub, err := evidence.LoadVerifier(*pubkey)
 	if err != nil {
 		return fail(exitUsage, "--pubkey: %v", err)
 	}
-	j := judgement{Now: *at == "now", Policy: *policyFile}
+	j := judgement{Now: *at == "now", Policy: *policyFile, Effective: effectiveAt}
 	reg := registry()
 	res, err := verified(pos[0], pub, *commitSHA, reg, j)
 	if err != nil {
@@ -504,6 +550,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
 	fmt.Fprintf(stdout, "%s: channel %s, commit %s, evaluated %s\n", state, verdict.Channel, v.Manifest.Commit, verdict.At.Format(time.RFC3339))
 	if verdict.Partial() {
 		fmt.Fprintln(stdout, partialNote(verdict))
+	}
+	if verdict.WhatIf() {
+		fmt.Fprintln(stdout, whatIfNote(verdict))
 	}
 	for _, g := range verdict.Gates {
 		line := string(g.Status)
@@ -616,6 +665,10 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	if verdict.Partial() {
 		return fail(exitUsage, "publish: %s holds a partial run (--gates %s), not a verdict on channel %s; run the whole channel to publish",
 			pos[0], strings.Join(verdict.Scope, ","), verdict.Channel)
+	}
+	if verdict.WhatIf() {
+		return fail(exitUsage, "publish: %s holds a what-if run, judged as of %s (--effective-time), not a verdict on the commit today; run the channel without it to publish",
+			pos[0], verdict.EffectiveTime.UTC().Format(time.RFC3339))
 	}
 	if v.Manifest.DevelopmentKey && !*allowDev {
 		return fail(exitUsage, "publish: %s is signed with a development key (made by make gate), not a release key; sign with --key, or pass --allow-development-key to test publishing", pos[0])

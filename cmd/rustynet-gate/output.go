@@ -39,9 +39,12 @@ type verdictJSON struct {
 	Channel string `json:"channel,omitempty"`
 	Commit  string `json:"commit,omitempty"`
 	// Partial is true for a run of some of the channel's gates (Scope).
-	Partial        bool       `json:"partial"`
-	Scope          []string   `json:"scope,omitempty"`
-	Evaluated      *time.Time `json:"evaluated,omitempty"`
+	Partial   bool       `json:"partial"`
+	Scope     []string   `json:"scope,omitempty"`
+	Evaluated *time.Time `json:"evaluated,omitempty"`
+	// EffectiveTime is set for a what-if (--effective-time): the verdict
+	// says what would block at that time.
+	EffectiveTime  *time.Time `json:"effective_time,omitempty"`
 	Evidence       string     `json:"evidence,omitempty"`
 	DevelopmentKey bool       `json:"development_key"`
 	Dirty          bool       `json:"dirty"`
@@ -89,6 +92,10 @@ func newVerdictJSON(v *gates.Verdict, details map[string]string, commit, dir str
 	out := verdictJSON{Exit: exitFor(v), Channel: v.Channel, Commit: commit, Partial: v.Partial(), Scope: v.Scope,
 		Evaluated: &at, Evidence: dir, DevelopmentKey: dev, Dirty: dirty}
 	out.Outcome = outcomeFor(out.Exit)
+	if v.WhatIf() {
+		et := v.EffectiveTime
+		out.EffectiveTime = &et
+	}
 	for _, g := range v.Gates {
 		gj := gateJSON{Gate: g.Gate, Status: g.Status, Blocking: g.Blocking, Reason: g.Reason, Detail: details[g.Gate]}
 		if g.Waiver != nil {

@@ -75,7 +75,12 @@ type Release struct {
 }
 
 func run(ctx context.Context, r *gates.Run) error {
-	now := time.Now()
+	// The support window and the sunsets are judged at the run's time,
+	// which a what-if run sets (rustynet-gate run --effective-time).
+	now := r.At
+	if now.IsZero() {
+		now = time.Now()
+	}
 	pol, err := Load(r.Root, func(commit string) error {
 		return exec.CommandContext(ctx, "git", "-C", r.Root, "cat-file", "-e", commit+"^{commit}").Run()
 	})

@@ -62,7 +62,13 @@ func Register(r *gates.Registry) {
 
 func run(ctx context.Context, r *gates.Run) error {
 	now := time.Now()
-	pol, err := loadPolicy(r.Root, now)
+	// Dated rules (removals, exceptions) are judged at the run's time,
+	// which a what-if run sets (rustynet-gate run --effective-time).
+	at := r.At
+	if at.IsZero() {
+		at = now
+	}
+	pol, err := loadPolicy(r.Root, at)
 	if err != nil {
 		return err
 	}
@@ -71,7 +77,7 @@ func run(ctx context.Context, r *gates.Run) error {
 		return errors.New("no rustynet-controller or rustynetd binary: the build gate did not run or failed")
 	}
 	rep := newReport(r.Log)
-	edges, err := t.check(ctx, rep, pol, now, r.Progress)
+	edges, err := t.check(ctx, rep, pol, at, now, r.Progress)
 	// What was found is evidence even when a later check could not run.
 	if edges != nil {
 		if err := r.ArtifactJSON("crypto-imports.json", edges); err != nil {
@@ -92,16 +98,18 @@ type tree struct {
 }
 
 // check runs every check of the gate on the tree, in order, into rep,
-// and returns the scanned graph. An error means a check could not run.
-func (t tree) check(ctx context.Context, rep *report, pol *policies.Crypto, now time.Time, progress func(float64)) ([]Edge, error) {
+// and returns the scanned graph. Dated rules are judged at at; now is the
+// real time, for the probes' exceptions. An error means a check could
+// not run.
+func (t tree) check(ctx context.Context, rep *report, pol *policies.Crypto, at, now time.Time, progress func(float64)) ([]Edge, error) {
 	edges, err := scan(ctx, t.root, Shipped)
 	if err != nil {
 		return nil, err
 	}
-	checkGraph(rep, pol, edges, now)
-	checkModes(rep, pol, now)
+	checkGraph(rep, pol, edges, at)
+	checkModes(rep, pol, at)
 	progress(0.2)
-	if err := probeController(ctx, rep, t.work, t.controller, now); err != nil {
+	if err := probeController(ctx, rep, t.work, t.controller, filepath.Join(t.root, PolicyFile), pol, at, now); err != nil {
 		return edges, fmt.Errorf("probing the controller: %w", err)
 	}
 	progress(0.5)

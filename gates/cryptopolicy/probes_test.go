@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/rustynet/rustynet/policies"
 )
 
 // TestProbeControllerFakes: a controller that accepts TLS 1.2, honours a
@@ -14,21 +16,24 @@ import (
 func TestProbeControllerFakes(t *testing.T) {
 	bin := build(t, "./testdata/fakecontroller")
 	now := time.Now()
-	lapsed := "TLS 1.2 with RUSTYNET_INSECURE=controller-tls12@" + now.Add(-24*time.Hour).Format(time.DateOnly) + ": accepted"
+	lapsed := "TLS 1.2 with RUSTYNET_INSECURE=controller-tls12@" + now.Add(-24*time.Hour).Format(time.DateOnly) + " under a crypto policy that grants it for 3 days: accepted"
+	ungranted := "TLS 1.2 with RUSTYNET_INSECURE=controller-tls12@" + now.Add(48*time.Hour).Format(time.DateOnly) + " under the built-in crypto policy, which grants no exception: accepted"
 	for _, c := range []struct {
 		mode string
 		fail []string
 	}{
 		{"", nil},
-		{"tls12", []string{"TLS 1.2 by default: accepted", lapsed}},
-		{"lapsed", []string{lapsed}},
+		{"tls12", []string{"TLS 1.2 by default: accepted", ungranted, lapsed}},
+		{"lapsed", []string{ungranted, lapsed}},
+		{"ungranted", []string{ungranted}},
+		{"hybridonly", []string{"key exchange with a client offering only X25519 on " + now.UTC().Format(time.DateOnly) + ": refused"}},
 		{"classical", []string{"key exchange with a client offering X25519MLKEM768 and X25519: X25519 (want X25519MLKEM768)"}},
 		{"p384", []string{"server certificate key: ECDSA P-384"}},
 	} {
 		t.Run("mode="+c.mode, func(t *testing.T) {
 			t.Setenv("CRYPTOPOLICY_FAKE", c.mode)
 			rep := testReport(t)
-			if err := probeController(context.Background(), rep, t.TempDir(), bin, now); err != nil {
+			if err := probeController(context.Background(), rep, t.TempDir(), bin, root+"/"+PolicyFile, shippedPolicy(t), now, now); err != nil {
 				t.Fatal(err)
 			}
 			wantFailures(t, rep, c.fail...)
@@ -66,7 +71,7 @@ func TestProbesCouldNotRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rep := testReport(t)
-	if err := probeController(ctx, rep, t.TempDir(), "/bin/false", time.Now()); err == nil {
+	if err := probeController(ctx, rep, t.TempDir(), "/bin/false", root+"/"+PolicyFile, shippedPolicy(t), time.Now(), time.Now()); err == nil {
 		t.Error("probeController(/bin/false) = nil, want an error")
 	}
 	if err := probeNodeClient(ctx, rep, t.TempDir(), "/bin/false"); err == nil {
@@ -83,13 +88,27 @@ func TestRealBinaries(t *testing.T) {
 	t.Run("controller", func(t *testing.T) {
 		bin := build(t, root+"/cmd/rustynet-controller")
 		rep := testReport(t)
-		if err := probeController(context.Background(), rep, t.TempDir(), bin, time.Now()); err != nil {
+		if err := probeController(context.Background(), rep, t.TempDir(), bin, root+"/"+PolicyFile, shippedPolicy(t), time.Now(), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		wantFailures(t, rep)
-		if len(rep.findings) != 5 {
-			t.Errorf("%d findings, want 5: %+v", len(rep.findings), rep.findings)
+		if len(rep.findings) != 7 {
+			t.Errorf("%d findings, want 7: %+v", len(rep.findings), rep.findings)
 		}
+		// Judged as of x25519-tls-kex's removal (a what-if run with
+		// --effective-time), today's controller blocks: it still serves
+		// clients that offer only X25519.
+		pol := shippedPolicy(t)
+		a, ok := pol.Algorithm(classicalKex)
+		if !ok || a.RemovedOn().IsZero() {
+			t.Fatalf("the policy has no removal date for %s", classicalKex)
+		}
+		removal := a.RemovedOn()
+		rep = testReport(t)
+		if err := probeController(context.Background(), rep, t.TempDir(), bin, root+"/"+PolicyFile, pol, removal, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		wantFailures(t, rep, "key exchange with a client offering only X25519 on "+removal.Format(time.DateOnly)+": accepted (want refused: x25519-tls-kex is removed from "+removal.Format(time.DateOnly)+")")
 	})
 	t.Run("node", func(t *testing.T) {
 		bin := build(t, root+"/cmd/rustynetd")
@@ -170,4 +189,14 @@ func quote(s string) string {
 		}
 	}
 	return string(append(b, '"'))
+}
+
+// shippedPolicy is the tree's crypto policy.
+func shippedPolicy(t *testing.T) *policies.Crypto {
+	t.Helper()
+	pol, err := policies.LoadCrypto(root + "/" + PolicyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol
 }

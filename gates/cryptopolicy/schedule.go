@@ -89,7 +89,7 @@ func WriteSchedule(w io.Writer, pol *policies.Crypto) error {
 	p("\n## Allowed\n\n%s.\n\n", strings.Join(allowed, ", "))
 
 	p("## Insecure compatibility modes\n\n")
-	p("Every mode is off by default. An exception turns one on for its owner until it expires, at most %d days after it is granted; the code refuses a mode whose exception has lapsed.\n\n",
+	p("Every mode is off by default. A daemon turns one on only when its environment asks for it (RUSTYNET_INSECURE=MODE@DATE) and the crypto policy it runs under (this one, built in, or an operator's copy given with --crypto-policy) grants it: an exception with an owner and a ticket that runs at least to that date, at most %d days after it is granted. The code refuses a mode whose exception has lapsed, and turns it off at its expiry while it runs.\n\n",
 		int(policies.MaxHorizon.Hours()/24))
 	p("| mode | default | what it does |\n|---|---|---|\n")
 	for _, m := range pol.InsecureModes {

@@ -37,7 +37,7 @@ func TestTree(t *testing.T) {
 		}
 	}
 	rep := testReport(t)
-	if _, err := tr.check(context.Background(), rep, pol, now, func(float64) {}); err != nil {
+	if _, err := tr.check(context.Background(), rep, pol, now, now, func(float64) {}); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range rep.failed() {

@@ -7,11 +7,16 @@
 //
 //	tls12      accepts TLS 1.2 always
 //	lapsed     accepts TLS 1.2 with any controller-tls12 exception, lapsed or not
+//	ungranted  accepts TLS 1.2 with an exception in force, granted by the
+//	           crypto policy (--crypto-policy) or not
 //	classical  offers only X25519
+//	hybridonly offers X25519MLKEM768, and no X25519 (refuses TLS 1.3
+//	           clients without ML-KEM)
 //	p384       presents an ECDSA P-384 certificate
 //
 // and otherwise as the real controller does (TLS 1.3 only unless an
-// exception in force in RUSTYNET_INSECURE allows TLS 1.2).
+// exception in force in RUSTYNET_INSECURE, granted by the crypto policy,
+// allows TLS 1.2).
 package main
 
 import (
@@ -34,6 +39,7 @@ import (
 
 	"github.com/rustynet/rustynet/internal/insecure"
 	"github.com/rustynet/rustynet/internal/readyfile"
+	"github.com/rustynet/rustynet/policies"
 )
 
 func main() {
@@ -52,8 +58,17 @@ func run() error {
 	listen := fs.String("listen", "127.0.0.1:0", "")
 	fs.String("metrics-listen", "", "")
 	ready := fs.String("ready-file", "", "")
+	cryptoPolicy := fs.String("crypto-policy", "", "")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		return err
+	}
+	var grants []insecure.Grant
+	if *cryptoPolicy != "" {
+		pol, err := policies.LoadCrypto(*cryptoPolicy)
+		if err != nil {
+			return err
+		}
+		grants = insecure.GrantsOf(pol)
 	}
 	mode := os.Getenv("CRYPTOPOLICY_FAKE")
 	curve := elliptic.P256()
@@ -81,10 +96,14 @@ func run() error {
 		return err
 	}
 	conf := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS13}
-	if insecure.Get("controller-tls12").Enabled {
+	if insecure.Get("controller-tls12").Authorize(grants, *cryptoPolicy, time.Now()).Enabled {
 		conf.MinVersion = tls.VersionTLS12
 	}
 	switch mode {
+	case "ungranted":
+		if insecure.Get("controller-tls12").Enabled {
+			conf.MinVersion = tls.VersionTLS12
+		}
 	case "tls12":
 		conf.MinVersion = tls.VersionTLS12
 	case "lapsed":
@@ -93,6 +112,9 @@ func run() error {
 		}
 	case "classical":
 		conf.CurvePreferences = []tls.CurveID{tls.X25519}
+	case "hybridonly":
+		// P-256 stays for TLS 1.2 under an exception (ML-KEM is TLS 1.3's).
+		conf.CurvePreferences = []tls.CurveID{tls.X25519MLKEM768, tls.CurveP256}
 	}
 	ln, err := tls.Listen("tcp", *listen, conf)
 	if err != nil {
