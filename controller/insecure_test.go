@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/rustynet/rustynet/controller"
 	"github.com/rustynet/rustynet/controller/controllertest"
 	"github.com/rustynet/rustynet/internal/insecure"
+	"github.com/rustynet/rustynet/internal/lockedbuf"
 )
 
 // TestTLS12ExceptionLapses: a controller started with a controller-tls12
@@ -79,7 +79,7 @@ func TestTLS12ExceptionLapses(t *testing.T) {
 func TestTLS12NeedsAGrant(t *testing.T) {
 	expires := time.Now().UTC().Add(10 * 24 * time.Hour)
 	t.Setenv(insecure.Env, "controller-tls12@"+expires.Format(time.DateOnly))
-	var logs lockedLog
+	var logs lockedbuf.Buffer
 	c := controllertest.StartWith(t, func(cfg *controller.RunConfig) {
 		cfg.CryptoPolicy = "policies/crypto.yaml (built in)"
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -102,23 +102,4 @@ func TestTLS12NeedsAGrant(t *testing.T) {
 	if !strings.Contains(logs.String(), "grants no exception for it") {
 		t.Errorf("the log does not say why the mode is off:\n%s", logs.String())
 	}
-}
-
-// lockedLog is a log the controller's goroutines write while the test
-// reads it.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

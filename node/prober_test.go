@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/controllertest"
+	"github.com/rustynet/rustynet/internal/lockedbuf"
 	"github.com/rustynet/rustynet/node"
 )
 
@@ -55,7 +55,7 @@ func TestProberAndHealthMetrics(t *testing.T) {
 	key := m.AuthKey()
 	reg := prometheus.NewRegistry()
 	cfg := m.config("alpha", key)
-	probeLog, netmapLog := &lockedBuffer{}, &lockedBuffer{}
+	probeLog, netmapLog := &lockedbuf.Buffer{}, &lockedbuf.Buffer{}
 	cfg.Registerer, cfg.ProbeInterval, cfg.ProbePeers, cfg.ProbeLog = reg, 100*time.Millisecond, -1, probeLog
 	cfg.NetmapLog = netmapLog
 	startNetstackNode(t, cfg)
@@ -142,23 +142,4 @@ func TestProberAndHealthMetrics(t *testing.T) {
 	if !sawBravo {
 		t.Errorf("no line of the netmap log adds bravo (%s):\n%s", bravo, logged)
 	}
-}
-
-// lockedBuffer is an io.Writer whose contents can be read while it is
-// written to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

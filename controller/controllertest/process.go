@@ -2,17 +2,16 @@ package controllertest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/rustynet/rustynet/internal/lockedbuf"
 	"github.com/rustynet/rustynet/internal/ports"
 	"github.com/rustynet/rustynet/internal/proc"
 	"github.com/rustynet/rustynet/internal/readyfile"
@@ -40,7 +39,7 @@ type Process struct {
 	DataDir    string
 	URL        string // https://ADDR
 	MetricsURL string // http://ADDR/metrics
-	logs       syncBuffer
+	logs       lockedbuf.Buffer
 	done       chan struct{} // closed when the process has exited
 	err        error         // its exit status, once done is closed
 }
@@ -132,23 +131,6 @@ func (p *Process) Memory() (rss, peak int64, err error) { return proc.Memory(p.C
 
 // CPUTime reads the user and system CPU time the process has used.
 func (p *Process) CPUTime() (time.Duration, error) { return proc.CPUTime(p.Cmd.Process.Pid) }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // CopyCA gives the data dir to the CA of the controller whose data dir is
 // from, as the README says for a second replica: install -d -m 0700
