@@ -160,6 +160,9 @@ func ParseExport(r io.Reader) (*Exported, error) {
 		if n.Name == "" || len(n.Addresses) == 0 {
 			return nil, fmt.Errorf("node %s: no name or no address", n.ID)
 		}
+		if e.Schema >= 2 && api.ValidNodeID(n.Name) {
+			return nil, fmt.Errorf("node %s: the name %s has the form of a node ID, which no store of schema 2 or later holds", n.ID, n.Name)
+		}
 		unique := []string{IndexMachineKey + " " + n.MachineKey.String(), IndexNodeKey + " " + n.NodeKey.String(), IndexName + " " + n.Name}
 		for _, a := range n.Addresses {
 			unique = append(unique, IndexAddress+" "+a.Addr().String())
@@ -183,6 +186,9 @@ func ParseExport(r io.Reader) (*Exported, error) {
 	}
 	if e.Counters == nil {
 		e.Counters = map[string]uint64{}
+	}
+	if err := migrateExport(&e); err != nil {
+		return nil, fmt.Errorf("migrate the export from schema %d: %w", e.Schema, err)
 	}
 	slices.SortFunc(e.Nodes, func(a, b *Node) int { return cmp.Compare(a.ID, b.ID) })
 	return &e, nil

@@ -24,7 +24,11 @@ import (
 // SchemaVersion is the version of the stored data layout this build writes.
 // A store holding an older version is migrated forward, explicitly and in
 // order, when opened; a store holding a newer one is refused.
-const SchemaVersion = 1
+//
+//   - 1: nodes, pre-auth keys, the policy and counters, with unique indexes
+//     on machine key, node key, name and address.
+//   - 2: no node's name has the form of a node ID (see RenameIDShapedNames).
+const SchemaVersion = 2
 
 var (
 	// ErrNotFound is returned when a record does not exist.

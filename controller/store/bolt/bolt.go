@@ -47,26 +47,31 @@ var indexBuckets = map[string][]byte{
 
 // A migration moves the stored data from version to-1 to version to. Each
 // runs in its own transaction that also records the new version, so a crash
-// leaves the store at a version it had.
+// leaves the store at a version it had. fn returns how many records it
+// changed.
 type migration struct {
 	to   uint64
 	name string
-	fn   func(tx *bbolt.Tx) error
+	fn   func(tx *bbolt.Tx) (int, error)
 }
 
 var migrations = []migration{
-	{to: 1, name: "create buckets and indexes", fn: func(tx *bbolt.Tx) error {
+	{to: 1, name: "create buckets and indexes", fn: func(tx *bbolt.Tx) (int, error) {
 		for _, b := range [][]byte{bucketMeta, bucketNodes, bucketAuthKeys, bucketPolicy} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		for _, b := range indexBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+				return 0, err
 			}
 		}
-		return nil
+		return 0, nil
+	}},
+	{to: 2, name: "rename nodes whose name has the form of a node ID", fn: func(btx *bbolt.Tx) (int, error) {
+		renamed, err := store.RenameIDShapedNames(&tx{btx: btx}, 0)
+		return len(renamed), err
 	}},
 }
 
@@ -133,8 +138,10 @@ func (s *Store) migrate() error {
 		if m.to <= current {
 			continue
 		}
+		changed := 0
 		err := s.db.Update(func(tx *bbolt.Tx) error {
-			if err := m.fn(tx); err != nil {
+			var err error
+			if changed, err = m.fn(tx); err != nil {
 				return err
 			}
 			meta, err := tx.CreateBucketIfNotExists(bucketMeta)
@@ -146,8 +153,11 @@ func (s *Store) migrate() error {
 		if err != nil {
 			return fmt.Errorf("migrate schema %d -> %d (%s): %w", m.to-1, m.to, m.name, err)
 		}
-		s.migrated = append(s.migrated, fmt.Sprintf("%d: %s", m.to, m.name))
+		s.migrated = append(s.migrated, fmt.Sprintf("%d: %s (%d records changed)", m.to, m.name, changed))
 		current = m.to
+	}
+	if current != store.SchemaVersion {
+		return fmt.Errorf("the store is at schema version %d and no migration takes it to %d", current, store.SchemaVersion)
 	}
 	return nil
 }

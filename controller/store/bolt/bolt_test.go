@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -33,8 +34,8 @@ func TestOpenCreatesPrivateFileAndRecordsSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if got := s.Migrated(); len(got) != 1 || !strings.HasPrefix(got[0], "1: ") {
-		t.Errorf("Migrated() = %q, want the one migration to schema 1", got)
+	if got := s.Migrated(); len(got) != 2 || !strings.HasPrefix(got[0], "1: ") || !strings.HasPrefix(got[1], "2: ") {
+		t.Errorf("Migrated() = %q, want the migrations to schema 1 and 2", got)
 	}
 	if v, err := s.SchemaVersion(); err != nil || v != store.SchemaVersion {
 		t.Errorf("SchemaVersion() = %d, %v; want %d", v, err, store.SchemaVersion)
@@ -81,6 +82,47 @@ func TestReopenKeepsDataAndSkipsMigrations(t *testing.T) {
 	}
 }
 
+// TestMigrateSchema2: a schema-1 store holding names of the form of a node
+// ID is at schema 2 once opened, with those nodes renamed and nothing else
+// changed.
+func TestMigrateSchema2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "controller.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := storetest.NewSchema1(3)
+	fx.Write(t, s)
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return putUint(tx.Bucket(bucketMeta), keySchema, 1) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Migrated(); len(got) != 1 || got[0] != "2: rename nodes whose name has the form of a node ID (3 records changed)" {
+		t.Errorf("Migrated() = %q", got)
+	}
+	if v, err := s.SchemaVersion(); err != nil || v != 2 {
+		t.Errorf("SchemaVersion() = %d, %v; want 2", v, err)
+	}
+	fx.Check(t, s)
+}
+
+// TestOpenRefusesASchemaNoMigrationReaches: a build whose migrations stop
+// short of the version it writes refuses to open a store, rather than
+// writing records of one version into a store marked as another.
+func TestOpenRefusesASchemaNoMigrationReaches(t *testing.T) {
+	saved := migrations
+	t.Cleanup(func() { migrations = saved })
+	migrations = migrations[:len(migrations)-1]
+	_, err := Open(filepath.Join(t.TempDir(), "controller.db"))
+	if err == nil || !strings.Contains(err.Error(), "no migration takes it to") {
+		t.Fatalf("Open with the last migration missing: %v", err)
+	}
+}
+
 func TestOpenRefusesNewerSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "controller.db")
 	s, err := Open(path)
@@ -96,6 +138,11 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	_, err = Open(path)
 	if !errors.Is(err, store.ErrNewerSchema) {
 		t.Fatalf("Open(newer schema) error = %v, want ErrNewerSchema", err)
+	}
+	// The refusal names both versions, so the operator knows which
+	// release wrote the store.
+	if want := fmt.Sprintf("schema version %d, this build knows up to %d", store.SchemaVersion+1, store.SchemaVersion); !strings.Contains(err.Error(), want) {
+		t.Errorf("refusal %q does not say %q", err, want)
 	}
 }
 

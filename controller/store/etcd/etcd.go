@@ -171,18 +171,37 @@ func (s *Store) key(parts ...string) string { return s.data + strings.Join(parts
 
 func (s *Store) revisionKey() string { return s.key("meta", "revision") }
 
-// A migration moves the stored data from version to-1 to version to, in
-// one transaction that also records the new version.
+// A migration moves the stored data from version to-1 to version to. fn
+// changes one batch of records (an etcd transaction has a bounded number of
+// operations) and says whether it is done; each batch is a transaction, and
+// the one that finishes also records the new version. A batch that changes
+// records commits as a store revision, so that replicas already running
+// see the change in their feed; one that changes none leaves the revision
+// as it is.
 type migration struct {
 	to   uint64
 	name string
-	fn   func(t *tx) error
+	fn   func(t *tx) (changed int, done bool, err error)
 }
+
+// errBump: a migration's batch changed records, so it commits again as a
+// store revision.
+var errBump = errors.New("the batch changes records")
+
+// renameBatch is how many nodes one transaction of the schema-2 migration
+// renames: PutNode rewrites the node and its index entries, 7 operations
+// for a node with two addresses, so 10 stay well under etcd's default
+// --max-txn-ops of 128.
+const renameBatch = 10
 
 var migrations = []migration{
 	// Version 1 is the layout in the package comment; an empty store
 	// needs no keys to have it.
-	{to: 1, name: "record the schema version", fn: func(*tx) error { return nil }},
+	{to: 1, name: "record the schema version", fn: func(*tx) (int, bool, error) { return 0, true, nil }},
+	{to: 2, name: "rename nodes whose name has the form of a node ID", fn: func(t *tx) (int, bool, error) {
+		renamed, err := store.RenameIDShapedNames(t, renameBatch)
+		return len(renamed), len(renamed) < renameBatch, err
+	}},
 }
 
 // SchemaVersion reads the schema version recorded in the store.
@@ -212,27 +231,43 @@ func (s *Store) migrate(ctx context.Context) error {
 		if m.to <= current {
 			continue
 		}
-		ran := false
-		_, err := s.update(ctx, false, func(t *tx) error {
-			ran = false
-			v, err := t.getUint(s.key("meta", "schema"))
-			if err != nil || v >= m.to {
-				return err // another replica ran it
+		total, ran, bump := 0, false, false
+		for done := false; !done; {
+			changed := 0
+			_, err := s.update(ctx, bump, func(t *tx) error {
+				changed, done = 0, true
+				v, err := t.getUint(s.key("meta", "schema"))
+				if err != nil || v >= m.to {
+					return err // another replica ran it
+				}
+				if changed, done, err = m.fn(t); err != nil {
+					return err
+				}
+				if changed > 0 && !bump {
+					return errBump
+				}
+				if done {
+					ran = true
+					t.put(s.key("meta", "schema"), strconv.FormatUint(m.to, 10))
+				}
+				return nil
+			})
+			if errors.Is(err, errBump) {
+				bump, done = true, false
+				continue
 			}
-			if err := m.fn(t); err != nil {
-				return err
+			if err != nil {
+				return fmt.Errorf("migrate schema %d -> %d (%s): %w", m.to-1, m.to, m.name, err)
 			}
-			ran = true
-			t.put(s.key("meta", "schema"), strconv.FormatUint(m.to, 10))
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("migrate schema %d -> %d (%s): %w", m.to-1, m.to, m.name, err)
+			total += changed
 		}
-		if ran {
-			s.migrated = append(s.migrated, fmt.Sprintf("%d: %s", m.to, m.name))
+		if ran || total > 0 {
+			s.migrated = append(s.migrated, fmt.Sprintf("%d: %s (%d records changed)", m.to, m.name, total))
 		}
 		current = m.to
+	}
+	if current != store.SchemaVersion {
+		return fmt.Errorf("the store is at schema version %d and no migration takes it to %d", current, store.SchemaVersion)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,8 +88,8 @@ func follow(t testing.TB, s *Store) {
 func TestOpenRecordsSchemaOnce(t *testing.T) {
 	cli := etcdtest.Start(t, etcdtest.Options{})
 	s1 := open(t, cli, "/m/")
-	if got := s1.Migrated(); len(got) != 1 {
-		t.Errorf("first Open migrated %q, want one migration", got)
+	if got := s1.Migrated(); len(got) != 2 {
+		t.Errorf("first Open migrated %q, want the migrations to schema 1 and 2", got)
 	}
 	s2 := open(t, cli, "/m/")
 	if got := s2.Migrated(); len(got) != 0 {
@@ -102,6 +103,73 @@ func TestOpenRecordsSchemaOnce(t *testing.T) {
 	}
 	if _, err := Open(context.Background(), cli, Options{Prefix: "/m/"}); !errors.Is(err, store.ErrNewerSchema) {
 		t.Errorf("Open of a newer schema: %v, want ErrNewerSchema", err)
+	}
+}
+
+// TestMigrateSchema2: a schema-1 store holding more names of the form of
+// a node ID than one etcd transaction renames is at schema 2 once opened,
+// every such node renamed and nothing else changed; each batch commits as
+// a store revision, so a replica already following the store sees the
+// renames in its feed.
+func TestMigrateSchema2(t *testing.T) {
+	cli := etcdtest.Start(t, etcdtest.Options{})
+	s := open(t, cli, "/m/")
+	fx := storetest.NewSchema1(2*renameBatch + 5)
+	fx.Write(t, s)
+	if _, err := cli.Put(context.Background(), "/m/data/meta/schema", "1"); err != nil {
+		t.Fatal(err)
+	}
+	var before uint64
+	if err := s.View(context.Background(), func(tx store.Tx) error { before = tx.Revision(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	renamed, following := make(chan int, 1), make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		n := 0
+		s.Follow(ctx, func(c *store.Change) error {
+			if c.Reset {
+				close(following)
+				return nil
+			}
+			for _, nd := range c.Nodes {
+				if strings.HasPrefix(nd.Name, store.IDShapedNamePrefix+"n") {
+					n++
+				}
+			}
+			if n >= 2*renameBatch+5 {
+				renamed <- n
+				return errors.New("seen")
+			}
+			return nil
+		})
+	}()
+	select {
+	case <-following:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first replica did not start following within 10s")
+	}
+	m := open(t, cli, "/m/")
+	want := fmt.Sprintf("2: rename nodes whose name has the form of a node ID (%d records changed)", 2*renameBatch+5)
+	if got := m.Migrated(); len(got) != 1 || got[0] != want {
+		t.Errorf("Migrated() = %q, want [%q]", got, want)
+	}
+	if v, err := m.SchemaVersion(context.Background()); err != nil || v != 2 {
+		t.Errorf("SchemaVersion = %d, %v; want 2", v, err)
+	}
+	fx.Check(t, m)
+	var after uint64
+	if err := m.View(context.Background(), func(tx store.Tx) error { after = tx.Revision(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if after != before+3 {
+		t.Errorf("revision %d -> %d over the migration, want 3 batches committed as revisions", before, after)
+	}
+	select {
+	case <-renamed:
+	case <-time.After(10 * time.Second):
+		t.Error("the following replica's feed did not carry the renames within 10s")
 	}
 }
 

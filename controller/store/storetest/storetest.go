@@ -529,3 +529,76 @@ func testCanceledContext(t *testing.T, s store.Store) {
 		t.Error("a function ran under a canceled context")
 	}
 }
+
+// Schema1 is what a schema-1 store may hold that schema 2 changes: nodes
+// named by hostnames of the form of a node ID, as controllers before
+// capability version 3 named them. WriteSchema1 puts them into a store
+// (whose layout is otherwise the same at both versions) before its schema
+// version is set back to 1; CheckSchema2 checks the store after it was
+// opened again and migrated.
+type Schema1 struct {
+	Nodes []*store.Node
+	// Want is each node's name after the migration.
+	Want map[api.NodeID]string
+}
+
+// NewSchema1 returns n nodes whose names have the form of a node ID, and a
+// node already holding the name the first of them would get, so that it
+// gets the next.
+func NewSchema1(n int) *Schema1 {
+	s := &Schema1{Want: map[api.NodeID]string{}}
+	for i := range n {
+		nd := Node(1000 + i)
+		nd.Name = fmt.Sprintf("n%016x", 0xabc000+i)
+		s.Nodes = append(s.Nodes, nd)
+		s.Want[nd.ID] = store.IDShapedNamePrefix + nd.Name
+	}
+	squatter := Node(999)
+	squatter.Name = store.IDShapedNamePrefix + s.Nodes[0].Name
+	s.Nodes = append(s.Nodes, squatter)
+	s.Want[squatter.ID] = squatter.Name
+	s.Want[s.Nodes[0].ID] = squatter.Name + "-2"
+	return s
+}
+
+// Write puts the nodes into st, one transaction each.
+func (s *Schema1) Write(t *testing.T, st store.Store) {
+	t.Helper()
+	for _, n := range s.Nodes {
+		put(t, st, n)
+	}
+}
+
+// Check checks that every node has its name after the migration, that the
+// name index follows, and that nothing else about the node changed.
+func (s *Schema1) Check(t *testing.T, st store.Store) {
+	t.Helper()
+	err := st.View(context.Background(), func(tx store.Tx) error {
+		for _, want := range s.Nodes {
+			got, err := tx.Node(want.ID)
+			if err != nil {
+				return fmt.Errorf("node %s: %w", want.ID, err)
+			}
+			if got.Name != s.Want[want.ID] {
+				t.Errorf("node %s is named %q after the migration, want %q", want.ID, got.Name, s.Want[want.ID])
+			}
+			if id, err := tx.NodeIDBy(store.IndexName, got.Name); err != nil || id != want.ID {
+				t.Errorf("name index %q -> %s, %v; want %s", got.Name, id, err, want.ID)
+			}
+			if got.Name != want.Name {
+				if id, err := tx.NodeIDBy(store.IndexName, want.Name); err == nil && id == want.ID {
+					t.Errorf("name index still holds the old name %q for %s", want.Name, want.ID)
+				}
+			}
+			w := want.Clone()
+			w.Name = got.Name
+			if !reflect.DeepEqual(got, w) {
+				t.Errorf("node %s changed beyond its name:\n got %+v\nwant %+v", want.ID, got, w)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
