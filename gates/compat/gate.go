@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -260,7 +262,26 @@ func JudgeStore(res *StoreUpgrade) []string {
 	if t := res.TooOld; t.Status != http.StatusUpgradeRequired || !strings.Contains(t.Message, "upgrade") {
 		out = append(out, fmt.Sprintf("a client of capability version %d (older than the oldest served) got %d %q: want 426 with what to upgrade to", t.Version, t.Status, t.Message))
 	}
+	if res.Start > 0 { // the new controller ran, so the downgrade was tried
+		if d := res.Downgrade; !d.Refused {
+			out = append(out, fmt.Sprintf("%s's controller, started again on the data dir this tree's controller upgraded to schema %d, did not refuse it: %q", res.From, d.Schema, d.Message))
+		} else if !namesBothVersions(d.Message, d.Schema) {
+			out = append(out, fmt.Sprintf("%s's controller refused the upgraded data dir with %q: want the refusal to name the data dir's schema version %d and its own", res.From, d.Message, d.Schema))
+		}
+	}
 	return out
+}
+
+// namesBothVersions reports whether a downgrade's refusal names the data
+// dir's schema version and an older one (the refusing build's).
+func namesBothVersions(msg string, schema uint64) bool {
+	found, older := false, false
+	for _, f := range regexp.MustCompile(`\d+`).FindAllString(msg, -1) {
+		v, err := strconv.ParseUint(f, 10, 64)
+		found = found || (err == nil && v == schema)
+		older = older || (err == nil && v < schema && v > 0)
+	}
+	return found && older
 }
 
 // JudgeMixed says what a mixed-version mesh of n nodes showed wrong: every

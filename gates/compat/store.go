@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/controller/store"
 	"github.com/rustynet/rustynet/internal/ports"
 )
 
@@ -44,8 +46,25 @@ type StoreUpgrade struct {
 	// oldest capability version it serves (one of the nodes, at
 	// MinSupportedCapabilityVersion-1): 426 with a message that says
 	// what to upgrade to.
-	TooOld   TooOld   `json:"too_old_client"`
-	Problems []string `json:"problems,omitempty"`
+	TooOld TooOld `json:"too_old_client"`
+	// Renamed is how many of the earlier release's nodes the store's
+	// migrations renamed as the new schema requires (names of the form
+	// of a node ID get store.IDShapedNamePrefix).
+	Renamed int `json:"renamed"`
+	// Downgrade is how the earlier release's controller answered when
+	// started again on the upgraded data dir.
+	Downgrade Downgrade `json:"downgrade"`
+	Problems  []string  `json:"problems,omitempty"`
+}
+
+// Downgrade is an earlier release's controller started on a data dir the
+// new controller has upgraded: it must refuse, naming the data dir's
+// schema version and its own.
+type Downgrade struct {
+	Refused bool `json:"refused"`
+	// Schema is the version the new controller writes (store.SchemaVersion).
+	Schema  uint64 `json:"schema"`
+	Message string `json:"message"`
 }
 
 // upgradeNodes is how many nodes the earlier release registers.
@@ -54,9 +73,13 @@ const upgradeNodes = 3
 // CheckStoreUpgrade runs rel's controller on a fresh data dir under work,
 // registers nodes through its API as nodes of its capability version do,
 // stops it, and starts newController on the same data dir: every node must
-// be there, unchanged, and its credential still good. The data dir is the
-// earlier release's own, never written by hand. An error means the check
-// could not run; what it found wrong is in Problems.
+// be there, unchanged but for what the migrations must change, and its
+// credential still good. One node's hostname has the form of a node ID,
+// which releases before capability version 3 took as its name and schema 2
+// renames. Then rel's controller is started again on the upgraded data dir,
+// and must refuse it. The data dir is the earlier release's own, never
+// written by hand. An error means the check could not run; what it found
+// wrong is in Problems.
 func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work string, log io.Writer) (*StoreUpgrade, error) {
 	res := &StoreUpgrade{From: rel.Release, Capability: rel.Capability}
 	dir, err := os.MkdirTemp(work, "store-"+rel.Release+"-")
@@ -66,10 +89,6 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 	old, err := startController(ctx, rel.Controller, dir, log)
 	if err != nil {
 		return nil, fmt.Errorf("%s's controller: %w", rel.Release, err)
-	}
-	type registered struct {
-		ID, Name, Credential string
-		Addresses            []string
 	}
 	var regs []registered
 	err = func() error {
@@ -81,6 +100,9 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 		key := strings.TrimSpace(string(out))
 		for i := range upgradeNodes {
 			name := fmt.Sprintf("%s-node-%d", strings.ReplaceAll(rel.Release, ".", "-"), i)
+			if i == 0 {
+				name = idShapedHostname()
+			}
 			body, err := json.Marshal(map[string]string{"auth_key": key, "node_key": randomKey(), "machine_key": randomKey(), "hostname": name})
 			if err != nil {
 				return err
@@ -115,15 +137,33 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 		res.Problems = append(res.Problems, fmt.Sprintf("the new controller does not start on %s's data dir: %v", rel.Release, err))
 		return res, nil
 	}
-	defer cur.stop()
 	res.Start = time.Since(start)
+	if err := checkUpgraded(ctx, res, rel, cur, newController, dir, regs); err != nil {
+		cur.stop()
+		return nil, err
+	}
+	cur.stop()
+	res.Downgrade = tryDowngrade(ctx, rel, dir, log)
+	return res, nil
+}
+
+// registered is a node an earlier release registered.
+type registered struct {
+	ID, Name, Credential string
+	Addresses            []string
+}
+
+// checkUpgraded checks, on the new controller serving the upgraded data
+// dir, that every node rel registered is there with its credential good,
+// and how it answers a client older than it serves.
+func checkUpgraded(ctx context.Context, res *StoreUpgrade, rel Built, cur *controller, newController, dir string, regs []registered) error {
 	out, err := exec.CommandContext(ctx, newController, "node", "list", "--json", "--data-dir", dir).Output()
 	if err != nil {
-		return nil, fmt.Errorf("node list on the upgraded data dir: %w", err)
+		return fmt.Errorf("node list on the upgraded data dir: %w", err)
 	}
 	var listed []api.AdminNode
 	if err := json.Unmarshal(out, &listed); err != nil {
-		return nil, fmt.Errorf("node list --json: %w", err)
+		return fmt.Errorf("node list --json: %w", err)
 	}
 	for _, r := range regs {
 		i := slices.IndexFunc(listed, func(n api.AdminNode) bool { return string(n.ID) == r.ID })
@@ -135,16 +175,24 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 		for _, a := range listed[i].Addresses {
 			addrs = append(addrs, a.String())
 		}
-		if listed[i].Name != r.Name || !slices.Equal(addrs, r.Addresses) {
-			res.Problems = append(res.Problems, fmt.Sprintf("node %s changed in the upgrade: %s %v, was %s %v", r.ID, listed[i].Name, addrs, r.Name, r.Addresses))
+		want := r.Name
+		if api.ValidNodeID(r.Name) {
+			// Schema 2: no name has the form of a node ID.
+			want = store.IDShapedNamePrefix + r.Name
+		}
+		if listed[i].Name != want || !slices.Equal(addrs, r.Addresses) {
+			res.Problems = append(res.Problems, fmt.Sprintf("node %s after the upgrade: %s %v, want %s %v (was %s)", r.ID, listed[i].Name, addrs, want, r.Addresses, r.Name))
 			continue
+		}
+		if want != r.Name {
+			res.Renamed++
 		}
 		res.Kept++
 	}
 	for _, r := range regs {
 		status, raw, err := cur.do(ctx, http.MethodGet, api.PathNetmap+"?since=0&wait=0", rel.Capability, r.Credential, nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		var m struct {
 			Peers []json.RawMessage `json:"peers"`
@@ -160,7 +208,7 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 		res.TooOld.Version = int(api.MinSupportedCapabilityVersion) - 1
 		status, raw, err := cur.do(ctx, http.MethodGet, api.PathNetmap+"?since=0&wait=0", res.TooOld.Version, regs[0].Credential, nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		var e struct {
 			Error api.Error `json:"error"`
@@ -171,7 +219,7 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 			res.TooOld.Message = truncate(raw)
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // TooOld is a controller's answer to a client older than it serves.
@@ -179,6 +227,48 @@ type TooOld struct {
 	Version int    `json:"capability"`
 	Status  int    `json:"status"`
 	Message string `json:"message"`
+}
+
+// idShapedHostname is a hostname of the form of a node ID.
+func idShapedHostname() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "n" + hex.EncodeToString(b)
+}
+
+// tryDowngrade starts rel's controller on dir, which a newer controller
+// has upgraded, and reports its refusal: it must exit within 30 s without
+// serving, and say which schema version it found and which it knows.
+func tryDowngrade(ctx context.Context, rel Built, dir string, log io.Writer) Downgrade {
+	d := Downgrade{Schema: store.SchemaVersion}
+	var addrs []string
+	for range 2 {
+		port, release, err := ports.Reserve()
+		if err != nil {
+			d.Message = err.Error()
+			return d
+		}
+		// Free for it: a controller that refuses never listens.
+		release()
+		addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, rel.Controller, "serve", "--data-dir", dir, "--listen", addrs[0], "--metrics-listen", addrs[1])
+	fmt.Fprintf(log, "$ %s\n", strings.Join(cmd.Args, " "))
+	out, err := cmd.CombinedOutput()
+	log.Write(out)
+	// Its last line, with the data dir's path (whose digits are not
+	// versions) taken out.
+	msg := strings.TrimSpace(string(out))
+	if i := strings.LastIndex(msg, "\n"); i >= 0 {
+		msg = msg[i+1:]
+	}
+	msg = strings.ReplaceAll(msg, dir, "DATA_DIR")
+	d.Message = truncate([]byte(msg))
+	var exit *exec.ExitError
+	d.Refused = errors.As(err, &exit) && cctx.Err() == nil
+	return d
 }
 
 // controller is a controller process serving on loopback.
