@@ -83,6 +83,12 @@ func CheckMixed(ctx context.Context, ctl Binary, ctlCLI string, nodes []Binary, 
 	defer ctlProc.stop()
 	caFile := filepath.Join(dir, "tls", "ca.pem")
 	if err := waitHealthy(ctx, h0, "https://"+listen, caFile, ctlProc.exited); err != nil {
+		if errors.Is(err, errExited) {
+			// The controller's own fault, not the harness's: the mesh
+			// cannot form, and that blocks.
+			res.Problems = append(res.Problems, fmt.Sprintf("%s's controller exited on a fresh data dir before it served (the gate's log has its output)", ctl.Release))
+			return res, nil
+		}
 		return nil, fmt.Errorf("%s's controller: %w", ctl.Release, err)
 	}
 	out, err := exec.CommandContext(ctx, ctlCLI, "authkey", "create", "--data-dir", dir, "--reusable").Output()
@@ -291,6 +297,9 @@ func waitHealthy(ctx context.Context, h *testbed.Host, url, caFile string, exite
 	return err
 }
 
+// errExited: a daemon's process ended before it served.
+var errExited = errors.New("exited before it served")
+
 // healthyClient waits, up to 30 s, until the controller at url answers
 // /healthz over TLS 1.3 with the CA in caFile (which the controller writes
 // as it starts), dialling with dial (nil: from this network namespace),
@@ -325,7 +334,7 @@ func healthyClient(ctx context.Context, dial func(ctx context.Context, network, 
 		}
 		select {
 		case <-exited:
-			return fail(errors.New("exited before it served"))
+			return fail(errExited)
 		case <-ctx.Done():
 			return fail(ctx.Err())
 		case <-time.After(100 * time.Millisecond):

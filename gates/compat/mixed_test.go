@@ -1,6 +1,10 @@
 package compat
 
 import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,4 +77,25 @@ func TestRollingUpgrade(t *testing.T) {
 		t.Logf("%s: took %v, interruption %v, %d probes lost %v (pairs dead before it: %v)", s.What, s.Took.Round(time.Millisecond), s.Interruption.Round(time.Millisecond), s.Lost, s.LostBy, s.DeadBefore)
 	}
 	t.Logf("%d probes sent, %d lost", res.Sent, res.Lost)
+}
+
+// TestMixedControllerThatExits: a controller that exits before it serves
+// (as this tree's does when it cannot open a fresh store) is a problem the
+// gate blocks on, not a check that could not run.
+func TestMixedControllerThatExits(t *testing.T) {
+	require.Root(t)
+	f, err := exec.LookPath("false")
+	if err != nil {
+		t.Skip("no false(1) to stand for a controller that exits")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	res, err := CheckMixed(ctx, Binary{Release: "this tree", Path: f}, f, []Binary{{Release: "this tree", Path: f}, {Release: "this tree", Path: f}}, t.TempDir(), &log)
+	if err != nil {
+		t.Fatalf("CheckMixed: %v, want the exit as a problem", err)
+	}
+	if p := JudgeMixed(res, 2); len(p) != 1 || !strings.Contains(p[0], "exited on a fresh data dir before it served") {
+		t.Errorf("JudgeMixed = %q", p)
+	}
 }
