@@ -502,6 +502,11 @@ func TestEffectiveTime(t *testing.T) {
 	if res.Verdict.Passed || !res.Verdict.WhatIf() || !res.Recorded.WhatIf() || !res.Verdict.At.Equal(later) {
 		t.Errorf("verified what-if: %+v; want blocked, a what-if, judged at %s", res.Verdict, later)
 	}
+	// The verdict statement says when the verification happened: a
+	// what-if run is made today, whatever date it judges as of.
+	if tv := res.Evidence.Verdict.GetTimeVerified().AsTime(); tv.Sub(now).Abs() > time.Minute {
+		t.Errorf("the what-if verdict's timeVerified = %s, want the time of the run (%s), not the effective time", tv, now)
+	}
 
 	res, err = VerifyBundle(todayDir, verifier, VerifyOptions{Registry: &r, EffectiveTime: later})
 	if err != nil {

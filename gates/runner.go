@@ -417,7 +417,11 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	}
 	// The verdict applies each gate's Recheck, as verify will.
 	rechecked := applyRechecks(o.Registry, signed, statuses, o.Channel)
-	at := o.Now()
+	// The verdict statement's timeVerified is when the run judged; a
+	// what-if run judges as of its effective time, which the manifest
+	// records.
+	now := o.Now()
+	at := now
 	var effective *time.Time
 	if !o.EffectiveTime.IsZero() {
 		at = o.EffectiveTime
@@ -435,7 +439,7 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 		return nil, err
 	}
 	vst, err := evidence.VerdictStatement(evidence.VerdictInput{Subjects: subjects, Commit: o.Commit, Channel: o.Channel,
-		Policy: pol, Manifest: mref, Gates: gateRefs, Passed: verdict.Passed, At: at, Version: o.Version, Partial: partial})
+		Policy: pol, Manifest: mref, Gates: gateRefs, Passed: verdict.Passed, At: now, Version: o.Version, Partial: partial})
 	if err != nil {
 		return nil, err
 	}

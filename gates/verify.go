@@ -93,16 +93,15 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 	// runner applied the same rechecks to the verdict it signed).
 	rechecked := applyRechecks(o.Registry, v.Gates, statuses, channel)
 	// The signed verdict must be what the bundle's own policy gives at
-	// the recorded time: a bundle whose statements and verdict disagree
-	// is invalid, whatever policy it is judged under next.
+	// the time it was judged at: a bundle whose statements and verdict
+	// disagree is invalid, whatever policy it is judged under next. That
+	// is the verdict's timeVerified, or for a what-if run the effective
+	// time its signed manifest records.
 	recordedAt := v.Verdict.GetTimeVerified().AsTime()
 	var effective time.Time
 	if et := v.Manifest.EffectiveTime; et != nil {
-		// A what-if run's verdict is judged at its effective time.
-		if !et.Equal(recordedAt) {
-			return nil, invalid("the manifest's effective time %s is not the time the verdict was judged at (%s)", et.Format(time.RFC3339), recordedAt.Format(time.RFC3339))
-		}
 		effective = *et
+		recordedAt = effective
 	}
 	recorded, err := Evaluate(own, channel, statuses, recordedAt, scope)
 	if err != nil {
