@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,18 +53,23 @@ func run(ctx context.Context, r *gates.Run) error {
 	if err := r.Artifact("backend-agility.md", md.Bytes()); err != nil {
 		return err
 	}
-	backends, err := registered(ctx, r)
+	backends, claims, err := registered(ctx, r)
 	if err != nil {
 		return err
 	}
-	summary := map[string]any{"registered_backends": backends, "cases": suite.CaseNames()}
+	casesOf := func(b string) []string { return suite.CaseNamesFor(slices.Contains(claims[b], "preshared-keys")) }
+	required := map[string][]string{}
+	for _, b := range backends {
+		required[b] = casesOf(b)
+	}
+	summary := map[string]any{"registered_backends": backends, "claims": claims, "cases": required}
 	for _, b := range rep.Results {
 		summary[b.Backend] = b.Cases
 		for name, m := range b.Metrics {
 			r.Measure(evidence.Measurement{Name: b.Backend + "/" + name, Unit: m.Unit, Method: "backend conformance suite, one run", Values: []float64{m.Value}})
 		}
 	}
-	problems := missing(rep, backends, suite.CaseNames())
+	problems := missing(rep, backends, casesOf)
 	summary["problems"] = problems
 	if err := r.Details(summary); err != nil {
 		return err
@@ -74,26 +80,45 @@ func run(ctx context.Context, r *gates.Run) error {
 	if !res.OK() {
 		return gates.Fail("go test failed: %s", strings.Join(append(res.Failed, res.PackagesFailed...), ", "))
 	}
-	fmt.Fprintf(r.Log, "every backend rustynetd registers (%s) passes every case (%d)\n", strings.Join(backends, ", "), len(suite.CaseNames()))
+	for _, b := range backends {
+		fmt.Fprintf(r.Log, "backend %s (claims: %v) passes every case it must (%d)\n", b, claims[b], len(required[b]))
+	}
 	return nil
 }
 
-// registered asks the built rustynetd which backends it registers: the
-// backends a node can run, each of which must pass the whole suite.
-func registered(ctx context.Context, r *gates.Run) ([]string, error) {
+// registered asks the built rustynetd which backends it registers, the
+// backends a node can run, each of which must pass the whole suite, and
+// what each claims (preshared-keys: it must pass those cases too).
+func registered(ctx context.Context, r *gates.Run) ([]string, map[string][]string, error) {
 	bin := r.Binaries["rustynetd"]
 	if bin == "" {
-		return nil, errors.New("no rustynetd binary: the build gate did not run or failed")
+		return nil, nil, errors.New("no rustynetd binary: the build gate did not run or failed")
 	}
 	out, err := exec.CommandContext(ctx, bin, "--list-backends").Output()
 	if err != nil {
-		return nil, fmt.Errorf("rustynetd --list-backends: %w", err)
+		return nil, nil, fmt.Errorf("rustynetd --list-backends: %w", err)
 	}
-	backends := strings.Fields(string(out))
+	backends, claims := parseBackends(string(out))
 	if len(backends) == 0 {
-		return nil, errors.New("rustynetd --list-backends named no backend")
+		return nil, nil, errors.New("rustynetd --list-backends named no backend")
 	}
-	return backends, nil
+	return backends, claims, nil
+}
+
+// parseBackends reads rustynetd --list-backends: one backend a line, its
+// name and then what it claims.
+func parseBackends(out string) ([]string, map[string][]string) {
+	var names []string
+	claims := map[string][]string{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		names = append(names, f[0])
+		claims[f[0]] = f[1:]
+	}
+	return names, claims
 }
 
 // missing says, for every registered backend, which case of the suite it
@@ -101,7 +126,7 @@ func registered(ctx context.Context, r *gates.Run) ([]string, error) {
 // case deleted, a package without TestConformance) and a case that was
 // skipped all count as missing. Each problem names the backend and the
 // case.
-func missing(rep *agility.Report, backends, cases []string) []string {
+func missing(rep *agility.Report, backends []string, casesOf func(backend string) []string) []string {
 	var out []string
 	for _, b := range backends {
 		var res *agility.Result
@@ -114,7 +139,7 @@ func missing(rep *agility.Report, backends, cases []string) []string {
 			out = append(out, fmt.Sprintf("backend %s, which rustynetd registers, ran no conformance case (node/backend/%s has no TestConformance calling conformance.Run)", b, b))
 			continue
 		}
-		for _, c := range cases {
+		for _, c := range casesOf(b) {
 			switch st := res.Cases[c]; st {
 			case "pass":
 			case "":

@@ -55,12 +55,19 @@ type Peer struct {
 	// form of the backend's Spec.PublicKey, for backends that do not use
 	// the node key itself; empty otherwise.
 	BackendKey string
+	// PresharedKey, when not zero, is mixed into the pair's handshakes
+	// (WireGuard's preshared-key slot), on backends whose Spec says
+	// PresharedKeys; the node puts the post-quantum exchange's key here
+	// (node/pq). Changing it keeps the peer's session: the next handshake
+	// uses the new key (Rehandshaker starts one at once).
+	PresharedKey [32]byte
 }
 
 // Equal reports whether p and o configure the same peer identically.
 func (p *Peer) Equal(o *Peer) bool {
 	return p.PublicKey == o.PublicKey && slices.Equal(p.AllowedIPs, o.AllowedIPs) &&
-		p.Endpoint == o.Endpoint && p.Keepalive == o.Keepalive && p.BackendKey == o.BackendKey
+		p.Endpoint == o.Endpoint && p.Keepalive == o.Keepalive && p.BackendKey == o.BackendKey &&
+		p.PresharedKey == o.PresharedKey
 }
 
 // PeerStats is the live state of one configured peer.
@@ -95,6 +102,15 @@ type Backend interface {
 	Close() error
 }
 
+// Rehandshaker is a backend that can start a handshake with a configured
+// peer at once, rather than at its next rekey: the node calls it once both
+// sides hold a new preshared key, so that the session moves to it. The
+// current session carries traffic until the new one is confirmed, so
+// nothing in flight is lost.
+type Rehandshaker interface {
+	Rehandshake(peer api.NodePublic) error
+}
+
 // Options is what a backend is created with.
 type Options struct {
 	// Device is the packet device; the backend takes ownership and closes
@@ -122,6 +138,13 @@ type Spec struct {
 	// fragmenting; 0 means no limit of its own. The node runs the device
 	// at the smaller of its configured MTU and this.
 	MaxMTU int
+	// PresharedKeys says the backend mixes Peer.PresharedKey into its
+	// handshakes: a node on it offers the post-quantum PSK exchange.
+	PresharedKeys bool
+	// PostQuantum says the backend's own key exchange is hybrid
+	// post-quantum (QUIC's X25519MLKEM768), fail closed: its pairs need
+	// no preshared key to meet pq: require.
+	PostQuantum bool
 }
 
 // Registry maps backend names to their specs. The zero value is empty and
@@ -160,6 +183,12 @@ func (r *Registry) Names() []string {
 	return names
 }
 
+// Spec returns the spec registered as name.
+func (r *Registry) Spec(name string) (Spec, bool) {
+	s, ok := r.specs[name]
+	return s, ok
+}
+
 // Has reports whether name is registered.
 func (r *Registry) Has(name string) bool {
 	_, ok := r.specs[name]
@@ -178,6 +207,14 @@ func (r *Registry) PublicKey(name string, k key.NodePrivate) string {
 
 // MaxMTU returns the named backend's MaxMTU (0 for none or unknown).
 func (r *Registry) MaxMTU(name string) int { return r.specs[name].MaxMTU }
+
+// PresharedKeys reports whether the named backend mixes preshared keys
+// into its handshakes (false for an unknown one).
+func (r *Registry) PresharedKeys(name string) bool { return r.specs[name].PresharedKeys }
+
+// PostQuantum reports whether the named backend's own key exchange is
+// hybrid post-quantum (false for an unknown one).
+func (r *Registry) PostQuantum(name string) bool { return r.specs[name].PostQuantum }
 
 // New creates the backend registered as name.
 func (r *Registry) New(name string, o Options) (Backend, error) {

@@ -65,31 +65,49 @@ const ThroughputFloor = 0.015
 type Case struct {
 	Name     string
 	Property string
-	run      func(t *testing.T, e *env)
+	// PresharedKeys marks a case of backends that carry preshared keys
+	// (backend.Spec.PresharedKeys): it runs on those, and only those
+	// must pass it.
+	PresharedKeys bool
+	run           func(t *testing.T, e *env)
 }
 
 // Cases lists the suite, in the order it runs.
 var Cases = []Case{
-	{"Connectivity", "Packets MUST flow in both directions between two configured peers.", testConnectivity},
-	{"Integrity", "A packet of every size from 28 bytes to the MTU MUST arrive byte for byte.", testIntegrity},
-	{"MTU", "A packet over the MTU MUST NOT be delivered truncated or altered, and MUST NOT stop the traffic after it.", testMTU},
-	{"PeerChurn", "Adding, removing and changing peers MUST NOT disturb the others; a removed peer's traffic MUST stop.", testPeerChurn},
-	{"KeyRotation", "After a peer's key changes and both sides are reconfigured, traffic MUST resume.", testKeyRotation},
-	{"Roaming", "When a peer's address changes mid-stream, traffic MUST resume in both directions once the other side's config carries the new endpoint, with no change on the side that moved.", testRoaming},
-	{"Replay", "A captured datagram sent again MUST NOT be delivered again, in either direction.", testReplay},
-	{"Impostor", "A sender without a configured key MUST NOT get a packet delivered, and a peer MUST NOT deliver a packet whose source is outside its allowed IPs.", testImpostor},
-	{"ManyPeers", "One instance MUST exchange packets with 24 peers at once.", testManyPeers},
-	{"LinkFlap", "After the link goes down and comes back, traffic MUST resume without reconfiguration.", testLinkFlap},
-	{"Close", "Close MUST release every goroutine, socket and file descriptor the backend opened.", testClose},
-	{"Throughput", fmt.Sprintf("TCP through the backend MUST reach at least %g of TCP over the raw path, measured in the same run.", ThroughputFloor), testThroughput},
+	{"Connectivity", "Packets MUST flow in both directions between two configured peers.", false, testConnectivity},
+	{"Integrity", "A packet of every size from 28 bytes to the MTU MUST arrive byte for byte.", false, testIntegrity},
+	{"MTU", "A packet over the MTU MUST NOT be delivered truncated or altered, and MUST NOT stop the traffic after it.", false, testMTU},
+	{"PeerChurn", "Adding, removing and changing peers MUST NOT disturb the others; a removed peer's traffic MUST stop.", false, testPeerChurn},
+	{"KeyRotation", "After a peer's key changes and both sides are reconfigured, traffic MUST resume.", false, testKeyRotation},
+	{"Roaming", "When a peer's address changes mid-stream, traffic MUST resume in both directions once the other side's config carries the new endpoint, with no change on the side that moved.", false, testRoaming},
+	{"Replay", "A captured datagram sent again MUST NOT be delivered again, in either direction.", false, testReplay},
+	{"Impostor", "A sender without a configured key MUST NOT get a packet delivered, and a peer MUST NOT deliver a packet whose source is outside its allowed IPs.", false, testImpostor},
+	{"ManyPeers", "One instance MUST exchange packets with 24 peers at once.", false, testManyPeers},
+	{"LinkFlap", "After the link goes down and comes back, traffic MUST resume without reconfiguration.", false, testLinkFlap},
+	{"Close", "Close MUST release every goroutine, socket and file descriptor the backend opened.", false, testClose},
+	{"Throughput", fmt.Sprintf("TCP through the backend MUST reach at least %g of TCP over the raw path, measured in the same run.", ThroughputFloor), false, testThroughput},
+	{"PresharedKeyRotation", "A preshared key installed on both sides and replaced MUST move the session onto it without losing a packet, and peers whose preshared keys differ MUST NOT pass a packet.", true, testPresharedKeyRotation},
+	{"RefusedDowngrade", "A peer with a preshared key MUST NOT exchange a packet with one that has none, in either direction.", true, testRefusedDowngrade},
 }
 
-// CaseNames lists the names of Cases, in order: what the conformance gate
-// requires every registered backend to pass.
+// CaseNames lists the names of Cases, in order.
 func CaseNames() []string {
 	names := make([]string, len(Cases))
 	for i, c := range Cases {
 		names[i] = c.Name
+	}
+	return names
+}
+
+// CaseNamesFor lists, in order, the cases a backend must pass: every one,
+// but for the preshared-key cases when it carries none. The conformance
+// gate requires them of every backend rustynetd registers.
+func CaseNamesFor(presharedKeys bool) []string {
+	var names []string
+	for _, c := range Cases {
+		if !c.PresharedKeys || presharedKeys {
+			names = append(names, c.Name)
+		}
 	}
 	return names
 }
@@ -121,6 +139,9 @@ func Run(t *testing.T, spec backend.Spec) {
 		e.hosts = append(e.hosts, host{h})
 	}
 	for _, c := range Cases {
+		if c.PresharedKeys && !spec.PresharedKeys {
+			continue // not this backend's to pass (CaseNamesFor)
+		}
 		t.Run(c.Name, func(t *testing.T) {
 			t.Log("property: " + c.Property)
 			c.run(t, e)

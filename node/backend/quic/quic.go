@@ -74,7 +74,7 @@ const MaxMTU = 1404
 
 // Register adds the backend to r.
 func Register(r *backend.Registry) {
-	r.Register(backend.Spec{Name: Name, New: New, PublicKey: PublicKey, MaxMTU: MaxMTU})
+	r.Register(backend.Spec{Name: Name, New: New, PublicKey: PublicKey, MaxMTU: MaxMTU, PostQuantum: true})
 }
 
 const (

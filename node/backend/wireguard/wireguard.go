@@ -32,7 +32,9 @@ import (
 const Name = "wireguard"
 
 // Register adds the backend to r.
-func Register(r *backend.Registry) { r.Register(backend.Spec{Name: Name, New: New}) }
+func Register(r *backend.Registry) {
+	r.Register(backend.Spec{Name: Name, New: New, PresharedKeys: true})
+}
 
 // Backend is a wireguard-go device behind the backend interface.
 type Backend struct {
@@ -156,6 +158,10 @@ func (b *Backend) Reconfig(cfg *backend.Config) error {
 		if !had || old.Keepalive != p.Keepalive {
 			fmt.Fprintf(&sb, "persistent_keepalive_interval=%d\n", int(p.Keepalive/time.Second))
 		}
+		if had && old.PresharedKey != p.PresharedKey || !had && p.PresharedKey != [32]byte{} {
+			// All zero removes it. The UAPI text is never logged.
+			fmt.Fprintf(&sb, "preshared_key=%s\n", hex.EncodeToString(p.PresharedKey[:]))
+		}
 	}
 	if sb.Len() == 0 {
 		return backend.ErrNoChanges
@@ -220,6 +226,21 @@ func (b *Backend) scanUAPI(fn func(k, v string)) error {
 		}
 	}
 	return sc.Err()
+}
+
+// Rehandshake implements backend.Rehandshaker: a handshake with the peer
+// starts now, with the preshared key configured for it.
+func (b *Backend) Rehandshake(k api.NodePublic) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("backend closed")
+	}
+	if _, ok := b.peers[k]; !ok {
+		return fmt.Errorf("peer %s is not configured", k)
+	}
+	b.initiateLocked(k)
+	return nil
 }
 
 func (b *Backend) initiateLocked(k api.NodePublic) {
