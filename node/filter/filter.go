@@ -4,6 +4,13 @@
 // the flows the node sends to such peers, and drops packets from them that
 // are not replies to one. Packets from every other peer pass untouched.
 //
+// It also holds back the traffic of peers that must first agree a
+// post-quantum preshared key (node/pq, pq: require): to and from such a
+// gated peer only the exchange passes (TCP to the exchange port of either
+// side, and its replies). Every peer, restricted or not, may open the
+// exchange with this node: it is part of the tunnel, as WireGuard's own
+// handshakes are.
+//
 // It wraps the tun.Device the backend is handed, so it works the same
 // under every backend and on both kernel and netstack devices.
 package filter
@@ -46,11 +53,14 @@ type flow struct {
 type Device struct {
 	tun.Device
 
-	active  atomic.Bool // any restricted peer at all
+	active  atomic.Bool // any restricted or gated peer at all
+	gating  atomic.Bool // any gated peer
 	dropped atomic.Uint64
 
 	mu         sync.Mutex
 	restricted map[netip.Addr]bool
+	gated      map[netip.Addr]bool
+	port       uint16 // the post-quantum exchange's TCP port; 0: none
 	flows      map[flow]time.Time
 	lastSweep  time.Time
 }
@@ -58,7 +68,7 @@ type Device struct {
 // Wrap returns d with the filter in front of it; it passes everything
 // until SetRestricted names a peer.
 func Wrap(d tun.Device) *Device {
-	return &Device{Device: d, restricted: map[netip.Addr]bool{}, flows: map[flow]time.Time{}}
+	return &Device{Device: d, restricted: map[netip.Addr]bool{}, gated: map[netip.Addr]bool{}, flows: map[flow]time.Time{}}
 }
 
 // SetRestricted replaces the set of peer addresses that may not open
@@ -70,36 +80,72 @@ func (d *Device) SetRestricted(addrs []netip.Addr) {
 	for _, a := range addrs {
 		d.restricted[a] = true
 	}
-	d.active.Store(len(addrs) > 0)
+	d.active.Store(len(d.restricted)+len(d.gated) > 0)
+}
+
+// SetGated sets the post-quantum exchange's TCP port (0: none) and
+// replaces the set of peer addresses whose traffic waits for it: to and
+// from those, only the exchange passes.
+func (d *Device) SetGated(port uint16, addrs []netip.Addr) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.port = port
+	d.gated = make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		d.gated[a] = true
+	}
+	d.gating.Store(len(d.gated) > 0)
+	d.active.Store(len(d.restricted)+len(d.gated) > 0)
 }
 
 // Dropped counts the packets the filter has refused.
 func (d *Device) Dropped() uint64 { return d.dropped.Load() }
 
-// Read reads packets the node sends, and records the flows to restricted
-// peers.
+// Read reads packets the node sends, records the flows to restricted and
+// gated peers, and holds back what a gated peer may not be sent yet.
 func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	n, err := d.Device.Read(bufs, sizes, offset)
-	if n == 0 || !d.active.Load() {
-		return n, err
-	}
-	now := time.Now()
-	d.mu.Lock()
-	for i := range n {
-		pkt := bufs[i][offset : offset+sizes[i]]
-		h, ok := parse(pkt)
-		if !ok || !d.restricted[h.dst] {
-			continue
+	for {
+		n, err := d.Device.Read(bufs, sizes, offset)
+		if n == 0 || !d.active.Load() {
+			return n, err
 		}
-		if len(d.flows) < maxFlows {
-			d.flows[flow{h.proto, h.src, h.dst, h.sport, h.dport}] = now
+		now := time.Now()
+		gating := d.gating.Load()
+		kept := 0
+		d.mu.Lock()
+		for i := range n {
+			pkt := bufs[i][offset : offset+sizes[i]]
+			h, ok := parse(pkt)
+			if ok && gating && d.gated[h.dst] && !d.exchangeOutLocked(h) {
+				d.dropped.Add(1)
+				continue
+			}
+			if ok && (d.restricted[h.dst] || d.gated[h.dst]) && len(d.flows) < maxFlows {
+				d.flows[flow{h.proto, h.src, h.dst, h.sport, h.dport}] = now
+			}
+			if kept != i {
+				copy(bufs[kept][offset:], pkt)
+				sizes[kept] = sizes[i]
+			}
+			kept++
 		}
+		if now.Sub(d.lastSweep) > sweepEvery {
+			d.sweepLocked(now)
+		}
+		d.mu.Unlock()
+		if kept > 0 || err != nil {
+			return kept, err
+		}
+		// Everything read was held back: read on rather than hand the
+		// backend an empty batch.
 	}
-	if now.Sub(d.lastSweep) > sweepEvery {
-		d.sweepLocked(now)
-	}
-	d.mu.Unlock()
-	return n, err
+}
+
+// exchangeOutLocked reports whether h, sent by this node, is part of a
+// post-quantum exchange: TCP to the peer's exchange port, or from this
+// node's (its responder answering).
+func (d *Device) exchangeOutLocked(h header) bool {
+	return d.port != 0 && h.proto == protoTCP && !h.fragment && (h.dport == d.port || h.sport == d.port)
 }
 
 // Write delivers packets from peers, dropping those from restricted peers
@@ -135,8 +181,23 @@ func (d *Device) allowLocked(pkt []byte, now time.Time) bool {
 		// decide, unless the source is unknown.
 		return len(pkt) == 0
 	}
+	if d.gated[h.src] {
+		// Only the exchange: to this node's responder, or replies on a
+		// connection this node opened to the peer's.
+		if d.port == 0 || h.proto != protoTCP || h.fragment {
+			return false
+		}
+		if h.dport == d.port {
+			return true
+		}
+		t, ok := d.flows[flow{h.proto, h.dst, h.src, h.dport, h.sport}]
+		return ok && h.sport == d.port && now.Sub(t) < ttl(h.proto)
+	}
 	if !d.restricted[h.src] {
 		return true
+	}
+	if d.port != 0 && h.proto == protoTCP && !h.fragment && h.dport == d.port {
+		return true // a restricted peer may still open the exchange
 	}
 	var key flow
 	switch h.proto {
@@ -171,7 +232,7 @@ func (d *Device) anyFlowLocked(local, peer netip.Addr, now time.Time) bool {
 func (d *Device) sweepLocked(now time.Time) {
 	d.lastSweep = now
 	for f, t := range d.flows {
-		if now.Sub(t) >= ttl(f.proto) || !d.restricted[f.peer] {
+		if now.Sub(t) >= ttl(f.proto) || !d.restricted[f.peer] && !d.gated[f.peer] {
 			delete(d.flows, f)
 		}
 	}

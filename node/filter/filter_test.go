@@ -141,3 +141,90 @@ func FuzzParse(f *testing.F) {
 		d.Write([][]byte{p}, 0)
 	})
 }
+
+// readAll passes packets the node sends through one Read and returns what
+// came out.
+func readAll(d *Device, f *fakeDev, pkts ...[]byte) [][]byte {
+	f.out = append(f.out, pkts...)
+	bufs := make([][]byte, len(pkts))
+	for i := range bufs {
+		bufs[i] = make([]byte, 1500)
+	}
+	sizes := make([]int, len(pkts))
+	n, _ := d.Read(bufs, sizes, 0)
+	var out [][]byte
+	for i := range n {
+		out = append(out, bufs[i][:sizes[i]])
+	}
+	return out
+}
+
+// TestGatedPeerPassesOnlyTheExchange: to and from a peer that waits for
+// its post-quantum key, only the exchange passes, both ways; other peers
+// are untouched, and a batch keeps its order.
+func TestGatedPeerPassesOnlyTheExchange(t *testing.T) {
+	const port = 5362
+	f := &fakeDev{}
+	d := Wrap(f)
+	d.SetGated(port, []netip.Addr{peer})
+
+	for _, c := range []struct {
+		pkt  []byte
+		pass bool
+		what string
+	}{
+		{ipv4(protoTCP, local, peer, 50000, port), true, "the node opening the exchange"},
+		{ipv4(protoTCP, local, peer, port, 41000), true, "the node's responder answering"},
+		{ipv4(protoTCP, local, peer, 50000, 80), false, "TCP to another port"},
+		{ipv4(protoUDP, local, peer, 5353, 53), false, "UDP"},
+		{ipv4(protoICMP, local, peer, 8, 1), false, "a ping"},
+		{ipv4(protoTCP, local, other, 50000, 80), true, "TCP to a peer that is not gated"},
+	} {
+		if got := len(readAll(d, f, c.pkt)) == 1; got != c.pass {
+			t.Errorf("sending %s: passed %v, want %v", c.what, got, c.pass)
+		}
+	}
+	for _, c := range []struct {
+		pkt  []byte
+		pass bool
+		what string
+	}{
+		{ipv4(protoTCP, peer, local, 41000, port), true, "the peer opening the exchange"},
+		{ipv4(protoTCP, peer, local, port, 50000), true, "the reply on the exchange the node opened"},
+		{ipv4(protoTCP, peer, local, port, 50001), false, "a packet from the peer's exchange port to another of the node's ports"},
+		{ipv4(protoTCP, peer, local, 40000, 22), false, "TCP to another port"},
+		{ipv4(protoUDP, peer, local, 53, 5353), false, "UDP"},
+		{ipv4(protoTCP, other, local, 40000, 22), true, "TCP from a peer that is not gated"},
+	} {
+		if got := deliver(d, f, c.pkt); got != c.pass {
+			t.Errorf("receiving %s: passed %v, want %v", c.what, got, c.pass)
+		}
+	}
+
+	// A batch: what is held back leaves no gap, and the order stays.
+	a, b := ipv4(protoTCP, local, other, 1, 2), ipv4(protoTCP, local, other, 3, 4)
+	out := readAll(d, f, a, ipv4(protoUDP, local, peer, 1, 2), b)
+	if len(out) != 2 || string(out[0]) != string(a) || string(out[1]) != string(b) {
+		t.Errorf("a batch of 3 with one held back came out as %d packets", len(out))
+	}
+
+	d.SetGated(port, nil)
+	if !deliver(d, f, ipv4(protoTCP, peer, local, 40000, 22)) || len(readAll(d, f, ipv4(protoUDP, local, peer, 1, 2))) != 1 {
+		t.Error("with no gated peer, traffic was still held back")
+	}
+}
+
+// TestRestrictedPeerMayOpenTheExchange: a peer that may not open
+// connections to the node may still open the post-quantum exchange.
+func TestRestrictedPeerMayOpenTheExchange(t *testing.T) {
+	f := &fakeDev{}
+	d := Wrap(f)
+	d.SetRestricted([]netip.Addr{peer})
+	d.SetGated(5362, nil)
+	if !deliver(d, f, ipv4(protoTCP, peer, local, 41000, 5362)) {
+		t.Error("a restricted peer could not open the exchange")
+	}
+	if deliver(d, f, ipv4(protoTCP, peer, local, 41000, 22)) {
+		t.Error("a restricted peer opened another connection")
+	}
+}
