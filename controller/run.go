@@ -33,7 +33,7 @@ import (
 
 // Files in the data directory.
 const (
-	StoreFile     = "controller.db"
+	StoreFile     = bolt.FileName
 	AdminSocket   = "admin.sock"
 	TLSDir        = "tls"
 	shutdownGrace = 10 * time.Second

@@ -263,10 +263,16 @@ func JudgeStore(res *StoreUpgrade) []string {
 		out = append(out, fmt.Sprintf("a client of capability version %d (older than the oldest served) got %d %q: want 426 with what to upgrade to", t.Version, t.Status, t.Message))
 	}
 	if res.Start > 0 { // the new controller ran, so the downgrade was tried
-		if d := res.Downgrade; !d.Refused {
-			out = append(out, fmt.Sprintf("%s's controller, started again on the data dir this tree's controller upgraded to schema %d, did not refuse it: %q", res.From, d.Schema, d.Message))
-		} else if !namesBothVersions(d.Message, d.Schema) {
-			out = append(out, fmt.Sprintf("%s's controller refused the upgraded data dir with %q: want the refusal to name the data dir's schema version %d and its own", res.From, d.Message, d.Schema))
+		d := res.Downgrade
+		switch {
+		case d.SchemaAfter < d.SchemaBefore:
+			out = append(out, fmt.Sprintf("this tree's controller left %s's data dir at schema version %d, below the %d it had", res.From, d.SchemaAfter, d.SchemaBefore))
+		case d.SchemaAfter == d.SchemaBefore && !d.Served:
+			out = append(out, fmt.Sprintf("%s's controller did not serve its data dir again after this tree's controller opened it (schema version %d unchanged, so a downgrade must work): %s", res.From, d.SchemaAfter, d.Message))
+		case d.SchemaAfter > d.SchemaBefore && !d.Refused:
+			out = append(out, fmt.Sprintf("%s's controller, started again on the data dir this tree's controller upgraded to schema %d, did not refuse it: %q", res.From, d.SchemaAfter, d.Message))
+		case d.SchemaAfter > d.SchemaBefore && !namesBothVersions(d.Message, d.SchemaAfter):
+			out = append(out, fmt.Sprintf("%s's controller refused the upgraded data dir with %q: want the refusal to name the data dir's schema version %d and its own", res.From, d.Message, d.SchemaAfter))
 		}
 	}
 	return out

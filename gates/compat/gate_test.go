@@ -13,7 +13,7 @@ import (
 func TestJudges(t *testing.T) {
 	good := &StoreUpgrade{From: "v0.1.0", Nodes: upgradeNodes, Kept: upgradeNodes, Credentials: upgradeNodes, Peers: upgradeNodes - 1, Start: 100 * time.Millisecond,
 		TooOld:    TooOld{Status: 426, Message: "client capability version 0 is no longer supported; the oldest supported is 1: upgrade rustynetd to v0.1.0 or later"},
-		Downgrade: Downgrade{Refused: true, Schema: 2, Message: "rustynet-controller: open store DATA_DIR/controller.db: store was written by a newer controller: schema version 2, this build knows up to 1; run a newer controller or restore a backup taken before the upgrade"}}
+		Downgrade: Downgrade{Refused: true, SchemaBefore: 1, SchemaAfter: 2, Message: "rustynet-controller: open store DATA_DIR/controller.db: store was written by a newer controller: schema version 2, this build knows up to 1; run a newer controller or restore a backup taken before the upgrade"}}
 	if p := JudgeStore(good); len(p) != 0 {
 		t.Errorf("a clean store upgrade: %v", p)
 	}
@@ -31,14 +31,24 @@ func TestJudges(t *testing.T) {
 	}
 
 	accepted := *good
-	accepted.Downgrade = Downgrade{Schema: 2, Message: "listening on 127.0.0.1:41000"}
+	accepted.Downgrade = Downgrade{SchemaBefore: 1, SchemaAfter: 2, Message: "listening on 127.0.0.1:41000"}
 	if p := JudgeStore(&accepted); len(p) != 1 || !strings.Contains(p[0], "did not refuse") {
 		t.Errorf("a downgrade accepted: %v", p)
 	}
 	vague := *good
-	vague.Downgrade = Downgrade{Refused: true, Schema: 2, Message: "open store: unsupported data"}
+	vague.Downgrade = Downgrade{Refused: true, SchemaBefore: 1, SchemaAfter: 2, Message: "open store: unsupported data"}
 	if p := JudgeStore(&vague); len(p) != 1 || !strings.Contains(p[0], "name the data dir's schema version 2") {
 		t.Errorf("a downgrade refused without the versions: %v", p)
+	}
+
+	same := *good
+	same.Downgrade = Downgrade{SchemaBefore: 2, SchemaAfter: 2, Served: true}
+	if p := JudgeStore(&same); len(p) != 0 {
+		t.Errorf("a downgrade within one schema that works: %v", p)
+	}
+	same.Downgrade.Served, same.Downgrade.Message = false, "exited before it served"
+	if p := JudgeStore(&same); len(p) != 1 || !strings.Contains(p[0], "a downgrade must work") {
+		t.Errorf("a downgrade within one schema that fails: %v", p)
 	}
 
 	pairs := func(n int, fail int) *Mixed {

@@ -3,8 +3,8 @@ package compat
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/store"
+	"github.com/rustynet/rustynet/controller/store/bolt"
 	"github.com/rustynet/rustynet/internal/ports"
 )
 
@@ -57,13 +58,20 @@ type StoreUpgrade struct {
 	Problems  []string  `json:"problems,omitempty"`
 }
 
-// Downgrade is an earlier release's controller started on a data dir the
-// new controller has upgraded: it must refuse, naming the data dir's
-// schema version and its own.
+// Downgrade is an earlier release's controller started again on a data
+// dir this tree's controller has upgraded. If the upgrade raised the
+// schema version, it must refuse, naming the data dir's schema version and
+// its own; if not, it must serve the data dir as before (a downgrade
+// within one schema version works).
 type Downgrade struct {
-	Refused bool `json:"refused"`
-	// Schema is the version the new controller writes (store.SchemaVersion).
-	Schema  uint64 `json:"schema"`
+	// SchemaBefore is the data dir's schema version as the earlier
+	// release left it; SchemaAfter, as this tree's controller left it.
+	SchemaBefore uint64 `json:"schema_before"`
+	SchemaAfter  uint64 `json:"schema_after"`
+	// Refused: the earlier release's controller exited without serving
+	// (Message is its last line); Served: it served the data dir.
+	Refused bool   `json:"refused"`
+	Served  bool   `json:"served"`
 	Message string `json:"message"`
 }
 
@@ -103,7 +111,11 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 			if i == 0 {
 				name = idShapedHostname()
 			}
-			body, err := json.Marshal(map[string]string{"auth_key": key, "node_key": randomKey(), "machine_key": randomKey(), "hostname": name})
+			req, err := registration(ctx, old, rel.Capability, key, name)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rel.Release, err)
+			}
+			body, err := json.Marshal(req)
 			if err != nil {
 				return err
 			}
@@ -130,6 +142,9 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 		return nil, err
 	}
 	res.Nodes = len(regs)
+	if res.Downgrade.SchemaBefore, err = bolt.ReadSchemaVersion(filepath.Join(dir, bolt.FileName)); err != nil {
+		return nil, fmt.Errorf("%s's data dir's schema version: %w", rel.Release, err)
+	}
 
 	start := time.Now()
 	cur, err := startController(ctx, newController, dir, log)
@@ -143,7 +158,20 @@ func CheckStoreUpgrade(ctx context.Context, rel Built, newController, work strin
 		return nil, err
 	}
 	cur.stop()
-	res.Downgrade = tryDowngrade(ctx, rel, dir, log)
+	if res.Downgrade.SchemaAfter, err = bolt.ReadSchemaVersion(filepath.Join(dir, bolt.FileName)); err != nil {
+		return nil, fmt.Errorf("the upgraded data dir's schema version: %w", err)
+	}
+	if res.Downgrade.SchemaAfter > res.Downgrade.SchemaBefore {
+		res.Downgrade.Refused, res.Downgrade.Message = tryDowngrade(ctx, rel, dir, log)
+	} else {
+		old, err := startController(ctx, rel.Controller, dir, log)
+		if err == nil {
+			res.Downgrade.Served = true
+			old.stop()
+		} else {
+			res.Downgrade.Message = err.Error()
+		}
+	}
 	return res, nil
 }
 
@@ -229,6 +257,47 @@ type TooOld struct {
 	Message string `json:"message"`
 }
 
+// proofSince is the capability version from which a registration proves
+// the machine key (GET /v1/register/challenge, then challenge and
+// machine_proof), as nodes of that version do.
+const proofSince = 3
+
+// registration is the body a node of capability version v sends to
+// register as hostname with key: fresh node and machine keys, and from
+// proofSince the challenge's answer with the machine key's proof.
+func registration(ctx context.Context, c *controller, v int, key, hostname string) (map[string]string, error) {
+	mpriv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	var nk, mk api.NodePublic
+	rand.Read(nk[:])
+	copy(mk[:], mpriv.PublicKey().Bytes())
+	req := map[string]string{"auth_key": key, "node_key": nk.String(), "machine_key": mk.String(), "hostname": hostname}
+	if v < proofSince {
+		return req, nil
+	}
+	status, raw, err := c.do(ctx, http.MethodGet, api.PathRegisterChallenge, v, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	var ch api.RegisterChallenge
+	if status != http.StatusOK || json.Unmarshal(raw, &ch) != nil {
+		return nil, fmt.Errorf("register challenge: %d %s", status, truncate(raw))
+	}
+	peer, err := ecdh.X25519().NewPublicKey(ch.Key[:])
+	if err != nil {
+		return nil, fmt.Errorf("register challenge key: %w", err)
+	}
+	shared, err := mpriv.ECDH(peer)
+	if err != nil {
+		return nil, err
+	}
+	req["challenge"] = ch.Challenge
+	req["machine_proof"] = api.EncodeProof(api.MachineProof([32]byte(shared), ch.Challenge, api.MachinePublic(mk), nk))
+	return req, nil
+}
+
 // idShapedHostname is a hostname of the form of a node ID.
 func idShapedHostname() string {
 	b := make([]byte, 8)
@@ -237,16 +306,15 @@ func idShapedHostname() string {
 }
 
 // tryDowngrade starts rel's controller on dir, which a newer controller
-// has upgraded, and reports its refusal: it must exit within 30 s without
-// serving, and say which schema version it found and which it knows.
-func tryDowngrade(ctx context.Context, rel Built, dir string, log io.Writer) Downgrade {
-	d := Downgrade{Schema: store.SchemaVersion}
+// has upgraded to a newer schema, and reports whether it refused (exited
+// within 30 s without serving) and its last line, which must say which
+// schema version it found and which it knows.
+func tryDowngrade(ctx context.Context, rel Built, dir string, log io.Writer) (bool, string) {
 	var addrs []string
 	for range 2 {
 		port, release, err := ports.Reserve()
 		if err != nil {
-			d.Message = err.Error()
-			return d
+			return false, err.Error()
 		}
 		// Free for it: a controller that refuses never listens.
 		release()
@@ -265,10 +333,8 @@ func tryDowngrade(ctx context.Context, rel Built, dir string, log io.Writer) Dow
 		msg = msg[i+1:]
 	}
 	msg = strings.ReplaceAll(msg, dir, "DATA_DIR")
-	d.Message = truncate([]byte(msg))
 	var exit *exec.ExitError
-	d.Refused = errors.As(err, &exit) && cctx.Err() == nil
-	return d
+	return errors.As(err, &exit) && cctx.Err() == nil, truncate([]byte(msg))
 }
 
 // controller is a controller process serving on loopback.
@@ -342,12 +408,6 @@ func (c *controller) stop() {
 		c.hc.CloseIdleConnections()
 	}
 	c.proc.stop()
-}
-
-func randomKey() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.StdEncoding.EncodeToString(b)
 }
 
 func truncate(b []byte) string {

@@ -28,8 +28,9 @@ func TestStoreUpgrade(t *testing.T) {
 			for _, p := range JudgeStore(res) {
 				t.Error(p)
 			}
-			t.Logf("from %s (capability %d): %d nodes kept (%d renamed by the migrations), %d credentials accepted; the new controller served after %v; the downgrade was refused: %v, %q",
-				r.Name.Value, res.Capability, res.Kept, res.Renamed, res.Credentials, res.Start.Round(time.Millisecond), res.Downgrade.Refused, res.Downgrade.Message)
+			t.Logf("from %s (capability %d): %d nodes kept (%d renamed by the migrations), %d credentials accepted; the new controller served after %v; schema %d -> %d; the earlier release then refused it: %v, served it: %v %q",
+				r.Name.Value, res.Capability, res.Kept, res.Renamed, res.Credentials, res.Start.Round(time.Millisecond),
+				res.Downgrade.SchemaBefore, res.Downgrade.SchemaAfter, res.Downgrade.Refused, res.Downgrade.Served, res.Downgrade.Message)
 		})
 	}
 }

@@ -114,6 +114,29 @@ func (s *Store) SchemaVersion() (uint64, error) {
 	return v, err
 }
 
+// FileName is the store file's name in a controller's data dir.
+const FileName = "controller.db"
+
+// ReadSchemaVersion reads the schema version of the store file at path
+// without opening it for writing or migrating it: what a release would
+// find there. The file must not be held by a controller.
+func ReadSchemaVersion(path string) (uint64, error) {
+	if _, err := os.Stat(path); err != nil {
+		return 0, err
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if err != nil {
+		return 0, fmt.Errorf("open store %s read-only: %w", path, err)
+	}
+	defer db.Close()
+	var v uint64
+	err = db.View(func(tx *bbolt.Tx) error {
+		v = schemaOf(tx)
+		return nil
+	})
+	return v, err
+}
+
 func schemaOf(tx *bbolt.Tx) uint64 {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {

@@ -110,6 +110,26 @@ func TestMigrateSchema2(t *testing.T) {
 	fx.Check(t, s)
 }
 
+// TestReadSchemaVersion: the schema version of a store file, read without
+// migrating it, and an error for a file that is not there.
+func TestReadSchemaVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "controller.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return putUint(tx.Bucket(bucketMeta), keySchema, 1) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if v, err := ReadSchemaVersion(path); err != nil || v != 1 {
+		t.Errorf("ReadSchemaVersion = %d, %v; want 1 (read, not migrated)", v, err)
+	}
+	if _, err := ReadSchemaVersion(path + ".missing"); err == nil {
+		t.Error("ReadSchemaVersion of a missing file: no error")
+	}
+}
+
 // TestOpenRefusesASchemaNoMigrationReaches: a build whose migrations stop
 // short of the version it writes refuses to open a store, rather than
 // writing records of one version into a store marked as another.
