@@ -89,6 +89,7 @@ type endpointReport struct {
 	eps      []netip.AddrPort
 	port     uint16
 	observed netip.AddrPort
+	pq       []string
 	done     chan endpointResult // buffered
 }
 
@@ -143,7 +144,7 @@ func (c *endpointCoalescer) flush(batch map[api.NodeID][]*endpointReport) {
 	ins := make([]endpointsIntent, 0, len(batch))
 	for id, reps := range batch {
 		last := reps[len(reps)-1]
-		ins = append(ins, endpointsIntent{Node: id, CredentialHash: last.cred.hash, Endpoints: last.eps, ListenPort: last.port, Observed: last.observed})
+		ins = append(ins, endpointsIntent{Node: id, CredentialHash: last.cred.hash, Endpoints: last.eps, ListenPort: last.port, Observed: last.observed, PQ: last.pq})
 	}
 	outs, _, err := c.s.commitEndpoints(context.Background(), ins, true)
 	for i, in := range ins {
@@ -168,6 +169,8 @@ type endpointsIntent struct {
 	Endpoints      []netip.AddrPort `json:"endpoints,omitempty"`
 	ListenPort     uint16           `json:"listen_port,omitempty"`
 	Observed       netip.AddrPort   `json:"observed"`
+	// PQ replaces the node's post-quantum schemes (capability 4).
+	PQ []string `json:"pq,omitempty"`
 }
 
 // endpointsOutcome is one report's result: the node as stored, or the
@@ -269,12 +272,12 @@ func (s *Server) endpointsTx(tx store.Tx, ins []endpointsIntent, outs []endpoint
 		if err != nil {
 			return effect{}, nil, err
 		}
-		if slices.Equal(old.Endpoints, in.Endpoints) && old.ListenPort == in.ListenPort && old.Observed == in.Observed {
+		if slices.Equal(old.Endpoints, in.Endpoints) && old.ListenPort == in.ListenPort && old.Observed == in.Observed && slices.Equal(old.PQ, in.PQ) {
 			outs[i] = endpointsOutcome{node: old}
 			continue
 		}
 		n := old.Clone()
-		n.Endpoints, n.ListenPort, n.Observed = in.Endpoints, in.ListenPort, in.Observed
+		n.Endpoints, n.ListenPort, n.Observed, n.PQ = in.Endpoints, in.ListenPort, in.Observed, in.PQ
 		n.UpdatedAt = s.now().UTC()
 		if err := tx.PutNode(n); err != nil {
 			return effect{}, nil, err

@@ -149,7 +149,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	}
 	in := &registerIntent{
 		MachineKey: req.MachineKey, NodeKey: req.NodeKey, Hostname: req.Hostname,
-		Backends: req.Backends, BackendKeys: req.BackendKeys,
+		Backends: req.Backends, BackendKeys: req.BackendKeys, PQ: pqOf(r, req.PQ),
 		Endpoints: req.Endpoints, ListenPort: req.ListenPort,
 		Observed:  s.observedEndpoint(r, req.ListenPort),
 		AuthKeyID: keyID, AuthKeyHash: keyHash,
@@ -339,6 +339,9 @@ func (s *Server) netmap(w http.ResponseWriter, r *http.Request, self *store.Node
 		if err != nil {
 			return err
 		}
+		if clientVersion(r) < pqSince {
+			resp = withoutPQ(resp)
+		}
 		if resp.Full || resp.Self != nil || len(resp.PeersChanged) > 0 || len(resp.PeersRemoved) > 0 || wait == 0 {
 			return s.writeNetmap(w, resp, waited, changedAt)
 		}
@@ -430,6 +433,20 @@ func (s *Server) updateSelf(r *http.Request, cred credential, change func(n *sto
 	return res.(*store.Node), nil
 }
 
+// pqSince is the capability version from which nodes announce their
+// post-quantum schemes and netmaps carry them.
+const pqSince = 4
+
+// pqOf is the post-quantum schemes a request announces: none from a
+// client older than pqSince, so that a node restarted on such a build is
+// no longer taken to run them.
+func pqOf(r *http.Request, schemes []string) []string {
+	if clientVersion(r) < pqSince || len(schemes) == 0 {
+		return nil
+	}
+	return schemes
+}
+
 func (s *Server) endpoints(w http.ResponseWriter, r *http.Request, self *store.Node, cred credential) error {
 	req, err := decode[api.EndpointsRequest](r.Body, api.MaxBodyBytes)
 	if err != nil {
@@ -439,7 +456,8 @@ func (s *Server) endpoints(w http.ResponseWriter, r *http.Request, self *store.N
 		return err
 	}
 	observed := s.observedEndpoint(r, req.ListenPort)
-	if slices.Equal(self.Endpoints, req.Endpoints) && self.ListenPort == req.ListenPort && self.Observed == observed {
+	pq := pqOf(r, req.PQ)
+	if slices.Equal(self.Endpoints, req.Endpoints) && self.ListenPort == req.ListenPort && self.Observed == observed && slices.Equal(self.PQ, pq) {
 		// Nothing changed: nothing to store, no one to wake.
 		return writeJSON(w, http.StatusOK, nodeView(s.st.policyNow(), self))
 	}
@@ -448,7 +466,7 @@ func (s *Server) endpoints(w http.ResponseWriter, r *http.Request, self *store.N
 		s.metrics.limited.WithLabelValues("writes").Inc()
 		return err
 	}
-	n, err := s.coalescer.submit(&endpointReport{cred: cred, eps: req.Endpoints, port: req.ListenPort, observed: observed,
+	n, err := s.coalescer.submit(&endpointReport{cred: cred, eps: req.Endpoints, port: req.ListenPort, observed: observed, pq: pq,
 		done: make(chan endpointResult, 1)})
 	if err != nil {
 		return err

@@ -26,6 +26,8 @@ type registerIntent struct {
 	BackendKeys map[string]string `json:"backend_keys,omitempty"`
 	Endpoints   []netip.AddrPort  `json:"endpoints,omitempty"`
 	ListenPort  uint16            `json:"listen_port,omitempty"`
+	// PQ is the post-quantum schemes the node announced (capability 4).
+	PQ []string `json:"pq,omitempty"`
 	// Observed is the node's data-plane endpoint as the receiving
 	// replica saw it (its source address and ListenPort).
 	Observed    netip.AddrPort `json:"observed"`
@@ -46,7 +48,7 @@ type registerIntent struct {
 // Validate checks what a node's request would have been checked for.
 func (in *registerIntent) Validate() error {
 	req := api.RegisterRequest{AuthKey: in.AuthKeyID, NodeKey: in.NodeKey, MachineKey: in.MachineKey,
-		Hostname: in.Hostname, Backends: in.Backends, BackendKeys: in.BackendKeys}
+		Hostname: in.Hostname, Backends: in.Backends, BackendKeys: in.BackendKeys, PQ: in.PQ}
 	if in.AuthKeyID == "" {
 		return errors.New("auth_key_id is required")
 	}
@@ -227,6 +229,7 @@ func (s *Server) registerTx(tx store.Tx, in *registerIntent) (effect, any, error
 	n.AuthKeyID = k.ID
 	n.Backends = in.Backends
 	n.BackendKeys = in.BackendKeys
+	n.PQ = in.PQ
 	n.Tags = k.Tags
 	n.Endpoints = in.Endpoints
 	n.ListenPort = in.ListenPort

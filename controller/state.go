@@ -170,7 +170,25 @@ func nodeView(p *acl.Policy, n *store.Node) api.Node {
 		Backends:    []string{p.Backend(subject(n), n.Backends)},
 		BackendKeys: n.BackendKeys,
 		Tags:        n.Tags,
+		PQ:          n.PQ,
+		PQMode:      p.PQMode(subject(n)),
 	}
+}
+
+// withoutPQ takes the post-quantum fields out of resp, for a client older
+// than capability version 4.
+func withoutPQ(resp *api.MapResponse) *api.MapResponse {
+	strip := func(n *api.Node) { n.PQ, n.PQMode = nil, "" }
+	if resp.Self != nil {
+		strip(resp.Self)
+	}
+	for i := range resp.Peers {
+		strip(&resp.Peers[i])
+	}
+	for i := range resp.PeersChanged {
+		strip(&resp.PeersChanged[i])
+	}
+	return resp
 }
 
 // peerEntry is what self's netmap says of peer, if anything. The ACL

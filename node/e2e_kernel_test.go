@@ -96,7 +96,11 @@ func (m *kernelMesh) AuthKey(tags ...string) string {
 	return resp.Key
 }
 
-func (m *kernelMesh) NewNode(name, key string) meshNode {
+func (m *kernelMesh) NewNode(name, key string) meshNode { return m.newNode(name, key) }
+
+// newNode starts a node on the next free host, with rustynetd's extra
+// flags.
+func (m *kernelMesh) newNode(name, key string, extra ...string) *kernelNode {
 	if m.next >= len(m.net.Hosts) {
 		m.t.Fatalf("the testbed has no free host for %s", name)
 	}
@@ -106,6 +110,7 @@ func (m *kernelMesh) NewNode(name, key string) meshNode {
 			"--controller", m.ctl.URL(), "--controller-ca", m.ctl.CAFile(), "--auth-key", key,
 			"--hostname", name, "--backend", m.backend,
 		}}
+	n.args = append(n.args, extra...)
 	m.next++
 	n.Start()
 	m.t.Cleanup(n.Stop)

@@ -22,6 +22,8 @@ type metrics struct {
 	netmapApply     prometheus.Histogram
 	routeApply      prometheus.Histogram
 	probes          *prometheus.CounterVec
+	pqExchanges     *prometheus.CounterVec
+	pqExchangeTime  prometheus.Histogram
 }
 
 var applyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
@@ -66,6 +68,20 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Help: "Probes (ICMP echoes through the tunnel) sent to a sample of the peers, by result: ok (answered in time), lost (not answered), error (could not be sent). Summed over peers.",
 		}, []string{"result"}),
 	}
+	m.pqExchanges = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "rustynet_node_pq_exchanges_total",
+		Help: "Post-quantum preshared-key exchanges (node/pq) with peers, by this node's role (initiator, responder) and result: ok, refused (the other side runs none with this node, and says why), error. Summed over peers.",
+	}, []string{"role", "result"})
+	m.pqExchangeTime = f.NewHistogram(prometheus.HistogramOpts{
+		Name:    "rustynet_node_pq_exchange_duration_seconds",
+		Help:    "Time of the post-quantum exchanges this node initiated and completed, from the connection to the installed key.",
+		Buckets: applyBuckets,
+	})
+	for _, role := range []string{"initiator", "responder"} {
+		for _, r := range []string{"ok", "refused", "error"} {
+			m.pqExchanges.WithLabelValues(role, r)
+		}
+	}
 	// Every result from zero, so that a rate of lost probes exists before
 	// the first is lost.
 	for _, r := range []string{"ok", "lost", "error"} {
@@ -88,6 +104,7 @@ var (
 	descNetmapAge  = prometheus.NewDesc("rustynet_node_netmap_age_seconds", "Time since the controller last confirmed the netmap in force (its last answered poll); absent before the first.", nil, nil)
 	descSunset     = prometheus.NewDesc("rustynet_node_control_capability_sunset_timestamp_seconds", "The sunset (Unix time) the controller announced for the node's capability version: from then it may stop serving this rustynetd, which must be upgraded before. Absent while no removal is announced; 0 when one is, without a date the node reads.", nil, nil)
 	descPeerStates = prometheus.NewDesc("rustynet_node_peers_by_state", "Peers by state: up (a handshake completed), pending (none yet), unusable (in the netmap but not usable: another backend).", []string{"state"}, nil)
+	descPQPeers    = prometheus.NewDesc("rustynet_node_pq_peers", "Peers by post-quantum protection of the pair (mode): classical, pending (wanted, not yet in the session; under pq: require only the exchange passes), psk (the session runs on a post-quantum preshared key), refused (pq: require and the peer cannot: nothing passes), hybrid-tls (the backend's own exchange is post-quantum). rustynet status shows each peer's.", []string{"mode"}, nil)
 )
 
 // Peer states of rustynet_node_peers_by_state.
@@ -127,6 +144,7 @@ func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descNetmapAge
 	ch <- descSunset
 	ch <- descPeerStates
+	ch <- descPQPeers
 }
 
 func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -138,7 +156,17 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	syncedAt := c.n.syncedAt
 	unusable := len(c.n.missing)
+	pqModes := map[string]int{}
+	for _, p := range c.n.peers {
+		if p.Unreachable == "" {
+			state, _, _ := c.n.pqStateLocked(&p)
+			pqModes[state]++
+		}
+	}
 	c.n.mu.Unlock()
+	for _, m := range localapi.PQStates {
+		ch <- prometheus.MustNewConstMetric(descPQPeers, prometheus.GaugeValue, float64(pqModes[m]), m)
+	}
 	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
 	if c.n.client != nil {
 		ch <- prometheus.MustNewConstMetric(descReplica, prometheus.GaugeValue, 1, c.n.client.Current())

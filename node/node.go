@@ -34,6 +34,7 @@ import (
 	"github.com/rustynet/rustynet/node/filter"
 	"github.com/rustynet/rustynet/node/key"
 	"github.com/rustynet/rustynet/node/localapi"
+	"github.com/rustynet/rustynet/node/pq"
 	"github.com/rustynet/rustynet/node/router"
 )
 
@@ -98,6 +99,13 @@ type Config struct {
 	// (NetmapRecord), for drills that measure how long a change takes to
 	// reach every node.
 	NetmapLog io.Writer
+	// NoPQ makes the node neither announce nor run the post-quantum
+	// preshared-key exchange (node/pq), as a node of an earlier release:
+	// for migrations in waves, and an operator's way out.
+	NoPQ bool
+	// PQPeriod is how often a pair agrees a new post-quantum preshared
+	// key (default DefaultPQPeriod).
+	PQPeriod time.Duration
 }
 
 // NetmapRecord is one line of the netmap log (Config.NetmapLog): at At,
@@ -146,6 +154,11 @@ type Node struct {
 	reported  *api.EndpointsRequest
 	lastCheck time.Time
 	netReady  chan struct{} // closed when the first dataplane is up
+	// pq holds the post-quantum preshared key of each pair that agreed
+	// one, and pqSched the exchanges this node initiates (node/pqpsk.go),
+	// by the peer's node key.
+	pq      map[api.NodePublic]*pqKey
+	pqSched map[api.NodePublic]*pqSched
 }
 
 // dataplane is the packet device with its backend and router.
@@ -202,6 +215,8 @@ func New(cfg Config) (*Node, error) {
 		log:       cfg.Logger,
 		bo:        backoff{min: retryMin, max: retryMax},
 		peers:     map[api.NodeID]api.Node{},
+		pq:        map[api.NodePublic]*pqKey{},
+		pqSched:   map[api.NodePublic]*pqSched{},
 		state:     localapi.StateStarting,
 		netReady:  make(chan struct{}),
 		rotation:  make(chan struct{}, 1),
@@ -274,6 +289,14 @@ func (n *Node) Run(ctx context.Context) error {
 		n.runProber(proberCtx, n.cfg.ProbeInterval)
 	}()
 	defer func() { stopProber(); <-proberDone }()
+	// So does the post-quantum key exchange.
+	pqCtx, stopPQ := context.WithCancel(ctx)
+	pqDone := make(chan struct{})
+	go func() {
+		defer close(pqDone)
+		n.runPQ(pqCtx)
+	}()
+	defer func() { stopPQ(); <-pqDone }()
 
 	if st.Credential != "" {
 		cached, err := loadNetmap(n.cfg.StateDir)
@@ -433,6 +456,9 @@ func (n *Node) register(ctx context.Context) error {
 	// Prove the machine key, so that a retry after a lost answer gets
 	// this node back rather than a refusal.
 	ch, err := n.client.Challenge(ctx)
+	// The challenge's answer says the controller's capability version:
+	// only one of 4 or later is told the post-quantum schemes.
+	req.PQ = n.pqSchemes()
 	switch {
 	case err == nil:
 		if req.MachineProof, err = mk.Prove(ch, req.NodeKey); err != nil {
@@ -474,7 +500,7 @@ func (n *Node) register(ctx context.Context) error {
 	}
 	n.client.SetCredential(resp.Credential)
 	n.rev = 0
-	n.reported = &api.EndpointsRequest{Endpoints: req.Endpoints, ListenPort: req.ListenPort}
+	n.reported = &api.EndpointsRequest{Endpoints: req.Endpoints, ListenPort: req.ListenPort, PQ: req.PQ}
 	n.log.Info("registered", "node", resp.Node.ID, "name", resp.Node.Name, "addresses", resp.Node.Addresses)
 	return nil
 }
@@ -535,8 +561,12 @@ func (n *Node) reportEndpoints(ctx context.Context) error {
 	}
 	n.lastCheck = time.Now()
 	port := n.st.ListenPort
-	req := &api.EndpointsRequest{Endpoints: n.localEndpoints(port), ListenPort: port}
-	same := n.reported != nil && slices.Equal(n.reported.Endpoints, req.Endpoints) && n.reported.ListenPort == req.ListenPort
+	req := &api.EndpointsRequest{Endpoints: n.localEndpoints(port), ListenPort: port, PQ: n.pqSchemes()}
+	same := n.reported != nil && slices.Equal(n.reported.Endpoints, req.Endpoints) && n.reported.ListenPort == req.ListenPort &&
+		slices.Equal(n.reported.PQ, req.PQ) &&
+		// The controller's record lost the schemes (a replica of an
+		// earlier release rewrote it): report them again.
+		(req.PQ == nil || n.self == nil || slices.Equal(n.self.PQ, req.PQ))
 	n.mu.Unlock()
 	if same {
 		return nil
@@ -639,10 +669,9 @@ func (n *Node) applyLocked() error {
 	if err := n.ensureDataplaneLocked(n.self.Addresses, kind); err != nil {
 		return err
 	}
-	cfg, routes, restricted := n.backendConfigLocked()
-	n.dp.filter.SetRestricted(restricted)
-	if err := n.dp.backend.Reconfig(cfg); err != nil && !errors.Is(err, backend.ErrNoChanges) {
-		return fmt.Errorf("configure backend: %w", err)
+	routes, err := n.reconfigLocked()
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	if err := n.dp.router.Set(&router.Config{Addresses: n.self.Addresses, Routes: routes}); err != nil {
@@ -652,15 +681,30 @@ func (n *Node) applyLocked() error {
 	return nil
 }
 
+// reconfigLocked applies the view's peers, their preshared keys and the
+// filter to the dataplane, and returns the routes the view needs (the
+// caller sets them). The filter changes first: a peer whose traffic must
+// wait for its post-quantum key is held back before it is configured.
+func (n *Node) reconfigLocked() ([]netip.Prefix, error) {
+	cfg, routes, restricted, gated := n.backendConfigLocked()
+	n.dp.filter.SetRestricted(restricted)
+	n.dp.filter.SetGated(pq.Port, gated)
+	if err := n.dp.backend.Reconfig(cfg); err != nil && !errors.Is(err, backend.ErrNoChanges) {
+		return nil, fmt.Errorf("configure backend: %w", err)
+	}
+	return routes, nil
+}
+
 // backendConfigLocked builds the backend config and routes from the view,
 // lists the addresses of peers that may not open connections to this node
-// (the filter lets them only answer), and records the peers that cannot be
-// used and why.
-func (n *Node) backendConfigLocked() (*backend.Config, []netip.Prefix, []netip.Addr) {
+// (the filter lets them only answer) and of those whose traffic waits for
+// a post-quantum key (only the exchange passes), and records the peers
+// that cannot be used and why.
+func (n *Node) backendConfigLocked() (*backend.Config, []netip.Prefix, []netip.Addr, []netip.Addr) {
 	local := localPrefixes()
 	cfg := &backend.Config{PrivateKey: n.st.NodeKey, ListenPort: n.st.ListenPort}
 	var routes []netip.Prefix
-	var restricted []netip.Addr
+	var restricted, gated []netip.Addr
 	n.missing = nil
 	ids := make([]api.NodeID, 0, len(n.peers))
 	for id := range n.peers {
@@ -679,20 +723,26 @@ func (n *Node) backendConfigLocked() (*backend.Config, []netip.Prefix, []netip.A
 			continue
 		}
 		cfg.Peers = append(cfg.Peers, backend.Peer{
-			PublicKey:  p.NodeKey,
-			AllowedIPs: p.AllowedIPs,
-			Endpoint:   chooseEndpoint(p.Endpoints, local),
-			Keepalive:  keepalive,
-			BackendKey: p.BackendKeys[n.dp.kind],
+			PublicKey:    p.NodeKey,
+			AllowedIPs:   p.AllowedIPs,
+			Endpoint:     chooseEndpoint(p.Endpoints, local),
+			Keepalive:    keepalive,
+			BackendKey:   p.BackendKeys[n.dp.kind],
+			PresharedKey: n.pqPSKLocked(&p),
 		})
 		routes = append(routes, p.AllowedIPs...)
+		if _, _, held := n.pqStateLocked(&p); held {
+			for _, a := range p.AllowedIPs {
+				gated = append(gated, a.Addr())
+			}
+		}
 		if !p.AllowIn {
 			for _, a := range p.AllowedIPs {
 				restricted = append(restricted, a.Addr())
 			}
 		}
 	}
-	return cfg, routes, restricted
+	return cfg, routes, restricted, gated
 }
 
 // ensureDataplaneLocked creates the packet device, backend and router for
@@ -912,6 +962,11 @@ func (n *Node) Status() *localapi.Status {
 	for _, p := range n.viewLocked().Peers {
 		lp := localapi.Peer{ID: p.ID, Name: p.Name, Addresses: p.Addresses, NodeKey: p.NodeKey, Endpoints: p.Endpoints,
 			AllowOut: p.AllowOut, AllowIn: p.AllowIn}
+		lp.PQ, lp.PQReason, _ = n.pqStateLocked(&p)
+		if k := n.pq[p.NodeKey]; k != nil && (lp.PQ == localapi.PQPSK || lp.PQ == localapi.PQPending) {
+			at := k.at
+			lp.PQKey, lp.PQRotated = k.psk.Fingerprint(), &at
+		}
 		if s, ok := stats[p.NodeKey]; ok {
 			lp.Endpoint, lp.RxBytes, lp.TxBytes = s.Endpoint, s.RxBytes, s.TxBytes
 			if !s.LastHandshake.IsZero() {

@@ -155,6 +155,9 @@ func printStatus(w io.Writer, st *localapi.Status) {
 		fmt.Fprintf(w, "key:        %s\n", st.KeyMismatch)
 	}
 	fmt.Fprintf(w, "backend:    %s on %s, port %d\n", st.Backend, st.Interface, st.ListenPort)
+	if st.Self != nil && st.Self.PQMode != "" {
+		fmt.Fprintf(w, "pq mode:    %s (the controller's policy)\n", st.Self.PQMode)
+	}
 	fmt.Fprintf(w, "controller: %s (netmap revision %d)\n", st.Controller, st.Revision)
 	if st.LastError != "" {
 		fmt.Fprintf(w, "last error: %s\n", st.LastError)
@@ -171,7 +174,7 @@ func printStatus(w io.Writer, st *localapi.Status) {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nPEER\tADDRESS\tENDPOINT\tHANDSHAKE\tRX\tTX")
+	fmt.Fprintln(tw, "\nPEER\tADDRESS\tENDPOINT\tHANDSHAKE\tPQ\tRX\tTX")
 	for _, p := range st.Peers {
 		addr := "-"
 		if len(p.Addresses) > 0 {
@@ -185,9 +188,21 @@ func printStatus(w io.Writer, st *localapi.Status) {
 		if p.Endpoint.IsValid() {
 			ep = p.Endpoint.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", p.Name, addr, ep, hs, p.RxBytes, p.TxBytes)
+		mode := p.PQ
+		if mode == "" {
+			mode = "-"
+		}
+		if p.PQKey != "" {
+			mode += " " + p.PQKey
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.Name, addr, ep, hs, mode, p.RxBytes, p.TxBytes)
 	}
 	tw.Flush()
+	for _, p := range st.Peers {
+		if p.PQ == localapi.PQPending || p.PQ == localapi.PQRefused {
+			fmt.Fprintf(w, "pq %s: %s: %s\n", p.PQ, p.Name, p.PQReason)
+		}
+	}
 	for _, m := range st.Missing {
 		fmt.Fprintf(w, "not a peer: %s: %s\n", m.Name, m.Reason)
 	}

@@ -76,11 +76,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	probePeers := fs.Int("probe-peers", node.ProbePeers, "how many peers each probe round probes, at random; 0 probes every peer")
 	probeLog := fs.String("probe-log", "", "append one JSON line per probe to this file (time, peer, result, round trip), for drills")
 	netmapLog := fs.String("netmap-log", "", "append one JSON line per netmap applied to this file (time, revision, peers added or changed, removed), for drills")
+	pqOn := fs.Bool("pq", true, "announce and run the post-quantum preshared-key exchange with peers whose modes (the controller's pq policy) ask for it; --pq=false runs as a node without it")
+	pqPeriod := fs.Duration("pq-period", node.DefaultPQPeriod, "how often a pair agrees a new post-quantum preshared key")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	readyFile := fs.String("ready-file", "", "once the dataplane is up, write this JSON file with the local API socket, device and port (for supervisors and tests)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	listBackends := fs.Bool("list-backends", false, "print the backends this build has, one per line, and exit")
+	listBackends := fs.Bool("list-backends", false, "print the backends this build has, one per line, each with what it claims (preshared-keys: it carries the post-quantum preshared key; post-quantum: its own key exchange is), and exit")
 	measureRoutes := fs.Int("measure-route-apply", 0, "time the router installing this many routes (in 198.18.0.0/15, the block set aside for benchmarks) on a new TUN named by --interface, from none, --measure-repetitions times; print the latencies as JSON and exit (needs CAP_NET_ADMIN; the release gate runs it in a namespace of its own)")
 	measureReps := fs.Int("measure-repetitions", 100, "repetitions for --measure-route-apply")
 	if err := fs.Parse(args); err != nil {
@@ -95,7 +97,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *listBackends {
 		for _, name := range reg.Names() {
-			fmt.Fprintln(stdout, name)
+			line := name
+			if reg.PresharedKeys(name) {
+				line += " preshared-keys"
+			}
+			if reg.PostQuantum(name) {
+				line += " post-quantum"
+			}
+			fmt.Fprintln(stdout, line)
 		}
 		return 0
 	}
@@ -161,6 +170,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(gometrics.Collector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if *pqPeriod < time.Second {
+		return usage("--pq-period %v: want at least 1s", *pqPeriod)
+	}
 	n, err := node.New(node.Config{
 		StateDir:       *stateDir,
 		ControllerURLs: controllers,
@@ -181,6 +193,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ProbePeers:     probePeers0(*probePeers),
 		ProbeLog:       drillLogs[0],
 		NetmapLog:      drillLogs[1],
+		NoPQ:           !*pqOn,
+		PQPeriod:       *pqPeriod,
 	})
 	if err != nil {
 		return usage("%v", err)

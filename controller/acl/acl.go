@@ -28,6 +28,17 @@
 //
 // The first rule that selects a node and names a backend the node supports
 // wins; a node no rule picks runs its first supported backend.
+//
+// And the post-quantum mode of nodes (node/pq):
+//
+//	pq:
+//	  - nodes: ["tag:wave1"]
+//	    mode: prefer
+//
+// "off" (the default for a node no rule selects) runs classical WireGuard;
+// "prefer" adds the post-quantum preshared key with every peer that can,
+// and stays classical with the others; "require" passes no traffic to a
+// peer until the pair holds one. The first rule that selects a node wins.
 package acl
 
 import (
@@ -80,6 +91,14 @@ type Policy struct {
 	allowAll bool
 	rules    []rule
 	backends []backendRule
+	pq       []pqRule
+}
+
+// pqRule sets the post-quantum mode of the nodes it selects.
+type pqRule struct {
+	line  int
+	nodes []selector
+	mode  string
 }
 
 // backendRule picks the backend for the nodes it selects.
@@ -143,6 +162,17 @@ func (p *Policy) Backend(s *Subject, supported []string) string {
 	return ""
 }
 
+// PQMode is the post-quantum mode of a node: that of the first pq rule
+// that selects it, else api.PQOff.
+func (p *Policy) PQMode(s *Subject) string {
+	for _, r := range p.pq {
+		if matchAny(r.nodes, s) {
+			return r.mode
+		}
+	}
+	return api.PQOff
+}
+
 // Visible reports whether a and b are peers: either may reach the other.
 func (p *Policy) Visible(a, b *Subject) bool { return p.Allows(a, b) || p.Allows(b, a) }
 
@@ -171,6 +201,45 @@ func matchAny(sels []selector, s *Subject) bool {
 type rawPolicy struct {
 	ACLs     []rawRule        `yaml:"acls"`
 	Backends []rawBackendRule `yaml:"backends"`
+	PQ       []rawPQRule      `yaml:"pq"`
+}
+
+type rawPQRule struct {
+	pqRule
+}
+
+// UnmarshalYAML decodes a pq rule: nodes (selectors) and mode.
+func (r *rawPQRule) UnmarshalYAML(value *yaml.Node) error {
+	r.line = value.Line
+	if value.Kind != yaml.MappingNode {
+		return &ParseError{value.Line, "a pq rule must be a mapping with nodes and mode"}
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(value.Content); i += 2 {
+		k, v := value.Content[i], value.Content[i+1]
+		seen[k.Value] = true
+		switch k.Value {
+		case "nodes":
+			sels, err := decodeSelectors("nodes", v)
+			if err != nil {
+				return err
+			}
+			r.nodes = sels
+		case "mode":
+			if v.Kind != yaml.ScalarNode || !api.ValidPQMode(v.Value) {
+				return &ParseError{v.Line, fmt.Sprintf("mode %q: want off, prefer or require", trunc(v.Value))}
+			}
+			r.mode = v.Value
+		default:
+			return &ParseError{k.Line, fmt.Sprintf("unknown field %q in pq rule (want nodes, mode)", trunc(k.Value))}
+		}
+	}
+	for _, f := range []string{"nodes", "mode"} {
+		if !seen[f] {
+			return &ParseError{value.Line, fmt.Sprintf("pq rule has no %s", f)}
+		}
+	}
+	return nil
 }
 
 type rawBackendRule struct {
@@ -354,12 +423,18 @@ func Parse(data []byte) (*Policy, error) {
 	if len(raw.Backends) > MaxRules {
 		return nil, &ParseError{0, fmt.Sprintf("policy has %d backends rules, at most %d allowed", len(raw.Backends), MaxRules)}
 	}
+	if len(raw.PQ) > MaxRules {
+		return nil, &ParseError{0, fmt.Sprintf("policy has %d pq rules, at most %d allowed", len(raw.PQ), MaxRules)}
+	}
 	p := &Policy{rules: make([]rule, len(raw.ACLs))}
 	for i, r := range raw.ACLs {
 		p.rules[i] = rule{line: r.line, src: r.src, dst: r.dst}
 	}
 	for _, b := range raw.Backends {
 		p.backends = append(p.backends, b.backendRule)
+	}
+	for _, q := range raw.PQ {
+		p.pq = append(p.pq, q.pqRule)
 	}
 	return p, nil
 }
@@ -390,8 +465,9 @@ func yamlError(err error) error {
 		msg = te.Errors[0]
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	msg = strings.ReplaceAll(msg, "in type acl.rawPolicy", "in policy (want acls, backends)")
+	msg = strings.ReplaceAll(msg, "in type acl.rawPolicy", "in policy (want acls, backends, pq)")
 	msg = strings.ReplaceAll(msg, "into []acl.rawBackendRule", "into a list of backends rules")
+	msg = strings.ReplaceAll(msg, "into []acl.rawPQRule", "into a list of pq rules")
 	msg = strings.ReplaceAll(msg, "into []acl.rawRule", "into a list of rules")
 	msg = strings.ReplaceAll(msg, "into acl.rawPolicy", "into a policy (want a mapping with acls)")
 	line := 0

@@ -173,7 +173,49 @@ func FuzzParse(f *testing.F) {
 		}
 		s := &Subject{ID: "n1", Name: "x", Tags: []string{"tag:y"}}
 		p.Allows(s, s)
+		if m := p.PQMode(s); !api.ValidPQMode(m) {
+			t.Fatalf("PQMode = %q", m)
+		}
 	})
+}
+
+func TestPQRules(t *testing.T) {
+	p, err := Parse([]byte(`acls: []
+pq:
+  - nodes: ["tag:db"]
+    mode: require
+  - nodes: ["*"]
+    mode: prefer
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.PQMode(&Subject{ID: "n1", Tags: []string{"tag:db"}}); got != api.PQRequire {
+		t.Errorf("tag:db: %q, want require (the first rule that selects it)", got)
+	}
+	if got := p.PQMode(&Subject{ID: "n2"}); got != api.PQPrefer {
+		t.Errorf("another node: %q, want prefer", got)
+	}
+	if got := AllowAll().PQMode(&Subject{ID: "n3"}); got != api.PQOff {
+		t.Errorf("with no policy: %q, want off", got)
+	}
+	none, err := Parse([]byte("acls: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := none.PQMode(&Subject{ID: "n4"}); got != api.PQOff {
+		t.Errorf("with no pq rules: %q, want off", got)
+	}
+	for bad, want := range map[string]string{
+		"acls: []\npq:\n  - nodes: [\"*\"]\n":                                    "pq rule has no mode",
+		"acls: []\npq:\n  - nodes: [\"*\"]\n    mode: always\n":                  "want off, prefer or require",
+		"acls: []\npq:\n  - nodes: [\"*\"]\n    mode: prefer\n    until: 2027\n": "unknown field \"until\" in pq rule",
+		"acls: []\npq:\n  - mode: prefer\n":                                      "pq rule has no nodes",
+	} {
+		if _, err := Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v, want %q", bad, err, want)
+		}
+	}
 }
 
 func TestBackendRules(t *testing.T) {

@@ -77,6 +77,10 @@ type RegisterRequest struct {
 	// with them.
 	Challenge    string `json:"challenge,omitempty"`
 	MachineProof string `json:"machine_proof,omitempty"`
+	// PQ lists the post-quantum schemes the node runs (node/pq.Scheme).
+	// Since capability version 4: send it only to a controller of 4 or
+	// later, which refuses nothing it does not know.
+	PQ []string `json:"pq,omitempty"`
 }
 
 // RegisterResponse is the answer to a successful registration.
@@ -92,6 +96,11 @@ type RegisterResponse struct {
 type EndpointsRequest struct {
 	Endpoints  []netip.AddrPort `json:"endpoints"`
 	ListenPort uint16           `json:"listen_port,omitempty"`
+	// PQ lists the post-quantum schemes the node runs now, replacing what
+	// it announced before (a node restarted on another build reports
+	// again). Since capability version 4; a report of an older client
+	// clears them.
+	PQ []string `json:"pq,omitempty"`
 }
 
 // RotateKeyRequest is the body of POST /v1/rotate-key.
@@ -133,6 +142,11 @@ type Node struct {
 	// only when at least one is true. Unset in Self.
 	AllowOut bool `json:"allow_out,omitempty"`
 	AllowIn  bool `json:"allow_in,omitempty"`
+	// PQ lists the post-quantum schemes the node runs, and PQMode is the
+	// mode the policy sets for it (PQOff when absent). Since capability
+	// version 4; sent only to clients of 4 or later.
+	PQ     []string `json:"pq,omitempty"`
+	PQMode string   `json:"pq_mode,omitempty"`
 }
 
 // MapResponse is the answer to GET /v1/netmap.
@@ -258,11 +272,19 @@ func (r *RegisterRequest) Validate() error {
 			return err
 		}
 	}
+	if err := validatePQ(r.PQ); err != nil {
+		return err
+	}
 	return validateEndpoints(r.Endpoints)
 }
 
 // Validate checks an endpoints report.
-func (r *EndpointsRequest) Validate() error { return validateEndpoints(r.Endpoints) }
+func (r *EndpointsRequest) Validate() error {
+	if err := validatePQ(r.PQ); err != nil {
+		return err
+	}
+	return validateEndpoints(r.Endpoints)
+}
 
 // Validate checks a key rotation request.
 func (r *RotateKeyRequest) Validate() error {

@@ -63,11 +63,20 @@ var History = []Revision{
 			"per-node rate or long-poll limit gets 429 rate_limited with Retry-After (seconds); GET requests " +
 			"with a body are refused; endpoints on loopback, link-local, broadcast or mesh addresses are refused.",
 	},
+	{
+		Version: 4,
+		Date:    "2026-12-04",
+		Release: "v0.4.0",
+		Change: "Post-quantum preshared keys: register and endpoints carry pq, the post-quantum schemes the node " +
+			"runs (an endpoints report replaces them; one from an older client clears them); netmap nodes carry " +
+			"pq and pq_mode (off, prefer or require, from the policy's pq rules), sent only to clients of version 4 " +
+			"or later. Pairs run the exchange of node/pq over their tunnel, TCP port 5362.",
+	},
 }
 
 const (
 	// CurrentCapabilityVersion is what this build speaks.
-	CurrentCapabilityVersion CapabilityVersion = 3
+	CurrentCapabilityVersion CapabilityVersion = 4
 
 	// MinSupportedCapabilityVersion is the oldest client the controller
 	// serves. Raising it follows a deprecation process: announce, keep

@@ -155,7 +155,10 @@ type Node struct {
 	// the node key.
 	BackendKeys map[string]string `json:"backend_keys,omitempty"`
 	Tags        []string          `json:"tags,omitempty"`
-	AuthKeyID   string            `json:"auth_key_id"`
+	// PQ lists the post-quantum schemes the node runs, as it last
+	// announced them (capability version 4; none before).
+	PQ        []string `json:"pq,omitempty"`
+	AuthKeyID string   `json:"auth_key_id"`
 	// CredentialHash is the SHA-256 of the node credential's secret.
 	CredentialHash Hash      `json:"credential_hash"`
 	CreatedAt      time.Time `json:"created_at"`
@@ -169,6 +172,7 @@ func (n *Node) Clone() *Node {
 	c.Endpoints = append([]netip.AddrPort(nil), n.Endpoints...)
 	c.Backends = append([]string(nil), n.Backends...)
 	c.Tags = append([]string(nil), n.Tags...)
+	c.PQ = append([]string(nil), n.PQ...)
 	c.BackendKeys = maps.Clone(n.BackendKeys)
 	return &c
 }

@@ -196,7 +196,7 @@ func WriteSupportPolicy(w io.Writer, pol *policies.Compat) error {
 	for _, r := range pol.StoreUpgradeReleases() {
 		from = append(from, r.Name.Value)
 	}
-	p("- **Controller store.** A controller opens the data dir of each of the last %d releases (today %s) and migrates it in place. An older data dir is upgraded through an intermediate release. A data dir written by a newer release is refused with an error that names its schema version and the newest this release knows: there is no downgrade, so take a backup (`rustynet-controller backup`) before upgrading; restoring it is the way back. The compat gate starts each of those releases' controllers on the data dir this release upgraded and checks that refusal.\n",
+	p("- **Controller store.** A controller opens the data dir of each of the last %d releases (today %s) and migrates it in place. An older data dir is upgraded through an intermediate release. A release that raises the store's schema version leaves a data dir that earlier releases refuse, with an error that names its schema version and the newest they know: take a backup (`rustynet-controller backup`) before upgrading; restoring it is the way back. Within one schema version an earlier release serves the data dir again. The compat gate starts each of those releases' controllers on the data dir this release upgraded and checks which of the two holds.\n",
 		pol.Upgrades.StoreFrom.Value, strings.Join(from, ", "))
 	p("- **Nodes.** A node of any supported release upgrades straight to the new one.\n")
 	p("- **Order.** The controller first (it serves every supported node), then the nodes one by one, each keeping its data plane up while it restarts.\n\n")

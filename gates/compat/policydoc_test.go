@@ -2,12 +2,14 @@ package compat
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/policies"
 )
 
@@ -34,8 +36,15 @@ func TestSupportPolicyCurrent(t *testing.T) {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Errorf("%s is stale: regenerate it with make compat-docs", SupportDoc)
 	}
-	for _, s := range []string{"| 1 | v0.1.0 | 2026-11-25 | 2027-12-02 (its sunset) | deprecated since 2026-12-04 |", "| 3 | v0.3.0 (this release) |",
-		"| v0.2.0 | `49a2269b78eb205d459e2bfb4b43cd6c30e862f2` | 2026-12-02 | 2 |", "today v0.1.0, v0.2.0"} {
+	pol := load(t)
+	cur := api.History[len(api.History)-1]
+	var from []string
+	for _, r := range pol.StoreUpgradeReleases() {
+		from = append(from, r.Name.Value)
+	}
+	for _, s := range []string{"| 1 | v0.1.0 | 2026-11-25 | 2027-12-02 (its sunset) | deprecated since 2026-12-04 |",
+		fmt.Sprintf("| %d | %s (this release) |", cur.Version, cur.Release),
+		"| v0.2.0 | `49a2269b78eb205d459e2bfb4b43cd6c30e862f2` | 2026-12-02 | 2 |", "today " + strings.Join(from, ", ")} {
 		if !strings.Contains(want.String(), s) {
 			t.Errorf("the support policy lacks %q:\n%s", s, want.String())
 		}

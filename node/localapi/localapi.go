@@ -93,7 +93,39 @@ type Peer struct {
 	TxBytes       uint64           `json:"tx_bytes"`
 	AllowOut      bool             `json:"allow_out"`
 	AllowIn       bool             `json:"allow_in"`
+	// PQ is the pair's post-quantum protection (PQClassical, PQPending,
+	// PQPSK, PQRefused or PQHybridTLS) and PQReason why, when it is not
+	// PQPSK or PQHybridTLS. PQKey is the fingerprint of the preshared key
+	// in force (node/pq.PSK.Fingerprint, never the key), and PQRotated
+	// when it was agreed.
+	PQ        string     `json:"pq"`
+	PQReason  string     `json:"pq_reason,omitempty"`
+	PQKey     string     `json:"pq_key,omitempty"`
+	PQRotated *time.Time `json:"pq_rotated,omitempty"`
 }
+
+// A pair's post-quantum protection, as Peer.PQ says it.
+const (
+	// PQClassical: classical WireGuard (X25519), by the modes of the
+	// pair.
+	PQClassical = "classical"
+	// PQPending: the pair wants the post-quantum preshared key and does
+	// not run on it yet (no exchange has completed, or no handshake since
+	// the key was installed). Under pq: require nothing but the exchange
+	// passes meanwhile.
+	PQPending = "pending"
+	// PQPSK: the pair's session runs on a post-quantum preshared key.
+	PQPSK = "psk"
+	// PQRefused: this node requires post-quantum protection and the peer
+	// cannot give it; no traffic passes.
+	PQRefused = "refused"
+	// PQHybridTLS: the backend's own key exchange is hybrid post-quantum
+	// (QUIC's X25519MLKEM768).
+	PQHybridTLS = "hybrid-tls"
+)
+
+// PQStates lists the pair states, as the metric labels them.
+var PQStates = []string{PQClassical, PQPending, PQPSK, PQRefused, PQHybridTLS}
 
 // Missing is a peer the controller sent that this node cannot use, and why.
 type Missing struct {
