@@ -211,35 +211,9 @@ type rawPQRule struct {
 // UnmarshalYAML decodes a pq rule: nodes (selectors) and mode.
 func (r *rawPQRule) UnmarshalYAML(value *yaml.Node) error {
 	r.line = value.Line
-	if value.Kind != yaml.MappingNode {
-		return &ParseError{value.Line, "a pq rule must be a mapping with nodes and mode"}
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(value.Content); i += 2 {
-		k, v := value.Content[i], value.Content[i+1]
-		seen[k.Value] = true
-		switch k.Value {
-		case "nodes":
-			sels, err := decodeSelectors("nodes", v)
-			if err != nil {
-				return err
-			}
-			r.nodes = sels
-		case "mode":
-			if v.Kind != yaml.ScalarNode || !api.ValidPQMode(v.Value) {
-				return &ParseError{v.Line, fmt.Sprintf("mode %q: want off, prefer or require", trunc(v.Value))}
-			}
-			r.mode = v.Value
-		default:
-			return &ParseError{k.Line, fmt.Sprintf("unknown field %q in pq rule (want nodes, mode)", trunc(k.Value))}
-		}
-	}
-	for _, f := range []string{"nodes", "mode"} {
-		if !seen[f] {
-			return &ParseError{value.Line, fmt.Sprintf("pq rule has no %s", f)}
-		}
-	}
-	return nil
+	var err error
+	r.nodes, r.mode, err = decodeNodesRule(value, "pq", "mode", func(v string) bool { return api.ValidPQMode(v) }, "want off, prefer or require")
+	return err
 }
 
 type rawBackendRule struct {
@@ -251,9 +225,21 @@ var backendNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 // UnmarshalYAML decodes a backends rule: nodes (selectors) and backend.
 func (r *rawBackendRule) UnmarshalYAML(value *yaml.Node) error {
 	r.line = value.Line
+	var err error
+	r.nodes, r.backend, err = decodeNodesRule(value, "backends", "backend", backendNameRE.MatchString, "want a backend name such as wireguard")
+	return err
+}
+
+// decodeNodesRule decodes a rule of kind that sets field for the nodes it
+// selects: a mapping of nodes (selectors) and field, whose value valid
+// accepts (want says what it takes). Unknown and missing fields are refused
+// with their line.
+func decodeNodesRule(value *yaml.Node, kind, field string, valid func(string) bool, want string) ([]selector, string, error) {
 	if value.Kind != yaml.MappingNode {
-		return &ParseError{value.Line, "a backends rule must be a mapping with nodes and backend"}
+		return nil, "", &ParseError{value.Line, fmt.Sprintf("a %s rule must be a mapping with nodes and %s", kind, field)}
 	}
+	var nodes []selector
+	var val string
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(value.Content); i += 2 {
 		k, v := value.Content[i], value.Content[i+1]
@@ -262,24 +248,24 @@ func (r *rawBackendRule) UnmarshalYAML(value *yaml.Node) error {
 		case "nodes":
 			sels, err := decodeSelectors("nodes", v)
 			if err != nil {
-				return err
+				return nil, "", err
 			}
-			r.nodes = sels
-		case "backend":
-			if v.Kind != yaml.ScalarNode || !backendNameRE.MatchString(v.Value) {
-				return &ParseError{v.Line, fmt.Sprintf("backend %q: want a backend name such as wireguard", trunc(v.Value))}
+			nodes = sels
+		case field:
+			if v.Kind != yaml.ScalarNode || !valid(v.Value) {
+				return nil, "", &ParseError{v.Line, fmt.Sprintf("%s %q: %s", field, trunc(v.Value), want)}
 			}
-			r.backend = v.Value
+			val = v.Value
 		default:
-			return &ParseError{k.Line, fmt.Sprintf("unknown field %q in backends rule (want nodes, backend)", trunc(k.Value))}
+			return nil, "", &ParseError{k.Line, fmt.Sprintf("unknown field %q in %s rule (want nodes, %s)", trunc(k.Value), kind, field)}
 		}
 	}
-	for _, f := range []string{"nodes", "backend"} {
+	for _, f := range []string{"nodes", field} {
 		if !seen[f] {
-			return &ParseError{value.Line, fmt.Sprintf("backends rule has no %s", f)}
+			return nil, "", &ParseError{value.Line, fmt.Sprintf("%s rule has no %s", kind, f)}
 		}
 	}
-	return nil
+	return nodes, val, nil
 }
 
 type rawRule struct {

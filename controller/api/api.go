@@ -317,19 +317,23 @@ func validateBackendKeys(keys map[string]string, backends []string) error {
 	return nil
 }
 
-func validateBackends(bs []string) error {
-	if len(bs) > MaxBackends {
-		return fmt.Errorf("at most %d backends, got %d", MaxBackends, len(bs))
+func validateBackends(bs []string) error { return validateNames("backend", bs, MaxBackends, backendRE) }
+
+// validateNames checks a list of names of noun: at most max, each
+// matching re, none twice.
+func validateNames(noun string, names []string, max int, re *regexp.Regexp) error {
+	if len(names) > max {
+		return fmt.Errorf("at most %d %ss, got %d", max, noun, len(names))
 	}
-	seen := make(map[string]bool, len(bs))
-	for _, b := range bs {
-		if !backendRE.MatchString(b) {
-			return fmt.Errorf("backend %q: want a lowercase name of letters, digits and dashes", truncate(b, 40))
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if !re.MatchString(n) {
+			return fmt.Errorf("%s %q: want a lowercase name of letters, digits and dashes", noun, truncate(n, 40))
 		}
-		if seen[b] {
-			return fmt.Errorf("backend %q given twice", b)
+		if seen[n] {
+			return fmt.Errorf("%s %q given twice", noun, n)
 		}
-		seen[b] = true
+		seen[n] = true
 	}
 	return nil
 }

@@ -1,9 +1,6 @@
 package api
 
-import (
-	"fmt"
-	"regexp"
-)
+import "regexp"
 
 // Post-quantum modes, which the controller's policy sets per node (the
 // policy's pq rules) and the netmap carries as Node.PQMode. Since
@@ -34,18 +31,5 @@ var pqSchemeRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 // lowercase letters, digits and dashes, none twice. Schemes this build
 // does not know are accepted (a newer node may run more) and ignored.
 func validatePQ(schemes []string) error {
-	if len(schemes) > MaxPQSchemes {
-		return fmt.Errorf("pq: at most %d schemes, got %d", MaxPQSchemes, len(schemes))
-	}
-	seen := make(map[string]bool, len(schemes))
-	for _, s := range schemes {
-		if !pqSchemeRE.MatchString(s) {
-			return fmt.Errorf("pq: scheme %q: want a lowercase name of letters, digits and dashes", truncate(s, 40))
-		}
-		if seen[s] {
-			return fmt.Errorf("pq: scheme %q given twice", s)
-		}
-		seen[s] = true
-	}
-	return nil
+	return validateNames("pq scheme", schemes, MaxPQSchemes, pqSchemeRE)
 }
