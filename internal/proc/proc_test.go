@@ -1,19 +1,31 @@
 package proc
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestSelf(t *testing.T) {
-	// Burn some CPU so the counter has something to show.
-	x := 0
-	for i := range 50_000_000 {
-		x += i
+	// Burn CPU until the counter has something to show: it counts in
+	// clock ticks (10 ms), and a loop whose result is unused is compiled
+	// away (the old loop here was, and the test failed whenever the
+	// process had used less than a tick). Hashing into a live value
+	// cannot be.
+	var sink [32]byte
+	var cpu time.Duration
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		for range 1000 {
+			sink = sha256.Sum256(sink[:])
+		}
+		cpu, err = CPUTime(os.Getpid())
+		if err != nil || cpu > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
-	_ = x
-	cpu, err := CPUTime(os.Getpid())
 	if err != nil || cpu <= 0 {
 		t.Errorf("CPUTime(self) = %v, %v; want a positive time", cpu, err)
 	}
