@@ -52,7 +52,7 @@ func TestMetricsLint(t *testing.T) {
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if !slices.Contains([]string{"kind", "result", "state", "version", "goversion", "capability_version", "controller", "reason"}, l.GetName()) {
+				if !slices.Contains([]string{"kind", "result", "state", "version", "goversion", "capability_version", "controller", "reason", "role", "mode"}, l.GetName()) {
 					t.Errorf("metric %s has label %s; node metrics carry no per-peer labels", mf.GetName(), l.GetName())
 				}
 			}
