@@ -2,9 +2,11 @@ package policies
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -52,12 +54,30 @@ type Upgrades struct {
 }
 
 // EarlierRelease is an earlier release: its name, the commit it was built from,
-// its date and the capability version it speaks.
+// its date, the capability version it speaks, and the known issues (of
+// KnownIssues) it shipped with.
 type EarlierRelease struct {
-	Name       Str  `yaml:"name"`
-	Commit     Str  `yaml:"commit"`
-	Date       Time `yaml:"date"`
-	Capability Int  `yaml:"capability"`
+	Name        Str   `yaml:"name"`
+	Commit      Str   `yaml:"commit"`
+	Date        Time  `yaml:"date"`
+	Capability  Int   `yaml:"capability"`
+	KnownIssues []Str `yaml:"known_issues"`
+}
+
+// HasIssue says whether the release shipped with the known issue id.
+func (r EarlierRelease) HasIssue(id string) bool {
+	return slices.ContainsFunc(r.KnownIssues, func(s Str) bool { return s.Value == id })
+}
+
+// IssueCrossedInitiations: the release's wireguard-go lacks the fixes of
+// third_party/wireguard-go for crossed handshake initiations.
+const IssueCrossedInitiations = "wireguard-crossed-initiations"
+
+// KnownIssues are the defects a release may be listed with in
+// policies/compat.yaml, each with what it does to a mixed mesh. The
+// compatibility checks act on them, so an id must be one of these.
+var KnownIssues = map[string]string{
+	IssueCrossedInitiations: "its wireguard-go lacks the crossed-initiation fixes of third_party/wireguard-go: when two nodes of such releases start handshakes at once (as they do when they learn of each other), the pair can lose its traffic one way for up to 15 s, until WireGuard's new-handshake timer fires; a node of a later release on either side of the pair avoids it",
 }
 
 // CapabilityDeprecation announces the removal of a capability version:
@@ -174,6 +194,11 @@ func ParseCompat(file string, data []byte, known []int, resolve func(commit stri
 		}
 		if err := isKnown(r.Capability, "release "+r.Name.Value); err != nil {
 			return nil, err
+		}
+		for _, i := range r.KnownIssues {
+			if _, ok := KnownIssues[i.Value]; !ok {
+				return nil, bad(i.Line, "release %s: known issue %q: want one of %s", r.Name.Value, trunc(i.Value), strings.Join(slices.Sorted(maps.Keys(KnownIssues)), ", "))
+			}
 		}
 		if k > 0 {
 			prev := c.Releases[k-1]

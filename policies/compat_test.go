@@ -94,6 +94,8 @@ func TestCompatRefusals(t *testing.T) {
 		{"unknown capability", replace("    capability: 2\n", "    capability: 9\n"), nil, 19, "capability version 9 is not in the API's history"},
 		{"out of order", replace("date: 2026-06-01", "date: 2025-06-01"), nil, 16, "oldest first"},
 		{"bad name", replace("name: v0.2.0", "name: 0.2"), nil, 16, `release "0.2"`},
+		{"unknown issue", replace("    capability: 1\n", "    capability: 1\n    known_issues: [slow]\n"), nil, 16,
+			`release v0.1.0: known issue "slow": want one of wireguard-crossed-initiations`},
 		{"short notice", dep("  - capability: 2\n    announced: 2026-12-04\n    sunset: 2027-06-01\n    reason: r\n    ticket: t\n"), nil, 23,
 			"sunset 2027-06-01 is less than 6 months after its announcement (2026-12-04): the earliest is 2027-06-04"},
 		{"inside the support window", dep("  - capability: 2\n    announced: 2026-09-01\n    sunset: 2027-03-01\n    reason: r\n    ticket: t\n"), nil, 23,
@@ -111,6 +113,13 @@ func TestCompatRefusals(t *testing.T) {
 	}
 	if _, err := ParseCompat("compat.yaml", []byte(compatBase), knownCapabilities, nil); err != nil {
 		t.Errorf("the base policy: %v", err)
+	}
+	c, err := ParseCompat("compat.yaml", []byte(strings.Replace(compatBase, "    capability: 1\n", "    capability: 1\n    known_issues: [wireguard-crossed-initiations]\n", 1)), knownCapabilities, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Releases[0].HasIssue(IssueCrossedInitiations) || c.Releases[1].HasIssue(IssueCrossedInitiations) {
+		t.Errorf("known issues: v0.1.0 %v, v0.2.0 %v; want only v0.1.0's", c.Releases[0].KnownIssues, c.Releases[1].KnownIssues)
 	}
 }
 

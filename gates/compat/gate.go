@@ -156,12 +156,12 @@ func run(ctx context.Context, r *gates.Run) error {
 	}{
 		{"every supported release's node on this tree's controller", Binary{Release: "this tree", Path: ctl}, nil},
 		{"this tree's nodes on the N-1 controller", Binary{Release: newest.Release, Path: newest.Controller},
-			[]Binary{this, this, {Release: newest.Release, Path: newest.Daemon}}},
+			[]Binary{this, this, newest.Node()}},
 	}
 	meshes[0].nodes = []Binary{this}
 	for _, rel := range rels {
 		b := built[rel.Name.Value]
-		meshes[0].nodes = append(meshes[0].nodes, Binary{Release: b.Release, Path: b.Daemon})
+		meshes[0].nodes = append(meshes[0].nodes, b.Node())
 	}
 	for _, m := range meshes {
 		fmt.Fprintf(r.Log, "== mixed versions: %s\n", m.name)

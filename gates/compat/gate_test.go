@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/policies"
 )
 
 // TestJudges: what the gate blocks on, from fixtures of each check's
@@ -113,5 +114,26 @@ func TestRegistered(t *testing.T) {
 	}
 	if s.Owner != "control-plane" || len(s.Channels) != len(gates.Channels) || s.Concurrent {
 		t.Errorf("spec %+v", s)
+	}
+}
+
+// TestTimeoutFor: only a pair of two nodes that both shipped with the
+// crossed-initiation issue is given longer, and the pair records why.
+func TestTimeoutFor(t *testing.T) {
+	old := Binary{Release: "v0.1.0", KnownIssues: []string{policies.IssueCrossedInitiations}}
+	fixed := Binary{Release: "v0.3.0"}
+	for _, c := range []struct {
+		a, b  Binary
+		want  time.Duration
+		issue string
+	}{
+		{old, old, crossedTimeout, policies.IssueCrossedInitiations},
+		{old, fixed, pairTimeout, ""},
+		{fixed, old, pairTimeout, ""},
+		{fixed, fixed, pairTimeout, ""},
+	} {
+		if got, issue := timeoutFor(c.a, c.b); got != c.want || issue != c.issue {
+			t.Errorf("%s -> %s: %v, %q; want %v, %q", c.a.KnownIssues, c.b.KnownIssues, got, issue, c.want, c.issue)
+		}
 	}
 }

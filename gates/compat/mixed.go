@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -22,13 +23,15 @@ import (
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/node/localapi"
+	"github.com/rustynet/rustynet/policies"
 )
 
 // Binary is one release's build of a daemon: the release's name ("this
 // tree" for the release under test) and the path.
 type Binary struct {
-	Release string `json:"release"`
-	Path    string `json:"-"`
+	Release     string   `json:"release"`
+	Path        string   `json:"-"`
+	KnownIssues []string `json:"known_issues,omitempty"`
 }
 
 // Mixed is one mixed-version mesh: a controller of one release and nodes
@@ -50,10 +53,41 @@ type Pair struct {
 	OK       bool
 	Took     time.Duration `json:"took_ns"`
 	Error    string        `json:"error,omitempty"`
+	// KnownIssue is the known issue (policies.KnownIssues) both nodes
+	// of the pair shipped with that the pair was given longer for.
+	KnownIssue string `json:"known_issue,omitempty"`
 }
 
 // pairBytes is what each side of a pair sends.
 const pairBytes = 64 << 10
+
+// pairTimeout is how long a pair has to pass its data both ways;
+// crossedTimeout is what a pair of two nodes with the known issue
+// policies.IssueCrossedInitiations has: a stall of up to 15 s, then
+// TCP's retransmission backs off (it resends at about 0.2, 0.6, 1.4, 3,
+// 6.2, 12.6 and 25.4 s), so the exchange may finish some 26 s in.
+const (
+	pairTimeout    = 20 * time.Second
+	crossedTimeout = 45 * time.Second
+)
+
+// knownIssue says, for messages, what allowance the pair had.
+func knownIssue(p Pair) string {
+	if p.KnownIssue == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (both nodes have the known issue %s: given %v)", p.KnownIssue, crossedTimeout)
+}
+
+// timeoutFor says how long the pair a to b has, and the known issue it
+// was given longer for.
+func timeoutFor(a, b Binary) (time.Duration, string) {
+	id := policies.IssueCrossedInitiations
+	if slices.Contains(a.KnownIssues, id) && slices.Contains(b.KnownIssues, id) {
+		return crossedTimeout, id
+	}
+	return pairTimeout, ""
+}
 
 // CheckMixed runs ctl's controller and one node of each of nodes on the
 // WireGuard backend in a testbed of network namespaces, waits until every
@@ -126,11 +160,12 @@ func CheckMixed(ctx context.Context, ctl Binary, ctlCLI string, nodes []Binary, 
 			if a == b {
 				continue
 			}
-			p := Pair{From: a.b.Release, To: b.b.Release}
+			timeout, issue := timeoutFor(a.b, b.b)
+			p := Pair{From: a.b.Release, To: b.b.Release, KnownIssue: issue}
 			start := time.Now()
-			if err := exchange(ctx, a.h, b.h, b.addr); err != nil {
+			if err := exchange(ctx, a.h, b.h, b.addr, timeout); err != nil {
 				p.Error = err.Error()
-				res.Problems = append(res.Problems, fmt.Sprintf("%s -> %s (controller %s): %v", p.From, p.To, ctl.Release, err))
+				res.Problems = append(res.Problems, fmt.Sprintf("%s -> %s (controller %s): %v%s", p.From, p.To, ctl.Release, err, knownIssue(p)))
 			} else {
 				p.OK = true
 			}
@@ -190,9 +225,9 @@ func waitMesh(ctx context.Context, ms []*member, timeout time.Duration) error {
 
 // exchange opens a TCP connection from host a to b's mesh address (a
 // listener in b's namespace), and each side sends the other pairBytes of
-// random data, which the other checks.
-func exchange(ctx context.Context, a, b *testbed.Host, to netip.Addr) error {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+// random data, which the other checks, all within timeout.
+func exchange(ctx context.Context, a, b *testbed.Host, to netip.Addr, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ln, err := b.Listen("tcp", netip.AddrPortFrom(to, 0).String())
 	if err != nil {
@@ -210,7 +245,9 @@ func exchange(ctx context.Context, a, b *testbed.Host, to netip.Addr) error {
 			return
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
+		if d, ok := ctx.Deadline(); ok {
+			c.SetDeadline(d)
+		}
 		got := make([]byte, pairBytes)
 		if _, err := io.ReadFull(c, got); err != nil {
 			served <- fmt.Errorf("read at %s: %w", to, err)

@@ -41,17 +41,17 @@ func TestMixedVersions(t *testing.T) {
 				t.Error(p)
 			}
 			for _, p := range res.Pairs {
-				t.Logf("%s -> %s: ok %v in %v", p.From, p.To, p.OK, p.Took.Round(time.Millisecond))
+				t.Logf("%s -> %s: ok %v in %v%s", p.From, p.To, p.OK, p.Took.Round(time.Millisecond), knownIssue(p))
 			}
 		})
 	}
 	nodes := []Binary{{Release: "this tree", Path: this["rustynetd"]}}
 	for _, b := range built {
-		nodes = append(nodes, Binary{Release: b.Release, Path: b.Daemon})
+		nodes = append(nodes, b.Node())
 	}
 	check("old nodes on this controller", Binary{Release: "this tree", Path: this["rustynet-controller"]}, this["rustynet-controller"], nodes)
 	check("this tree's nodes on the N-1 controller", Binary{Release: newest.Release, Path: newest.Controller}, newest.Controller,
-		[]Binary{{Release: "this tree", Path: this["rustynetd"]}, {Release: "this tree", Path: this["rustynetd"]}, {Release: newest.Release, Path: newest.Daemon}})
+		[]Binary{{Release: "this tree", Path: this["rustynetd"]}, {Release: "this tree", Path: this["rustynetd"]}, newest.Node()})
 }
 
 // TestRollingUpgrade: a mesh of the N-1 release is upgraded to this tree

@@ -190,6 +190,22 @@ func WriteSupportPolicy(w io.Writer, pol *policies.Compat) error {
 	for _, r := range pol.Releases {
 		p("| %s | `%s` | %s | %d |\n", r.Name.Value, r.Commit.Value, day(r.Date.Time), r.Capability.Value)
 	}
+	issues := map[string][]string{}
+	var ids []string
+	for _, r := range pol.Releases {
+		for _, i := range r.KnownIssues {
+			if issues[i.Value] == nil {
+				ids = append(ids, i.Value)
+			}
+			issues[i.Value] = append(issues[i.Value], r.Name.Value)
+		}
+	}
+	if len(ids) > 0 {
+		p("\n### Known issues\n\nDefects a release shipped with that a later release fixed. Upgrading either node of a pair avoids them; the compat gate allows for them only between two nodes that both have them.\n\n")
+		for _, id := range ids {
+			p("- **%s** (%s): %s.\n", id, strings.Join(issues[id], ", "), policies.KnownIssues[id])
+		}
+	}
 
 	p("\n## Upgrade paths\n\n")
 	var from []string

@@ -20,6 +20,13 @@ type Built struct {
 	Capability int
 	Controller string // rustynet-controller
 	Daemon     string // rustynetd
+	// KnownIssues are those policies/compat.yaml lists for the release.
+	KnownIssues []string
+}
+
+// Node is the release's rustynetd as a node of a mixed mesh.
+func (b Built) Node() Binary {
+	return Binary{Release: b.Release, Path: b.Daemon, KnownIssues: b.KnownIssues}
 }
 
 // BuildRelease builds rustynet-controller and rustynetd of rel from a git
@@ -28,6 +35,9 @@ type Built struct {
 // -trimpath, into out/REL/. The worktree is removed afterwards.
 func BuildRelease(ctx context.Context, repo, out string, rel policies.EarlierRelease, log io.Writer) (Built, error) {
 	b := Built{Release: rel.Name.Value, Commit: rel.Commit.Value, Capability: rel.Capability.Value}
+	for _, i := range rel.KnownIssues {
+		b.KnownIssues = append(b.KnownIssues, i.Value)
+	}
 	dir := filepath.Join(out, rel.Name.Value)
 	src := filepath.Join(dir, "src")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
