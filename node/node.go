@@ -552,16 +552,21 @@ func (n *Node) runBackendLocked() (string, error) {
 }
 
 // reportEndpoints tells the controller where the node listens, when that
-// changed since the last report (checked at most every 30s).
+// changed since the last report (checked at most every 30s), and its
+// post-quantum schemes as soon as they change. They change when the
+// controller's capability version becomes known: a node that starts on
+// its state learns it from its first poll, after its first report, and
+// its peers would run classical WireGuard with it until the next check.
 func (n *Node) reportEndpoints(ctx context.Context) error {
 	n.mu.Lock()
-	if time.Since(n.lastCheck) < endpointRecheck && n.reported != nil {
+	schemes := n.pqSchemes()
+	if time.Since(n.lastCheck) < endpointRecheck && n.reported != nil && slices.Equal(n.reported.PQ, schemes) {
 		n.mu.Unlock()
 		return nil
 	}
 	n.lastCheck = time.Now()
 	port := n.st.ListenPort
-	req := &api.EndpointsRequest{Endpoints: n.localEndpoints(port), ListenPort: port, PQ: n.pqSchemes()}
+	req := &api.EndpointsRequest{Endpoints: n.localEndpoints(port), ListenPort: port, PQ: schemes}
 	same := n.reported != nil && slices.Equal(n.reported.Endpoints, req.Endpoints) && n.reported.ListenPort == req.ListenPort &&
 		slices.Equal(n.reported.PQ, req.PQ) &&
 		// The controller's record lost the schemes (a replica of an
