@@ -27,11 +27,14 @@ const DefaultPQPeriod = 2 * time.Minute
 
 const (
 	pqTick = time.Second
-	// pqRehandshake: a key not in the session this long after it was
-	// installed gets another handshake. WireGuard sends no initiation
-	// within 5 s (REKEY_TIMEOUT) of its last, so the responder's right
-	// after the install is dropped when a handshake came just before.
-	pqRehandshake  = 5 * time.Second
+	// A key not in the session pqRetryFirst after it was installed gets
+	// another handshake at every tick until one completes. WireGuard
+	// sends no initiation within 5 s (REKEY_TIMEOUT) of its last and
+	// drops the request silently: right after a pair's first session
+	// (both sides initiated it) neither side may send one for up to 5 s,
+	// and the responder's right after the install is dropped. Asking at
+	// every tick gets the handshake out as soon as either side may.
+	pqRetryFirst   = time.Second
 	pqRetryMin     = time.Second
 	pqRetryMax     = 30 * time.Second
 	pqMaxExchanges = 4 // initiated at once
@@ -47,7 +50,6 @@ type pqKey struct {
 	// covered), so the session is post-quantum while this one waits for
 	// its handshake: a rotation holds nothing back.
 	inSession, covered bool
-	retried            time.Time // the last handshake the tick started for it
 }
 
 // pqSched is the initiator's schedule for one peer.
@@ -256,8 +258,7 @@ func (n *Node) pqTickOnce() []pqDue {
 			case hs[p.NodeKey].After(k.at):
 				k.inSession, changed = true, true
 				n.log.Info("post-quantum preshared key in the session", "peer", p.ID, "key", k.psk.Fingerprint())
-			case now.Sub(k.at) > pqRehandshake && now.Sub(k.retried) > pqRehandshake:
-				k.retried = now
+			case now.Sub(k.at) > pqRetryFirst:
 				rehandshake = append(rehandshake, p.NodeKey)
 			}
 		}
@@ -368,7 +369,14 @@ func (n *Node) pqInstallLocked(dp *dataplane, peer api.NodePublic, res *pq.Resul
 		return // the dataplane was replaced meanwhile: the next round agrees a key on the new one
 	}
 	old := n.pq[peer]
-	n.pq[peer] = &pqKey{psk: res.PSK, epoch: res.Epoch, at: time.Now(), covered: old != nil && (old.inSession || old.covered)}
+	covered := false
+	if old != nil {
+		// The session runs on the old key if a handshake completed since
+		// it was installed, whether or not a tick has seen it yet: a
+		// rotation right after that handshake must not lose it.
+		covered = old.inSession || old.covered || lastHandshake(dp.backend, peer).After(old.at)
+	}
+	n.pq[peer] = &pqKey{psk: res.PSK, epoch: res.Epoch, at: time.Now(), covered: covered}
 	if _, err := n.reconfigLocked(); err != nil {
 		n.log.Warn("installing a post-quantum preshared key", "err", err)
 		return
@@ -383,6 +391,21 @@ func (n *Node) pqInstallLocked(dp *dataplane, peer api.NodePublic, res *pq.Resul
 		}
 	}
 	n.log.Info("post-quantum preshared key agreed", "peer", peer, "role", role, "key", res.PSK.Fingerprint(), "took", res.Took.Round(time.Microsecond))
+}
+
+// lastHandshake is when b's last handshake with peer completed (zero when
+// it cannot say).
+func lastHandshake(b backend.Backend, peer api.NodePublic) time.Time {
+	st, err := b.Stats()
+	if err != nil {
+		return time.Time{}
+	}
+	for _, s := range st {
+		if s.PublicKey == peer {
+			return s.LastHandshake
+		}
+	}
+	return time.Time{}
 }
 
 // pqListener is the responder's listener on one dataplane.
