@@ -127,3 +127,22 @@ func (h *Host) SetLinkUp(up bool) error {
 		return fmt.Errorf("set %s up: still not operationally up after %v", h.Link, tries*every)
 	})
 }
+
+// LinkBytes is what the host's link (eth0) has received and sent so far,
+// in bytes, as the kernel counts them (frames, headers included).
+func (h *Host) LinkBytes() (uint64, error) {
+	var n uint64
+	err := h.Do(func() error {
+		link, err := netlink.LinkByName(h.Link)
+		if err != nil {
+			return fmt.Errorf("%s's %s: %w", h.Name, h.Link, err)
+		}
+		st := link.Attrs().Statistics
+		if st == nil {
+			return fmt.Errorf("%s's %s: the kernel gave no statistics", h.Name, h.Link)
+		}
+		n = st.RxBytes + st.TxBytes
+		return nil
+	})
+	return n, err
+}

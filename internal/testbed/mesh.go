@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -250,16 +252,16 @@ func (m *Mesh) addNode(ctx context.Context, i int) error {
 		"--interface", fmt.Sprintf("rnm%d-%s", i, h.Name[5:11]), "--mtu", strconv.Itoa(m.mtu), "--hostname", fmt.Sprintf("n%d", i),
 		"--metrics-listen", m.env.metricsListen()}}
 	nd.args = append(nd.args, m.env.NodeArgs...)
-	if err := nd.start(ctx, m.env.DaemonBin); err != nil {
+	if err := nd.start(ctx, m.env.DaemonBin, nd.args); err != nil {
 		return err
 	}
 	m.nodes = append(m.nodes, nd)
 	return nil
 }
 
-func (nd *MeshNode) start(ctx context.Context, bin string) error {
+func (nd *MeshNode) start(ctx context.Context, bin string, args []string) error {
 	ready := nd.dir + ".ready"
-	p, _, err := daemon.StartReady(ctx, nd.host.Command(ctx, bin, append(nd.args, "--ready-file", ready)...), ready, 30*time.Second)
+	p, _, err := daemon.StartReady(ctx, nd.host.Command(ctx, bin, append(slices.Clone(args), "--ready-file", ready)...), ready, 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -272,6 +274,31 @@ func (nd *MeshNode) start(ctx context.Context, bin string) error {
 		if a.Addr().Is4() {
 			nd.addr = a.Addr()
 		}
+	}
+	return nil
+}
+
+// RestartNode stops node i (of Nodes) and starts it again on its state,
+// with extra flags after the mesh's (a later flag wins), as an operator
+// upgrades or reconfigures a node. It returns once the daemon is ready.
+func (m *Mesh) RestartNode(ctx context.Context, i int, extra ...string) error {
+	nd := m.nodes[i]
+	if err := nd.p.Stop(10 * time.Second); err != nil {
+		return fmt.Errorf("stop node %d: %w", i+1, err)
+	}
+	if err := nd.start(ctx, m.env.DaemonBin, append(slices.Clone(nd.args), extra...)); err != nil {
+		return fmt.Errorf("start node %d again: %w", i+1, err)
+	}
+	return nil
+}
+
+// SetPolicy replaces the controller's policy with text, through its CLI
+// (rustynet-controller policy set), as an operator does.
+func (m *Mesh) SetPolicy(ctx context.Context, text string) error {
+	cmd := exec.CommandContext(ctx, m.env.ControllerBin, "policy", "set", "-", "--data-dir", m.dir)
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("policy set: %w: %s", err, bytes.TrimSpace(out))
 	}
 	return nil
 }
