@@ -23,7 +23,7 @@ type end struct {
 	ip  netip.Addr
 }
 
-func newEnd(t *testing.T, i int) *end {
+func newEnd(t testing.TB, i int) *end {
 	t.Helper()
 	ct := tuntest.NewChannelTUN()
 	b, err := New(backend.Options{Device: ct.TUN(), Logger: testLog()})
@@ -39,7 +39,7 @@ func (e *end) peer(port uint16) backend.Peer {
 		Endpoint: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
 }
 
-func configure(t *testing.T, e *end, peers ...backend.Peer) {
+func configure(t testing.TB, e *end, peers ...backend.Peer) {
 	t.Helper()
 	if err := e.b.Reconfig(&backend.Config{PrivateKey: e.key, Peers: peers}); err != nil && !errors.Is(err, backend.ErrNoChanges) {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func configure(t *testing.T, e *end, peers ...backend.Peer) {
 // send writes a ping from a to b through the tunnel and checks it arrives
 // unchanged, writing it again every 500ms (a first packet waits for a
 // handshake, and WireGuard may drop it if the handshake has to be redone).
-func send(t *testing.T, a, b *end) {
+func send(t testing.TB, a, b *end) {
 	t.Helper()
 	msg := tuntest.Ping(b.ip, a.ip)
 	deadline := time.Now().Add(10 * time.Second)
@@ -67,7 +67,7 @@ func send(t *testing.T, a, b *end) {
 	t.Fatalf("packet from %s to %s did not arrive within 10s", a.ip, b.ip)
 }
 
-func pair(t *testing.T) (*end, *end) {
+func pair(t testing.TB) (*end, *end) {
 	a, b := newEnd(t, 1), newEnd(t, 2)
 	configure(t, a)
 	configure(t, b)
@@ -132,7 +132,7 @@ func testLog() *slog.Logger {
 }
 
 // lastHandshake is the time of a's last completed handshake with b.
-func lastHandshake(t *testing.T, a, b *end) time.Time {
+func lastHandshake(t testing.TB, a, b *end) time.Time {
 	t.Helper()
 	st, err := a.b.Stats()
 	if err != nil {
