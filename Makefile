@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report deps gate mutate rules
+.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report pq-report deps gate mutate rules
 
 all: lint build test
 
@@ -105,6 +105,23 @@ dr-report: deps
 	  case "$${rc:-0}" in 0|1|4) ;; *) exit $$rc;; esac; \
 	fi; \
 	$(GO) run ./gates/dr/drreport -bundle "$$bundle" $(if $(DR_PUBKEY),-pubkey $(DR_PUBKEY))
+
+# Run the pq-readiness gate (PQ_CHANNEL, beta by default: the whole
+# experiment, with its throughput rounds and idle windows) and write
+# documents/pq/readiness.md from its signed evidence, passed or not (the
+# report says which). With PQ_BUNDLE=DIR, write it from that bundle
+# instead (PQ_PUBKEY: its key).
+PQ_CHANNEL ?= beta
+PQ_OUT ?= out/pq-$(shell date -u +%Y%m%dT%H%M%SZ)
+pq-report: deps
+	@set -e; bundle="$(PQ_BUNDLE)"; \
+	if [ -z "$$bundle" ]; then \
+	  bundle="$(PQ_OUT)"; \
+	  $(GO) run ./cmd/rustynet-gate run --policy policies/release.yaml \
+	    --channel $(PQ_CHANNEL) --gates build,pq-readiness --out "$$bundle" || rc=$$?; \
+	  case "$${rc:-0}" in 0|1|4) ;; *) exit $$rc;; esac; \
+	fi; \
+	$(GO) run ./gates/pqreadiness/pqreport -bundle "$$bundle" $(if $(PQ_PUBKEY),-pubkey $(PQ_PUBKEY))
 
 clean:
 	rm -rf bin

@@ -10,7 +10,7 @@ import (
 
 var knownGates = func(g string) bool {
 	switch g {
-	case "build", "unit", "conformance", "crypto-policy", "architecture", "compat", "perf-budget", "soak", "slo", "incident", "dr":
+	case "build", "unit", "conformance", "crypto-policy", "architecture", "compat", "perf-budget", "soak", "slo", "incident", "dr", "pq-readiness":
 		return true
 	}
 	return false

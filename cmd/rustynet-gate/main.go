@@ -39,6 +39,7 @@ import (
 	"github.com/rustynet/rustynet/gates/conformance"
 	"github.com/rustynet/rustynet/gates/cryptopolicy"
 	"github.com/rustynet/rustynet/gates/dr"
+	"github.com/rustynet/rustynet/gates/pqreadiness"
 	"github.com/rustynet/rustynet/gates/incident"
 	"github.com/rustynet/rustynet/gates/perfbudget"
 	"github.com/rustynet/rustynet/gates/publish"
@@ -81,6 +82,7 @@ func registry() *gates.Registry {
 	slo.Register(&r)
 	incident.Register(&r)
 	dr.Register(&r)
+	pqreadiness.Register(&r)
 	return &r
 }
 
