@@ -93,13 +93,22 @@ func runPair(ctx context.Context, env Env, exp policies.PQExperiment, res *Resul
 		return nil
 	}
 
-	// Paired throughput rounds on this one mesh: classical, then hybrid.
+	// Paired throughput rounds on this one mesh, the order of the two
+	// modes alternating from round to round so that neither always runs
+	// on a warmer machine.
+	type round struct {
+		name, policy string
+		want         string
+		into         *[]float64
+	}
+	classical := round{"classical", policyOff, localapi.PQClassical, &res.Classical}
+	hybrid := round{"hybrid", policyPrefer, localapi.PQPSK, &res.Hybrid}
 	for i := range exp.ThroughputRounds.Value {
-		for _, mode := range []struct {
-			name, policy string
-			want         string
-			into         *[]float64
-		}{{"classical", policyOff, localapi.PQClassical, &res.Classical}, {"hybrid", policyPrefer, localapi.PQPSK, &res.Hybrid}} {
+		order := []round{classical, hybrid}
+		if i%2 == 1 {
+			order = []round{hybrid, classical}
+		}
+		for _, mode := range order {
 			if err := m.SetPolicy(ctx, mode.policy); err != nil {
 				return err
 			}

@@ -110,7 +110,7 @@ func measure(r *gates.Run, exp policies.PQExperiment, res *Results) {
 	r.Measure(evidence.Measurement{Name: "rotation_lost", Unit: "packets", Method: stream + fmt.Sprintf("; datagrams not echoed within 1 s, of %d sent", rot.Sent), Values: []float64{float64(rot.Lost)}})
 	r.Measure(evidence.Measurement{Name: "rotations", Unit: "count", Method: stream + "; distinct preshared keys the status showed, less one", Values: []float64{float64(rot.Rotations)}})
 	if len(res.Classical) > 0 {
-		m := fmt.Sprintf("iperf3 TCP, 3 s, between two WireGuard nodes in network namespaces, %d paired rounds on one mesh whose policy toggles pq between off and prefer", len(res.Classical))
+		m := fmt.Sprintf("iperf3 TCP, 3 s, between two WireGuard nodes in network namespaces, %d paired rounds on one mesh whose policy toggles pq between off and prefer (classical first in odd rounds, hybrid first in even ones)", len(res.Classical))
 		r.Measure(evidence.Measurement{Name: "throughput:classical", Unit: "Gbit/s", Method: m, Values: res.Classical})
 		r.Measure(evidence.Measurement{Name: "throughput:hybrid", Unit: "Gbit/s", Method: m, Values: res.Hybrid})
 		var costs []float64
