@@ -35,7 +35,7 @@ func TestPQRefusals(t *testing.T) {
 		{"version", replace("version: 1", "version: 2"), "this build reads version 1"},
 		{"period", replace("period: 5s", "period: 500ms"), "experiment.period 500ms: want at least 1s"},
 		{"idle", replace("idle_window: 30s", "idle_window: 10s"), "want at least 3 periods"},
-		{"rounds", replace("throughput_rounds: 5", "throughput_rounds: 1"), "a spread needs two"},
+		{"rounds", replace("throughput_rounds: 12", "throughput_rounds: 1"), "a spread needs two"},
 		{"fleet", replace("fleet: 8", "fleet: 3"), "want at least 4 nodes"},
 		{"waves down", replace("waves: [0, 25, 50, 100]", "waves: [0, 50, 25, 100]"), "waves only go up"},
 		{"waves end", replace("waves: [0, 25, 50, 100]", "waves: [0, 25, 50]"), "the first wave 0 and the last 100"},
