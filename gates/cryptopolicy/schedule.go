@@ -87,6 +87,7 @@ func WriteSchedule(w io.Writer, pol *policies.Crypto) error {
 	}
 	slices.Sort(allowed)
 	p("\n## Allowed\n\n%s.\n\n", strings.Join(allowed, ", "))
+	p("## The post-quantum transition\n\nWireGuard's X25519 handshake is the classical key exchange left in the product: the hybrid preshared keys of `node/pq` add ML-KEM-768 to it, opt-in by policy today. When classical-only pairs are deprecated here, and what must be measured first, is the transition plan of `documents/pq/readiness.md`, whose decision gates (`policies/pq.yaml`) the `pq-readiness` gate decides from measured evidence.\n\n")
 
 	p("## Insecure compatibility modes\n\n")
 	p("Every mode is off by default. A daemon turns one on only when its environment asks for it (RUSTYNET_INSECURE=MODE@DATE) and the crypto policy it runs under (this one, built in, or an operator's copy given with --crypto-policy) grants it: an exception with an owner and a ticket that runs at least to that date, at most %d days after it is granted. The code refuses a mode whose exception has lapsed, and turns it off at its expiry while it runs.\n\n",
