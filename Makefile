@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report pq-report deps gate mutate rules
+.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report pq-experiment deps gate mutate rules
 
 all: lint build test
 
@@ -113,7 +113,7 @@ dr-report: deps
 # instead (PQ_PUBKEY: its key).
 PQ_CHANNEL ?= beta
 PQ_OUT ?= out/pq-$(shell date -u +%Y%m%dT%H%M%SZ)
-pq-report: deps
+pq-experiment: deps
 	@set -e; bundle="$(PQ_BUNDLE)"; \
 	if [ -z "$$bundle" ]; then \
 	  bundle="$(PQ_OUT)"; \

@@ -51,6 +51,10 @@ type DecisionGate struct {
 	MaxThroughputCost *float64  `yaml:"max_throughput_cost"`
 	MaxExchangeTime   *Duration `yaml:"max_exchange_time"`
 	MaxExchangeCPU    *Duration `yaml:"max_exchange_cpu"`
+	// A WireGuard handshake with the preshared key: its mean time and
+	// CPU.
+	MaxHandshakeTime *Duration `yaml:"max_handshake_time"`
+	MaxHandshakeCPU  *Duration `yaml:"max_handshake_cpu"`
 	// rotation-loss
 	MaxLost *Int `yaml:"max_lost"`
 	// review
@@ -130,11 +134,12 @@ func (g *DecisionGate) checkThresholds() string {
 	set := map[string]bool{
 		"min_repetitions": g.MinRepetitions != nil, "max_spread": g.MaxSpread != nil,
 		"max_throughput_cost": g.MaxThroughputCost != nil, "max_exchange_time": g.MaxExchangeTime != nil, "max_exchange_cpu": g.MaxExchangeCPU != nil,
+		"max_handshake_time": g.MaxHandshakeTime != nil, "max_handshake_cpu": g.MaxHandshakeCPU != nil,
 		"max_lost": g.MaxLost != nil, "review": g.Review != nil,
 	}
 	need := map[string][]string{
 		RuleReproduces:   {"min_repetitions", "max_spread"},
-		RuleCost:         {"max_throughput_cost", "max_exchange_time", "max_exchange_cpu"},
+		RuleCost:         {"max_throughput_cost", "max_exchange_time", "max_exchange_cpu", "max_handshake_time", "max_handshake_cpu"},
 		RuleRotationLoss: {"max_lost"},
 		RuleWaves:        nil,
 		RuleReview:       {"review"},

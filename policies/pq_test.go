@@ -41,6 +41,7 @@ func TestPQRefusals(t *testing.T) {
 		{"waves end", replace("waves: [0, 25, 50, 100]", "waves: [0, 25, 50]"), "the first wave 0 and the last 100"},
 		{"rule", replace("rule: waves", "rule: vibes"), `rule "vibes": want one of`},
 		{"missing threshold", replace("    max_lost: 0\n", ""), "rule rotation-loss needs max_lost"},
+		{"no handshake bound", replace("    max_handshake_cpu: 10ms\n", ""), "rule cost needs max_handshake_cpu"},
 		{"foreign threshold", replace("    max_lost: 0\n", "    max_lost: 0\n    max_spread: 0.1\n"), "max_spread does not belong to rule rotation-loss"},
 		{"twice", replace("id: G1", "id: G0"), "decision gate G0 twice"},
 		{"channel", replace("  nightly: [G2, G3]", "  weekly: [G2, G3]"), `"weekly" is not a channel`},

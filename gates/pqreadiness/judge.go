@@ -167,11 +167,19 @@ func judge(g *policies.DecisionGate, res *Results, root string) (string, string)
 		if !(c <= g.MaxExchangeCPU.D.Seconds()) {
 			fails = append(fails, fmt.Sprintf("an exchange costs %v of CPU, above %v", time.Duration(c*1e9).Round(time.Microsecond), g.MaxExchangeCPU.D))
 		}
+		ht, hc := stats.Mean(res.HandshakeTime["psk"]), stats.Mean(res.HandshakeCPU["psk"])
+		if !(ht <= g.MaxHandshakeTime.D.Seconds()) {
+			fails = append(fails, fmt.Sprintf("a handshake with the preshared key takes %v, above %v", time.Duration(ht*1e9).Round(time.Microsecond), g.MaxHandshakeTime.D))
+		}
+		if !(hc <= g.MaxHandshakeCPU.D.Seconds()) {
+			fails = append(fails, fmt.Sprintf("a handshake with the preshared key costs %v of CPU, above %v", time.Duration(hc*1e9).Round(time.Microsecond), g.MaxHandshakeCPU.D))
+		}
 		if len(fails) > 0 {
 			return NotMet, strings.Join(fails, "; ")
 		}
-		return Met, fmt.Sprintf("throughput cost %.3f (95%% upper bound %.3f); an exchange takes %v and %v of CPU", stats.Mean(costs), upper,
-			time.Duration(t*1e9).Round(time.Microsecond), time.Duration(c*1e9).Round(time.Microsecond))
+		us := func(s float64) time.Duration { return time.Duration(s * 1e9).Round(time.Microsecond) }
+		return Met, fmt.Sprintf("throughput cost %.3f (95%% upper bound %.3f); an exchange takes %v and %v of CPU; a handshake with the preshared key %v and %v of CPU",
+			stats.Mean(costs), upper, us(t), us(c), us(ht), us(hc))
 	case policies.RuleRotationLoss:
 		r := res.Rotation
 		// A window of several periods must see rotations: none means the

@@ -92,6 +92,11 @@ func TestDecide(t *testing.T) {
 		{"spread", func(r *Results) { r.ExchangeTime = []float64{0.001, 0.001, 0.001, 0.001, 0.02} }, "G0", NotMet, "the exchange time spreads by"},
 		{"incomplete", func(r *Results) { r.Problems = []string{"waves: boom"} }, "G0", NotMet, "did not run whole: waves: boom"},
 		{"throughput cost", func(r *Results) { r.Hybrid = []float64{1.8, 1.9, 1.7, 1.8, 1.85} }, "G1", NotMet, "the throughput cost's 95% upper bound is"},
+		{"slow handshake", func(r *Results) {
+			for i := range r.HandshakeCPU["psk"] {
+				r.HandshakeCPU["psk"][i] = 0.02
+			}
+		}, "G1", NotMet, "a handshake with the preshared key costs 20ms of CPU, above 10ms"},
 		{"no rounds", func(r *Results) { r.Classical, r.Hybrid = nil, nil }, "G1", NotMeasured, "no paired throughput rounds"},
 		{"slow exchange", func(r *Results) {
 			for i := range r.ExchangeTime {

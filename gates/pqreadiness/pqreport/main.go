@@ -1,6 +1,6 @@
 // Command pqreport writes the post-quantum readiness report
 // (documents/pq/readiness.md) from a bundle of a run of the pq-readiness
-// gate, once its signatures and digests verify (make pq-report).
+// gate, once its signatures and digests verify (make pq-experiment).
 //
 //	go run ./gates/pqreadiness/pqreport -bundle DIR [-pubkey FILE] [-out FILE]
 package main
