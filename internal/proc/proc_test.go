@@ -88,3 +88,19 @@ func FuzzParseStat(f *testing.F) {
 		}
 	})
 }
+
+// TestSelfCPU: the process's own CPU time grows while it hashes.
+func TestSelfCPU(t *testing.T) {
+	before, err := SelfCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink [32]byte
+	for range 20000 {
+		sink = sha256.Sum256(sink[:])
+	}
+	after, err := SelfCPU()
+	if err != nil || after <= before {
+		t.Errorf("SelfCPU went from %v to %v (%v) hashing 20,000 times (last %x); want it to grow", before, after, err, sink[:4])
+	}
+}

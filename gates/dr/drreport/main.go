@@ -10,11 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates/dr"
-	"github.com/rustynet/rustynet/internal/atomicfile"
+	"github.com/rustynet/rustynet/internal/bundledoc"
 )
 
 func main() {
@@ -26,30 +25,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "drreport:", err)
 		os.Exit(1)
 	}
+	fmt.Fprintf(os.Stderr, "wrote %s from %s\n", *out, *bundle)
 }
 
 func run(bundle, pubkey, out string) error {
-	if bundle == "" {
-		return fmt.Errorf("-bundle DIR is required: the output directory of rustynet-gate run with the dr gate")
-	}
-	if pubkey == "" {
-		pubkey = filepath.Join(".gate-dev", evidence.PublicKeyFile)
-	}
-	pub, err := evidence.LoadVerifier(pubkey)
-	if err != nil {
-		return fmt.Errorf("%w (give the key the bundle was signed with: -pubkey FILE)", err)
-	}
-	v, err := evidence.Verify(bundle, pub, "")
-	if err != nil {
-		return fmt.Errorf("the bundle does not verify: %w", err)
-	}
 	drills, pol, err := dr.Load(".")
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteDocument(out, func(w io.Writer) error { return dr.WriteReport(w, v, drills, pol) }); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "wrote %s from %s\n", out, bundle)
-	return nil
+	return bundledoc.Write(bundle, pubkey, out, dr.Name, func(w io.Writer, v *evidence.Verified) error {
+		return dr.WriteReport(w, v, drills, pol)
+	})
 }

@@ -10,11 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates/pqreadiness"
-	"github.com/rustynet/rustynet/internal/atomicfile"
+	"github.com/rustynet/rustynet/internal/bundledoc"
 	"github.com/rustynet/rustynet/policies"
 )
 
@@ -27,30 +26,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pqreport:", err)
 		os.Exit(1)
 	}
+	fmt.Fprintf(os.Stderr, "wrote %s from %s\n", *out, *bundle)
 }
 
 func run(bundle, pubkey, out string) error {
-	if bundle == "" {
-		return fmt.Errorf("-bundle DIR is required: the output directory of rustynet-gate run with the pq-readiness gate")
-	}
-	if pubkey == "" {
-		pubkey = filepath.Join(".gate-dev", evidence.PublicKeyFile)
-	}
-	pub, err := evidence.LoadVerifier(pubkey)
-	if err != nil {
-		return fmt.Errorf("%w (give the key the bundle was signed with: -pubkey FILE)", err)
-	}
-	v, err := evidence.Verify(bundle, pub, "")
-	if err != nil {
-		return fmt.Errorf("the bundle does not verify: %w", err)
-	}
 	pol, err := policies.LoadPQ(pqreadiness.PolicyFile)
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteDocument(out, func(w io.Writer) error { return pqreadiness.WriteReport(w, v, pol) }); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "wrote %s from %s\n", out, bundle)
-	return nil
+	return bundledoc.Write(bundle, pubkey, out, pqreadiness.Name, func(w io.Writer, v *evidence.Verified) error {
+		return pqreadiness.WriteReport(w, v, pol)
+	})
 }
