@@ -100,7 +100,7 @@ func measure(r *gates.Run, exp policies.PQExperiment, res *Results) {
 	r.Measure(evidence.Measurement{Name: "exchange_cpu", Unit: "s", Method: "node/pq BenchmarkExchange: process CPU (getrusage) per exchange " + bench, Values: res.ExchangeCPU})
 	r.Measure(evidence.Measurement{Name: "exchange_bytes", Unit: "bytes", Method: "node/pq BenchmarkExchange: the exchange's messages per exchange (TCP and IP headers not included)", Values: res.ExchangeBytes})
 	for _, mode := range []string{"classical", "psk"} {
-		m := "node/backend/wireguard BenchmarkHandshake/" + mode + ": a WireGuard handshake started by Rehandshake between two backends " + bench
+		m := "node/backend/wireguard BenchmarkHandshake/" + mode + ": a WireGuard handshake started by Rehandshake between two backends, a fresh pair each (wireguard-go sends one initiation per peer every 5 s), " + bench
 		r.Measure(evidence.Measurement{Name: "handshake_time:" + mode, Unit: "s", Method: m, Values: res.HandshakeTime[mode]})
 		r.Measure(evidence.Measurement{Name: "handshake_cpu:" + mode, Unit: "s", Method: m + "; process CPU (getrusage) per handshake", Values: res.HandshakeCPU[mode]})
 		r.Measure(evidence.Measurement{Name: "handshake_bytes:" + mode, Unit: "bytes", Method: m + "; UDP payload bytes both ways per handshake (the backend's counters)", Values: res.HandshakeBytes[mode]})
