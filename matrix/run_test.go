@@ -2,8 +2,6 @@ package matrix
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/rustynet/rustynet/internal/etcdproc"
 	"github.com/rustynet/rustynet/internal/require"
+	"github.com/rustynet/rustynet/internal/testbed"
 )
 
 // TestRunCells measures one small cell of every kind for real: a controller
@@ -137,12 +136,8 @@ suites:
 func buildDaemons(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, b := range []string{"rustynet-controller", "rustynetd"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", b, err, out)
-		}
+	if err := testbed.BuildDaemons(dir); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/rustynet/rustynet/internal/promstack"
 	"github.com/rustynet/rustynet/internal/require"
 	slospec "github.com/rustynet/rustynet/internal/slo"
+	"github.com/rustynet/rustynet/internal/testbed"
 )
 
 // The postmortem draft has the standard's sections, in its order, and a
@@ -92,12 +92,8 @@ func TestDrills(t *testing.T) {
 		}
 	}
 	bin := t.TempDir()
-	for _, b := range []string{"rustynet-controller", "rustynetd"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, b), "../../cmd/"+b)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", b, err, out)
-		}
+	if err := testbed.BuildDaemons(bin); err != nil {
+		t.Fatal(err)
 	}
 	rules, _ := filepath.Glob(filepath.Join(root, slospec.RulesDir, "*.yml"))
 	alerts, err := slospec.LoadAlerts(root)

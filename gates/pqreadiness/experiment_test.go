@@ -3,8 +3,6 @@ package pqreadiness
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,14 +27,8 @@ func TestExperiment(t *testing.T) {
 	require.Root(t)
 	require.Command(t, "iperf3")
 	dir := t.TempDir()
-	bins := map[string]string{}
-	for _, b := range []string{"rustynet-controller", "rustynetd"} {
-		bins[b] = filepath.Join(dir, b)
-		cmd := exec.Command("go", "build", "-o", bins[b], "../../cmd/"+b)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", b, err, out)
-		}
+	if err := testbed.BuildDaemons(dir); err != nil {
+		t.Fatal(err)
 	}
 	var log bytes.Buffer
 	defer func() {
@@ -44,7 +36,7 @@ func TestExperiment(t *testing.T) {
 			t.Logf("log:\n%s", log.String())
 		}
 	}()
-	env := Env{Mesh: testbed.MeshConfig{ControllerBin: bins["rustynet-controller"], DaemonBin: bins["rustynetd"], Work: dir, Log: &log}, Log: &log, Full: true}
+	env := Env{Mesh: testbed.MeshConfig{ControllerBin: filepath.Join(dir, "rustynet-controller"), DaemonBin: filepath.Join(dir, "rustynetd"), Work: dir, Log: &log}, Log: &log, Full: true}
 	pol, err := policies.LoadPQ("../../" + PolicyFile)
 	if err != nil {
 		t.Fatal(err)

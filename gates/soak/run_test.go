@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -15,6 +14,7 @@ import (
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates"
 	"github.com/rustynet/rustynet/internal/require"
+	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/policies"
 )
 
@@ -27,16 +27,11 @@ import (
 // an RSS ceiling no daemon can keep.
 func TestSoakGate(t *testing.T) {
 	require.Root(t)
-	bins := map[string]string{}
 	dir := t.TempDir()
-	for _, b := range []string{"rustynet-controller", "rustynetd"} {
-		bins[b] = filepath.Join(dir, b)
-		cmd := exec.Command("go", "build", "-o", bins[b], "../../cmd/"+b)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", b, err, out)
-		}
+	if err := testbed.BuildDaemons(dir); err != nil {
+		t.Fatal(err)
 	}
+	bins := map[string]string{"rustynet-controller": filepath.Join(dir, "rustynet-controller"), "rustynetd": filepath.Join(dir, "rustynetd")}
 	shipped, err := os.ReadFile("../../policies/budgets.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -349,3 +349,17 @@ func (m *Mesh) CPU() time.Duration {
 	}
 	return d
 }
+
+// BuildDaemons builds rustynet-controller and rustynetd of this module
+// into dir, statically (CGO off) as the build gate does, for the tests
+// that run a Mesh. The error holds the compiler's output.
+func BuildDaemons(dir string) error {
+	for _, b := range []string{"rustynet-controller", "rustynetd"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "github.com/rustynet/rustynet/cmd/"+b)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %w\n%s", b, err, out)
+		}
+	}
+	return nil
+}
