@@ -825,9 +825,9 @@ func postJSON(ctx context.Context, hc *http.Client, url, cred, body string) erro
 }
 
 // routeApply times installing N routes on a TUN in a fresh namespace with
-// the node's router, from none, Repetitions times: the candidate's
-// rustynetd does it (--measure-route-apply), so that what is measured is
-// the commit's router, not the one this runner was built with.
+// the node's router, from none, Repetitions times: env's rustynetd does it
+// (--measure-route-apply), so that what is measured is that build's
+// router, not the one this runner was built with.
 func routeApply(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, error) {
 	n := atoi(c.Params["routes"])
 	nw, err := testbed.Create(ctx, testbed.Options{Hosts: 1})
@@ -856,7 +856,7 @@ func routeApply(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, e
 	for i, ns := range rep.ApplyNS {
 		lat[i] = float64(ns) / 1e6
 	}
-	method := fmt.Sprintf("the candidate's rustynetd --measure-route-apply: node/router Set of %d routes from none on a TUN in a namespace (netlink), %d repetitions", n, c.Repetitions)
+	method := fmt.Sprintf("rustynetd --measure-route-apply of the build measured: node/router Set of %d routes from none on a TUN in a namespace (netlink), %d repetitions", n, c.Repetitions)
 	return []evidence.Measurement{
 		{Name: "route_apply", Unit: "ms", Method: method, Values: lat},
 		{Name: "route_apply_p50", Unit: "ms", Method: method + ", median", Values: []float64{stats.Quantile(lat, 0.50)}},

@@ -3,6 +3,7 @@ package matrix
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,9 +74,11 @@ suites:
 	}
 }
 
-// TestRunPaired runs a throughput cell in paired rounds for real, the
-// same build on both sides: every round yields a pair for every metric,
-// the peak RSS included, and a cell of another kind runs once.
+// TestRunPaired runs a throughput cell and a route-apply cell in paired
+// rounds for real, the same build on both sides: every round yields a pair
+// for every metric, the peak RSS included; route-apply's quantiles are
+// those of every round's applies together; a cell of another kind runs
+// once.
 func TestRunPaired(t *testing.T) {
 	require.Root(t)
 	require.Command(t, "iperf3")
@@ -89,8 +92,11 @@ suites:
     duration: 1s
     axes: {backend: [wireguard], mtu: ["1420"], peers: ["2"], traffic: [tcp-bulk]}
   - kind: route-apply
-    repetitions: 5
+    repetitions: 30
     axes: {routes: ["10"]}
+  - kind: handshake
+    repetitions: 1
+    axes: {backend: [wireguard]}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +106,7 @@ suites:
 	defer cancel()
 	env := Env{ControllerBin: filepath.Join(dir, "rustynet-controller"), DaemonBin: filepath.Join(dir, "rustynetd"), Work: t.TempDir(), Log: &log}
 	results := RunPaired(ctx, env, env, cells, 3)
-	if len(results) != 2 || results[0].Error != "" || results[1].Error != "" {
+	if len(results) != 3 || results[0].Error != "" || results[1].Error != "" || results[2].Error != "" {
 		t.Fatalf("results %+v\n%s", results, log.String())
 	}
 	paired := map[string]Paired{}
@@ -123,8 +129,24 @@ suites:
 			t.Errorf("%s method %q does not say each round had a fresh mesh", m.Name, m.Method)
 		}
 	}
-	if len(results[1].Paired) != 0 || len(results[1].Measurements) == 0 {
-		t.Errorf("route-apply: %+v, want measured once, unpaired", results[1])
+	routes := map[string][]float64{}
+	for _, m := range results[1].Measurements {
+		routes[m.Name] = m.Values
+	}
+	if all := routes["route_apply"]; len(all) != 30 || len(routes["route_apply_p99"]) != 1 || routes["route_apply_p99"][0] != slices.Max(all) {
+		t.Errorf("route-apply candidate figures %v: want the 3 rounds' 10 applies together, and their p99 (the largest of 30)", routes)
+	}
+	var p50 *Paired
+	for i, p := range results[1].Paired {
+		if p.Name == "route_apply_p50" {
+			p50 = &results[1].Paired[i]
+		}
+	}
+	if p50 == nil || len(p50.Baseline) != 3 || len(p50.Candidate) != 3 {
+		t.Errorf("route-apply paired %+v, want route_apply_p50 in 3 rounds a side", results[1].Paired)
+	}
+	if len(results[2].Paired) != 0 || len(results[2].Measurements) == 0 {
+		t.Errorf("handshake: %+v, want measured once, unpaired", results[2])
 	}
 	if t.Failed() {
 		t.Log(log.String())

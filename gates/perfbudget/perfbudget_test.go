@@ -318,7 +318,7 @@ func TestEveryMetricBounded(t *testing.T) {
 // the baseline beside it blocks; the same change in a metric not judged,
 // a smaller one, or one in some rounds only does not.
 func TestJudgePaired(t *testing.T) {
-	cfg := policies.Paired{Alpha: 0.05, MinChange: 0.10, Metrics: []string{"tunnel_throughput", "cpu_per_gb"}, Basis: "test"}
+	cfg := policies.Paired{Alpha: 0.05, MinChange: 0.10, Metrics: []string{"tunnel_throughput", "cpu_per_gb", "route_apply_p50"}, Basis: "test"}
 	cell := "throughput/backend=wireguard/mtu=1420/peers=2/traffic=tcp-bulk"
 	base := []float64{2.4, 2.9, 2.1, 2.6, 2.5} // drift between rounds
 	scaled := func(f float64, xs []float64) []float64 {
@@ -342,6 +342,8 @@ func TestJudgePaired(t *testing.T) {
 		{"25% less CPU", "cpu_per_gb", "s/GB", scaled(0.75, base), false},
 		{"slower in two rounds of five", "tunnel_throughput", "Gbit/s", []float64{2.4 * 0.6, 2.9, 2.1 * 0.6, 2.6, 2.5}, false},
 		{"a metric not judged", "tunnel_pps", "packets/s", scaled(0.5, base), false},
+		{"routes applied three times slower", "route_apply_p50", "ms", scaled(3, base), true},
+		{"routes applied faster", "route_apply_p50", "ms", scaled(0.5, base), false},
 	} {
 		res := []matrix.Result{{Cell: cell, Paired: []matrix.Paired{{Name: c.metric, Unit: c.unit, Baseline: base, Candidate: c.cand}}}}
 		v := judgePaired(res, cfg)
