@@ -14,9 +14,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/rustynet/rustynet/evidence"
@@ -73,6 +75,34 @@ type Spec struct {
 	// artifacts), so that a pass the evidence does not bear out blocks
 	// even if a runner signed it. An error says why it does not hold.
 	Recheck func(st *evidence.GateStatement, channel string) error
+	// Fields lists the top-level keys of the details the gate signs (its
+	// r.Details): what a launch checklist item may name as the evidence
+	// that proves it (policies/launch-checklist.yaml, details.KEY).
+	Fields []string
+}
+
+// FieldsOf lists the JSON names of a details struct's fields, for
+// Spec.Fields: the keys the gate's signed details hold.
+func FieldsOf(details any) []string {
+	t := reflect.TypeOf(details)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []string
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		out = append(out, name)
+	}
+	return out
 }
 
 // Failure is a gate that ran and found the release not fit.
@@ -141,6 +171,13 @@ func (r *Registry) Get(name string) (Spec, bool) {
 func (r *Registry) Has(name string) bool {
 	_, ok := r.specs[name]
 	return ok
+}
+
+// EvidenceFields says whether a gate is registered and which detail keys
+// its evidence holds: what a launch checklist may name.
+func (r *Registry) EvidenceFields(name string) ([]string, bool) {
+	s, ok := r.specs[name]
+	return s.Fields, ok
 }
 
 // Names lists the registered gates, sorted.

@@ -1,10 +1,19 @@
 package policies
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 )
 
 // Release is release.yaml: which gates each channel requires, and the
@@ -13,6 +22,14 @@ type Release struct {
 	Version  int                `yaml:"version"`
 	Channels map[string]Channel `yaml:"channels"`
 	Waivers  []Waiver           `yaml:"waivers"`
+	// Checklist is the launch checklist the sign-offs answer, a path
+	// relative to this file's directory; a run of a channel that requires
+	// sign-offs copies it into the bundle, and the sign-offs answer that
+	// copy.
+	Checklist Str `yaml:"checklist"`
+	// Signers lists, for each role, the public keys whose sign-off counts
+	// for it.
+	Signers map[string][]Signer `yaml:"signers"`
 
 	// File and Digest identify the policy as loaded.
 	File   string `yaml:"-"`
@@ -24,6 +41,22 @@ type Release struct {
 type Channel struct {
 	Description string `yaml:"description"`
 	Gates       []Str  `yaml:"gates"`
+	// Signoffs lists the roles whose sign-off the channel requires: its
+	// verdict awaits them once every gate passed.
+	Signoffs []Str `yaml:"signoffs"`
+}
+
+// Signer is a person (or team) whose key may sign a role off.
+type Signer struct {
+	Name Str `yaml:"name"`
+	// Key is the public key, PKIX PEM (as rustynet-gate keygen writes
+	// it): ECDSA P-256 or Ed25519.
+	Key Str `yaml:"key"`
+	// KeyID is the key's ID as the evidence records signers (DSSE's
+	// SHA256 key ID, the key's OpenSSH fingerprint), filled in at load.
+	KeyID string `yaml:"-"`
+	// Public is the parsed key, filled in at load.
+	Public crypto.PublicKey `yaml:"-"`
 }
 
 // Waiver lets a channel pass although a gate did not, until it expires.
@@ -86,6 +119,9 @@ func ParseRelease(file string, data []byte, known func(string) bool) (*Release, 
 			}
 			seen[g.Value] = true
 		}
+	}
+	if err := r.checkSignoffs(file); err != nil {
+		return nil, err
 	}
 	for _, w := range r.Waivers {
 		line := w.Gate.Line
@@ -172,4 +208,118 @@ func (r *Release) Waiver(gate, channel string, t time.Time) (active, expired *Wa
 		expired = w
 	}
 	return nil, expired
+}
+
+// checkSignoffs checks the signers and the channels' required sign-offs:
+// every role is known, every key parses, no key is listed twice, a
+// channel that requires a role's sign-off has a signer for it, and a
+// checklist for the sign-offs to answer.
+func (r *Release) checkSignoffs(file string) error {
+	seen := map[string]string{} // key ID -> role/name
+	for _, role := range sortedKeys(r.Signers) {
+		if !slices.Contains(Roles, role) {
+			return &Error{File: file, Msg: fmt.Sprintf("signers for role %q: want one of %v", trunc(role), Roles)}
+		}
+		list := r.Signers[role]
+		for i := range list {
+			s := &list[i]
+			if strings.TrimSpace(s.Name.Value) == "" {
+				return &Error{File: file, Line: s.Key.Line, Msg: fmt.Sprintf("a signer for %s has no name", role)}
+			}
+			pub, id, err := parsePublicKey(s.Key.Value)
+			if err != nil {
+				return &Error{File: file, Line: s.Key.Line, Msg: fmt.Sprintf("signer %s (%s): %v", s.Name.Value, role, err)}
+			}
+			if prev, ok := seen[id]; ok {
+				// One key, one role: a sign-off says which role it is
+				// for, and a key that could sign for two would let one
+				// person be two of the sign-offs a channel needs.
+				return &Error{File: file, Line: s.Key.Line, Msg: fmt.Sprintf("signer %s (%s) has the key of %s: one key signs for one role", s.Name.Value, role, prev)}
+			}
+			seen[id] = role + "/" + s.Name.Value
+			s.Public, s.KeyID = pub, id
+		}
+	}
+	needs := false
+	for _, name := range r.ChannelNames() {
+		roles := map[string]bool{}
+		for _, ro := range r.Channels[name].Signoffs {
+			switch {
+			case !slices.Contains(Roles, ro.Value):
+				return &Error{File: file, Line: ro.Line, Msg: fmt.Sprintf("channel %s requires the sign-off of role %q: want one of %v", name, trunc(ro.Value), Roles)}
+			case roles[ro.Value]:
+				return &Error{File: file, Line: ro.Line, Msg: fmt.Sprintf("channel %s requires the sign-off of %s twice", name, ro.Value)}
+			case len(r.Signers[ro.Value]) == 0:
+				return &Error{File: file, Line: ro.Line, Msg: fmt.Sprintf("channel %s requires the sign-off of %s, and signers lists no key for it", name, ro.Value)}
+			}
+			roles[ro.Value] = true
+			needs = true
+		}
+	}
+	if needs && r.Checklist.Value == "" {
+		return &Error{File: file, Msg: "a channel requires sign-offs, and the policy names no checklist for them to answer"}
+	}
+	if c := r.Checklist.Value; c != "" && (strings.Contains(c, "/") || strings.HasPrefix(c, ".")) {
+		return &Error{File: file, Line: r.Checklist.Line, Msg: fmt.Sprintf("checklist %q: want a file name beside the policy", trunc(c))}
+	}
+	return nil
+}
+
+// Signoffs lists the roles whose sign-off a channel requires.
+func (r *Release) Signoffs(channel string) []string {
+	var out []string
+	for _, ro := range r.Channels[channel].Signoffs {
+		out = append(out, ro.Value)
+	}
+	return out
+}
+
+// SignerFor returns the signer of role whose key has the given ID.
+func (r *Release) SignerFor(role, keyID string) (*Signer, bool) {
+	for i := range r.Signers[role] {
+		if s := &r.Signers[role][i]; s.KeyID == keyID {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// RoleOfKey returns the role and signer a key ID is listed for, if any.
+func (r *Release) RoleOfKey(keyID string) (string, *Signer, bool) {
+	for _, role := range sortedKeys(r.Signers) {
+		if s, ok := r.SignerFor(role, keyID); ok {
+			return role, s, true
+		}
+	}
+	return "", nil, false
+}
+
+// parsePublicKey parses a PKIX PEM public key of the kinds the evidence
+// signs with, and returns it with its key ID (evidence.KeyID's form).
+func parsePublicKey(text string) (crypto.PublicKey, string, error) {
+	block, rest := pem.Decode([]byte(strings.TrimSpace(text)))
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, "", fmt.Errorf("key: want a PKIX PEM block (-----BEGIN PUBLIC KEY-----)")
+	}
+	if len(strings.TrimSpace(string(rest))) > 0 {
+		return nil, "", fmt.Errorf("key: text after the PEM block")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, "", fmt.Errorf("key: %v", err)
+	}
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return nil, "", fmt.Errorf("key: ECDSA on %s; want P-256", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+	default:
+		return nil, "", fmt.Errorf("key: %T; want ECDSA P-256 or Ed25519", pub)
+	}
+	id, err := dsse.SHA256KeyID(pub)
+	if err != nil {
+		return nil, "", fmt.Errorf("key: %v", err)
+	}
+	return pub, id, nil
 }

@@ -35,6 +35,7 @@ func Register(r *gates.Registry) {
 		Channels: gates.Channels,
 		Needs:    []gates.Need{gates.NeedRoot, gates.NeedGo},
 		Run:      run,
+		Fields:   gates.FieldsOf(Details{}),
 		// It builds two releases (the compiler takes both cores) and
 		// judges a rolling upgrade's interruptions: it runs alone.
 		Concurrent: false,

@@ -42,6 +42,7 @@ func Register(r *gates.Registry) {
 		Channels: gates.Channels,
 		Needs:    []gates.Need{gates.NeedDocker},
 		Run:      run,
+		Fields:   gates.FieldsOf(details{}),
 		// Beside the soak, slo and incident gates (light, steady loads):
 		// its figures are RTOs judged in seconds (measured in tenths) and
 		// probes lost after 2 s without an answer, which those loads

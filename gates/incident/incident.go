@@ -51,6 +51,7 @@ func Register(r *gates.Registry) {
 		Channels: gates.Channels,
 		Needs:    []gates.Need{gates.NeedRoot, gates.NeedPrometheus},
 		Run:      run,
+		Fields:   []string{"drills", "coverage_problems", "routes", "problems", "scrape_interval_s", "evaluation_interval_s"},
 		// Each drill waits on alert rules' minutes with a few idle
 		// daemons; no figure it judges is tipped by a neighbour's load.
 		Concurrent: true,

@@ -38,6 +38,7 @@ func Register(r *gates.Registry) {
 		Channels: gates.Channels,
 		Needs:    []gates.Need{gates.NeedGo, gates.NeedRoot, gates.NeedIperf3},
 		Run:      run,
+		Fields:   []string{"matrix", "cells", "budgets_file_sha256", "budgeted", "problems", "targets_missed", "paired_baseline", "paired_judged"},
 	})
 }
 

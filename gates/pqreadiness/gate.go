@@ -40,6 +40,7 @@ func Register(r *gates.Registry) {
 		Channels: gates.Channels,
 		Needs:    []gates.Need{gates.NeedRoot, gates.NeedGo, gates.NeedIperf3},
 		Run:      run,
+		Fields:   gates.FieldsOf(Details{}),
 	})
 }
 

@@ -49,6 +49,7 @@ func Register(r *gates.Registry) {
 		Channels: gates.Channels,
 		Needs:    []gates.Need{gates.NeedRoot, gates.NeedPrometheus},
 		Run:      run,
+		Fields:   []string{"profile", "load_seconds", "load", "rules_sha256", "policy_sha256", "slos", "problems", "prometheus", "alertmanager"},
 		// A few nodes and a Prometheus under a paced load, judged against
 		// objectives with second-scale thresholds: it runs beside the soak.
 		Concurrent: true,

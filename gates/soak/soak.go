@@ -53,6 +53,7 @@ func Register(r *gates.Registry) {
 		Channels: gates.Channels,
 		Needs:    []gates.Need{gates.NeedRoot},
 		Run:      run,
+		Fields:   gates.FieldsOf(details{}),
 		Recheck:  recheck,
 		// A paced stream at a few percent of what the tunnel carries,
 		// judged on live-heap, goroutine, descriptor (and, in long

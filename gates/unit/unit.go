@@ -24,6 +24,9 @@ func Register(r *gates.Registry) {
 		Channels: gates.Channels,
 		Needs:    []gates.Need{gates.NeedGo, gates.NeedRoot, gates.NeedDocker, gates.NeedWG, gates.NeedIperf3},
 		Run:      run,
+		// The statement is a test result: verify reads its counts of
+		// passed and failed tests as its details.
+		Fields: []string{"passed", "failed"},
 	})
 }
 
