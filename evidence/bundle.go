@@ -3,6 +3,7 @@ package evidence
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -30,6 +31,14 @@ const (
 	StatementsDir = "statements"
 	ArtifactsDir  = "artifacts"
 	PolicyDir     = "policy"
+	// SignoffsDir holds the sign-offs added after the run, each a DSSE
+	// envelope signed with its signer's own key (rustynet-gate signoff):
+	// not listed in the manifest, which was sealed before them; each
+	// names the manifest's digest instead.
+	SignoffsDir = "signoffs"
+	// ChecklistName is the launch checklist's name in PolicyDir, copied
+	// by a run of a channel that requires sign-offs.
+	ChecklistName = "launch-checklist.yaml"
 	VerdictName   = "verdict"
 	// Derived files: written next to the evidence, not part of it.
 	ReportHTML = "report.html"
@@ -230,11 +239,28 @@ type GateStatement struct {
 type Verified struct {
 	Dir      string
 	Manifest Manifest
-	Subjects []Subject
-	Verdict  *vsa.VerificationSummary
-	Gates    map[string]*GateStatement
-	Policy   []byte
-	KeyID    string
+	// ManifestDigest is the SHA-256 of the signed manifest's envelope:
+	// what a sign-off names as the bundle it signs.
+	ManifestDigest string
+	Subjects       []Subject
+	Verdict        *vsa.VerificationSummary
+	Gates          map[string]*GateStatement
+	Policy         []byte
+	// Checklist is the launch checklist the run copied (policy/
+	// launch-checklist.yaml), nil when it copied none.
+	Checklist []byte
+	KeyID     string
+	// Signoffs are the envelopes under signoffs/, read but not verified:
+	// each is signed with its signer's key, which the release policy
+	// lists by role (gates.Judge verifies them).
+	Signoffs []Signoff
+}
+
+// Signoff is a sign-off envelope as read from a bundle.
+type Signoff struct {
+	Path     string
+	Envelope dsse.Envelope
+	SHA256   string
 }
 
 // openEnvelope reads and verifies a DSSE envelope and returns its payload
@@ -274,59 +300,68 @@ func openEnvelope(b *bundleFS, rel, payloadType string, v *Verifier) ([]byte, st
 // checkArtifacts checks every artifact the manifest lists against its size
 // and digest, hashing each as it streams (none is read whole but the
 // policy), and returns the policy.
-func checkArtifacts(b *bundleFS, m *Manifest, accounted map[string]bool) ([]byte, error) {
+func checkArtifacts(b *bundleFS, m *Manifest, accounted map[string]bool) (policy, checklist []byte, err error) {
 	listed := make(map[string]bool, len(m.Artifacts))
 	buf := make([]byte, hashBufSize)
-	var policy []byte
+	checklistPath := path.Join(PolicyDir, ChecklistName)
 	for i, a := range m.Artifacts {
 		if !validRel(a.Path) {
-			return nil, invalid("manifest lists a bad path %q", a.Path)
+			return nil, nil, invalid("manifest lists a bad path %q", a.Path)
 		}
 		if listed[a.Path] {
-			return nil, invalid("manifest lists %s twice", a.Path)
+			return nil, nil, invalid("manifest lists %s twice", a.Path)
 		}
 		listed[a.Path] = true
 		want := m.Sizes[i]
 		if want < 0 {
-			return nil, invalid("manifest gives %s a size of %d bytes", a.Path, want)
+			return nil, nil, invalid("manifest gives %s a size of %d bytes", a.Path, want)
 		}
 		f, size, err := b.open(a.Path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if size != want {
 			f.Close()
-			return nil, invalid("artifact %s is %d bytes, the manifest says %d (it was changed)", a.Path, size, want)
+			return nil, nil, invalid("artifact %s is %d bytes, the manifest says %d (it was changed)", a.Path, size, want)
 		}
 		var sum string
-		if a.Path == m.Policy {
+		switch {
+		case a.Path == m.Policy:
 			if a.SHA256 != m.PolicySHA {
 				f.Close()
-				return nil, invalid("policy %s digest differs from the manifest's policy_sha256", a.Path)
+				return nil, nil, invalid("policy %s digest differs from the manifest's policy_sha256", a.Path)
 			}
 			if size > MaxPolicyBytes {
 				f.Close()
-				return nil, invalid("policy %s is %d bytes; a policy may be at most %d bytes", a.Path, size, MaxPolicyBytes)
+				return nil, nil, invalid("policy %s is %d bytes; a policy may be at most %d bytes", a.Path, size, MaxPolicyBytes)
 			}
 			policy, err = readAll(f, a.Path, size)
 			h := sha256.Sum256(policy)
 			sum = hex.EncodeToString(h[:])
-		} else {
+		case a.Path == checklistPath:
+			if size > MaxPolicyBytes {
+				f.Close()
+				return nil, nil, invalid("checklist %s is %d bytes; a policy may be at most %d bytes", a.Path, size, MaxPolicyBytes)
+			}
+			checklist, err = readAll(f, a.Path, size)
+			h := sha256.Sum256(checklist)
+			sum = hex.EncodeToString(h[:])
+		default:
 			sum, err = hashFile(f, a.Path, size, buf)
 		}
 		f.Close()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if sum != a.SHA256 {
-			return nil, invalid("artifact %s does not match its digest in the manifest (it was changed)", a.Path)
+			return nil, nil, invalid("artifact %s does not match its digest in the manifest (it was changed)", a.Path)
 		}
 		accounted[a.Path] = true
 	}
 	if policy == nil {
-		return nil, invalid("the policy %q the manifest names is not among its artifacts", m.Policy)
+		return nil, nil, invalid("the policy %q the manifest names is not among its artifacts", m.Policy)
 	}
-	return policy, nil
+	return policy, checklist, nil
 }
 
 // statementName returns NAME for a verdict's input statements/NAME.dsse.json,
@@ -384,9 +419,10 @@ func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
 		return nil, invalid("manifest lists %d artifacts and %d sizes", len(m.Artifacts), len(m.Sizes))
 	}
 	accounted := map[string]bool{ManifestFile: true, ReportHTML: true, ReportMD: true}
-	if out.Policy, err = checkArtifacts(b, m, accounted); err != nil {
+	if out.Policy, out.Checklist, err = checkArtifacts(b, m, accounted); err != nil {
 		return nil, err
 	}
+	out.ManifestDigest = manifestDigest
 
 	// The verdict, then the gate statements it lists.
 	verdictFile := path.Join(StatementsDir, VerdictName+".dsse.json")
@@ -449,7 +485,7 @@ func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
 		if err != nil {
 			return nil, invalid("%s: %w", uri, err)
 		}
-		if !equalSubjects(Subjects(st), out.Subjects) {
+		if !EqualSubjects(Subjects(st), out.Subjects) {
 			return nil, invalid("%s is about other subjects than the verdict", uri)
 		}
 		gs := &GateStatement{Name: name, File: ArtifactRef{Path: uri, SHA256: digest}, Statement: st, PredicateType: st.GetPredicateType()}
@@ -461,10 +497,15 @@ func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
 	if !sawManifest {
 		return nil, invalid("the verdict does not record the manifest's digest")
 	}
+	// The sign-offs: read here, each accounted for; their signatures are
+	// the policy's signers' to check.
+	if out.Signoffs, err = readSignoffs(b, accounted); err != nil {
+		return nil, err
+	}
 	// Nothing else may be in the bundle: no other file, no directory that
 	// holds none of these, nothing but regular files and directories.
 	dirs := parentDirs(accounted)
-	for _, d := range []string{StatementsDir, ArtifactsDir, PolicyDir} {
+	for _, d := range []string{StatementsDir, ArtifactsDir, PolicyDir, SignoffsDir} {
 		dirs[d] = true
 	}
 	if err := b.walk(".", accounted, dirs); err != nil {
@@ -473,7 +514,8 @@ func Verify(dir string, v *Verifier, commit string) (*Verified, error) {
 	return out, nil
 }
 
-func equalSubjects(a, b []Subject) bool {
+// EqualSubjects reports whether two sorted subject lists are the same.
+func EqualSubjects(a, b []Subject) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -488,4 +530,133 @@ func equalSubjects(a, b []Subject) bool {
 		}
 	}
 	return true
+}
+
+// MaxSignoffs bounds the sign-offs a bundle may hold: a few per role.
+const MaxSignoffs = 64
+
+var signoffNameRE = regexp.MustCompile(`^[a-z]+\.[A-Za-z0-9_-]+\.dsse\.json$`)
+
+// SignoffFile is the path a sign-off by the key keyID for role is kept at.
+func SignoffFile(role, keyID string) string {
+	// A key ID is "SHA256:" and base64: made a file name.
+	id := strings.NewReplacer("SHA256:", "", "+", "-", "/", "_", "=", "").Replace(keyID)
+	return path.Join(SignoffsDir, role+"."+id+".dsse.json")
+}
+
+// readSignoffs reads every envelope under signoffs/, bounded in number
+// and size, and accounts for it; any other file there is left unaccounted
+// (and refused by the walk).
+func readSignoffs(b *bundleFS, accounted map[string]bool) ([]Signoff, error) {
+	ents, err := b.readDir(SignoffsDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Signoff
+	for _, e := range ents {
+		rel := path.Join(SignoffsDir, e)
+		if !signoffNameRE.MatchString(e) {
+			continue // the walk refuses it, naming it
+		}
+		if len(out) == MaxSignoffs {
+			return nil, invalid("more than %d sign-offs", MaxSignoffs)
+		}
+		data, err := b.readFile(rel, MaxEnvelopeBytes, "a sign-off")
+		if err != nil {
+			return nil, err
+		}
+		var env dsse.Envelope
+		if err := json.Unmarshal(data, &env); err != nil {
+			return nil, invalid("%s is not a DSSE envelope: %w", rel, err)
+		}
+		if env.PayloadType != PayloadType {
+			return nil, invalid("%s has payload type %q, want %q", rel, env.PayloadType, PayloadType)
+		}
+		if len(env.Signatures) == 0 {
+			return nil, invalid("%s is not signed", rel)
+		}
+		sum := sha256.Sum256(data)
+		out = append(out, Signoff{Path: rel, Envelope: env, SHA256: hex.EncodeToString(sum[:])})
+		accounted[rel] = true
+	}
+	return out, nil
+}
+
+// VerifySignoff checks a sign-off's signature with pub and returns its
+// statement.
+func VerifySignoff(so Signoff, pub crypto.PublicKey) (*intoto.Statement, error) {
+	id, err := KeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := dsse.NewEnvelopeVerifier(&Verifier{pub: pub, keyID: id})
+	if err != nil {
+		return nil, err
+	}
+	env := so.Envelope
+	if _, err := ev.Verify(context.Background(), &env); err != nil {
+		return nil, err
+	}
+	payload, err := env.DecodeB64Payload()
+	if err != nil {
+		return nil, invalid("%s: payload: %w", so.Path, err)
+	}
+	st, err := UnmarshalStatement(payload)
+	if err != nil {
+		return nil, invalid("%s: %w", so.Path, err)
+	}
+	return st, nil
+}
+
+// UnverifiedSignoffStatement decodes a sign-off's statement without
+// checking its signature: only to learn which role it claims, and so
+// which keys to check it with.
+func UnverifiedSignoffStatement(so Signoff) (*intoto.Statement, error) {
+	payload, err := so.Envelope.DecodeB64Payload()
+	if err != nil {
+		return nil, invalid("%s: payload: %w", so.Path, err)
+	}
+	st, err := UnmarshalStatement(payload)
+	if err != nil {
+		return nil, invalid("%s: %w", so.Path, err)
+	}
+	return st, nil
+}
+
+// AddSignoff writes a sign-off of the bundle in dir: st signed with s, at
+// SignoffFile(role, s's key ID). A second sign-off by one key for one
+// role is refused; the first stands.
+func AddSignoff(dir, role string, st *intoto.Statement, s *Signer) (string, error) {
+	id, err := s.KeyID()
+	if err != nil {
+		return "", err
+	}
+	rel := SignoffFile(role, id)
+	full := filepath.Join(dir, filepath.FromSlash(rel))
+	if _, err := os.Lstat(full); err == nil {
+		return "", fmt.Errorf("%s exists: this key has signed %s off already", rel, role)
+	}
+	payload, err := MarshalStatement(st)
+	if err != nil {
+		return "", err
+	}
+	es, err := dsse.NewEnvelopeSigner(s)
+	if err != nil {
+		return "", err
+	}
+	env, err := es.SignPayload(context.Background(), PayloadType, payload)
+	if err != nil {
+		return "", err
+	}
+	data, err := json.MarshalIndent(env, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, SignoffsDir), 0o755); err != nil {
+		return "", err
+	}
+	if err := atomicfile.WriteFile(full, data, 0o644); err != nil {
+		return "", err
+	}
+	return rel, nil
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -254,4 +255,40 @@ func parentDirs(paths map[string]bool) map[string]bool {
 // component), so that one file has one spelling.
 func validRel(p string) bool {
 	return relRE.MatchString(p) && !strings.Contains(p, "..") && path.Clean(p) == p
+}
+
+// readDir lists the names in the bundle's directory dir, none when it
+// does not exist; it refuses a directory of more than 4*MaxSignoffs
+// entries unread (it is only for signoffs/), and anything but a plain
+// directory (the walk names what it is).
+func (b *bundleFS) readDir(dir string) ([]string, error) {
+	fi, err := b.root.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, b.wrap(dir, err)
+	}
+	if !fi.IsDir() {
+		return nil, notRegular(dir, fi.Mode())
+	}
+	f, err := b.root.Open(dir)
+	if err != nil {
+		return nil, b.wrap(dir, err)
+	}
+	defer f.Close()
+	limit := 4 * MaxSignoffs
+	ents, err := f.ReadDir(limit + 1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, invalid("%s: %w", dir, err)
+	}
+	if len(ents) > limit {
+		return nil, invalid("%s holds more than %d entries", dir, limit)
+	}
+	out := make([]string, 0, len(ents))
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	slices.Sort(out)
+	return out, nil
 }

@@ -33,6 +33,16 @@ func PartialLevel(channel string) string {
 	return "RUSTYNET_PARTIAL_RUN_OF_CHANNEL_" + strings.ToUpper(channel)
 }
 
+// GatesLevel is how a verification summary records a channel whose
+// verdict also needs sign-offs (policies/release.yaml, signoffs): the
+// gates' verdict only, deliberately not the channel's level, so that no
+// consumer checking for the channel accepts a bundle nobody has signed
+// off. The sign-offs are added to the bundle later, each signed by its
+// signer, and `rustynet-gate verify` gives the channel's verdict.
+func GatesLevel(channel string) string {
+	return "RUSTYNET_GATES_OF_CHANNEL_" + strings.ToUpper(channel)
+}
+
 // VerdictInput is what the verdict statement records.
 type VerdictInput struct {
 	Subjects []Subject
@@ -46,6 +56,9 @@ type VerdictInput struct {
 	Version  string // of rustynet-gate
 	// Partial is true for a run of some of the channel's gates only.
 	Partial bool
+	// AwaitsSignoff is true when the channel requires sign-offs: the
+	// summary is the gates' verdict (GatesLevel).
+	AwaitsSignoff bool
 }
 
 // VerdictStatement builds the verdict: a SLSA verification summary of the
@@ -67,8 +80,11 @@ func VerdictStatement(in VerdictInput) (*intoto.Statement, error) {
 		VerificationResult: result,
 		VerifiedLevels:     []string{ChannelLevel(in.Channel)},
 	}
-	if in.Partial {
+	switch {
+	case in.Partial:
 		sum.VerifiedLevels = []string{PartialLevel(in.Channel)}
+	case in.AwaitsSignoff:
+		sum.VerifiedLevels = []string{GatesLevel(in.Channel)}
 	}
 	sum.InputAttestations = append(sum.InputAttestations, &vsa.VerificationSummary_InputAttestation{
 		Uri: in.Manifest.Path, Digest: map[string]string{"sha256": in.Manifest.SHA256}})
@@ -90,11 +106,25 @@ func Channel(sum *vsa.VerificationSummary) (channel string, partial bool) {
 		if c, ok := strings.CutPrefix(l, PartialLevel("")); ok {
 			return strings.ToLower(c), true
 		}
+		if c, ok := strings.CutPrefix(l, GatesLevel("")); ok {
+			return strings.ToLower(c), false
+		}
 		if c, ok := strings.CutPrefix(l, ChannelLevel("")); ok {
 			return strings.ToLower(c), false
 		}
 	}
 	return "", false
+}
+
+// GatesOnly reports whether a summary is a gates' verdict awaiting
+// sign-offs (GatesLevel).
+func GatesOnly(sum *vsa.VerificationSummary) bool {
+	for _, l := range sum.GetVerifiedLevels() {
+		if strings.HasPrefix(l, GatesLevel("")) {
+			return true
+		}
+	}
+	return false
 }
 
 func protojsonUnmarshal(raw []byte, m *vsa.VerificationSummary) error {
@@ -133,7 +163,10 @@ func decodeGate(st *intoto.Statement, gs *GateStatement) error {
 		if err := protojson.Unmarshal(raw, &tr); err != nil {
 			return fmt.Errorf("test result: %w", err)
 		}
-		gs.Result = GateResult{Gate: gs.Name, Status: StatusFail, Reason: fmt.Sprintf("%d tests failed", len(tr.GetFailedTests()))}
+		// Its details are the counts the signed test result lists: what
+		// a launch checklist item on the gate reads (details.failed).
+		counts, _ := json.Marshal(map[string]int{"passed": len(tr.GetPassedTests()), "failed": len(tr.GetFailedTests())})
+		gs.Result = GateResult{Gate: gs.Name, Status: StatusFail, Reason: fmt.Sprintf("%d tests failed", len(tr.GetFailedTests())), Details: counts}
 		if tr.GetResult() == "PASSED" {
 			gs.Result.Status, gs.Result.Reason = StatusPass, ""
 		}

@@ -220,7 +220,10 @@ func Summarize(m evidence.Measurement) evidence.Measurement {
 type Options struct {
 	Registry *Registry
 	Policy   *policies.Release
-	Channel  string
+	// Checklist is the launch checklist the policy names: copied into the
+	// bundle of a channel that requires sign-offs, for them to answer.
+	Checklist *policies.Checklist
+	Channel   string
 	// Gates overrides the channel's gates (the build gate still runs
 	// first).
 	Gates          []string
@@ -290,6 +293,10 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	if o.Dirty && (o.Channel == policies.Beta || o.Channel == policies.GA) {
 		return nil, fmt.Errorf("%w: the %s channel judges a commit, and the working tree has uncommitted changes (untracked files count); commit or stash them", ErrDirtyTree, o.Channel)
 	}
+	awaits := len(o.Policy.Signoffs(o.Channel)) > 0
+	if awaits && o.Checklist == nil {
+		return nil, fmt.Errorf("channel %s requires sign-offs (%v), and no launch checklist was given for them to answer", o.Channel, o.Policy.Signoffs(o.Channel))
+	}
 	if o.Registry.Has(BuildGate) {
 		names = append([]string{BuildGate}, removeName(names, BuildGate)...)
 	}
@@ -305,6 +312,13 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	pol, err := w.WritePolicy(filepath.Base(o.Policy.File), o.Policy.Raw)
 	if err != nil {
 		return nil, err
+	}
+	if awaits {
+		// The sign-offs answer the checklist as the run found it,
+		// sealed in the manifest with the policy.
+		if _, err := w.WritePolicy(evidence.ChecklistName, o.Checklist.Raw); err != nil {
+			return nil, err
+		}
 	}
 	env := machine.Describe()
 	start := o.Now()
@@ -433,13 +447,16 @@ func Execute(ctx context.Context, o Options) (*Outcome, error) {
 	}
 	annotate(verdict, rechecked)
 	verdict.EffectiveTime = o.EffectiveTime
+	if awaits && !partial {
+		verdict.applySignoffs(o.Policy.Signoffs(o.Channel), nil) // none yet: they come after
+	}
 	mref, err := w.SignManifest(evidence.Manifest{Commit: o.Commit, Channel: o.Channel, Created: start, Policy: pol.Path,
 		PolicySHA: pol.SHA256, DevelopmentKey: o.DevelopmentKey, Dirty: o.Dirty, Scope: scope, EffectiveTime: effective})
 	if err != nil {
 		return nil, err
 	}
 	vst, err := evidence.VerdictStatement(evidence.VerdictInput{Subjects: subjects, Commit: o.Commit, Channel: o.Channel,
-		Policy: pol, Manifest: mref, Gates: gateRefs, Passed: verdict.Passed, At: now, Version: o.Version, Partial: partial})
+		Policy: pol, Manifest: mref, Gates: gateRefs, Passed: verdict.GatesPassed(), At: now, Version: o.Version, Partial: partial, AwaitsSignoff: awaits && !partial})
 	if err != nil {
 		return nil, err
 	}

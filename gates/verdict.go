@@ -38,6 +38,49 @@ type Verdict struct {
 	// rules as of it, and the verdict says what would block then. It is
 	// not a verdict on the commit today, and it cannot be published.
 	EffectiveTime time.Time
+	// Required lists the roles whose sign-off the channel requires,
+	// Signed the valid sign-offs the bundle holds, and Awaiting the
+	// required roles none of them is for. A verdict whose gates passed
+	// and that awaits a sign-off has not passed: it is "awaiting
+	// sign-off", with its own exit status.
+	Required []string
+	Signed   []Signed
+	Awaiting []string
+}
+
+// GatesPassed reports whether every gate the verdict judges passed or
+// was waived, whatever the sign-offs.
+func (v *Verdict) GatesPassed() bool {
+	return !slices.ContainsFunc(v.Gates, func(g GateVerdict) bool { return g.Blocking })
+}
+
+// AwaitingSignoff reports whether the gates passed and a required
+// sign-off is missing.
+func (v *Verdict) AwaitingSignoff() bool { return v.GatesPassed() && len(v.Awaiting) > 0 }
+
+// Blocking lists the gates that block.
+func (v *Verdict) Blocking() []string {
+	var out []string
+	for _, g := range v.Gates {
+		if g.Blocking {
+			out = append(out, g.Gate)
+		}
+	}
+	return out
+}
+
+// applySignoffs records the channel's required sign-offs in v and which
+// are there; a missing one keeps v from passing.
+func (v *Verdict) applySignoffs(required []string, signed []Signed) {
+	v.Required, v.Signed, v.Awaiting = required, signed, nil
+	for _, role := range required {
+		if !slices.ContainsFunc(signed, func(s Signed) bool { return s.Predicate.Role == role }) {
+			v.Awaiting = append(v.Awaiting, role)
+		}
+	}
+	if len(v.Awaiting) > 0 {
+		v.Passed = false
+	}
 }
 
 // Partial reports whether v judges only some gates.

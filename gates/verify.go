@@ -49,6 +49,10 @@ type Verification struct {
 	// Rechecked lists the gates whose signed pass did not survive their
 	// spec's Recheck, with why.
 	Rechecked map[string]string
+	// Checklist is the launch checklist the bundle carries (nil when its
+	// channel requires no sign-off), and Signoffs its valid sign-offs.
+	Checklist *policies.Checklist
+	Signoffs  []Signed
 }
 
 // VerifyBundle checks a bundle's every signature and digest
@@ -85,6 +89,9 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 	if partial != (len(scope) > 0) {
 		return nil, invalid("the verdict says partial=%v, the manifest lists %d gates in scope", partial, len(scope))
 	}
+	if !partial && evidence.GatesOnly(v.Verdict) != (len(own.Signoffs(channel)) > 0) {
+		return nil, invalid("the verdict records the gates only=%v, and the bundle's policy requires sign-offs %v for channel %s", evidence.GatesOnly(v.Verdict), own.Signoffs(channel), channel)
+	}
 	statuses := map[string]evidence.Status{}
 	for name, g := range v.Gates {
 		statuses[name] = g.Result.Status
@@ -109,7 +116,7 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 	}
 	annotate(recorded, rechecked)
 	recorded.EffectiveTime = effective
-	if claimed := v.Verdict.GetVerificationResult() == evidence.Passed; claimed != recorded.Passed {
+	if claimed := v.Verdict.GetVerificationResult() == evidence.Passed; claimed != recorded.GatesPassed() {
 		return nil, invalid("the recorded verdict (%s) is not what the statements and the policy give (passed=%v)", v.Verdict.GetVerificationResult(), recorded.Passed)
 	}
 
@@ -138,6 +145,36 @@ func Judge(v *evidence.Verified, o VerifyOptions) (*Verification, error) {
 	verdict.EffectiveTime = effective
 	if !o.EffectiveTime.IsZero() {
 		verdict.EffectiveTime = o.EffectiveTime
+	}
+	// The sign-offs: each must hold, under the judging policy's signers,
+	// against the bundle's checklist, made after the run's evaluation.
+	cl, err := ReadChecklist(v, o.Registry)
+	if err != nil {
+		return nil, err
+	}
+	evaluated := v.Verdict.GetTimeVerified().AsTime()
+	ownSigned, err := checkSignoffs(v, own, cl, evaluated)
+	if err != nil {
+		return nil, err
+	}
+	signed := ownSigned
+	if out.Policy != own {
+		if signed, err = checkSignoffs(v, out.Policy, cl, evaluated); err != nil {
+			return nil, err
+		}
+	}
+	out.Checklist, out.Signoffs = cl, signed
+	for _, j := range []struct {
+		verdict *Verdict
+		policy  *policies.Release
+		signed  []Signed
+	}{{recorded, own, ownSigned}, {verdict, out.Policy, signed}} {
+		if req := j.policy.Signoffs(channel); len(req) > 0 && !j.verdict.Partial() {
+			if cl == nil {
+				return nil, invalid("channel %s requires sign-offs %v, and the bundle carries no checklist for them to answer", channel, req)
+			}
+			j.verdict.applySignoffs(req, j.signed)
+		}
 	}
 	out.Verdict = verdict
 	return out, nil

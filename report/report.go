@@ -38,6 +38,9 @@ type Input struct {
 	// Results are the gates' full results, as evidence.LoadResults reads
 	// them. When nil, the results the statements carry are shown.
 	Results map[string]evidence.GateResult
+	// Checklist is the launch checklist as the bundle answers it, and
+	// who signed each role off (nil when the channel requires none).
+	Checklist []gates.ItemState
 }
 
 // Load is the input of a report of v under verdict, with the gates' full
@@ -55,7 +58,12 @@ func Load(v *evidence.Verified, verdict *gates.Verdict) (*Input, error) {
 // whatever policy and time res was judged under. It is what Check
 // compares the bundle's reports with.
 func Recorded(res *gates.Verification) (*Input, error) {
-	return Load(res.Evidence, res.Recorded)
+	in, err := Load(res.Evidence, res.Recorded)
+	if err != nil {
+		return nil, err
+	}
+	in.Checklist = gates.ChecklistStates(res.Evidence, res.Checklist, res.Recorded.Signed)
+	return in, nil
 }
 
 // File is a rendered report: its name in the bundle and its content.

@@ -49,6 +49,24 @@ type view struct {
 	Artifacts      []artifactView
 	Statements     []artifactView
 	Notes          []string
+	// The launch checklist, when the channel requires sign-offs.
+	Checklist []checklistRow
+	Signoffs  []signoffView
+	Required  string // the roles the channel requires, joined
+	Awaiting  string // the roles whose sign-off is missing, joined
+}
+
+type checklistRow struct {
+	Role, Item, What string
+	Evidence         string // "gate field, want W" for an automated item
+	Observed         string
+	Met              bool
+	Manual           bool
+	SignedBy         string // "name at time", joined
+}
+
+type signoffView struct {
+	Role, Signer, KeyID, Time, Note, File string
 }
 
 type machineView struct {
@@ -156,8 +174,28 @@ func buildView(in *Input) (*view, error) {
 		DevelopmentKey: m.DevelopmentKey,
 		Dirty:          m.Dirty,
 	}
-	if verdict.Passed {
+	switch {
+	case verdict.AwaitingSignoff():
+		rv.Verdict = "AWAITING SIGN-OFF"
+	case verdict.Passed:
 		rv.Verdict = "PASSED"
+	}
+	rv.Required, rv.Awaiting = strings.Join(verdict.Required, ", "), strings.Join(verdict.Awaiting, ", ")
+	for _, s := range verdict.Signed {
+		p := s.Predicate
+		rv.Signoffs = append(rv.Signoffs, signoffView{Role: p.Role, Signer: p.Signer, KeyID: p.KeyID, Time: fmtTime(p.Time), Note: p.Note, File: s.File})
+	}
+	for _, st := range in.Checklist {
+		row := checklistRow{Role: st.Role, Item: st.Item.ID.Value, What: st.Item.What.Value, Observed: st.Observed, Met: st.Met, Manual: st.Item.Manual}
+		if !st.Item.Manual {
+			row.Evidence = fmt.Sprintf("%s %s, want %s", st.Item.Gate.Value, st.Item.Field.Value, st.Item.Want.Value)
+		}
+		var by []string
+		for _, p := range st.SignedBy {
+			by = append(by, fmt.Sprintf("%s at %s", p.Signer, fmtTime(p.Time)))
+		}
+		row.SignedBy = strings.Join(by, "; ")
+		rv.Checklist = append(rv.Checklist, row)
 	}
 	if verdict.Partial() {
 		rv.Verdict += " (partial run)"
@@ -388,9 +426,19 @@ func whyVerdict(verdict *gates.Verdict, results map[string]evidence.GateResult, 
 		return lead + " Gates of the run that block:", blocking
 	}
 	n := len(verdict.Gates)
+	if verdict.AwaitingSignoff() {
+		lead := fmt.Sprintf("Every gate the %s channel requires passed", channel)
+		if len(waived) > 0 {
+			lead += " or carries a waiver in force"
+		}
+		return lead + fmt.Sprintf("; the channel also requires the sign-off of %s, and awaits %s (see the launch checklist).",
+			strings.Join(verdict.Required, ", "), strings.Join(verdict.Awaiting, ", ")), waived
+	}
 	switch {
 	case verdict.Passed && n == 0:
 		return fmt.Sprintf("The %s channel requires no gates.", channel), nil
+	case verdict.Passed && len(waived) == 0 && len(verdict.Signed) > 0:
+		return fmt.Sprintf("All %d gates the %s channel requires passed, and %s signed it off.", n, channel, strings.Join(verdict.Required, ", ")), nil
 	case verdict.Passed && len(waived) == 0:
 		return fmt.Sprintf("All %d gates the %s channel requires passed.", n, channel), nil
 	case verdict.Passed:

@@ -8,6 +8,7 @@
 //	rustynet-gate verify  DIR --pubkey FILE [--commit SHA] [--at now] [--policy FILE] [--json]
 //	rustynet-gate gates   [--json]
 //	rustynet-gate mutate  [--only NAME,...] [--json]
+//	rustynet-gate signoff BUNDLE --role ROLE --key FILE --pubkey FILE [--attest ITEM,...] [--note TEXT]
 //	rustynet-gate report  DIR [--format html|md] [--pubkey FILE]
 //	rustynet-gate publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--policy FILE] [--api-url URL]
 //
@@ -62,6 +63,9 @@ const (
 	// exitPartialPass: the gates of a partial run (--gates) passed. It is
 	// not a verdict on the channel, and no script should take it for one.
 	exitPartialPass = 4
+	// exitAwaitingSignoff: every gate passed, and a sign-off the channel
+	// requires is not there yet (rustynet-gate signoff).
+	exitAwaitingSignoff = 5
 )
 
 // DevKeyDir is where `run` creates and keeps a development key when no
@@ -101,9 +105,11 @@ commands:
   gates    list the registered gates
   budgets  suggest performance budgets from earlier bundles' perf-budget figures
   mutate   run the seeded regressions (gates/*/mutants.yaml): every one must be blocked
+  signoff  sign a bundle off for a role, answering its launch checklist
 
 exit status: 0 pass, 1 blocked, 2 usage or internal error, 3 invalid evidence,
-4 the gates of a partial run (--gates) passed: not a verdict on the channel.
+4 the gates of a partial run (--gates) passed: not a verdict on the channel,
+5 every gate passed and a sign-off the channel requires is not there yet.
 run, verify and gates take --json: one JSON object (gates: a list) on stdout.
 `
 
@@ -140,6 +146,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdBudgets(args[1:], stdout, stderr)
 	case "gates":
 		err = cmdGates(args[1:], stdout, stderr)
+	case "signoff":
+		err = cmdSignoff(args[1:], stdout, stderr)
 	case "mutate":
 		err = cmdMutate(args[1:], stdout, stderr)
 	case "version", "--version":
@@ -269,6 +277,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
+	checklist, err := loadChecklist(pol, *policyFile, reg)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
 	var names []string
 	if *only != "" {
 		names = strings.Split(*only, ",")
@@ -299,7 +311,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			return fail(exitUsage, "--baseline-pubkey: %v", err)
 		}
 	}
-	o, err := gates.Execute(ctx, gates.Options{Registry: reg, Policy: pol, Channel: *channel, Gates: names, Out: *out,
+	o, err := gates.Execute(ctx, gates.Options{Registry: reg, Policy: pol, Checklist: checklist, Channel: *channel, Gates: names, Out: *out,
 		Signer: signer, DevelopmentKey: dev, Root: snap.Dir, Commit: sha, Dirty: dirty, Version: version, Progress: stderr,
 		Baseline: *baseline, BaselineKey: bkey, BaselineRef: *baselineRef, EffectiveTime: effectiveAt})
 	if err != nil {
@@ -338,6 +350,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "  blocking: %s: %s\n", g.Gate, g.Reason)
 		}
 	}
+	if o.Verdict.AwaitingSignoff() {
+		fmt.Fprintln(stdout, signoffNote(o.Verdict, *out))
+	}
 	fmt.Fprintf(stdout, "evidence: %s\nreport:   %s\n", *out, filepath.Join(*out, evidence.ReportHTML))
 	if dev {
 		fmt.Fprintf(stdout, "signed with the development key in %s (not a release key)\n", filepath.Join(root, DevKeyDir))
@@ -352,7 +367,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 // what-if.
 func verdictWord(v *gates.Verdict) string {
 	w := "PASSED"
-	if !v.Passed {
+	switch {
+	case v.AwaitingSignoff():
+		w = "AWAITING SIGN-OFF"
+	case !v.Passed:
 		w = "BLOCKED"
 	}
 	if v.Partial() {
@@ -563,6 +581,13 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
 		}
 		fmt.Fprintf(stdout, "  %-16s %s\n", g.Gate, line)
 	}
+	for _, s := range verdict.Signed {
+		p := s.Predicate
+		fmt.Fprintf(stdout, "  signed off: %-11s by %s (%s) at %s\n", p.Role, p.Signer, p.KeyID, p.Time.Format(time.RFC3339))
+	}
+	if verdict.AwaitingSignoff() {
+		fmt.Fprintln(stdout, signoffNote(verdict, pos[0]))
+	}
 	if code := exitFor(verdict); code != exitPass {
 		return fail(code, "")
 	}
@@ -686,7 +711,7 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	if err := report.WriteMarkdown(&md, in); err != nil {
 		return err
 	}
-	pv := publish.Verdict{Passed: verdict.Passed, Channel: verdict.Channel, Commit: *sha, Summary: md.String(), DetailsURL: *details}
+	pv := publish.Verdict{Passed: verdict.Passed, Channel: verdict.Channel, Commit: *sha, Summary: md.String(), DetailsURL: *details, Awaiting: verdict.Awaiting}
 	for _, g := range verdict.Gates {
 		if g.Blocking {
 			pv.Blocking = append(pv.Blocking, g.Gate+": "+g.Reason)
@@ -709,8 +734,8 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	if res.CheckRunSkipped != "" {
 		fmt.Fprintf(stdout, "check run skipped: %s\n", res.CheckRunSkipped)
 	}
-	if !verdict.Passed {
-		return fail(exitBlocked, "")
+	if code := exitFor(verdict); code != exitPass {
+		return fail(code, "")
 	}
 	return nil
 }

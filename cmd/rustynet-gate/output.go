@@ -23,6 +23,7 @@ const (
 	outcomeBlocked     = "blocked"
 	outcomePartialPass = "partial-pass"
 	outcomeInvalid     = "invalid"
+	outcomeAwaiting    = "awaiting-signoff"
 )
 
 // verdictJSON is what run --json and verify --json print: one object a
@@ -49,6 +50,20 @@ type verdictJSON struct {
 	DevelopmentKey bool       `json:"development_key"`
 	Dirty          bool       `json:"dirty"`
 	Gates          []gateJSON `json:"gates,omitempty"`
+	// RequiredSignoffs are the roles the channel requires a sign-off of,
+	// Signoffs the valid ones, AwaitingSignoff the roles still missing.
+	RequiredSignoffs []string      `json:"required_signoffs,omitempty"`
+	Signoffs         []signoffJSON `json:"signoffs,omitempty"`
+	AwaitingSignoff  []string      `json:"awaiting_signoff,omitempty"`
+}
+
+type signoffJSON struct {
+	Role   string    `json:"role"`
+	Signer string    `json:"signer"`
+	KeyID  string    `json:"key_id"`
+	Time   time.Time `json:"time"`
+	Note   string    `json:"note,omitempty"`
+	File   string    `json:"file"`
 }
 
 type gateJSON struct {
@@ -67,12 +82,14 @@ type gateJSON struct {
 // own, so that no script takes it for the channel's.
 func exitFor(v *gates.Verdict) int {
 	switch {
-	case !v.Passed:
-		return exitBlocked
-	case v.Partial():
+	case v.Passed && v.Partial():
 		return exitPartialPass
+	case v.Passed:
+		return exitPass
+	case v.AwaitingSignoff():
+		return exitAwaitingSignoff
 	}
-	return exitPass
+	return exitBlocked
 }
 
 func outcomeFor(code int) string {
@@ -83,6 +100,8 @@ func outcomeFor(code int) string {
 		return outcomePartialPass
 	case exitInvalid:
 		return outcomeInvalid
+	case exitAwaitingSignoff:
+		return outcomeAwaiting
 	}
 	return outcomeBlocked
 }
@@ -103,6 +122,11 @@ func newVerdictJSON(v *gates.Verdict, details map[string]string, commit, dir str
 			gj.WaivedUntil = &t
 		}
 		out.Gates = append(out.Gates, gj)
+	}
+	out.RequiredSignoffs, out.AwaitingSignoff = v.Required, v.Awaiting
+	for _, s := range v.Signed {
+		p := s.Predicate
+		out.Signoffs = append(out.Signoffs, signoffJSON{Role: p.Role, Signer: p.Signer, KeyID: p.KeyID, Time: p.Time, Note: p.Note, File: s.File})
 	}
 	return out
 }

@@ -30,6 +30,21 @@ func TestShippedReleasePolicy(t *testing.T) {
 			t.Errorf("gate %s is registered but the ga channel does not require it", name)
 		}
 	}
+	// The launch checklist names only registered gates and the fields
+	// their evidence declares; GA requires every role's sign-off, and
+	// every role has items and a signer.
+	cl, err := loadChecklist(p, "../../policies/release.yaml", reg)
+	if err != nil || cl == nil {
+		t.Fatalf("the shipped checklist: %v", err)
+	}
+	if got := p.Signoffs("ga"); !slices.Equal(got, policies.Roles) {
+		t.Errorf("ga requires the sign-offs %v, want every role %v", got, policies.Roles)
+	}
+	for _, role := range policies.Roles {
+		if len(cl.Items(role)) == 0 || len(p.Signers[role]) == 0 {
+			t.Errorf("role %s: %d checklist items, %d signers; want some of each", role, len(cl.Items(role)), len(p.Signers[role]))
+		}
+	}
 	b, err := policies.LoadBudgets("../../policies/budgets.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -31,6 +31,9 @@ type Verdict struct {
 	Blocking []string
 	// DetailsURL is an optional link, for example to the CI run.
 	DetailsURL string
+	// Awaiting lists the roles whose sign-off the channel still needs
+	// when every gate passed: the status is pending, not failure.
+	Awaiting []string
 }
 
 // ContextPrefix begins every commit status context Publish sets.
@@ -93,8 +96,12 @@ func Publish(ctx context.Context, gh *github.Client, owner, repo string, v Verdi
 	where := fmt.Sprintf("%s/%s@%s", owner, repo, v.Commit)
 
 	state := "failure"
-	if v.Passed {
+	switch {
+	case v.Passed:
 		state = "success"
+	case len(v.Awaiting) > 0 && len(v.Blocking) == 0:
+		// Every gate passed; people have yet to sign it off.
+		state = "pending"
 	}
 	st := &github.RepoStatus{State: github.String(state), Context: github.String(statusContext), Description: github.String(description(v))}
 	if v.DetailsURL != "" {
@@ -109,6 +116,8 @@ func Publish(ctx context.Context, gh *github.Client, owner, repo string, v Verdi
 	conclusion, title := "failure", fmt.Sprintf("Release gate blocked for %s", v.Channel)
 	if v.Passed {
 		conclusion, title = "success", fmt.Sprintf("Release gate passed for %s", v.Channel)
+	} else if state == "pending" {
+		conclusion, title = "action_required", fmt.Sprintf("Release gate awaiting sign-off for %s by %s", v.Channel, strings.Join(v.Awaiting, ", "))
 	} else if n := len(v.Blocking); n > 0 {
 		title += fmt.Sprintf(": %d %s", n, plural(n, "gate blocks", "gates block"))
 	}
@@ -143,6 +152,9 @@ func Publish(ctx context.Context, gh *github.Client, owner, repo string, v Verdi
 func description(v Verdict) string {
 	if v.Passed {
 		return truncate(fmt.Sprintf("Release gate passed for %s", v.Channel), maxDescription, "…")
+	}
+	if len(v.Blocking) == 0 && len(v.Awaiting) > 0 {
+		return truncate(fmt.Sprintf("Release gate for %s awaits sign-off by %s", v.Channel, strings.Join(v.Awaiting, ", ")), maxDescription, "…")
 	}
 	if len(v.Blocking) == 0 {
 		return truncate(fmt.Sprintf("Release gate blocked for %s", v.Channel), maxDescription, "…")
