@@ -9,6 +9,7 @@
 //	rustynet-gate gates   [--json]
 //	rustynet-gate mutate  [--only NAME,...] [--json]
 //	rustynet-gate signoff BUNDLE --role ROLE --key FILE --pubkey FILE [--attest ITEM,...] [--note TEXT]
+//	rustynet-gate merge   --out DIR [--key FILE] [--json] PARTIAL...
 //	rustynet-gate report  DIR [--format html|md] [--pubkey FILE]
 //	rustynet-gate publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--policy FILE] [--api-url URL]
 //
@@ -106,11 +107,12 @@ commands:
   budgets  suggest performance budgets from earlier bundles' perf-budget figures
   mutate   run the seeded regressions (gates/*/mutants.yaml): every one must be blocked
   signoff  sign a bundle off for a role, answering its launch checklist
+  merge    merge the signed bundles of partial runs (run --gates) into one bundle, signed with their key
 
 exit status: 0 pass, 1 blocked, 2 usage or internal error, 3 invalid evidence,
 4 the gates of a partial run (--gates) passed: not a verdict on the channel,
 5 every gate passed and a sign-off the channel requires is not there yet.
-run, verify and gates take --json: one JSON object (gates: a list) on stdout.
+run, verify, merge and gates take --json: one JSON object (gates: a list) on stdout.
 `
 
 // exitError carries an exit status and a message.
@@ -148,6 +150,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdGates(args[1:], stdout, stderr)
 	case "signoff":
 		err = cmdSignoff(args[1:], stdout, stderr)
+	case "merge":
+		err = cmdMerge(args[1:], stdout, stderr)
 	case "mutate":
 		err = cmdMutate(args[1:], stdout, stderr)
 	case "version", "--version":
