@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report pq-experiment deps gate mutate rules
+.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report pq-experiment deps gate mutate rules docs
 
 all: lint build test
 
@@ -122,6 +122,15 @@ pq-experiment: deps
 	  case "$${rc:-0}" in 0|1|4) ;; *) exit $$rc;; esac; \
 	fi; \
 	$(GO) run ./gates/pqreadiness/pqreport -bundle "$$bundle" $(if $(PQ_PUBKEY),-pubkey $(PQ_PUBKEY))
+
+# Render the release's seven deliverables into documents/ from a bundle
+# (DOCS_BUNDLE, required; DOCS_PUBKEY: its key, the development key by
+# default) and the policies of its commit, which must be checked out:
+# each names the commit and the bundle's manifest digest it came from.
+DOCS_PUBKEY ?= .gate-dev/gate.pub
+docs:
+	@test -n "$(DOCS_BUNDLE)" || { echo "make docs: set DOCS_BUNDLE=DIR, a bundle of rustynet-gate run (a whole channel renders all seven)" >&2; exit 2; }
+	$(GO) run ./cmd/rustynet-gate docs "$(DOCS_BUNDLE)" --pubkey "$(DOCS_PUBKEY)" --out documents
 
 clean:
 	rm -rf bin

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"path"
 	"strings"
@@ -116,3 +117,29 @@ func (v *Verified) SameContent(rel string, want []byte) (bool, error) {
 // admits them: relative, of letters, digits and ._=- in components, no
 // "..", and clean.
 func ValidPath(p string) bool { return validRel(p) }
+
+// ReadArtifact reads an artifact the manifest lists, at most max bytes,
+// and checks it against its size and digest again: the file is read now,
+// after Verify, and may have changed since.
+func (v *Verified) ReadArtifact(rel string, max int64) ([]byte, error) {
+	ref, size, ok := v.manifestEntry(rel)
+	if !ok {
+		return nil, invalid("%s is not an artifact of the bundle", rel)
+	}
+	if size > max {
+		return nil, fmt.Errorf("%s is %d bytes; at most %d are read", rel, size, max)
+	}
+	b, err := openBundle(v.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	data, err := b.readFile(rel, max, "an artifact")
+	if err != nil {
+		return nil, err
+	}
+	if sum := sha256.Sum256(data); int64(len(data)) != size || hex.EncodeToString(sum[:]) != ref.SHA256 {
+		return nil, invalid("artifact %s does not match its digest in the manifest (it was changed)", rel)
+	}
+	return data, nil
+}

@@ -10,6 +10,7 @@
 //	rustynet-gate mutate  [--only NAME,...] [--json]
 //	rustynet-gate signoff BUNDLE --role ROLE --key FILE --pubkey FILE [--attest ITEM,...] [--note TEXT]
 //	rustynet-gate merge   --out DIR [--key FILE] [--json] PARTIAL...
+//	rustynet-gate docs    BUNDLE --pubkey FILE [--out documents]
 //	rustynet-gate report  DIR [--format html|md] [--pubkey FILE]
 //	rustynet-gate publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--policy FILE] [--api-url URL]
 //
@@ -108,6 +109,7 @@ commands:
   mutate   run the seeded regressions (gates/*/mutants.yaml): every one must be blocked
   signoff  sign a bundle off for a role, answering its launch checklist
   merge    merge the signed bundles of partial runs (run --gates) into one bundle, signed with their key
+  docs     render the release's seven deliverables into documents/ from a verified bundle and the policies
 
 exit status: 0 pass, 1 blocked, 2 usage or internal error, 3 invalid evidence,
 4 the gates of a partial run (--gates) passed: not a verdict on the channel,
@@ -152,6 +154,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSignoff(args[1:], stdout, stderr)
 	case "merge":
 		err = cmdMerge(args[1:], stdout, stderr)
+	case "docs":
+		err = cmdDocs(args[1:], stdout, stderr)
 	case "mutate":
 		err = cmdMutate(args[1:], stdout, stderr)
 	case "version", "--version":

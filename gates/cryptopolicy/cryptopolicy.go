@@ -48,10 +48,13 @@ import (
 // PolicyFile is the crypto policy, relative to the repository root.
 const PolicyFile = "policies/crypto.yaml"
 
+// Name is the gate's name.
+const Name = "crypto-policy"
+
 // Register adds the crypto-policy gate.
 func Register(r *gates.Registry) {
 	r.Register(gates.Spec{
-		Name:     "crypto-policy",
+		Name:     Name,
 		Owner:    "security",
 		Timeout:  10 * time.Minute,
 		Channels: gates.Channels,

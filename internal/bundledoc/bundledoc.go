@@ -4,6 +4,7 @@
 package bundledoc
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -33,4 +34,27 @@ func Write(dir, pubkey, out, gate string, generate func(io.Writer, *evidence.Ver
 		return fmt.Errorf("the bundle does not verify: %w", err)
 	}
 	return atomicfile.WriteDocument(out, func(w io.Writer) error { return generate(w, v) })
+}
+
+// Provenance block markers: rustynet-gate docs starts every deliverable
+// it renders with a block between them naming the commit and bundle it
+// came from.
+const (
+	ProvenanceStart = "<!-- rendered-from-evidence -->\n"
+	ProvenanceEnd   = "<!-- /rendered-from-evidence -->\n"
+)
+
+// StripProvenance removes a leading provenance block (and the blank line
+// after it) from a document: what a staleness test compares, whether the
+// document was generated from the policies alone or rendered from a
+// bundle.
+func StripProvenance(doc []byte) []byte {
+	if !bytes.HasPrefix(doc, []byte(ProvenanceStart)) {
+		return doc
+	}
+	_, rest, ok := bytes.Cut(doc, []byte(ProvenanceEnd))
+	if !ok {
+		return doc
+	}
+	return bytes.TrimPrefix(rest, []byte("\n"))
 }
