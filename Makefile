@@ -46,10 +46,13 @@ mutate: deps
 race:
 	$(GO) test -race $(TEST_FLAGS) ./controller/... ./node/...
 
+# gofmt, go vet, and actionlint on the workflows that run the channels and
+# gate the release.
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run github.com/rhysd/actionlint/cmd/actionlint@v1.7.7 -shellcheck= .github/workflows/*.yml
 
 # Run every fuzz target for FUZZTIME each (their seed corpora already run in
 # `make test`).

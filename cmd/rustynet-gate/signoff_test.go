@@ -11,6 +11,7 @@ import (
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates"
+	"github.com/rustynet/rustynet/internal/require"
 	"github.com/rustynet/rustynet/policies"
 )
 
@@ -159,6 +160,30 @@ func TestGASignoffs(t *testing.T) {
 	}
 	if out, code := signoff(bundle, "engineering", roleKey["engineering"], "--attest", "notes"); code == 0 || !strings.Contains(out, "has signed engineering off already") {
 		t.Errorf("a second sign-off by one key: exit %d\n%s", code, out)
+	}
+	// An auditor's check with standard tools alone (tools/audit-bundle.sh:
+	// jq, base64, openssl, sha256sum) agrees, and refuses a changed byte.
+	require.Command(t, "jq")
+	require.Command(t, "openssl")
+	root, _ := repoRoot()
+	audit := func(dir string) (string, error) {
+		args := []string{filepath.Join(root, "tools", "audit-bundle.sh"), dir, releasePub}
+		for _, role := range policies.Roles {
+			args = append(args, role+"="+filepath.Join(keys, role, "gate.pub"))
+		}
+		out, err := exec.Command("sh", args...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := audit(bundle); err != nil || strings.Count(out, "sign-off: ") != 4 || !strings.Contains(out, "recorded verdict: PASSED for RUSTYNET_GATES_OF_CHANNEL_GA") {
+		t.Errorf("tools/audit-bundle.sh: %v, want every signature valid and four sign-offs\n%s", err, out)
+	}
+	tampered := filepath.Join(t.TempDir(), "tampered")
+	copyDir(t, bundle, tampered)
+	art := filepath.Join(tampered, "artifacts", "architecture", "violations.json")
+	data, _ := os.ReadFile(art)
+	os.WriteFile(art, append(data, ' '), 0o644)
+	if out, err := audit(tampered); err == nil || !strings.Contains(out, "violations.json: not") {
+		t.Errorf("tools/audit-bundle.sh on a changed artifact: %v, want a refusal naming it\n%s", err, out)
 	}
 	md, err := os.ReadFile(filepath.Join(bundle, evidence.ReportMD))
 	if err != nil || !bytes.Contains(md, []byte("security-lead")) || !bytes.Contains(md, []byte("Launch checklist")) {
