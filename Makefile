@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report pq-experiment deps gate mutate rules docs
+.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report pq-experiment deps gate mutate rules docs images
 
 all: lint build test
 
@@ -134,6 +134,13 @@ DOCS_PUBKEY ?= .gate-dev/gate.pub
 docs:
 	@test -n "$(DOCS_BUNDLE)" || { echo "make docs: set DOCS_BUNDLE=DIR, a bundle of rustynet-gate run (a whole channel renders all seven)" >&2; exit 2; }
 	$(GO) run ./cmd/rustynet-gate docs "$(DOCS_BUNDLE)" --pubkey "$(DOCS_PUBKEY)" --out documents
+
+# The daemons' container images, FROM scratch around the static binaries
+# (deploy/container/); IMAGE_TAG defaults to the version.
+IMAGE_TAG ?= $(VERSION)
+images: build
+	docker build -f deploy/container/rustynet-controller.Dockerfile -t rustynet-controller:$(IMAGE_TAG) .
+	docker build -f deploy/container/rustynetd.Dockerfile -t rustynetd:$(IMAGE_TAG) .
 
 clean:
 	rm -rf bin

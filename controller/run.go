@@ -302,15 +302,17 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if cfg.Ready != nil {
 		cfg.Ready(apiLn.Addr(), metricsAddr)
 	}
-	if cfg.ReadyFile != "" {
-		info := readyfile.Info{PID: os.Getpid(), API: apiLn.Addr().String(), AdminSocket: adminLn.Addr().String()}
-		if metricsAddr != nil {
-			info.Metrics = metricsAddr.String()
-		}
-		if err := readyfile.Write(cfg.ReadyFile, info); err != nil {
-			log.Error("writing the ready file", "path", cfg.ReadyFile, "err", err)
-		}
+	info := readyfile.Info{PID: os.Getpid(), API: apiLn.Addr().String(), AdminSocket: adminLn.Addr().String()}
+	if metricsAddr != nil {
+		info.Metrics = metricsAddr.String()
 	}
+	readyfile.Ready(log, cfg.ReadyFile, info, "serving on "+info.API)
+	// systemd's watchdog (WatchdogSec) is fed while the store answers: a
+	// controller that lost its store is restarted, not left refusing.
+	go readyfile.Watchdog(ctx, log, func(ctx context.Context) error {
+		return srv.store.View(ctx, func(store.Tx) error { return nil })
+	})
+	defer readyfile.Stopping(log)
 
 	rctx, stopReplica := context.WithCancel(ctx)
 	replicaDone := make(chan struct{})

@@ -297,6 +297,10 @@ func (n *Node) Run(ctx context.Context) error {
 		n.runPQ(pqCtx)
 	}()
 	defer func() { stopPQ(); <-pqDone }()
+	// systemd's watchdog (WatchdogSec) is fed while the node's state can
+	// be taken: a node wedged on its own lock is restarted, not left up.
+	go readyfile.Watchdog(ctx, n.log, n.responsive)
+	defer readyfile.Stopping(n.log)
 
 	if st.Credential != "" {
 		cached, err := loadNetmap(n.cfg.StateDir)
@@ -805,12 +809,8 @@ func (n *Node) ensureDataplaneLocked(addrs []netip.Prefix, kind string) error {
 	case <-n.netReady:
 	default:
 		close(n.netReady)
-		if n.cfg.ReadyFile != "" {
-			info := readyfile.Info{PID: os.Getpid(), LocalAPI: filepath.Join(n.cfg.StateDir, localapi.SocketName), Interface: dp.name, ListenPort: n.st.ListenPort}
-			if err := readyfile.Write(n.cfg.ReadyFile, info); err != nil {
-				n.log.Error("writing the ready file", "path", n.cfg.ReadyFile, "err", err)
-			}
-		}
+		info := readyfile.Info{PID: os.Getpid(), LocalAPI: filepath.Join(n.cfg.StateDir, localapi.SocketName), Interface: dp.name, ListenPort: n.st.ListenPort}
+		readyfile.Ready(n.log, n.cfg.ReadyFile, info, fmt.Sprintf("dataplane up on %s (%s)", dp.name, kind))
 	}
 	n.log.Info("dataplane up", "device", dp.name, "backend", kind, "mtu", mtu, "addresses", addrs, "listen_port", n.st.ListenPort)
 	return nil
@@ -914,6 +914,23 @@ func (n *Node) Net(ctx context.Context) (*netstack.Net, error) {
 		return nil, errors.New("no netstack: the node runs a kernel TUN or is shut down")
 	}
 	return n.dp.net, nil
+}
+
+// responsive reports whether the node's state lock can be taken before
+// ctx ends: the watchdog's health check.
+func (n *Node) responsive(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		n.mu.Lock()
+		n.mu.Unlock() // taking the lock is the check
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return errors.New("the node's state lock was held past the check's deadline: its main loop is stuck")
+	}
 }
 
 // Status implements localapi.Agent.
