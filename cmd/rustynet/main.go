@@ -1,139 +1,197 @@
 // Command rustynet is the node CLI. It talks to rustynetd over the unix
 // socket in the state directory.
 //
-//	rustynet status [--json] | ip [-4|-6] | ping PEER | rotate-key   [--state-dir DIR]
+//	rustynet status [--json] | ip [-4|-6] | ping PEER [-c N] | rotate-key   [--state-dir DIR]
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/signal"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/rustynet/rustynet/internal/cli"
 	"github.com/rustynet/rustynet/node/localapi"
 )
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: rustynet <command> [flags]
+// exitPending is rotate-key's: the key was sent and the controller's
+// answer did not arrive.
+const exitPending = 3
 
-commands:
-  status [--json]    the node, its controller and its peers
-  ip [-4|-6]         the node's mesh address(es)
-  ping PEER [-c N]   ICMP echo to a peer (name, ID or mesh address) through the tunnel
-  rotate-key         rotate the node's WireGuard key through the controller;
-                     exits 3 if the key was sent but the controller's answer
-                     did not arrive (the node completes the rotation later)
-
-Every command takes --state-dir DIR (default /var/lib/rustynet).
-`
+// apiTimeout bounds one question to rustynetd (a ping adds its own
+// timeout): it answers from memory, so a daemon that takes longer is stuck.
+const apiTimeout = 30 * time.Second
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	return cli.Execute(newRoot(), args, stdout, stderr)
+}
+
+func newRoot() *cobra.Command {
+	root := cli.New("rustynet", version, "the node CLI: talks to rustynetd on this machine",
+		`rustynet asks the node daemon (rustynetd) on this machine for its state,
+its mesh addresses, and pings peers through the tunnel.
+
+Exit status:
+`+cli.ExitCodes+`
+  3  rotate-key: the new key was sent, the controller's answer did not arrive`)
+	dir := root.PersistentFlags().String("state-dir", "/var/lib/rustynet", "rustynetd's state directory (its socket is `DIR`/"+localapi.SocketName+")")
+	client := func() *localapi.Client { return localapi.NewClient(*dir) }
+	root.AddCommand(statusCmd(client, dir), ipCmd(client, dir), pingCmd(client, dir), rotateKeyCmd(client, dir))
+	return root
+}
+
+// daemonError words an error of the local API for the user: the
+// daemon's own refusals pass as they are; a failure to talk to it says
+// which socket and what to do.
+func daemonError(dir *string, err error) error {
+	var refusal *localapi.Error
+	switch {
+	case errors.As(err, &refusal):
+		return err
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("cannot open rustynetd's socket %s/%s: only its owner may (run as root, or as rustynetd's user)", *dir, localapi.SocketName)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("rustynetd (state dir %s) did not answer in time: it may be stuck; its log says why", *dir)
+	case errors.Is(err, localapi.ErrNotRunning):
+		return err
 	}
-	cmd := args[0]
-	fs := flag.NewFlagSet("rustynet "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("state-dir", "/var/lib/rustynet", "rustynetd's state directory")
-	asJSON := fs.Bool("json", false, "print JSON (status)")
-	only4 := fs.Bool("4", false, "only the IPv4 address (ip)")
-	only6 := fs.Bool("6", false, "only the IPv6 address (ip)")
-	count := fs.Int("c", 1, "number of pings (ping)")
-	timeout := fs.Duration("timeout", 5*time.Second, "time to wait for each reply (ping)")
-	var pos []string
-	rest := args[1:]
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
-	}
-	c := localapi.NewClient(*dir)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(*count)*(*timeout)+30*time.Second)
-	defer cancel()
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "rustynet %s: %v\n", cmd, err)
-		return 1
-	}
-	switch cmd {
-	case "status":
-		st, err := c.Status(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			enc.Encode(st)
-			return 0
-		}
-		printStatus(stdout, st)
-	case "ip":
-		addrs, err := c.IPs(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		for _, a := range addrs {
-			if (*only4 && !a.Addr().Is4()) || (*only6 && !a.Addr().Is6()) {
-				continue
-			}
-			fmt.Fprintln(stdout, a.Addr())
-		}
-	case "ping":
-		if len(pos) != 1 {
-			fmt.Fprintln(stderr, "rustynet ping: want one PEER (name, node ID or mesh address)")
-			return 2
-		}
-		failed := 0
-		for i := range max(*count, 1) {
-			res, err := c.Ping(ctx, pos[0], *timeout)
+	return fmt.Errorf("cannot talk to rustynetd over %s/%s: %w", *dir, localapi.SocketName, err)
+}
+
+func statusCmd(client func() *localapi.Client, dir *string) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "the node, its controller and its peers",
+		Long: `Shows the node's state, its controller, and its peers with their
+endpoints, last handshake, post-quantum protection and bytes.
+
+Exit status: 0 when the node is running (or starting, or rotating its key);
+1 when it is offline (the controller does not answer; the last netmap stays
+in force) or logged out (the controller removed it), with --json too, or
+when rustynetd does not answer; 2 for a usage error.`,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(c.Context(), apiTimeout)
+			defer cancel()
+			st, err := client().Status(ctx)
 			if err != nil {
-				fmt.Fprintf(stderr, "ping %s: %v\n", pos[0], err)
-				failed++
-				continue
+				return daemonError(dir, err)
 			}
-			fmt.Fprintf(stdout, "reply from %s (%s): seq=%d time=%v\n", res.Peer, res.Addr, i, res.RTT.Round(10*time.Microsecond))
-		}
-		if failed > 0 {
-			return 1
-		}
-	case "rotate-key":
-		k, err := c.RotateKey(ctx)
-		if errors.Is(err, localapi.ErrRotationPending) {
-			fmt.Fprintf(stdout, "new node key %s sent, not yet confirmed: the node completes the rotation when the controller answers (`rustynet status` shows it pending until then)\n", k)
-			fmt.Fprintf(stderr, "rustynet %s: %v\n", cmd, err)
-			return 3
-		}
-		if err != nil {
-			return fail(err)
-		}
-		fmt.Fprintf(stdout, "new node key %s\n", k)
-	default:
-		fmt.Fprint(stderr, usage)
-		fmt.Fprintf(stderr, "rustynet: unknown command %q\n", cmd)
-		return 2
+			if asJSON {
+				enc := json.NewEncoder(c.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(st); err != nil {
+					return err
+				}
+			} else {
+				printStatus(c.OutOrStdout(), st)
+			}
+			switch st.State {
+			case localapi.StateOffline:
+				return fmt.Errorf("the node is offline: the controller %s does not answer; the last netmap (revision %d) stays in force", st.Controller, st.Revision)
+			case localapi.StateLoggedOut:
+				return errors.New("the node is logged out: the controller removed it; start rustynetd with an auth key (--auth-key) to register it again")
+			}
+			return nil
+		},
 	}
-	return 0
+	c.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON (the exit status is the same)")
+	return c
+}
+
+func ipCmd(client func() *localapi.Client, dir *string) *cobra.Command {
+	var only4, only6 bool
+	c := &cobra.Command{
+		Use:   "ip [-4|-6]",
+		Short: "the node's mesh addresses",
+		Long: `Prints the node's mesh addresses, one a line: IPv4 first, then IPv6.
+
+Exit status: 0 when it printed an address; 1 when the node has none (it has
+not registered, or has no address of the family asked for) or rustynetd does
+not answer; 2 for a usage error (-4 and -6 together, say).`,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if only4 && only6 {
+				return cli.Usagef("-4 and -6 ask for one address family each: give one, or neither for both")
+			}
+			ctx, cancel := context.WithTimeout(c.Context(), apiTimeout)
+			defer cancel()
+			addrs, err := client().IPs(ctx)
+			if err != nil {
+				return daemonError(dir, err)
+			}
+			printed := 0
+			for _, a := range addrs {
+				if (only4 && !a.Addr().Is4()) || (only6 && !a.Addr().Is6()) {
+					continue
+				}
+				fmt.Fprintln(c.OutOrStdout(), a.Addr())
+				printed++
+			}
+			switch {
+			case printed > 0:
+				return nil
+			case only4:
+				return errors.New("the node has no IPv4 mesh address")
+			case only6:
+				return errors.New("the node has no IPv6 mesh address")
+			}
+			return errors.New("the node has no mesh address")
+		},
+	}
+	c.Flags().BoolVarP(&only4, "ipv4", "4", false, "only the IPv4 address")
+	c.Flags().BoolVarP(&only6, "ipv6", "6", false, "only the IPv6 address")
+	return c
+}
+
+func rotateKeyCmd(client func() *localapi.Client, dir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate-key",
+		Short: "rotate the node's WireGuard key through the controller",
+		Long: `Makes a new node key, has the controller accept it, and switches the
+node's sessions to it.
+
+Exit status: 0 when the controller confirmed the new key; 1 when it refused
+it (the node keeps its key) or rustynetd does not answer; 2 for a usage
+error; 3 when the key was sent but the controller's answer did not arrive:
+the node completes the rotation when the controller answers, and
+'rustynet status' shows the key pending until then.`,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(c.Context(), apiTimeout)
+			defer cancel()
+			k, err := client().RotateKey(ctx)
+			if errors.Is(err, localapi.ErrRotationPending) {
+				fmt.Fprintf(c.OutOrStdout(), "new node key %s sent, not yet confirmed: the node completes the rotation when the controller answers (`rustynet status` shows it pending until then)\n", k)
+				return cli.Exit(exitPending, err)
+			}
+			if err != nil {
+				return daemonError(dir, err)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "new node key %s\n", k)
+			return nil
+		},
+	}
+}
+
+// signalContext is the context of a command that a Ctrl-C ends early
+// (ping prints its summary then).
+func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt)
 }
 
 func printStatus(w io.Writer, st *localapi.Status) {

@@ -29,7 +29,7 @@ func (a *agent) Ping(context.Context, string, time.Duration) (*localapi.PingResu
 func (a *agent) RotateKey(context.Context) (api.NodePublic, error) { return a.key, a.err }
 
 // serve serves a's local API in a new state dir until the test ends.
-func serve(t *testing.T, a *agent) string {
+func serve(t *testing.T, a localapi.Agent) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "rn")
 	if err != nil {

@@ -154,6 +154,9 @@ type Agent interface {
 // completes the rotation when the controller answers.
 var ErrRotationPending = errors.New("the key rotation is pending")
 
+// ErrNotRunning says that no rustynetd listens on the state dir's socket.
+var ErrNotRunning = errors.New("rustynetd is not running")
+
 // Error is a refusal of the local API.
 type Error struct {
 	Message string `json:"error"`
@@ -281,7 +284,7 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("rustynetd is not running (no socket at %s)", c.path)
+			return fmt.Errorf("%w (no socket at %s)", ErrNotRunning, c.path)
 		}
 		return err
 	}
