@@ -1,10 +1,13 @@
 package controller
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"sort"
 	"time"
 
@@ -231,18 +234,55 @@ func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	compiled, err := acl.Parse([]byte(req.Policy))
+	rec, err := s.setPolicyText(r.Context(), req.Policy)
 	if err != nil {
-		return badRequest("%s; the policy in force is unchanged", err)
-	}
-	rec := &store.Policy{Text: req.Policy, UpdatedAt: s.now().UTC()}
-	if _, err := s.mutate(r.Context(), func(tx store.Tx) (effect, any, error) {
-		return effect{policy: &policyUpdate{rec: rec, compiled: compiled}}, nil, tx.PutPolicy(rec)
-	}); err != nil {
 		return err
 	}
 	s.log.Info("policy set", "bytes", len(req.Policy))
 	return writeJSON(w, http.StatusOK, policyView(rec))
+}
+
+// setPolicyText compiles and stores a policy, and tells the nodes it
+// concerns.
+func (s *Server) setPolicyText(ctx context.Context, text string) (*store.Policy, error) {
+	compiled, err := acl.Parse([]byte(text))
+	if err != nil {
+		return nil, badRequest("%s; the policy in force is unchanged", err)
+	}
+	rec := &store.Policy{Text: text, UpdatedAt: s.now().UTC()}
+	if _, err := s.mutate(ctx, func(tx store.Tx) (effect, any, error) {
+		return effect{policy: &policyUpdate{rec: rec, compiled: compiled}}, nil, tx.PutPolicy(rec)
+	}); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// applyPolicyFile sets the policy a file holds (serve --policy-file),
+// unless it is the one in force: a restart, or a SIGHUP with the file
+// unchanged, changes nothing, and several replicas given one file agree.
+func (s *Server) applyPolicyFile(ctx context.Context, file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	text, err := io.ReadAll(io.LimitReader(f, api.MaxPolicyBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(text) > api.MaxPolicyBytes {
+		return fmt.Errorf("a policy may be at most %d bytes; %s is larger", api.MaxPolicyBytes, file)
+	}
+	if _, cur, _ := s.st.snapshot(); cur != nil && cur.Text == string(text) {
+		s.log.Info("policy file unchanged: the policy in force is the file's", "file", file)
+		return nil
+	}
+	if _, err := s.setPolicyText(ctx, string(text)); err != nil {
+		return err
+	}
+	s.log.Info("policy set from the policy file", "file", file, "bytes", len(text))
+	return nil
 }
 
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) error {

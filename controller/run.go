@@ -41,6 +41,11 @@ const (
 
 // RunConfig configures Run.
 type RunConfig struct {
+	// PolicyFile, when set, is an ACL policy file (HuJSON) applied once
+	// the controller serves and on every receive from Reload, when its
+	// text differs from the policy in force.
+	PolicyFile    string
+	Reload        <-chan struct{}
 	DataDir       string
 	Listen        string   // the API's TCP address, e.g. ":8443"
 	MetricsListen string   // the metrics' TCP address; "" disables them
@@ -313,6 +318,28 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		return srv.store.View(ctx, func(store.Tx) error { return nil })
 	})
 	defer readyfile.Stopping(log)
+
+	if cfg.PolicyFile != "" || cfg.Reload != nil {
+		go func() {
+			apply := func() {
+				if cfg.PolicyFile == "" {
+					return
+				}
+				if err := srv.applyPolicyFile(ctx, cfg.PolicyFile); err != nil {
+					log.Error("policy file not applied; the policy in force is unchanged", "file", cfg.PolicyFile, "err", err)
+				}
+			}
+			apply()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-cfg.Reload:
+					apply()
+				}
+			}
+		}()
+	}
 
 	rctx, stopReplica := context.WithCancel(ctx)
 	replicaDone := make(chan struct{})

@@ -34,6 +34,7 @@ import (
 	"github.com/rustynet/rustynet/controller/store"
 	"github.com/rustynet/rustynet/controller/store/bolt"
 	"github.com/rustynet/rustynet/internal/atomicfile"
+	"github.com/rustynet/rustynet/internal/config"
 	"github.com/rustynet/rustynet/internal/insecure"
 	"github.com/rustynet/rustynet/policies"
 )
@@ -175,6 +176,9 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
 
+// IsRepeatable says a config file may give a list (internal/config).
+func (l *stringList) IsRepeatable() bool { return true }
+
 func serve(args []string, stderr io.Writer) error {
 	fs, dir := flagSet("serve", stderr)
 	listen := fs.String("listen", ":8443", "address for the node API (HTTPS)")
@@ -199,9 +203,21 @@ func serve(args []string, stderr io.Writer) error {
 	etcdPrefix := fs.String("etcd-prefix", "/rustynet/", "with --store etcd: the prefix of every key the controller keeps (one per mesh)")
 	advertise := fs.String("advertise-url", "", "with --store etcd: the URL nodes reach this replica at, https://HOST:PORT, announced to them in their netmaps (required)")
 	replicaID := fs.String("replica-id", "", "with --store etcd: this replica's name in the election (default: the host and port of --advertise-url)")
+	configFile := fs.String("config", "", "read settings from this YAML file: its keys are these flags' names (listen, data-dir, log-level, policy-file, ...); a flag on the command line overrides it. On SIGHUP the controller reads its log-level and policy-file again")
+	policyFile := fs.String("policy-file", "", "keep the ACL policy in this file (YAML, as `policy set` takes): applied at start and on every SIGHUP, when it differs from the policy in force; a policy the file does not parse to is refused, the one in force kept")
 	cryptoPolicy := fs.String("crypto-policy", "", "the crypto policy whose exceptions may turn an insecure mode on (RUSTYNET_INSECURE): a copy of policies/crypto.yaml with the operator's exception added (default: the policy built in)")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	commandLine := config.CommandLine(fs)
+	if *configFile != "" {
+		entries, err := config.Load(*configFile)
+		if err == nil {
+			err = config.Apply(*configFile, entries, fs, "config")
+		}
+		if err != nil {
+			return usageError{"--config: " + err.Error()}
+		}
 	}
 	grants, policyName, err := insecureGrants(*cryptoPolicy, time.Now())
 	if err != nil {
@@ -234,17 +250,21 @@ func serve(args []string, stderr io.Writer) error {
 		return n
 	}
 	p4, err := netip.ParsePrefix(*v4)
-	if err != nil {
-		return usageError{fmt.Sprintf("--ipv4-prefix: %s", err)}
+	if err != nil || !p4.Addr().Is4() {
+		return usageError{fmt.Sprintf("--ipv4-prefix %q: want an IPv4 prefix such as 100.64.0.0/10", *v4)}
 	}
 	p6, err := netip.ParsePrefix(*v6)
-	if err != nil {
-		return usageError{fmt.Sprintf("--ipv6-prefix: %s", err)}
+	if err != nil || !p6.Addr().Is6() {
+		return usageError{fmt.Sprintf("--ipv6-prefix %q: want an IPv6 prefix such as fd52:7573:7479::/48", *v6)}
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError{fmt.Sprintf("--log-level: %s", err)}
+	// A LevelVar, so that SIGHUP can change the level of a running
+	// controller.
+	level := new(slog.LevelVar)
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel)}
 	}
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
 	switch *logFormat {
@@ -259,7 +279,24 @@ func serve(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads what can be reloaded: the log level (from the config
+	// file) and the policy file.
+	reload := make(chan struct{}, 1)
+	config.OnHangup(ctx, log, func() error {
+		l, err := config.ReloadLevel(*configFile, fs, commandLine, level)
+		if err != nil {
+			return err
+		}
+		log.Info("SIGHUP: reloaded the log level; the policy file next; every other setting takes effect on a restart", "log_level", l.String())
+		select {
+		case reload <- struct{}{}:
+		default: // a reload is already pending
+		}
+		return nil
+	})
 	return controller.Run(ctx, controller.RunConfig{
+		PolicyFile:    *policyFile,
+		Reload:        reload,
 		DataDir:       *dir,
 		Listen:        *listen,
 		MetricsListen: *metrics,

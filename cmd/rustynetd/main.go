@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rustynet/rustynet/internal/config"
 	"github.com/rustynet/rustynet/internal/gometrics"
 	"github.com/rustynet/rustynet/node"
 	"github.com/rustynet/rustynet/node/backend"
@@ -85,11 +86,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	listBackends := fs.Bool("list-backends", false, "print the backends this build has, one per line, each with what it claims (preshared-keys: it carries the post-quantum preshared key; post-quantum: its own key exchange is), and exit")
 	measureRoutes := fs.Int("measure-route-apply", 0, "time the router installing this many routes (in 198.18.0.0/15, the block set aside for benchmarks) on a new TUN named by --interface, from none, --measure-repetitions times; print the latencies as JSON and exit (needs CAP_NET_ADMIN; the release gate runs it in a namespace of its own)")
 	measureReps := fs.Int("measure-repetitions", 100, "repetitions for --measure-route-apply")
+	configFile := fs.String("config", "", "read settings from this YAML file: its keys are these flags' names (state-dir, controller, log-level, ...); a flag on the command line overrides it. On SIGHUP the daemon reads its log-level again")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	commandLine := config.CommandLine(fs)
+	if *configFile != "" {
+		entries, err := config.Load(*configFile)
+		if err == nil {
+			err = config.Apply(*configFile, entries, fs, configActions...)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "rustynetd: --config: %v\n", err)
+			return 2
+		}
 	}
 	if *showVersion {
 		fmt.Fprintf(stderr, "rustynetd %s\n", version)
@@ -153,10 +166,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		drillLogs[i] = f
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usage("--log-level: %v", err)
+	// A LevelVar, so that SIGHUP can change the level of a running node.
+	level := new(slog.LevelVar)
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usage("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
+	level.Set(l)
 	var h slog.Handler
 	switch *logFormat {
 	case "text":
@@ -201,6 +217,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	config.OnHangup(ctx, log, func() error {
+		l, err := config.ReloadLevel(*configFile, fs, commandLine, level)
+		if err == nil {
+			log.Info("SIGHUP: reloaded the log level; every other setting takes effect on a restart", "log_level", l.String())
+		}
+		return err
+	})
 	if *metricsListen != "" {
 		ln, err := net.Listen("tcp", *metricsListen)
 		if err != nil {
@@ -221,6 +244,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log.Info("rustynetd stopped")
 	return 0
 }
+
+// configActions are flags a config file may not set: the file's own,
+// and those that make the daemon do something else than run.
+var configActions = []string{"config", "version", "list-backends", "measure-route-apply", "measure-repetitions"}
 
 func trimSpace(b []byte) []byte {
 	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
