@@ -597,20 +597,13 @@ func VerifySignoff(so Signoff, pub crypto.PublicKey) (*intoto.Statement, error) 
 	if _, err := ev.Verify(context.Background(), &env); err != nil {
 		return nil, err
 	}
-	payload, err := env.DecodeB64Payload()
-	if err != nil {
-		return nil, invalid("%s: payload: %w", so.Path, err)
-	}
-	st, err := UnmarshalStatement(payload)
-	if err != nil {
-		return nil, invalid("%s: %w", so.Path, err)
-	}
-	return st, nil
+	return UnverifiedSignoffStatement(so)
 }
 
 // UnverifiedSignoffStatement decodes a sign-off's statement without
 // checking its signature: only to learn which role it claims, and so
-// which keys to check it with.
+// which keys to check it with (VerifySignoff checks, then decodes with
+// it).
 func UnverifiedSignoffStatement(so Signoff) (*intoto.Statement, error) {
 	payload, err := so.Envelope.DecodeB64Payload()
 	if err != nil {

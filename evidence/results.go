@@ -119,8 +119,9 @@ func (v *Verified) SameContent(rel string, want []byte) (bool, error) {
 func ValidPath(p string) bool { return validRel(p) }
 
 // ReadArtifact reads an artifact the manifest lists, at most max bytes,
-// and checks it against its size and digest again: the file is read now,
-// after Verify, and may have changed since.
+// as Verify reads (a regular file, through no symbolic link), and checks
+// it against its size and digest again: the file is read now, after
+// Verify, and may have changed since.
 func (v *Verified) ReadArtifact(rel string, max int64) ([]byte, error) {
 	ref, size, ok := v.manifestEntry(rel)
 	if !ok {
@@ -139,7 +140,7 @@ func (v *Verified) ReadArtifact(rel string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if sum := sha256.Sum256(data); int64(len(data)) != size || hex.EncodeToString(sum[:]) != ref.SHA256 {
-		return nil, invalid("artifact %s does not match its digest in the manifest (it was changed)", rel)
+		return nil, invalid("artifact %s does not match its digest in the manifest (it was changed after verification)", rel)
 	}
 	return data, nil
 }
