@@ -247,7 +247,7 @@ func newBarChart(title string, ms []evidence.Measurement) (barChart, bool) {
 	axisY := barTop + float64(len(ms))*barRowH + 2
 	c := barChart{Title: title, W: chartW, H: int(axisY) + 22, AxisY: axisY, X0: barX0, X1: barX1, ZeroX: sx(0), Top: barTop}
 	for _, t := range ticks {
-		c.Ticks = append(c.Ticks, tick{X: sx(t), Y: axisY + 14, Label: fmtNum(t)})
+		c.Ticks = append(c.Ticks, tick{X: sx(t), Y: axisY + 14, Label: fmtTick(t)})
 	}
 	names := make([]string, len(ms))
 	for i, m := range ms {
@@ -268,11 +268,11 @@ func newBarChart(title string, ms []evidence.Measurement) (barChart, bool) {
 			r.HasBudget, r.Within = true, within(m)
 			if b.Max != nil {
 				r.Marks = append(r.Marks, mark{X1: sx(*b.Max), X2: sx(*b.Max), Y1: y + 1, Y2: y + barRowH - 1,
-					Kind: markBudgetMax, Title: "budget: at most " + fmtNum(*b.Max) + " " + m.Unit})
+					Kind: markBudgetMax, Title: "budget: at most " + fmtExact(*b.Max) + " " + m.Unit})
 			}
 			if b.Min != nil {
 				r.Marks = append(r.Marks, mark{X1: sx(*b.Min), X2: sx(*b.Min), Y1: y + 1, Y2: y + barRowH - 1,
-					Kind: markBudgetMin, Title: "budget: at least " + fmtNum(*b.Min) + " " + m.Unit})
+					Kind: markBudgetMin, Title: "budget: at least " + fmtExact(*b.Min) + " " + m.Unit})
 			}
 		}
 		c.Rows = append(c.Rows, r)
@@ -340,7 +340,7 @@ func newLineChart(m evidence.Measurement) (lineChart, bool) {
 	sy := func(v float64) float64 { return linePlotY1 - (v-lo)/(hi-lo)*(linePlotY1-linePlotY0) }
 	c := lineChart{X0: linePlotX0, X1: linePlotX1, Y0: linePlotY0, Y1: linePlotY1}
 	for _, t := range ticks {
-		c.YTicks = append(c.YTicks, tick{X: linePlotX0 - 6, Y: sy(t) + 4, G: sy(t), Label: fmtNum(t)})
+		c.YTicks = append(c.YTicks, tick{X: linePlotX0 - 6, Y: sy(t) + 4, G: sy(t), Label: fmtTick(t)})
 	}
 	c.XLabels = []tick{
 		{X: linePlotX0, Y: linePlotY1 + 16, Label: "1"},
@@ -358,7 +358,7 @@ func newLineChart(m evidence.Measurement) (lineChart, bool) {
 		if m.Budget.Max == nil || i == 1 {
 			title, kind = "budget: at least ", markBudgetMin
 		}
-		c.Lines = append(c.Lines, mark{X1: c.X0, X2: c.X1, Y1: sy(b), Y2: sy(b), Kind: kind, Title: title + fmtNum(b) + " " + m.Unit})
+		c.Lines = append(c.Lines, mark{X1: c.X0, X2: c.X1, Y1: sy(b), Y2: sy(b), Kind: kind, Title: title + fmtExact(b) + " " + m.Unit})
 	}
 	return c, true
 }

@@ -245,7 +245,7 @@ func renderOperations(w io.Writer, root string, res *gates.Verification) error {
 			if ok {
 				att, burn, win, met = m.Attainment, m.BurnRate, m.WindowBurn, yesNo(m.Passed)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s%% | `%s` | %s | %s | %s | %s |\n", s.Spec.Service, o.Name, fmtNum(o.Objective), s.File, att, burn, win, met)
+			fmt.Fprintf(&b, "| %s | %s | %s%% | `%s` | %s | %s | %s | %s |\n", s.Spec.Service, o.Name, fmtExact(o.Objective), s.File, att, burn, win, met)
 		}
 	}
 	b.WriteString("\n## Alerts and their runbooks\n\n| Alert | Severity | From an SLO | Runbook |\n|---|---|---|---|\n")
@@ -312,10 +312,10 @@ func renderEvidenceIndex(w io.Writer, root string, res *gates.Verification) erro
 func budgetText(bu *evidence.Budget) string {
 	var s []string
 	if bu.Min != nil {
-		s = append(s, "≥ "+fmtNum(*bu.Min))
+		s = append(s, "≥ "+fmtExact(*bu.Min))
 	}
 	if bu.Max != nil {
-		s = append(s, "≤ "+fmtNum(*bu.Max))
+		s = append(s, "≤ "+fmtExact(*bu.Max))
 	}
 	return strings.Join(s, " and ")
 }

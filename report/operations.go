@@ -87,7 +87,7 @@ func sloRows(results map[string]evidence.GateResult) ([]sloRow, error) {
 	}
 	var out []sloRow
 	for _, s := range d.SLOs {
-		row := sloRow{ID: s.ID, Objective: fmtNum(s.Objective) + "%", Attainment: pct(s.Attainment), BurnRate: num(s.BurnRate),
+		row := sloRow{ID: s.ID, Objective: fmtExact(s.Objective) + "%", Attainment: pct(s.Attainment), BurnRate: num(s.BurnRate),
 			WindowBurn: num(s.MaxWindowBurn), Events: num(s.Events), Passed: s.Passed, Class: "good"}
 		if !s.Passed {
 			row.Class = "bad"

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -42,6 +43,7 @@ type view struct {
 	Subjects       []subjectView
 	Gates          []gateView
 	Waivers        []waiverView
+	Checks         []checkView // what the gates checked, from their details
 	Measured       []measuredGate
 	SLOs           []sloRow    // the slo gate's SLOs, when it ran
 	Drills         []drillView // the incident gate's drills, when it ran
@@ -248,6 +250,12 @@ func buildView(in *Input) (*view, error) {
 				Ticket: w.Ticket.Value, Expires: fmtDate(w.Expires.Time), Expired: expired})
 		}
 	}
+	// The gates that ran first: what did not run says nothing of the
+	// commit, and a reader looks for what did. Each group keeps the order
+	// above.
+	slices.SortStableFunc(rv.Gates, func(a, b gateView) int {
+		return cmp.Compare(didNotRun(a.Status), didNotRun(b.Status))
+	})
 
 	rv.Policy = artifactView{Path: m.Policy, Link: evidence.ValidPath(m.Policy), SHA256: m.PolicySHA}
 	rv.Machines = machines(order, results)
@@ -259,6 +267,9 @@ func buildView(in *Input) (*view, error) {
 		rv.Subjects = append(rv.Subjects, sv)
 	}
 
+	var notes []string
+	rv.Checks, notes = checkViews(order, results)
+	rv.Notes = append(rv.Notes, notes...)
 	var err error
 	if rv.SLOs, err = sloRows(results); err != nil {
 		rv.Notes = append(rv.Notes, err.Error())
@@ -479,6 +490,16 @@ func machines(order []string, results map[string]evidence.GateResult) []machineV
 	return out
 }
 
+// didNotRun is 1 for the statuses of a gate that did not run (for want of
+// a need, not at all, or outside a partial run), 0 for the others.
+func didNotRun(s evidence.Status) int {
+	switch s {
+	case evidence.StatusNotRun, evidence.StatusMissing, evidence.StatusOutOfScope:
+		return 1
+	}
+	return 0
+}
+
 func statusClass(status evidence.Status, waived bool) string {
 	switch {
 	case status == evidence.StatusPass:
@@ -515,10 +536,10 @@ func within(ms evidence.Measurement) bool {
 func fmtBudget(b *evidence.Budget, unit string) string {
 	var parts []string
 	if b.Min != nil {
-		parts = append(parts, "≥ "+fmtNum(*b.Min))
+		parts = append(parts, "≥ "+fmtExact(*b.Min))
 	}
 	if b.Max != nil {
-		parts = append(parts, "≤ "+fmtNum(*b.Max))
+		parts = append(parts, "≤ "+fmtExact(*b.Max))
 	}
 	s := strings.Join(parts, " and ")
 	if unit != "" {
@@ -609,7 +630,36 @@ func fmtSeconds(s float64) string {
 	return d.Round(time.Second).String()
 }
 
+// fmtNum writes a measured figure to three significant digits, as much as
+// one run's figure carries, without dropping a digit of its whole part
+// (1234.5 is 1235, not 1.23e+03): a whole number as it is, an exponent only
+// below 0.0001 and from 10^15.
 func fmtNum(f float64) string {
+	a := math.Abs(f)
+	switch {
+	case math.Trunc(f) == f && a < 1e15:
+		return strconv.FormatFloat(f, 'f', 0, 64)
+	case !finite(f), a < 1e-4, a >= 1e15:
+		return strconv.FormatFloat(f, 'g', 3, 64)
+	case a >= 100:
+		return strconv.FormatFloat(math.Round(f), 'f', 0, 64)
+	}
+	return strconv.FormatFloat(f, 'g', 3, 64)
+}
+
+// fmtExact writes a figure someone set (a budget's bound, an SLO's
+// objective) as it was written: rounding 99.95 to 100 would misstate it.
+func fmtExact(f float64) string {
+	if a := math.Abs(f); a >= 1e-4 && a < 1e15 {
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+// fmtTick writes an axis tick: a multiple of a round step, written with
+// the digits that tell it from its neighbours (and without the float
+// noise of adding steps).
+func fmtTick(f float64) string {
 	if math.Trunc(f) == f && math.Abs(f) < 1e15 {
 		return strconv.FormatFloat(f, 'f', 0, 64)
 	}

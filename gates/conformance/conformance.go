@@ -48,11 +48,6 @@ func run(ctx context.Context, r *gates.Run) error {
 		return gates.Fail("no conformance results: %v", err)
 	}
 	rep.Env, rep.Commit, rep.Generated, rep.Command = r.Env, r.Commit, time.Now(), "rustynet-gate conformance gate: go test -json "+strings.Join(args, " ")
-	var md bytes.Buffer
-	rep.Markdown(&md)
-	if err := r.Artifact("backend-agility.md", md.Bytes()); err != nil {
-		return err
-	}
 	backends, claims, err := registered(ctx, r)
 	if err != nil {
 		return err
@@ -61,6 +56,14 @@ func run(ctx context.Context, r *gates.Run) error {
 	required := map[string][]string{}
 	for _, b := range backends {
 		required[b] = casesOf(b)
+	}
+	for _, res := range rep.Results {
+		res.Required = casesOf(res.Backend)
+	}
+	var md bytes.Buffer
+	rep.Markdown(&md)
+	if err := r.Artifact("backend-agility.md", md.Bytes()); err != nil {
+		return err
 	}
 	summary := map[string]any{"registered_backends": backends, "claims": claims, "cases": required}
 	for _, b := range rep.Results {
@@ -98,27 +101,11 @@ func registered(ctx context.Context, r *gates.Run) ([]string, map[string][]strin
 	if err != nil {
 		return nil, nil, fmt.Errorf("rustynetd --list-backends: %w", err)
 	}
-	backends, claims := parseBackends(string(out))
+	backends, claims := agility.ParseBackends(string(out))
 	if len(backends) == 0 {
 		return nil, nil, errors.New("rustynetd --list-backends named no backend")
 	}
 	return backends, claims, nil
-}
-
-// parseBackends reads rustynetd --list-backends: one backend a line, its
-// name and then what it claims.
-func parseBackends(out string) ([]string, map[string][]string) {
-	var names []string
-	claims := map[string][]string{}
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		names = append(names, f[0])
-		claims[f[0]] = f[1:]
-	}
-	return names, claims
 }
 
 // missing says, for every registered backend, which case of the suite it
@@ -146,10 +133,50 @@ func missing(rep *agility.Report, backends []string, casesOf func(backend string
 				out = append(out, fmt.Sprintf("backend %s: case %s did not run", b, c))
 			case "skip":
 				out = append(out, fmt.Sprintf("backend %s: case %s was skipped (a skipped case counts as missing)", b, c))
+			case "fail":
+				out = append(out, fmt.Sprintf("backend %s: case %s failed: %s", b, c, failure(res, c)))
 			default:
 				out = append(out, fmt.Sprintf("backend %s: case %s: %s", b, c, st))
 			}
 		}
 	}
 	return out
+}
+
+// floors are the cases that hold one of the suite's figures to a floor:
+// when one fails, its problem names the figure measured and the floor,
+// whatever the case logged.
+var floors = map[string]struct {
+	metric string
+	floor  float64
+}{
+	"Throughput": {"tunnel_to_raw", suite.ThroughputFloor},
+}
+
+// failureMax is how many characters of a failed case's output a problem
+// quotes; the whole output is in the gate's go-test.json and
+// backend-agility.md.
+const failureMax = 300
+
+// failure says how the failed case c of res failed: for a case with a
+// floor, the figure against it, then what the case logged.
+func failure(res *agility.Result, c string) string {
+	var parts []string
+	if f, ok := floors[c]; ok {
+		if m, ok := res.Metrics[f.metric]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.3g %s, the floor %g", f.metric, m.Value, m.Unit, f.floor))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s was not measured (the floor is %g)", f.metric, f.floor))
+		}
+	}
+	if out := res.FailureText(c); out != "" {
+		if r := []rune(out); len(r) > failureMax {
+			out = string(r[:failureMax]) + "…"
+		}
+		parts = append(parts, out)
+	}
+	if len(parts) == 0 {
+		return "it logged nothing (see go-test.json)"
+	}
+	return strings.Join(parts, "; ")
 }

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -40,7 +41,7 @@ func TestMissing(t *testing.T) {
 		{"a case gone", []*agility.Result{wg, {Backend: "quic", Cases: map[string]string{"Connectivity": "pass", "Throughput": "pass"}}},
 			[]string{"backend quic: case Replay did not run"}},
 		{"a case failed", []*agility.Result{wg, {Backend: "quic", Cases: map[string]string{"Connectivity": "pass", "Replay": "fail", "Throughput": "pass"}}},
-			[]string{"backend quic: case Replay: fail"}},
+			[]string{"backend quic: case Replay failed: it logged nothing"}},
 		{"a claimed case gone", []*agility.Result{{Backend: "wireguard", Cases: map[string]string{"Connectivity": "pass", "Replay": "pass", "Throughput": "pass"}}, quic},
 			[]string{"backend wireguard: case PresharedKeyRotation did not run"}},
 	} {
@@ -54,5 +55,37 @@ func TestMissing(t *testing.T) {
 				t.Errorf("%s: missing[%d] = %q, want %q", c.name, i, got[i], c.want[i])
 			}
 		}
+	}
+}
+
+// TestFailureNamesTheFigure: a case that failed names, in the gate's
+// reason, the backend, the case and what it logged, and a case held to a
+// floor the figure measured and the floor, read from go test -json as the
+// gate reads it.
+func TestFailureNamesTheFigure(t *testing.T) {
+	const pkg = "github.com/rustynet/rustynet/node/backend/quic"
+	var events strings.Builder
+	ev := func(action, test, output string) {
+		fmt.Fprintf(&events, `{"Action":%q,"Package":%q,"Test":%q,"Output":%q}`+"\n", action, pkg, test, output)
+	}
+	for _, c := range []string{"Connectivity", "Replay"} {
+		ev("run", "TestConformance/"+c, "")
+		ev("pass", "TestConformance/"+c, "")
+	}
+	ev("run", "TestConformance/Throughput", "")
+	ev("output", "TestConformance/Throughput", "    conformance.go:745: device MTU 1404\n")
+	ev("output", "TestConformance/Throughput", "    conformance.go:789: conformance-metric tunnel_to_raw=0.0149 ratio\n")
+	ev("output", "TestConformance/Throughput", "    conformance.go:794: TCP through the backend: 0.174 Gbit/s, 0.0149 of the raw path's 11.70 Gbit/s; the floor is 0.015\n")
+	ev("output", "TestConformance/Throughput", "--- FAIL: TestConformance/Throughput (4.10s)\n")
+	ev("fail", "TestConformance/Throughput", "")
+	rep, err := agility.Parse(strings.NewReader(events.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := missing(rep, []string{"quic"}, func(string) []string { return []string{"Connectivity", "Replay", "Throughput"} })
+	want := "backend quic: case Throughput failed: tunnel_to_raw 0.0149 ratio, the floor 0.015; device MTU 1404; " +
+		"TCP through the backend: 0.174 Gbit/s, 0.0149 of the raw path's 11.70 Gbit/s; the floor is 0.015"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("missing = %q, want [%q]", got, want)
 	}
 }

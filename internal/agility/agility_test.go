@@ -43,6 +43,9 @@ func TestParseAndRender(t *testing.T) {
 	if got := q.Failures["Connectivity"]; len(got) != 1 || !strings.Contains(got[0], "not delivered") {
 		t.Errorf("failure output = %q", got)
 	}
+	if got := q.FailureText("Connectivity"); got != "a packet was not delivered" {
+		t.Errorf("FailureText(Connectivity) = %q, want the line without its source position", got)
+	}
 	var buf bytes.Buffer
 	if err := rep.Markdown(&buf); err != nil {
 		t.Fatal(err)
@@ -58,5 +61,35 @@ func TestParseAndRender(t *testing.T) {
 func TestParseEmpty(t *testing.T) {
 	if _, err := Parse(strings.NewReader("")); err == nil {
 		t.Error("Parse of nothing succeeded")
+	}
+}
+
+// TestRequired: a backend passes when it passes the cases it must; a case
+// of a property it does not claim, which the suite does not run on it,
+// reads "not claimed", not "not run", and does not fail it.
+func TestRequired(t *testing.T) {
+	const claimsOut = "wireguard preshared-keys\nquic post-quantum\n\n"
+	names, claims := ParseBackends(claimsOut)
+	if strings.Join(names, " ") != "wireguard quic" || strings.Join(claims["wireguard"], " ") != "preshared-keys" || strings.Join(claims["quic"], " ") != "post-quantum" {
+		t.Fatalf("ParseBackends(%q) = %q, %q", claimsOut, names, claims)
+	}
+	wg := &Result{Backend: "wireguard", Cases: map[string]string{"Connectivity": "pass", "PresharedKeyRotation": "pass"}, Required: []string{"Connectivity", "PresharedKeyRotation"}}
+	q := &Result{Backend: "quic", Cases: map[string]string{"Connectivity": "pass"}, Required: []string{"Connectivity"}}
+	rep := &Report{Results: []*Result{wg, q}, Order: []string{"Connectivity", "PresharedKeyRotation"}, Properties: map[string]string{}}
+	if !q.Passed(rep.Order) {
+		t.Error("quic, which passed every case it must, does not pass")
+	}
+	if q.Required = []string{"Connectivity", "PresharedKeyRotation"}; q.Passed(rep.Order) {
+		t.Error("quic passes without running a case it must")
+	}
+	q.Required = []string{"Connectivity"}
+	var buf bytes.Buffer
+	if err := rep.Markdown(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| quic | passes every case it must (the others test a property it does not claim) |", "| PresharedKeyRotation |  | pass | not claimed |"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, buf.String())
+		}
 	}
 }
