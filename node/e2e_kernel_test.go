@@ -221,6 +221,29 @@ func (n *kernelNode) Addr6() netip.Addr { return n.addr6 }
 
 func (n *kernelNode) Start() {
 	n.t.Helper()
+	done := n.launch()
+	eventually(n.t, 30*time.Second, n.name+" comes up", func() error {
+		select {
+		case <-done:
+			return fmt.Errorf("rustynetd exited")
+		default:
+		}
+		st, err := n.Status(context.Background())
+		if err != nil {
+			return err
+		}
+		if st.Self == nil || st.Interface == "" {
+			return fmt.Errorf("state %s, no dataplane yet", st.State)
+		}
+		n.addr, n.addr6, err = meshAddrs(st.Self.Addresses)
+		return err
+	})
+}
+
+// launch starts rustynetd without waiting for it to come up, and returns
+// a channel closed when it exits.
+func (n *kernelNode) launch() chan struct{} {
+	n.t.Helper()
 	args := append([]string{"--state-dir", n.dir, "--interface", n.iface, "--log-level", "debug"}, n.args...)
 	cmd := n.host.Command(context.Background(), rustynetdBin, args...)
 	logs := &bytes.Buffer{}
@@ -241,22 +264,24 @@ func (n *kernelNode) Start() {
 			n.mu.Unlock()
 		}
 	})
-	eventually(n.t, 30*time.Second, n.name+" comes up", func() error {
-		select {
-		case <-done:
-			return fmt.Errorf("rustynetd exited")
-		default:
-		}
-		st, err := n.Status(context.Background())
-		if err != nil {
-			return err
-		}
-		if st.Self == nil || st.Interface == "" {
-			return fmt.Errorf("state %s, no dataplane yet", st.State)
-		}
-		n.addr, n.addr6, err = meshAddrs(st.Self.Addresses)
-		return err
-	})
+	return done
+}
+
+// exitCode is rustynetd's exit status once it exited, or -1.
+func (n *kernelNode) exitCode() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.ProcessState == nil {
+		return -1
+	}
+	return n.cmd.ProcessState.ExitCode()
+}
+
+// log returns rustynetd's log so far.
+func (n *kernelNode) log() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.logs.String()
 }
 
 func (n *kernelNode) Stop() {

@@ -104,6 +104,7 @@ var (
 	descNetmapAge  = prometheus.NewDesc("rustynet_node_netmap_age_seconds", "Time since the controller last confirmed the netmap in force (its last answered poll); absent before the first.", nil, nil)
 	descSunset     = prometheus.NewDesc("rustynet_node_control_capability_sunset_timestamp_seconds", "The sunset (Unix time) the controller announced for the node's capability version: from then it may stop serving this rustynetd, which must be upgraded before. Absent while no removal is announced; 0 when one is, without a date the node reads.", nil, nil)
 	descPeerStates = prometheus.NewDesc("rustynet_node_peers_by_state", "Peers by state: up (a handshake completed), pending (none yet), unusable (in the netmap but not usable: another backend).", []string{"state"}, nil)
+	descApplied    = prometheus.NewDesc("rustynet_node_netmap_applied", "1 while the node's netmap is in force on its dataplane, 0 while applying it failed (rustynet status says why; the node tries again at each poll).", nil, nil)
 	descPQPeers    = prometheus.NewDesc("rustynet_node_pq_peers", "Peers by post-quantum protection of the pair (mode): classical, pending (wanted, not yet in the session; under pq: require only the exchange passes), psk (the session runs on a post-quantum preshared key), refused (pq: require and the peer cannot: nothing passes), hybrid-tls (the backend's own exchange is post-quantum). rustynet status shows each peer's.", []string{"mode"}, nil)
 )
 
@@ -145,6 +146,7 @@ func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descSunset
 	ch <- descPeerStates
 	ch <- descPQPeers
+	ch <- descApplied
 }
 
 func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -155,6 +157,10 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 		connected = 1
 	}
 	syncedAt := c.n.syncedAt
+	applied := 1.0
+	if c.n.applyErr != "" {
+		applied = 0
+	}
 	unusable := len(c.n.missing)
 	pqModes := map[string]int{}
 	for _, p := range c.n.peers {
@@ -168,6 +174,7 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPQPeers, prometheus.GaugeValue, float64(pqModes[m]), m)
 	}
 	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
+	ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, applied)
 	if c.n.client != nil {
 		ch <- prometheus.MustNewConstMetric(descReplica, prometheus.GaugeValue, 1, c.n.client.Current())
 		if d, ok := c.n.client.Deprecation(); ok {

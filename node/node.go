@@ -7,6 +7,8 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -137,23 +139,30 @@ type Node struct {
 	crashed  atomic.Bool                             // a test hook crashed the node
 	echoSent atomic.Pointer[func()]                  // test hook: Ping calls it once its echo is sent
 
-	mu        sync.Mutex
-	st        *persistent
-	rotating  bool   // a rotation is under way: it settles the pending key itself
-	synced    bool   // the view holds a netmap from the controller, not only the cache
-	keyErr    string // why the last attempt to settle the node key failed
-	rev       uint64
-	self      *api.Node
-	peers     map[api.NodeID]api.Node
-	missing   []localapi.Missing
-	state     string
-	lastErr   string
-	updatedAt time.Time
-	syncedAt  time.Time // the controller's last answered poll
-	dp        *dataplane
-	reported  *api.EndpointsRequest
-	lastCheck time.Time
-	netReady  chan struct{} // closed when the first dataplane is up
+	mu       sync.Mutex
+	st       *persistent
+	rotating bool   // a rotation is under way: it settles the pending key itself
+	synced   bool   // the view holds a netmap from the controller, not only the cache
+	keyErr   string // why the last attempt to settle the node key failed
+	rev      uint64
+	self     *api.Node
+	peers    map[api.NodeID]api.Node
+	missing  []localapi.Missing
+	state    string
+	lastErr  string
+	// applyErr says why the view is not in force on the dataplane: the
+	// last attempt to apply it failed ("" once one succeeds). Each poll
+	// tries again.
+	applyErr string
+	// backendNote says why the configured backend (--backend) is not the
+	// one the node runs, while it is not.
+	backendNote string
+	updatedAt   time.Time
+	syncedAt    time.Time // the controller's last answered poll
+	dp          *dataplane
+	reported    *api.EndpointsRequest
+	lastCheck   time.Time
+	netReady    chan struct{} // closed when the first dataplane is up
 	// pq holds the post-quantum preshared key of each pair that agreed
 	// one, and pqSched the exchanges this node initiates (node/pqpsk.go),
 	// by the peer's node key.
@@ -264,6 +273,9 @@ func (n *Node) Run(ctx context.Context) error {
 		// as they did then; the configured ones stay the fallback.
 		n.client.Announce(st.Controllers)
 	}
+	if err := n.preflight(st); err != nil {
+		return err
+	}
 	if err := n.choosePort(st); err != nil {
 		return err
 	}
@@ -308,9 +320,8 @@ func (n *Node) Run(ctx context.Context) error {
 		case err != nil:
 			n.log.Warn("ignoring the cached netmap", "err", err)
 		case cached != nil:
-			if err := n.applyMap(cached, true); err != nil {
-				n.log.Warn("applying the cached netmap", "err", err)
-			} else {
+			// applyMap logs a failure.
+			if err := n.applyMap(cached, true); err == nil {
 				n.log.Info("mesh up from the cached netmap", "peers", len(cached.Peers), "revision", cached.Revision)
 			}
 		}
@@ -326,6 +337,11 @@ func (n *Node) Run(ctx context.Context) error {
 		switch {
 		case errors.As(err, &fe):
 			return err
+		case n.neverRegistered() && isCertificateError(err):
+			// A node that never registered has nothing to keep in force,
+			// and a certificate the CA does not verify will not start to:
+			// the operator gave the wrong CA file, or the wrong URL.
+			return fmt.Errorf("the controller's certificate does not verify against --controller-ca %s (check that it is the controller's CA, DATA_DIR/tls/ca.pem on the controller, and that --controller names the controller): %w", n.cfg.ControllerCA, err)
 		case errors.Is(err, errLoggedOut):
 			n.loggedOut()
 			<-ctx.Done()
@@ -357,6 +373,29 @@ func (n *Node) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// preflight refuses to start a node whose dataplane could not come up for
+// a reason that will not pass by itself, such as a control socket held by
+// another device of the same name, checked by the backend the node expects
+// to run: the cached netmap's, else --backend's, else the default.
+func (n *Node) preflight(st *persistent) error {
+	if n.cfg.Netstack {
+		return nil
+	}
+	kind := n.cfg.Backend
+	if kind == "" && n.cfg.Registry.Has(api.DefaultBackend) {
+		kind = api.DefaultBackend
+	}
+	if st.Credential != "" {
+		if cached, err := loadNetmap(n.cfg.StateDir); err == nil && cached != nil && cached.Self != nil && len(cached.Self.Backends) > 0 {
+			kind = cached.Self.Backends[0]
+		}
+	}
+	if kind == "" {
+		return nil
+	}
+	return n.cfg.Registry.Preflight(kind, n.cfg.Interface)
 }
 
 // choosePort settles the data-plane port: the configured one, else the
@@ -416,13 +455,29 @@ func (n *Node) session(ctx context.Context) error {
 		n.bo.reset()
 		n.setRunning()
 		n.saveReplicas()
-		if err := n.applyMap(m, false); err != nil {
-			n.log.Error("applying netmap", "revision", m.Revision, "err", err)
-			n.mu.Lock()
-			n.lastErr = err.Error()
-			n.mu.Unlock()
-		}
+		n.applyMap(m, false) // logs and records a failure, for status and metrics
 	}
+}
+
+// neverRegistered reports whether the node has neither a credential nor a
+// netmap: nothing of a controller to keep in force.
+func (n *Node) neverRegistered() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.st.Credential == "" && n.self == nil
+}
+
+// isCertificateError reports whether err is the controller's certificate
+// failing verification against the node's CA (not a TLS alert or a
+// network failure, which a controller may cause while it is down).
+func isCertificateError(err error) bool {
+	var (
+		verr *tls.CertificateVerificationError
+		ua   x509.UnknownAuthorityError
+		he   x509.HostnameError
+		ci   x509.CertificateInvalidError
+	)
+	return errors.As(err, &verr) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
 }
 
 func classify(err error) error {
@@ -543,6 +598,24 @@ func (n *Node) backendKeys(k key.NodePrivate) map[string]string {
 	return keys
 }
 
+// noteBackendLocked says, in the log once and in the status while it
+// lasts, that --backend is not the backend the node runs. The controller
+// chooses the backend from those the node offered when it registered, and
+// learns them only then: a node restarted on its state dir with another
+// --backend keeps the controller's earlier choice.
+func (n *Node) noteBackendLocked(kind string) {
+	note := ""
+	if n.cfg.Backend != "" && n.cfg.Backend != kind {
+		note = fmt.Sprintf("--backend %s is not in effect: the controller chose %s for this node from the backends it offered when it registered, "+
+			"and the controller learns them only at registration; to run %s, remove the node (rustynet-controller node remove) and start rustynetd "+
+			"with --backend %s and an auth key, or change the controller's backend policy", n.cfg.Backend, kind, n.cfg.Backend, n.cfg.Backend)
+	}
+	if note != "" && note != n.backendNote {
+		n.log.Warn("the configured backend is not the one the node runs", "configured", n.cfg.Backend, "running", kind, "why", note)
+	}
+	n.backendNote = note
+}
+
 // runBackendLocked is the backend the controller chose for this node.
 func (n *Node) runBackendLocked() (string, error) {
 	if len(n.self.Backends) == 0 {
@@ -590,12 +663,32 @@ func (n *Node) reportEndpoints(ctx context.Context) error {
 }
 
 // applyMap merges a netmap into the node's view and applies the whole view
-// to the dataplane.
+// to the dataplane. A failure is logged when it differs from the last one
+// and kept (applyErr) for the status and the metrics: the node is not
+// working while it lasts, whatever the controller says.
 func (n *Node) applyMap(m *api.MapResponse, fromCache bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	err := n.applyMapLocked(m, fromCache)
+	switch {
+	case err == nil && n.applyErr != "":
+		n.log.Info("the netmap is in force again", "revision", n.rev)
+		n.applyErr = ""
+	case err != nil && err.Error() != n.applyErr:
+		n.log.Error("the netmap is not in force: applying it failed; trying again at each poll", "revision", m.Revision, "err", err)
+		n.applyErr = err.Error()
+	case err != nil:
+		n.log.Debug("applying the netmap failed again", "revision", m.Revision, "err", err)
+	}
+	return err
+}
+
+func (n *Node) applyMapLocked(m *api.MapResponse, fromCache bool) error {
 	start := time.Now()
-	changed := m.Full || m.Self != nil || len(m.PeersChanged)+len(m.PeersRemoved) > 0
+	// After a failure the same view is applied again, changed or not: what
+	// failed (a device, a socket) may be free now.
+	fresh := m.Full || m.Self != nil || len(m.PeersChanged)+len(m.PeersRemoved) > 0
+	changed := fresh || n.applyErr != ""
 	if m.Full {
 		if m.Self == nil {
 			return errors.New("full netmap without self")
@@ -626,7 +719,7 @@ func (n *Node) applyMap(m *api.MapResponse, fromCache bool) error {
 	if promoted, err := n.promoteHeldLocked(); err != nil {
 		n.log.Error("promoting the pending node key", "err", err)
 	} else if promoted {
-		changed = true
+		fresh, changed = true, true
 	}
 	if !changed {
 		return nil
@@ -639,7 +732,9 @@ func (n *Node) applyMap(m *api.MapResponse, fromCache bool) error {
 	case m.Full:
 		kind = "full"
 	}
-	n.metrics.netmaps.WithLabelValues(kind).Inc()
+	if fresh {
+		n.metrics.netmaps.WithLabelValues(kind).Inc()
+	}
 	if err := n.applyLocked(); err != nil {
 		return err
 	}
@@ -675,6 +770,7 @@ func (n *Node) applyLocked() error {
 	if err != nil {
 		return err
 	}
+	n.noteBackendLocked(kind)
 	if err := n.ensureDataplaneLocked(n.self.Addresses, kind); err != nil {
 		return err
 	}
@@ -938,14 +1034,16 @@ func (n *Node) Status() *localapi.Status {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	st := &localapi.Status{
-		State:      n.state,
-		Backend:    n.cfg.Backend,
-		Controller: n.client.Current(),
-		LastError:  n.lastErr,
-		Self:       n.self,
-		Revision:   n.rev,
-		Peers:      []localapi.Peer{},
-		Missing:    n.missing,
+		State:       n.state,
+		Backend:     n.cfg.Backend,
+		Controller:  n.client.Current(),
+		LastError:   n.lastErr,
+		ApplyError:  n.applyErr,
+		BackendNote: n.backendNote,
+		Self:        n.self,
+		Revision:    n.rev,
+		Peers:       []localapi.Peer{},
+		Missing:     n.missing,
 	}
 	if n.st != nil {
 		st.ListenPort = n.st.ListenPort
@@ -957,6 +1055,11 @@ func (n *Node) Status() *localapi.Status {
 		if st.State == localapi.StateRunning && st.KeyMismatch != "" {
 			st.State = localapi.StateRotating
 		}
+	}
+	// A node whose netmap is not in force is not working, whatever the
+	// controller answers; offline and logged out say more already.
+	if n.applyErr != "" && (st.State == localapi.StateStarting || st.State == localapi.StateRunning || st.State == localapi.StateRotating) {
+		st.State = localapi.StateDegraded
 	}
 	if !n.updatedAt.IsZero() {
 		t := n.updatedAt

@@ -121,8 +121,8 @@ func TestCommandLine(t *testing.T) {
 }
 
 // TestStatusExitsOneWhenNotConnected: `rustynet status` prints the status
-// in every state, and exits 1 and says why when the node is offline or
-// logged out, with --json too.
+// in every state, and exits 1 and says why when the node is offline,
+// logged out or degraded, with --json too.
 func TestStatusExitsOneWhenNotConnected(t *testing.T) {
 	for _, tc := range []struct {
 		state string
@@ -134,15 +134,21 @@ func TestStatusExitsOneWhenNotConnected(t *testing.T) {
 		{localapi.StateRotating, 0, ""},
 		{localapi.StateOffline, 1, "the node is offline: the controller https://ctl.example:8443 does not answer; the last netmap (revision 7) stays in force"},
 		{localapi.StateLoggedOut, 1, "the node is logged out: the controller removed it"},
+		{localapi.StateDegraded, 1, "the node is degraded: its netmap (revision 7) is not in force on the dataplane: the UAPI socket is in use"},
 	} {
-		dir := serve(t, &agent{status: &localapi.Status{State: tc.state, Controller: "https://ctl.example:8443", Revision: 7, Peers: []localapi.Peer{}}})
+		st := &localapi.Status{State: tc.state, Controller: "https://ctl.example:8443", Revision: 7, Peers: []localapi.Peer{}}
+		if tc.state == localapi.StateDegraded {
+			st.ApplyError = "the UAPI socket is in use"
+		}
+		dir := serve(t, &agent{status: st})
 		code, stdout, stderr := rustynet(t, "status", "--state-dir", dir)
-		if code != tc.code || !strings.Contains(stdout, "state:      "+tc.state) || !strings.Contains(stderr, tc.say) {
+		if code != tc.code || !strings.Contains(stdout, "state:      "+tc.state) || !strings.Contains(stderr, tc.say) ||
+			(st.ApplyError != "" && !strings.Contains(stdout, "not applied: "+st.ApplyError)) {
 			t.Errorf("in state %s, rustynet status = exit %d, stdout %q, stderr %q; want exit %d, the status, and %q", tc.state, code, stdout, stderr, tc.code, tc.say)
 		}
 		code, stdout, _ = rustynet(t, "status", "--json", "--state-dir", dir)
-		var st localapi.Status
-		if err := json.Unmarshal([]byte(stdout), &st); err != nil || st.State != tc.state || code != tc.code {
+		var got localapi.Status
+		if err := json.Unmarshal([]byte(stdout), &got); err != nil || got.State != tc.state || code != tc.code {
 			t.Errorf("in state %s, rustynet status --json = exit %d, %q (%v); want exit %d and the status as JSON", tc.state, code, stdout, err, tc.code)
 		}
 	}

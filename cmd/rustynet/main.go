@@ -84,7 +84,8 @@ endpoints, last handshake, post-quantum protection and bytes.
 
 Exit status: 0 when the node is running (or starting, or rotating its key);
 1 when it is offline (the controller does not answer; the last netmap stays
-in force) or logged out (the controller removed it), with --json too, or
+in force), logged out (the controller removed it) or degraded (its netmap is
+not in force: applying it to the dataplane failed), with --json too, or
 when rustynetd does not answer; 2 for a usage error.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(c.Context(), apiTimeout)
@@ -107,6 +108,8 @@ when rustynetd does not answer; 2 for a usage error.`,
 				return fmt.Errorf("the node is offline: the controller %s does not answer; the last netmap (revision %d) stays in force", st.Controller, st.Revision)
 			case localapi.StateLoggedOut:
 				return errors.New("the node is logged out: the controller removed it; start rustynetd with an auth key (--auth-key) to register it again")
+			case localapi.StateDegraded:
+				return fmt.Errorf("the node is degraded: its netmap (revision %d) is not in force on the dataplane: %s; rustynetd tries again at each poll, and its log says more", st.Revision, st.ApplyError)
 			}
 			return nil
 		},
@@ -213,6 +216,12 @@ func printStatus(w io.Writer, st *localapi.Status) {
 		fmt.Fprintf(w, "key:        %s\n", st.KeyMismatch)
 	}
 	fmt.Fprintf(w, "backend:    %s on %s, port %d\n", st.Backend, st.Interface, st.ListenPort)
+	if st.BackendNote != "" {
+		fmt.Fprintf(w, "note:       %s\n", st.BackendNote)
+	}
+	if st.ApplyError != "" {
+		fmt.Fprintf(w, "not applied: %s\n", st.ApplyError)
+	}
 	if st.Self != nil && st.Self.PQMode != "" {
 		fmt.Fprintf(w, "pq mode:    %s (the controller's policy)\n", st.Self.PQMode)
 	}

@@ -145,6 +145,11 @@ type Spec struct {
 	// post-quantum (QUIC's X25519MLKEM768), fail closed: its pairs need
 	// no preshared key to meet pq: require.
 	PostQuantum bool
+	// Preflight, when set, checks before the node starts that the backend
+	// can come up on the kernel device named iface, and says what to
+	// change when it cannot for a reason that will not pass by itself
+	// (WireGuard: its UAPI socket held by another device of that name).
+	Preflight func(iface string) error
 }
 
 // Registry maps backend names to their specs. The zero value is empty and
@@ -215,6 +220,16 @@ func (r *Registry) PresharedKeys(name string) bool { return r.specs[name].Presha
 // PostQuantum reports whether the named backend's own key exchange is
 // hybrid post-quantum (false for an unknown one).
 func (r *Registry) PostQuantum(name string) bool { return r.specs[name].PostQuantum }
+
+// Preflight runs the named backend's Preflight for the kernel device
+// iface, if it has one.
+func (r *Registry) Preflight(name, iface string) error {
+	s, ok := r.specs[name]
+	if !ok || s.Preflight == nil {
+		return nil
+	}
+	return s.Preflight(iface)
+}
 
 // New creates the backend registered as name.
 func (r *Registry) New(name string, o Options) (Backend, error) {

@@ -37,17 +37,28 @@ const (
 	StateOffline = "offline"
 	// StateLoggedOut: the controller removed the node.
 	StateLoggedOut = "logged-out"
+	// StateDegraded: the node's netmap is not in force: applying it to
+	// the dataplane failed (Status.ApplyError says why), and the node
+	// tries again at each poll. Its traffic does not follow the netmap.
+	StateDegraded = "degraded"
 )
 
 // Status is what `rustynet status` shows.
 type Status struct {
 	// State is one of the State constants.
-	State      string    `json:"state"`
-	Backend    string    `json:"backend"`
-	Interface  string    `json:"interface"`  // "netstack" in userspace mode
-	Controller string    `json:"controller"` // the controller replica the node uses now
-	LastError  string    `json:"last_error,omitempty"`
-	Self       *api.Node `json:"self,omitempty"`
+	State      string `json:"state"`
+	Backend    string `json:"backend"`
+	Interface  string `json:"interface"`  // "netstack" in userspace mode
+	Controller string `json:"controller"` // the controller replica the node uses now
+	LastError  string `json:"last_error,omitempty"`
+	// ApplyError says why the netmap is not in force on the dataplane,
+	// while it is not (State is StateDegraded unless offline or logged
+	// out).
+	ApplyError string `json:"apply_error,omitempty"`
+	// BackendNote says why the backend asked for (rustynetd --backend) is
+	// not the one the node runs, while it is not.
+	BackendNote string    `json:"backend_note,omitempty"`
+	Self        *api.Node `json:"self,omitempty"`
 	// NodeKey is the key the node uses; PendingNodeKey a new one it sent
 	// to the controller, which has not confirmed it yet.
 	NodeKey        api.NodePublic `json:"node_key,omitzero"`

@@ -7,6 +7,7 @@ package wireguard
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,13 +34,45 @@ const Name = "wireguard"
 
 // Register adds the backend to r.
 func Register(r *backend.Registry) {
-	r.Register(backend.Spec{Name: Name, New: New, PresharedKeys: true})
+	r.Register(backend.Spec{Name: Name, New: New, PresharedKeys: true, Preflight: Preflight})
+}
+
+// uapiDir is wireguard-go's socket directory (ipc's socketDirectory), where
+// wireguard-tools looks for IFACE.sock. It is one directory for the whole
+// host: network namespaces do not separate it (only a mount namespace
+// would), so two devices of one name, in two namespaces, want one socket.
+// The node keeps that path rather than one per namespace, because that is
+// where `wg show IFACE` (in any namespace) looks.
+const uapiDir = "/var/run/wireguard"
+
+func uapiPath(iface string) string { return uapiDir + "/" + iface + ".sock" }
+
+// Preflight reports whether a WireGuard device named iface can serve its
+// UAPI socket: it cannot while another process serves that socket, for a
+// device of that name in this network namespace or in any other.
+func Preflight(iface string) error {
+	if iface == "" {
+		return nil
+	}
+	c, err := net.DialTimeout("unix", uapiPath(iface), time.Second)
+	if err != nil {
+		return nil // no socket, or a stale one that New replaces
+	}
+	c.Close()
+	return uapiInUse(iface)
+}
+
+func uapiInUse(iface string) error {
+	return fmt.Errorf("the WireGuard UAPI socket %s is in use by another WireGuard device named %s on this host "+
+		"(another rustynetd or wireguard-go, perhaps in another network namespace: the socket's directory is shared by every namespace); "+
+		"give this node another --interface name", uapiPath(iface), iface)
 }
 
 // Backend is a wireguard-go device behind the backend interface.
 type Backend struct {
-	log *slog.Logger
-	dev *device.Device
+	log   *slog.Logger
+	dev   *device.Device
+	quiet *quietLog
 
 	uapi     net.Listener
 	uapiDone chan struct{}
@@ -66,16 +99,20 @@ func New(o backend.Options) (backend.Backend, error) {
 	log := o.Logger.With("backend", Name)
 	b := &Backend{
 		log:   log,
+		quiet: &quietLog{log: log, noEndpoint: map[string]bool{}},
 		peers: make(map[api.NodePublic]backend.Peer),
 	}
 	b.dev = device.NewDevice(o.Device, conn.NewDefaultBind(), &device.Logger{
-		Verbosef: func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
-		Errorf:   func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
+		Verbosef: b.quiet.verbosef,
+		Errorf:   b.quiet.errorf,
 	})
 	if o.Interface != "" {
 		f, err := ipc.UAPIOpen(o.Interface)
 		if err != nil {
 			b.dev.Close()
+			if Preflight(o.Interface) != nil {
+				return nil, uapiInUse(o.Interface)
+			}
 			return nil, fmt.Errorf("UAPI socket for %s: %w", o.Interface, err)
 		}
 		l, err := ipc.UAPIListen(o.Interface, f)
@@ -135,9 +172,11 @@ func (b *Backend) Reconfig(cfg *backend.Config) error {
 		}
 		want[p.PublicKey] = p
 	}
+	var located []api.NodePublic // peers given an endpoint, or removed: their state changed
 	for k := range b.peers {
 		if _, ok := want[k]; !ok {
 			fmt.Fprintf(&sb, "public_key=%s\nremove=true\n", hexKey(k))
+			located = append(located, k)
 		}
 	}
 	for k, p := range want {
@@ -154,6 +193,7 @@ func (b *Backend) Reconfig(cfg *backend.Config) error {
 		}
 		if p.Endpoint.IsValid() && (!had || old.Endpoint != p.Endpoint) {
 			fmt.Fprintf(&sb, "endpoint=%s\n", p.Endpoint)
+			located = append(located, k)
 		}
 		if !had || old.Keepalive != p.Keepalive {
 			fmt.Fprintf(&sb, "persistent_keepalive_interval=%d\n", int(p.Keepalive/time.Second))
@@ -168,6 +208,9 @@ func (b *Backend) Reconfig(cfg *backend.Config) error {
 	}
 	if err := b.dev.IpcSet(sb.String()); err != nil {
 		return fmt.Errorf("configure device: %w", err)
+	}
+	for _, k := range located {
+		b.quiet.located(peerName(k))
 	}
 	rekeyed := b.started && !b.key.Equal(cfg.PrivateKey)
 	if !b.started {
@@ -320,3 +363,62 @@ func (b *Backend) Close() error {
 }
 
 func hexKey(k api.NodePublic) string { return hex.EncodeToString(k[:]) }
+
+// peerName is how wireguard-go's log names the peer of key k (its
+// Peer.String): the first 4 and the last 4 characters of the key's base64.
+func peerName(k api.NodePublic) string {
+	b64 := base64.StdEncoding.EncodeToString(k[:])
+	return "peer(" + b64[:4] + "…" + b64[39:43] + ")"
+}
+
+// errNoEndpoint ends wireguard-go's log line for a packet to a peer it has
+// no endpoint for (device.Peer.SendBuffers).
+const errNoEndpoint = "no known endpoint for peer"
+
+// quietLog adapts wireguard-go's logger to the node's. wireguard-go logs
+// "no known endpoint for peer" at every handshake attempt, every 5 s, for
+// each peer it cannot reach yet (a peer that is offline, or behind a NAT
+// until it reaches this node first): quietLog logs it once per peer, at
+// warning level, until the peer's state changes (it gets an endpoint from
+// the node or from a handshake, or is removed); the repeats go to debug.
+type quietLog struct {
+	log *slog.Logger
+
+	mu         sync.Mutex
+	noEndpoint map[string]bool // by peerName: its lack of an endpoint was logged
+}
+
+func (q *quietLog) errorf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if !strings.HasSuffix(msg, errNoEndpoint) {
+		q.log.Warn(msg)
+		return
+	}
+	peer, _, _ := strings.Cut(msg, " - ")
+	q.mu.Lock()
+	logged := q.noEndpoint[peer]
+	q.noEndpoint[peer] = true
+	q.mu.Unlock()
+	if logged {
+		q.log.Debug(msg)
+		return
+	}
+	q.log.Warn("no known endpoint for the peer: no handshake with it until the controller sends one or the peer reaches this node (logged once until then)",
+		"peer", peer, "detail", msg)
+}
+
+func (q *quietLog) verbosef(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	q.log.Debug(msg)
+	// A handshake message from the peer gives wireguard-go its endpoint.
+	if peer, what, ok := strings.Cut(msg, " - "); ok && strings.HasPrefix(what, "Received handshake") {
+		q.located(peer)
+	}
+}
+
+// located forgets that the peer had no endpoint: its state changed.
+func (q *quietLog) located(peer string) {
+	q.mu.Lock()
+	delete(q.noEndpoint, peer)
+	q.mu.Unlock()
+}
