@@ -27,7 +27,7 @@ func TestConfigAndHangup(t *testing.T) {
 	// controller could bind.
 	p := controllertest.StartProcess(t, binary, dir, "--config", conf)
 	getPolicy := func() string {
-		out, stderr, code := cli(t, "", "policy", "get", "--data-dir", dir)
+		out, stderr, code := ctl(t, "", "policy", "get", "--data-dir", dir)
 		if code != 0 {
 			t.Fatalf("policy get: %d %s", code, stderr)
 		}
@@ -69,7 +69,7 @@ func TestConfigAndHangup(t *testing.T) {
 	// A config file naming an unknown setting is refused at start, with
 	// its line.
 	os.WriteFile(conf, []byte("listen: :8443\npolcy-file: x\n"), 0o600)
-	_, stderr, code := cli(t, "", "serve", "--data-dir", t.TempDir(), "--config", conf)
+	_, stderr, code := ctl(t, "", "serve", "--data-dir", t.TempDir(), "--config", conf)
 	if code != 2 || !strings.Contains(stderr, "controller.yaml:2: unknown setting \"polcy-file\" (did you mean policy-file?)") {
 		t.Errorf("serve with an unknown setting: exit %d, %q", code, stderr)
 	}

@@ -41,7 +41,7 @@ func TestServeCryptoPolicy(t *testing.T) {
 		{write("noticket.yaml", "  - mode: controller-tls12\n    owner: ops@example.com\n    reason: legacy clients\n    expires: "+soon+"\n"), "exception has no ticket"},
 		{write("nomode.yaml", "  - mode: node-tls11\n    owner: ops@example.com\n    reason: legacy clients\n    ticket: OPS-1\n    expires: "+soon+"\n"), "not an insecure mode of the policy"},
 	} {
-		_, stderr, code := cli(t, "", "serve", "--data-dir", filepath.Join(dir, "data"), "--crypto-policy", c.file)
+		_, stderr, code := ctl(t, "", "serve", "--data-dir", filepath.Join(dir, "data"), "--crypto-policy", c.file)
 		if code != 2 || !strings.Contains(stderr, "--crypto-policy") || !strings.Contains(stderr, c.want) {
 			t.Errorf("serve --crypto-policy %s: exit %d %q, want 2 and %q", filepath.Base(c.file), code, stderr, c.want)
 		}

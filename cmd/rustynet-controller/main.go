@@ -15,7 +15,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,12 +27,16 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/rustynet/rustynet/controller"
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/ipam"
 	"github.com/rustynet/rustynet/controller/store"
 	"github.com/rustynet/rustynet/controller/store/bolt"
 	"github.com/rustynet/rustynet/internal/atomicfile"
+	"github.com/rustynet/rustynet/internal/cli"
 	"github.com/rustynet/rustynet/internal/config"
 	"github.com/rustynet/rustynet/internal/insecure"
 	"github.com/rustynet/rustynet/policies"
@@ -48,144 +51,99 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-const usage = `usage: rustynet-controller <command> [flags]
-
-commands:
-  serve            run the controller
-  authkey create   create a pre-auth key (prints only the key)
-  authkey list     list pre-auth keys
-  authkey revoke   revoke a pre-auth key by ID
-  node list        list registered nodes
-  node remove      remove a node by ID or name
-  node rename      rename a node and bind the name, so policy "name:" rules match it
-  policy set FILE  replace the ACL policy ("-" reads stdin)
-  policy get       print the ACL policy in force
-  backup           write a consistent copy of the store to a file (--format native|logical)
-  restore FILE     restore a backup into a stopped controller's data dir, or a
-                   logical export into an empty etcd prefix (--store etcd)
-  version          print the version
-
-Every command takes --data-dir DIR (default ` + defaultDataDir + `).
-Run "rustynet-controller <command> -h" for its flags.
-`
-
-// usageError is a mistake on the command line: exit status 2.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	err := dispatch(args, stdin, stdout, stderr)
-	var ue usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "rustynet-controller: %s\n", ue.msg)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "rustynet-controller: %s\n", err)
-		return 1
+	root := newRoot()
+	root.SetIn(stdin)
+	return cli.Execute(root, args, stdout, stderr)
+}
+
+func newRoot() *cobra.Command {
+	root := cli.New("rustynet-controller", versionString(), "the Rustynet controller and its admin CLI",
+		`rustynet-controller serve runs the controller: the node API, IPAM, ACL
+policy and netmaps, on an embedded bbolt store or a shared etcd. The other
+commands administer a running controller through its admin socket in the
+data dir (--data-dir, default `+defaultDataDir+`), or back its store up and
+restore it.
+
+Exit status:
+`+exitCodes)
+	root.AddCommand(serveCmd(),
+		group("authkey", "pre-auth keys: create, list, revoke", authkeyCreateCmd(), authkeyListCmd(), authkeyRevokeCmd()),
+		group("node", "registered nodes: list, remove, rename", nodeListCmd(), nodeRemoveCmd(), nodeRenameCmd()),
+		group("policy", "the ACL policy: set, get", policySetCmd(), policyGetCmd()),
+		backupCmd(), restoreCmd(), versionCmd())
+	return root
+}
+
+// exitCodes is the help text of the exit statuses, internal/cli's.
+const exitCodes = `  0  success
+  1  the command failed: the controller refused it or is not running, or the
+     store, a file or the network failed; the message says why
+  2  usage error: unknown command or flag, a flag of another command, a bad
+     flag value, a missing or extra argument, a refused --config file; nothing
+     was done`
+
+func versionString() string {
+	return fmt.Sprintf("%s (capability version %d, oldest client served %d)", version, api.CurrentCapabilityVersion, api.MinSupportedCapabilityVersion)
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version and the capability versions served (as --version does)",
+		RunE: func(c *cobra.Command, _ []string) error {
+			fmt.Fprintf(c.OutOrStdout(), "rustynet-controller %s\n", versionString())
+			return nil
+		},
 	}
 }
 
-func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usageError{"no command given"}
-	}
-	cmd, rest := args[0], args[1:]
-	sub := ""
-	if len(rest) > 0 && (cmd == "authkey" || cmd == "node" || cmd == "policy") {
-		sub, rest = rest[0], rest[1:]
-	}
-	switch cmd + " " + sub {
-	case "serve ":
-		return serve(rest, stderr)
-	case "authkey create":
-		return authkeyCreate(rest, stdout, stderr)
-	case "authkey list":
-		return authkeyList(rest, stdout, stderr)
-	case "authkey revoke":
-		return authkeyRevoke(rest, stdout, stderr)
-	case "node list":
-		return nodeList(rest, stdout, stderr)
-	case "node remove":
-		return nodeRemove(rest, stdout, stderr)
-	case "node rename":
-		return nodeRename(rest, stdout, stderr)
-	case "policy set":
-		return policySet(rest, stdin, stdout, stderr)
-	case "policy get":
-		return policyGet(rest, stdout, stderr)
-	case "backup ":
-		return backup(rest, stderr)
-	case "restore ":
-		return restore(rest, stderr)
-	case "version ", "-version ", "--version ":
-		fmt.Fprintf(stdout, "rustynet-controller %s (capability version %d, oldest client served %d)\n",
-			version, api.CurrentCapabilityVersion, api.MinSupportedCapabilityVersion)
-		return nil
-	case "help ", "-h ", "-help ", "--help ":
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	fmt.Fprint(stderr, usage)
-	return usageError{fmt.Sprintf("unknown command %q", strings.TrimSpace(cmd+" "+sub))}
+// group is a command that only groups others.
+func group(name, short string, cmds ...*cobra.Command) *cobra.Command {
+	g := &cobra.Command{Use: name, Short: short}
+	g.AddCommand(cmds...)
+	return g
 }
 
-// flagSet returns a FlagSet with --data-dir.
-func flagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("data-dir", defaultDataDir, "controller data directory")
-	return fs, dir
+// describe sets a command's usage line, help and arguments.
+func describe(c *cobra.Command, use, short, long string, args cobra.PositionalArgs) {
+	c.Use, c.Short, c.Args = use, short, args
+	c.DisableFlagsInUseLine = true
+	c.Long = long
+	if long == "" {
+		c.Long = short + "."
+	}
+	c.Long += "\n\nExit status:\n" + exitCodes
 }
 
-// parse parses flags wherever they appear among the positional arguments
-// and checks the number of positionals.
-func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{err.Error()}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	if len(pos) != len(positional) {
-		want := "no arguments"
-		if len(positional) > 0 {
-			want = strings.Join(positional, " ")
-		}
-		return nil, usageError{fmt.Sprintf("%s: want %s, got %q", fs.Name(), want, pos)}
-	}
-	return pos, nil
+// dataDir defines --data-dir, which every command takes.
+func dataDir(fs *pflag.FlagSet) *string {
+	return fs.String("data-dir", defaultDataDir, "controller data directory")
 }
 
 type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
+func (l *stringList) Type() string       { return "strings" }
 
 // IsRepeatable says a config file may give a list (internal/config).
 func (l *stringList) IsRepeatable() bool { return true }
 
-func serve(args []string, stderr io.Writer) error {
-	fs, dir := flagSet("serve", stderr)
+func serveCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "serve [--data-dir DIR] [--config FILE] [--listen ADDR] [--store bolt|etcd] [flags]", "run the controller", `Runs the controller: the node API over HTTPS (--listen), Prometheus metrics
+(--metrics-listen), and the admin socket in the data dir. With --config, the
+settings of a YAML file whose keys are these flags' names; a flag on the
+command line overrides the file. SIGHUP reloads the file's log-level and the
+--policy-file.`, nil)
+	fs := c.Flags()
+	dir := dataDir(fs)
 	listen := fs.String("listen", ":8443", "address for the node API (HTTPS)")
 	metrics := fs.String("metrics-listen", "127.0.0.1:9469", "address for Prometheus metrics (HTTP); empty disables")
 	v4 := fs.String("ipv4-prefix", ipam.DefaultIPv4.String(), "IPv4 prefix nodes' addresses come from")
 	v6 := fs.String("ipv6-prefix", ipam.DefaultIPv6.String(), "IPv6 prefix nodes' addresses come from")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logFormat := cli.Choice(fs, "log-format", "text", "log format", "text", "json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	var sans stringList
 	fs.Var(&sans, "tls-san", "extra DNS name or IP for the server certificate (repeatable, or comma-separated)")
@@ -195,7 +153,7 @@ func serve(args []string, stderr io.Writer) error {
 	maxConnsPerIP := fs.Int("max-conns-per-ip", controller.DefaultMaxConnsPerIP, "open API connections allowed from one IP address; 0 for no limit")
 	readyFile := fs.String("ready-file", "", "once serving, write this JSON file with the addresses served (for supervisors and tests)")
 	loopback := fs.Bool("allow-loopback-endpoints", false, "accept loopback endpoints: only for a test network where every node runs on this host")
-	storeKind := fs.String("store", "bolt", "where the state is kept: bolt (a file in the data dir; one controller) or etcd (shared by several replicas)")
+	storeKind := cli.Choice(fs, "store", "bolt", "where the state is kept: bolt (a file in the data dir; one controller) or etcd (shared by several replicas)", "bolt", "etcd")
 	etcdEndpoints := fs.String("etcd-endpoints", "", "with --store etcd: the etcd cluster's client URLs, comma-separated (http(s)://HOST:PORT)")
 	etcdCA := fs.String("etcd-ca", "", "with --store etcd: PEM file of the CA that signed the etcd members' certificates (for https endpoints)")
 	etcdCert := fs.String("etcd-cert", "", "with --store etcd: this replica's client certificate for etcd (PEM; needs --etcd-key)")
@@ -204,119 +162,120 @@ func serve(args []string, stderr io.Writer) error {
 	advertise := fs.String("advertise-url", "", "with --store etcd: the URL nodes reach this replica at, https://HOST:PORT, announced to them in their netmaps (required)")
 	replicaID := fs.String("replica-id", "", "with --store etcd: this replica's name in the election (default: the host and port of --advertise-url)")
 	configFile := fs.String("config", "", "read settings from this YAML file: its keys are these flags' names (listen, data-dir, log-level, policy-file, ...); a flag on the command line overrides it. On SIGHUP the controller reads its log-level and policy-file again")
-	policyFile := fs.String("policy-file", "", "keep the ACL policy in this file (YAML, as `policy set` takes): applied at start and on every SIGHUP, when it differs from the policy in force; a policy the file does not parse to is refused, the one in force kept")
+	policyFile := fs.String("policy-file", "", "keep the ACL policy in this file (YAML, as 'policy set' takes): applied at start and on every SIGHUP, when it differs from the policy in force; a policy the file does not parse to is refused, the one in force kept")
 	cryptoPolicy := fs.String("crypto-policy", "", "the crypto policy whose exceptions may turn an insecure mode on (RUSTYNET_INSECURE): a copy of policies/crypto.yaml with the operator's exception added (default: the policy built in)")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	commandLine := config.CommandLine(fs)
-	if *configFile != "" {
-		entries, err := config.Load(*configFile)
-		if err == nil {
-			err = config.Apply(*configFile, entries, fs, "config")
-		}
-		if err != nil {
-			return usageError{"--config: " + err.Error()}
-		}
-	}
-	grants, policyName, err := insecureGrants(*cryptoPolicy, time.Now())
-	if err != nil {
-		return err
-	}
-	var etcdCfg controller.EtcdConfig
-	switch *storeKind {
-	case "bolt":
-		for name, v := range map[string]string{"etcd-endpoints": *etcdEndpoints, "etcd-ca": *etcdCA, "etcd-cert": *etcdCert, "etcd-key": *etcdKey, "advertise-url": *advertise, "replica-id": *replicaID} {
-			if v != "" {
-				return usageError{fmt.Sprintf("--%s is for --store etcd; the store is bolt", name)}
+	c.RunE = func(c *cobra.Command, _ []string) (err error) {
+		stderr := c.ErrOrStderr()
+		commandLine := config.CommandLine(fs)
+		if *configFile != "" {
+			entries, err := config.Load(*configFile)
+			if err == nil {
+				err = config.Apply(*configFile, entries, fs, "config")
+			}
+			if err != nil {
+				return cli.Usagef("--config: %v", err)
 			}
 		}
-	case "etcd":
-		eps, err := controller.ParseEndpoints(*etcdEndpoints)
-		if err != nil {
-			return usageError{"--etcd-endpoints: " + err.Error()}
-		}
-		if *advertise == "" {
-			return usageError{"--store etcd needs --advertise-url https://HOST:PORT, the URL nodes reach this replica at"}
-		}
-		etcdCfg = controller.EtcdConfig{Endpoints: eps, CA: *etcdCA, Cert: *etcdCert, Key: *etcdKey, Prefix: *etcdPrefix}
-	default:
-		return usageError{fmt.Sprintf("--store %q: want bolt or etcd", *storeKind)}
-	}
-	unlimited := func(n int) int {
-		if n <= 0 {
-			return -1
-		}
-		return n
-	}
-	p4, err := netip.ParsePrefix(*v4)
-	if err != nil || !p4.Addr().Is4() {
-		return usageError{fmt.Sprintf("--ipv4-prefix %q: want an IPv4 prefix such as 100.64.0.0/10", *v4)}
-	}
-	p6, err := netip.ParsePrefix(*v6)
-	if err != nil || !p6.Addr().Is6() {
-		return usageError{fmt.Sprintf("--ipv6-prefix %q: want an IPv6 prefix such as fd52:7573:7479::/48", *v6)}
-	}
-	// A LevelVar, so that SIGHUP can change the level of a running
-	// controller.
-	level := new(slog.LevelVar)
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel)}
-	}
-	level.Set(l)
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler
-	switch *logFormat {
-	case "text":
-		h = slog.NewTextHandler(stderr, opts)
-	case "json":
-		h = slog.NewJSONHandler(stderr, opts)
-	default:
-		return usageError{fmt.Sprintf("--log-format %q: want text or json", *logFormat)}
-	}
-	log := slog.New(h).With("component", "controller", "version", version)
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	// SIGHUP reloads what can be reloaded: the log level (from the config
-	// file) and the policy file.
-	reload := make(chan struct{}, 1)
-	config.OnHangup(ctx, log, func() error {
-		l, err := config.ReloadLevel(*configFile, fs, commandLine, level)
+		grants, policyName, err := insecureGrants(*cryptoPolicy, time.Now())
 		if err != nil {
 			return err
 		}
-		log.Info("SIGHUP: reloaded the log level; the policy file next; every other setting takes effect on a restart", "log_level", l.String())
-		select {
-		case reload <- struct{}{}:
-		default: // a reload is already pending
+		var etcdCfg controller.EtcdConfig
+		switch *storeKind {
+		case "bolt":
+			for name, v := range map[string]string{"etcd-endpoints": *etcdEndpoints, "etcd-ca": *etcdCA, "etcd-cert": *etcdCert, "etcd-key": *etcdKey, "advertise-url": *advertise, "replica-id": *replicaID} {
+				if v != "" {
+					return cli.Usagef("--%s is for --store etcd; the store is bolt", name)
+				}
+			}
+		case "etcd":
+			eps, err := controller.ParseEndpoints(*etcdEndpoints)
+			if err != nil {
+				return cli.Usagef("--etcd-endpoints: %v", err)
+			}
+			if *advertise == "" {
+				return cli.Usagef("--store etcd needs --advertise-url https://HOST:PORT, the URL nodes reach this replica at")
+			}
+			etcdCfg = controller.EtcdConfig{Endpoints: eps, CA: *etcdCA, Cert: *etcdCert, Key: *etcdKey, Prefix: *etcdPrefix}
+		default:
+			return cli.Usagef("--store %q: want bolt or etcd", *storeKind)
 		}
-		return nil
-	})
-	return controller.Run(ctx, controller.RunConfig{
-		PolicyFile:    *policyFile,
-		Reload:        reload,
-		DataDir:       *dir,
-		Listen:        *listen,
-		MetricsListen: *metrics,
-		TLSNames:      sans,
-		TLSCert:       *tlsCert,
-		TLSKey:        *tlsKey,
-		IPv4:          p4,
-		IPv6:          p6,
-		Logger:        log,
-		Limits:        controller.Limits{MaxConns: unlimited(*maxConns), MaxConnsPerIP: unlimited(*maxConnsPerIP)},
+		unlimited := func(n int) int {
+			if n <= 0 {
+				return -1
+			}
+			return n
+		}
+		p4, err := netip.ParsePrefix(*v4)
+		if err != nil || !p4.Addr().Is4() {
+			return cli.Usagef("--ipv4-prefix %q: want an IPv4 prefix such as 100.64.0.0/10", *v4)
+		}
+		p6, err := netip.ParsePrefix(*v6)
+		if err != nil || !p6.Addr().Is6() {
+			return cli.Usagef("--ipv6-prefix %q: want an IPv6 prefix such as fd52:7573:7479::/48", *v6)
+		}
+		// A LevelVar, so that SIGHUP can change the level of a running
+		// controller.
+		level := new(slog.LevelVar)
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(*logLevel)); err != nil {
+			return cli.Usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+		}
+		level.Set(l)
+		opts := &slog.HandlerOptions{Level: level}
+		var h slog.Handler
+		switch *logFormat {
+		case "text":
+			h = slog.NewTextHandler(stderr, opts)
+		case "json":
+			h = slog.NewJSONHandler(stderr, opts)
+		default:
+			return cli.Usagef("--log-format %q: want text or json", *logFormat)
+		}
+		log := slog.New(h).With("component", "controller", "version", version)
 
-		AllowLoopbackEndpoints: *loopback,
-		ReadyFile:              *readyFile,
-		Version:                version,
-		Etcd:                   etcdCfg,
-		AdvertiseURL:           *advertise,
-		ReplicaID:              *replicaID,
-		Exceptions:             grants,
-		CryptoPolicy:           policyName,
-	})
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		// SIGHUP reloads what can be reloaded: the log level (from the config
+		// file) and the policy file.
+		reload := make(chan struct{}, 1)
+		config.OnHangup(ctx, log, func() error {
+			l, err := config.ReloadLevel(*configFile, fs, commandLine, level)
+			if err != nil {
+				return err
+			}
+			log.Info("SIGHUP: reloaded the log level; the policy file next; every other setting takes effect on a restart", "log_level", l.String())
+			select {
+			case reload <- struct{}{}:
+			default: // a reload is already pending
+			}
+			return nil
+		})
+		return controller.Run(ctx, controller.RunConfig{
+			PolicyFile:    *policyFile,
+			Reload:        reload,
+			DataDir:       *dir,
+			Listen:        *listen,
+			MetricsListen: *metrics,
+			TLSNames:      sans,
+			TLSCert:       *tlsCert,
+			TLSKey:        *tlsKey,
+			IPv4:          p4,
+			IPv6:          p6,
+			Logger:        log,
+			Limits:        controller.Limits{MaxConns: unlimited(*maxConns), MaxConnsPerIP: unlimited(*maxConnsPerIP)},
+
+			AllowLoopbackEndpoints: *loopback,
+			ReadyFile:              *readyFile,
+			Version:                version,
+			Etcd:                   etcdCfg,
+			AdvertiseURL:           *advertise,
+			ReplicaID:              *replicaID,
+			Exceptions:             grants,
+			CryptoPolicy:           policyName,
+		})
+	}
+	return c
 }
 
 // insecureGrants reads the exceptions of the crypto policy the controller
@@ -333,10 +292,10 @@ func insecureGrants(file string, now time.Time) ([]insecure.Grant, string, error
 		}
 	} else {
 		if pol, err = policies.LoadCrypto(file); err != nil {
-			return nil, "", usageError{"--crypto-policy: " + err.Error()}
+			return nil, "", cli.Usagef("--crypto-policy: %v", err)
 		}
 		if err := pol.CheckHorizon(now); err != nil {
-			return nil, "", usageError{"--crypto-policy: " + err.Error()}
+			return nil, "", cli.Usagef("--crypto-policy: %v", err)
 		}
 	}
 	return insecure.GrantsOf(pol), pol.File, nil
@@ -346,233 +305,265 @@ func adminContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
 }
 
-func authkeyCreate(args []string, stdout, stderr io.Writer) error {
-	fs, dir := flagSet("authkey create", stderr)
+func authkeyCreateCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "create [--reusable] [--ttl 1h] [--tags tag:a,tag:b] [--name NAME] [--description TEXT]", "create a pre-auth key (prints only the key)", "", nil)
+	fs := c.Flags()
+	dir := dataDir(fs)
 	reusable := fs.Bool("reusable", false, "the key may register more than one node")
 	ttl := fs.Duration("ttl", time.Hour, "how long the key can be used")
 	desc := fs.String("description", "", "what the key is for")
 	name := fs.String("name", "", "bind the name of the node the key registers (single-use keys only): policy \"name:\" rules match it")
 	var tags stringList
 	fs.Var(&tags, "tags", "tags for nodes registered with the key, e.g. tag:web,tag:prod")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if *ttl < time.Second {
-		return usageError{"--ttl must be at least 1s"}
-	}
-	ctx, cancel := adminContext()
-	defer cancel()
-	resp, err := controller.NewAdminClient(*dir).CreateAuthKey(ctx, api.CreateAuthKeyRequest{
-		Reusable: *reusable, TTLSeconds: int64(*ttl / time.Second), Tags: tags, Description: *desc, Name: *name,
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, resp.Key)
-	return nil
-}
-
-func authkeyList(args []string, stdout, stderr io.Writer) error {
-	fs, dir := flagSet("authkey list", stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	ctx, cancel := adminContext()
-	defer cancel()
-	keys, err := controller.NewAdminClient(*dir).AuthKeys(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(stdout, keys)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tREUSABLE\tUSES\tNAME\tTAGS\tEXPIRES\tDESCRIPTION")
-	now := time.Now()
-	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%s\t%s\t%s\t%s\n", k.ID, k.State(now), k.Reusable, k.Uses, orDash(k.Name),
-			orDash(strings.Join(k.Tags, ",")), k.ExpiresAt.Local().Format(time.RFC3339), orDash(k.Description))
-	}
-	return tw.Flush()
-}
-
-func authkeyRevoke(args []string, stdout, stderr io.Writer) error {
-	fs, dir := flagSet("authkey revoke", stderr)
-	pos, err := parse(fs, args, "ID")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := adminContext()
-	defer cancel()
-	k, err := controller.NewAdminClient(*dir).RevokeAuthKey(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "revoked auth key %s\n", k.ID)
-	return nil
-}
-
-func nodeList(args []string, stdout, stderr io.Writer) error {
-	fs, dir := flagSet("node list", stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	ctx, cancel := adminContext()
-	defer cancel()
-	nodes, err := controller.NewAdminClient(*dir).Nodes(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(stdout, nodes)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tNAMED BY\tADDRESSES\tTAGS\tBACKENDS\tONLINE\tENDPOINTS")
-	for _, n := range nodes {
-		addrs := make([]string, len(n.Addresses))
-		for i, a := range n.Addresses {
-			addrs[i] = a.Addr().String()
+	c.RunE = func(c *cobra.Command, _ []string) (err error) {
+		stdout := c.OutOrStdout()
+		if *ttl < time.Second {
+			return cli.Usagef("--ttl must be at least 1s")
 		}
-		eps := make([]string, len(n.Endpoints))
-		for i, e := range n.Endpoints {
-			eps[i] = e.String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, n.Name, n.NameSource, strings.Join(addrs, ","),
-			orDash(strings.Join(n.Tags, ",")), strings.Join(n.Backends, ","), n.Online, orDash(strings.Join(eps, ",")))
-	}
-	return tw.Flush()
-}
-
-func nodeRemove(args []string, stdout, stderr io.Writer) error {
-	fs, dir := flagSet("node remove", stderr)
-	pos, err := parse(fs, args, "ID")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := adminContext()
-	defer cancel()
-	if err := controller.NewAdminClient(*dir).RemoveNode(ctx, pos[0]); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "removed node %s\n", pos[0])
-	return nil
-}
-
-func nodeRename(args []string, stdout, stderr io.Writer) error {
-	fs, dir := flagSet("node rename", stderr)
-	pos, err := parse(fs, args, "ID-OR-NAME", "NEW-NAME")
-	if err != nil {
-		return err
-	}
-	if !api.ValidName(pos[1]) {
-		return usageError{fmt.Sprintf("node rename: %q is not a name: want a lowercase DNS label (letters, digits, dashes) that is not of the form of a node ID", pos[1])}
-	}
-	ctx, cancel := adminContext()
-	defer cancel()
-	n, err := controller.NewAdminClient(*dir).UpdateNode(ctx, pos[0], api.UpdateNodeRequest{Name: pos[1]})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "node %s is named %s (bound by the admin)\n", n.ID, n.Name)
-	return nil
-}
-
-func policySet(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs, dir := flagSet("policy set", stderr)
-	pos, err := parse(fs, args, "FILE")
-	if err != nil {
-		return err
-	}
-	in := stdin
-	if pos[0] != "-" {
-		f, err := os.Open(pos[0])
+		ctx, cancel := adminContext()
+		defer cancel()
+		resp, err := controller.NewAdminClient(*dir).CreateAuthKey(ctx, api.CreateAuthKeyRequest{
+			Reusable: *reusable, TTLSeconds: int64(*ttl / time.Second), Tags: tags, Description: *desc, Name: *name,
+		})
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		in = f
+		fmt.Fprintln(stdout, resp.Key)
+		return nil
 	}
-	// Read one byte past the limit to tell a policy at it from one over it.
-	text, err := io.ReadAll(io.LimitReader(in, api.MaxPolicyBytes+1))
-	if err != nil {
-		return err
-	}
-	if len(text) > api.MaxPolicyBytes {
-		return fmt.Errorf("%s: a policy may be at most %d bytes; this one is larger", pos[0], api.MaxPolicyBytes)
-	}
-	ctx, cancel := adminContext()
-	defer cancel()
-	if _, err := controller.NewAdminClient(*dir).SetPolicy(ctx, string(text)); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, "policy set")
-	return nil
+	return c
 }
 
-func policyGet(args []string, stdout, stderr io.Writer) error {
-	fs, dir := flagSet("policy get", stderr)
+func authkeyListCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "list [--json]", "list pre-auth keys", "", nil)
+	fs := c.Flags()
+	dir := dataDir(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, _ []string) (err error) {
+		stdout := c.OutOrStdout()
+		ctx, cancel := adminContext()
+		defer cancel()
+		keys, err := controller.NewAdminClient(*dir).AuthKeys(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, keys)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tREUSABLE\tUSES\tNAME\tTAGS\tEXPIRES\tDESCRIPTION")
+		now := time.Now()
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%s\t%s\t%s\t%s\n", k.ID, k.State(now), k.Reusable, k.Uses, orDash(k.Name),
+				orDash(strings.Join(k.Tags, ",")), k.ExpiresAt.Local().Format(time.RFC3339), orDash(k.Description))
+		}
+		return tw.Flush()
 	}
-	ctx, cancel := adminContext()
-	defer cancel()
-	p, err := controller.NewAdminClient(*dir).Policy(ctx)
-	if err != nil {
-		return err
-	}
-	switch {
-	case *asJSON:
-		return printJSON(stdout, p)
-	case p.Default:
-		fmt.Fprintln(stderr, "no policy set: every node may reach every other")
-	default:
-		fmt.Fprint(stdout, p.Policy)
-	}
-	return nil
+	return c
 }
 
-func backup(args []string, stderr io.Writer) error {
-	fs, dir := flagSet("backup", stderr)
+func authkeyRevokeCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "revoke ID", "revoke a pre-auth key by ID", "", cli.ExactArgs(1, "one ID (of an auth key: authkey list shows them)"))
+	fs := c.Flags()
+	dir := dataDir(fs)
+	c.RunE = func(c *cobra.Command, pos []string) (err error) {
+		stdout := c.OutOrStdout()
+		ctx, cancel := adminContext()
+		defer cancel()
+		k, err := controller.NewAdminClient(*dir).RevokeAuthKey(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked auth key %s\n", k.ID)
+		return nil
+	}
+	return c
+}
+
+func nodeListCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "list [--json]", "list registered nodes", "", nil)
+	fs := c.Flags()
+	dir := dataDir(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	c.RunE = func(c *cobra.Command, _ []string) (err error) {
+		stdout := c.OutOrStdout()
+		ctx, cancel := adminContext()
+		defer cancel()
+		nodes, err := controller.NewAdminClient(*dir).Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, nodes)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tNAMED BY\tADDRESSES\tTAGS\tBACKENDS\tONLINE\tENDPOINTS")
+		for _, n := range nodes {
+			addrs := make([]string, len(n.Addresses))
+			for i, a := range n.Addresses {
+				addrs[i] = a.Addr().String()
+			}
+			eps := make([]string, len(n.Endpoints))
+			for i, e := range n.Endpoints {
+				eps[i] = e.String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, n.Name, n.NameSource, strings.Join(addrs, ","),
+				orDash(strings.Join(n.Tags, ",")), strings.Join(n.Backends, ","), n.Online, orDash(strings.Join(eps, ",")))
+		}
+		return tw.Flush()
+	}
+	return c
+}
+
+func nodeRemoveCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "remove ID-OR-NAME", "remove a node by ID or name", "", cli.ExactArgs(1, "one ID-OR-NAME (of a node: node list shows them)"))
+	fs := c.Flags()
+	dir := dataDir(fs)
+	c.RunE = func(c *cobra.Command, pos []string) (err error) {
+		stdout := c.OutOrStdout()
+		ctx, cancel := adminContext()
+		defer cancel()
+		if err := controller.NewAdminClient(*dir).RemoveNode(ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "removed node %s\n", pos[0])
+		return nil
+	}
+	return c
+}
+
+func nodeRenameCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "rename ID-OR-NAME NEW-NAME", "rename a node and bind the name, so policy 'name:' rules match it", "", cli.ExactArgs(2, "ID-OR-NAME NEW-NAME"))
+	fs := c.Flags()
+	dir := dataDir(fs)
+	c.RunE = func(c *cobra.Command, pos []string) (err error) {
+		stdout := c.OutOrStdout()
+		if !api.ValidName(pos[1]) {
+			return cli.Usagef("%q is not a name: want a lowercase DNS label (letters, digits, dashes) that is not of the form of a node ID", pos[1])
+		}
+		ctx, cancel := adminContext()
+		defer cancel()
+		n, err := controller.NewAdminClient(*dir).UpdateNode(ctx, pos[0], api.UpdateNodeRequest{Name: pos[1]})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "node %s is named %s (bound by the admin)\n", n.ID, n.Name)
+		return nil
+	}
+	return c
+}
+
+func policySetCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "set FILE", "replace the ACL policy (FILE - reads stdin)", "", cli.ExactArgs(1, "one FILE (a YAML policy; - reads stdin)"))
+	fs := c.Flags()
+	dir := dataDir(fs)
+	c.RunE = func(c *cobra.Command, pos []string) (err error) {
+		stdin, stdout := c.InOrStdin(), c.OutOrStdout()
+		in := stdin
+		if pos[0] != "-" {
+			f, err := os.Open(pos[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
+		}
+		// Read one byte past the limit to tell a policy at it from one over it.
+		text, err := io.ReadAll(io.LimitReader(in, api.MaxPolicyBytes+1))
+		if err != nil {
+			return err
+		}
+		if len(text) > api.MaxPolicyBytes {
+			return fmt.Errorf("%s: a policy may be at most %d bytes; this one is larger", pos[0], api.MaxPolicyBytes)
+		}
+		ctx, cancel := adminContext()
+		defer cancel()
+		if _, err := controller.NewAdminClient(*dir).SetPolicy(ctx, string(text)); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "policy set")
+		return nil
+	}
+	return c
+}
+
+func policyGetCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "get [--json]", "print the ACL policy in force", "", nil)
+	fs := c.Flags()
+	dir := dataDir(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	c.RunE = func(c *cobra.Command, _ []string) (err error) {
+		stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
+		ctx, cancel := adminContext()
+		defer cancel()
+		p, err := controller.NewAdminClient(*dir).Policy(ctx)
+		if err != nil {
+			return err
+		}
+		switch {
+		case *asJSON:
+			return printJSON(stdout, p)
+		case p.Default:
+			fmt.Fprintln(stderr, "no policy set: every node may reach every other")
+		default:
+			fmt.Fprint(stdout, p.Policy)
+		}
+		return nil
+	}
+	return c
+}
+
+func backupCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "backup --out FILE [--format native|logical]", "write a consistent copy of the store to a file", "", nil)
+	fs := c.Flags()
+	dir := dataDir(fs)
 	out := fs.String("out", "", "file to write the backup to (required)")
-	format := fs.String("format", "native", "native (the store's own: a bbolt file, or an etcd snapshot) or logical (JSON that restores into either store)")
-	if _, err := parse(fs, args); err != nil {
-		return err
+	format := cli.Choice(fs, "format", "native", "native (the store's own: a bbolt file, or an etcd snapshot) or logical (JSON that restores into either store)", "native", "logical")
+	c.RunE = func(c *cobra.Command, _ []string) (err error) {
+		stderr := c.ErrOrStderr()
+		if *format != "native" && *format != "logical" {
+			return cli.Usagef("--format %q: want native or logical", *format)
+		}
+		if *out == "" {
+			return cli.Usagef("--out FILE is required")
+		}
+		tmp, err := os.CreateTemp(filepath.Dir(*out), ".backup-*")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		if err := tmp.Chmod(0o600); err != nil {
+			tmp.Close()
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		n, err := controller.NewAdminClient(*dir).BackupAs(ctx, *format, tmp)
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		if err := rename(tmp.Name(), *out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "wrote %d bytes to %s\n", n, *out)
+		return nil
 	}
-	if *format != "native" && *format != "logical" {
-		return usageError{fmt.Sprintf("backup: --format %q: want native or logical", *format)}
-	}
-	if *out == "" {
-		return usageError{"backup: --out FILE is required"}
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(*out), ".backup-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	n, err := controller.NewAdminClient(*dir).BackupAs(ctx, *format, tmp)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := rename(tmp.Name(), *out); err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "wrote %d bytes to %s\n", n, *out)
-	return nil
+	return c
 }
 
 // restoreChecked is called when restore has checked the data dir (holding
@@ -588,109 +579,114 @@ var rename = atomicfile.Rename
 // before its checks until the restored store is in place, so no controller
 // can start between the check and the rename and serve a store that is
 // then moved aside.
-func restore(args []string, stderr io.Writer) (err error) {
-	fs, dir := flagSet("restore", stderr)
+func restoreCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "restore FILE [--format native|logical] [--force] [--store bolt|etcd ...]", "restore a backup into a stopped controller's data dir, or a logical export into an empty etcd prefix", `Restores a backup into the data dir of a stopped controller (a running one is
+refused), moving an existing store aside with --force; or, with --store etcd,
+a logical export (--format logical) into an empty --etcd-prefix.`, cli.ExactArgs(1, "one FILE (a backup)"))
+	fs := c.Flags()
+	dir := dataDir(fs)
 	force := fs.Bool("force", false, "move an existing store aside instead of refusing (bolt only)")
-	format := fs.String("format", "native", "native (a bbolt file from `backup`) or logical (the JSON of `backup --format logical`, from either store)")
-	storeKind := fs.String("store", "bolt", "restore into: bolt (the data dir's store file) or etcd (an empty --etcd-prefix; logical format only)")
+	format := cli.Choice(fs, "format", "native", "native (a bbolt file from backup) or logical (the JSON of backup --format logical, from either store)", "native", "logical")
+	storeKind := cli.Choice(fs, "store", "bolt", "restore into: bolt (the data dir's store file) or etcd (an empty --etcd-prefix; logical format only)", "bolt", "etcd")
 	etcdEndpoints := fs.String("etcd-endpoints", "", "with --store etcd: the cluster's client URLs, comma-separated")
 	etcdCA := fs.String("etcd-ca", "", "with --store etcd: PEM file of the etcd members' CA")
 	etcdCert := fs.String("etcd-cert", "", "with --store etcd: client certificate (PEM)")
 	etcdKey := fs.String("etcd-key", "", "with --store etcd: client key (PEM)")
 	etcdPrefix := fs.String("etcd-prefix", "/rustynet/", "with --store etcd: the prefix to restore under (must hold nothing)")
-	pos, err := parse(fs, args, "FILE")
-	if err != nil {
-		return err
-	}
-	if *format != "native" && *format != "logical" {
-		return usageError{fmt.Sprintf("restore: --format %q: want native or logical", *format)}
-	}
-	f, err := os.Open(pos[0])
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	switch *storeKind {
-	case "bolt":
-	case "etcd":
-		if *format != "logical" {
-			return usageError{"restore --store etcd takes a logical export (--format logical); an etcd snapshot restores with etcdutl snapshot restore"}
+	c.RunE = func(c *cobra.Command, pos []string) (err error) {
+		stderr := c.ErrOrStderr()
+		if *format != "native" && *format != "logical" {
+			return cli.Usagef("--format %q: want native or logical", *format)
 		}
-		eps, err := controller.ParseEndpoints(*etcdEndpoints)
-		if err != nil {
-			return usageError{"--etcd-endpoints: " + err.Error()}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		st, closeStore, err := controller.OpenEtcd(ctx, controller.EtcdConfig{Endpoints: eps, CA: *etcdCA, Cert: *etcdCert, Key: *etcdKey, Prefix: *etcdPrefix}, nil)
+		f, err := os.Open(pos[0])
 		if err != nil {
 			return err
 		}
-		defer closeStore()
-		e, err := store.Import(ctx, st, f)
+		defer f.Close()
+		switch *storeKind {
+		case "bolt":
+		case "etcd":
+			if *format != "logical" {
+				return cli.Usagef("restore --store etcd takes a logical export (--format logical); an etcd snapshot restores with etcdutl snapshot restore")
+			}
+			eps, err := controller.ParseEndpoints(*etcdEndpoints)
+			if err != nil {
+				return cli.Usagef("--etcd-endpoints: %v", err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			st, closeStore, err := controller.OpenEtcd(ctx, controller.EtcdConfig{Endpoints: eps, CA: *etcdCA, Cert: *etcdCert, Key: *etcdKey, Prefix: *etcdPrefix}, nil)
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			e, err := store.Import(ctx, st, f)
+			if err != nil {
+				return fmt.Errorf("restore into etcd %s: %w", *etcdPrefix, err)
+			}
+			var rev uint64
+			if err := st.View(ctx, func(tx store.Tx) error { rev = tx.Revision(); return nil }); err != nil {
+				return fmt.Errorf("restore into etcd %s: reading the revision back: %w", *etcdPrefix, err)
+			}
+			fmt.Fprintf(stderr, "restored %s into etcd prefix %s: %d nodes, %d auth keys, revision %d\n", pos[0], *etcdPrefix, len(e.Nodes), len(e.AuthKeys), rev)
+			return nil
+		default:
+			return cli.Usagef("--store %q: want bolt or etcd", *storeKind)
+		}
+		if err := os.MkdirAll(*dir, 0o700); err != nil {
+			return err
+		}
+		unlock, err := controller.LockDataDir(*dir)
+		if errors.Is(err, controller.ErrLocked) {
+			// err names the lock file and asks the same question; say it once.
+			return fmt.Errorf("refusing to restore: a controller is running on data dir %s, or another restore is (%w); stop it first",
+				*dir, controller.ErrLocked)
+		}
 		if err != nil {
-			return fmt.Errorf("restore into etcd %s: %w", *etcdPrefix, err)
+			return err
 		}
-		var rev uint64
-		if err := st.View(ctx, func(tx store.Tx) error { rev = tx.Revision(); return nil }); err != nil {
-			return fmt.Errorf("restore into etcd %s: reading the revision back: %w", *etcdPrefix, err)
+		defer func() {
+			if uerr := unlock(); uerr != nil && err == nil {
+				err = fmt.Errorf("release the data dir lock: %w", uerr)
+			}
+		}()
+		dst := filepath.Join(*dir, controller.StoreFile)
+		_, statErr := os.Lstat(dst)
+		exists := statErr == nil
+		switch {
+		case exists && !*force:
+			return fmt.Errorf("%s exists; pass --force to move it aside", dst)
+		case exists:
+			// The lock keeps out controllers of this build; holding the store
+			// open proves no older one (which took no lock) is using it.
+			st, err := bolt.Open(dst)
+			if err != nil {
+				return fmt.Errorf("cannot restore over %s: %w", dst, err)
+			}
+			st.Close()
+		case !errors.Is(statErr, os.ErrNotExist):
+			return statErr
 		}
-		fmt.Fprintf(stderr, "restored %s into etcd prefix %s: %d nodes, %d auth keys, revision %d\n", pos[0], *etcdPrefix, len(e.Nodes), len(e.AuthKeys), rev)
+		restoreChecked()
+		if exists {
+			aside := dst + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
+			if err := rename(dst, aside); err != nil {
+				return fmt.Errorf("move the existing store aside: %w", err)
+			}
+			fmt.Fprintf(stderr, "moved the existing store to %s\n", aside)
+		}
+		if *format == "logical" {
+			if err := restoreLogical(f, dst); err != nil {
+				return err
+			}
+		} else if err := bolt.Restore(f, dst); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "restored %s into %s\n", pos[0], dst)
 		return nil
-	default:
-		return usageError{fmt.Sprintf("restore: --store %q: want bolt or etcd", *storeKind)}
 	}
-	if err := os.MkdirAll(*dir, 0o700); err != nil {
-		return err
-	}
-	unlock, err := controller.LockDataDir(*dir)
-	if errors.Is(err, controller.ErrLocked) {
-		// err names the lock file and asks the same question; say it once.
-		return fmt.Errorf("refusing to restore: a controller is running on data dir %s, or another restore is (%w); stop it first",
-			*dir, controller.ErrLocked)
-	}
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if uerr := unlock(); uerr != nil && err == nil {
-			err = fmt.Errorf("release the data dir lock: %w", uerr)
-		}
-	}()
-	dst := filepath.Join(*dir, controller.StoreFile)
-	_, statErr := os.Lstat(dst)
-	exists := statErr == nil
-	switch {
-	case exists && !*force:
-		return fmt.Errorf("%s exists; pass --force to move it aside", dst)
-	case exists:
-		// The lock keeps out controllers of this build; holding the store
-		// open proves no older one (which took no lock) is using it.
-		st, err := bolt.Open(dst)
-		if err != nil {
-			return fmt.Errorf("cannot restore over %s: %w", dst, err)
-		}
-		st.Close()
-	case !errors.Is(statErr, os.ErrNotExist):
-		return statErr
-	}
-	restoreChecked()
-	if exists {
-		aside := dst + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := rename(dst, aside); err != nil {
-			return fmt.Errorf("move the existing store aside: %w", err)
-		}
-		fmt.Fprintf(stderr, "moved the existing store to %s\n", aside)
-	}
-	if *format == "logical" {
-		if err := restoreLogical(f, dst); err != nil {
-			return err
-		}
-	} else if err := bolt.Restore(f, dst); err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "restored %s into %s\n", pos[0], dst)
-	return nil
+	return c
 }
 
 // restoreLogical loads a logical export into a new bbolt store at dst,

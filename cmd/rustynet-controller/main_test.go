@@ -22,6 +22,10 @@ import (
 
 var binary, etcdBinary string
 
+// testVersion is the version the test binary's -ldflags set, as the
+// Makefile's do.
+const testVersion = "v0.0.0-test"
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rustynet-controller-test")
 	if err != nil {
@@ -29,7 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	binary = filepath.Join(dir, "rustynet-controller")
-	build := exec.Command("go", "build", "-o", binary, ".")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", binary, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
@@ -50,9 +54,9 @@ func start(t *testing.T, dir string) *controllertest.Process {
 	return controllertest.StartProcess(t, binary, dir)
 }
 
-// cli runs a rustynet-controller command and returns its stdout, stderr and
+// ctl runs a rustynet-controller command and returns its stdout, stderr and
 // exit code.
-func cli(t *testing.T, stdin string, args ...string) (string, string, int) {
+func ctl(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	var stdout, stderr bytes.Buffer
@@ -93,7 +97,7 @@ func TestOperatorFlow(t *testing.T) {
 	d := start(t, dir)
 	hc := controllertest.NewClient(t, filepath.Join(dir, "tls", "ca.pem"))
 
-	key, stderr, code := cli(t, "", "authkey", "create", "--data-dir", dir, "--tags", "tag:web", "--ttl", "10m")
+	key, stderr, code := ctl(t, "", "authkey", "create", "--data-dir", dir, "--tags", "tag:web", "--ttl", "10m")
 	key = strings.TrimSpace(key)
 	if code != 0 || !strings.HasPrefix(key, api.AuthKeyPrefix) || strings.Contains(key, "\n") {
 		t.Fatalf("authkey create printed %q (stderr %q, exit %d), want only the key", key, stderr, code)
@@ -102,16 +106,16 @@ func TestOperatorFlow(t *testing.T) {
 	if err != nil || status != 200 {
 		t.Fatalf("register: %d %v", status, err)
 	}
-	out, _, code := cli(t, "", "node", "list", "--data-dir", dir)
+	out, _, code := ctl(t, "", "node", "list", "--data-dir", dir)
 	if code != 0 || !strings.Contains(out, string(reg.Node.ID)) || !strings.Contains(out, "tag:web") {
 		t.Errorf("node list = %q (exit %d), want the node with tag:web", out, code)
 	}
-	out, _, _ = cli(t, "", "node", "list", "--json", "--data-dir", dir)
+	out, _, _ = ctl(t, "", "node", "list", "--json", "--data-dir", dir)
 	var nodes []api.AdminNode
 	if err := json.Unmarshal([]byte(out), &nodes); err != nil || len(nodes) != 1 {
 		t.Errorf("node list --json = %q: %v", out, err)
 	}
-	out, _, _ = cli(t, "", "authkey", "list", "--data-dir", dir)
+	out, _, _ = ctl(t, "", "authkey", "list", "--data-dir", dir)
 	if !strings.Contains(out, "used") {
 		t.Errorf("authkey list = %q, want the key shown as used", out)
 	}
@@ -120,69 +124,69 @@ func TestOperatorFlow(t *testing.T) {
 	if !strings.Contains(out, "NAME") {
 		t.Errorf("authkey list = %q, want a NAME column", out)
 	}
-	out, stderr, code = cli(t, "", "node", "rename", string(reg.Node.ID), "web1", "--data-dir", dir)
+	out, stderr, code = ctl(t, "", "node", "rename", string(reg.Node.ID), "web1", "--data-dir", dir)
 	if code != 0 || !strings.Contains(out, "web1") {
 		t.Errorf("node rename = %q %q (exit %d), want the new name", out, stderr, code)
 	}
-	out, _, _ = cli(t, "", "node", "list", "--data-dir", dir)
+	out, _, _ = ctl(t, "", "node", "list", "--data-dir", dir)
 	if !strings.Contains(out, "web1") || !strings.Contains(out, api.NameFromAdmin) {
 		t.Errorf("node list after rename = %q, want web1 bound by the admin", out)
 	}
-	if _, stderr, code := cli(t, "", "node", "rename", "web1", "n0123456789abcdef", "--data-dir", dir); code != 2 || !strings.Contains(stderr, "node ID") {
+	if _, stderr, code := ctl(t, "", "node", "rename", "web1", "n0123456789abcdef", "--data-dir", dir); code != 2 || !strings.Contains(stderr, "node ID") {
 		t.Errorf("node rename to an ID-shaped name: exit %d %q, want 2 saying why", code, stderr)
 	}
-	if _, stderr, code := cli(t, "", "authkey", "create", "--name", "db1", "--reusable", "--data-dir", dir); code != 1 || !strings.Contains(stderr, "cannot be reusable") {
+	if _, stderr, code := ctl(t, "", "authkey", "create", "--name", "db1", "--reusable", "--data-dir", dir); code != 1 || !strings.Contains(stderr, "cannot be reusable") {
 		t.Errorf("authkey create --name --reusable: exit %d %q, want 1 saying why", code, stderr)
 	}
-	if out, stderr, code := cli(t, "", "authkey", "create", "--name", "db1", "--data-dir", dir); code != 0 || !strings.HasPrefix(out, api.AuthKeyPrefix) {
+	if out, stderr, code := ctl(t, "", "authkey", "create", "--name", "db1", "--data-dir", dir); code != 0 || !strings.HasPrefix(out, api.AuthKeyPrefix) {
 		t.Errorf("authkey create --name db1: %q %q (exit %d)", out, stderr, code)
 	}
 
 	// A bad policy is refused with its line, with exit 1; a good one is set.
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("acls:\n  - action: accept\n    src: [\"*\"]\n    dst: [\"everyone\"]\n"), 0o600)
-	_, stderr, code = cli(t, "", "policy", "set", bad, "--data-dir", dir)
+	_, stderr, code = ctl(t, "", "policy", "set", bad, "--data-dir", dir)
 	if code != 1 || !strings.Contains(stderr, "line 4") {
 		t.Errorf("policy set (invalid) = exit %d, stderr %q; want exit 1 naming line 4", code, stderr)
 	}
 	good := "acls:\n  - action: accept\n    src: [\"tag:web\"]\n    dst: [\"tag:web\"]\n"
-	if _, stderr, code = cli(t, good, "policy", "set", "-", "--data-dir", dir); code != 0 {
+	if _, stderr, code = ctl(t, good, "policy", "set", "-", "--data-dir", dir); code != 0 {
 		t.Errorf("policy set - = exit %d, %q", code, stderr)
 	}
-	if out, _, _ := cli(t, "", "policy", "get", "--data-dir", dir); out != good {
+	if out, _, _ := ctl(t, "", "policy", "get", "--data-dir", dir); out != good {
 		t.Errorf("policy get = %q, want %q", out, good)
 	}
 	// A policy over the size limit is refused, naming the limit; one at it
 	// is set.
 	atLimit := "acls: []\n#" + strings.Repeat("<", api.MaxPolicyBytes-len("acls: []\n#"))
 	want := fmt.Sprintf("at most %d bytes", api.MaxPolicyBytes)
-	if _, stderr, code := cli(t, atLimit+"<", "policy", "set", "-", "--data-dir", dir); code != 1 || !strings.Contains(stderr, want) {
+	if _, stderr, code := ctl(t, atLimit+"<", "policy", "set", "-", "--data-dir", dir); code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("policy set (%d bytes) = exit %d, stderr %q; want exit 1 containing %q", len(atLimit)+1, code, stderr, want)
 	}
 	big := filepath.Join(dir, "big.yaml")
 	os.WriteFile(big, []byte(atLimit+"<"), 0o600)
-	if _, stderr, code := cli(t, "", "policy", "set", big, "--data-dir", dir); code != 1 || !strings.Contains(stderr, want) {
+	if _, stderr, code := ctl(t, "", "policy", "set", big, "--data-dir", dir); code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("policy set FILE (%d bytes) = exit %d, stderr %q; want exit 1 containing %q", len(atLimit)+1, code, stderr, want)
 	}
-	if _, stderr, code := cli(t, atLimit, "policy", "set", "-", "--data-dir", dir); code != 0 {
+	if _, stderr, code := ctl(t, atLimit, "policy", "set", "-", "--data-dir", dir); code != 0 {
 		t.Errorf("policy set (%d bytes) = exit %d, %q; want it set", len(atLimit), code, stderr)
 	}
 
 	// Usage mistakes exit 2.
-	if _, _, code := cli(t, "", "node", "frobnicate"); code != 2 {
+	if _, _, code := ctl(t, "", "node", "frobnicate"); code != 2 {
 		t.Errorf("unknown command: exit %d, want 2", code)
 	}
-	if _, _, code := cli(t, "", "authkey", "revoke", "--data-dir", dir); code != 2 {
+	if _, _, code := ctl(t, "", "authkey", "revoke", "--data-dir", dir); code != 2 {
 		t.Errorf("authkey revoke without an ID: exit %d, want 2", code)
 	}
 	// Talking to a controller that is not there says so.
-	if _, stderr, code := cli(t, "", "node", "list", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(stderr, "no controller is running") {
+	if _, stderr, code := ctl(t, "", "node", "list", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(stderr, "no controller is running") {
 		t.Errorf("node list without a controller: exit %d, %q", code, stderr)
 	}
 
 	// Backup, then SIGTERM: a clean exit.
 	backupFile := filepath.Join(t.TempDir(), "backup.db")
-	if _, stderr, code := cli(t, "", "backup", "--data-dir", dir, "--out", backupFile); code != 0 {
+	if _, stderr, code := ctl(t, "", "backup", "--data-dir", dir, "--out", backupFile); code != 0 {
 		t.Fatalf("backup: exit %d %q", code, stderr)
 	}
 	d.Cmd.Process.Signal(syscall.SIGTERM)
@@ -195,11 +199,11 @@ func TestOperatorFlow(t *testing.T) {
 
 	// Restore the backup into a new data dir and serve from it.
 	dir2 := t.TempDir()
-	if _, stderr, code := cli(t, "", "restore", "--data-dir", dir2, backupFile); code != 0 {
+	if _, stderr, code := ctl(t, "", "restore", "--data-dir", dir2, backupFile); code != 0 {
 		t.Fatalf("restore: exit %d %q", code, stderr)
 	}
 	start(t, dir2)
-	out, _, _ = cli(t, "", "node", "list", "--data-dir", dir2)
+	out, _, _ = ctl(t, "", "node", "list", "--data-dir", dir2)
 	if !strings.Contains(out, string(reg.Node.ID)) {
 		t.Errorf("node list after restore = %q, want %s", out, reg.Node.ID)
 	}
@@ -211,7 +215,7 @@ func TestOperatorFlow(t *testing.T) {
 func TestKillDuringRegistrations(t *testing.T) {
 	dir := t.TempDir()
 	d := start(t, dir)
-	key, _, code := cli(t, "", "authkey", "create", "--reusable", "--data-dir", dir)
+	key, _, code := ctl(t, "", "authkey", "create", "--reusable", "--data-dir", dir)
 	if code != 0 {
 		t.Fatal("authkey create failed")
 	}
@@ -279,7 +283,7 @@ func TestKillDuringRegistrations(t *testing.T) {
 // many nodes there are.
 func storedNodes(t *testing.T, dir string) (map[api.NodeID]bool, int) {
 	t.Helper()
-	out, stderr, code := cli(t, "", "node", "list", "--json", "--data-dir", dir)
+	out, stderr, code := ctl(t, "", "node", "list", "--json", "--data-dir", dir)
 	if code != 0 {
 		t.Fatalf("node list on %s: exit %d %q", dir, code, stderr)
 	}

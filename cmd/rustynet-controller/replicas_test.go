@@ -54,7 +54,7 @@ func TestReplicasAsTheREADMESays(t *testing.T) {
 	hc := controllertest.NewClient(t, filepath.Join(d1, "tls", "ca.pem"))
 	var ids []api.NodeID
 	for i, dir := range []string{d1, d2} {
-		key, stderr, code := cli(t, "", "authkey", "create", "--data-dir", dir)
+		key, stderr, code := ctl(t, "", "authkey", "create", "--data-dir", dir)
 		if code != 0 {
 			t.Fatalf("authkey create against replica %d: %s", i+1, stderr)
 		}
@@ -67,7 +67,7 @@ func TestReplicasAsTheREADMESays(t *testing.T) {
 		ids = append(ids, reg.Node.ID)
 	}
 	for i, dir := range []string{d1, d2} {
-		out, stderr, code := cli(t, "", "node", "list", "--data-dir", dir)
+		out, stderr, code := ctl(t, "", "node", "list", "--data-dir", dir)
 		if code != 0 || !strings.Contains(out, string(ids[0])) || !strings.Contains(out, string(ids[1])) {
 			t.Errorf("node list on replica %d = %q %q, want both nodes", i+1, out, stderr)
 		}
@@ -75,24 +75,24 @@ func TestReplicasAsTheREADMESays(t *testing.T) {
 
 	// backup --format logical, restore into a new prefix and into bolt.
 	export := filepath.Join(t.TempDir(), "export.json")
-	if _, stderr, code := cli(t, "", "backup", "--data-dir", d1, "--format", "logical", "--out", export); code != 0 {
+	if _, stderr, code := ctl(t, "", "backup", "--data-dir", d1, "--format", "logical", "--out", export); code != 0 {
 		t.Fatalf("backup --format logical: %s", stderr)
 	}
 	if fi, err := os.Stat(export); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("export file: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
-	if _, stderr, code := cli(t, "", "restore", "--format", "logical", "--store", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", "/restored/", export); code != 0 {
+	if _, stderr, code := ctl(t, "", "restore", "--format", "logical", "--store", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", "/restored/", export); code != 0 {
 		t.Fatalf("restore into etcd: %s", stderr)
 	}
-	if _, stderr, code := cli(t, "", "restore", "--format", "logical", "--store", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", "/restored/", export); code == 0 || !strings.Contains(stderr, "not empty") {
+	if _, stderr, code := ctl(t, "", "restore", "--format", "logical", "--store", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", "/restored/", export); code == 0 || !strings.Contains(stderr, "not empty") {
 		t.Errorf("restore into a prefix that holds a store: exit %d %q, want a refusal that says it is not empty", code, stderr)
 	}
 	d3 := t.TempDir()
-	if _, stderr, code := cli(t, "", "restore", "--format", "logical", "--data-dir", d3, export); code != 0 {
+	if _, stderr, code := ctl(t, "", "restore", "--format", "logical", "--data-dir", d3, export); code != 0 {
 		t.Fatalf("restore into bolt: %s", stderr)
 	}
 	start(t, d3)
-	out, _, _ := cli(t, "", "node", "list", "--data-dir", d3)
+	out, _, _ := ctl(t, "", "node", "list", "--data-dir", d3)
 	if !strings.Contains(out, string(ids[0])) || !strings.Contains(out, string(ids[1])) {
 		t.Errorf("node list on the restored bolt controller = %q, want both nodes", out)
 	}
@@ -102,7 +102,7 @@ func TestReplicasAsTheREADMESays(t *testing.T) {
 	args := append(controllertest.ServeArgs(d4, addr, "127.0.0.1:0"), "--store", "etcd", "--etcd-endpoints", endpoints,
 		"--etcd-prefix", "/restored/", "--advertise-url", "https://"+addr)
 	controllertest.StartCommand(t, exec.Command(binary, args...), d4)
-	out, _, _ = cli(t, "", "node", "list", "--data-dir", d4)
+	out, _, _ = ctl(t, "", "node", "list", "--data-dir", d4)
 	if !strings.Contains(out, string(ids[0])) || !strings.Contains(out, string(ids[1])) {
 		t.Errorf("node list on a replica of the restored prefix = %q, want both nodes", out)
 	}
@@ -121,7 +121,7 @@ func TestServeStoreFlags(t *testing.T) {
 		{[]string{"--etcd-endpoints", "http://127.0.0.1:2379"}, "is for --store etcd"},
 		{[]string{"--store", "sqlite"}, "want bolt or etcd"},
 	} {
-		_, stderr, code := cli(t, "", append([]string{"serve", "--data-dir", dir}, c.args...)...)
+		_, stderr, code := ctl(t, "", append([]string{"serve", "--data-dir", dir}, c.args...)...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
 			t.Errorf("serve %q: exit %d %q, want 2 and %q", c.args, code, stderr, c.want)
 		}
@@ -141,7 +141,7 @@ func TestKillReplicaAndEtcdLeaderDuringRegistrations(t *testing.T) {
 	r1 := startReplica(t, d1, endpoints)
 	controllertest.CopyCA(t, d1, d2)
 	r2 := startReplica(t, d2, endpoints)
-	key, _, code := cli(t, "", "authkey", "create", "--reusable", "--data-dir", d1)
+	key, _, code := ctl(t, "", "authkey", "create", "--reusable", "--data-dir", d1)
 	if code != 0 {
 		t.Fatal("authkey create failed")
 	}

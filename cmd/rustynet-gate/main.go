@@ -14,25 +14,33 @@
 //	rustynet-gate report  DIR [--format html|md] [--pubkey FILE]
 //	rustynet-gate publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--policy FILE] [--api-url URL]
 //
+// and budgets, version, completion bash|zsh|fish|powershell; every command
+// takes --help, and the binary --version.
+//
 // Exit status: 0 pass; 1 the release is blocked (the evidence is valid);
-// 2 usage or internal error; 3 the evidence is invalid (tampered, missing,
-// wrong key); 4 the gates of a partial run passed (not a verdict on the
-// channel).
+// 2 usage or internal error (flags are strict: an unknown flag, a flag of
+// another command, a bad value or an extra argument exits 2); 3 the
+// evidence is invalid (tampered, missing, wrong key); 4 the gates of a
+// partial run passed (not a verdict on the channel); 5 every gate passed
+// and a sign-off the channel requires is not there yet.
 package main
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates"
@@ -49,6 +57,7 @@ import (
 	"github.com/rustynet/rustynet/gates/slo"
 	"github.com/rustynet/rustynet/gates/soak"
 	"github.com/rustynet/rustynet/gates/unit"
+	"github.com/rustynet/rustynet/internal/cli"
 	"github.com/rustynet/rustynet/internal/testbed"
 	"github.com/rustynet/rustynet/policies"
 	"github.com/rustynet/rustynet/report"
@@ -96,28 +105,18 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: rustynet-gate <command> [flags]
+// exitCodes is the help text of the exit statuses, which every command
+// keeps to.
+const exitCodes = `  0  pass
+  1  the release is blocked (the evidence is valid)
+  2  usage error (an unknown command or flag, a flag of another command, a bad
+     flag value, a missing or extra argument) or internal error
+  3  the evidence is invalid (tampered, missing, wrong key)
+  4  the gates of a partial run (--gates) passed: not a verdict on the channel
+  5  every gate passed and a sign-off the channel requires is not there yet`
 
-commands:
-  keygen   write a signing key pair (gate.key, mode 0600; gate.pub)
-  run      run the gates of a channel and write a signed evidence bundle
-  verify   check a bundle's signatures and digests and recompute its verdict
-  report   render a verified bundle as HTML or Markdown
-  publish  post a verified bundle's verdict to GitHub as the commit status rustynet/release-gate/CHANNEL
-  gates    list the registered gates
-  budgets  suggest performance budgets from earlier bundles' perf-budget figures
-  mutate   run the seeded regressions (gates/*/mutants.yaml): every one must be blocked
-  signoff  sign a bundle off for a role, answering its launch checklist
-  merge    merge the signed bundles of partial runs (run --gates) into one bundle, signed with their key
-  docs     render the release's seven deliverables into documents/ from a verified bundle and the policies
-
-exit status: 0 pass, 1 blocked, 2 usage or internal error, 3 invalid evidence,
-4 the gates of a partial run (--gates) passed: not a verdict on the channel,
-5 every gate passed and a sign-off the channel requires is not there yet.
-run, verify, merge and gates take --json: one JSON object (gates: a list) on stdout.
-`
-
-// exitError carries an exit status and a message.
+// exitError carries an exit status and a message; an empty message prints
+// nothing (the command has said what it found already).
 type exitError struct {
 	code int
 	msg  string
@@ -130,106 +129,139 @@ func fail(code int, format string, a ...any) error {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
-	}
-	var err error
-	switch args[0] {
-	case "keygen":
-		err = cmdKeygen(args[1:], stdout, stderr)
-	case "run":
-		err = cmdRun(args[1:], stdout, stderr)
-	case "verify":
-		err = cmdVerify(args[1:], stdout, stderr)
-	case "report":
-		err = cmdReport(args[1:], stdout, stderr)
-	case "publish":
-		err = cmdPublish(args[1:], stdout, stderr)
-	case "budgets":
-		err = cmdBudgets(args[1:], stdout, stderr)
-	case "gates":
-		err = cmdGates(args[1:], stdout, stderr)
-	case "signoff":
-		err = cmdSignoff(args[1:], stdout, stderr)
-	case "merge":
-		err = cmdMerge(args[1:], stdout, stderr)
-	case "docs":
-		err = cmdDocs(args[1:], stdout, stderr)
-	case "mutate":
-		err = cmdMutate(args[1:], stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintf(stdout, "rustynet-gate %s\n", version)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprint(stderr, usage)
-		err = fail(exitUsage, "unknown command %q", args[0])
-	}
-	if err == nil {
-		return exitPass
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return exitPass
-	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		if ee.msg != "" {
-			fmt.Fprintf(stderr, "rustynet-gate: %s\n", ee.msg)
+	return cli.Execute(newRoot(), args, stdout, stderr)
+}
+
+func newRoot() *cobra.Command {
+	root := cli.New("rustynet-gate", version, "the release gate: runs the gates, signs and verifies evidence",
+		`rustynet-gate runs the gates a release policy asks for, writes a signed
+evidence bundle, verifies bundles (recomputing the verdict, never trusting a
+stored one), renders reports and publishes verdicts to GitHub.
+
+run, verify, merge and gates take --json: one JSON object (gates: a list) on
+stdout.
+
+Exit status:
+`+exitCodes)
+	root.AddCommand(keygenCmd(), runCmd(), verifyCmd(), reportCmd(), publishCmd(), gatesCmd(), budgetsCmd(),
+		mutateCmd(), signoffCmd(), mergeCmd(registry()), docsCmd(), versionCmd())
+	for _, c := range root.Commands() {
+		if c.RunE != nil {
+			c.RunE = exitStatus(c.RunE)
 		}
-		return ee.code
+	}
+	return root
+}
+
+// describe sets a command's usage line and help; every command's help
+// ends with the exit statuses.
+func describe(c *cobra.Command, use, short, long string, args cobra.PositionalArgs) {
+	c.Use, c.Short, c.Args = use, short, args
+	c.DisableFlagsInUseLine = true
+	c.Long = short + "."
+	if long != "" {
+		c.Long = long
+	}
+	c.Long += "\n\nExit status:\n" + exitCodes
+}
+
+// exitStatus maps a command's error to internal/cli's: an exitError
+// keeps its status, invalid evidence exits 3, and any other error 2, as
+// it always has (exit 1 means blocked, and nothing else).
+func exitStatus(run func(*cobra.Command, []string) error) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		err := run(c, args)
+		var ee *exitError
+		var ie *evidence.InvalidError
+		var usage *cli.UsageError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &usage):
+			return err
+		case errors.As(err, &ee):
+			if ee.msg == "" {
+				return cli.Exit(ee.code, nil)
+			}
+			return cli.Exit(ee.code, plainSignatureError(err))
+		case errors.As(err, &ie):
+			return cli.Exit(exitInvalid, plainSignatureError(err))
+		}
+		return cli.Exit(exitUsage, plainSignatureError(err))
+	}
+}
+
+// dsseThreshold is how go-securesystemslib's DSSE verifier says that no
+// signature of an envelope verified with the key it was given ("accepted
+// signatures do not match threshold, Found: 0, Expected 1"), which
+// evidence passes on as it is.
+var dsseThreshold = regexp.MustCompile(`(: )?accepted signatures do not match threshold, Found: (\d+), Expected (\d+)`)
+
+// plainSignatureError words the DSSE verifier's refusal for the user:
+// which key, and what it means. An *evidence.InvalidError stays one (its
+// Reason reworded), so --json and the exit status keep their meaning.
+func plainSignatureError(err error) error {
+	if err == nil || !dsseThreshold.MatchString(err.Error()) {
+		return err
+	}
+	plain := func(s string) string {
+		if strings.Contains(s, "does not verify with the given key") {
+			return dsseThreshold.ReplaceAllString(s, " (--pubkey): it was signed with another key, or changed after it was signed")
+		}
+		return dsseThreshold.ReplaceAllString(s, "${1}no signature verifies with the given key: it was signed with another key, or changed after it was signed")
 	}
 	var ie *evidence.InvalidError
-	if errors.As(err, &ie) {
-		fmt.Fprintf(stderr, "rustynet-gate: %s\n", ie)
-		return exitInvalid
+	if !errors.As(err, &ie) {
+		return errors.New(plain(err.Error()))
 	}
-	fmt.Fprintf(stderr, "rustynet-gate: %s\n", err)
-	return exitUsage
+	reworded := &evidence.InvalidError{Reason: plain(ie.Reason), Err: ie.Err}
+	if err == error(ie) {
+		return reworded
+	}
+	return &rewordedError{msg: plain(err.Error()), err: reworded}
 }
 
-// parse parses flags among positional arguments and checks their count;
-// a last positional name ending in "..." takes one or more.
-func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, fail(exitUsage, "%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	variadic := len(positional) > 0 && strings.HasSuffix(positional[len(positional)-1], "...")
-	if len(pos) != len(positional) && !(variadic && len(pos) >= len(positional)) {
-		return nil, fail(exitUsage, "%s: want %s, got %q", fs.Name(), strings.Join(positional, " "), pos)
-	}
-	return pos, nil
+// rewordedError is an error with its message reworded, which still
+// unwraps to what it wrapped.
+type rewordedError struct {
+	msg string
+	err error
 }
 
-func cmdKeygen(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func (e *rewordedError) Error() string { return e.msg }
+func (e *rewordedError) Unwrap() error { return e.err }
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version (as --version does)",
+		RunE: func(c *cobra.Command, _ []string) error {
+			fmt.Fprintf(c.OutOrStdout(), "rustynet-gate %s\n", version)
+			return nil
+		},
+	}
+}
+
+func keygenCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "keygen --out DIR [--alg ecdsa-p256|ed25519]", "write a signing key pair (gate.key, mode 0600; gate.pub)", "", nil)
+	fs := c.Flags()
 	out := fs.String("out", "", "directory to write gate.key and gate.pub into (required)")
-	alg := fs.String("alg", evidence.ECDSAP256, "key algorithm: ecdsa-p256 or ed25519")
-	if _, err := parse(fs, args); err != nil {
-		return err
+	alg := cli.Choice(fs, "alg", evidence.ECDSAP256, "key algorithm", evidence.ECDSAP256, evidence.Ed25519)
+	c.RunE = func(c *cobra.Command, _ []string) (err error) {
+		stdout := c.OutOrStdout()
+		if *out == "" {
+			return cli.Usagef("--out DIR is required")
+		}
+		pub, err := evidence.Keygen(*out, *alg)
+		if err != nil {
+			return err
+		}
+		id, _ := evidence.KeyID(pub)
+		fmt.Fprintf(stdout, "wrote %s (mode 0600) and %s; key ID %s\n", filepath.Join(*out, evidence.PrivateKeyFile), filepath.Join(*out, evidence.PublicKeyFile), id)
+		return nil
 	}
-	if *out == "" {
-		return fail(exitUsage, "keygen: --out DIR is required")
-	}
-	pub, err := evidence.Keygen(*out, *alg)
-	if err != nil {
-		return err
-	}
-	id, _ := evidence.KeyID(pub)
-	fmt.Fprintf(stdout, "wrote %s (mode 0600) and %s; key ID %s\n", filepath.Join(*out, evidence.PrivateKeyFile), filepath.Join(*out, evidence.PublicKeyFile), id)
-	return nil
+	return c
 }
 
 // repoRoot finds the repository root (the directory holding go.mod).
@@ -250,9 +282,13 @@ func repoRoot() (string, error) {
 	}
 }
 
-func cmdRun(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "run --channel nightly|beta|ga --out DIR [--policy FILE] [--gates a,b] [--key FILE] [--baseline DIR] [--json]", "run the gates of a channel and write a signed evidence bundle", `Runs the gates the release policy requires for the channel, on a snapshot of
+the tree, and writes a signed evidence bundle to --out with report.html and
+report.md beside it. --gates runs some of them only: a partial run, which
+exits 4 when they pass and is no verdict on the channel.`, nil)
+	fs := c.Flags()
 	policyFile := fs.String("policy", "policies/release.yaml", "release policy")
 	channel := fs.String("channel", "", "channel: nightly, beta or ga (required)")
 	out := fs.String("out", "", "directory for the evidence bundle (new or empty; required)")
@@ -263,112 +299,113 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	baselineRef := fs.String("baseline-ref", "", "the git revision perf-budget measures beside this tree, cell by cell (default: HEAD for a tree with changes, else HEAD~1; CI passes the last passing nightly or the previous release)")
 	asJSON := fs.Bool("json", false, "print the verdict as JSON on stdout (progress stays on stderr)")
 	effective := fs.String("effective-time", "", "judge dated rules (algorithms' removals, insecure-mode exceptions, the support window, waivers) as of this date (YYYY-MM-DD, or RFC 3339), after now: a what-if run, which cannot be published")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if *channel == "" || *out == "" {
-		return fail(exitUsage, "run: --channel and --out are required")
-	}
-	effectiveAt, err := parseEffectiveTime(*effective, time.Now())
-	if err != nil {
-		return err
-	}
-	root, err := repoRoot()
-	if err != nil {
-		return err
-	}
-	reg := registry()
-	pol, err := policies.LoadRelease(*policyFile, reg.Has)
-	if err == nil {
-		err = pol.CheckHorizon(time.Now())
-	}
-	if err != nil {
-		return fail(exitUsage, "%v", err)
-	}
-	checklist, err := loadChecklist(pol, *policyFile, reg)
-	if err != nil {
-		return fail(exitUsage, "%v", err)
-	}
-	var names []string
-	if *only != "" {
-		names = strings.Split(*only, ",")
-	}
-	signer, dev, err := loadOrCreateKey(root, *keyFile, stderr)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	// The gates run on a snapshot of the tree as it is now: an edit to
-	// the checkout during the run reaches none of them.
-	snap, err := gates.TakeSnapshot(ctx, root)
-	if err != nil {
-		return err
-	}
-	defer snap.Close()
-	sha, dirty := snap.Commit, snap.Dirty
-	sweepTestNetworks(stderr)
-	var bkey *evidence.Verifier
-	if *baseline != "" {
-		if *baselineKey != "" {
-			bkey, err = evidence.LoadVerifier(*baselineKey)
-		} else {
-			bkey, err = evidence.VerifierFromKey(signer.Public())
+	c.RunE = func(c *cobra.Command, _ []string) (err error) {
+		stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
+		if *channel == "" || *out == "" {
+			return cli.Usagef("--channel and --out are required")
 		}
+		effectiveAt, err := parseEffectiveTime(*effective, time.Now())
 		if err != nil {
-			return fail(exitUsage, "--baseline-pubkey: %v", err)
-		}
-	}
-	o, err := gates.Execute(ctx, gates.Options{Registry: reg, Policy: pol, Checklist: checklist, Channel: *channel, Gates: names, Out: *out,
-		Signer: signer, DevelopmentKey: dev, Root: snap.Dir, Commit: sha, Dirty: dirty, Version: version, Progress: stderr,
-		Baseline: *baseline, BaselineKey: bkey, BaselineRef: *baselineRef, EffectiveTime: effectiveAt})
-	if err != nil {
-		return err // usage (unknown gate or channel) or internal: exit 2
-	}
-	pub, err := evidence.VerifierFromKey(signer.Public())
-	if err != nil {
-		return err
-	}
-	if err := writeReports(*out, pub, reg); err != nil {
-		fmt.Fprintf(stderr, "rustynet-gate: report: %v\n", err)
-	}
-	if *asJSON {
-		details := map[string]string{}
-		for _, res := range o.Results {
-			details[res.Gate] = res.Reason
-		}
-		vj := newVerdictJSON(o.Verdict, details, sha, *out, dev, dirty)
-		if err := printJSON(stdout, vj); err != nil {
 			return err
 		}
-		if vj.Exit != exitPass {
-			return fail(vj.Exit, "")
+		root, err := repoRoot()
+		if err != nil {
+			return err
+		}
+		reg := registry()
+		pol, err := policies.LoadRelease(*policyFile, reg.Has)
+		if err == nil {
+			err = pol.CheckHorizon(time.Now())
+		}
+		if err != nil {
+			return fail(exitUsage, "%v", err)
+		}
+		checklist, err := loadChecklist(pol, *policyFile, reg)
+		if err != nil {
+			return fail(exitUsage, "%v", err)
+		}
+		var names []string
+		if *only != "" {
+			names = strings.Split(*only, ",")
+		}
+		signer, dev, err := loadOrCreateKey(root, *keyFile, stderr)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		// The gates run on a snapshot of the tree as it is now: an edit to
+		// the checkout during the run reaches none of them.
+		snap, err := gates.TakeSnapshot(ctx, root)
+		if err != nil {
+			return err
+		}
+		defer snap.Close()
+		sha, dirty := snap.Commit, snap.Dirty
+		sweepTestNetworks(stderr)
+		var bkey *evidence.Verifier
+		if *baseline != "" {
+			if *baselineKey != "" {
+				bkey, err = evidence.LoadVerifier(*baselineKey)
+			} else {
+				bkey, err = evidence.VerifierFromKey(signer.Public())
+			}
+			if err != nil {
+				return fail(exitUsage, "--baseline-pubkey: %v", err)
+			}
+		}
+		o, err := gates.Execute(ctx, gates.Options{Registry: reg, Policy: pol, Checklist: checklist, Channel: *channel, Gates: names, Out: *out,
+			Signer: signer, DevelopmentKey: dev, Root: snap.Dir, Commit: sha, Dirty: dirty, Version: version, Progress: stderr,
+			Baseline: *baseline, BaselineKey: bkey, BaselineRef: *baselineRef, EffectiveTime: effectiveAt})
+		if err != nil {
+			return err // usage (unknown gate or channel) or internal: exit 2
+		}
+		pub, err := evidence.VerifierFromKey(signer.Public())
+		if err != nil {
+			return err
+		}
+		if err := writeReports(*out, pub, reg); err != nil {
+			fmt.Fprintf(stderr, "rustynet-gate: report: %v\n", err)
+		}
+		if *asJSON {
+			details := map[string]string{}
+			for _, res := range o.Results {
+				details[res.Gate] = res.Reason
+			}
+			vj := newVerdictJSON(o.Verdict, details, sha, *out, dev, dirty)
+			if err := printJSON(stdout, vj); err != nil {
+				return err
+			}
+			if vj.Exit != exitPass {
+				return fail(vj.Exit, "")
+			}
+			return nil
+		}
+		fmt.Fprintf(stdout, "%s: channel %s at %s in %v\n", verdictWord(o.Verdict), *channel, sha[:min(12, len(sha))], o.Duration.Round(time.Second))
+		if o.Verdict.Partial() {
+			fmt.Fprintln(stdout, partialNote(o.Verdict))
+		}
+		if o.Verdict.WhatIf() {
+			fmt.Fprintln(stdout, whatIfNote(o.Verdict))
+		}
+		for _, g := range o.Verdict.Gates {
+			if g.Blocking {
+				fmt.Fprintf(stdout, "  blocking: %s: %s\n", g.Gate, g.Reason)
+			}
+		}
+		if o.Verdict.AwaitingSignoff() {
+			fmt.Fprintln(stdout, signoffNote(o.Verdict, *out))
+		}
+		fmt.Fprintf(stdout, "evidence: %s\nreport:   %s\n", *out, filepath.Join(*out, evidence.ReportHTML))
+		if dev {
+			fmt.Fprintf(stdout, "signed with the development key in %s (not a release key)\n", filepath.Join(root, DevKeyDir))
+		}
+		if code := exitFor(o.Verdict); code != exitPass {
+			return fail(code, "")
 		}
 		return nil
 	}
-	fmt.Fprintf(stdout, "%s: channel %s at %s in %v\n", verdictWord(o.Verdict), *channel, sha[:min(12, len(sha))], o.Duration.Round(time.Second))
-	if o.Verdict.Partial() {
-		fmt.Fprintln(stdout, partialNote(o.Verdict))
-	}
-	if o.Verdict.WhatIf() {
-		fmt.Fprintln(stdout, whatIfNote(o.Verdict))
-	}
-	for _, g := range o.Verdict.Gates {
-		if g.Blocking {
-			fmt.Fprintf(stdout, "  blocking: %s: %s\n", g.Gate, g.Reason)
-		}
-	}
-	if o.Verdict.AwaitingSignoff() {
-		fmt.Fprintln(stdout, signoffNote(o.Verdict, *out))
-	}
-	fmt.Fprintf(stdout, "evidence: %s\nreport:   %s\n", *out, filepath.Join(*out, evidence.ReportHTML))
-	if dev {
-		fmt.Fprintf(stdout, "signed with the development key in %s (not a release key)\n", filepath.Join(root, DevKeyDir))
-	}
-	if code := exitFor(o.Verdict); code != exitPass {
-		return fail(code, "")
-	}
-	return nil
+	return c
 }
 
 // verdictWord is PASSED or BLOCKED, marked when the run was partial or a
@@ -405,7 +442,7 @@ func parseEffectiveTime(s string, now time.Time) (time.Time, error) {
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
 		if t, err = time.Parse(time.RFC3339, s); err != nil {
-			return time.Time{}, fail(exitUsage, "--effective-time %q: want a date (2027-07-01) or an RFC 3339 time (2027-07-01T00:00:00Z)", s)
+			return time.Time{}, cli.Usagef("--effective-time %q: want a date (2027-07-01) or an RFC 3339 time (2027-07-01T00:00:00Z)", s)
 		}
 	}
 	if !t.After(now) {
@@ -501,105 +538,165 @@ func defaultPubkey(root, flagValue string) string {
 	return filepath.Join(root, DevKeyDir, evidence.PublicKeyFile)
 }
 
-func cmdVerify(args []string, stdout, stderr io.Writer) (err error) {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	pubkey := fs.String("pubkey", "", "public key (PKIX PEM) the bundle must be signed with (required)")
-	commitSHA := fs.String("commit", "", "the commit the evidence must be about")
-	at := fs.String("at", "", `"now" evaluates waivers at the current time instead of the evaluation time recorded in the bundle`)
-	effective := fs.String("effective-time", "", "judge the waivers as of this date (YYYY-MM-DD, or RFC 3339), after now: what would block then (the gates' findings are the run's; run --effective-time judges their dated rules too)")
-	policyFile := fs.String("policy", "", "judge under this release policy instead of the copy in the bundle (a release's verifier passes its own)")
+func verifyCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "verify DIR --pubkey FILE [--commit SHA] [--at now] [--effective-time DATE] [--policy FILE] [--json]", "check a bundle's signatures and digests and recompute its verdict", `Checks every signature and digest of the evidence bundle DIR and recomputes
+its verdict from the gate statements and the release policy; it never trusts
+a stored verdict. --commit takes a full SHA or a short one (at least 7 hex
+digits), matched as a prefix of the commit the bundle names.`, cli.ExactArgs(1, "one DIR (an evidence bundle)"))
+	fs := c.Flags()
+	pubkey := fs.String("pubkey", "", "the public key (PKIX PEM) `FILE` the bundle must be signed with (required)")
+	commitSHA := fs.String("commit", "", "the commit the evidence must be about: its `SHA`, whole or short (7 hex digits or more, a prefix of the commit the bundle names)")
+	at := cli.Choice(fs, "at", "", `"now" evaluates waivers at the current time instead of the evaluation time recorded in the bundle`, "now")
+	effective := fs.String("effective-time", "", "judge the waivers as of this `DATE` (YYYY-MM-DD, or RFC 3339), after now: what would block then (the gates' findings are the run's; run --effective-time judges their dated rules too)")
+	policyFile := fs.String("policy", "", "judge under this release policy `FILE` instead of the copy in the bundle (a release's verifier passes its own)")
 	asJSON := fs.Bool("json", false, "print the outcome as JSON on stdout")
-	pos, err := parse(fs, args, "DIR")
-	if err != nil {
-		return err
-	}
-	if *pubkey == "" {
-		return fail(exitUsage, "verify: --pubkey FILE is required")
-	}
-	if *asJSON {
-		// Invalid evidence is an outcome too: print it, then exit 3.
-		defer func() {
-			if vj, ok := invalidJSON(pos[0], err); ok {
-				if perr := printJSON(stdout, vj); perr != nil {
-					err = perr
-				}
-			}
-		}()
-	}
-	if *at != "" && *at != "now" {
-		return fail(exitUsage, `verify: --at takes only "now"`)
-	}
-	if *at != "" && *effective != "" {
-		return fail(exitUsage, "verify: --at now and --effective-time: give one")
-	}
-	effectiveAt, err := parseEffectiveTime(*effective, time.Now())
-	if err != nil {
-		return err
-	}
-	pub, err := evidence.LoadVerifier(*pubkey)
-	if err != nil {
-		return fail(exitUsage, "--pubkey: %v", err)
-	}
-	j := judgement{Now: *at == "now", Policy: *policyFile, Effective: effectiveAt}
-	reg := registry()
-	res, err := verified(pos[0], pub, *commitSHA, reg, j)
-	if err != nil {
-		return err
-	}
-	v, verdict := res.Evidence, res.Verdict
-	reports, err := checkReports(res)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		details := map[string]string{}
-		for name, g := range v.Gates {
-			details[name] = g.Result.Reason
+	c.RunE = func(c *cobra.Command, pos []string) (err error) {
+		stdout := c.OutOrStdout()
+		if *pubkey == "" {
+			return cli.Usagef("--pubkey FILE is required")
 		}
-		vj := newVerdictJSON(verdict, details, v.Manifest.Commit, pos[0], v.Manifest.DevelopmentKey, v.Manifest.Dirty)
-		if err := printJSON(stdout, vj); err != nil {
+		if *asJSON {
+			// Invalid evidence is an outcome too: print it, then exit 3.
+			defer func() {
+				if vj, ok := invalidJSON(pos[0], err); ok {
+					if perr := printJSON(stdout, vj); perr != nil {
+						err = perr
+					}
+				}
+			}()
+		}
+		if *at != "" && *at != "now" {
+			return cli.Usagef(`--at takes only "now"`)
+		}
+		if *at != "" && *effective != "" {
+			return cli.Usagef("--at now and --effective-time: give one")
+		}
+		effectiveAt, err := parseEffectiveTime(*effective, time.Now())
+		if err != nil {
 			return err
 		}
-		if vj.Exit != exitPass {
-			return fail(vj.Exit, "")
+		commit, short, err := commitArg(*commitSHA)
+		if err != nil {
+			return err
+		}
+		pub, err := evidence.LoadVerifier(*pubkey)
+		if err != nil {
+			return fail(exitUsage, "--pubkey: %v", err)
+		}
+		j := judgement{Now: *at == "now", Policy: *policyFile, Effective: effectiveAt}
+		reg := registry()
+		res, err := verified(pos[0], pub, commit, reg, j)
+		if err != nil {
+			return err
+		}
+		if short != "" {
+			if err := matchCommit(res.Evidence, short); err != nil {
+				return err
+			}
+		}
+		v, verdict := res.Evidence, res.Verdict
+		reports, err := checkReports(res)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			details := map[string]string{}
+			for name, g := range v.Gates {
+				details[name] = g.Result.Reason
+			}
+			vj := newVerdictJSON(verdict, details, v.Manifest.Commit, pos[0], v.Manifest.DevelopmentKey, v.Manifest.Dirty)
+			if err := printJSON(stdout, vj); err != nil {
+				return err
+			}
+			if vj.Exit != exitPass {
+				return fail(vj.Exit, "")
+			}
+			return nil
+		}
+		state := verdictWord(verdict)
+		fmt.Fprintf(stdout, "evidence valid: %d gate statements, manifest of %d artifacts, key %s\n", len(v.Gates), len(v.Manifest.Artifacts), v.KeyID)
+		if len(reports) > 0 {
+			fmt.Fprintf(stdout, "%s: what the evidence renders to\n", strings.Join(reports, " and "))
+		}
+		fmt.Fprintln(stdout, policyNote(res, j))
+		if v.Manifest.DevelopmentKey {
+			fmt.Fprintln(stdout, "note: signed with a development key, not a release key")
+		}
+		fmt.Fprintf(stdout, "%s: channel %s, commit %s, evaluated %s\n", state, verdict.Channel, v.Manifest.Commit, verdict.At.Format(time.RFC3339))
+		if verdict.Partial() {
+			fmt.Fprintln(stdout, partialNote(verdict))
+		}
+		if verdict.WhatIf() {
+			fmt.Fprintln(stdout, whatIfNote(verdict))
+		}
+		for _, g := range verdict.Gates {
+			line := string(g.Status)
+			if g.Reason != "" && g.Reason != line {
+				line += ": " + g.Reason
+			}
+			fmt.Fprintf(stdout, "  %-16s %s\n", g.Gate, line)
+		}
+		for _, s := range verdict.Signed {
+			p := s.Predicate
+			fmt.Fprintf(stdout, "  signed off: %-11s by %s (%s) at %s\n", p.Role, p.Signer, p.KeyID, p.Time.Format(time.RFC3339))
+		}
+		if verdict.AwaitingSignoff() {
+			fmt.Fprintln(stdout, signoffNote(verdict, pos[0]))
+		}
+		if code := exitFor(verdict); code != exitPass {
+			return fail(code, "")
 		}
 		return nil
 	}
-	state := verdictWord(verdict)
-	fmt.Fprintf(stdout, "evidence valid: %d gate statements, manifest of %d artifacts, key %s\n", len(v.Gates), len(v.Manifest.Artifacts), v.KeyID)
-	if len(reports) > 0 {
-		fmt.Fprintf(stdout, "%s: what the evidence renders to\n", strings.Join(reports, " and "))
+	return c
+}
+
+// commitArg reads verify --commit: a full SHA (40 hex digits, or 64 for
+// SHA-256 repositories) is matched exactly by the evidence checks; a short
+// one (at least 7 hex digits) is returned as short, to match as a prefix
+// of the commits the bundle names once it is verified.
+func commitArg(s string) (full, short string, err error) {
+	if s == "" {
+		return "", "", nil
 	}
-	fmt.Fprintln(stdout, policyNote(res, j))
-	if v.Manifest.DevelopmentKey {
-		fmt.Fprintln(stdout, "note: signed with a development key, not a release key")
+	t := strings.ToLower(s)
+	if strings.Trim(t, "0123456789abcdef") != "" {
+		return "", "", cli.Usagef("--commit %q: want a commit SHA, in hex digits (a short SHA of 7 or more, or all 40)", s)
 	}
-	fmt.Fprintf(stdout, "%s: channel %s, commit %s, evaluated %s\n", state, verdict.Channel, v.Manifest.Commit, verdict.At.Format(time.RFC3339))
-	if verdict.Partial() {
-		fmt.Fprintln(stdout, partialNote(verdict))
+	switch {
+	case len(t) < minShortSHA:
+		return "", "", cli.Usagef("--commit %q is too short: give at least %d hex digits of the commit, as git log --oneline prints it, or all 40", s, minShortSHA)
+	case len(t) == 40 || len(t) == 64:
+		return t, "", nil
+	case len(t) > 40:
+		return "", "", cli.Usagef("--commit %q: a commit SHA has 40 hex digits, this has %d", s, len(t))
 	}
-	if verdict.WhatIf() {
-		fmt.Fprintln(stdout, whatIfNote(verdict))
-	}
-	for _, g := range verdict.Gates {
-		line := string(g.Status)
-		if g.Reason != "" && g.Reason != line {
-			line += ": " + g.Reason
+	return "", t, nil
+}
+
+// minShortSHA is the fewest hex digits verify --commit takes: git's own
+// default abbreviation.
+const minShortSHA = 7
+
+// matchCommit checks that a verified bundle is about the commit of the
+// short SHA: exactly one commit it names (its subjects') starts with it.
+// It is invalid evidence when none does, as a full SHA that does not
+// match is; when several do, the short SHA does not say which is meant.
+func matchCommit(v *evidence.Verified, short string) error {
+	var matched []string
+	for _, s := range v.Subjects {
+		if c := s.Digest["gitCommit"]; strings.HasPrefix(c, short) && !slices.Contains(matched, c) {
+			matched = append(matched, c)
 		}
-		fmt.Fprintf(stdout, "  %-16s %s\n", g.Gate, line)
 	}
-	for _, s := range verdict.Signed {
-		p := s.Predicate
-		fmt.Fprintf(stdout, "  signed off: %-11s by %s (%s) at %s\n", p.Role, p.Signer, p.KeyID, p.Time.Format(time.RFC3339))
+	switch len(matched) {
+	case 0:
+		return &evidence.InvalidError{Reason: fmt.Sprintf("the evidence is about commit %s, not %s", v.Manifest.Commit, short)}
+	case 1:
+		return nil
 	}
-	if verdict.AwaitingSignoff() {
-		fmt.Fprintln(stdout, signoffNote(verdict, pos[0]))
-	}
-	if code := exitFor(verdict); code != exitPass {
-		return fail(code, "")
-	}
-	return nil
+	return cli.Usagef("--commit %s is ambiguous: the bundle names commits %s; give more digits", short, strings.Join(matched, " and "))
 }
 
 // writeReports renders report.html and report.md next to the evidence,
@@ -631,40 +728,45 @@ func checkReports(res *gates.Verification) ([]string, error) {
 	return report.Check(in)
 }
 
-func cmdReport(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	format := fs.String("format", "html", "html or md")
+func reportCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "report DIR [--format html|md] [--pubkey FILE]", "render a verified bundle as HTML or Markdown", "", cli.ExactArgs(1, "one DIR (an evidence bundle)"))
+	fs := c.Flags()
+	format := cli.Choice(fs, "format", "html", "the format of the report", "html", "md")
 	pubkey := fs.String("pubkey", "", "public key the bundle must verify with (default: the development key)")
-	pos, err := parse(fs, args, "DIR")
-	if err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, pos []string) (err error) {
+		stdout := c.OutOrStdout()
+		root, _ := repoRoot()
+		pub, err := evidence.LoadVerifier(defaultPubkey(root, *pubkey))
+		if err != nil {
+			return fail(exitUsage, "--pubkey: %v", err)
+		}
+		res, err := verified(pos[0], pub, "", registry(), judgement{})
+		if err != nil {
+			return err
+		}
+		in, err := report.Recorded(res)
+		if err != nil {
+			return err
+		}
+		switch *format {
+		case "html":
+			return report.WriteHTML(stdout, in)
+		case "md":
+			return report.WriteMarkdown(stdout, in)
+		}
+		return cli.Usagef("--format %q: want html or md", *format)
 	}
-	root, _ := repoRoot()
-	pub, err := evidence.LoadVerifier(defaultPubkey(root, *pubkey))
-	if err != nil {
-		return fail(exitUsage, "--pubkey: %v", err)
-	}
-	res, err := verified(pos[0], pub, "", registry(), judgement{})
-	if err != nil {
-		return err
-	}
-	in, err := report.Recorded(res)
-	if err != nil {
-		return err
-	}
-	switch *format {
-	case "html":
-		return report.WriteHTML(stdout, in)
-	case "md":
-		return report.WriteMarkdown(stdout, in)
-	}
-	return fail(exitUsage, "report: --format %q: want html or md", *format)
+	return c
 }
 
-func cmdPublish(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func publishCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "publish DIR --repo OWNER/NAME --sha SHA [--pubkey FILE] [--policy FILE] [--api-url URL]", "post a verified bundle's verdict to GitHub as the commit status rustynet/release-gate/CHANNEL", `Verifies the bundle DIR, judges it under --policy (default: this checkout's
+policies/release.yaml, never the bundle's own copy), and sets the commit
+status rustynet/release-gate/CHANNEL on --sha with GITHUB_TOKEN. Partial,
+what-if, dirty and development-key bundles are refused.`, cli.ExactArgs(1, "one DIR (an evidence bundle)"))
+	fs := c.Flags()
 	repo := fs.String("repo", "", "OWNER/NAME (required)")
 	sha := fs.String("sha", "", "commit to set the status on (required; must be the bundle's)")
 	pubkey := fs.String("pubkey", "", "public key the bundle must verify with (default: the development key)")
@@ -672,80 +774,80 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	details := fs.String("details-url", "", "link from the status (a CI run)")
 	policyFile := fs.String("policy", "", "the release policy the verdict is judged under (default: policies/release.yaml of this checkout, never the bundle's own copy)")
 	allowDev := fs.Bool("allow-development-key", false, "publish a bundle signed with a development key (for testing the publishing path; a release never does)")
-	pos, err := parse(fs, args, "DIR")
-	if err != nil {
-		return err
-	}
-	owner, name, ok := strings.Cut(*repo, "/")
-	if !ok || owner == "" || name == "" || *sha == "" {
-		return fail(exitUsage, "publish: --repo OWNER/NAME and --sha SHA are required")
-	}
-	token := os.Getenv("GITHUB_TOKEN")
-	if token == "" {
-		return fail(exitUsage, "publish: set GITHUB_TOKEN")
-	}
-	root, _ := repoRoot()
-	pub, err := evidence.LoadVerifier(defaultPubkey(root, *pubkey))
-	if err != nil {
-		return fail(exitUsage, "--pubkey: %v", err)
-	}
-	if *policyFile == "" {
-		*policyFile = filepath.Join(root, "policies", "release.yaml")
-	}
-	vres, err := verified(pos[0], pub, *sha, registry(), judgement{Policy: *policyFile})
-	if err != nil {
-		return err
-	}
-	v, verdict := vres.Evidence, vres.Verdict
-	if verdict.Partial() {
-		return fail(exitUsage, "publish: %s holds a partial run (--gates %s), not a verdict on channel %s; run the whole channel to publish",
-			pos[0], strings.Join(verdict.Scope, ","), verdict.Channel)
-	}
-	if verdict.WhatIf() {
-		return fail(exitUsage, "publish: %s holds a what-if run, judged as of %s (--effective-time), not a verdict on the commit today; run the channel without it to publish",
-			pos[0], verdict.EffectiveTime.UTC().Format(time.RFC3339))
-	}
-	if v.Manifest.DevelopmentKey && !*allowDev {
-		return fail(exitUsage, "publish: %s is signed with a development key (made by make gate), not a release key; sign with --key, or pass --allow-development-key to test publishing", pos[0])
-	}
-	if v.Manifest.Dirty {
-		return fail(exitUsage, "publish: %s was made from a working tree with uncommitted changes: it is evidence about %.12s plus those changes, not about the commit; run the gate on a clean checkout", pos[0], v.Manifest.Commit)
-	}
-	in, err := report.Load(v, verdict)
-	if err != nil {
-		return err
-	}
-	var md bytes.Buffer
-	if err := report.WriteMarkdown(&md, in); err != nil {
-		return err
-	}
-	pv := publish.Verdict{Passed: verdict.Passed, Channel: verdict.Channel, Commit: *sha, Summary: md.String(), DetailsURL: *details, Awaiting: verdict.Awaiting}
-	for _, g := range verdict.Gates {
-		if g.Blocking {
-			pv.Blocking = append(pv.Blocking, g.Gate+": "+g.Reason)
+	c.RunE = func(c *cobra.Command, pos []string) (err error) {
+		stdout := c.OutOrStdout()
+		owner, name, ok := strings.Cut(*repo, "/")
+		if !ok || owner == "" || name == "" || *sha == "" {
+			return cli.Usagef("--repo OWNER/NAME and --sha SHA are required")
 		}
-	}
-	gh, err := publish.NewClient(token, *apiURL)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := publish.Publish(ctx, gh, owner, name, pv)
-	if err != nil {
-		if res != nil && res.StatusURL != "" {
-			fmt.Fprintf(stdout, "status %s set on %s@%s, but: %v\n", res.Context, *repo, *sha, err)
+		token := os.Getenv("GITHUB_TOKEN")
+		if token == "" {
+			return fail(exitUsage, "set GITHUB_TOKEN")
 		}
-		return err
+		root, _ := repoRoot()
+		pub, err := evidence.LoadVerifier(defaultPubkey(root, *pubkey))
+		if err != nil {
+			return fail(exitUsage, "--pubkey: %v", err)
+		}
+		if *policyFile == "" {
+			*policyFile = filepath.Join(root, "policies", "release.yaml")
+		}
+		vres, err := verified(pos[0], pub, *sha, registry(), judgement{Policy: *policyFile})
+		if err != nil {
+			return err
+		}
+		v, verdict := vres.Evidence, vres.Verdict
+		if verdict.Partial() {
+			return fail(exitUsage, "%s holds a partial run (--gates %s), not a verdict on channel %s; run the whole channel to publish",
+				pos[0], strings.Join(verdict.Scope, ","), verdict.Channel)
+		}
+		if verdict.WhatIf() {
+			return fail(exitUsage, "%s holds a what-if run, judged as of %s (--effective-time), not a verdict on the commit today; run the channel without it to publish",
+				pos[0], verdict.EffectiveTime.UTC().Format(time.RFC3339))
+		}
+		if v.Manifest.DevelopmentKey && !*allowDev {
+			return fail(exitUsage, "%s is signed with a development key (made by make gate), not a release key; sign with --key, or pass --allow-development-key to test publishing", pos[0])
+		}
+		if v.Manifest.Dirty {
+			return fail(exitUsage, "%s was made from a working tree with uncommitted changes: it is evidence about %.12s plus those changes, not about the commit; run the gate on a clean checkout", pos[0], v.Manifest.Commit)
+		}
+		in, err := report.Load(v, verdict)
+		if err != nil {
+			return err
+		}
+		var md bytes.Buffer
+		if err := report.WriteMarkdown(&md, in); err != nil {
+			return err
+		}
+		pv := publish.Verdict{Passed: verdict.Passed, Channel: verdict.Channel, Commit: *sha, Summary: md.String(), DetailsURL: *details, Awaiting: verdict.Awaiting}
+		for _, g := range verdict.Gates {
+			if g.Blocking {
+				pv.Blocking = append(pv.Blocking, g.Gate+": "+g.Reason)
+			}
+		}
+		gh, err := publish.NewClient(token, *apiURL)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		res, err := publish.Publish(ctx, gh, owner, name, pv)
+		if err != nil {
+			if res != nil && res.StatusURL != "" {
+				fmt.Fprintf(stdout, "status %s set on %s@%s, but: %v\n", res.Context, *repo, *sha, err)
+			}
+			return err
+		}
+		fmt.Fprintf(stdout, "status %s set on %s@%s\n", res.Context, *repo, *sha)
+		if res.CheckRunSkipped != "" {
+			fmt.Fprintf(stdout, "check run skipped: %s\n", res.CheckRunSkipped)
+		}
+		if code := exitFor(verdict); code != exitPass {
+			return fail(code, "")
+		}
+		return nil
 	}
-	fmt.Fprintf(stdout, "status %s set on %s@%s\n", res.Context, *repo, *sha)
-	if res.CheckRunSkipped != "" {
-		fmt.Fprintf(stdout, "check run skipped: %s\n", res.CheckRunSkipped)
-	}
-	if code := exitFor(verdict); code != exitPass {
-		return fail(code, "")
-	}
-	return nil
+	return c
 }
 
 // sweepTestNetworks removes the test networks that killed processes left

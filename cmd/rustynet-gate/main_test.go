@@ -22,13 +22,17 @@ import (
 
 var binary string
 
+// testVersion is the version the test binary's -ldflags set, as the
+// Makefile's do.
+const testVersion = "v0.0.0-test"
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rustynet-gate-test")
 	if err != nil {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "rustynet-gate")
-	build := exec.Command("go", "build", "-o", binary, ".")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", binary, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		panic(err)
@@ -215,11 +219,35 @@ func TestRunVerifyTamper(t *testing.T) {
 		t.Errorf("report --format md: exit %d\n%s", code, out)
 	}
 
+	// --commit takes the bundle's commit whole, or a short SHA of it.
+	commit, _ := manifestCommit(t, bundle)
+	short := commit[:6] + "0" // another commit's short SHA
+	if commit[6] == '0' {
+		short = commit[:6] + "1"
+	}
+	for _, c := range []struct {
+		sha  string
+		code int
+		want string
+	}{
+		{commit, 0, "PASSED"},
+		{commit[:7], 0, "PASSED"},
+		{strings.ToUpper(commit[:12]), 0, "PASSED"},
+		{short, 3, "the evidence is about commit " + commit + ", not " + short},
+		{commit[:6], 2, "is too short: give at least 7 hex digits"},
+		{"HEAD", 2, "want a commit SHA, in hex digits"},
+	} {
+		if out, code := gate(t, "verify", bundle, "--pubkey", pub, "--commit", c.sha); code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("verify --commit %s: exit %d, want %d saying %q\n%s", c.sha, code, c.code, c.want, out)
+		}
+	}
+
 	// Wrong key: invalid.
 	other := t.TempDir()
 	gate(t, "keygen", "--out", other)
-	if out, code := gate(t, "verify", bundle, "--pubkey", filepath.Join(other, "gate.pub")); code != 3 {
-		t.Errorf("verify with the wrong key: exit %d, want 3\n%s", code, out)
+	if out, code := gate(t, "verify", bundle, "--pubkey", filepath.Join(other, "gate.pub")); code != 3 || strings.Contains(out, "Found:") ||
+		!strings.Contains(out, "signed with another key") {
+		t.Errorf("verify with the wrong key: exit %d, want 3 saying it was signed with another key\n%s", code, out)
 	}
 	// A changed artifact: invalid.
 	res := filepath.Join(bundle, "artifacts", "architecture", "violations.json")

@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/gates"
@@ -135,7 +136,7 @@ func newVerdictJSON(v *gates.Verdict, details map[string]string, commit, dir str
 // trusted.
 func invalidJSON(dir string, err error) (verdictJSON, bool) {
 	var ie *evidence.InvalidError
-	if !errors.As(err, &ie) {
+	if !errors.As(plainSignatureError(err), &ie) {
 		return verdictJSON{}, false
 	}
 	return verdictJSON{Outcome: outcomeInvalid, Exit: exitInvalid, Reason: ie.Reason, Evidence: dir}, true
@@ -158,83 +159,88 @@ type gateSpecJSON struct {
 	Concurrent bool `json:"concurrent"`
 }
 
-func cmdGates(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gates", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func gatesCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "gates [--json]", "list the registered gates", "", nil)
+	fs := c.Flags()
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	reg := registry()
-	var out []gateSpecJSON
-	for _, n := range reg.Names() {
-		s, _ := reg.Get(n)
-		g := gateSpecJSON{Name: n, Owner: s.Owner, TimeoutSeconds: s.Timeout.Seconds(), Channels: s.Channels, Needs: []string{}, Concurrent: s.Concurrent}
-		for _, need := range s.Needs {
-			g.Needs = append(g.Needs, string(need))
+	c.RunE = func(c *cobra.Command, _ []string) (err error) {
+		stdout := c.OutOrStdout()
+		reg := registry()
+		var out []gateSpecJSON
+		for _, n := range reg.Names() {
+			s, _ := reg.Get(n)
+			g := gateSpecJSON{Name: n, Owner: s.Owner, TimeoutSeconds: s.Timeout.Seconds(), Channels: s.Channels, Needs: []string{}, Concurrent: s.Concurrent}
+			for _, need := range s.Needs {
+				g.Needs = append(g.Needs, string(need))
+			}
+			out = append(out, g)
 		}
-		out = append(out, g)
-	}
-	if *asJSON {
-		return printJSON(stdout, out)
-	}
-	for _, g := range out {
-		s, _ := reg.Get(g.Name)
-		conc := ""
-		if s.Concurrent {
-			conc = " (runs beside other concurrent gates)"
+		if *asJSON {
+			return printJSON(stdout, out)
 		}
-		fmt.Fprintf(stdout, "%-16s owner %-14s timeout %-6v needs %v%s\n", g.Name, g.Owner, s.Timeout, s.Needs, conc)
+		for _, g := range out {
+			s, _ := reg.Get(g.Name)
+			conc := ""
+			if s.Concurrent {
+				conc = " (runs beside other concurrent gates)"
+			}
+			fmt.Fprintf(stdout, "%-16s owner %-14s timeout %-6v needs %v%s\n", g.Name, g.Owner, s.Timeout, s.Needs, conc)
+		}
+		return nil
 	}
-	return nil
+	return c
 }
 
 // cmdMutate runs the seeded regressions (gates/*/mutants.yaml) and prints
 // the mutation score; below 100% it exits 1.
-func cmdMutate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("mutate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func mutateCmd() *cobra.Command {
+	c := &cobra.Command{}
+	describe(c, "mutate [--only NAME,...] [--json]", "run the seeded regressions (gates/*/mutants.yaml): every one must be blocked", `Runs the seeded regressions (gates/*/mutants.yaml) and prints the mutation
+score; exits 1 when a mutant survived.`, nil)
+	fs := c.Flags()
 	only := fs.String("only", "", "run only these mutants (comma-separated names)")
 	asJSON := fs.Bool("json", false, "print the outcomes as JSON on stdout")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	root, err := repoRoot()
-	if err != nil {
-		return err
-	}
-	o := mutate.Options{Root: root, Log: stderr}
-	if *only != "" {
-		o.Only = strings.Split(*only, ",")
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	outcomes, err := mutate.Run(ctx, o)
-	if err != nil {
-		return err
-	}
-	blocked, seeded := mutate.Score(outcomes)
-	if *asJSON {
-		if err := printJSON(stdout, map[string]any{"blocked": blocked, "seeded": seeded, "outcomes": outcomes}); err != nil {
+	c.RunE = func(c *cobra.Command, _ []string) (err error) {
+		stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
+		root, err := repoRoot()
+		if err != nil {
 			return err
 		}
-	} else {
-		for _, oc := range outcomes {
-			mark := "blocked "
-			if !oc.Blocked {
-				mark = "SURVIVED"
+		o := mutate.Options{Root: root, Log: stderr}
+		if *only != "" {
+			o.Only = strings.Split(*only, ",")
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		outcomes, err := mutate.Run(ctx, o)
+		if err != nil {
+			return err
+		}
+		blocked, seeded := mutate.Score(outcomes)
+		if *asJSON {
+			if err := printJSON(stdout, map[string]any{"blocked": blocked, "seeded": seeded, "outcomes": outcomes}); err != nil {
+				return err
 			}
-			fmt.Fprintf(stdout, "%s  %-16s %-40s %6s  %s\n", mark, oc.Gate, oc.Mutant, oc.Duration.Round(time.Second), oc.Why)
+		} else {
+			for _, oc := range outcomes {
+				mark := "blocked "
+				if !oc.Blocked {
+					mark = "SURVIVED"
+				}
+				fmt.Fprintf(stdout, "%s  %-16s %-40s %6s  %s\n", mark, oc.Gate, oc.Mutant, oc.Duration.Round(time.Second), oc.Why)
+			}
+			if seeded > 0 {
+				fmt.Fprintf(stdout, "mutation score: %d/%d (%.0f%%)\n", blocked, seeded, 100*float64(blocked)/float64(seeded))
+			}
 		}
-		if seeded > 0 {
-			fmt.Fprintf(stdout, "mutation score: %d/%d (%.0f%%)\n", blocked, seeded, 100*float64(blocked)/float64(seeded))
+		if seeded == 0 {
+			return fail(exitUsage, "no mutant ran (--only %q)", *only)
 		}
+		if blocked < seeded {
+			return fail(exitBlocked, "")
+		}
+		return nil
 	}
-	if seeded == 0 {
-		return fail(exitUsage, "mutate: no mutant ran (--only %q)", *only)
-	}
-	if blocked < seeded {
-		return fail(exitBlocked, "")
-	}
-	return nil
+	return c
 }

@@ -17,8 +17,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,7 +30,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
 
+	"github.com/rustynet/rustynet/internal/cli"
 	"github.com/rustynet/rustynet/internal/config"
 	"github.com/rustynet/rustynet/internal/gometrics"
 	"github.com/rustynet/rustynet/node"
@@ -58,9 +58,40 @@ func registry() *backend.Registry {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	return cli.Execute(newRoot(), args, stdout, stderr)
+}
+
+// exitCodes is the help text of the exit statuses.
+const exitCodes = `  0  the daemon stopped when asked (SIGINT, SIGTERM), or --version,
+     --list-backends or --measure-route-apply did what was asked
+  1  the daemon failed while running (its log says why), or a measurement
+     failed
+  2  usage error: an unknown flag, a bad flag value, an argument, a refused
+     --config file, or settings the node refuses at start (a missing
+     --controller, an unreadable CA or key file); nothing was started`
+
+func newRoot() *cobra.Command {
 	reg := registry()
-	fs := flag.NewFlagSet("rustynetd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	root := cli.New("rustynetd", version, "the Rustynet node daemon",
+		`rustynetd runs a Rustynet node: it registers with the controller
+(--controller), follows its netmap, and runs the data plane on a kernel TUN
+(--interface) or a userspace network stack (--netstack). With --config, the
+settings of a YAML file whose keys are these flags' names; a flag on the
+command line overrides the file. SIGHUP reloads the file's log-level.
+
+--controller takes the controller's URL, https://HOST:PORT, or the URLs of its
+replicas separated by commas, all with certificates from the one CA of
+--controller-ca; the node uses one at a time and moves to the next when it
+fails, and its data plane stays up meanwhile.
+
+Shell completion: rustynetd completion bash|zsh|fish|powershell.
+
+Exit status:
+`+exitCodes)
+	root.Use = "rustynetd --controller URL[,URL...] --controller-ca FILE [--state-dir DIR] [--auth-key KEY] [flags]"
+	root.DisableFlagsInUseLine = true
+	root.Args = cli.ExactArgs(0, "no arguments (every setting is a flag)")
+	fs := root.Flags()
 	stateDir := fs.String("state-dir", "/var/lib/rustynet", "directory for keys, the credential and the cached netmap (created 0700)")
 	controllerURL := fs.String("controller", "", "controller URL, https://HOST:PORT, or the URLs of its replicas separated by commas, tried in turn when one fails (required)")
 	controllerCA := fs.String("controller-ca", "", "PEM file of the controller's CA, DATA_DIR/tls/ca.pem on the controller, one for every replica (required)")
@@ -79,175 +110,159 @@ func run(args []string, stdout, stderr io.Writer) int {
 	netmapLog := fs.String("netmap-log", "", "append one JSON line per netmap applied to this file (time, revision, peers added or changed, removed), for drills")
 	pqOn := fs.Bool("pq", true, "announce and run the post-quantum preshared-key exchange with peers whose modes (the controller's pq policy) ask for it; --pq=false runs as a node without it")
 	pqPeriod := fs.Duration("pq-period", node.DefaultPQPeriod, "how often a pair agrees a new post-quantum preshared key")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logFormat := cli.Choice(fs, "log-format", "text", "log format", "text", "json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	readyFile := fs.String("ready-file", "", "once the dataplane is up, write this JSON file with the local API socket, device and port (for supervisors and tests)")
-	showVersion := fs.Bool("version", false, "print the version and exit")
 	listBackends := fs.Bool("list-backends", false, "print the backends this build has, one per line, each with what it claims (preshared-keys: it carries the post-quantum preshared key; post-quantum: its own key exchange is), and exit")
 	measureRoutes := fs.Int("measure-route-apply", 0, "time the router installing this many routes (in 198.18.0.0/15, the block set aside for benchmarks) on a new TUN named by --interface, from none, --measure-repetitions times; print the latencies as JSON and exit (needs CAP_NET_ADMIN; the release gate runs it in a namespace of its own)")
 	measureReps := fs.Int("measure-repetitions", 100, "repetitions for --measure-route-apply")
 	configFile := fs.String("config", "", "read settings from this YAML file: its keys are these flags' names (state-dir, controller, log-level, ...); a flag on the command line overrides it. On SIGHUP the daemon reads its log-level again")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	commandLine := config.CommandLine(fs)
-	if *configFile != "" {
-		entries, err := config.Load(*configFile)
-		if err == nil {
-			err = config.Apply(*configFile, entries, fs, configActions...)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "rustynetd: --config: %v\n", err)
-			return 2
-		}
-	}
-	if *showVersion {
-		fmt.Fprintf(stderr, "rustynetd %s\n", version)
-		return 0
-	}
-	if *listBackends {
-		for _, name := range reg.Names() {
-			line := name
-			if reg.PresharedKeys(name) {
-				line += " preshared-keys"
+	root.RunE = func(c *cobra.Command, _ []string) error {
+		stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
+		commandLine := config.CommandLine(fs)
+		if *configFile != "" {
+			entries, err := config.Load(*configFile)
+			if err == nil {
+				err = config.Apply(*configFile, entries, fs, configActions...)
 			}
-			if reg.PostQuantum(name) {
-				line += " post-quantum"
+			if err != nil {
+				return cli.Usagef("--config: %v", err)
 			}
-			fmt.Fprintln(stdout, line)
 		}
-		return 0
-	}
-	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "rustynetd: "+format+"\n", a...)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return usage("unexpected arguments %q", fs.Args())
-	}
-	if *measureRoutes != 0 {
-		return measureRouteApply(*iface, *mtu, *measureRoutes, *measureReps, stdout, stderr)
-	}
-	if *controllerURL == "" || *controllerCA == "" {
-		return usage("--controller and --controller-ca are required")
-	}
-	controllers, err := control.ParseURLs(*controllerURL)
-	if err != nil {
-		return usage("--controller: %v", err)
-	}
-	if *port > 65535 {
-		return usage("--listen-port %d is not a port", *port)
-	}
-	if *authKeyFile != "" {
-		b, err := os.ReadFile(*authKeyFile)
+		if *listBackends {
+			for _, name := range reg.Names() {
+				line := name
+				if reg.PresharedKeys(name) {
+					line += " preshared-keys"
+				}
+				if reg.PostQuantum(name) {
+					line += " post-quantum"
+				}
+				fmt.Fprintln(stdout, line)
+			}
+			return nil
+		}
+		usage := cli.Usagef
+		if *measureRoutes != 0 {
+			return measureRouteApply(*iface, *mtu, *measureRoutes, *measureReps, stdout)
+		}
+		if *controllerURL == "" || *controllerCA == "" {
+			return usage("--controller and --controller-ca are required")
+		}
+		controllers, err := control.ParseURLs(*controllerURL)
 		if err != nil {
-			return usage("--auth-key-file: %v", err)
+			return usage("--controller: %v", err)
 		}
-		*authKey = string(trimSpace(b))
-	}
-	if *hostname == "" {
-		*hostname, _ = os.Hostname()
-	}
-	if *probePeers < 0 {
-		return usage("--probe-peers %d: want 0 (every peer) or more", *probePeers)
-	}
-	var drillLogs [2]io.Writer // --probe-log, --netmap-log
-	for i, l := range []struct{ flag, path string }{{"--probe-log", *probeLog}, {"--netmap-log", *netmapLog}} {
-		if l.path == "" {
-			continue
+		if *port > 65535 {
+			return usage("--listen-port %d is not a port", *port)
 		}
-		f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		if err != nil {
-			return usage("%s: %v", l.flag, err)
+		if *authKeyFile != "" {
+			b, err := os.ReadFile(*authKeyFile)
+			if err != nil {
+				return usage("--auth-key-file: %v", err)
+			}
+			*authKey = string(trimSpace(b))
 		}
-		defer f.Close()
-		drillLogs[i] = f
-	}
-	// A LevelVar, so that SIGHUP can change the level of a running node.
-	level := new(slog.LevelVar)
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usage("--log-level %q: want debug, info, warn or error", *logLevel)
-	}
-	level.Set(l)
-	var h slog.Handler
-	switch *logFormat {
-	case "text":
-		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
-	case "json":
-		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
-	default:
-		return usage("--log-format %q: want text or json", *logFormat)
-	}
-	log := slog.New(h).With("component", "rustynetd", "version", version)
+		if *hostname == "" {
+			*hostname, _ = os.Hostname()
+		}
+		if *probePeers < 0 {
+			return usage("--probe-peers %d: want 0 (every peer) or more", *probePeers)
+		}
+		var drillLogs [2]io.Writer // --probe-log, --netmap-log
+		for i, l := range []struct{ flag, path string }{{"--probe-log", *probeLog}, {"--netmap-log", *netmapLog}} {
+			if l.path == "" {
+				continue
+			}
+			f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			if err != nil {
+				return usage("%s: %v", l.flag, err)
+			}
+			defer f.Close()
+			drillLogs[i] = f
+		}
+		// A LevelVar, so that SIGHUP can change the level of a running node.
+		level := new(slog.LevelVar)
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(*logLevel)); err != nil {
+			return usage("--log-level %q: want debug, info, warn or error", *logLevel)
+		}
+		level.Set(l)
+		var h slog.Handler
+		switch *logFormat {
+		case "text":
+			h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+		case "json":
+			h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+		}
+		log := slog.New(h).With("component", "rustynetd", "version", version)
 
-	promReg := prometheus.NewRegistry()
-	promReg.MustRegister(gometrics.Collector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if *pqPeriod < time.Second {
-		return usage("--pq-period %v: want at least 1s", *pqPeriod)
-	}
-	n, err := node.New(node.Config{
-		StateDir:       *stateDir,
-		ControllerURLs: controllers,
-		ControllerCA:   *controllerCA,
-		AuthKey:        *authKey,
-		Hostname:       *hostname,
-		Backend:        *backendName,
-		Registry:       reg,
-		Interface:      *iface,
-		Netstack:       *netstack,
-		ListenPort:     uint16(*port),
-		MTU:            *mtu,
-		ReadyFile:      *readyFile,
-		Logger:         log,
-		Registerer:     promReg,
-		Version:        version,
-		ProbeInterval:  probeInterval0(*probeInterval),
-		ProbePeers:     probePeers0(*probePeers),
-		ProbeLog:       drillLogs[0],
-		NetmapLog:      drillLogs[1],
-		NoPQ:           !*pqOn,
-		PQPeriod:       *pqPeriod,
-	})
-	if err != nil {
-		return usage("%v", err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	config.OnHangup(ctx, log, func() error {
-		l, err := config.ReloadLevel(*configFile, fs, commandLine, level)
-		if err == nil {
-			log.Info("SIGHUP: reloaded the log level; every other setting takes effect on a restart", "log_level", l.String())
+		promReg := prometheus.NewRegistry()
+		promReg.MustRegister(gometrics.Collector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		if *pqPeriod < time.Second {
+			return usage("--pq-period %v: want at least 1s", *pqPeriod)
 		}
-		return err
-	})
-	if *metricsListen != "" {
-		ln, err := net.Listen("tcp", *metricsListen)
+		n, err := node.New(node.Config{
+			StateDir:       *stateDir,
+			ControllerURLs: controllers,
+			ControllerCA:   *controllerCA,
+			AuthKey:        *authKey,
+			Hostname:       *hostname,
+			Backend:        *backendName,
+			Registry:       reg,
+			Interface:      *iface,
+			Netstack:       *netstack,
+			ListenPort:     uint16(*port),
+			MTU:            *mtu,
+			ReadyFile:      *readyFile,
+			Logger:         log,
+			Registerer:     promReg,
+			Version:        version,
+			ProbeInterval:  probeInterval0(*probeInterval),
+			ProbePeers:     probePeers0(*probePeers),
+			ProbeLog:       drillLogs[0],
+			NetmapLog:      drillLogs[1],
+			NoPQ:           !*pqOn,
+			PQPeriod:       *pqPeriod,
+		})
 		if err != nil {
-			log.Error("metrics listener", "err", err)
-			return 1
+			return usage("%v", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(ln)
-		defer srv.Close()
-		log.Info("serving metrics", "addr", ln.Addr().String())
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		config.OnHangup(ctx, log, func() error {
+			l, err := config.ReloadLevel(*configFile, fs, commandLine, level)
+			if err == nil {
+				log.Info("SIGHUP: reloaded the log level; every other setting takes effect on a restart", "log_level", l.String())
+			}
+			return err
+		})
+		if *metricsListen != "" {
+			ln, err := net.Listen("tcp", *metricsListen)
+			if err != nil {
+				log.Error("metrics listener", "err", err)
+				return cli.Exit(cli.ExitNo, nil) // logged
+			}
+			mux := http.NewServeMux()
+			mux.Handle("/metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
+			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			go srv.Serve(ln)
+			defer srv.Close()
+			log.Info("serving metrics", "addr", ln.Addr().String())
+		}
+		if err := n.Run(ctx); err != nil {
+			log.Error("rustynetd stopped", "err", err)
+			return cli.Exit(cli.ExitNo, nil) // logged
+		}
+		log.Info("rustynetd stopped")
+		return nil
 	}
-	if err := n.Run(ctx); err != nil {
-		log.Error("rustynetd stopped", "err", err)
-		return 1
-	}
-	log.Info("rustynetd stopped")
-	return 0
+	return root
 }
 
 // configActions are flags a config file may not set: the file's own,
 // and those that make the daemon do something else than run.
-var configActions = []string{"config", "version", "list-backends", "measure-route-apply", "measure-repetitions"}
+var configActions = []string{"config", "version", "help", "list-backends", "measure-route-apply", "measure-repetitions"}
 
 func trimSpace(b []byte) []byte {
 	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {

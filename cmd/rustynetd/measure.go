@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/rustynet/rustynet/internal/cli"
 	"github.com/rustynet/rustynet/node"
 )
 
@@ -20,27 +21,20 @@ type RouteApplyReport struct {
 	ApplyNS []int64 `json:"apply_ns"`
 }
 
-func measureRouteApply(iface string, mtu, routes, reps int, stdout, stderr io.Writer) int {
+func measureRouteApply(iface string, mtu, routes, reps int, stdout io.Writer) error {
 	if routes < 1 || routes > node.MaxBenchRoutes {
-		fmt.Fprintf(stderr, "rustynetd: --measure-route-apply %d: want 1 to %d routes\n", routes, node.MaxBenchRoutes)
-		return 2
+		return cli.Usagef("--measure-route-apply %d: want 1 to %d routes", routes, node.MaxBenchRoutes)
 	}
 	if reps < 1 || reps > 100000 {
-		fmt.Fprintf(stderr, "rustynetd: --measure-repetitions %d: want 1 to 100000\n", reps)
-		return 2
+		return cli.Usagef("--measure-repetitions %d: want 1 to 100000", reps)
 	}
 	lat, err := node.MeasureRouteApply(iface, mtu, routes, reps)
 	if err != nil {
-		fmt.Fprintf(stderr, "rustynetd: measuring route apply: %v\n", err)
-		return 1
+		return fmt.Errorf("measuring route apply: %w", err)
 	}
 	rep := RouteApplyReport{Routes: routes, Repetitions: reps, Interface: iface, Block: node.BenchRoutes.String()}
 	for _, d := range lat {
 		rep.ApplyNS = append(rep.ApplyNS, d.Nanoseconds())
 	}
-	if err := json.NewEncoder(stdout).Encode(rep); err != nil {
-		fmt.Fprintf(stderr, "rustynetd: %v\n", err)
-		return 1
-	}
-	return 0
+	return json.NewEncoder(stdout).Encode(rep)
 }

@@ -1,8 +1,11 @@
 // Package cli is what the rustynet commands share, on cobra: a root
 // command with --version and shell completion (`completion
 // bash|zsh|fish|powershell`), arguments refused unless a command takes
-// them, errors that name what the user gave and what was expected, and
-// one convention for exit codes.
+// them, flag values refused in words (Choice for a flag of a few words),
+// errors that name what the user gave and what was expected, and one
+// convention for exit codes. The four binaries use it: rustynet,
+// rustynetd (a root that runs itself), rustynet-controller and
+// rustynet-gate.
 //
 // Man pages are not generated: cobra's doc package needs
 // github.com/cpuguy83/go-md2man/v2, which the module does not require.
@@ -70,13 +73,21 @@ func Usagef(format string, a ...any) error {
 	return &UsageError{fmt.Errorf(format, a...)}
 }
 
-// ExitError ends the command with Code (3 or more: the command's own).
+// ExitError ends the command with Code (3 or more: the command's own;
+// or 1, or 2 for a command whose errors other than usage exit 2). A nil
+// Err, or one that says nothing, prints nothing: the command has said
+// what it found already.
 type ExitError struct {
 	Code int
 	Err  error
 }
 
-func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
 func (e *ExitError) Unwrap() error { return e.Err }
 
 // Exit returns an ExitError.
@@ -94,7 +105,8 @@ func (e *ran) Unwrap() error { return e.err }
 // help; an ExitError's code; else ExitNo. Errors are printed as
 // "COMMAND PATH: error" on stderr.
 //
-// Commands without Args take no arguments.
+// Commands without Args take no arguments. A root with its own RunE (a
+// daemon whose flags are its settings) runs without arguments too.
 func Execute(root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	// The completion commands write where root does when they are made,
 	// and are made strict too; help takes any topic, so it comes after.
@@ -104,9 +116,10 @@ func Execute(root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	root.InitDefaultCompletionCmd()
 	prepare(root)
 	root.InitDefaultHelpCmd()
-	if len(args) == 0 {
+	if len(args) == 0 && !root.Runnable() {
 		// Told what it can do, and a usage error: a script that forgot
-		// the command fails.
+		// the command fails. (A root that runs itself, such as a daemon's,
+		// runs.)
 		root.SetOut(stderr)
 		root.Help()
 		fmt.Fprintf(stderr, "%s: give a command\n", root.Name())
@@ -127,7 +140,9 @@ func Execute(root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", c.CommandPath(), err, c.CommandPath())
 		return ExitUsage
 	case errors.As(err, &exit):
-		fmt.Fprintf(stderr, "%s: %v\n", c.CommandPath(), err)
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintf(stderr, "%s: %s\n", c.CommandPath(), msg)
+		}
 		return exit.Code
 	default:
 		fmt.Fprintf(stderr, "%s: %v\n", c.CommandPath(), err)
@@ -213,6 +228,17 @@ func ExactArgs(n int, what string) cobra.PositionalArgs {
 	}
 }
 
+// MinimumArgs accepts n or more arguments, named by what (such as
+// "PARTIAL... (one or more bundles)") in the refusal.
+func MinimumArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) < n {
+			return fmt.Errorf("want %s, got %d arguments", what, len(args))
+		}
+		return nil
+	}
+}
+
 // flagError words pflag's refusals for the user: a bad value says what
 // the flag wants instead of Go's parse error, and an unknown flag that
 // another command takes says which.
@@ -245,6 +271,9 @@ func flagName(f *pflag.Flag) string {
 
 // wants says what a flag's type accepts.
 func wants(f *pflag.Flag) string {
+	if w, ok := f.Value.(interface{ Wants() string }); ok {
+		return w.Wants()
+	}
 	switch t := f.Value.Type(); t {
 	case "int", "int32", "int64":
 		return "a whole number"
@@ -275,4 +304,42 @@ func commandsWithFlag(root *cobra.Command, name string) []string {
 	}
 	walk(root)
 	return out
+}
+
+// Choice defines a string flag that takes one of choices (its default
+// may be another, such as "" for none); any other value is refused as a
+// bad value, saying which it takes. Its help shows them as its type.
+func Choice(fs *pflag.FlagSet, name, value, usage string, choices ...string) *string {
+	p := new(string)
+	*p = value
+	fs.Var(&choice{p, choices}, name, usage)
+	return p
+}
+
+type choice struct {
+	val     *string
+	choices []string
+}
+
+func (c *choice) String() string { return *c.val }
+func (c *choice) Type() string   { return strings.Join(c.choices, "|") }
+func (c *choice) Wants() string {
+	n := len(c.choices)
+	switch n {
+	case 1:
+		return c.choices[0]
+	case 2:
+		return c.choices[0] + " or " + c.choices[1]
+	}
+	return "one of " + strings.Join(c.choices[:n-1], ", ") + " or " + c.choices[n-1]
+}
+
+func (c *choice) Set(s string) error {
+	for _, w := range c.choices {
+		if s == w {
+			*c.val = s
+			return nil
+		}
+	}
+	return errors.New("want " + c.Wants())
 }

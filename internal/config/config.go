@@ -11,13 +11,12 @@ package config
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"time"
 
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 )
 
@@ -141,11 +140,11 @@ func Load(file string) ([]Entry, error) {
 }
 
 // Apply sets, from the file's entries, every flag of fs the command line
-// did not set. skip lists flags a file may not set (the file's own flag,
-// actions such as --version): naming one is refused too.
-func Apply(file string, entries []Entry, fs *flag.FlagSet, skip ...string) error {
-	onCommandLine := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+// did not set (pflag's Changed, taken before the first entry is applied).
+// skip lists flags a file may not set (the file's own flag, actions such
+// as --version): naming one is refused too.
+func Apply(file string, entries []Entry, fs *pflag.FlagSet, skip ...string) error {
+	onCommandLine := CommandLine(fs)
 	for _, e := range entries {
 		f := fs.Lookup(e.Key)
 		if f == nil || containsString(skip, e.Key) {
@@ -176,37 +175,40 @@ func Value(entries []Entry, key string) (string, bool) {
 	return "", false
 }
 
-// repeatable reports whether a flag accumulates values (a flag.Value
-// whose Set appends, which says so with IsRepeatable).
-func repeatable(f *flag.Flag) bool {
-	r, ok := f.Value.(interface{ IsRepeatable() bool })
-	return ok && r.IsRepeatable()
+// repeatable reports whether a flag accumulates values (a pflag.Value
+// whose Set appends, which says so with IsRepeatable, or one of pflag's
+// slices).
+func repeatable(f *pflag.Flag) bool {
+	if r, ok := f.Value.(interface{ IsRepeatable() bool }); ok {
+		return r.IsRepeatable()
+	}
+	_, ok := f.Value.(pflag.SliceValue)
+	return ok
 }
 
-// want says what a flag takes, for a value it refused: the flag package
-// says only "parse error" for a number, a bool or a duration.
-func want(f *flag.Flag, err error) string {
-	g, ok := f.Value.(flag.Getter)
-	if !ok {
-		return err.Error()
-	}
-	switch g.Get().(type) {
-	case bool:
+// want says what a flag takes, for a value it refused: the parse errors
+// of Go's strconv and time packages ("strconv.ParseInt: parsing ...")
+// are not the user's words.
+func want(f *pflag.Flag, err error) string {
+	switch f.Value.Type() {
+	case "bool":
 		return "want true or false"
-	case int, int64, uint, uint64:
+	case "int", "int8", "int16", "int32", "int64":
 		return "want a whole number"
-	case float64:
+	case "uint", "uint8", "uint16", "uint32", "uint64":
+		return "want a whole number, 0 or more"
+	case "float32", "float64":
 		return "want a number"
-	case time.Duration:
+	case "duration":
 		return "want a duration such as 30s or 5m"
 	}
 	return err.Error()
 }
 
 // suggest names the closest flag to a misspelt key.
-func suggest(fs *flag.FlagSet, key string, skip []string) string {
+func suggest(fs *pflag.FlagSet, key string, skip []string) string {
 	best, dist := "", 3
-	fs.VisitAll(func(f *flag.Flag) {
+	fs.VisitAll(func(f *pflag.Flag) {
 		if containsString(skip, f.Name) {
 			return
 		}

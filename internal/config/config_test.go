@@ -2,13 +2,14 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 type list []string
@@ -16,9 +17,10 @@ type list []string
 func (l *list) String() string     { return strings.Join(*l, ",") }
 func (l *list) Set(v string) error { *l = append(*l, v); return nil }
 func (l *list) IsRepeatable() bool { return true }
+func (l *list) Type() string       { return "strings" }
 
-func flags() (*flag.FlagSet, *string, *int, *bool, *time.Duration, *list) {
-	fs := flag.NewFlagSet("d", flag.ContinueOnError)
+func flags() (*pflag.FlagSet, *string, *int, *bool, *time.Duration, *list) {
+	fs := pflag.NewFlagSet("d", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	listen := fs.String("listen", ":8443", "")
 	conns := fs.Int("max-conns", 10, "")
@@ -117,7 +119,7 @@ func FuzzParse(f *testing.F) {
 // when the file dropped it; a level the command line set stays.
 func TestReloadLevel(t *testing.T) {
 	file := t.TempDir() + "/c.yaml"
-	fs := flag.NewFlagSet("d", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("d", pflag.ContinueOnError)
 	fs.String("log-level", "info", "")
 	fs.Parse(nil)
 	level := new(slog.LevelVar)

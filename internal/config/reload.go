@@ -2,12 +2,13 @@ package config
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spf13/pflag"
 )
 
 // OnHangup calls reload each time the process gets SIGHUP, until ctx
@@ -31,19 +32,20 @@ func OnHangup(ctx context.Context, log *slog.Logger, reload func() error) {
 	}()
 }
 
-// CommandLine lists the flags the command line set: taken after the
-// flags are parsed and before a file is applied (Apply sets flags too),
-// for a reload to know what the file may change.
-func CommandLine(fs *flag.FlagSet) map[string]bool {
+// CommandLine lists the flags the command line set (pflag's Changed):
+// taken after the flags are parsed and before a file is applied (Apply
+// sets flags too, which marks them changed), for a reload to know what
+// the file may change.
+func CommandLine(fs *pflag.FlagSet) map[string]bool {
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.Visit(func(f *pflag.Flag) { set[f.Name] = true })
 	return set
 }
 
 // ReloadLevel sets level from the config file's log-level (the flag's
 // default when the file no longer sets one), unless the command line set
 // it, which wins as at start; it reports the level in force.
-func ReloadLevel(file string, fs *flag.FlagSet, commandLine map[string]bool, level *slog.LevelVar) (slog.Level, error) {
+func ReloadLevel(file string, fs *pflag.FlagSet, commandLine map[string]bool, level *slog.LevelVar) (slog.Level, error) {
 	if file == "" || commandLine["log-level"] {
 		return level.Level(), nil
 	}
