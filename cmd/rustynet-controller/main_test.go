@@ -18,35 +18,20 @@ import (
 	"github.com/rustynet/rustynet/controller/api"
 	"github.com/rustynet/rustynet/controller/controllertest"
 	"github.com/rustynet/rustynet/controller/store/etcd/etcdtest"
+	"github.com/rustynet/rustynet/internal/clitest"
 )
 
 var binary, etcdBinary string
 
 // testVersion is the version the test binary's -ldflags set, as the
 // Makefile's do.
-const testVersion = "v0.0.0-test"
+const testVersion = clitest.Version
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rustynet-controller-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	binary = filepath.Join(dir, "rustynet-controller")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", binary, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build:", err)
-		os.Exit(2)
-	}
-	if etcdBinary, err = etcdtest.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	clitest.Main(m, "rustynet-controller", &binary, func(dir string) (err error) {
+		etcdBinary, err = etcdtest.Build(dir)
+		return err
+	})
 }
 
 func start(t *testing.T, dir string) *controllertest.Process {

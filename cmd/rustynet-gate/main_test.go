@@ -18,28 +18,17 @@ import (
 	"testing"
 
 	"github.com/rustynet/rustynet/evidence"
+	"github.com/rustynet/rustynet/internal/clitest"
 )
 
 var binary string
 
 // testVersion is the version the test binary's -ldflags set, as the
 // Makefile's do.
-const testVersion = "v0.0.0-test"
+const testVersion = clitest.Version
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rustynet-gate-test")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "rustynet-gate")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", binary, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	clitest.Main(m, "rustynet-gate", &binary, nil)
 }
 
 // changePayload changes one byte of a DSSE envelope's payload and keeps

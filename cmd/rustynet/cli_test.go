@@ -6,15 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
+	"github.com/rustynet/rustynet/internal/clitest"
 	"github.com/rustynet/rustynet/node/localapi"
 )
 
@@ -22,22 +21,10 @@ import (
 // does; testVersion is the version its -ldflags set, as the Makefile's do.
 var binary string
 
-const testVersion = "v0.0.0-test"
+const testVersion = clitest.Version
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rustynet-cli-test")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "rustynet")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", binary, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	clitest.Main(m, "rustynet", &binary, nil)
 }
 
 // rustynet runs the built binary and returns its exit code, stdout and

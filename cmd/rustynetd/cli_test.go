@@ -3,33 +3,21 @@ package main
 import (
 	"bytes"
 	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rustynet/rustynet/internal/clitest"
 )
 
 // binary is rustynetd, built once for the tests that run it as a user
 // does; testVersion is the version its -ldflags set, as the Makefile's do.
 var binary string
 
-const testVersion = "v0.0.0-test"
+const testVersion = clitest.Version
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rustynetd-test")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "rustynetd")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", binary, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	clitest.Main(m, "rustynetd", &binary, nil)
 }
 
 // TestCommandLine: what the binary accepts and refuses, and how it exits,
