@@ -382,21 +382,7 @@ exits 4 when they pass and is no verdict on the channel.`, nil)
 			return nil
 		}
 		fmt.Fprintf(stdout, "%s: channel %s at %s in %v\n", verdictWord(o.Verdict), *channel, sha[:min(12, len(sha))], o.Duration.Round(time.Second))
-		if o.Verdict.Partial() {
-			fmt.Fprintln(stdout, partialNote(o.Verdict))
-		}
-		if o.Verdict.WhatIf() {
-			fmt.Fprintln(stdout, whatIfNote(o.Verdict))
-		}
-		for _, g := range o.Verdict.Gates {
-			if g.Blocking {
-				fmt.Fprintf(stdout, "  blocking: %s: %s\n", g.Gate, g.Reason)
-			}
-		}
-		if o.Verdict.AwaitingSignoff() {
-			fmt.Fprintln(stdout, signoffNote(o.Verdict, *out))
-		}
-		fmt.Fprintf(stdout, "evidence: %s\nreport:   %s\n", *out, filepath.Join(*out, evidence.ReportHTML))
+		printOutcome(stdout, o.Verdict, *out)
 		if dev {
 			fmt.Fprintf(stdout, "signed with the development key in %s (not a release key)\n", filepath.Join(root, DevKeyDir))
 		}
@@ -406,6 +392,27 @@ exits 4 when they pass and is no verdict on the channel.`, nil)
 		return nil
 	}
 	return c
+}
+
+// printOutcome prints what a new bundle's verdict says beyond its word
+// (run and merge): a partial or what-if run, the gates that block, the
+// sign-offs awaited, and where the evidence and its report are.
+func printOutcome(stdout io.Writer, v *gates.Verdict, dir string) {
+	if v.Partial() {
+		fmt.Fprintln(stdout, partialNote(v))
+	}
+	if v.WhatIf() {
+		fmt.Fprintln(stdout, whatIfNote(v))
+	}
+	for _, g := range v.Gates {
+		if g.Blocking {
+			fmt.Fprintf(stdout, "  blocking: %s: %s\n", g.Gate, g.Reason)
+		}
+	}
+	if v.AwaitingSignoff() {
+		fmt.Fprintln(stdout, signoffNote(v, dir))
+	}
+	fmt.Fprintf(stdout, "evidence: %s\nreport:   %s\n", dir, filepath.Join(dir, evidence.ReportHTML))
 }
 
 // verdictWord is PASSED or BLOCKED, marked when the run was partial or a

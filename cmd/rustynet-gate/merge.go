@@ -89,21 +89,7 @@ keys, a gate run twice, or a byte changed are refused.`, cli.MinimumArgs(1, "PAR
 		for i, p := range m.Parts {
 			fmt.Fprintf(stdout, "  %s: %s (manifest sha256 %.12s)\n", m.Partials[i], strings.Join(p.Scope, ", "), p.ManifestSHA256)
 		}
-		if m.Verdict.Partial() {
-			fmt.Fprintln(stdout, partialNote(m.Verdict))
-		}
-		if m.Verdict.WhatIf() {
-			fmt.Fprintln(stdout, whatIfNote(m.Verdict))
-		}
-		for _, g := range m.Verdict.Gates {
-			if g.Blocking {
-				fmt.Fprintf(stdout, "  blocking: %s: %s\n", g.Gate, g.Reason)
-			}
-		}
-		if m.Verdict.AwaitingSignoff() {
-			fmt.Fprintln(stdout, signoffNote(m.Verdict, *out))
-		}
-		fmt.Fprintf(stdout, "evidence: %s\nreport:   %s\n", *out, filepath.Join(*out, evidence.ReportHTML))
+		printOutcome(stdout, m.Verdict, *out)
 		if m.DevelopmentKey {
 			fmt.Fprintln(stdout, "note: signed with a development key, not a release key")
 		}
