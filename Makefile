@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 # those skips into failures).
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report pq-experiment deps gate mutate rules docs images
+.PHONY: all build test race lint fuzz bench clean agility-report compat-docs dr-report pq-experiment deps gate mutate rules docs images man
 
 all: lint build test
 
@@ -134,6 +134,13 @@ DOCS_PUBKEY ?= .gate-dev/gate.pub
 docs:
 	@test -n "$(DOCS_BUNDLE)" || { echo "make docs: set DOCS_BUNDLE=DIR, a bundle of rustynet-gate run (a whole channel renders all seven)" >&2; exit 2; }
 	$(GO) run ./cmd/rustynet-gate docs "$(DOCS_BUNDLE)" --pubkey "$(DOCS_PUBKEY)" --out documents
+
+# The man pages of the four binaries, one per command (sections 1 and 8),
+# into out/man/; install them with: cp out/man/* /usr/local/share/man/manN/
+man: build
+	@mkdir -p out/man
+	@for b in rustynet rustynetd rustynet-controller rustynet-gate; do ./bin/$$b man out/man || exit 1; done
+	@ls out/man | wc -l | xargs printf 'out/man: %s pages\n'
 
 # The daemons' container images, FROM scratch around the static binaries
 # (deploy/container/); IMAGE_TAG defaults to the version.

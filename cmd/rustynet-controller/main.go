@@ -67,6 +67,7 @@ restore it.
 
 Exit status:
 `+exitCodes)
+	cli.ManSection(root, "8")
 	root.AddCommand(serveCmd(),
 		group("authkey", "pre-auth keys: create, list, revoke", authkeyCreateCmd(), authkeyListCmd(), authkeyRevokeCmd()),
 		group("node", "registered nodes: list, remove, rename", nodeListCmd(), nodeRemoveCmd(), nodeRenameCmd()),

@@ -88,6 +88,7 @@ Shell completion: rustynetd completion bash|zsh|fish|powershell.
 
 Exit status:
 `+exitCodes)
+	cli.ManSection(root, "8")
 	root.Use = "rustynetd --controller URL[,URL...] --controller-ca FILE [--state-dir DIR] [--auth-key KEY] [flags]"
 	root.DisableFlagsInUseLine = true
 	root.Args = cli.ExactArgs(0, "no arguments (every setting is a flag)")

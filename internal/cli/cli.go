@@ -7,17 +7,21 @@
 // rustynetd (a root that runs itself), rustynet-controller and
 // rustynet-gate.
 //
-// Man pages are not generated: cobra's doc package needs
-// github.com/cpuguy83/go-md2man/v2, which the module does not require.
+// Man pages: `NAME man DIR` (hidden; `make man` runs it for the four
+// binaries) writes one page per command with cobra's doc package, in
+// section 8 for a daemon (ManSection) and 1 otherwise.
 package cli
 
 import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
 	"github.com/spf13/pflag"
 )
 
@@ -114,6 +118,7 @@ func Execute(root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.InitDefaultCompletionCmd()
+	root.AddCommand(manCmd(root))
 	prepare(root)
 	root.InitDefaultHelpCmd()
 	if len(args) == 0 && !root.Runnable() {
@@ -147,6 +152,40 @@ func Execute(root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "%s: %v\n", c.CommandPath(), err)
 		return ExitNo
+	}
+}
+
+// ManSection marks root's man pages as of section (8 for a daemon and
+// its administration; the default is 1).
+func ManSection(root *cobra.Command, section string) {
+	if root.Annotations == nil {
+		root.Annotations = map[string]string{}
+	}
+	root.Annotations["man-section"] = section
+}
+
+// manCmd writes root's man pages into a directory.
+func manCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:    "man DIR",
+		Short:  "write the man pages of every command into DIR",
+		Hidden: true,
+		Args:   ExactArgs(1, "one DIR to write the pages into"),
+		RunE: func(c *cobra.Command, args []string) error {
+			section := root.Annotations["man-section"]
+			if section == "" {
+				section = "1"
+			}
+			if err := os.MkdirAll(args[0], 0o755); err != nil {
+				return err
+			}
+			// No date: the pages are the same for the same commands,
+			// whenever they are made.
+			epoch := time.Unix(0, 0).UTC()
+			h := &doc.GenManHeader{Title: strings.ToUpper(root.Name()), Section: section, Source: root.Name() + " " + root.Version, Manual: "Rustynet", Date: &epoch}
+			root.DisableAutoGenTag = true
+			return doc.GenManTree(root, h, args[0])
+		},
 	}
 }
 

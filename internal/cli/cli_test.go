@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -82,5 +84,33 @@ func TestRunnableRoot(t *testing.T) {
 	out.Reset()
 	if code := Execute(root(), []string{"x"}, &out, &out); code != ExitUsage || !strings.Contains(out.String(), "want no arguments") {
 		t.Errorf("Execute(daemon, x) = %d, printed %q; want %d", code, out.String(), ExitUsage)
+	}
+}
+
+// TestManPages: the hidden man command writes a page per command, in the
+// section the root asks for, the same bytes whenever it runs.
+func TestManPages(t *testing.T) {
+	root := New("rnd", "v1.2.3", "a daemon", "")
+	ManSection(root, "8")
+	root.AddCommand(&cobra.Command{Use: "serve", Short: "serve it", RunE: func(*cobra.Command, []string) error { return nil }})
+	dir := t.TempDir()
+	var out, errb strings.Builder
+	if code := Execute(root, []string{"man", dir}, &out, &errb); code != ExitOK {
+		t.Fatalf("man: exit %d, %s", code, errb.String())
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "rnd-serve.8"))
+	if err != nil || !strings.Contains(string(page), `.TH "RND" "8"`) || !strings.Contains(string(page), "serve it") {
+		t.Fatalf("rnd-serve.8: %v\n%s", err, page)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "rnd.8")); err != nil {
+		t.Error(err)
+	}
+	again := t.TempDir()
+	root2 := New("rnd", "v1.2.3", "a daemon", "")
+	ManSection(root2, "8")
+	root2.AddCommand(&cobra.Command{Use: "serve", Short: "serve it", RunE: func(*cobra.Command, []string) error { return nil }})
+	Execute(root2, []string{"man", again}, &out, &errb)
+	if page2, _ := os.ReadFile(filepath.Join(again, "rnd-serve.8")); string(page2) != string(page) {
+		t.Error("the pages differ between two runs: they carry a date or other state")
 	}
 }
