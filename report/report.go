@@ -66,6 +66,18 @@ func Recorded(res *gates.Verification) (*Input, error) {
 	return in, nil
 }
 
+// Judged is the input of a report of res under the verdict it was judged
+// to (the verifier's policy, at the judging time), with the checklist as
+// that policy's signers signed it: what publish posts.
+func Judged(res *gates.Verification) (*Input, error) {
+	in, err := Load(res.Evidence, res.Verdict)
+	if err != nil {
+		return nil, err
+	}
+	in.Checklist = gates.ChecklistStates(res.Evidence, res.Checklist, res.Verdict.Signed)
+	return in, nil
+}
+
 // File is a rendered report: its name in the bundle and its content.
 type File struct {
 	Name string

@@ -818,7 +818,7 @@ what-if, dirty and development-key bundles are refused.`, cli.ExactArgs(1, "one 
 		if v.Manifest.Dirty {
 			return fail(exitUsage, "%s was made from a working tree with uncommitted changes: it is evidence about %.12s plus those changes, not about the commit; run the gate on a clean checkout", pos[0], v.Manifest.Commit)
 		}
-		in, err := report.Load(v, verdict)
+		in, err := report.Judged(vres)
 		if err != nil {
 			return err
 		}
