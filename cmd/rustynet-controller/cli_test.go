@@ -1,8 +1,9 @@
 package main
 
 import (
-	"strings"
 	"testing"
+
+	"github.com/rustynet/rustynet/internal/clitest"
 )
 
 // TestCommandLine: what the binary accepts and refuses, and how it exits,
@@ -11,12 +12,11 @@ import (
 // was wrong in the user's words.
 func TestCommandLine(t *testing.T) {
 	dir := t.TempDir() // no controller: only a command that runs reaches it
-	for _, tc := range []struct {
-		name string
-		args []string
-		code int
-		// want are in stdout or stderr; never in neither.
-		want, never []string
+	clitest.Table(t, binary, []struct {
+		Name        string
+		Args        []string
+		Code        int
+		Want, Never []string // Want in stdout or stderr; Never in neither
 	}{
 		{"no command", nil, 2, []string{"Available Commands:", "give a command"}, nil},
 		{"unknown command", []string{"serv"}, 2, []string{`unknown command "serv"`, "Did you mean this?"}, nil},
@@ -57,26 +57,5 @@ func TestCommandLine(t *testing.T) {
 		{"completion zsh", []string{"completion", "zsh"}, 0, []string{"#compdef rustynet-controller"}, nil},
 		{"completion fish", []string{"completion", "fish"}, 0, []string{"complete -c rustynet-controller"}, nil},
 		{"no controller", []string{"node", "list", "--data-dir", dir}, 1, []string{"no controller is running"}, []string{"--help"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			stdout, stderr, code := ctl(t, "", tc.args...)
-			out := stdout + stderr
-			if code != tc.code {
-				t.Errorf("rustynet-controller %q exited %d, want %d; printed %q", tc.args, code, tc.code, out)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(out, w) {
-					t.Errorf("rustynet-controller %q printed %q, want %q in it", tc.args, out, w)
-				}
-			}
-			for _, w := range tc.never {
-				if strings.Contains(out, w) {
-					t.Errorf("rustynet-controller %q printed %q, which says %q", tc.args, out, w)
-				}
-			}
-			if tc.code == 2 && stdout != "" && tc.args != nil {
-				t.Errorf("rustynet-controller %q printed %q on stdout, want a usage error on stderr only", tc.args, stdout)
-			}
-		})
-	}
+	})
 }

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/rustynet/rustynet/evidence"
 	"github.com/rustynet/rustynet/internal/cli"
+	"github.com/rustynet/rustynet/internal/clitest"
 )
 
 // TestCommandLine: what the binary accepts and refuses, and how it exits,
@@ -17,12 +16,11 @@ import (
 // nothing on stdout, and says what was wrong in the user's words.
 func TestCommandLine(t *testing.T) {
 	dir := t.TempDir()
-	for _, tc := range []struct {
-		name string
-		args []string
-		code int
-		// want are in stdout or stderr; never in neither.
-		want, never []string
+	clitest.Table(t, binary, []struct {
+		Name        string
+		Args        []string
+		Code        int
+		Want, Never []string // Want in stdout or stderr; Never in neither
 	}{
 		{"no command", nil, 2, []string{"Available Commands:", "give a command"}, nil},
 		{"unknown command", []string{"veryfy"}, 2, []string{`unknown command "veryfy"`, "Did you mean this?"}, nil},
@@ -62,36 +60,7 @@ func TestCommandLine(t *testing.T) {
 		{"completion zsh", []string{"completion", "zsh"}, 0, []string{"#compdef rustynet-gate"}, nil},
 		{"completion fish", []string{"completion", "fish"}, 0, []string{"complete -c rustynet-gate"}, nil},
 		{"completion of an unknown shell", []string{"completion", "tcsh"}, 2, []string{`unknown command "tcsh"`}, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			cmd := exec.Command(binary, tc.args...)
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			var exit *exec.ExitError
-			if err != nil && !errors.As(err, &exit) {
-				t.Fatal(err)
-			}
-			code := cmd.ProcessState.ExitCode()
-			out := stdout.String() + stderr.String()
-			if code != tc.code {
-				t.Errorf("rustynet-gate %q exited %d, want %d; printed %q", tc.args, code, tc.code, out)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(out, w) {
-					t.Errorf("rustynet-gate %q printed %q, want %q in it", tc.args, out, w)
-				}
-			}
-			for _, w := range tc.never {
-				if strings.Contains(out, w) {
-					t.Errorf("rustynet-gate %q printed %q, which says %q", tc.args, out, w)
-				}
-			}
-			if tc.code == 2 && stdout.Len() > 0 && tc.args != nil {
-				t.Errorf("rustynet-gate %q printed %q on stdout, want a usage error on stderr only", tc.args, stdout.String())
-			}
-		})
-	}
+	})
 }
 
 // TestMatchCommit: a short SHA matches the one commit a bundle names that

@@ -45,7 +45,8 @@ func TestDocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(bundledoc.StripProvenance(got), committed) {
+	// The committed copy may itself have been rendered from a bundle.
+	if !bytes.Equal(bundledoc.StripProvenance(got), bundledoc.StripProvenance(committed)) {
 		t.Error("the rendered schedule, past its provenance, differs from the one the policies generate")
 	}
 	index, err := os.ReadFile(filepath.Join(docs, "operations", "measured-evidence-index.md"))

@@ -47,12 +47,11 @@ func rustynet(t *testing.T, args ...string) (int, string, string) {
 // anything asks rustynetd, and says what was wrong in the user's words.
 func TestCommandLine(t *testing.T) {
 	dir := t.TempDir() // no daemon: only a command that runs reaches it
-	for _, tc := range []struct {
-		name string
-		args []string
-		code int
-		// want are in stdout or stderr; never in neither.
-		want, never []string
+	clitest.Table(t, binary, []struct {
+		Name        string
+		Args        []string
+		Code        int
+		Want, Never []string // Want in stdout or stderr; Never in neither
 	}{
 		{"no command", nil, 2, []string{"Available Commands:", "give a command"}, nil},
 		{"unknown command", []string{"stats"}, 2, []string{`unknown command "stats"`, "Did you mean this?", "rustynet --help"}, nil},
@@ -83,28 +82,7 @@ func TestCommandLine(t *testing.T) {
 		{"completion without a shell", []string{"completion"}, 2, []string{"give a command: bash, fish, powershell, zsh"}, nil},
 		{"no daemon", []string{"status", "--state-dir", dir}, 1, []string{"rustynetd is not running (no socket at " + dir}, []string{"--help"}},
 		{"no daemon for ping", []string{"ping", "b", "--state-dir", dir}, 1, []string{"rustynetd is not running"}, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			code, stdout, stderr := rustynet(t, tc.args...)
-			out := stdout + stderr
-			if code != tc.code {
-				t.Errorf("rustynet %q exited %d, want %d; printed %q", tc.args, code, tc.code, out)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(out, w) {
-					t.Errorf("rustynet %q printed %q, want %q in it", tc.args, out, w)
-				}
-			}
-			for _, w := range tc.never {
-				if strings.Contains(out, w) {
-					t.Errorf("rustynet %q printed %q, which says %q", tc.args, out, w)
-				}
-			}
-			if tc.code == 2 && stdout != "" && tc.args != nil {
-				t.Errorf("rustynet %q printed %q on stdout, want a usage error on stderr only", tc.args, stdout)
-			}
-		})
-	}
+	})
 }
 
 // TestStatusExitsOneWhenNotConnected: `rustynet status` prints the status

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/rustynet/rustynet/internal/clitest"
@@ -27,12 +23,11 @@ func TestCommandLine(t *testing.T) {
 	dir := t.TempDir()
 	ok := []string{"--state-dir", dir, "--controller", "https://a.example:8443", "--controller-ca", "/nonexistent/ca.pem"}
 	with := func(args ...string) []string { return append(append([]string{}, ok...), args...) }
-	for _, tc := range []struct {
-		name string
-		args []string
-		code int
-		// want are in stdout or stderr; never in neither.
-		want, never []string
+	clitest.Table(t, binary, []struct {
+		Name        string
+		Args        []string
+		Code        int
+		Want, Never []string // Want in stdout or stderr; Never in neither
 	}{
 		{"no flags", nil, 2, []string{"--controller and --controller-ca are required"}, nil},
 		{"unknown flag", with("--bogus"), 2, []string{"unknown flag: --bogus", "rustynetd --help"}, nil},
@@ -54,34 +49,5 @@ func TestCommandLine(t *testing.T) {
 		{"completion zsh", []string{"completion", "zsh"}, 0, []string{"#compdef rustynetd"}, nil},
 		{"completion fish", []string{"completion", "fish"}, 0, []string{"complete -c rustynetd"}, nil},
 		{"help of completion", []string{"completion", "bash", "--help"}, 0, []string{"bash"}, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			cmd := exec.Command(binary, tc.args...)
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			var exit *exec.ExitError
-			if err != nil && !errors.As(err, &exit) {
-				t.Fatal(err)
-			}
-			code := cmd.ProcessState.ExitCode()
-			out := stdout.String() + stderr.String()
-			if code != tc.code {
-				t.Errorf("rustynetd %q exited %d, want %d; printed %q", tc.args, code, tc.code, out)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(out, w) {
-					t.Errorf("rustynetd %q printed %q, want %q in it", tc.args, out, w)
-				}
-			}
-			for _, w := range tc.never {
-				if strings.Contains(out, w) {
-					t.Errorf("rustynetd %q printed %q, which says %q", tc.args, out, w)
-				}
-			}
-			if tc.code == 2 && stdout.Len() > 0 {
-				t.Errorf("rustynetd %q printed %q on stdout, want a usage error on stderr only", tc.args, stdout.String())
-			}
-		})
-	}
+	})
 }
