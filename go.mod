@@ -171,3 +171,4 @@ tool (
 )
 
 replace golang.zx2c4.com/wireguard => ./third_party/wireguard-go
+replace github.com/quic-go/quic-go => ./third_party/quic-go
