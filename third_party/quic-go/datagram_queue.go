@@ -103,9 +103,12 @@ func (h *datagramQueue) Pop() {
 }
 
 // HandleDatagramFrame handles a received DATAGRAM frame.
+//
+// RUSTYNET patch 3: it keeps f.Data, which the frame parser
+// (parseDatagramFrame) allocated for this frame alone, instead of copying
+// it a second time.
 func (h *datagramQueue) HandleDatagramFrame(f *wire.DatagramFrame) {
-	data := make([]byte, len(f.Data))
-	copy(data, f.Data)
+	data := f.Data
 	var queued bool
 	h.rcvMx.Lock()
 	if len(h.rcvQueue) < maxDatagramRcvQueueLen {
@@ -133,10 +136,11 @@ func (h *datagramQueue) HandleDatagramFrame(f *wire.DatagramFrame) {
 }
 
 // Receive gets a received DATAGRAM frame.
+//
+// RUSTYNET patch 2: a DATAGRAM frame already queued is returned even when
+// ctx is done, so that a caller drains the queue without blocking by
+// passing a canceled context.
 func (h *datagramQueue) Receive(ctx context.Context) ([]byte, error) {
-	if err := context.Cause(ctx); err != nil {
-		return nil, err
-	}
 	for {
 		h.rcvMx.Lock()
 		if len(h.rcvQueue) > 0 {

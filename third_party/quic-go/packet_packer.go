@@ -518,8 +518,21 @@ func (p *packetPacker) appendPacket(
 	}
 	kp := sealer.KeyPhase()
 
-	return p.appendShortHeaderPacket(buf, connID, pn, pnLen, kp, pl, 0, maxPacketSize, sealer, false, v)
+	// RUSTYNET patch 1: a packet of DATAGRAM frames that comes within
+	// datagramPadSlack bytes of the maximum packet size is padded to it,
+	// so that the GSO send path (sendPacketsWithGSO), which batches only
+	// full-size packets, batches a flow of full-size datagrams.
+	var padding protocol.ByteCount
+	if pl.numDatagramFrames > 0 {
+		if size := hdrLen + pl.length + protocol.ByteCount(sealer.Overhead()); size < maxPacketSize && maxPacketSize-size <= datagramPadSlack {
+			padding = maxPacketSize - size
+		}
+	}
+	return p.appendShortHeaderPacket(buf, connID, pn, pnLen, kp, pl, padding, maxPacketSize, sealer, false, v)
 }
+
+// datagramPadSlack is the most padding RUSTYNET patch 1 adds to a packet.
+const datagramPadSlack = 64
 
 func (p *packetPacker) maybeGetCryptoPacket(
 	maxPacketSize protocol.ByteCount,

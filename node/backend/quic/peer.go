@@ -494,50 +494,103 @@ func (p *peer) sendLoop() {
 	}
 }
 
+// rxBatch is the most packets receive writes to the device at once: the
+// first datagram it waits for and those already queued behind it. A batch
+// lets the device (wireguard-go's TUN with its offloads) coalesce a TCP
+// flow's segments into one large packet (GRO) and one write, where one
+// write a packet costs the kernel a pass of its stack each.
+const rxBatch = 32
+
+// rxBufSize is the room of each receive buffer past the headroom: 16
+// whole packets coalesced into the first. A larger packet, reassembled
+// from fragments, gets a buffer of its own.
+const rxBufSize = 16 * 1500
+
+// drained is a context already done: ReceiveDatagram with it returns a
+// datagram already queued (third_party/quic-go, patch 2) and never waits.
+var drained = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // receive delivers the packets arriving on c to the device until c
 // closes: whole or reassembled, well-formed, from a source address that
 // routes back to this peer, and only while c is the peer's connection.
+// It writes them in batches of those that arrived together.
 func (p *peer) receive(c *quicgo.Conn) {
 	var err error
 	defer func() { p.lost(c, err) }()
 	var ra reassembler
-	buf := make([]byte, offset+1500)
-	bufs := make([][]byte, 1)
+	bufs := make([][]byte, rxBatch)
+	out := make([][]byte, 0, rxBatch)
 	for {
-		var d []byte
-		d, err = c.ReceiveDatagram(p.b.ctx)
-		if err != nil {
-			return
-		}
-		if len(d) == 0 {
-			continue
-		}
-		var pkt []byte
-		switch d[0] >> 4 {
-		case 4, 6:
-			buf = grow(buf, offset+len(d))
-			pkt = buf[offset : offset+copy(buf[offset:], d)]
-		default:
-			whole := ra.add(d, time.Now())
-			if whole == nil {
-				continue
+		out = out[:0]
+		var size int
+		for len(out) < rxBatch {
+			ctx := p.b.ctx
+			if len(out) > 0 {
+				ctx = drained
 			}
-			buf = grow(buf, offset+whole.size)
-			pkt = whole.copyTo(buf[offset:])
+			d, rerr := c.ReceiveDatagram(ctx)
+			if rerr != nil {
+				if len(out) == 0 {
+					err = rerr
+					return
+				}
+				break // none queued, or c closed: the next wait says which
+			}
+			if pkt := p.unpack(c, &ra, d, &bufs[len(out)]); pkt != nil {
+				out = append(out, bufs[len(out)][:offset+len(pkt)])
+				size += len(pkt)
+			}
 		}
-		src, _, ok := ipAddrs(pkt)
-		if !ok || p.b.routes.Load().lookup(src) != p || p.conn.Load() != c {
+		if len(out) == 0 {
 			continue
 		}
-		bufs[0] = buf[:offset+len(pkt)]
-		if _, werr := p.b.dev.Write(bufs, offset); werr != nil {
+		if _, werr := p.b.dev.Write(out, offset); werr != nil {
 			if errors.Is(werr, os.ErrClosed) || p.b.ctx.Err() != nil {
 				return
 			}
 			continue
 		}
-		p.rx.Add(uint64(len(pkt)))
+		p.rx.Add(uint64(size))
 	}
+}
+
+// unpack returns the packet datagram d carries, copied into *buf past its
+// headroom (a buffer of rxBufSize made or replaced as needed): whole, or
+// completing a fragmented one. It returns nil for a heartbeat, a fragment
+// that completes nothing, a malformed packet, one whose source does not
+// route back to this peer, and any once c is no longer the peer's
+// connection.
+func (p *peer) unpack(c *quicgo.Conn, ra *reassembler, d []byte, buf *[]byte) []byte {
+	if len(d) == 0 {
+		return nil
+	}
+	room := func(n int) []byte {
+		if len(*buf) < offset+n {
+			*buf = make([]byte, offset+max(n, rxBufSize))
+		}
+		return (*buf)[offset:]
+	}
+	var pkt []byte
+	switch d[0] >> 4 {
+	case 4, 6:
+		r := room(len(d))
+		pkt = r[:copy(r, d)]
+	default:
+		whole := ra.add(d, time.Now())
+		if whole == nil {
+			return nil
+		}
+		pkt = whole.copyTo(room(whole.size))
+	}
+	src, _, ok := ipAddrs(pkt)
+	if !ok || p.b.routes.Load().lookup(src) != p || p.conn.Load() != c {
+		return nil
+	}
+	return pkt
 }
 
 // stats reports the peer; the caller holds b.mu.
@@ -557,13 +610,6 @@ func (p *peer) stats() backend.PeerStats {
 		s.Endpoint = p.remote
 	}
 	return s
-}
-
-func grow(b []byte, n int) []byte {
-	if len(b) >= n {
-		return b
-	}
-	return make([]byte, n)
 }
 
 // Packet buffers queued for sending. Most packets fit poolBufSize; larger
