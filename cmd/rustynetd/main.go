@@ -117,6 +117,7 @@ Exit status:
 	listBackends := fs.Bool("list-backends", false, "print the backends this build has, one per line, each with what it claims (preshared-keys: it carries the post-quantum preshared key; post-quantum: its own key exchange is), and exit")
 	measureRoutes := fs.Int("measure-route-apply", 0, "time the router installing this many routes (in 198.18.0.0/15, the block set aside for benchmarks) on a new TUN named by --interface, from none, --measure-repetitions times; print the latencies as JSON and exit (needs CAP_NET_ADMIN; the release gate runs it in a namespace of its own)")
 	measureReps := fs.Int("measure-repetitions", 100, "repetitions for --measure-route-apply")
+	pprofListen := fs.String("debug-pprof-listen", "", "for debugging: serve Go's profiles (net/http/pprof: /debug/pprof/profile?seconds=N for CPU, heap, goroutine, ...) over HTTP on this loopback address, such as 127.0.0.1:6060; only a loopback address is accepted, since profiles reveal the process's internals; off (empty) by default")
 	configFile := fs.String("config", "", "read settings from this YAML file: its keys are these flags' names (state-dir, controller, log-level, ...); a flag on the command line overrides it. On SIGHUP the daemon reads its log-level again")
 	root.RunE = func(c *cobra.Command, _ []string) error {
 		stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
@@ -200,6 +201,11 @@ Exit status:
 
 		promReg := prometheus.NewRegistry()
 		promReg.MustRegister(gometrics.Collector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		if *pprofListen != "" {
+			if err := loopbackOnly(*pprofListen); err != nil {
+				return usage("--debug-pprof-listen: %v", err)
+			}
+		}
 		if *pqPeriod < time.Second {
 			return usage("--pq-period %v: want at least 1s", *pqPeriod)
 		}
@@ -250,6 +256,17 @@ Exit status:
 			go srv.Serve(ln)
 			defer srv.Close()
 			log.Info("serving metrics", "addr", ln.Addr().String())
+		}
+		if *pprofListen != "" {
+			ln, err := net.Listen("tcp", *pprofListen)
+			if err != nil {
+				log.Error("pprof listener", "err", err)
+				return cli.Exit(cli.ExitNo, nil) // logged
+			}
+			srv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
+			go srv.Serve(ln)
+			defer srv.Close()
+			log.Warn("serving Go profiles for debugging (--debug-pprof-listen)", "addr", ln.Addr().String())
 		}
 		if err := n.Run(ctx); err != nil {
 			log.Error("rustynetd stopped", "err", err)
