@@ -112,16 +112,30 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		now := time.Now()
 		gating := d.gating.Load()
 		kept := 0
+		// A batch is mostly packets of one flow (a TCP segment offload
+		// split into MSS-sized packets): a packet whose header is the
+		// previous one's has its verdict, and its flow was recorded with
+		// this batch's time already, so the maps are not read again.
+		var last header
+		lastOK, lastKeep := false, false
 		d.mu.Lock()
 		for i := range n {
 			pkt := bufs[i][offset : offset+sizes[i]]
 			h, ok := parse(pkt)
-			if ok && gating && d.gated[h.dst] && !d.exchangeOutLocked(h) {
+			keep := true
+			if ok && lastOK && h == last {
+				keep = lastKeep
+			} else {
+				if ok && gating && d.gated[h.dst] && !d.exchangeOutLocked(h) {
+					keep = false
+				} else if ok && (d.restricted[h.dst] || d.gated[h.dst]) && len(d.flows) < maxFlows {
+					d.flows[flow{h.proto, h.src, h.dst, h.sport, h.dport}] = now
+				}
+				last, lastOK, lastKeep = h, ok, keep
+			}
+			if !keep {
 				d.dropped.Add(1)
 				continue
-			}
-			if ok && (d.restricted[h.dst] || d.gated[h.dst]) && len(d.flows) < maxFlows {
-				d.flows[flow{h.proto, h.src, h.dst, h.sport, h.dport}] = now
 			}
 			if kept != i {
 				copy(bufs[kept][offset:], pkt)
@@ -155,16 +169,39 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 		return d.Device.Write(bufs, offset)
 	}
 	now := time.Now()
-	keep := bufs[:0:0]
+	// keep stays nil while every packet passes: then the batch goes to the
+	// device as it came, with nothing allocated. As in Read, a packet whose
+	// header is the previous one's has its verdict (Write changes no
+	// state).
+	var keep [][]byte
+	var last header
+	lastOK, lastAllow := false, false
 	d.mu.Lock()
-	for _, b := range bufs {
-		if d.allowLocked(b[offset:], now) {
-			keep = append(keep, b)
+	for i, b := range bufs {
+		pkt := b[offset:]
+		h, ok := parse(pkt)
+		var allow bool
+		if ok && lastOK && h == last {
+			allow = lastAllow
 		} else {
+			allow = d.allowParsedLocked(h, ok, len(pkt), now)
+			last, lastOK, lastAllow = h, ok, allow
+		}
+		switch {
+		case !allow:
+			if keep == nil {
+				keep = make([][]byte, i, len(bufs))
+				copy(keep, bufs[:i])
+			}
 			d.dropped.Add(1)
+		case keep != nil:
+			keep = append(keep, b)
 		}
 	}
 	d.mu.Unlock()
+	if keep == nil {
+		keep = bufs
+	}
 	if len(keep) == 0 {
 		return len(bufs), nil
 	}
@@ -174,12 +211,13 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), nil
 }
 
-func (d *Device) allowLocked(pkt []byte, now time.Time) bool {
-	h, ok := parse(pkt)
+// allowParsedLocked reports whether a packet from a peer passes: h and ok
+// are what parse made of it, size its length.
+func (d *Device) allowParsedLocked(h header, ok bool, size int, now time.Time) bool {
 	if !ok {
 		// Not IP: nothing a peer could use to reach us. Let the stack
 		// decide, unless the source is unknown.
-		return len(pkt) == 0
+		return size == 0
 	}
 	if d.gated[h.src] {
 		// Only the exchange: to this node's responder, or replies on a
