@@ -17,6 +17,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
+	"github.com/rustynet/rustynet/internal/require"
 	"github.com/rustynet/rustynet/node/backend"
 )
 
@@ -90,10 +91,11 @@ func TestFullSizeDatagramsBatched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !gsoSupported(probe) {
+	gso := gsoSupported(probe)
+	if !gso {
 		probe.Close()
-		t.Skip("the kernel has no UDP GSO (UDP_SEGMENT), so quic-go sends every packet alone")
 	}
+	require.Need(t, "kernel:udp-gso", gso, "the kernel has no UDP GSO (UDP_SEGMENT), so quic-go sends every packet alone")
 	var writes atomic.Int64
 	d, a := loopPairOn(t, countingConn{probe, &writes})
 	waitDatagramRoom(t, d, MaxMTU)
