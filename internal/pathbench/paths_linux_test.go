@@ -37,11 +37,13 @@ const refPort = 51820
 
 var refNet = netip.MustParsePrefix("10.213.0.0/24")
 
-// path is one way between two hosts that iperf3 measures.
+// path is one way between two hosts that iperf3 measures (or, for the
+// naive path, its naiveLoop).
 type path struct {
 	name           string
 	server, client *testbed.Host
 	target         netip.Addr
+	naive          *naiveLoop // quic-go datagrams instead of iperf3
 	// daemons are the processes that carry the path (none for raw), by
 	// the side they run on ("sender", "receiver"), with their hosts.
 	daemons  []end
@@ -72,13 +74,15 @@ func envInt(b *testing.B, name string, def int) int {
 // server, each run a 1 s warm-up iperf3 omits and RUSTYNET_PATHBENCH_SECONDS
 // measured) through the raw veth path, the reference wireguard-go,
 // rustynetd's wireguard backend without and with a one-way ACL, its quic
-// backend, and a baseline rustynetd's when one is given, one run of each
-// per round, the order rotated from round to round. Each path runs between
-// two hosts of a testbed network of its own (the meshes add a controller
-// host); all are up for the whole run, so every path sees the same
-// machine. It reports, over the rounds, the median, min and max of each
-// path's Gbit/s and of the ratios (each taken within a round), and the
-// daemons' CPU seconds per GB. The package comment lists the settings.
+// backend, and a baseline rustynetd's when one is given, and the goodput
+// of plain quic-go datagrams over the raw path's veth (naive: the same
+// warm-up and measured window; naiveLoop), one run of each per round, the
+// order rotated from round to round. Each path runs between two hosts of
+// a testbed network of its own (the meshes add a controller host; naive
+// shares raw's hosts); all are up for the whole run, so every path sees
+// the same machine. It reports, over the rounds, the median, min and max
+// of each path's Gbit/s and of the ratios (each taken within a round), and
+// the daemons' CPU seconds per GB. The package comment lists the settings.
 func BenchmarkPaths(b *testing.B) {
 	require.Root(b)
 	require.Command(b, "iperf3")
@@ -118,6 +122,11 @@ func BenchmarkPaths(b *testing.B) {
 	raw := &path{name: "raw", server: h1, client: h0, target: h1.Addr}
 	refEnds := startReference(b, ctx, ref, work, h0, h1)
 	refPath := &path{name: "ref", server: h1, client: h0, target: refNet.Addr().Next().Next(), daemons: refEnds, profiled: true}
+	loop, err := newNaiveLoop(h1, h0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	naive := &path{name: "naive", server: h1, client: h0, target: h1.Addr, naive: loop}
 
 	meshPath := func(daemonBin, backend string, oneWay bool) *path {
 		var args []string
@@ -149,8 +158,9 @@ func BenchmarkPaths(b *testing.B) {
 	acl.name = "acl"
 	quic := meshPath(daemonBin, "quic", false)
 	quic.name = "quic"
-	paths := []*path{raw, refPath, ours, acl, quic}
-	ratios := [][2]*path{{ours, refPath}, {refPath, raw}, {ours, raw}, {acl, ours}, {quic, raw}, {quic, ours}}
+	paths := []*path{raw, refPath, ours, acl, quic, naive}
+	ratios := [][2]*path{{ours, refPath}, {refPath, raw}, {ours, raw}, {acl, ours}, {quic, raw}, {quic, ours},
+		{quic, naive}, {naive, raw}}
 	if base := os.Getenv("RUSTYNET_PATHBENCH_BASE_DAEMON"); base != "" {
 		// A baseline rustynetd (another build: an earlier commit's), on
 		// the wireguard backend with and without the one-way ACL.
@@ -165,7 +175,13 @@ func BenchmarkPaths(b *testing.B) {
 
 	// Handshakes and first connections before anything is measured.
 	for _, p := range paths {
-		if _, err := testbed.Iperf3(ctx, p.server, p.client, p.target, time.Second); err != nil {
+		var err error
+		if p.naive != nil {
+			_, err = p.naive.run(ctx, 0, time.Second)
+		} else {
+			_, err = testbed.Iperf3(ctx, p.server, p.client, p.target, time.Second)
+		}
+		if err != nil {
 			b.Fatalf("%s: warm-up: %v", p.name, err)
 		}
 	}
@@ -174,6 +190,16 @@ func BenchmarkPaths(b *testing.B) {
 	for r := range rounds {
 		for i := range paths {
 			p := paths[(r+i)%len(paths)]
+			if p.naive != nil {
+				res, err := p.naive.run(ctx, time.Second, dur)
+				if err != nil {
+					b.Fatalf("round %d, %s: %v", r+1, p.name, err)
+				}
+				p.gbits = append(p.gbits, res.GbitPerSecond())
+				b.Logf("round %d %-8s %6.3f Gbit/s, %.1f%% of %d datagrams lost (%d in the receiver's socket buffer)",
+					r+1, p.name, res.GbitPerSecond(), res.LostPercent(), res.Sent, res.RcvbufErrors)
+				continue
+			}
 			cpu0 := p.cpu(b)
 			res, err := testbed.Iperf3(ctx, p.server, p.client, p.target, dur, "-O", "1")
 			if err != nil {
