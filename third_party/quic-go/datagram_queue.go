@@ -11,9 +11,12 @@ import (
 	"github.com/quic-go/quic-go/qlogwriter"
 )
 
+// RUSTYNET patch 4: the receive queue holds 1,024 DATAGRAM frames, as
+// wireguard-go's inbound queue holds 1,024 packets, not 128: a burst the
+// reader has not taken yet is kept rather than dropped.
 const (
 	maxDatagramSendQueueLen = 32
-	maxDatagramRcvQueueLen  = 128
+	maxDatagramRcvQueueLen  = 1024
 )
 
 type datagramQueue struct {

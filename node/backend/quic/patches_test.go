@@ -200,3 +200,46 @@ func TestReceiveBatches(t *testing.T) {
 	}
 	t.Logf("writes of %v packets", dev.batches)
 }
+
+// TestReceiveQueueHoldsABurst (patch 4): a burst of datagrams larger than
+// quic-go's former receive queue (128) waits, whole, for a reader that is
+// late.
+func TestReceiveQueueHoldsABurst(t *testing.T) {
+	d, a := loopPair(t)
+	waitDatagramRoom(t, d, MaxMTU)
+	// Empty the receive queue of the datagrams waitDatagramRoom sent.
+	time.Sleep(settle)
+	for {
+		if _, err := a.ReceiveDatagram(drained); err != nil {
+			break
+		}
+	}
+	const n = 600
+	msg := make([]byte, MaxMTU)
+	msg[0] = 0x45
+	before := a.ConnectionStats().PacketsReceived
+	for range n {
+		if err := d.SendDatagram(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each datagram fills a packet of its own: wait until the acceptor
+	// has received them all, reading none.
+	for deadline := time.Now().Add(wait); a.ConnectionStats().PacketsReceived-before < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d packets received of the %d datagrams sent", a.ConnectionStats().PacketsReceived-before, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(settle) // any packet counted that was not one of them
+	got := 0
+	for {
+		if _, err := a.ReceiveDatagram(drained); err != nil {
+			break
+		}
+		got++
+	}
+	if got != n {
+		t.Fatalf("a reader late for a burst of %d datagrams found %d queued", n, got)
+	}
+}
