@@ -148,9 +148,9 @@ func missing(rep *agility.Report, backends []string, casesOf func(backend string
 // whatever the case logged.
 var floors = map[string]struct {
 	metric string
-	floor  float64
+	floor  func(backend string) float64
 }{
-	"Throughput": {"tunnel_to_raw", suite.ThroughputFloor},
+	"Throughput": {"tunnel_to_raw", suite.FloorFor},
 }
 
 // failureMax is how many characters of a failed case's output a problem
@@ -164,9 +164,9 @@ func failure(res *agility.Result, c string) string {
 	var parts []string
 	if f, ok := floors[c]; ok {
 		if m, ok := res.Metrics[f.metric]; ok {
-			parts = append(parts, fmt.Sprintf("%s %.3g %s, the floor %g", f.metric, m.Value, m.Unit, f.floor))
+			parts = append(parts, fmt.Sprintf("%s %.3g %s, the floor %g", f.metric, m.Value, m.Unit, f.floor(res.Backend)))
 		} else {
-			parts = append(parts, fmt.Sprintf("%s was not measured (the floor is %g)", f.metric, f.floor))
+			parts = append(parts, fmt.Sprintf("%s was not measured (the floor is %g)", f.metric, f.floor(res.Backend)))
 		}
 	}
 	if out := res.FailureText(c); out != "" {

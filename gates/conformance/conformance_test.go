@@ -75,7 +75,7 @@ func TestFailureNamesTheFigure(t *testing.T) {
 	ev("run", "TestConformance/Throughput", "")
 	ev("output", "TestConformance/Throughput", "    conformance.go:745: device MTU 1404\n")
 	ev("output", "TestConformance/Throughput", "    conformance.go:789: conformance-metric tunnel_to_raw=0.0149 ratio\n")
-	ev("output", "TestConformance/Throughput", "    conformance.go:794: TCP through the backend: 0.174 Gbit/s, 0.0149 of the raw path's 11.70 Gbit/s; the floor is 0.015\n")
+	ev("output", "TestConformance/Throughput", "    conformance.go:794: TCP through the backend: 0.174 Gbit/s, 0.0149 of the raw path's 11.70 Gbit/s; quic's floor is 0.034\n")
 	ev("output", "TestConformance/Throughput", "--- FAIL: TestConformance/Throughput (4.10s)\n")
 	ev("fail", "TestConformance/Throughput", "")
 	rep, err := agility.Parse(strings.NewReader(events.String()))
@@ -83,8 +83,8 @@ func TestFailureNamesTheFigure(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := missing(rep, []string{"quic"}, func(string) []string { return []string{"Connectivity", "Replay", "Throughput"} })
-	want := "backend quic: case Throughput failed: tunnel_to_raw 0.0149 ratio, the floor 0.015; device MTU 1404; " +
-		"TCP through the backend: 0.174 Gbit/s, 0.0149 of the raw path's 11.70 Gbit/s; the floor is 0.015"
+	want := "backend quic: case Throughput failed: tunnel_to_raw 0.0149 ratio, the floor 0.034; device MTU 1404; " +
+		"TCP through the backend: 0.174 Gbit/s, 0.0149 of the raw path's 11.70 Gbit/s; quic's floor is 0.034"
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("missing = %q, want [%q]", got, want)
 	}

@@ -18,10 +18,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,7 +61,40 @@ const MTU = 1420
 // run under the floor, quic's 0.0149, came in a batch at loads of 4.5 to
 // 13.5; at loads of 7.5 to 11 wireguard fell to 0.013 once in 50 runs on
 // the old stack.
+//
+// It is the floor of a backend ThroughputFloors does not name.
 const ThroughputFloor = 0.015
+
+// ThroughputFloors are the floors of backends that reach well above
+// ThroughputFloor, set by the same rule from their own runs.
+//
+// quic: measured on 2026-12-05 (AMD EPYC, 2 cores, kernel 6.18.44, go1.26.8),
+// after the data-path work of third_party/quic-go/RUSTYNET.md, six runs
+// while other work held the 1-minute load average at 10 to 14: 0.061 to
+// 0.103 (0.071 0.069 0.103 0.062 0.061 0.068; wireguard, alternating
+// with it, 0.023 to 0.041). The lowest, 0.061, divided by the spread of
+// one run (1.8, above) gives 0.034: it fails the backend at about half of
+// what it now reaches, where ThroughputFloor let it lose three quarters.
+var ThroughputFloors = map[string]float64{
+	"quic": 0.034,
+}
+
+// FloorFor is the throughput floor of the named backend.
+func FloorFor(backend string) float64 {
+	if f, ok := ThroughputFloors[backend]; ok {
+		return f
+	}
+	return ThroughputFloor
+}
+
+// throughputProperty states the Throughput case with every floor.
+func throughputProperty() string {
+	var named []string
+	for _, b := range slices.Sorted(maps.Keys(ThroughputFloors)) {
+		named = append(named, fmt.Sprintf("%g for %s", ThroughputFloors[b], b))
+	}
+	return fmt.Sprintf("TCP through the backend MUST reach at least its floor of TCP over the raw path, measured in the same run: %s, %g for any other.", strings.Join(named, ", "), ThroughputFloor)
+}
 
 // Case is one property of the suite.
 type Case struct {
@@ -85,7 +120,7 @@ var Cases = []Case{
 	{"ManyPeers", "One instance MUST exchange packets with 24 peers at once.", false, testManyPeers},
 	{"LinkFlap", "After the link goes down and comes back, traffic MUST resume without reconfiguration.", false, testLinkFlap},
 	{"Close", "Close MUST release every goroutine, socket and file descriptor the backend opened.", false, testClose},
-	{"Throughput", fmt.Sprintf("TCP through the backend MUST reach at least %g of TCP over the raw path, measured in the same run.", ThroughputFloor), false, testThroughput},
+	{"Throughput", throughputProperty(), false, testThroughput},
 	{"PresharedKeyRotation", "A preshared key installed on both sides and replaced MUST move the session onto it without losing a packet, and peers whose preshared keys differ MUST NOT pass a packet.", true, testPresharedKeyRotation},
 	{"RefusedDowngrade", "A peer with a preshared key MUST NOT exchange a packet with one that has none, in either direction.", true, testRefusedDowngrade},
 }
@@ -735,7 +770,7 @@ func tcpRate(t *testing.T, ln net.Listener, dial func() (net.Conn, error), d tim
 }
 
 // testThroughput: TCP through two instances on netstack devices MUST reach
-// at least ThroughputFloor of TCP over the raw veth path between the same
+// at least its floor (FloorFor) of TCP over the raw veth path between the same
 // two namespaces, measured in the same run (2 s each, raw first).
 func testThroughput(t *testing.T, e *env) {
 	ha, hb := e.net.Hosts[0], e.net.Hosts[1]
@@ -790,7 +825,7 @@ func testThroughput(t *testing.T, e *env) {
 	metric(t, "raw_tcp", raw/1e9, "Gbit/s")
 	metric(t, "tunnel_tcp", tunnel/1e9, "Gbit/s")
 	metric(t, "tunnel_to_raw", ratio, "ratio")
-	if ratio < ThroughputFloor {
-		t.Errorf("TCP through the backend: %.3f Gbit/s, %.4f of the raw path's %.2f Gbit/s; the floor is %g", tunnel/1e9, ratio, raw/1e9, ThroughputFloor)
+	if floor := FloorFor(e.spec.Name); ratio < floor {
+		t.Errorf("TCP through the backend: %.3f Gbit/s, %.4f of the raw path's %.2f Gbit/s; %s's floor is %g", tunnel/1e9, ratio, raw/1e9, e.spec.Name, floor)
 	}
 }
