@@ -6,10 +6,12 @@
 package certs
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -116,22 +118,71 @@ func (m *Manager) CAFile() string {
 // certificate, which IsReplica checks: only another replica holds one from
 // the CA. Nodes send none, and a client certificate from elsewhere fails
 // nothing (the handshake does not verify it).
+//
+// It issues TLS 1.3 session tickets, and a client that comes back with
+// one resumes its session (a PSK with a fresh key exchange, so forward
+// secrecy and the hybrid post-quantum exchange stay) without the
+// certificate's signature and its verification. A ticket is bound to the
+// certificate served when it was issued: once that certificate is
+// renewed or reloaded, or while it has expired with no new one, a ticket
+// resumes nothing and the client makes a full handshake, verifying the
+// certificate served then.
 func (m *Manager) TLSConfig() *tls.Config {
 	clientAuth := tls.NoClientCert
 	if !m.External() {
 		clientAuth = tls.RequestClientCert
 	}
-	return &tls.Config{
+	conf := &tls.Config{
 		ClientAuth: clientAuth,
 		MinVersion: tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c, err := m.current()
-			if err != nil && !m.now().Before(c.Leaf.NotAfter) {
-				return nil, err // expired, and no new one
-			}
-			return c, nil // Renewed reports the error
+			return m.serving()
 		},
 	}
+	// EncryptTicket and DecryptTicket use conf's ticket keys (crypto/tls
+	// makes and rotates them), also from a clone of conf.
+	conf.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		c, err := m.serving()
+		if err != nil {
+			return nil, err
+		}
+		ss.Extra = append(ss.Extra, sessionBinding(c))
+		return conf.EncryptTicket(cs, ss)
+	}
+	conf.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := conf.DecryptTicket(identity, cs)
+		if err != nil || ss == nil {
+			return nil, err
+		}
+		c, err := m.serving()
+		if err != nil || !slices.ContainsFunc(ss.Extra, func(e []byte) bool { return bytes.Equal(e, sessionBinding(c)) }) {
+			return nil, nil // a full handshake
+		}
+		return ss, nil
+	}
+	return conf
+}
+
+// serving returns the certificate a handshake serves: the current one,
+// renewed or reloaded first when due, and while a renewal fails the old
+// one until it expires (Renewed reports the error).
+func (m *Manager) serving() (*tls.Certificate, error) {
+	c, err := m.current()
+	if err != nil && !m.now().Before(c.Leaf.NotAfter) {
+		return nil, err // expired, and no new one
+	}
+	return c, nil
+}
+
+// sessionBindingPrefix marks the entry of a session ticket's Extra that
+// names the certificate the session was established under.
+const sessionBindingPrefix = "rustynet-controller-certificate-v1:"
+
+// sessionBinding is the entry of a session ticket's Extra that binds it to
+// the server certificate c: its leaf's SHA-256.
+func sessionBinding(c *tls.Certificate) []byte {
+	sum := sha256.Sum256(c.Certificate[0])
+	return append([]byte(sessionBindingPrefix), sum[:]...)
 }
 
 // current returns the certificate to serve, renewed (or, for an
@@ -282,7 +333,11 @@ func (m *Manager) issueServerLocked() error {
 	if err != nil {
 		return err
 	}
-	m.cert = &tls.Certificate{Certificate: [][]byte{der, m.caCert.Raw}, PrivateKey: key, Leaf: leaf}
+	// The leaf alone: a node verifies it against the CA it holds
+	// (ca.pem), and a CA sent along is a second candidate parent, whose
+	// signature crypto/x509 checks again (one more ECDSA verification in
+	// every full handshake), for nothing.
+	m.cert = &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 	return nil
 }
 

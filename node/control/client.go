@@ -142,6 +142,10 @@ const (
 	PingTimeout = 5 * time.Second
 )
 
+// sessionCacheSize is how many TLS sessions a client keeps: one per
+// controller replica it talks to, and replicas are few.
+const sessionCacheSize = 16
+
 // New returns a client for the controller at url (https://HOST:PORT) that
 // trusts the CA certificate in caFile (PEM) and nothing else.
 func New(url, caFile string) (*Client, error) {
@@ -167,10 +171,17 @@ func NewReplicated(cfg Config) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ping := &http.HTTP2Config{SendPingTimeout: cmp.Or(cfg.PingAfter, PingAfter), PingTimeout: cmp.Or(cfg.PingTimeout, PingTimeout)}
+	tlsConf := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
+	// The session cache lets a connection after the first (after a
+	// challenge, a controller restart, a network change or a switch
+	// between replicas) resume its TLS session: a fresh key exchange
+	// still, without the certificate's signature and its verification.
+	// It is this node's own.
+	tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(sessionCacheSize)
 	return &Client{
 		hc: &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
+			TLSClientConfig:     tlsConf,
 			ForceAttemptHTTP2:   true,
 			HTTP2:               ping,
 			TLSHandshakeTimeout: 10 * time.Second,

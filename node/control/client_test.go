@@ -728,3 +728,34 @@ func TestDeprecationHeard(t *testing.T) {
 		t.Errorf("after an answer without the headers: %+v, still deprecated", d)
 	}
 }
+
+// TestSessionResumed: a node's connection after its first (here after its
+// idle connections were closed) resumes the TLS session of the first.
+func TestSessionResumed(t *testing.T) {
+	rs, ca := startReplicas(t, 1)
+	a := rs[0]
+	var mu sync.Mutex
+	var resumed []bool
+	a.handle(api.PathRegisterChallenge, func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		resumed = append(resumed, req.TLS.DidResume)
+		mu.Unlock()
+		answer(http.StatusOK, api.RegisterChallenge{Challenge: "c1.x", Key: api.MachinePublic{1}})(w, req)
+	})
+	c, err := control.New(a.URL, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 2 {
+		if _, err := c.Challenge(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(resumed, []bool{false, true}) {
+		t.Errorf("connections resumed: %v, want [false true]", resumed)
+	}
+}
