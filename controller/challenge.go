@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rustynet/rustynet/controller/api"
@@ -26,11 +27,54 @@ const challengePrefix = "c1."
 type challenger struct {
 	secret [32]byte
 	now    func() time.Time
+	recent recentKeys
+}
+
+// recentKeys remembers the ephemeral keys of the challenges issued last,
+// for their proofs: deriving a key computes its public half too, so a
+// proof checked with a remembered key costs one X25519 multiplication
+// rather than two. It is a memo only: a challenge it no longer holds (a
+// retry, many challenges issued since, a proof sent to another replica's
+// challenge) has its key derived again, as the challenge is stateless.
+// Its size bounds the memory whatever the rate of challenges; a node
+// answers its challenge within a round trip, so the last few hundred
+// cover the proofs in flight.
+type recentKeys struct {
+	mu   sync.Mutex
+	keys map[[challengeRaw]byte]*ecdh.PrivateKey
+	ring [recentKeysSize][challengeRaw]byte
+	next int
+}
+
+const recentKeysSize = 256
+
+func (r *recentKeys) add(raw []byte, k *ecdh.PrivateKey) {
+	id := [challengeRaw]byte(raw)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keys == nil {
+		r.keys = make(map[[challengeRaw]byte]*ecdh.PrivateKey, recentKeysSize)
+	}
+	delete(r.keys, r.ring[r.next])
+	r.ring[r.next] = id
+	r.next = (r.next + 1) % recentKeysSize
+	r.keys[id] = k
+}
+
+// take returns the remembered key of raw and forgets it, or nil.
+func (r *recentKeys) take(raw []byte) *ecdh.PrivateKey {
+	id := [challengeRaw]byte(raw)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := r.keys[id]
+	delete(r.keys, id)
+	return k
 }
 
 const (
 	challengeBody = 24 // nonce and issue time
 	challengeTag  = 16
+	challengeRaw  = challengeBody + challengeTag
 )
 
 // tag is the MAC of a challenge's body.
@@ -54,14 +98,16 @@ func (c *challenger) key(raw []byte) *ecdh.PrivateKey {
 }
 
 func (c *challenger) issue() api.RegisterChallenge {
-	raw := make([]byte, challengeBody, challengeBody+challengeTag)
+	raw := make([]byte, challengeBody, challengeRaw)
 	copy(raw, randomBytes(16))
 	now := c.now()
 	binary.BigEndian.PutUint64(raw[16:], uint64(now.Unix()))
 	raw = append(raw, c.tag(raw)...)
+	k := c.key(raw)
+	c.recent.add(raw, k)
 	return api.RegisterChallenge{
 		Challenge: challengePrefix + base64.RawURLEncoding.EncodeToString(raw),
-		Key:       api.MachinePublic(c.key(raw).PublicKey().Bytes()),
+		Key:       api.MachinePublic(k.PublicKey().Bytes()),
 		ExpiresAt: time.Unix(now.Unix(), 0).Add(api.ChallengeTTL).UTC(),
 	}
 }
@@ -74,7 +120,7 @@ func (c *challenger) verify(req *api.RegisterRequest) error {
 	}
 	enc, ok := strings.CutPrefix(req.Challenge, challengePrefix)
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(enc)
-	if !ok || err != nil || len(raw) != challengeBody+challengeTag || !hmac.Equal(raw[challengeBody:], c.tag(raw[:challengeBody])) {
+	if !ok || err != nil || len(raw) != challengeRaw || !hmac.Equal(raw[challengeBody:], c.tag(raw[:challengeBody])) {
 		return refuse("the challenge is not one this controller issued (or it was issued before a restart)")
 	}
 	issued := time.Unix(int64(binary.BigEndian.Uint64(raw[16:challengeBody])), 0)
@@ -90,7 +136,11 @@ func (c *challenger) verify(req *api.RegisterRequest) error {
 	if err != nil {
 		return refuse("the machine key is not an X25519 public key")
 	}
-	shared, err := c.key(raw).ECDH(pub)
+	k := c.recent.take(raw)
+	if k == nil {
+		k = c.key(raw)
+	}
+	shared, err := k.ECDH(pub)
 	if err != nil {
 		// A low-order point: no one holds a private key for it.
 		return refuse("the machine key is not usable for a proof")
