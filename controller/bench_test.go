@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/rustynet/rustynet/internal/machine"
+	"github.com/rustynet/rustynet/internal/proc"
 
 	"github.com/rustynet/rustynet/controller"
 	"github.com/rustynet/rustynet/controller/api"
@@ -32,17 +34,26 @@ import (
 // capability version does: a challenge, then the registration with its
 // machine proof.
 func register(hc *http.Client, base, key string) (int, []byte, error) {
+	return registerContext(context.Background(), hc, base, key)
+}
+
+// registerContext is register with a context for its two requests.
+func registerContext(ctx context.Context, hc *http.Client, base, key string) (int, []byte, error) {
 	req := api.RegisterRequest{AuthKey: key, NodeKey: controllertest.Key[api.NodePublic](),
 		MachineKey: controllertest.Key[api.MachinePublic](), Hostname: "bench"}
-	if err := controllertest.Prove(context.Background(), hc, base, &req); err != nil {
+	if err := controllertest.Prove(ctx, hc, base, &req); err != nil {
 		return 0, nil, err
 	}
 	b, _ := json.Marshal(req)
-	return post(hc, base+api.PathRegister, b, "")
+	return postContext(ctx, hc, base+api.PathRegister, b, "")
 }
 
 func post(hc *http.Client, url string, body []byte, cred string) (int, []byte, error) {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	return postContext(context.Background(), hc, url, body, cred)
+}
+
+func postContext(ctx context.Context, hc *http.Client, url string, body []byte, cred string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -68,14 +79,25 @@ func post(hc *http.Client, url string, body []byte, cred string) (int, []byte, e
 // registration going to the next replica in turn. The clients run on the
 // same cores, so the controllers' own CPU time per registration is
 // reported too (etcd's is not counted in it): cores divided by it bounds
-// what the controllers alone could take. With conn=new each registration
-// opens its own TLS connection, as a fleet of nodes does; with conn=reused
-// a few connections carry them all.
+// what the controllers alone could take.
+//
+// conn=new is a fleet of new nodes: each registration opens its own TLS
+// connection and carries its challenge and its registration on it, as a
+// node's client (node/control, one keep-alive connection) does, then
+// closes it. conn=per-request opens a connection for each of the two
+// requests, and the simulated node keeps its own TLS session cache, as a
+// node's client does: its challenge's connection is a full handshake (a
+// new node holds no session), its registration's may resume that session;
+// the share of handshakes that resumed is reported. conn=reused: a few
+// connections carry them all. The mutations per store commit (the group
+// committer's batches) are reported, and the benchmark process's own CPU
+// time per registration (the clients, mostly their TLS) as
+// client-cpu-ms/op.
 func BenchmarkRegister(b *testing.B) {
 	b.Logf("environment: %s", machine.Describe())
 	bin := controllertest.Build(b, b.TempDir(), "../cmd/rustynet-controller")
 	for _, st := range stores {
-		for _, mode := range []string{"new", "reused"} {
+		for _, mode := range []string{"new", "per-request", "reused"} {
 			b.Run("store="+st+"/conn="+mode, func(b *testing.B) {
 				d := deploy(b, bin, st)
 				ak, err := controller.NewAdminClient(d.procs[0].DataDir).CreateAuthKey(context.Background(), api.CreateAuthKeyRequest{Reusable: true, TTLSeconds: 3600})
@@ -83,15 +105,46 @@ func BenchmarkRegister(b *testing.B) {
 					b.Fatal(err)
 				}
 				hc := controllertest.NewClient(b, filepath.Join(d.procs[0].DataDir, "tls", "ca.pem"))
-				hc.Transport.(*http.Transport).DisableKeepAlives = mode == "new"
+				base := hc.Transport.(*http.Transport)
+				base.DisableKeepAlives = mode == "per-request"
+				// client is the HTTP client of one simulated node:
+				// with conn=new and conn=per-request its own, with its
+				// own session cache.
+				client := func() (*http.Client, func()) {
+					if mode == "reused" {
+						return hc, func() {}
+					}
+					tr := base.Clone()
+					tr.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+					return &http.Client{Transport: tr}, tr.CloseIdleConnections
+				}
+				var handshakes, resumed atomic.Int64
+				ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+					TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+						if err == nil {
+							handshakes.Add(1)
+							if cs.DidResume {
+								resumed.Add(1)
+							}
+						}
+					},
+				})
 				b.SetParallelism(8)
+				const batch = "rustynet_controller_store_commit_batch_size"
+				mutations0, commits0 := d.scrape(b, batch+"_sum"), d.scrape(b, batch+"_count")
 				cpu0 := d.cpu(b)
+				self0, err := proc.SelfCPU()
+				if err != nil {
+					b.Fatal(err)
+				}
 				var next atomic.Int64
 				b.ResetTimer()
 				start := time.Now()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						status, body, err := register(hc, d.url(int(next.Add(1))), ak.Key)
+						node, done := client()
+						status, body, err := registerContext(ctx, node, d.url(int(next.Add(1))), ak.Key)
+						done()
 						if err != nil || status != 200 {
 							b.Errorf("register: %d %s %v", status, body, err)
 							return
@@ -100,10 +153,22 @@ func BenchmarkRegister(b *testing.B) {
 				})
 				elapsed := time.Since(start)
 				b.StopTimer()
+				self1, err := proc.SelfCPU()
+				if err != nil {
+					b.Fatal(err)
+				}
 				perReg := (d.cpu(b) - cpu0).Seconds() / float64(b.N)
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "registrations/s")
 				b.ReportMetric(perReg*1e3, "controller-cpu-ms/op")
+				b.ReportMetric((self1-self0).Seconds()/float64(b.N)*1e3, "client-cpu-ms/op")
 				b.ReportMetric(float64(runtime.NumCPU())/perReg, "controller-bound-registrations/s")
+				if commits := d.scrape(b, batch+"_count") - commits0; commits > 0 {
+					b.ReportMetric((d.scrape(b, batch+"_sum")-mutations0)/commits, "mutations/commit")
+				}
+				if n := handshakes.Load(); n > 0 && mode != "reused" {
+					b.ReportMetric(float64(n)/float64(b.N), "handshakes/op")
+					b.ReportMetric(float64(resumed.Load())/float64(n), "resumed/handshake")
+				}
 			})
 		}
 	}
