@@ -87,6 +87,7 @@ type Server struct {
 
 	pollMu sync.Mutex
 	polls  map[api.NodeID]int // open long-polls per node
+	park   *parker            // long-polls waiting without a goroutine
 
 	limits        Limits
 	limiter       *nodeLimiter
@@ -164,6 +165,8 @@ func New(cfg Config) (*Server, error) {
 		challenges:    &challenger{now: cfg.Now},
 		allowLoopback: cfg.AllowLoopbackEndpoints,
 	}
+	s.park = newParker(s)
+	st.onChanged = s.park.changed
 	copy(s.challenges.secret[:], randomBytes(32))
 	s.limiter = newNodeLimiter(s.limits)
 	s.coalescer = &endpointCoalescer{s: s}
@@ -216,7 +219,10 @@ func loadState(st store.Store) (*state, error) {
 // delta) so that an HTTP server's Shutdown is not held up by them. New
 // long-polls also answer at once.
 func (s *Server) Shutdown() {
-	s.shutdownOnce.Do(func() { close(s.shutdown) })
+	s.shutdownOnce.Do(func() {
+		close(s.shutdown)
+		s.park.shutdown()
+	})
 }
 
 // Close shuts down long-polls, waits for the committer to finish the
@@ -224,7 +230,13 @@ func (s *Server) Shutdown() {
 // does not close the store.
 func (s *Server) Close() error {
 	s.Shutdown()
-	s.closeOnce.Do(func() { close(s.stopCommitter) })
+	s.closeOnce.Do(func() {
+		// Parked long-polls are answered and their connections closed;
+		// those given back to net/http are served until their server's
+		// shutdown ends (up to shutdownGrace).
+		s.park.close(shutdownGrace)
+		close(s.stopCommitter)
+	})
 	<-s.committerDone
 	if s.fwd != nil {
 		s.fwd.client.CloseIdleConnections()

@@ -315,10 +315,16 @@ func (s *Server) netmap(w http.ResponseWriter, r *http.Request, self *store.Node
 		s.metrics.limited.WithLabelValues("open_polls").Inc()
 		return rateLimited(time.Second, fmt.Sprintf("open netmap polls (at most %d at once)", s.limits.PollsPerNode))
 	}
-	defer s.pollClosed(self.ID)
+	parked := false
+	defer func() {
+		if !parked { // a parked poll is closed when it is answered
+			s.pollClosed(self.ID)
+		}
+	}()
+	start := time.Now()
 	// The server's read timeout bounds reading a request; a long-poll
 	// has no body, and holds its connection for as long as it waits.
-	http.NewResponseController(w).SetReadDeadline(time.Now().Add(wait + pollGrace))
+	http.NewResponseController(w).SetReadDeadline(start.Add(wait + pollGrace))
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	waited := false
@@ -346,6 +352,15 @@ func (s *Server) netmap(w http.ResponseWriter, r *http.Request, self *store.Node
 			return s.writeNetmap(w, resp, waited, changedAt)
 		}
 		since = resp.Revision
+		if !waited {
+			// Nothing to send yet: wait without this goroutine or
+			// net/http's buffers (park.go), when the connection allows.
+			pp := &parkedPoll{id: self.ID, cred: cred.hash, since: since, v: clientVersion(r), wake: wake, start: start}
+			if s.park.park(w, r, pp, start.Add(wait)) {
+				parked = true
+				return nil
+			}
+		}
 		select {
 		case <-wake:
 			waited = true

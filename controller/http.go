@@ -109,6 +109,9 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				writeError(sw, &api.Error{Status: http.StatusInternalServerError, Code: api.CodeInternal, Message: "internal error"})
 			}
 		}
+		if sw.hijacked {
+			return // a parked long-poll: counted when it is answered (park.go)
+		}
 		rt.s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.status())).Inc()
 		rt.s.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	}()
@@ -239,6 +242,9 @@ func (b *eofBody) Read(p []byte) (int, error) {
 type statusWriter struct {
 	http.ResponseWriter
 	code int
+	// hijacked: the handler parked the connection (park.go); the
+	// response is written, and counted, when the poll is answered.
+	hijacked bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {

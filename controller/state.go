@@ -34,6 +34,9 @@ type state struct {
 	logFrom   uint64        // the log holds every change with rev > logFrom
 	changed   chan struct{} // closed and replaced when a change is applied
 	advanced  chan struct{} // closed and replaced whenever rev advances
+	// onChanged, if set before the state is shared, is called (without
+	// the lock) after changed is closed: it wakes the parked long-polls.
+	onChanged func()
 }
 
 // change is one entry of the log: a node changed, or (node "") the policy.
@@ -76,13 +79,16 @@ func newState(rev uint64, nodes map[api.NodeID]*store.Node, policy *acl.Policy, 
 // the log restarts at rev, so every node's next netmap is full.
 func (s *state) reset(rev uint64, nodes map[api.NodeID]*store.Node, policy *acl.Policy, rec *store.Policy) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.rev, s.nodes, s.policy, s.policyRec = rev, nodes, policy, rec
 	s.log, s.logFrom = nil, rev
 	close(s.changed)
 	s.changed = make(chan struct{})
 	close(s.advanced)
 	s.advanced = make(chan struct{})
+	s.mu.Unlock()
+	if s.onChanged != nil {
+		s.onChanged()
+	}
 }
 
 // revision returns the revision the state is at and a channel that closes
@@ -112,6 +118,14 @@ func (s *state) waitRev(ctx context.Context, rev uint64) bool {
 // apply records the effects committed at rev and wakes waiting long-polls if
 // any node or the policy changed.
 func (s *state) apply(rev uint64, at time.Time, effects []effect) {
+	if s.applyLocked(rev, at, effects) && s.onChanged != nil {
+		s.onChanged()
+	}
+}
+
+// applyLocked is apply's work under the lock; it reports whether changed
+// was closed.
+func (s *state) applyLocked(rev uint64, at time.Time, effects []effect) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := len(s.log)
@@ -144,7 +158,9 @@ func (s *state) apply(rev uint64, at time.Time, effects []effect) {
 	if len(s.log) != n || n > maxLogEntries {
 		close(s.changed)
 		s.changed = make(chan struct{})
+		return true
 	}
+	return false
 }
 
 // subject is n as policy rules see it: its ID, its tags, and its name
