@@ -590,7 +590,17 @@ func propagation(ctx context.Context, env Env, c Cell) ([]evidence.Measurement, 
 		{Name: "controller_rss", Unit: "MiB", Method: fmt.Sprintf("VmRSS of %s with %d nodes registered and %d long-polls open", cs.whose, n, n-1), Values: []float64{float64(rssPoll) / (1 << 20)}},
 		{Name: "controller_kib_per_node", Unit: "KiB", Method: fmt.Sprintf("growth of %s VmRSS from start to %d nodes registered (no poll open), per node", cs.whose, n), Values: []float64{kib(rss0, rssReg)}},
 		{Name: "controller_kib_per_polling_node", Unit: "KiB", Method: fmt.Sprintf("growth of %s VmRSS from start to %d nodes registered with %d long-polls open (TLS connection, handler), per node", cs.whose, n, n-1), Values: []float64{kib(rss0, rssPoll)}},
+		{Name: "controller_kib_per_poll", Unit: "KiB", Method: fmt.Sprintf("growth of %s VmRSS from %d nodes registered (no poll open) to %d long-polls open, per poll: what an open long-poll costs (its TLS connection and what waits on it)", cs.whose, n, n-1), Values: []float64{perPoll(rssReg, rssPoll, n-1)}},
 	}, nil
+}
+
+// perPoll is the growth of VmRSS from a to b (bytes) per poll of polls, in
+// KiB.
+func perPoll(a, b int64, polls int) float64 {
+	if polls <= 0 {
+		return 0
+	}
+	return (float64(b) - float64(a)) / 1024 / float64(polls)
 }
 
 // controllers are the controller processes of a propagation cell.
