@@ -2,6 +2,7 @@ package quic
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -23,20 +24,28 @@ func loopPair(tb testing.TB) (dialer, acceptor *quicgo.Conn) {
 	return loopPairOn(tb, s)
 }
 
-// loopPairOn is loopPair with the dialer on the socket dc.
-func loopPairOn(tb testing.TB, dc net.PacketConn) (dialer, acceptor *quicgo.Conn) {
+// identities returns a dialer's and an acceptor's certificates and keys,
+// the dialer's key the lower.
+func identities(tb testing.TB) (ccert, scert tls.Certificate, ckey, skey edKey) {
 	tb.Helper()
 	kc, ks := keys()
 	ccert, err := certificate(signingKey(kc))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	scert, err := certificate(signingKey(ks))
+	scert, err = certificate(signingKey(ks))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ckey, _ := parseKey(PublicKey(kc))
-	skey, _ := parseKey(PublicKey(ks))
+	ckey, _ = parseKey(PublicKey(kc))
+	skey, _ = parseKey(PublicKey(ks))
+	return ccert, scert, ckey, skey
+}
+
+// loopPairOn is loopPair with the dialer on the socket dc.
+func loopPairOn(tb testing.TB, dc net.PacketConn) (dialer, acceptor *quicgo.Conn) {
+	tb.Helper()
+	ccert, scert, ckey, skey := identities(tb)
 	transport := func(s net.PacketConn) *quicgo.Transport {
 		t := &quicgo.Transport{Conn: s}
 		tb.Cleanup(func() { t.Close(); s.Close() })

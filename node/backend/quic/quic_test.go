@@ -890,17 +890,7 @@ func throughput(b *testing.B, x, y *end, pkt []byte) {
 // (the acceptor has verified it and said so), and the bytes and packets
 // exchanged by then, both ways, as the dialer counts them (UDP payload).
 func BenchmarkHandshake(b *testing.B) {
-	kc, ks := keys()
-	ccert, err := certificate(signingKey(kc))
-	if err != nil {
-		b.Fatal(err)
-	}
-	scert, err := certificate(signingKey(ks))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ckey, _ := parseKey(PublicKey(kc))
-	skey, _ := parseKey(PublicKey(ks))
+	ccert, scert, ckey, skey := identities(b)
 	listen := func() (*quicgo.Transport, *net.UDPConn) {
 		s, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
