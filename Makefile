@@ -73,6 +73,9 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkMeshThroughput' -benchtime 5x -v -timeout 30m ./node/
 	$(GO) test -run '^$$' -bench 'BenchmarkReconnect' -benchtime 20x -v -timeout 30m ./node/
 	$(GO) test -run '^$$' -bench 'BenchmarkRawVeth' -benchtime 3x -v ./internal/testbed/
+	$(GO) test -run '^$$' -bench 'BenchmarkPaths' -benchtime 1x -v -timeout 30m ./internal/pathbench/
+	$(GO) test -run '^$$' -bench 'BenchmarkSeal' -v ./internal/pathbench/
+	$(GO) test -run '^$$' -bench 'BenchmarkDatagramLoop' -benchtime 100000x -v ./node/backend/quic/
 
 # Regenerate the SLO rules (ops/prometheus/rules/slo-*.yml) from the specs in
 # slos/ with Sloth's library, and the SLO and alert catalogues of
